@@ -1,0 +1,1 @@
+"""Mecha control plane: declarative YAML -> model -> graph validation -> translate -> snapshots -> xDS."""

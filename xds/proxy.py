@@ -1,0 +1,169 @@
+"""Who a connected Envoy is: parsed once from the xDS Node (id + metadata) of its first request.
+
+The bootstrap (envoy/*.yaml templates, written by `mecha bootstrap`) puts everything the translator needs
+under node.metadata["mecha"], so the control plane keeps no per-proxy port table of its own:
+
+    node:
+      id: reviews-v1            # unique proxy id; snapshots are keyed by it
+      cluster: reviews          # informational
+      metadata:
+        mecha:
+          mode: sidecar         # sidecar | node | gateway
+          namespace: default
+          address: 127.0.0.1    # where other proxies reach this proxy's inbound listeners
+          admin: 127.0.0.1:15000
+          outbound_port: 15001  # apps send mesh traffic here (Host header picks the service)
+          dapr_http_port: 3500  # Dapr HTTP API listener (invoke routes + capability service)
+          dapr_grpc_port: 50001
+          capabilities_http: 127.0.0.1:3501   # capability service behind the Dapr listeners
+          capabilities_grpc: 127.0.0.1:50002
+          labels: {app: reviews, version: v1}
+          gateways: [istio-system/ingressgateway]   # gateway mode: Gateway resources it serves
+          gateway_ports: {"80": 18080}               # gateway mode: Gateway server port -> bound port
+          apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
+          - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
+             labels: {app: reviews, version: v1}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ProxyMode(StrEnum):
+    SIDECAR = "sidecar"
+    NODE = "node"
+    GATEWAY = "gateway"
+
+
+class ProxyIdentityError(ValueError):
+    """The node metadata is unusable; the message names the field."""
+
+
+def _labels(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: expected a map of strings")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+def _port(value: Any, where: str, required: bool = False) -> int | None:
+    if value is None or value == "":
+        if required:
+            raise ProxyIdentityError(f"node.metadata.mecha.{where}: required port is missing")
+        return None
+    try:
+        port = int(float(value))  # protobuf Struct numbers arrive as floats
+    except (TypeError, ValueError):
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: {value!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: {port} is out of range 1-65535")
+    return port
+
+
+@dataclass(frozen=True, slots=True)
+class AppBinding:
+    """One workload fronted by this proxy: inbound traffic on inbound_port goes to app_address:app_port."""
+
+    name: str
+    namespace: str = "default"
+    app_port: int | None = None
+    inbound_port: int | None = None
+    app_address: str = "127.0.0.1"
+    app_protocol: str = "http"  # http | grpc (grpc means HTTP/2 to the app)
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyIdentity:
+    id: str
+    mode: ProxyMode = ProxyMode.SIDECAR
+    namespace: str = "default"
+    address: str = "127.0.0.1"
+    admin: str | None = None
+    outbound_port: int | None = None
+    dapr_http_port: int | None = None
+    dapr_grpc_port: int | None = None
+    capabilities_http: str | None = None
+    capabilities_grpc: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    apps: tuple[AppBinding, ...] = ()
+    gateways: tuple[str, ...] = ()
+    gateway_ports: tuple[tuple[int, int], ...] = ()
+    extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    @classmethod
+    def from_node(cls, node_id: str, metadata: Mapping[str, Any] | None) -> ProxyIdentity:
+        """Build from Envoy's Node.id and Node.metadata (already converted from Struct to a dict)."""
+        if not node_id:
+            raise ProxyIdentityError("node.id is empty: every proxy needs a unique id")
+        meta = (metadata or {}).get("mecha") or {}
+        if not isinstance(meta, Mapping):
+            raise ProxyIdentityError("node.metadata.mecha: expected a map")
+        try:
+            mode = ProxyMode(str(meta.get("mode", "sidecar")))
+        except ValueError:
+            raise ProxyIdentityError(
+                f"node.metadata.mecha.mode: {meta.get('mode')!r} is not one of sidecar, node, gateway"
+            ) from None
+        namespace = str(meta.get("namespace") or "default")
+        apps: list[AppBinding] = []
+        raw_apps = meta.get("apps") or []
+        if not isinstance(raw_apps, list):
+            raise ProxyIdentityError("node.metadata.mecha.apps: expected a list")
+        for i, app in enumerate(raw_apps):
+            if not isinstance(app, Mapping) or not app.get("name"):
+                raise ProxyIdentityError(f"node.metadata.mecha.apps[{i}].name: required")
+            apps.append(
+                AppBinding(
+                    name=str(app["name"]),
+                    namespace=str(app.get("namespace") or namespace),
+                    app_port=_port(app.get("app_port"), f"apps[{i}].app_port"),
+                    inbound_port=_port(app.get("inbound_port"), f"apps[{i}].inbound_port"),
+                    app_address=str(app.get("app_address") or "127.0.0.1"),
+                    app_protocol=str(app.get("app_protocol") or "http"),
+                    labels=_labels(app.get("labels"), f"apps[{i}].labels"),
+                )
+            )
+        if mode is ProxyMode.SIDECAR and len(apps) > 1:
+            raise ProxyIdentityError("node.metadata.mecha.apps: a sidecar fronts one app; use mode: node")
+        gw_ports_raw = meta.get("gateway_ports") or {}
+        if not isinstance(gw_ports_raw, Mapping):
+            raise ProxyIdentityError("node.metadata.mecha.gateway_ports: expected a map port -> port")
+        gw_ports = tuple(
+            sorted(
+                (
+                    _port(k, f"gateway_ports key {k}", True) or 0,
+                    _port(v, f"gateway_ports[{k}]", True) or 0,
+                )
+                for k, v in gw_ports_raw.items()
+            )
+        )
+        return cls(
+            id=node_id,
+            mode=mode,
+            namespace=namespace,
+            address=str(meta.get("address") or "127.0.0.1"),
+            admin=str(meta["admin"]) if meta.get("admin") else None,
+            outbound_port=_port(meta.get("outbound_port"), "outbound_port"),
+            dapr_http_port=_port(meta.get("dapr_http_port"), "dapr_http_port"),
+            dapr_grpc_port=_port(meta.get("dapr_grpc_port"), "dapr_grpc_port"),
+            capabilities_http=str(meta["capabilities_http"]) if meta.get("capabilities_http") else None,
+            capabilities_grpc=str(meta["capabilities_grpc"]) if meta.get("capabilities_grpc") else None,
+            labels=_labels(meta.get("labels"), "labels"),
+            apps=tuple(apps),
+            gateways=tuple(str(g) for g in (meta.get("gateways") or [])),
+            gateway_ports=gw_ports,
+        )
