@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +16,7 @@ Factory = Callable[[ComponentSpec], Any]
 
 _FACTORIES: dict[tuple[str, str], Factory] = {}
 
-# Modules that register backends. Each block's package lists its backends here; import is lazy so a missing
-# optional client library only breaks the components that need it.
-BACKEND_MODULES: list[str] = []
+_loaded = False
 
 
 def register(component_type: str, version: str = "v1") -> Callable[[Factory], Factory]:
@@ -28,8 +28,22 @@ def register(component_type: str, version: str = "v1") -> Callable[[Factory], Fa
 
 
 def load_backends() -> None:
-    for mod in BACKEND_MODULES:
-        importlib.import_module(mod)
+    """Import every module under capabilities.components so each backend's @register runs.
+
+    Backends live in capabilities/components/<block>/<backend>.py (or a package); a backend whose client lib
+    is missing fails to import and is reported, without hiding the others.
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import capabilities.components as root
+
+    for info in pkgutil.walk_packages(root.__path__, root.__name__ + "."):
+        try:
+            importlib.import_module(info.name)
+        except ImportError as exc:  # an optional client library is not installed
+            logging.getLogger(__name__).warning("component module %s not loaded: %s", info.name, exc)
 
 
 def create(spec: ComponentSpec) -> Any:
