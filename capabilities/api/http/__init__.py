@@ -1,0 +1,1 @@
+"""Dapr HTTP API (aiohttp). build_app(runtime) in app.py assembles every route and middleware."""

@@ -1,0 +1,144 @@
+"""build_app(runtime): the Dapr HTTP API application with its middleware (token, body limit, error JSON)."""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import importlib.util
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from capabilities.api.http import configuration, lock, metadata, secrets, sequencer, state
+from capabilities.api.http.common import json_response
+from capabilities.blocks.configuration.service import ConfigurationService
+from capabilities.blocks.state.service import StateService
+from capabilities.errors import DaprError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RUNTIME_KEY = web.AppKey("runtime", Any)
+CONFIG_SERVICE_KEY = web.AppKey("configuration_service", ConfigurationService)
+
+
+def error_response(err: DaprError) -> web.Response:
+    return json_response(err.to_json(), status=err.http_status)
+
+
+def _make_middlewares(runtime: Any) -> list[Any]:
+    settings = runtime.settings
+    token = settings.api_token.encode() if settings.api_token else None
+    max_body = settings.max_body_bytes
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except DaprError as err:
+            return error_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(_too_large(request, max_body))
+        except web.HTTPNotFound:
+            return error_response(
+                DaprError(
+                    "ERR_NOT_FOUND",
+                    f"method {request.method} {request.path!r} is not found",
+                    404,
+                    "NOT_FOUND",
+                )
+            )
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+            return error_response(DaprError("ERR_METHOD_NOT_ALLOWED", message, 405, "UNIMPLEMENTED"))
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(
+                DaprError("ERR_INTERNAL", f"internal error: {exc or type(exc).__name__}", 500)
+            )
+
+    @web.middleware
+    async def api_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None and request.path not in metadata.UNAUTHENTICATED_PATHS:
+            given = request.headers.get("dapr-api-token", "").encode()
+            if not hmac.compare_digest(given, token):
+                raise DaprError("ERR_UNAUTHORIZED", "invalid api token", 401, "UNAUTHENTICATED")
+        return await handler(request)
+
+    @web.middleware
+    async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > max_body:
+            raise _too_large(request, max_body)
+        return await handler(request)
+
+    return [errors, api_token, body_limit]
+
+
+def _too_large(request: web.Request, max_body: int) -> DaprError:
+    return DaprError(
+        "ERR_BODY_TOO_LARGE",
+        f"request body of {request.method} {request.path} exceeds the limit of {max_body} bytes "
+        "(MECHA_MAX_BODY_BYTES)",
+        413,
+        "RESOURCE_EXHAUSTED",
+    )
+
+
+def _optional_module(name: str) -> Any | None:
+    """Import a module owned by another part of the service if it exists (pub/sub, bindings, delivery)."""
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def build_app(runtime: Any) -> web.Application:
+    # aiohttp refuses bodies above client_max_size while reading (chunked uploads included).
+    app = web.Application(
+        middlewares=_make_middlewares(runtime), client_max_size=runtime.settings.max_body_bytes
+    )
+    app[RUNTIME_KEY] = runtime
+    config_service = ConfigurationService(runtime)
+    app[CONFIG_SERVICE_KEY] = config_service
+    metadata.add_routes(app, runtime)
+    state.add_routes(app, StateService(runtime))
+    secrets.add_routes(app, runtime)
+    configuration.add_routes(app, config_service)
+    lock.add_routes(app, runtime)
+    sequencer.add_routes(app, runtime)
+    for name in ("capabilities.api.http.pubsub", "capabilities.api.http.bindings"):
+        module = _optional_module(name)
+        if module is not None and hasattr(module, "add_routes"):
+            module.add_routes(app, runtime)
+
+    stops: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_startup(app: web.Application) -> None:
+        # Called before components load: delivery waits on runtime.components_ready / on_config_change.
+        delivery = _optional_module("capabilities.delivery")
+        start = getattr(delivery, "start", None)
+        if start is None:
+            return
+        try:
+            stop = await start(runtime)
+        except Exception:
+            log.exception("capabilities.delivery.start failed; pub/sub and input bindings delivery are off")
+            return
+        if stop is not None:
+            stops.append(stop)
+
+    async def on_cleanup(app: web.Application) -> None:
+        await config_service.close()
+        for stop in reversed(stops):
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping delivery failed")
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,118 @@
+"""Health, metadata and shutdown: /v1.0/healthz[/outbound], /v1.0/metadata[/{attr}], /v1.0/shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from capabilities.api.http.common import empty, json_response
+from capabilities.errors import DaprError
+
+UNAUTHENTICATED_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+
+
+def _subscription_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
+    routes = spec.get("routes")
+    rules: list[dict[str, str]] = []
+    if isinstance(routes, dict):
+        for rule in routes.get("rules") or []:
+            if isinstance(rule, dict):
+                rules.append({"match": str(rule.get("match", "")), "path": str(rule.get("path", ""))})
+        if routes.get("default"):
+            rules.append({"match": "", "path": str(routes["default"])})
+    elif spec.get("route"):
+        rules.append({"match": "", "path": str(spec["route"])})
+    return rules
+
+
+def declarative_subscriptions(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if not isinstance(spec, dict):
+            continue
+        entry: dict[str, Any] = {
+            "pubsubname": str(spec.get("pubsubname", "")),
+            "topic": str(spec.get("topic", "")),
+            "rules": {"rules": _subscription_rules(spec)},
+            "type": "DECLARATIVE",
+        }
+        if spec.get("deadLetterTopic"):
+            entry["deadLetterTopic"] = str(spec["deadLetterTopic"])
+        if isinstance(spec.get("metadata"), dict):
+            entry["metadata"] = {str(k): str(v) for k, v in spec["metadata"].items()}
+        out.append(entry)
+    return out
+
+
+def metadata_document(runtime: Any) -> dict[str, Any]:
+    from capabilities.runtime import RUNTIME_VERSION
+
+    components = []
+    for spec in runtime.component_specs:
+        instance = runtime.components(spec.block).get(spec.name)
+        features = sorted(str(f) for f in instance.features()) if instance is not None else []
+        components.append(
+            {"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": features}
+        )
+    settings = runtime.settings
+    app_props: dict[str, Any] = {"protocol": "http", "channelAddress": "127.0.0.1", "maxConcurrency": -1}
+    if settings.app_port:
+        app_props["port"] = settings.app_port
+    if settings.app_url:
+        app_props["channelAddress"] = settings.app_url
+    return {
+        "id": runtime.app_id,
+        "runtimeVersion": RUNTIME_VERSION,
+        "enabledFeatures": [],
+        "actors": [],
+        "components": components,
+        "httpEndpoints": [],
+        "subscriptions": declarative_subscriptions(runtime.subscriptions_docs)
+        + list(runtime.programmatic_subscriptions),
+        "appConnectionProperties": app_props,
+        "extended": dict(runtime.extended_metadata),
+    }
+
+
+def add_routes(app: web.Application, runtime: Any) -> None:
+    async def healthz(request: web.Request) -> web.Response:
+        app_ready = not runtime.app_channel.configured or runtime.app_channel.ready.is_set()
+        if runtime.healthy and app_ready:
+            return empty()
+        reasons = []
+        if not runtime.components_ready.is_set():
+            reasons.append("components are not loaded yet")
+        reasons.extend(runtime.init_errors.values())
+        if not app_ready:
+            reasons.append(f"app channel {runtime.settings.app_url} is not reachable yet")
+        raise DaprError(
+            "ERR_HEALTH_NOT_READY", "dapr is not ready: " + "; ".join(reasons), 500, "UNAVAILABLE"
+        )
+
+    async def healthz_outbound(request: web.Request) -> web.Response:
+        if runtime.healthy:
+            return empty()
+        raise DaprError("ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready", 500, "UNAVAILABLE")
+
+    async def get_metadata(request: web.Request) -> web.Response:
+        return json_response(metadata_document(runtime))
+
+    async def put_metadata(request: web.Request) -> web.Response:
+        attr = request.match_info["attr"]
+        runtime.extended_metadata[attr] = (await request.read()).decode("utf-8", "replace")
+        return empty()
+
+    async def shutdown(request: web.Request) -> web.Response:
+        # Answer first, then stop (Dapr returns 204 and shuts down asynchronously).
+        asyncio.get_running_loop().call_later(0.05, runtime.request_shutdown)
+        return empty()
+
+    router = app.router
+    router.add_get("/v1.0/healthz", healthz, allow_head=True)
+    router.add_get("/v1.0/healthz/outbound", healthz_outbound, allow_head=True)
+    router.add_get("/v1.0/metadata", get_metadata)
+    router.add_put("/v1.0/metadata/{attr}", put_metadata)
+    router.add_post("/v1.0/shutdown", shutdown)

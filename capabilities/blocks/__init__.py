@@ -1,0 +1,1 @@
+"""Building blocks: one contract (Protocols + feature flags) and one service per block."""

@@ -1,0 +1,1 @@
+"""Bindings building block: input/output contracts, invoke service, error mapping."""

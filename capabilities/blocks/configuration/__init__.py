@@ -1,0 +1,1 @@
+"""Configuration building block: get items, subscribe to changes (delivered to the app)."""

@@ -1,0 +1,1 @@
+"""Pub/sub building block: contract, CloudEvents envelope, publish service, error mapping."""

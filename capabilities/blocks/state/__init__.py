@@ -1,0 +1,1 @@
+"""State building block: contract.py, keys.py (key scheme), query.py, service.py."""

@@ -1,0 +1,1 @@
+"""Binding backends; each module registers itself as "bindings.<name>"."""

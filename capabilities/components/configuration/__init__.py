@@ -1,0 +1,1 @@
+"""configuration backends (one module per backend; registered on import)."""

@@ -1,0 +1,1 @@
+"""lock backends (one module per backend; registered on import)."""

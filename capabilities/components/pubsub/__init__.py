@@ -1,0 +1,1 @@
+"""Pub/sub backends; each module registers itself as "pubsub.<name>"."""

@@ -1,0 +1,1 @@
+"""secretstores backends (one module per backend; registered on import)."""

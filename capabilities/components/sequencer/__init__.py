@@ -1,0 +1,1 @@
+"""sequencer backends (one module per backend; registered on import)."""

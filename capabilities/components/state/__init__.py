@@ -1,0 +1,1 @@
+"""state backends (one module per backend; registered on import)."""

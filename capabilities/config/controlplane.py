@@ -1,0 +1,116 @@
+"""Long-poll the control plane for Dapr resources: GET {url}/api/v1/dapr?wait=<version>.
+
+The answer is {"version", "components": [docs], "subscriptions": [docs], "resiliencies": [docs],
+"configurations": [docs]}; the server holds the request until its version differs from `wait` (or a timeout,
+answering the same version or 304). Each new version is parsed and handed to `on_update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from capabilities.config.documents import ConfigError, ResourceSet, parse_documents
+
+log = logging.getLogger(__name__)
+
+UpdateHandler = Callable[[ResourceSet], Awaitable[None]]
+KINDS = {"components": "Component", "subscriptions": "Subscription", "resiliencies": "Resiliency"}
+
+
+def parse_payload(payload: Any, source: str, app_id: str) -> ResourceSet:
+    if not isinstance(payload, dict):
+        raise ConfigError(
+            f"{source}: expected a JSON object with version and components, got {type(payload).__name__}"
+        )
+    docs: list[tuple[Any, str]] = []
+    for field, kind in (*KINDS.items(), ("configurations", "Configuration")):
+        entries = payload.get(field) or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{source}: field {field!r} must be a list of documents")
+        for index, doc in enumerate(entries):
+            if isinstance(doc, dict):
+                doc = {"kind": kind, **doc}
+            docs.append((doc, f"{source} {field}[{index}]"))
+    result = parse_documents(docs, app_id)
+    result.version = str(payload.get("version", ""))
+    return result
+
+
+class ControlPlaneWatcher:
+    def __init__(
+        self,
+        base_url: str,
+        app_id: str,
+        on_update: UpdateHandler,
+        *,
+        poll_timeout_s: float = 65.0,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/api/v1/dapr"
+        self.app_id = app_id
+        self.on_update = on_update
+        self.poll_timeout_s = poll_timeout_s
+        self.retry_delay_s = retry_delay_s
+        self.version = ""
+        self.first_applied = asyncio.Event()
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="control-plane-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def poll_once(self, session: aiohttp.ClientSession) -> bool:
+        """One long-poll; True when a new version was applied."""
+        timeout = aiohttp.ClientTimeout(total=self.poll_timeout_s + 5)
+        async with session.get(self.url, params={"wait": self.version}, timeout=timeout) as resp:
+            if resp.status == 304:
+                return False
+            if resp.status != 200:
+                text = (await resp.text())[:200]
+                raise ConfigError(f"{self.url}: HTTP {resp.status}: {text}")
+            payload = await resp.json(content_type=None)
+        try:
+            resources = parse_payload(payload, self.url, self.app_id)
+            if resources.version and resources.version == self.version:
+                return False
+            await self.on_update(resources)
+        except ConfigError:
+            # A refused version is not retried in a loop: wait for the next one, keep the last good config.
+            if isinstance(payload, dict):
+                self.version = str(payload.get("version", self.version))
+            raise
+        self.version = resources.version
+        self.first_applied.set()
+        return True
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    await self.poll_once(session)
+                    self.last_error = None
+                except asyncio.CancelledError:
+                    raise
+                except (aiohttp.ClientError, TimeoutError, ConfigError, ValueError) as exc:
+                    self.last_error = str(exc) or type(exc).__name__
+                    log.warning(
+                        "control plane %s: %s; retrying in %.1fs",
+                        self.url,
+                        self.last_error,
+                        self.retry_delay_s,
+                    )
+                    await asyncio.sleep(self.retry_delay_s)

@@ -1,0 +1,115 @@
+"""Delivery of pub/sub and input-binding events to an app that speaks gRPC (APP_PROTOCOL=grpc).
+
+`await start(runtime)` returns an async stop callable. It connects to the app's AppCallback service in the
+background (the app may start after the capability service), asks ListTopicSubscriptions and
+ListInputBindings, adds the declarative Subscription resources, and subscribes each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from capabilities.delivery_grpc.bindings import BindingDelivery
+from capabilities.delivery_grpc.channel import AppCallbackChannel, app_target
+from capabilities.delivery_grpc.declarative import declarative_subscriptions
+from capabilities.delivery_grpc.topics import TopicDelivery, TopicSubscription
+
+log = logging.getLogger(__name__)
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class GrpcAppDelivery:
+    def __init__(self, runtime: Any, channel: AppCallbackChannel):
+        self.runtime = runtime
+        self.channel = channel
+        self.topics = TopicDelivery(runtime, channel)
+        self.bindings = BindingDelivery(runtime, channel)
+        self.ready = asyncio.Event()  # set once every subscription is in place (tests wait on it)
+        self.errors: list[str] = []
+        self.app_subscriptions: list[TopicSubscription] = []  # from ListTopicSubscriptions (metadata API)
+
+    async def run(self) -> None:
+        await self.channel.wait_ready()
+        components_ready = getattr(self.runtime, "components_ready", None)
+        if components_ready is not None:
+            await components_ready.wait()  # the pubsub/bindings components must be loaded first
+        subs = await self._app_subscriptions()
+        self.app_subscriptions = list(subs)
+        seen = {(s.pubsub_name, s.topic) for s in subs}
+        for sub in declarative_subscriptions(self.runtime):
+            if (sub.pubsub_name, sub.topic) not in seen:  # the app's own list wins, like daprd
+                subs.append(sub)
+        for sub in subs:
+            try:
+                await self.topics.subscribe(sub)
+            except Exception as exc:  # one bad subscription (unknown pubsub) must not stop the others
+                self._error(f"subscription {sub.pubsub_name}/{sub.topic}: {exc}")
+        for name in await self._app_bindings():
+            try:
+                await self.bindings.start(name)
+            except Exception as exc:
+                self._error(f"input binding {name}: {exc}")
+        self.ready.set()
+
+    def _error(self, message: str) -> None:
+        log.error("gRPC app delivery: %s", message)
+        self.errors.append(message)
+
+    async def _app_subscriptions(self) -> list[TopicSubscription]:
+        import grpc
+
+        try:
+            reply = await self.channel.call(
+                self.channel.app.ListTopicSubscriptions, empty_pb2.Empty(), timeout_s=10
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                self._error(f"ListTopicSubscriptions failed: {err.code().name} {err.details()}")
+            return []
+        return [TopicSubscription.from_proto(s) for s in reply.subscriptions]
+
+    async def _app_bindings(self) -> list[str]:
+        import grpc
+
+        try:
+            reply = await self.channel.call(
+                self.channel.app.ListInputBindings, empty_pb2.Empty(), timeout_s=10
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                self._error(f"ListInputBindings failed: {err.code().name} {err.details()}")
+            return []
+        return list(reply.bindings)
+
+    async def close(self) -> None:
+        await self.bindings.close()
+        await self.topics.close()
+        await self.channel.close()
+
+
+async def start(runtime: Any) -> Stop:
+    settings = getattr(runtime, "settings", None)
+    channel = AppCallbackChannel(
+        app_target(runtime),
+        app_api_token=getattr(settings, "app_api_token", None),
+        max_message_bytes=int(getattr(settings, "max_body_bytes", 4 << 20) or (4 << 20)),
+    )
+    delivery = GrpcAppDelivery(runtime, channel)
+    task = asyncio.create_task(delivery.run(), name="grpc-app-delivery")
+    with contextlib.suppress(AttributeError):
+        runtime.grpc_app_delivery = delivery  # inspectable by metadata and tests
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await delivery.close()
+
+    return stop

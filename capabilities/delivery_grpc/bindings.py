@@ -1,0 +1,83 @@
+"""Input-binding delivery to a gRPC app: ListInputBindings, then OnBindingEvent per event.
+
+The app's reply may ask daprd to save state (`store_name` + `states`) and to send `data` to output bindings
+(`to`); both go through the same block services as the HTTP API. A gRPC error from the app fails the event
+(the binding component decides whether it is retried, like daprd).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dapr.proto.runtime.v1 import appcallback_pb2
+
+from capabilities.delivery_grpc.channel import AppCallbackChannel
+
+log = logging.getLogger(__name__)
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class BindingDelivery:
+    def __init__(self, runtime: Any, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
+        self.runtime = runtime
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self._stops: list[Stop] = []
+        self.started: list[str] = []
+
+    async def start(self, name: str) -> None:
+        binding = self.runtime.component("bindings", name)
+        read = getattr(binding, "read", None)
+        if read is None:
+            raise ValueError(f"binding {name} is not an input binding (component has no read())")
+
+        async def handler(data: bytes, metadata: dict[str, str]) -> bytes | None:
+            return await self.on_event(name, data, metadata)
+
+        stop = await read(handler)
+        if stop is not None:
+            self._stops.append(stop)
+        self.started.append(name)
+        log.info("gRPC app reads input binding %s", name)
+
+    async def on_event(self, name: str, data: bytes, metadata: dict[str, str]) -> bytes | None:
+        request = appcallback_pb2.BindingEventRequest(name=name, data=data, metadata=metadata)
+        reply = await self.channel.call(self.channel.app.OnBindingEvent, request, timeout_s=self.timeout_s)
+        await self._apply_reply(name, reply)
+        return reply.data or None
+
+    async def _apply_reply(self, name: str, reply: appcallback_pb2.BindingEventResponse) -> None:
+        if reply.store_name and reply.states:
+            from capabilities.api.grpc.state import set_request
+            from capabilities.blocks.state.service import StateService
+
+            await StateService(self.runtime).save(reply.store_name, [set_request(s) for s in reply.states])
+        for target in reply.to:
+            invoke = _output_invoker()
+            if invoke is None:
+                log.warning(
+                    "binding %s: reply asks to send to %s but output bindings are unavailable", name, target
+                )
+                continue
+            await invoke(self.runtime, target, reply.data)
+
+    async def close(self) -> None:
+        for stop in reversed(self._stops):
+            try:
+                await stop()
+            except Exception as exc:
+                log.warning("stopping input binding failed: %s", exc)
+        self._stops.clear()
+        self.started.clear()
+
+
+def _output_invoker() -> Any:
+    """The bindings block's output call, when the messaging side provides it."""
+    try:
+        from capabilities.blocks.bindings.service import send_to_output  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return send_to_output

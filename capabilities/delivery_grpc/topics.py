@@ -1,0 +1,169 @@
+"""Pub/sub delivery to a gRPC app: ListTopicSubscriptions, then OnTopicEvent per message.
+
+Outcome of one delivery (daprd pkg/runtime/subscription/postman/grpc):
+- SUCCESS (or an empty reply) acks; DROP acks and logs; UNIMPLEMENTED from the app = drop (non-retriable);
+- RETRY, any other gRPC error or an unknown status = failure: the message goes to the dead-letter topic when
+  the subscription has one, else the handler raises and the broker redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from dapr.proto.runtime.v1 import appcallback_pb2
+
+from capabilities.blocks.pubsub.contract import Message, SubscribeOptions, Unsubscribe
+from capabilities.delivery_grpc import events
+from capabilities.delivery_grpc.channel import AppCallbackChannel
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(Exception):
+    """The app did not process the event; raising tells the broker to redeliver."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: str
+    path: str
+
+
+@dataclass(frozen=True)
+class TopicSubscription:
+    pubsub_name: str
+    topic: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    default_path: str = ""
+    dead_letter_topic: str = ""
+    bulk_enabled: bool = False
+    bulk_max_messages: int = 100
+    bulk_max_await_ms: int = 1000
+
+    @property
+    def raw_payload(self) -> bool:
+        return self.metadata.get("rawPayload", "").lower() == "true"
+
+    @classmethod
+    def from_proto(cls, sub: appcallback_pb2.TopicSubscription) -> TopicSubscription:
+        bulk = sub.bulk_subscribe
+        return cls(
+            pubsub_name=sub.pubsub_name,
+            topic=sub.topic,
+            metadata=dict(sub.metadata),
+            rules=tuple(Rule(r.match, r.path) for r in sub.routes.rules),
+            default_path=sub.routes.default,
+            dead_letter_topic=sub.dead_letter_topic,
+            bulk_enabled=bulk.enabled,
+            bulk_max_messages=bulk.max_messages_count or 100,
+            bulk_max_await_ms=bulk.max_await_duration_ms or 1000,
+        )
+
+
+def choose_path(sub: TopicSubscription, ce: dict[str, Any]) -> str:
+    """The route for this event: the first rule whose CEL `match` holds, else the default path.
+
+    Rules are evaluated by the pub/sub delivery's CEL matcher when the messaging helper provides one;
+    without it only rules with an empty match (always true) are considered.
+    """
+    matcher = _cel_matcher()
+    for rule in sub.rules:
+        if not rule.match:
+            return rule.path
+        if matcher is not None:
+            try:
+                if matcher(rule.match, ce):
+                    return rule.path
+            except Exception as exc:  # a broken expression must not stop delivery
+                log.warning("route match %r failed on event %s: %s", rule.match, ce.get("id"), exc)
+    return sub.default_path
+
+
+def _cel_matcher() -> Any:
+    try:
+        from capabilities.delivery.routing import matches  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return matches
+
+
+async def deliver_event(
+    channel: AppCallbackChannel, sub: TopicSubscription, message: Message, *, timeout_s: float
+) -> int:
+    """Send one message to the app; return the final status (SUCCESS/DROP) or raise DeliveryFailed."""
+    event = events.to_cloud_event(message, pubsub_name=sub.pubsub_name, raw_payload=sub.raw_payload)
+    if event.expired:
+        log.info("dropping expired event %s on topic %s", event.cloud_event.get("id"), sub.topic)
+        return events.DROP
+    request = events.topic_event_request(
+        event.cloud_event,
+        topic=sub.topic,
+        pubsub_name=sub.pubsub_name,
+        path=choose_path(sub, event.cloud_event),
+    )
+    try:
+        reply = await channel.call(channel.app.OnTopicEvent, request, timeout_s=timeout_s)
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+            log.warning("non-retriable error from app for event %s: %s", request.id, err.details())
+            return events.DROP
+        raise DeliveryFailed(
+            f"error returned from app while processing event {request.id}: {err.details()}"
+        ) from err
+    if reply.status == events.SUCCESS:
+        return events.SUCCESS
+    if reply.status == events.DROP:
+        log.warning("app dropped event %s on topic %s", request.id, sub.topic)
+        return events.DROP
+    raise DeliveryFailed(f"app asked to retry event {request.id} ({events.status_name(reply.status)})")
+
+
+class TopicDelivery:
+    """Subscribes every TopicSubscription to its broker and delivers its messages to the app."""
+
+    def __init__(self, runtime: Any, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
+        self.runtime = runtime
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self._unsubscribes: list[Unsubscribe] = []
+        self.subscribed: list[TopicSubscription] = []
+
+    async def subscribe(self, sub: TopicSubscription) -> None:
+        pubsub = self.runtime.component("pubsub", sub.pubsub_name)
+
+        async def handler(message: Message) -> None:
+            try:
+                await self._with_resiliency(
+                    sub, lambda: deliver_event(self.channel, sub, message, timeout_s=self.timeout_s)
+                )
+            except DeliveryFailed as failure:
+                if not sub.dead_letter_topic:
+                    raise
+                log.warning("%s: sending it to dead-letter topic %s", failure, sub.dead_letter_topic)
+                await pubsub.publish(sub.dead_letter_topic, message.data, dict(message.metadata))
+
+        unsubscribe = await pubsub.subscribe(
+            sub.topic, handler, SubscribeOptions(group=self.runtime.app_id, metadata=dict(sub.metadata))
+        )
+        self._unsubscribes.append(unsubscribe)
+        self.subscribed.append(sub)
+        log.info("gRPC app subscribed to %s/%s", sub.pubsub_name, sub.topic)
+
+    async def _with_resiliency(self, sub: TopicSubscription, fn: Any) -> Any:
+        resiliency = getattr(self.runtime, "resiliency", None)
+        if resiliency is None:
+            return await fn()
+        return await resiliency.for_component(sub.pubsub_name, "inbound").run(fn)
+
+    async def close(self) -> None:
+        for unsubscribe in reversed(self._unsubscribes):
+            try:
+                await unsubscribe()
+            except Exception as exc:
+                log.warning("unsubscribe failed: %s", exc)
+        self._unsubscribes.clear()
+        self.subscribed.clear()

@@ -1,0 +1,25 @@
+"""Dapr Resiliency: policies (timeouts, retries, circuit breakers) applied to component and app calls."""
+
+from __future__ import annotations
+
+from capabilities.resiliency.policy import (
+    NOOP,
+    CircuitBreaker,
+    CircuitOpenError,
+    Policy,
+    PolicyTimeoutError,
+    RetrySpec,
+    is_permanent,
+)
+from capabilities.resiliency.spec import Resiliency
+
+__all__ = [
+    "NOOP",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Policy",
+    "PolicyTimeoutError",
+    "Resiliency",
+    "RetrySpec",
+    "is_permanent",
+]

@@ -1,0 +1,250 @@
+"""The capability service runtime: settings, loaded components, resiliency, app channel, config reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from capabilities import registry
+from capabilities.appchannel import AppChannel
+from capabilities.components.spec import ComponentSpec
+from capabilities.config.documents import ConfigError, RawComponent, ResourceSet, load_folder
+from capabilities.config.secrets import resolve_component
+from capabilities.config.settings import Settings
+from capabilities.errors import DaprError
+from capabilities.resiliency import Resiliency
+
+__all__ = ["RUNTIME_VERSION", "Runtime", "Settings"]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_VERSION = "1.14.4-mecha.0.1.0"
+
+
+@dataclass(frozen=True)
+class _BlockErrors:
+    not_found_code: str
+    not_found_msg: str
+    not_found_status: int
+    not_configured_code: str
+    not_configured_msg: str
+    not_configured_status: int = 500
+
+
+# Dapr's codes/messages for an unknown or missing store, per building block (dapr pkg/messages).
+BLOCK_ERRORS: dict[str, _BlockErrors] = {
+    "state": _BlockErrors(
+        "ERR_STATE_STORE_NOT_FOUND", "state store {} is not found", 400,
+        "ERR_STATE_STORE_NOT_CONFIGURED", "state store is not configured",
+    ),
+    "pubsub": _BlockErrors(
+        "ERR_PUBSUB_NOT_FOUND", "pubsub {} not found", 404,
+        "ERR_PUBSUB_NOT_CONFIGURED", "no pubsub is configured", 400,
+    ),
+    "bindings": _BlockErrors(
+        "ERR_BINDING_NOT_FOUND", "couldn't find output binding {}", 404,
+        "ERR_BINDING_NOT_FOUND", "no bindings are configured", 404,
+    ),
+    "secretstores": _BlockErrors(
+        "ERR_SECRET_STORE_NOT_FOUND", "failed finding secret store with key {}", 401,
+        "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured",
+    ),
+    "configuration": _BlockErrors(
+        "ERR_CONFIGURATION_STORE_NOT_FOUND", "configuration store {} not found", 400,
+        "ERR_CONFIGURATION_STORE_NOT_CONFIGURED", "configuration stores not configured",
+    ),
+    "lock": _BlockErrors(
+        "ERR_LOCK_STORE_NOT_FOUND", "lock store {} not found", 400,
+        "ERR_LOCK_STORE_NOT_CONFIGURED", "lock store is not configured",
+    ),
+    "sequencer": _BlockErrors(
+        "ERR_SEQUENCER_STORE_NOT_FOUND", "sequencer store {} not found", 400,
+        "ERR_SEQUENCER_STORE_NOT_CONFIGURED", "sequencer store is not configured",
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class _Loaded:
+    raw: RawComponent
+    spec: ComponentSpec
+    instance: Any
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.resiliency = Resiliency()
+        self.app_channel = AppChannel(self.settings.app_url, app_api_token=self.settings.app_api_token)
+        self.subscriptions_docs: list[dict[str, Any]] = []
+        self.configurations_docs: list[dict[str, Any]] = []
+        # Programmatic subscriptions (GET /dapr/subscribe) in metadata-API form, filled by the messaging side.
+        self.programmatic_subscriptions: list[dict[str, Any]] = []
+        self.extended_metadata: dict[str, str] = {"daprRuntimeVersion": RUNTIME_VERSION}
+        self.init_errors: dict[str, str] = {}  # component name -> why it is not serving
+        self.components_ready = asyncio.Event()
+        self.shutdown_requested = asyncio.Event()
+        self._loaded: dict[str, _Loaded] = {}
+        self._local = ResourceSet()
+        self._callbacks: list[Callable[..., Any]] = []
+        self._apply_lock = asyncio.Lock()
+        self._watcher: Any = None
+
+    @property
+    def app_id(self) -> str:
+        return self.settings.app_id
+
+    # ---- components -------------------------------------------------------------------------------------
+    @property
+    def component_specs(self) -> list[ComponentSpec]:
+        return [loaded.spec for loaded in self._loaded.values()]
+
+    def components(self, block: str) -> dict[str, Any]:
+        return {name: item.instance for name, item in self._loaded.items() if item.spec.block == block}
+
+    def component_spec(self, name: str) -> ComponentSpec | None:
+        loaded = self._loaded.get(name)
+        return loaded.spec if loaded else None
+
+    def component(self, block: str, name: str) -> Any:
+        loaded = self._loaded.get(name)
+        if loaded is not None and loaded.spec.block == block:
+            return loaded.instance
+        errors = BLOCK_ERRORS.get(block) or _BlockErrors(
+            f"ERR_{block.upper()}_NOT_FOUND", f"{block} component {{}} not found", 400,
+            f"ERR_{block.upper()}_NOT_CONFIGURED", f"{block} is not configured",
+        )  # fmt: skip
+        if name in self.init_errors:
+            raise DaprError(
+                errors.not_found_code, f"{errors.not_found_msg.format(name)}: {self.init_errors[name]}", 500
+            )
+        if not name:
+            raise DaprError(
+                "ERR_MALFORMED_REQUEST", f"{block} component name is empty", 400, "INVALID_ARGUMENT"
+            )
+        if not self.components(block):
+            raise DaprError(
+                errors.not_configured_code, errors.not_configured_msg, errors.not_configured_status,
+                "FAILED_PRECONDITION",
+            )  # fmt: skip
+        raise DaprError(
+            errors.not_found_code,
+            errors.not_found_msg.format(name),
+            errors.not_found_status,
+            "INVALID_ARGUMENT",
+        )
+
+    def on_config_change(self, callback: Callable[..., Any]) -> None:
+        """Call `callback()` or `callback(runtime)` (sync or async) after components/subscriptions change."""
+        self._callbacks.append(callback)
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the resources folder(s), init components, start the control-plane watch and the app probe."""
+        self.app_channel.start_probe()
+        local = ResourceSet()
+        for path in self.settings.resources_paths:
+            local.extend(load_folder(path, self.app_id))
+        self._local = local
+        await self.apply_resources(ResourceSet(), mark_ready=not self.settings.control_plane)
+        if self.settings.control_plane:
+            from capabilities.config.controlplane import ControlPlaneWatcher
+
+            self._watcher = ControlPlaneWatcher(
+                self.settings.control_plane, self.app_id, self.apply_resources
+            )
+            self._watcher.start()
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
+        for name in list(self._loaded):
+            await self._close(self._loaded.pop(name))
+        await self.app_channel.close()
+
+    def request_shutdown(self) -> None:
+        self.shutdown_requested.set()
+
+    @property
+    def healthy(self) -> bool:
+        """Components ready and none failed (except those with ignoreErrors)."""
+        return self.components_ready.is_set() and not self.init_errors
+
+    # ---- (re)configuration ------------------------------------------------------------------------------
+    async def apply_resources(self, pushed: ResourceSet, *, mark_ready: bool = True) -> None:
+        """Make the live components match local folder + `pushed`; unchanged components are kept."""
+        async with self._apply_lock:
+            merged = ResourceSet()
+            merged.extend(self._local)
+            merged.extend(pushed)
+            wanted: dict[str, RawComponent] = {}
+            for raw in merged.components:
+                if raw.scopes and self.app_id not in raw.scopes:
+                    continue
+                if raw.name in wanted:
+                    raise ConfigError(
+                        f"{raw.source}: Component {raw.name!r} is also defined in {wanted[raw.name].source}"
+                    )
+                wanted[raw.name] = raw
+            self.resiliency = Resiliency(merged.resiliencies)
+            for name in [n for n in self._loaded if n not in wanted]:
+                await self._close(self._loaded.pop(name))
+            for name in [n for n in self.init_errors if n not in wanted]:
+                del self.init_errors[name]
+            # Secret stores first: other components' secretKeyRefs are resolved through them.
+            for raw in sorted(wanted.values(), key=lambda c: c.block != "secretstores"):
+                current = self._loaded.get(raw.name)
+                if current is not None and current.raw.fingerprint == raw.fingerprint:
+                    continue
+                await self._load(raw, current)
+            self.subscriptions_docs = merged.subscriptions
+            self.configurations_docs = merged.configurations
+            if mark_ready:
+                self.components_ready.set()
+        await self._notify()
+
+    async def _load(self, raw: RawComponent, current: _Loaded | None) -> None:
+        try:
+            spec = await resolve_component(raw, self.components("secretstores"), self.app_id)
+            instance = registry.create(spec)
+            try:
+                await asyncio.wait_for(instance.init(), spec.init_timeout_s)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"init did not finish within spec.initTimeout {spec.init_timeout_s:g}s"
+                ) from None
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, DaprError) else (str(exc) or type(exc).__name__)
+            message = f"{raw.source}: component {raw.name} ({raw.type}/{raw.version}): init failed: {reason}"
+            if raw.ignore_errors:
+                log.warning("%s (ignored: spec.ignoreErrors)", message)
+            else:
+                log.error("%s", message)
+                self.init_errors[raw.name] = message
+            return
+        self.init_errors.pop(raw.name, None)
+        self._loaded[raw.name] = _Loaded(raw, spec, instance)
+        log.info("component loaded: %s (%s/%s)", spec.name, spec.type, spec.version)
+        if current is not None:
+            await self._close(current)
+
+    async def _close(self, loaded: _Loaded) -> None:
+        try:
+            await loaded.instance.close()
+        except Exception as exc:
+            log.warning("component %s: close failed: %s", loaded.spec.name, exc)
+
+    async def _notify(self) -> None:
+        for callback in list(self._callbacks):
+            try:
+                takes_arg = bool(inspect.signature(callback).parameters)
+                result = callback(self) if takes_arg else callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("config change callback %r failed", callback)

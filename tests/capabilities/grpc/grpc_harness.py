@@ -1,0 +1,161 @@
+"""Test harness: a real capability service (Runtime + HTTP + gRPC API) on a background thread.
+
+The SDK's clients probe HTTP `/v1.0/healthz/outbound` synchronously at construction (the aio client too,
+blocking its own loop), so the service must run on another thread with its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from capabilities.api.grpc.server import GrpcServerHandle, start_grpc
+from capabilities.config.settings import Settings
+from capabilities.runtime import Runtime
+
+COMPONENTS = """
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: statestore}
+spec: {type: state.in-memory, version: v1}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: pubsub}
+spec:
+  type: pubsub.in-memory
+  version: v1
+  metadata: [{name: redeliverDelayMs, value: "20"}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: secretstore}
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata: [{name: secretsFile, value: "SECRETS_FILE"}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: configstore}
+spec:
+  type: configuration.in-memory
+  version: v1
+  metadata: [{name: items, value: '{"color": "blue", "size": {"value": "L", "version": "7"}}'}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: lockstore}
+spec: {type: lock.in-memory, version: v1}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Sidecar:
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+    http_port: int
+    grpc: GrpcServerHandle
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc.port
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        """Run a coroutine on the sidecar's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        env = {
+            "DAPR_RUNTIME_HOST": "127.0.0.1",
+            "DAPR_HTTP_PORT": str(self.http_port),
+            "DAPR_GRPC_PORT": str(self.grpc_port),
+            "DAPR_HEALTH_TIMEOUT": "5",
+        }
+        if token:
+            env["DAPR_API_TOKEN"] = token
+        return env
+
+
+def start_sidecar(
+    resources: Path,
+    *,
+    app_id: str = "grpcapp",
+    api_token: str | None = None,
+    app_port: int | None = None,
+    protocol: str = "http",
+    max_body_bytes: int | None = None,
+) -> tuple[Sidecar, Any]:
+    """Start Runtime + HTTP + gRPC on a new thread; return the sidecar and a stop() function."""
+    ready: Future[Sidecar] = Future()
+    stop_event: asyncio.Event | None = None
+    loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        nonlocal stop_event
+        stop_event = asyncio.Event()
+        settings = Settings(
+            app_id=app_id,
+            http_port=0,
+            api_token=api_token,
+            app_port=app_port,
+            resources_paths=[str(resources)],
+            **({"max_body_bytes": max_body_bytes} if max_body_bytes else {}),
+        )
+        runtime = Runtime(settings)
+        await runtime.start()
+        from capabilities.api.http.app import build_app
+
+        runner = web.AppRunner(build_app(runtime))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runtime.settings.http_port = http_port
+        handle = await start_grpc(runtime, 0, protocol=protocol)
+        ready.set_result(Sidecar(runtime, loop, http_port, handle))
+        await stop_event.wait()
+        await handle()
+        await runner.cleanup()
+        await runtime.stop()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # surface start-up failures to the test
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"sidecar-{app_id}", daemon=True)
+    thread.start()
+    sidecar = ready.result(timeout=20)
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(stop_event.set)  # type: ignore[union-attr]
+        thread.join(timeout=15)
+
+    return sidecar, stop
+
+
+def write_resources(folder: Path, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    secrets = folder.parent / "secrets.json"
+    secrets.write_text('{"db-password": "s3cret", "api": {"key": "k1"}}')
+    (folder / "components.yaml").write_text(COMPONENTS.replace("SECRETS_FILE", str(secrets)) + extra)
+    return folder

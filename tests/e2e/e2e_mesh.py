@@ -1,0 +1,79 @@
+"""The Mesh handle the e2e fixtures yield (module name is unique: tests/ folders are not packages)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from xds.cli.main import main as mecha
+from xds.demo.config import DemoLayout
+from xds.runner.stack import Stack
+
+
+class Mesh:
+    def __init__(self, stack: Stack, layout: DemoLayout, delta: bool) -> None:
+        self.stack = stack
+        self.layout = layout
+        self.delta = delta
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    @property
+    def api(self) -> str:
+        return self.stack.api
+
+    @property
+    def entry(self) -> str:
+        """productpage's proxy outbound listener: where the mesh is entered in tests."""
+        return f"http://127.0.0.1:{self.layout.proxy_of('productpage-v1').outbound_port}"
+
+    async def call(self, host: str, path: str = "/", **headers: str) -> tuple[int, Any]:
+        """A request into the mesh through productpage's proxy; Host picks the service."""
+        hdrs = {"Host": host, **{k.replace("_", "-"): v for k, v in headers.items()}}
+        async with self.session.get(self.entry + path, headers=hdrs) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, await resp.json(content_type=None)
+            except ValueError:
+                return resp.status, text
+
+    async def versions(self, n: int, concurrency: int = 8, **headers: str) -> Counter[str]:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> str:
+            async with sem:
+                status, body = await self.call("reviews", "/reviews", **headers)
+                return body["version"] if status == 200 else f"HTTP {status}"
+
+        return Counter(await asyncio.gather(*(one() for _ in range(n))))
+
+    async def api_get(self, path: str) -> Any:
+        async with self.session.get(self.api + path) as resp:
+            return await resp.json()
+
+    async def cli(self, *argv: str) -> tuple[int, str]:
+        """Run a `mecha` client command against this mesh (blocking client, so in a thread)."""
+        out = io.StringIO()
+
+        def run() -> int:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                return mecha([*argv, "--server", self.api])
+
+        rc = await asyncio.to_thread(run)
+        return rc, out.getvalue()
+
+    async def status_of(self, proxy_id: str) -> dict[str, Any]:
+        rows = (await self.api_get("/api/v1/proxies"))["proxies"]
+        return next(r for r in rows if r.get("proxy_id") == proxy_id)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def demo_yaml_path(mesh: Mesh) -> Path:
+    return mesh.stack.config_dir / "demo.yaml"

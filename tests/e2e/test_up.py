@@ -1,0 +1,116 @@
+"""`mecha up` as a user runs it: a subprocess in a scratch folder, then Ctrl-C; `mecha down` cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
+from xds.demo.config import default_layout
+from xds.runner.procs import pid_alive, port_in_use
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_offset() -> int:
+    for _ in range(50):
+        offset = random.randrange(1000, 14000)
+        layout = default_layout("sidecar", offset)
+        ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
+        ports += layout.capability_ports().values()
+        if not any(port_in_use(p) for p in ports):
+            return offset
+    pytest.skip("could not find a free block of ports for `mecha up`")
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str, within: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + within
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not printed; output so far:\n" + "\n".join(lines))
+
+
+def test_up_serves_the_demo_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
+    offset = _free_offset()
+    state = tmp_path / ".mecha"
+    mecha = [sys.executable, "-m", "xds.cli"]
+    proc = subprocess.Popen(
+        [*mecha, "up", "--port-offset", str(offset)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = _read_until(proc, "Mecha is up", 90)
+        text = "\n".join(lines)
+        assert "[ready] control plane" in text
+        for name in ("ratings-v1", "reviews-v1", "reviews-v2", "productpage-v1"):
+            assert f"[ready] app {name}" in text and f"[ready] envoy {name}" in text
+        info = json.loads((state / "up.json").read_text())
+        children = info["children"]
+        assert all(pid_alive(c["pid"]) for c in children)
+        with urllib.request.urlopen(info["productpage"], timeout=10) as resp:
+            body = json.loads(resp.read())
+        assert body["app"] == "productpage" and body["reviews"]["status"] == 200
+        assert body["reviews"]["body"]["version"] in ("v1", "v2")
+        # A second `up` in the same folder reports instead of starting anything.
+        again = subprocess.run([*mecha, "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert again.returncode == 1 and "already running" in again.stdout
+        assert info["productpage"] in again.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, rest
+    assert "all processes stopped" in rest
+    deadline = time.monotonic() + 5
+    while any(pid_alive(c["pid"]) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [c["name"] for c in children if pid_alive(c["pid"])] == []
+    assert not (state / "up.json").exists()
+
+
+def test_down_with_nothing_running(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "xds.cli", "down", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0 and "nothing to stop" in out.stdout
+
+
+def test_down_kills_children_left_by_a_dead_supervisor(tmp_path: Path) -> None:
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        state = {"pid": 2**22 + 7, "children": [{"name": "x", "pid": orphan.pid, "argv0": "sleep"}]}
+        (tmp_path / "up.json").write_text(json.dumps(state))
+        out = subprocess.run(
+            [sys.executable, "-m", "xds.cli", "down", "--state-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert out.returncode == 0 and "killed 1 leftover" in out.stdout
+        assert orphan.wait(timeout=5) == -signal.SIGKILL
+        assert not (tmp_path / "up.json").exists()
+    finally:
+        if orphan.poll() is None:
+            os.kill(orphan.pid, signal.SIGKILL)
+            orphan.wait()

@@ -1,0 +1,5 @@
+import sys
+
+from xds.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Tiny blocking HTTP client for the control-plane API (the CLI needs no event loop)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_SERVER = "http://127.0.0.1:15010"
+ENV_SERVER = "MECHA_SERVER"
+
+
+def default_server() -> str:
+    return os.environ.get(ENV_SERVER) or DEFAULT_SERVER
+
+
+class ServerUnavailable(RuntimeError):
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(
+            f"no control plane at {server} ({reason}); start it with `mecha up` or `mecha serve`"
+            f" (or point --server / {ENV_SERVER} at it)"
+        )
+
+
+class ApiError(RuntimeError):
+    """The server answered with an error; body is the decoded JSON (error + diagnostics)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("error") or f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class Client:
+    def __init__(self, server: str | None = None, timeout: float = 35.0) -> None:
+        self.server = (server or default_server()).rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"error": raw.decode(errors="replace").strip() or exc.reason}
+            if not isinstance(body, dict):
+                body = {"error": str(body)}
+            return_ok = body.get("accepted") is not None  # refused apply: the outcome is the answer
+            if return_ok:
+                return body
+            raise ApiError(exc.code, body) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerUnavailable(self.server, str(reason)) from None
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, payload: Any) -> Any:
+        return self.request("POST", path, payload)

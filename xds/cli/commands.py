@@ -1,0 +1,215 @@
+"""Implementations of the client and offline subcommands (argparse wiring lives in main.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from xds.cli.client import ApiError, Client
+from xds.cli.tables import diff_table, outcome_lines, table
+from xds.controlplane.report import diag_line
+from xds.sources.loader import YAML_SUFFIXES
+
+TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS")
+
+
+class UsageError(RuntimeError):
+    """Bad command-line input; the message says which argument and why."""
+
+
+def read_files(paths: list[str]) -> list[dict[str, str]]:
+    """-f FILE|DIR (repeatable) -> [{"name", "text"}] in a stable order; '-' reads stdin."""
+    files: list[dict[str, str]] = []
+    for raw in paths:
+        if raw == "-":
+            files.append({"name": "<stdin>", "text": sys.stdin.read()})
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+            if not found:
+                raise UsageError(f"-f {raw}: the folder holds no .yaml/.yml files")
+        elif path.is_file():
+            found = [path]
+        else:
+            raise UsageError(f"-f {raw}: no such file or directory")
+        for p in found:
+            try:
+                files.append({"name": str(p), "text": p.read_text(encoding="utf-8")})
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"-f {p}: cannot read: {exc}") from None
+    return files
+
+
+def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str = "/api/v1/apply") -> int:
+    dry = args.dry_run if dry_run is None else dry_run
+    client = Client(args.server)
+    outcome = client.post(f"{path}?dry_run={int(bool(dry))}", {"files": read_files(args.file)})
+    print("\n".join(outcome_lines(outcome)))
+    if dry and outcome.get("accepted") and "proxies" in outcome:
+        print(diff_table(outcome["proxies"]))
+    return 0 if outcome.get("accepted") else 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    return cmd_apply(args, dry_run=True)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    return cmd_apply(args, dry_run=False, path="/api/v1/delete")
+
+
+def _type_state(row: dict[str, Any], short: str) -> tuple[str, str]:
+    """(state, nack message) of one xDS type in a proxy status row."""
+    per_type = row.get("types") or {}
+    entry = per_type.get(short)
+    if entry is None:
+        return "-", ""
+    if isinstance(entry, str):
+        return entry, ""
+    state = str(entry.get("state") or entry.get("status") or "-")
+    return state, str(entry.get("nack_message") or entry.get("error") or "")
+
+
+def status_rows(proxies: list[dict[str, Any]]) -> tuple[list[tuple[str, ...]], list[str]]:
+    rows: list[tuple[str, ...]] = []
+    nacks: list[str] = []
+    for row in sorted(proxies, key=lambda r: str(r.get("proxy_id", ""))):
+        pid = str(row.get("proxy_id", "?"))
+        cells = [pid, str(row.get("mode", "-"))]
+        for short in TYPE_COLUMNS:
+            state, message = _type_state(row, short)
+            cells.append(state)
+            if message:
+                nacks.append(f"{pid} {short} NACK: {message}")
+        cells.append(str(row.get("config_version", "")))
+        rows.append(tuple(cells))
+    return rows, nacks
+
+
+def cmd_proxy_status(args: argparse.Namespace) -> int:
+    data = Client(args.server).get("/api/v1/proxies")
+    proxies = data.get("proxies", [])
+    if args.output == "json":
+        print(json.dumps(proxies, indent=2, sort_keys=True))
+        return 0
+    if not proxies:
+        print("no proxies connected")
+        return 0
+    rows, nacks = status_rows(proxies)
+    print(table(("PROXY", "MODE", *TYPE_COLUMNS, "CONFIG"), rows))
+    for line in nacks:
+        print(line)
+    return 0
+
+
+def cmd_proxy_config(args: argparse.Namespace) -> int:
+    client = Client(args.server)
+    suffix = "?format=short" if args.output == "short" else ""
+    data = client.get(f"/api/v1/proxies/{args.proxy}/config/{args.section}{suffix}")
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    rows = data.get("rows", [])
+    if not rows:
+        print(f"{args.proxy}: no {args.section}")
+        return 0
+    headers = list(rows[0])
+    print(table([h.upper() for h in headers], [[r.get(h, "") for h in headers] for r in rows]))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from xds import pipeline
+
+    paths = [p for p in args.file]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"-f {missing[0]}: no such file or directory")
+    docs, load_diags = pipeline.load_paths(paths)
+    result = pipeline.compile_documents(docs)
+    diags = [*load_diags, *result.diagnostics]
+    for d in diags:
+        print(diag_line(d.to_dict()))
+    errors = [d for d in diags if str(d.severity) == "error"]
+    if errors:
+        print(f"invalid: {len(errors)} error(s) in {len(docs)} document(s)")
+        return 1
+    kinds: dict[str, int] = {}
+    for doc in docs:
+        kinds[doc.kind] = kinds.get(doc.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no documents"
+    print(f"valid: {summary}")
+    return 0
+
+
+def _app_binding(spec: str) -> dict[str, Any]:
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise UsageError(f"--app {spec!r}: expected NAME:APP_PORT:INBOUND_PORT, e.g. reviews:9081:15006")
+    name, app_port, inbound = parts
+    try:
+        return {"name": name, "app_port": int(app_port), "inbound_port": int(inbound)}
+    except ValueError:
+        raise UsageError(f"--app {spec!r}: ports must be integers") from None
+
+
+def _labels(specs: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label {spec!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from xds.bootstrap import BootstrapParams, render
+    from xds.proxy import ProxyIdentity, ProxyIdentityError
+
+    labels = _labels(args.label)
+    apps = [_app_binding(a) for a in args.app]
+    for app in apps:
+        app["namespace"] = args.namespace
+        app["labels"] = labels or {"app": app["name"]}
+    metadata: dict[str, Any] = {
+        "mode": args.mode,
+        "namespace": args.namespace,
+        "address": args.address,
+        "admin": f"127.0.0.1:{args.admin_port}",
+        "outbound_port": args.outbound_port,
+        "labels": labels or ({"app": apps[0]["name"]} if apps else {}),
+        "apps": apps,
+    }
+    if args.dapr_http_port:
+        metadata["dapr_http_port"] = args.dapr_http_port
+    try:
+        ProxyIdentity.from_node(args.id, {"mecha": metadata})  # same checks the server applies
+    except ProxyIdentityError as exc:
+        raise UsageError(str(exc)) from None
+    params = BootstrapParams(
+        proxy_id=args.id,
+        xds_port=args.xds_port,
+        admin_port=args.admin_port,
+        metadata=metadata,
+        xds_host=args.xds_host,
+        delta=args.delta,
+    )
+    text = render(params)
+    if args.output in (None, "-"):
+        print(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output} (proxy {args.id}, {args.mode} mode, xDS {args.xds_host}:{args.xds_port})")
+    return 0
+
+
+def api_error_lines(exc: ApiError) -> list[str]:
+    lines = [f"error: {exc} (HTTP {exc.status})"]
+    lines += [diag_line(d) for d in exc.body.get("diagnostics", [])]
+    return lines

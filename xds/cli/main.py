@@ -1,0 +1,162 @@
+"""`mecha`: run the control plane, push config to it, inspect proxies, run the demo mesh."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from xds.cli import commands
+from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
+from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
+
+
+def _add_server(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        default=None,
+        help=f"control-plane API URL (default ${ENV_SERVER} or {default_server()})",
+    )
+
+
+def _add_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--file", action="append", required=True, help="YAML file or folder (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mecha", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the control plane (xDS gRPC + HTTP API)")
+    serve.add_argument("--host", default="127.0.0.1", help="address for both the API and xDS")
+    serve.add_argument("--port", type=int, default=DEFAULT_API_PORT, help="HTTP API port")
+    serve.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT, help="xDS gRPC port")
+    serve.add_argument("--config", action="append", default=[], help="config folder, loaded and watched")
+    serve.add_argument("--no-watch", action="store_true", help="load --config once, do not watch it")
+    serve.add_argument("--watch-interval", type=float, default=None, help="seconds between folder polls")
+    serve.add_argument("--debounce-after", type=float, default=None, help="quiet period before a push (s)")
+    serve.add_argument("--debounce-max", type=float, default=None, help="longest delay under churn (s)")
+    serve.add_argument("--push-throttle", type=int, default=None, help="max concurrent per-proxy pushes")
+
+    p = sub.add_parser("apply", help="apply config (all-or-nothing)")
+    _add_files(p)
+    p.add_argument("--dry-run", action="store_true", help="show per-proxy Envoy changes, apply nothing")
+    _add_server(p)
+    p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get")
+    _add_files(p)
+    _add_server(p)
+    p = sub.add_parser("delete", help="delete the documents named in the files")
+    _add_files(p)
+    _add_server(p)
+    p = sub.add_parser("validate", help="compile config offline (no server)")
+    _add_files(p)
+
+    p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _add_server(p)
+    p = sub.add_parser("proxy-config", help="what a proxy's Envoy actually runs (from its admin API)")
+    p.add_argument("proxy")
+    p.add_argument("section", choices=["clusters", "listeners", "routes", "endpoints"])
+    p.add_argument("-o", "--output", choices=["short", "json"], default="short")
+    _add_server(p)
+
+    p = sub.add_parser("bootstrap", help="write an Envoy bootstrap from envoy/bootstrap.yaml")
+    p.add_argument("--id", required=True, help="unique proxy id (node.id)")
+    p.add_argument("--mode", choices=["sidecar", "node", "gateway"], default="sidecar")
+    p.add_argument("--app", action="append", default=[], help="NAME:APP_PORT:INBOUND_PORT (repeatable)")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--label", action="append", default=[], help="KEY=VALUE workload label (repeatable)")
+    p.add_argument("--address", default="127.0.0.1", help="where other proxies reach this one")
+    p.add_argument("--admin-port", type=int, default=15000)
+    p.add_argument("--outbound-port", type=int, default=15001)
+    p.add_argument("--dapr-http-port", type=int, default=0)
+    p.add_argument("--xds-host", default="127.0.0.1")
+    p.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT)
+    p.add_argument("--delta", action="store_true", help="use delta xDS (DELTA_GRPC)")
+    p.add_argument("-o", "--output", default=None, help="output file (default stdout)")
+
+    p = sub.add_parser("up", help="run the control plane, demo apps and Envoys on this machine")
+    p.add_argument("--mode", choices=["sidecar", "node"], default="sidecar")
+    p.add_argument(
+        "--demo", action="store_true", help="use the embedded demo config (default without --config)"
+    )
+    p.add_argument("--config", default=None, help="your config folder (watched) instead of the demo's")
+    p.add_argument("--delta", action="store_true", help="proxies use delta xDS")
+    p.add_argument("--port-offset", type=int, default=0, help="shift every default port by N")
+    p.add_argument("--state-dir", default=".mecha", help="logs, pid file, bootstraps (default ./.mecha)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
+    p = sub.add_parser("down", help="stop a running `mecha up` (from its pid file)")
+    p.add_argument("--state-dir", default=".mecha")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from xds.controlplane.serve import StartupError, serve
+    from xds.controlplane.settings import Settings
+
+    for folder in args.config:
+        if not Path(folder).is_dir():
+            raise commands.UsageError(f"--config {folder}: no such folder")
+    settings = Settings.from_env(
+        api_host=args.host,
+        api_port=args.port,
+        xds_host=args.host,
+        xds_port=args.xds_port,
+        config_dirs=[Path(c).resolve() for c in args.config],
+        watch=not args.no_watch,
+        watch_interval=args.watch_interval,
+        debounce_after=args.debounce_after,
+        debounce_max=args.debounce_max,
+        max_concurrent_pushes=args.push_throttle,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        print(f"mecha serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {
+        "serve": _serve,
+        "apply": commands.cmd_apply,
+        "diff": commands.cmd_diff,
+        "delete": commands.cmd_delete,
+        "validate": commands.cmd_validate,
+        "proxy-status": commands.cmd_proxy_status,
+        "proxy-config": commands.cmd_proxy_config,
+        "bootstrap": commands.cmd_bootstrap,
+    }
+    try:
+        if args.command in ("up", "down"):
+            from xds.runner import up
+
+            return up.run_up(args) if args.command == "up" else up.run_down(args)
+        return handlers[args.command](args)
+    except ServerUnavailable as exc:
+        print(f"mecha {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print("\n".join(commands.api_error_lines(exc)), file=sys.stderr)
+        return 1
+    except commands.UsageError as exc:
+        print(f"mecha {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # e.g. a bad MECHA_* environment variable
+        print(f"mecha {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

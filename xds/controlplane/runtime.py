@@ -1,0 +1,275 @@
+"""The running control plane: config store + sources -> debounce -> SnapshotBuilder -> cache -> xDS server.
+
+One asyncio process. Store changes are serialized by a lock and compiled off the event loop (compilation is
+pure), so xDS streams keep answering ACKs while a big change compiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from xds import metrics
+from xds.cache.snapshot import Snapshot
+from xds.controlplane.diff import diff_all
+from xds.controlplane.report import change_summary, diag_line
+from xds.controlplane.settings import Settings
+from xds.controlplane.store import ConfigStore, Key, Plan
+from xds.controlplane.watcher import FolderWatcher
+from xds.diagnostics import Diagnostic, Location
+from xds.proxy import ProxyIdentity
+from xds.sources import RawDocument
+
+log = logging.getLogger("mecha.controlplane")
+
+DAPR_KINDS = {
+    "components": "Component",
+    "subscriptions": "Subscription",
+    "resiliencies": "Resiliency",
+    "configurations": "Configuration",
+}
+
+
+def status_dict(status: Any) -> dict[str, Any]:
+    """ProxyStatus -> JSON: per type state and versions; types the proxy never requested are left out."""
+    types_out: dict[str, Any] = {}
+    for ts in status.types:
+        if str(ts.state) == "NOT_REQUESTED":
+            continue
+        types_out[ts.short_name] = {
+            "state": str(ts.state),
+            "snapshot_version": ts.snapshot_version,
+            "sent_version": ts.sent_version,
+            "acked_version": ts.acked_version,
+            "nack_message": ts.nack.message if ts.nack else "",
+            "nack_version": ts.nack.version if ts.nack else "",
+        }
+    return {
+        "proxy_id": status.proxy_id,
+        "mode": status.mode,
+        "state": str(status.state),
+        "admin": status.identity.admin,
+        "peer": status.peer,
+        "flavour": status.flavour,
+        "transport": status.transport,
+        "connected_at": status.connected_at,
+        "config_version": status.config_version,
+        "types": types_out,
+    }
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings | None = None, pipeline: Any = None) -> None:
+        """pipeline: the xds.pipeline module (tests may pass a stand-in with the same functions)."""
+        # Imported here so that `mecha validate` / the CLI client never pay for gRPC and the translator.
+        if pipeline is None:
+            from xds import pipeline
+        from xds.cache import SnapshotCache
+        from xds.server import XdsServer
+        from xds.server.push import Debouncer
+
+        self.settings = settings or Settings.from_env()
+        self._pipeline = pipeline
+        self.store = ConfigStore(pipeline.compile_documents)
+        self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
+        self.server = XdsServer(self.cache, max_concurrent_pushes=self.settings.max_concurrent_pushes)
+        self.builder = pipeline.SnapshotBuilder()
+        self._debouncer = Debouncer(
+            self._push_all, after=self.settings.debounce_after, max_delay=self.settings.debounce_max
+        )
+        self._proxies: dict[str, ProxyIdentity] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._changed_at = time.monotonic()
+        self._watchers: list[FolderWatcher] = []
+        self.source_status: dict[str, dict[str, Any]] = {}
+        self.xds_port: int | None = None
+        self.ready = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> int:
+        """Start xDS, load every config folder (refusals are reported, not fatal), start watching."""
+        self.xds_port = await self.server.start(f"{self.settings.xds_host}:{self.settings.xds_port}")
+        for folder in self.settings.config_dirs:
+            watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
+            await watcher.poll_once()
+            if self.settings.watch:
+                watcher.start()
+            self._watchers.append(watcher)
+        self.ready = True
+        return self.xds_port
+
+    async def stop(self) -> None:
+        self.ready = False
+        for watcher in self._watchers:
+            await watcher.stop()
+        await self._debouncer.close()
+        await self.server.stop()
+
+    # ---- pushing ---------------------------------------------------------------------------------------
+    async def _on_new_proxy(self, proxy: ProxyIdentity) -> None:
+        """A proxy connected: build its snapshot at once (no debounce, Envoy is waiting for CDS)."""
+        self._proxies[proxy.id] = proxy
+        await self._build_and_set([proxy])
+
+    def _connected(self) -> list[ProxyIdentity]:
+        """Proxies with an open stream; forget snapshots of those that left."""
+        live = {p.id: p for p in self.server.proxies()}
+        for pid in [p for p in self._snapshots if p not in live]:
+            del self._snapshots[pid]
+        self._proxies = live
+        return list(live.values())
+
+    async def _push_all(self, _changes: list[int]) -> None:
+        await self._build_and_set(self._connected())
+
+    async def _build_and_set(self, proxies: list[ProxyIdentity]) -> None:
+        if not proxies:
+            return
+        started = time.perf_counter()
+        snapshots = self.builder.build(
+            self.store.config, proxies, changed_at=self._changed_at, config_version=str(self.store.version)
+        )
+        metrics.translate_time.observe(time.perf_counter() - started)
+        for pid, snap in snapshots.items():
+            self._snapshots[pid] = snap
+            self.cache.set_snapshot(pid, snap)
+
+    def snapshot(self, proxy_id: str) -> Snapshot | None:
+        return self._snapshots.get(proxy_id)
+
+    def proxy(self, proxy_id: str) -> ProxyIdentity | None:
+        return next((p for p in self.server.proxies() if p.id == proxy_id), None)
+
+    def proxy_status(self) -> list[dict[str, Any]]:
+        return [status_dict(st) for st in self.server.status()]
+
+    # ---- changes -----------------------------------------------------------------------------------------
+    def load_text_files(self, files: Iterable[tuple[str, str]]) -> tuple[list[RawDocument], list[Diagnostic]]:
+        docs: list[RawDocument] = []
+        diags: list[Diagnostic] = []
+        for name, text in files:
+            more, problems = self._pipeline.load_text(text, name)
+            docs.extend(more)
+            diags.extend(problems)
+        return docs, diags
+
+    async def apply(self, files: Iterable[tuple[str, str]], dry_run: bool = False) -> dict[str, Any]:
+        docs, diags = self.load_text_files(files)
+        if not docs and not diags:
+            diags.append(Diagnostic(Location(), "", "no config documents in the request", code="empty"))
+        return await self._change(lambda: self.store.plan_apply(docs, "api", diags), dry_run)
+
+    async def delete(self, files: Iterable[tuple[str, str]], dry_run: bool = False) -> dict[str, Any]:
+        docs, diags = self.load_text_files(files)
+        if diags:
+            return self._outcome(Plan({}, {}, self.store.plan_delete(()).change, diags), dry_run)
+        keys: list[Key] = [d.key for d in docs]
+        return await self._change(lambda: self.store.plan_delete(keys), dry_run)
+
+    async def _on_folder_change(self, folder: Path) -> None:
+        source = f"folder:{folder}"
+        if not await asyncio.to_thread(folder.is_dir):
+            diags = [Diagnostic(Location(file=str(folder)), "", "config folder does not exist", code="io")]
+            self.source_status[source] = {"accepted": False, "diagnostics": [d.to_dict() for d in diags]}
+            log.error("config folder %s does not exist", folder)
+            return
+        docs, diags = await asyncio.to_thread(self._pipeline.load_paths, [folder])
+        outcome = await self._change(lambda: self.store.plan_replace_source(source, docs, diags), False)
+        self.source_status[source] = {
+            "accepted": outcome["accepted"],
+            "version": outcome["version"],
+            "diagnostics": outcome["diagnostics"],
+            "at": time.time(),
+        }
+        if outcome["accepted"]:
+            log.info("config folder %s: %s", folder, change_summary(outcome["changes"]))
+        else:
+            log.error(
+                "config folder %s refused; the last good config keeps serving:\n%s",
+                folder,
+                "\n".join(diag_line(d) for d in outcome["diagnostics"]),
+            )
+
+    async def _change(self, make_plan: Callable[[], Plan], dry_run: bool) -> dict[str, Any]:
+        async with self._lock:
+            plan = make_plan()
+            plan = await asyncio.to_thread(self.store.evaluate, plan)
+            if not plan.ok:
+                if not dry_run:
+                    metrics.config_refused.inc()
+                return self._outcome(plan, dry_run)
+            if dry_run:
+                return self._outcome(plan, dry_run, proxies=self._dry_run_diff(plan))
+            if plan.change.empty:
+                return self._outcome(plan, dry_run)
+            self.store.commit(plan)
+            self._changed_at = time.monotonic()
+            metrics.config_accepted.inc()
+        self._debouncer.trigger(self.store.version)
+        async with self._changed:
+            self._changed.notify_all()
+        return self._outcome(plan, dry_run)
+
+    def _dry_run_diff(self, plan: Plan) -> dict[str, Any]:
+        proxies = self._connected()
+        if not proxies or plan.result is None:
+            return {}
+        proposed = self._pipeline.SnapshotBuilder().build(
+            plan.result.config, proxies, changed_at=time.monotonic(), config_version="dry-run"
+        )
+        return diff_all(self._snapshots, proposed)
+
+    def _outcome(self, plan: Plan, dry_run: bool, proxies: dict[str, Any] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "accepted": plan.ok,
+            "dry_run": dry_run,
+            "version": self.store.version,
+            "changes": plan.change.to_dict(),
+            "diagnostics": [d.to_dict() for d in plan.all_diagnostics()],
+        }
+        if proxies is not None:
+            out["proxies"] = proxies
+        return out
+
+    # ---- views -------------------------------------------------------------------------------------------
+    def config_view(self) -> dict[str, Any]:
+        return {
+            "version": self.store.version,
+            "documents": [
+                {**_doc_header(d), "source": self.store.owner(d.key), "body": d.body}
+                for d in sorted(self.store.documents.values(), key=lambda d: d.key)
+            ],
+            "sources": self.source_status,
+        }
+
+    def dapr_view(self) -> dict[str, Any]:
+        view: dict[str, Any] = {"version": self.store.version}
+        for field, kind in DAPR_KINDS.items():
+            view[field] = [d.body for d in self.store.docs_of_kind(kind)]
+        return view
+
+    async def wait_for_version_change(self, seen: int, within_s: float) -> None:
+        """Return when the config version differs from `seen`, or after timeout (long-poll)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.store.version != seen), within_s)
+            except TimeoutError:
+                pass
+
+
+def _doc_header(doc: RawDocument) -> dict[str, Any]:
+    kind, namespace, name = doc.key
+    return {
+        "kind": kind,
+        "apiVersion": doc.api_version,
+        "namespace": namespace,
+        "name": name,
+        "file": doc.location.file,
+        "document": doc.location.document,
+    }

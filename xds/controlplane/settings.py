@@ -1,0 +1,73 @@
+"""Control-plane knobs: flags override environment variables, which override istiod-like defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_API_PORT = 15010  # HTTP API (istiod serves plaintext xDS here; we serve the API)
+DEFAULT_XDS_PORT = 15012  # gRPC xDS (istiod's secure xDS port)
+
+ENV_DEBOUNCE_AFTER = "MECHA_DEBOUNCE_AFTER"  # seconds, like PILOT_DEBOUNCE_AFTER (100ms)
+ENV_DEBOUNCE_MAX = "MECHA_DEBOUNCE_MAX"  # seconds, like PILOT_DEBOUNCE_MAX (10s)
+ENV_PUSH_THROTTLE = "MECHA_PUSH_THROTTLE"  # concurrent per-proxy pushes, like PILOT_PUSH_THROTTLE
+ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched folders
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"environment variable {name}={raw!r}: must not be negative")
+    return value
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected an integer") from None
+    if value < 1:
+        raise ValueError(f"environment variable {name}={raw!r}: must be at least 1")
+    return value
+
+
+def default_push_throttle() -> int:
+    # istiod's auto value: min(15 + 5 * cores, 100)
+    return min(15 + 5 * (os.cpu_count() or 1), 100)
+
+
+@dataclass
+class Settings:
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    xds_host: str = "127.0.0.1"
+    xds_port: int = DEFAULT_XDS_PORT
+    config_dirs: list[Path] = field(default_factory=list)  # loaded at start and watched (GitOps)
+    watch: bool = True
+    watch_interval: float = 1.0
+    debounce_after: float = 0.1
+    debounce_max: float = 10.0
+    max_concurrent_pushes: int = field(default_factory=default_push_throttle)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        settings = cls(
+            debounce_after=_env_float(ENV_DEBOUNCE_AFTER, 0.1),
+            debounce_max=_env_float(ENV_DEBOUNCE_MAX, 10.0),
+            max_concurrent_pushes=_env_int(ENV_PUSH_THROTTLE, default_push_throttle()),
+            watch_interval=_env_float(ENV_WATCH_INTERVAL, 1.0),
+        )
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(settings, name, value)
+        return settings

@@ -1,0 +1,274 @@
+"""Demo topology (which apps, which proxies, which ports) and the Istio YAML that wires it.
+
+Endpoints point at each app's proxy *inbound* listener, so every hop goes app -> own proxy (outbound) ->
+peer proxy (inbound) -> peer app, as in a sidecar mesh; in node mode one proxy fronts every app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+SERVICE_PORT = 9080  # the mesh-wide service port (bookinfo's); apps listen on their own ports
+NAMESPACE = "default"
+# (service, version) of every demo workload, in start order (productpage calls reviews, v2 calls ratings).
+WORKLOADS: tuple[tuple[str, str], ...] = (
+    ("ratings", "v1"),
+    ("reviews", "v1"),
+    ("reviews", "v2"),
+    ("productpage", "v1"),
+)
+# Default ports for `mecha up` (shifted together by --port-offset). Index i = position in WORKLOADS.
+DEFAULT_PORTS: dict[str, int] = {
+    "app": 9081,  # app i listens on 9081+i
+    "admin": 15100,  # proxy i admin on 15100+i
+    "outbound": 15200,  # proxy i outbound listener
+    "inbound": 15300,  # workload i inbound listener on its proxy
+    "dapr_http": 3500,
+    "dapr_grpc": 50001,
+    "capabilities_http": 3600,
+    "capabilities_grpc": 50101,
+}
+
+
+@dataclass(frozen=True)
+class DemoWorkload:
+    service: str
+    version: str
+    app_port: int
+    inbound_port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.version}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"app": self.service, "version": self.version}
+
+
+@dataclass(frozen=True)
+class DemoProxy:
+    id: str
+    mode: str  # sidecar | node
+    admin_port: int
+    outbound_port: int
+    workloads: tuple[DemoWorkload, ...]
+    dapr_http_port: int
+    dapr_grpc_port: int
+    capabilities_http_port: int
+    capabilities_grpc_port: int
+
+    def metadata(self) -> dict[str, Any]:
+        """node.metadata.mecha for this proxy (layout documented in xds/proxy.py)."""
+        meta: dict[str, Any] = {
+            "mode": self.mode,
+            "namespace": NAMESPACE,
+            "address": "127.0.0.1",
+            "admin": f"127.0.0.1:{self.admin_port}",
+            "outbound_port": self.outbound_port,
+            "dapr_http_port": self.dapr_http_port,
+            "dapr_grpc_port": self.dapr_grpc_port,
+            "capabilities_http": f"127.0.0.1:{self.capabilities_http_port}",
+            "capabilities_grpc": f"127.0.0.1:{self.capabilities_grpc_port}",
+            "apps": [
+                {
+                    "name": w.service,
+                    "namespace": NAMESPACE,
+                    "app_port": w.app_port,
+                    "inbound_port": w.inbound_port,
+                    "labels": w.labels,
+                }
+                for w in self.workloads
+            ],
+        }
+        if self.mode == "sidecar":
+            meta["labels"] = self.workloads[0].labels
+        return meta
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    mode: str
+    proxies: tuple[DemoProxy, ...]
+    service_port: int = SERVICE_PORT
+
+    @property
+    def workloads(self) -> tuple[DemoWorkload, ...]:
+        return tuple(w for p in self.proxies for w in p.workloads)
+
+    def proxy_of(self, workload_name: str) -> DemoProxy:
+        for proxy in self.proxies:
+            if any(w.name == workload_name for w in proxy.workloads):
+                return proxy
+        raise KeyError(workload_name)
+
+    def workload(self, name: str) -> DemoWorkload:
+        return next(w for w in self.workloads if w.name == name)
+
+    def ports(self) -> dict[str, int]:
+        """Every port this layout binds, labelled (for clash detection)."""
+        out: dict[str, int] = {}
+        for p in self.proxies:
+            out[f"{p.id} admin"] = p.admin_port
+            out[f"{p.id} outbound listener"] = p.outbound_port
+            out[f"{p.id} dapr http listener"] = p.dapr_http_port
+            out[f"{p.id} dapr grpc listener"] = p.dapr_grpc_port
+            for w in p.workloads:
+                out[f"{w.name} app"] = w.app_port
+                out[f"{w.name} inbound listener"] = w.inbound_port
+        return out
+
+    def capability_ports(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.proxies:
+            out[f"{p.id} capabilities http"] = p.capabilities_http_port
+            out[f"{p.id} capabilities grpc"] = p.capabilities_grpc_port
+        return out
+
+
+PortSource = Callable[[str, int], int]  # (role, index) -> port
+
+
+def offset_ports(offset: int = 0) -> PortSource:
+    return lambda role, index: DEFAULT_PORTS[role] + index + offset
+
+
+def make_layout(mode: str = "sidecar", ports: PortSource | None = None) -> DemoLayout:
+    if mode not in ("sidecar", "node"):
+        raise ValueError(f"mode {mode!r}: the demo runs in sidecar or node mode")
+    port = ports or offset_ports(0)
+    workloads = [
+        DemoWorkload(svc, ver, app_port=port("app", i), inbound_port=port("inbound", i))
+        for i, (svc, ver) in enumerate(WORKLOADS)
+    ]
+    groups = [[w] for w in workloads] if mode == "sidecar" else [workloads]
+    proxies = tuple(
+        DemoProxy(
+            id=group[0].name if mode == "sidecar" else "node-0",
+            mode=mode,
+            admin_port=port("admin", i),
+            outbound_port=port("outbound", i),
+            workloads=tuple(group),
+            dapr_http_port=port("dapr_http", i),
+            dapr_grpc_port=port("dapr_grpc", i),
+            capabilities_http_port=port("capabilities_http", i),
+            capabilities_grpc_port=port("capabilities_grpc", i),
+        )
+        for i, group in enumerate(groups)
+    )
+    return DemoLayout(mode=mode, proxies=proxies)
+
+
+def default_layout(mode: str = "sidecar", offset: int = 0) -> DemoLayout:
+    return make_layout(mode, offset_ports(offset))
+
+
+@dataclass(frozen=True)
+class RoutingKnobs:
+    """The reviews routing the demo ships with; tests change single knobs."""
+
+    v1_weight: int = 80
+    timeout: str = "1s"
+    attempts: int = 2
+    retry_on: str = "5xx,connect-failure,refused-stream"
+    jason_subset: str = "v2"
+    extra_docs: tuple[dict[str, Any], ...] = field(default=())
+
+
+def _meta(name: str) -> dict[str, str]:
+    return {"name": name, "namespace": NAMESPACE}
+
+
+def demo_documents(layout: DemoLayout, knobs: RoutingKnobs | None = None) -> list[dict[str, Any]]:
+    k = knobs or RoutingKnobs()
+    net = "networking.istio.io/v1"
+    docs: list[dict[str, Any]] = []
+    for service in dict.fromkeys(svc for svc, _ in WORKLOADS):
+        docs.append(
+            {
+                "apiVersion": net,
+                "kind": "ServiceEntry",
+                "metadata": _meta(service),
+                "spec": {
+                    "hosts": [service],
+                    "location": "MESH_INTERNAL",
+                    "resolution": "STATIC",
+                    "ports": [{"number": layout.service_port, "name": "http", "protocol": "HTTP"}],
+                    "workloadSelector": {"labels": {"app": service}},
+                },
+            }
+        )
+    for w in layout.workloads:
+        docs.append(
+            {
+                "apiVersion": net,
+                "kind": "WorkloadEntry",
+                "metadata": _meta(w.name),
+                "spec": {"address": "127.0.0.1", "ports": {"http": w.inbound_port}, "labels": w.labels},
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": net,
+            "kind": "DestinationRule",
+            "metadata": _meta("reviews"),
+            "spec": {
+                "host": "reviews",
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}},
+                ],
+            },
+        }
+    )
+
+    def retries() -> dict[str, Any]:  # a fresh dict per route: no YAML anchors in the output
+        return {"attempts": k.attempts, "retryOn": k.retry_on}
+
+    def dest(subset: str, weight: int | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {"destination": {"host": "reviews", "subset": subset}}
+        if weight is not None:
+            d["weight"] = weight
+        return d
+
+    split = [d for d in (dest("v1", k.v1_weight), dest("v2", 100 - k.v1_weight)) if d["weight"] > 0]
+    docs.append(
+        {
+            "apiVersion": net,
+            "kind": "VirtualService",
+            "metadata": _meta("reviews"),
+            "spec": {
+                "hosts": ["reviews"],
+                "http": [
+                    {
+                        "name": "jason",
+                        "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                        "route": [dest(k.jason_subset)],
+                        "retries": retries(),
+                        "timeout": k.timeout,
+                    },
+                    {
+                        "name": "split",
+                        "route": split,
+                        "retries": retries(),
+                        "timeout": k.timeout,
+                    },
+                ],
+            },
+        }
+    )
+    docs.extend(k.extra_docs)
+    return docs
+
+
+def demo_config(layout: DemoLayout, knobs: RoutingKnobs | None = None) -> str:
+    """The demo's Istio YAML as one multi-document text."""
+    header = (
+        "# Mecha demo mesh: productpage -> reviews (v1 80% / v2 20%; end-user: jason -> v2) -> ratings.\n"
+        "# Generated by `mecha up` for the ports of this run; edit it and the control plane picks it up.\n"
+    )
+    return header + yaml.safe_dump_all(demo_documents(layout, knobs), sort_keys=False)

@@ -1,0 +1,292 @@
+"""MeshConfig (everything accepted, plus derived Services) and the document -> model stage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from xds.diagnostics import Diagnostic, Location, Severity
+from xds.model import parse
+from xds.model.resources import (
+    CarriedResource,
+    Component,
+    DestinationRule,
+    Meta,
+    Resiliency,
+    Service,
+    ServiceEntry,
+    Subscription,
+    VirtualService,
+    WorkloadEntry,
+)
+from xds.model.schema import Obj, Report
+from xds.model.specs import SPEC_BY_KIND
+from xds.sources.kinds import Family, classify
+from xds.sources.loader import RawDocument
+
+_TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
+_DAPR_TOP_LEVEL = _TOP_LEVEL | {"scopes", "auth"}
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """The whole accepted config. Tuples are sorted by (namespace, name) so equal inputs are equal."""
+
+    virtual_services: tuple[VirtualService, ...] = ()
+    destination_rules: tuple[DestinationRule, ...] = ()
+    service_entries: tuple[ServiceEntry, ...] = ()
+    workload_entries: tuple[WorkloadEntry, ...] = ()
+    components: tuple[Component, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    resiliencies: tuple[Resiliency, ...] = ()
+    carried: tuple[CarriedResource, ...] = ()
+    services: tuple[Service, ...] = ()  # derived, sorted by host
+
+    @cached_property
+    def service_by_host(self) -> dict[str, Service]:
+        return {s.host: s for s in self.services}
+
+    @cached_property
+    def rule_by_host(self) -> dict[str, DestinationRule]:
+        """The DR that applies to a host: the first by (namespace, name); conflicts are validation errors."""
+        out: dict[str, DestinationRule] = {}
+        for dr in self.destination_rules:
+            out.setdefault(dr.host, dr)
+        return out
+
+    @cached_property
+    def mesh_routes_by_host(self) -> dict[str, VirtualService]:
+        """The sidecar VS per host (first by namespace/name; a second one is a validation error)."""
+        out: dict[str, VirtualService] = {}
+        for vs in self.virtual_services:
+            if vs.for_mesh:
+                for host in vs.hosts:
+                    out.setdefault(host, vs)
+        return out
+
+    @cached_property
+    def vs_by_ref(self) -> dict[tuple[str, str], VirtualService]:
+        return {(v.meta.namespace, v.meta.name): v for v in self.virtual_services}
+
+
+@dataclass
+class ModelResult:
+    config: MeshConfig
+    diagnostics: list[Diagnostic]
+    skipped: list[Location]
+
+
+def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(sorted(items, key=lambda x: (x.meta.namespace, x.meta.name)))
+
+
+def _required(spec: dict[str, Any], kind: str, report: Report) -> None:
+    def need(value: Any, path: str) -> None:
+        if value in (None, "", [], {}):
+            report("error", path, "required field is missing", "required")
+
+    if kind == "DestinationRule":
+        need(spec.get("host"), "spec.host")
+        seen: set[str] = set()
+        for i, s in enumerate(spec.get("subsets") or []):
+            need(s.get("name"), f"spec.subsets[{i}].name")
+            if s.get("name") in seen:
+                report("error", f"spec.subsets[{i}].name", f"duplicate subset {s.get('name')!r}", "duplicate")
+            seen.add(s.get("name"))
+    elif kind == "ServiceEntry":
+        need(spec.get("hosts"), "spec.hosts")
+        for i, p in enumerate(spec.get("ports") or []):
+            need(p.get("number"), f"spec.ports[{i}].number")
+        for i, e in enumerate(spec.get("endpoints") or []):
+            need(e.get("address"), f"spec.endpoints[{i}].address")
+    elif kind == "WorkloadEntry":
+        need(spec.get("address"), "spec.address")
+    elif kind == "VirtualService":
+        for i, r in enumerate(spec.get("http") or []):
+            for j, d in enumerate(r.get("route") or []):
+                need((d.get("destination") or {}).get("host"), f"spec.http[{i}].route[{j}].destination.host")
+            if r.get("delegate") is not None:
+                need(r["delegate"].get("name"), f"spec.http[{i}].delegate.name")
+    elif kind == "Component":
+        need(spec.get("type"), "spec.type")
+    elif kind == "Subscription":
+        need(spec.get("pubsubname"), "spec.pubsubname")
+        need(spec.get("topic"), "spec.topic")
+
+
+def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
+    diags: list[Diagnostic] = []
+    skipped: list[Location] = []
+    first_seen: dict[tuple[str, str, str], RawDocument] = {}
+    used_keys: set[tuple[object, ...]] = set()
+    _doc_cache.used = used_keys
+    built: dict[str, list[Any]] = {}
+
+    for doc in docs:
+        loc = doc.location
+        info, bad_version = classify(doc.api_version, doc.kind)
+        if bad_version:
+            diags.append(Diagnostic(loc, "apiVersion", bad_version, Severity.ERROR, "bad-version"))
+            continue
+        if info is None:
+            skipped.append(loc)
+            msg = f"skipped: {doc.api_version} {doc.kind} is not a kind Mecha reads"
+            diags.append(Diagnostic(loc, "kind", msg, Severity.INFO, "skipped"))
+            continue
+        if doc.key in first_seen:
+            other = first_seen[doc.key].location
+            msg = (
+                f"duplicate {doc.kind} {loc.namespace}/{loc.name}: also defined in {other.file} "
+                f"doc {other.document} (first wins)"
+            )
+            diags.append(Diagnostic(loc, "metadata.name", msg, Severity.ERROR, "duplicate"))
+            continue
+        first_seen[doc.key] = doc
+
+        obj, problems = _model_document_cached(doc, info.family)
+        diags.extend(problems)
+        if obj is not None:
+            built.setdefault("carried" if isinstance(obj, CarriedResource) else doc.kind, []).append(obj)
+    _doc_cache.retain(used_keys)
+
+    wes = _sorted(built.get("WorkloadEntry", []))
+    ses = _sorted(built.get("ServiceEntry", []))
+    services, svc_diags = derive_services(ses, wes)
+    diags.extend(svc_diags)
+    config = MeshConfig(
+        virtual_services=_sorted(built.get("VirtualService", [])),
+        destination_rules=_sorted(built.get("DestinationRule", [])),
+        service_entries=ses,
+        workload_entries=wes,
+        components=_sorted(built.get("Component", [])),
+        subscriptions=_sorted(built.get("Subscription", [])),
+        resiliencies=_sorted(built.get("Resiliency", [])),
+        carried=tuple(
+            sorted(built.get("carried", []), key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name))
+        ),
+        services=services,
+    )
+    return ModelResult(config, diags, skipped)
+
+
+class _DocCache:
+    """Unchanged documents (same file, index and text) yield the very same IR objects across compiles, so
+    the translator's memo hits by identity. Bounded to the documents of the latest compile."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[object, ...], tuple[Any, list[Diagnostic]]] = {}
+        self.used: set[tuple[object, ...]] = set()
+
+    def retain(self, keys: set[tuple[object, ...]]) -> None:
+        self.entries = {k: v for k, v in self.entries.items() if k in keys}
+
+
+_doc_cache = _DocCache()
+
+
+def _model_document_cached(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnostic]]:
+    loc = doc.location
+    fingerprint = doc.source or json.dumps(doc.body, sort_keys=True, default=str)
+    key = (loc.file, loc.document, doc.api_version, doc.kind, loc.namespace, loc.name, fingerprint)
+    _doc_cache.used.add(key)
+    found = _doc_cache.entries.get(key)
+    if found is None:
+        found = _doc_cache.entries[key] = _model_document(doc, family)
+    return found
+
+
+def _model_document(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnostic]]:
+    """Schema-check one document and build its IR object (None when it has errors)."""
+    loc = doc.location
+    diags: list[Diagnostic] = []
+
+    def report(sev: str, fld: str, msg: str, code: str) -> None:
+        diags.append(Diagnostic(loc, fld, msg, Severity(sev), code))
+
+    allowed = _DAPR_TOP_LEVEL if family is Family.DAPR else _TOP_LEVEL
+    for key in doc.body:
+        if key not in allowed:
+            report("error", str(key), "unknown field", "unknown-field")
+    spec = doc.body.get("spec")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        report("error", "spec", f"expected a map, got {type(spec).__name__}", "wrong-type")
+        return None, diags
+    meta = Meta(doc.kind, loc.namespace, loc.name, loc)
+    schema = SPEC_BY_KIND.get(doc.kind)
+    if schema is None:  # carried kinds: kept verbatim for later stages
+        spec_json = json.dumps(spec, sort_keys=True, default=str)
+        return CarriedResource(meta, doc.api_version, spec_json), diags
+    assert isinstance(schema, Obj)
+    schema.check(spec, "spec", report)
+    _required(spec, doc.kind, report)
+    if any(d.severity is Severity.ERROR for d in diags):
+        return None, diags  # the config is refused anyway; do not build half-checked objects
+    return _build(doc.kind, meta, spec, doc.body), diags
+
+
+def _build(kind: str, meta: Meta, spec: dict[str, Any], body: dict[str, Any]) -> Any:
+    if kind == "VirtualService":
+        return parse.virtual_service(meta, spec)
+    if kind == "DestinationRule":
+        return parse.destination_rule(meta, spec)
+    if kind == "ServiceEntry":
+        return parse.service_entry(meta, spec)
+    if kind == "WorkloadEntry":
+        return parse.workload_entry(meta, spec)
+    if kind == "Component":
+        return parse.component(meta, spec, body)
+    if kind == "Subscription":
+        return parse.subscription(meta, spec, body)
+    return parse.resiliency(meta, spec, body)
+
+
+_service_cache: dict[str, Service] = {}
+
+
+def derive_services(
+    entries: tuple[ServiceEntry, ...], workloads: tuple[WorkloadEntry, ...]
+) -> tuple[tuple[Service, ...], list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    by_host: dict[str, Service] = {}
+    # index by (namespace, label, value) so selection is not O(entries x workloads)
+    by_label: dict[tuple[str, str, str], list[WorkloadEntry]] = {}
+    by_ns: dict[str, list[WorkloadEntry]] = {}
+    for we in workloads:
+        by_ns.setdefault(we.meta.namespace, []).append(we)
+        for k, v in we.endpoint.labels:
+            by_label.setdefault((we.meta.namespace, k, v), []).append(we)
+    for se in entries:
+        if se.workload_selector is not None:
+            # istiod: a ServiceEntry selects WorkloadEntries of its own namespace by labels
+            ns, selector = se.meta.namespace, se.workload_selector
+            candidates = by_label.get((ns, *selector[0]), []) if selector else by_ns.get(ns, [])
+            eps = tuple(we.endpoint for we in candidates if we.endpoint.matches(selector))
+        else:
+            eps = se.endpoints
+        for i, host in enumerate(se.hosts):
+            if host in by_host:
+                first = by_host[host].source
+                msg = f"host {host} is already defined by {first.ref if first else '?'}; this one is ignored"
+                diags.append(
+                    Diagnostic(se.meta.location, f"spec.hosts[{i}]", msg, Severity.WARNING, "dup-host")
+                )
+                continue
+            svc = Service(
+                host=host,
+                namespace=se.meta.namespace,
+                ports=se.ports,
+                resolution=se.resolution,
+                mesh_external=se.location == "MESH_EXTERNAL",
+                endpoints=eps,
+                source=se.meta,
+            )
+            previous = _service_cache.get(host)
+            by_host[host] = previous if previous == svc and previous.source == svc.source else svc
+    _service_cache.clear()
+    _service_cache.update(by_host)
+    return tuple(by_host[h] for h in sorted(by_host)), diags

@@ -1,0 +1,273 @@
+"""The IR: frozen, hashable dataclasses with no Envoy imports. Equal inputs compare equal, so the translator
+can memoize on them. Locations never take part in equality (moving a document between files changes nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from xds.diagnostics import Location
+
+Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    kind: str
+    namespace: str
+    name: str
+    location: Location = field(default_factory=Location, compare=False, hash=False, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+# ---- VirtualService -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    kind: str  # exact | prefix | regex | present
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPMatch:
+    name: str = ""
+    uri: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    headers: tuple[tuple[str, StringMatch], ...] = ()
+    without_headers: tuple[tuple[str, StringMatch], ...] = ()
+    query_params: tuple[tuple[str, StringMatch], ...] = ()
+    ignore_uri_case: bool = False
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    host: str  # FQDN
+    subset: str = ""
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDestination:
+    destination: Destination
+    weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int = 0
+    per_try_timeout: timedelta | None = None
+    retry_on: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate:
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute:
+    index: int  # position in spec.http (for diagnostics)
+    name: str = ""
+    matches: tuple[HTTPMatch, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+    delegate: Delegate | None = None
+    rewrite_uri: str | None = None
+    rewrite_authority: str | None = None
+    timeout: timedelta | None = None
+    retries: Retry | None = None  # None = mesh default policy; Retry(attempts=0) = no retries
+    mirrors: tuple[
+        tuple[str, Destination], ...
+    ] = ()  # (field, dest): not translated yet, hosts still checked
+    terminal: bool = False  # redirect / directResponse (not translated yet)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualService:
+    meta: Meta
+    hosts: tuple[str, ...] = ()  # FQDN-resolved; empty = delegate VS
+    gateways: tuple[str, ...] = ()
+    http: tuple[HTTPRoute, ...] = ()
+
+    @property
+    def is_delegate(self) -> bool:
+        return not self.hosts
+
+    @property
+    def for_mesh(self) -> bool:
+        """Applies to sidecars: no gateways listed, or 'mesh' listed (istiod semantics)."""
+        return not self.gateways or "mesh" in self.gateways
+
+
+# ---- DestinationRule ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPool:
+    max_connections: int | None = None
+    connect_timeout: timedelta | None = None
+    tcp_idle_timeout: timedelta | None = None
+    http1_max_pending_requests: int | None = None
+    http2_max_requests: int | None = None
+    max_requests_per_connection: int | None = None
+    max_retries: int | None = None
+    http_idle_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierDetection:
+    consecutive_5xx_errors: int | None = None
+    consecutive_gateway_errors: int | None = None
+    interval: timedelta | None = None
+    base_ejection_time: timedelta | None = None
+    max_ejection_percent: int | None = None
+    min_health_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    load_balancer: str | None = None  # simple LB name
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    name: str
+    labels: Labels = ()
+    traffic_policy: TrafficPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRule:
+    meta: Meta
+    host: str
+    traffic_policy: TrafficPolicy | None = None
+    subsets: tuple[Subset, ...] = ()
+
+    def subset(self, name: str) -> Subset | None:
+        return next((s for s in self.subsets if s.name == name), None)
+
+
+# ---- ServiceEntry / WorkloadEntry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    number: int
+    protocol: str = "HTTP"
+    name: str = ""
+    target_port: int | None = None
+
+    @property
+    def is_http(self) -> bool:
+        return self.protocol.upper() in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB")
+
+    @property
+    def is_http2(self) -> bool:
+        return self.protocol.upper() in ("HTTP2", "GRPC", "GRPC-WEB")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEndpoint:
+    address: str
+    ports: tuple[tuple[str, int], ...] = ()  # port name -> target port
+    labels: Labels = ()
+    weight: int = 0  # 0 = unset (Envoy default 1)
+    source: str = ""  # e.g. "WorkloadEntry default/reviews-v1" (diagnostics, analyze)
+
+    def port_for(self, port: ServicePort) -> int:
+        named = dict(self.ports).get(port.name) if port.name else None
+        return named or port.target_port or port.number
+
+    def matches(self, selector: Labels) -> bool:
+        mine = dict(self.labels)
+        return all(mine.get(k) == v for k, v in selector)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    meta: Meta
+    hosts: tuple[str, ...]
+    ports: tuple[ServicePort, ...] = ()
+    location: str = "MESH_EXTERNAL"
+    resolution: str = "NONE"
+    endpoints: tuple[WorkloadEndpoint, ...] = ()
+    workload_selector: Labels | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEntry:
+    meta: Meta
+    endpoint: WorkloadEndpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One registry host, derived from a ServiceEntry plus the WorkloadEntries it selects."""
+
+    host: str
+    namespace: str
+    ports: tuple[ServicePort, ...]
+    resolution: str = "STATIC"
+    mesh_external: bool = False
+    endpoints: tuple[WorkloadEndpoint, ...] = ()
+    source: Meta | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def short_name(self) -> str:
+        return self.host.split(".", 1)[0]
+
+    def port(self, number: int) -> ServicePort | None:
+        return next((p for p in self.ports if p.number == number), None)
+
+
+# ---- Dapr ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    meta: Meta
+    type: str
+    version: str = ""
+    metadata_names: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    meta: Meta
+    pubsubname: str
+    topic: str
+    routes: tuple[tuple[str, str], ...] = ()  # (match CEL, path)
+    default_route: str = ""
+    dead_letter_topic: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Resiliency:
+    meta: Meta
+    timeouts: tuple[str, ...] = ()
+    retries: tuple[str, ...] = ()
+    circuit_breakers: tuple[str, ...] = ()
+    target_apps: tuple[str, ...] = ()
+    target_actors: tuple[str, ...] = ()
+    target_components: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedResource:
+    """A kind accepted for later stages (Gateway, Sidecar, security policies, Dapr Configuration)."""
+
+    meta: Meta
+    api_version: str
+    spec_json: str  # canonical JSON (sorted keys): hashable and comparable

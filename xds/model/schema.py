@@ -1,0 +1,154 @@
+"""A tiny declarative schema: type checks, unknown-field errors and 'not supported yet' warnings.
+
+Each object field is declared with its type and whether the translator honours it. The same table answers
+`honoured_fields(kind)` for `mecha analyze`, so what we claim to support and what we check never drift.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# (severity, field path, message, code); severity is "error" or "warning"
+Report = Callable[[str, str, str, str], None]
+
+DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+$")
+
+
+class Spec:
+    name = "value"
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        raise NotImplementedError
+
+    def children(self) -> Iterator[tuple[str, Spec, bool]]:
+        return iter(())
+
+    def _wrong(self, value: Any, path: str, report: Report) -> bool:
+        report("error", path, f"expected {self.name}, got {type(value).__name__} {value!r:.40}", "wrong-type")
+        return False
+
+
+class _Scalar(Spec):
+    def __init__(self, name: str, test: Callable[[Any], bool]) -> None:
+        self.name, self._test = name, test
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        return True if self._test(value) else self._wrong(value, path, report)
+
+
+Str = _Scalar("a string", lambda v: isinstance(v, str))
+Bool = _Scalar("a boolean", lambda v: isinstance(v, bool))
+Int = _Scalar("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
+UInt = _Scalar("a non-negative integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+Port = _Scalar(
+    "a port number 1-65535", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536
+)
+Num = _Scalar("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+Duration = _Scalar(
+    "a duration like 1s, 250ms or 1.5s", lambda v: isinstance(v, str) and bool(DURATION_RE.match(v))
+)
+AnyValue = _Scalar("any value", lambda v: True)
+AnyMap = _Scalar("a map", lambda v: isinstance(v, dict))
+
+
+class Enum(Spec):
+    def __init__(self, *values: str) -> None:
+        self.values = values
+        self.name = "one of " + ", ".join(values)
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        return True if value in self.values else self._wrong(value, path, report)
+
+
+class ListOf(Spec):
+    def __init__(self, item: Spec) -> None:
+        self.item = item
+        self.name = "a list"
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        if not isinstance(value, list):
+            return self._wrong(value, path, report)
+        ok = True
+        for i, item in enumerate(value):
+            ok = self.item.check(item, f"{path}[{i}]", report) and ok
+        return ok
+
+    def children(self) -> Iterator[tuple[str, Spec, bool]]:
+        yield "[]", self.item, True
+
+
+class MapOf(Spec):
+    def __init__(self, value: Spec) -> None:
+        self.value = value
+        self.name = "a map"
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        if not isinstance(value, dict):
+            return self._wrong(value, path, report)
+        ok = True
+        for k, v in value.items():
+            if not isinstance(k, str):
+                report("error", f"{path}.{k}", "map keys must be strings", "wrong-type")
+                ok = False
+            ok = self.value.check(v, f"{path}.{k}", report) and ok
+        return ok
+
+
+@dataclass
+class F:
+    """A declared field: honoured=False means 'accepted by Istio, not translated by Mecha yet'."""
+
+    spec: Spec
+    honoured: bool = True
+    note: str = ""
+
+
+@dataclass
+class Obj(Spec):
+    fields: dict[str, F]
+    name: str = "a map"
+    lenient: bool = False  # accept unknown keys (k8s metadata, free-form Dapr parts)
+    one_of: tuple[str, ...] = field(default=())  # at most one of these may be set
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        if not isinstance(value, dict):
+            return self._wrong(value, path, report)
+        ok = True
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            declared = self.fields.get(key) if isinstance(key, str) else None
+            if declared is None:
+                if not self.lenient:
+                    report("error", where, "unknown field", "unknown-field")
+                    ok = False
+                continue
+            if item is None:
+                continue  # explicit null == unset, as in protobuf JSON
+            ok = declared.spec.check(item, where, report) and ok
+            if not declared.honoured:
+                extra = f" ({declared.note})" if declared.note else ""
+                report("warning", where, f"not supported yet: ignored{extra}", "unsupported")
+        present = [k for k in self.one_of if value.get(k) is not None]
+        if len(present) > 1:
+            report("error", path, f"only one of {', '.join(present)} may be set", "one-of")
+            ok = False
+        return ok
+
+    def children(self) -> Iterator[tuple[str, Spec, bool]]:
+        for key, declared in self.fields.items():
+            yield key, declared.spec, declared.honoured
+
+
+def honoured_paths(spec: Spec, prefix: str = "") -> list[tuple[str, bool]]:
+    """Every field path below spec, and whether it is honoured (ignored subtrees are not expanded)."""
+    out: list[tuple[str, bool]] = []
+    for key, child, honoured in spec.children():
+        path = f"{prefix}{key}" if key == "[]" else (f"{prefix}.{key}" if prefix else key)
+        if key != "[]":
+            out.append((path, honoured))
+        if honoured:
+            out.extend(honoured_paths(child, path))
+    return out

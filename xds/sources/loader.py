@@ -1,0 +1,150 @@
+"""Load YAML config documents from files, folders and text into RawDocuments (one per YAML document).
+
+Each multi-document file is split on `---` lines first, so one malformed document yields one Diagnostic
+(with file, document index and line) and the other documents of the file still load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xds.diagnostics import Diagnostic, Location, Severity
+
+try:  # the C loader is ~10x faster on big meshes
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, eq=False)
+class RawDocument:
+    """One YAML document as written (body untouched), plus where it came from."""
+
+    location: Location
+    api_version: str
+    kind: str
+    body: dict[str, Any] = field(repr=False)
+    source: str = field(default="", repr=False)  # the document's YAML text: a cheap content fingerprint
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind, namespace, name): the identity the control plane merges applied documents on."""
+        return (self.kind, self.location.namespace, self.location.name)
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rsplit("/", 1)[-1]
+
+
+def _split_documents(text: str) -> list[tuple[int, str]]:
+    """Split on document markers; returns (first line number 0-based, chunk text) per document."""
+    chunks: list[tuple[int, str]] = []
+    start, lines = 0, []
+    for i, line in enumerate(text.splitlines()):
+        if _SEPARATOR.match(line):
+            chunks.append((start, "\n".join(lines)))
+            rest = line[3:].strip()
+            # "--- {a: 1}" keeps content on the marker line; a comment does not count as content
+            lines = [rest] if rest and not rest.startswith("#") else []
+            start = i if lines else i + 1
+        else:
+            lines.append(line)
+    chunks.append((start, "\n".join(lines)))
+    # the leading chunk before a first '---' is a document only if it holds something
+    return [(s, c) for s, c in chunks if c.strip() and not all(_is_blank(x) for x in c.splitlines())]
+
+
+def _is_blank(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#") or stripped == "..."
+
+
+def load_text(text: str, filename: str = "<inline>") -> tuple[list[RawDocument], list[Diagnostic]]:
+    docs: list[RawDocument] = []
+    diags: list[Diagnostic] = []
+    for index, (first_line, chunk) in enumerate(_split_documents(text)):
+        where = Location(file=filename, document=index)
+        try:
+            body = yaml.load(chunk, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line = first_line + mark.line + 1 if mark is not None else first_line + 1
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            diags.append(
+                Diagnostic(where, "", f"malformed YAML at line {line}: {problem}", Severity.ERROR, "yaml")
+            )
+            continue
+        if body is None:
+            continue
+        doc, problem = _to_document(body, where, chunk)
+        if problem is not None:
+            diags.append(problem)
+        if doc is not None:
+            docs.append(doc)
+    return docs, diags
+
+
+def _to_document(body: Any, where: Location, source: str) -> tuple[RawDocument | None, Diagnostic | None]:
+    def bad(fld: str, msg: str) -> tuple[None, Diagnostic]:
+        return None, Diagnostic(where, fld, msg, Severity.ERROR, "bad-document")
+
+    if not isinstance(body, dict):
+        return bad("", f"a config document must be a map, got {type(body).__name__}")
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    if not isinstance(kind, str) or not kind:
+        return bad("kind", "missing or not a string")
+    if not isinstance(api_version, str) or not api_version:
+        return bad("apiVersion", "missing or not a string")
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        return bad("metadata", "missing or not a map")
+    name, namespace = meta.get("name"), meta.get("namespace") or "default"
+    if not isinstance(name, str) or not name:
+        return bad("metadata.name", "missing or not a string")
+    if not isinstance(namespace, str):
+        return bad("metadata.namespace", "not a string")
+    loc = Location(where.file, where.document, kind, namespace, name)
+    return RawDocument(loc, api_version, kind, body, source), None
+
+
+def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
+    files: list[Path] = []
+    diags: list[Diagnostic] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            diags.append(Diagnostic(Location(file=str(path)), "", "no such file or directory", code="io"))
+    return files, diags
+
+
+def load_paths(paths: Iterable[str | Path]) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Load files and folders (recursively: *.yaml / *.yml, sorted by path)."""
+    files, diags = _expand(paths)
+    docs: list[RawDocument] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            diags.append(Diagnostic(Location(file=str(path)), "", f"cannot read: {exc}", code="io"))
+            continue
+        more, problems = load_text(text, str(path))
+        docs.extend(more)
+        diags.extend(problems)
+    return docs, diags

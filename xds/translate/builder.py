@@ -1,0 +1,211 @@
+"""SnapshotBuilder: MeshConfig + proxies -> one Snapshot per proxy.
+
+Mesh-wide resources are built once per config change and the very same Resource objects (and per-type
+maps) are shared by every proxy; only listeners, inbound/capability clusters and route configuration
+names are per proxy. Everything is memoized on the IR objects it derives from and pruned to the live set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from envoy_data_plane.envoy.config.route import v3 as rte
+
+from xds import types
+from xds.cache.snapshot import Resource, Snapshot
+from xds.diagnostics import Diagnostic, Location, Severity
+from xds.model.mesh import MeshConfig
+from xds.proxy import ProxyIdentity, ProxyMode
+from xds.translate import dapr
+from xds.translate.cluster import static_cluster_bytes
+from xds.translate.common import inbound_cluster_name, split_host_port
+from xds.translate.listener import (
+    dapr_grpc_route_name,
+    dapr_http_route_name,
+    inbound_route_config,
+    outbound_route_name,
+    proxy_listener_bytes,
+)
+from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
+from xds.translate.pack import Memo, field_number, repeated_field, resource
+
+log = logging.getLogger(__name__)
+_EMPTY = TypeSet.of([])
+
+
+def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool]]:
+    """(name, address, port, http2) of the proxy's STATIC clusters: its apps and the capability service."""
+    out = []
+    for app in proxy.apps:
+        if app.app_port is not None and app.inbound_port is not None:
+            http2 = app.app_protocol.lower() == "grpc"
+            out.append((inbound_cluster_name(app.app_port, app.name), app.app_address, app.app_port, http2))
+    for name, target, http2 in (
+        (dapr.CAPABILITIES_HTTP, proxy.capabilities_http, False),
+        (dapr.CAPABILITIES_GRPC, proxy.capabilities_grpc, True),
+    ):
+        if target:
+            host, port = split_host_port(target)
+            out.append((name, host, port, http2))
+    return out
+
+
+def _own_clusters(proxy: ProxyIdentity) -> list[Resource]:
+    return [
+        Resource.make(types.CLUSTER, name, static_cluster_bytes(name, host, port, http2))
+        for name, host, port, http2 in own_cluster_specs(proxy)
+    ]
+
+
+def _own_routes(proxy: ProxyIdentity) -> list[Resource]:
+    return [
+        resource(types.ROUTE, f"inbound|{a.inbound_port}||", inbound_route_config(a))
+        for a in proxy.apps
+        if a.app_port is not None and a.inbound_port is not None
+    ]
+
+
+_DAPR_TAIL: dict[str, bytes] = {
+    c: repeated_field(field_number(rte.VirtualHost, "routes"), [bytes(dapr.capabilities_route(c))])
+    for c in (dapr.CAPABILITIES_HTTP, dapr.CAPABILITIES_GRPC)
+}
+
+
+@dataclass
+class _ProxyState:
+    """Last per-type sets of one proxy, reused when their inputs are the same objects."""
+
+    parts: dict[str, tuple[tuple[object, ...], TypeSet]] = field(default_factory=dict)
+
+
+class SnapshotBuilder:
+    """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop)."""
+
+    def __init__(self) -> None:
+        self.memo = Memo()
+        self.mesh = MeshBuilder(self.memo)
+        self.warnings: list[Diagnostic] = []
+        self._states: dict[str, _ProxyState] = {}
+
+    def build(
+        self,
+        config: MeshConfig,
+        proxies: Iterable[ProxyIdentity],
+        changed_at: float = 0.0,
+        config_version: str = "",
+    ) -> dict[str, Snapshot]:
+        self.memo.start()
+        self.mesh.begin()
+        self.warnings = []
+        clusters, endpoints = self.mesh.clusters_and_endpoints(config)
+        out: dict[str, Snapshot] = {}
+        for proxy in proxies:
+            out[proxy.id] = self._proxy_snapshot(
+                config, proxy, clusters, endpoints, changed_at, config_version
+            )
+        self.memo.prune()
+        return out
+
+    def forget(self, proxy_id: str) -> None:
+        """Drop the per-proxy state of a proxy that disconnected for good."""
+        self._states.pop(proxy_id, None)
+
+    def _typeset(
+        self,
+        proxy_id: str,
+        type_url: str,
+        inputs: tuple[object, ...],
+        items: list[Resource],
+        base: TypeSet | None = None,
+    ) -> TypeSet:
+        state = self._states.setdefault(proxy_id, _ProxyState())
+        found = state.parts.get(type_url)
+        if (
+            found is not None
+            and len(found[0]) == len(inputs)
+            and all(a is b for a, b in zip(found[0], inputs, strict=True))
+        ):
+            return found[1]
+        ts = base.extended(items) if base is not None else TypeSet.of(items)
+        state.parts[type_url] = (inputs, ts)
+        return ts
+
+    def _proxy_snapshot(
+        self,
+        config: MeshConfig,
+        proxy: ProxyIdentity,
+        clusters: TypeSet,
+        endpoints: TypeSet,
+        changed_at: float,
+        config_version: str,
+    ) -> Snapshot:
+        if proxy.mode is ProxyMode.GATEWAY:
+            where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
+            msg = "gateway mode: outbound clusters only; Gateway listeners are not translated yet"
+            self.warnings.append(Diagnostic(where, "mode", msg, Severity.WARNING, "unsupported"))
+            log.warning("proxy %s: %s", proxy.id, msg)
+        own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
+        listeners = self.memo.get(
+            ("lds", proxy.id),
+            (proxy,),
+            lambda: [Resource.make(types.LISTENER, n, b) for n, b in proxy_listener_bytes(proxy)],
+        )
+        routes = self._routes(config, proxy)
+        cds = clusters
+        if own_clusters:
+            inputs = (clusters, *own_clusters)
+            cds = self._typeset(proxy.id, types.CLUSTER, inputs, own_clusters, base=clusters)
+        lds = self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners)
+        rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
+        if proxy.mode is ProxyMode.GATEWAY:
+            lds = rds = _EMPTY
+        sets = {types.CLUSTER: cds, types.ENDPOINT: endpoints, types.LISTENER: lds, types.ROUTE: rds}
+        sets[types.SECRET] = _EMPTY
+        return Snapshot(
+            MappingProxyType({t: sets[t].resources for t in types.TYPE_ORDER}),
+            MappingProxyType({t: sets[t].version for t in types.TYPE_ORDER}),
+            changed_at,
+            config_version,
+        )
+
+    def _routes(self, config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
+        if proxy.mode is ProxyMode.GATEWAY:
+            return []
+        ns = proxy.namespace
+        out: list[Resource] = []
+        if proxy.outbound_port is not None:
+            vhosts = self.mesh.outbound_vhosts(config, ns)
+            name = outbound_route_name(proxy)
+            out.append(
+                self.memo.get(("rds", name, ns), (vhosts,), lambda: route_config_resource(name, vhosts))
+            )
+        out += self.memo.get(("rds-in", proxy.id), (proxy,), lambda: _own_routes(proxy))
+        for port, grpc, cap, route_name in (
+            (proxy.dapr_http_port, False, proxy.capabilities_http, dapr_http_route_name),
+            (proxy.dapr_grpc_port, True, proxy.capabilities_grpc, dapr_grpc_route_name),
+        ):
+            if port is None:
+                continue
+            blob = self.mesh.dapr_routes(config, ns, grpc)
+            cluster = dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP
+            tail = _DAPR_TAIL[cluster] if cap else b""
+            name = route_name(port)
+            out.append(
+                self.memo.get(
+                    ("rds", name, ns, tail), (blob,), lambda b=blob, n=name, t=tail: _dapr_rc(n, b, t)
+                )
+            )
+        return out
+
+
+_DAPR_VHOST_HEADER = {
+    name: bytes(rte.VirtualHost(name=name, domains=["*"])) for name in ("dapr_http", "dapr_grpc")
+}
+
+
+def _dapr_rc(name: str, routes: Blob, tail: bytes) -> Resource:
+    header = _DAPR_VHOST_HEADER["dapr_grpc" if name.startswith("dapr-grpc") else "dapr_http"]
+    return single_vhost_route_config(name, header, routes, tail)

@@ -1,0 +1,204 @@
+"""CDS: outbound clusters per service port and subset (DestinationRule traffic policy), inbound and
+capability clusters. Hot path: clusters sharing a traffic policy share one serialized 'policy body'; only
+the name and EDS service_name are encoded per cluster (protobuf fields concatenate)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+from envoy_data_plane.envoy.config.cluster import v3 as clu
+from envoy_data_plane.envoy.config.endpoint import v3 as ep
+from envoy_data_plane.envoy.type import v3 as typ
+
+from xds.model.resources import (
+    ConnectionPool,
+    DestinationRule,
+    OutlierDetection,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+)
+from xds.translate.common import (
+    ADS,
+    DEFAULT_CONNECT_TIMEOUT,
+    MAX_UINT32,
+    outbound_cluster_name,
+    protocol_options,
+    socket,
+)
+from xds.translate.endpoint import lb_endpoint_bytes
+from xds.translate.pack import encode, field_bytes, field_number
+
+_LB = {
+    None: clu.ClusterLbPolicy.LEAST_REQUEST,  # istiod default when unset
+    "UNSPECIFIED": clu.ClusterLbPolicy.LEAST_REQUEST,
+    "LEAST_REQUEST": clu.ClusterLbPolicy.LEAST_REQUEST,
+    "LEAST_CONN": clu.ClusterLbPolicy.LEAST_REQUEST,
+    "ROUND_ROBIN": clu.ClusterLbPolicy.ROUND_ROBIN,
+    "RANDOM": clu.ClusterLbPolicy.RANDOM,
+    "PASSTHROUGH": clu.ClusterLbPolicy.CLUSTER_PROVIDED,
+}
+_NAME = field_number(clu.Cluster, "name")
+_EDS = field_number(clu.Cluster, "eds_cluster_config")
+_EDS_SERVICE_NAME = field_number(clu.ClusterEdsClusterConfig, "service_name")
+_EDS_ADS = bytes(clu.ClusterEdsClusterConfig(eds_config=ADS))
+
+
+def merge_policy(base: TrafficPolicy | None, override: TrafficPolicy | None) -> TrafficPolicy | None:
+    """istiod MergeTrafficPolicy: each section set on the subset replaces the DR's section."""
+    if base is None or override is None:
+        return override or base
+    return replace(
+        base,
+        load_balancer=override.load_balancer or base.load_balancer,
+        connection_pool=override.connection_pool or base.connection_pool,
+        outlier_detection=override.outlier_detection or base.outlier_detection,
+    )
+
+
+def effective_policy(rule: DestinationRule | None, subset: str) -> TrafficPolicy | None:
+    if rule is None:
+        return None
+    found = rule.subset(subset) if subset else None
+    return merge_policy(rule.traffic_policy, found.traffic_policy if found else None)
+
+
+def _circuit_breakers(pool: ConnectionPool | None) -> clu.CircuitBreakers:
+    p = pool or ConnectionPool()
+
+    def pick(v: int | None) -> int:
+        return MAX_UINT32 if v is None else v
+
+    return clu.CircuitBreakers(
+        thresholds=[
+            clu.CircuitBreakersThresholds(
+                max_connections=pick(p.max_connections),
+                max_pending_requests=pick(p.http1_max_pending_requests),
+                max_requests=pick(p.http2_max_requests),
+                max_retries=pick(p.max_retries),
+                track_remaining=True,
+            )
+        ]
+    )
+
+
+def _outlier(od: OutlierDetection | None) -> clu.OutlierDetection | None:
+    if od is None:
+        return None
+
+    def enforcing(v: int | None) -> int | None:
+        return None if v is None else (100 if v > 0 else 0)
+
+    return clu.OutlierDetection(
+        consecutive_5xx=od.consecutive_5xx_errors,
+        enforcing_consecutive_5xx=enforcing(od.consecutive_5xx_errors),
+        consecutive_gateway_failure=od.consecutive_gateway_errors,
+        enforcing_consecutive_gateway_failure=enforcing(od.consecutive_gateway_errors),
+        interval=od.interval,
+        base_ejection_time=od.base_ejection_time,
+        max_ejection_percent=od.max_ejection_percent,
+        enforcing_success_rate=0,
+    )
+
+
+def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: str) -> clu.Cluster:
+    """Everything of an outbound cluster except its name and endpoints source."""
+    p = policy or TrafficPolicy()
+    pool = p.connection_pool
+    common_lb = clu.ClusterCommonLbConfig()
+    od = p.outlier_detection
+    if od is not None and od.min_health_percent is not None:
+        common_lb = clu.ClusterCommonLbConfig(
+            healthy_panic_threshold=typ.Percent(value=od.min_health_percent)
+        )
+    lb = _LB.get(p.load_balancer, clu.ClusterLbPolicy.LEAST_REQUEST)
+    kind = {
+        "STATIC": clu.ClusterDiscoveryType.EDS,
+        "DNS": clu.ClusterDiscoveryType.STRICT_DNS,
+        "DNS_ROUND_ROBIN": clu.ClusterDiscoveryType.LOGICAL_DNS,
+    }.get(resolution, clu.ClusterDiscoveryType.ORIGINAL_DST)
+    if p.load_balancer == "PASSTHROUGH" or kind == clu.ClusterDiscoveryType.ORIGINAL_DST:
+        kind, lb = clu.ClusterDiscoveryType.ORIGINAL_DST, clu.ClusterLbPolicy.CLUSTER_PROVIDED
+    idle = None
+    max_per_conn = None
+    if pool is not None:
+        idle = pool.http_idle_timeout or pool.tcp_idle_timeout  # http.idleTimeout wins
+        max_per_conn = pool.max_requests_per_connection
+    opts = None
+    if port.is_http2 or idle is not None or max_per_conn is not None:
+        opts = protocol_options(port.is_http2, idle, max_per_conn)
+    return clu.Cluster(
+        type=kind,
+        connect_timeout=(pool.connect_timeout if pool and pool.connect_timeout else DEFAULT_CONNECT_TIMEOUT),
+        lb_policy=lb,
+        circuit_breakers=_circuit_breakers(pool),
+        outlier_detection=_outlier(od),
+        common_lb_config=common_lb,
+        typed_extension_protocol_options=opts or {},
+    )
+
+
+@lru_cache(maxsize=4096)
+def _policy_body(policy: TrafficPolicy | None, port: ServicePort, resolution: str) -> bytes:
+    return bytes(policy_cluster(policy, port, resolution))
+
+
+def outbound_cluster_bytes(
+    service: Service, port: ServicePort, subset: str, policy: TrafficPolicy | None
+) -> tuple[str, bytes]:
+    name = outbound_cluster_name(port.number, subset, service.host)
+    body = field_bytes(_NAME, name.encode()) + _policy_body(policy, port, service.resolution)
+    if service.resolution == "STATIC":
+        eds = _EDS_ADS + field_bytes(_EDS_SERVICE_NAME, name.encode())
+        body += field_bytes(_EDS, eds)
+    elif service.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+        endpoints = service.endpoints
+        if service.resolution == "DNS_ROUND_ROBIN":
+            endpoints = endpoints[:1]  # LOGICAL_DNS takes exactly one address
+        cla = ep.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                ep.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        ep.LbEndpoint(endpoint=ep.Endpoint(address=socket(e.address, e.port_for(port))))
+                        for e in endpoints
+                    ]
+                )
+            ],
+        )
+        body += bytes(clu.Cluster(load_assignment=cla))
+    return name, body
+
+
+def static_cluster(name: str, address: str, port: int, http2: bool = False) -> clu.Cluster:
+    """A STATIC cluster with one endpoint (inbound app, capability service)."""
+    return clu.Cluster(
+        name=name,
+        type=clu.ClusterDiscoveryType.STATIC,
+        connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+        lb_policy=clu.ClusterLbPolicy.ROUND_ROBIN,
+        load_assignment=ep.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                ep.LocalityLbEndpoints(
+                    lb_endpoints=[ep.LbEndpoint(endpoint=ep.Endpoint(address=socket(address, port)))]
+                )
+            ],
+        ),
+        typed_extension_protocol_options=protocol_options(True) if http2 else {},
+    )
+
+
+@lru_cache(maxsize=4)
+def _static_shell(http2: bool) -> bytes:
+    shell = static_cluster("", "127.0.0.1", 1, http2)
+    shell.load_assignment = None
+    return bytes(shell)
+
+
+def static_cluster_bytes(name: str, address: str, port: int, http2: bool = False) -> bytes:
+    """== bytes(static_cluster(...)), hand-encoded around a cached shell."""
+    locality = encode(ep.LocalityLbEndpoints, lb_endpoints=[lb_endpoint_bytes(address, port, 0)])
+    cla = encode(ep.ClusterLoadAssignment, cluster_name=name, endpoints=[locality])
+    return encode(clu.Cluster, name=name) + _static_shell(http2) + encode(clu.Cluster, load_assignment=cla)

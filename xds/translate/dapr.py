@@ -1,0 +1,150 @@
+"""Routes of the Dapr HTTP and gRPC listeners: service invocation through the mesh, the rest to the
+capability service. App ids are service short names (proxy's namespace) and `name.namespace`."""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.type.matcher import v3 as matcher
+
+from xds.model.mesh import MeshConfig
+from xds.model.resources import HTTPRoute, Service, ServicePort
+from xds.translate.common import outbound_cluster_name
+from xds.translate.pack import encode
+from xds.translate.route import (
+    ZERO,
+    default_action,
+    default_action_bytes,
+    expand_delegates,
+    route_action,
+    route_action_bytes,
+)
+from xds.validate.checks import is_catch_all
+
+APP_ID_HEADER = "dapr-app-id"
+CAPABILITIES_HTTP = "capabilities_http"
+CAPABILITIES_GRPC = "capabilities_grpc"
+
+
+def app_ids(service: Service, namespace: str) -> list[str]:
+    suffix = f".{service.namespace}.svc.cluster.local"
+    if not service.host.endswith(suffix):
+        return [service.host]
+    short = service.host[: -len(suffix)]
+    ids = [f"{short}.{service.namespace}"]
+    if service.namespace == namespace:
+        ids.insert(0, short)
+    return ids
+
+
+def http_port(service: Service) -> ServicePort | None:
+    return next((p for p in service.ports if p.is_http), None)
+
+
+def grpc_port(service: Service) -> ServicePort | None:
+    return next((p for p in service.ports if p.is_http2), None)
+
+
+def mesh_route(service: Service, config: MeshConfig) -> HTTPRoute | None:
+    """The VS http route whose action invoke requests reuse: the host's first catch-all route."""
+    vs = config.mesh_routes_by_host.get(service.host)
+    if vs is None:
+        return None
+    return next((r for r in expand_delegates(vs, config) if r.route and is_catch_all(r)), None)
+
+
+def mesh_action(
+    service: Service, port: ServicePort, config: MeshConfig, rewrite: str = ""
+) -> rte.RouteAction:
+    chosen = mesh_route(service, config)
+    if chosen is not None:
+        action = route_action(chosen, config, port.number)
+    else:
+        action = default_action(outbound_cluster_name(port.number, "", service.host))
+    if rewrite:
+        action.prefix_rewrite = rewrite
+    return action
+
+
+def mesh_action_bytes(service: Service, port: ServicePort, config: MeshConfig, rewrite: str = "") -> bytes:
+    chosen = mesh_route(service, config)
+    if chosen is not None:
+        return route_action_bytes(chosen, config, port.number, rewrite)
+    return default_action_bytes(outbound_cluster_name(port.number, "", service.host), rewrite)
+
+
+def _prefix_shell(app_id: str) -> rte.Route:
+    return rte.Route(name=f"invoke/{app_id}", match=rte.RouteMatch(prefix=f"/v1.0/invoke/{app_id}/method/"))
+
+
+def _header_shell(app_id: str) -> rte.Route:
+    header = rte.HeaderMatcher(name=APP_ID_HEADER, string_match=matcher.StringMatcher(exact=app_id))
+    return rte.Route(
+        name=f"app-id/{app_id}",
+        match=rte.RouteMatch(prefix="/", headers=[header]),
+        request_headers_to_remove=[APP_ID_HEADER],
+    )
+
+
+def _prefix_route_bytes(app_id: str, action: bytes) -> bytes:
+    """== bytes(_prefix_shell(app_id) with route=action), hand-encoded (hot: two per service)."""
+    match = encode(rte.RouteMatch, prefix=f"/v1.0/invoke/{app_id}/method/")
+    return encode(rte.Route, name=f"invoke/{app_id}", match=match, route=action)
+
+
+def _header_route_bytes(app_id: str, action: bytes) -> bytes:
+    exact = encode(matcher.StringMatcher, exact=app_id)
+    header = encode(rte.HeaderMatcher, name=APP_ID_HEADER, string_match=exact)
+    match = encode(rte.RouteMatch, prefix="/", headers=[header])
+    return encode(
+        rte.Route,
+        name=f"app-id/{app_id}",
+        match=match,
+        route=action,
+        request_headers_to_remove=[APP_ID_HEADER],
+    )
+
+
+def invoke_routes(
+    service: Service, config: MeshConfig, namespace: str, grpc: bool
+) -> tuple[list[rte.Route], list[rte.Route]]:
+    """(invoke-by-path routes, dapr-app-id header routes) for one service; messages (reference path)."""
+    port = grpc_port(service) if grpc else http_port(service)
+    if port is None:
+        return [], []
+    prefix, header = [], []
+    for app_id in app_ids(service, namespace):
+        if not grpc:
+            route = _prefix_shell(app_id)
+            route.route = mesh_action(service, port, config, rewrite="/")
+            prefix.append(route)
+        route = _header_shell(app_id)
+        route.route = mesh_action(service, port, config)
+        header.append(route)
+    return prefix, header
+
+
+def invoke_routes_bytes(
+    service: Service, config: MeshConfig, namespace: str, grpc: bool
+) -> tuple[list[bytes], list[bytes]]:
+    port = grpc_port(service) if grpc else http_port(service)
+    if port is None:
+        return [], []
+    ids = app_ids(service, namespace)
+    action = mesh_action_bytes(service, port, config)
+    header = [_header_route_bytes(i, action) for i in ids]
+    if grpc:
+        return [], header
+    rewritten = mesh_action_bytes(service, port, config, rewrite="/")
+    return [_prefix_route_bytes(i, rewritten) for i in ids], header
+
+
+def capabilities_route(cluster: str) -> rte.Route:
+    return rte.Route(
+        name="capabilities",
+        match=rte.RouteMatch(prefix="/"),
+        route=rte.RouteAction(cluster=cluster, timeout=ZERO),
+    )
+
+
+def dapr_vhost_header(name: str) -> rte.VirtualHost:
+    return rte.VirtualHost(name=name, domains=["*"])

@@ -1,0 +1,202 @@
+"""LDS: per-proxy listeners (outbound HTTP, one inbound per app, Dapr HTTP and gRPC). Every HCM uses codec
+AUTO and fetches its routes by RDS over ADS, so a route change travels as RDS only."""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.core import v3 as core
+from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.http.router import v3 as router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.google.protobuf import Any as AnyMsg
+
+from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
+from xds.translate.common import ADS, inbound_cluster_name, socket
+from xds.translate.pack import encode
+from xds.translate.route import ZERO
+
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
+
+
+def outbound_route_name(proxy: ProxyIdentity) -> str:
+    return str(proxy.outbound_port)
+
+
+def inbound_route_name(app: AppBinding) -> str:
+    return f"inbound|{app.inbound_port}||"
+
+
+def dapr_http_route_name(port: int) -> str:
+    return f"dapr-http-{port}"
+
+
+def dapr_grpc_route_name(port: int) -> str:
+    return f"dapr-grpc-{port}"
+
+
+def http_listener(
+    name: str,
+    address: str,
+    port: int,
+    stat_prefix: str,
+    route_name: str,
+    direction: core.TrafficDirection | None = None,
+) -> lis.Listener:
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
+        rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
+        http_filters=[ROUTER],
+    )
+    return lis.Listener(
+        name=name,
+        address=socket(address, port),
+        filter_chains=[
+            lis.FilterChain(filters=[lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))])
+        ],
+        traffic_direction=direction or core.TrafficDirection.UNSPECIFIED,
+    )
+
+
+def proxy_listeners(proxy: ProxyIdentity) -> list[lis.Listener]:
+    """All listeners of one proxy; a listener whose port is not configured is skipped."""
+    if proxy.mode is ProxyMode.GATEWAY:
+        return []  # gateway listeners are not translated in this pass (the builder warns)
+    out: list[lis.Listener] = []
+    if proxy.outbound_port is not None:
+        bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+        port = proxy.outbound_port
+        out.append(
+            http_listener(
+                f"0.0.0.0_{port}",
+                bind,
+                port,
+                f"outbound_0.0.0.0_{port}",
+                outbound_route_name(proxy),
+                core.TrafficDirection.OUTBOUND,
+            )
+        )
+    for app in proxy.apps:
+        if app.inbound_port is None or app.app_port is None:
+            continue
+        port = app.inbound_port
+        out.append(
+            http_listener(
+                f"virtualInbound_{port}",
+                proxy.address,
+                port,
+                f"inbound_0.0.0.0_{port}",
+                inbound_route_name(app),
+                core.TrafficDirection.INBOUND,
+            )
+        )
+    if proxy.dapr_http_port is not None:
+        port = proxy.dapr_http_port
+        out.append(
+            http_listener(
+                f"dapr_http_{port}", "127.0.0.1", port, f"dapr_http_{port}", dapr_http_route_name(port)
+            )
+        )
+    if proxy.dapr_grpc_port is not None:
+        port = proxy.dapr_grpc_port
+        out.append(
+            http_listener(
+                f"dapr_grpc_{port}", "127.0.0.1", port, f"dapr_grpc_{port}", dapr_grpc_route_name(port)
+            )
+        )
+    return out
+
+
+def inbound_route_config(app: AppBinding) -> rte.RouteConfiguration:
+    """istiod buildSidecarInboundHTTPRouteConfig: vhost inbound|http|<port>, domains *, one route."""
+    assert app.inbound_port is not None and app.app_port is not None
+    return rte.RouteConfiguration(
+        name=inbound_route_name(app),
+        validate_clusters=False,
+        virtual_hosts=[
+            rte.VirtualHost(
+                name=f"inbound|http|{app.inbound_port}",
+                domains=["*"],
+                routes=[
+                    rte.Route(
+                        name="default",
+                        match=rte.RouteMatch(prefix="/"),
+                        route=rte.RouteAction(
+                            cluster=inbound_cluster_name(app.app_port, app.name),
+                            timeout=ZERO,
+                            max_grpc_timeout=ZERO,
+                        ),
+                        decorator=rte.Decorator(operation=f"{app.name}.{app.namespace}:{app.app_port}/*"),
+                    )
+                ],
+            )
+        ],
+    )
+
+
+# ---- hot path: the same messages hand-encoded (equal bytes after decoding; checked by tests) ---------
+
+_HCM_TYPE_URL = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
+_ADS_BYTES = bytes(ADS)
+_ROUTER_BYTES = bytes(ROUTER)
+
+
+def http_listener_bytes(
+    name: str,
+    address: str,
+    port: int,
+    stat_prefix: str,
+    route_name: str,
+    direction: core.TrafficDirection | None = None,
+) -> bytes:
+    rds = encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)
+    manager = encode(
+        hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=[_ROUTER_BYTES]
+    )
+    typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
+    chain = encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
+    return encode(
+        lis.Listener,
+        name=name,
+        address=bytes(socket(address, port)),
+        filter_chains=[chain],
+        traffic_direction=int(direction or 0),
+    )
+
+
+def proxy_listener_bytes(proxy: ProxyIdentity) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every listener of proxy_listeners(proxy), without building the messages."""
+    if proxy.mode is ProxyMode.GATEWAY:
+        return []
+    out: list[tuple[str, bytes]] = []
+    if proxy.outbound_port is not None:
+        bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+        port = proxy.outbound_port
+        name = f"0.0.0.0_{port}"
+        body = http_listener_bytes(
+            name, bind, port, f"outbound_{name}", outbound_route_name(proxy), core.TrafficDirection.OUTBOUND
+        )
+        out.append((name, body))
+    for app in proxy.apps:
+        if app.inbound_port is None or app.app_port is None:
+            continue
+        port = app.inbound_port
+        name = f"virtualInbound_{port}"
+        body = http_listener_bytes(
+            name,
+            proxy.address,
+            port,
+            f"inbound_0.0.0.0_{port}",
+            inbound_route_name(app),
+            core.TrafficDirection.INBOUND,
+        )
+        out.append((name, body))
+    for port, prefix, route_name in (
+        (proxy.dapr_http_port, "dapr_http", dapr_http_route_name),
+        (proxy.dapr_grpc_port, "dapr_grpc", dapr_grpc_route_name),
+    ):
+        if port is not None:
+            name = f"{prefix}_{port}"
+            out.append((name, http_listener_bytes(name, "127.0.0.1", port, name, route_name(port))))
+    return out

@@ -1,0 +1,208 @@
+"""Mesh-wide resources (identical for every proxy of a mode): outbound clusters, their endpoints, the
+outbound virtual hosts and the Dapr invoke routes. Built once per config change, memoized per IR input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from envoy_data_plane.envoy.config.route import v3 as rte
+
+from xds import types
+from xds.cache.snapshot import Resource, _type_version
+from xds.model.mesh import MeshConfig
+from xds.model.resources import Service, VirtualService
+from xds.translate import dapr
+from xds.translate.cluster import effective_policy, outbound_cluster_bytes
+from xds.translate.endpoint import cla_bytes, selected_endpoints
+from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
+from xds.translate.route import block_all_vhost, delegates_of, virtual_host_bytes
+
+_RC_NAME = field_number(rte.RouteConfiguration, "name")
+_RC_VHOSTS = field_number(rte.RouteConfiguration, "virtual_hosts")
+_VH_ROUTES = field_number(rte.VirtualHost, "routes")
+_BLOCK_ALL = bytes(block_all_vhost())
+# validate_clusters: false (istiod); encoded once and put in every route configuration header
+_RC_FLAGS = bytes(rte.RouteConfiguration(validate_clusters=False))
+
+
+@dataclass(frozen=True)
+class TypeSet:
+    """One type's resources, frozen, with the Snapshot-compatible version. Shared by identity."""
+
+    resources: MappingProxyType[str, Resource]
+    version: str
+
+    @classmethod
+    def of(cls, items: list[Resource]) -> TypeSet:
+        mapping = {r.name: r for r in items}
+        return cls(MappingProxyType(mapping), _type_version(mapping))
+
+    def extended(self, extra: list[Resource]) -> TypeSet:
+        """This set plus a few per-proxy resources, without rehashing the shared part: the version is a
+        hash of the shared version and the extras' names and versions (deterministic, content-derived)."""
+        mapping = dict(self.resources)
+        for r in extra:
+            if r.name in mapping:
+                raise ValueError(f"duplicate {types.short_name(r.type_url)} resource name {r.name!r}")
+            mapping[r.name] = r
+        parts = [self.version.encode()] + [f"\0{r.name}\0{r.version}".encode() for r in extra]
+        return TypeSet(MappingProxyType(mapping), digest(*parts))
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Pre-serialized repeated-field bytes (vhosts or routes) with a digest for cheap versions."""
+
+    body: bytes
+    digest: str
+
+
+def _route_inputs(vs: VirtualService | None, config: MeshConfig) -> tuple[object, ...]:
+    if vs is None:
+        return (None,)
+    delegates = delegates_of(vs, config)
+    hosts = {d.destination.host for v in (vs, *delegates) for r in v.http for d in r.route}
+    return (vs, delegates, tuple(config.service_by_host.get(h) for h in sorted(hosts)))
+
+
+class MeshBuilder:
+    def __init__(self, memo: Memo) -> None:
+        self.memo = memo
+        self._clusters: TypeSet | None = None
+        self._endpoints: TypeSet | None = None
+        self._this_build: dict[tuple[object, ...], Blob] = {}  # per-namespace blobs, once per build()
+
+    def begin(self) -> None:
+        self._this_build = {}
+
+    # ---- CDS + EDS --------------------------------------------------------------------------------
+
+    def _service_clusters(self, svc: Service, config: MeshConfig) -> tuple[list[Resource], list[Resource]]:
+        rule = config.rule_by_host.get(svc.host)
+
+        def build() -> tuple[list[Resource], list[Resource]]:
+            clusters: list[Resource] = []
+            endpoints: list[Resource] = []
+            subsets = [("", None)] + [(s.name, s.labels) for s in (rule.subsets if rule else ())]
+            for port in svc.ports:
+                for subset, labels in subsets:
+                    name, body = outbound_cluster_bytes(svc, port, subset, effective_policy(rule, subset))
+                    clusters.append(Resource.make(types.CLUSTER, name, body))
+                    if svc.resolution == "STATIC":
+                        eps = selected_endpoints(svc, port, labels)
+                        endpoints.append(Resource.make(types.ENDPOINT, name, cla_bytes(name, eps)))
+            return clusters, endpoints
+
+        return self.memo.get(("cds", svc.host), (svc, rule), build)
+
+    def clusters_and_endpoints(self, config: MeshConfig) -> tuple[TypeSet, TypeSet]:
+        clusters: list[Resource] = []
+        endpoints: list[Resource] = []
+        for svc in config.services:
+            c, e = self._service_clusters(svc, config)
+            clusters += c
+            endpoints += e
+        self._clusters = self._reuse(self._clusters, clusters)
+        self._endpoints = self._reuse(self._endpoints, endpoints)
+        return self._clusters, self._endpoints
+
+    @staticmethod
+    def _reuse(previous: TypeSet | None, items: list[Resource]) -> TypeSet:
+        """Keep the previous TypeSet object when nothing changed, so proxies can compare by identity."""
+        if previous is not None and len(previous.resources) == len(items):
+            if all(previous.resources.get(r.name) is r for r in items):
+                return previous
+        return TypeSet.of(items)
+
+    # ---- outbound virtual hosts (RDS) ---------------------------------------------------------------
+
+    def _vhost(self, svc: Service, config: MeshConfig, namespace: str) -> list[bytes]:
+        vs = config.mesh_routes_by_host.get(svc.host)
+        in_ns = svc.namespace == namespace
+        inputs = (svc, *_route_inputs(vs, config))
+
+        def build() -> list[bytes]:
+            out = []
+            for i, port in enumerate(p for p in svc.ports if p.is_http):
+                out.append(virtual_host_bytes(svc, port, vs, config, namespace if in_ns else "", i == 0))
+            return out
+
+        return self.memo.get(("vhost", svc.host, in_ns), inputs, build)
+
+    def outbound_vhosts(self, config: MeshConfig, namespace: str) -> Blob:
+        found = self._this_build.get(("vhosts", namespace))
+        if found is None:
+            found = self._this_build[("vhosts", namespace)] = self._outbound_vhosts(config, namespace)
+        return found
+
+    def _outbound_vhosts(self, config: MeshConfig, namespace: str) -> Blob:
+        parts: list[bytes] = []
+        for svc in config.services:
+            parts += self._vhost(svc, config, namespace)
+        parts.append(_BLOCK_ALL)
+
+        def build() -> Blob:
+            body = repeated_field(_RC_VHOSTS, parts)
+            return Blob(body, digest(body))
+
+        return self.memo.get(("vhosts", namespace), tuple(parts), build)
+
+    # ---- Dapr invoke routes ------------------------------------------------------------------------
+
+    def _dapr_routes(
+        self, svc: Service, config: MeshConfig, namespace: str, grpc: bool
+    ) -> tuple[bytes, bytes]:
+        vs = config.mesh_routes_by_host.get(svc.host)
+        in_ns = svc.namespace == namespace
+        inputs = (svc, *_route_inputs(vs, config))
+
+        def build() -> tuple[bytes, bytes]:
+            prefix, header = dapr.invoke_routes_bytes(svc, config, namespace if in_ns else "", grpc)
+            return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
+
+        return self.memo.get(("dapr", svc.host, in_ns, grpc), inputs, build)
+
+    def dapr_routes(self, config: MeshConfig, namespace: str, grpc: bool) -> Blob:
+        """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy)."""
+        found = self._this_build.get(("dapr", namespace, grpc))
+        if found is None:
+            found = self._this_build[("dapr", namespace, grpc)] = self._dapr_routes_blob(
+                config, namespace, grpc
+            )
+        return found
+
+    def _dapr_routes_blob(self, config: MeshConfig, namespace: str, grpc: bool) -> Blob:
+        pairs = [self._dapr_routes(svc, config, namespace, grpc) for svc in config.services]
+
+        def build() -> Blob:
+            body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
+            return Blob(body, digest(body))
+
+        return self.memo.get(("dapr-routes", namespace, grpc), tuple(x for p in pairs for x in p), build)
+
+
+def route_config_resource(name: str, vhosts: Blob) -> Resource:
+    """RouteConfiguration = name + flags + pre-serialized vhosts; version from the vhosts digest."""
+    header = field_bytes(_RC_NAME, name.encode()) + _RC_FLAGS
+    return Resource(
+        types.ROUTE, name, b"".join((header, vhosts.body)), digest(header, vhosts.digest.encode())
+    )
+
+
+def single_vhost_route_config(name: str, vhost_header: bytes, routes: Blob, tail: bytes) -> Resource:
+    """A RouteConfiguration with one vhost whose routes are routes.body followed by tail (more routes)."""
+    size = len(vhost_header) + len(routes.body) + len(tail)
+    body = b"".join(
+        (
+            field_bytes(_RC_NAME, name.encode()),
+            _RC_FLAGS,
+            varint(_RC_VHOSTS << 3 | 2),
+            varint(size),
+            vhost_header,
+            routes.body,
+            tail,
+        )
+    )  # one copy of the (large) shared routes
+    version = digest(vhost_header, tail, routes.digest.encode(), name.encode())
+    return Resource(types.ROUTE, name, body, version)

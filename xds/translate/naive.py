@@ -1,0 +1,124 @@
+"""The reference path: full betterproto2 messages, no memo, no byte concatenation, Snapshot.build().
+
+Used by the benchmark (the 'naive' column) and by tests that check the fast path decodes to exactly the
+same resources."""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.cluster import v3 as clu
+from envoy_data_plane.envoy.config.endpoint import v3 as ep
+from envoy_data_plane.envoy.config.route import v3 as rte
+
+from xds import types
+from xds.cache.snapshot import Resource, Snapshot
+from xds.model.mesh import MeshConfig
+from xds.proxy import ProxyIdentity, ProxyMode
+from xds.translate import dapr
+from xds.translate.builder import _own_routes, own_cluster_specs
+from xds.translate.cluster import effective_policy, policy_cluster, static_cluster
+from xds.translate.common import ADS, outbound_cluster_name, socket
+from xds.translate.listener import (
+    dapr_grpc_route_name,
+    dapr_http_route_name,
+    outbound_route_name,
+    proxy_listeners,
+)
+from xds.translate.pack import resource
+from xds.translate.route import block_all_vhost, virtual_host
+
+
+def _clusters(config: MeshConfig) -> list[Resource]:
+    out: list[Resource] = []
+    for svc in config.services:
+        rule = config.rule_by_host.get(svc.host)
+        subsets = [("", None)] + [(s.name, s.labels) for s in (rule.subsets if rule else ())]
+        for port in svc.ports:
+            for subset, labels in subsets:
+                name = outbound_cluster_name(port.number, subset, svc.host)
+                cluster = policy_cluster(effective_policy(rule, subset), port, svc.resolution)
+                cluster.name = name
+                endpoints = [
+                    e
+                    for e in sorted(svc.endpoints, key=lambda e: (e.address, e.port_for(port), e.weight))
+                    if labels is None or e.matches(labels)
+                ]
+                cla = ep.ClusterLoadAssignment(
+                    cluster_name=name,
+                    endpoints=[
+                        ep.LocalityLbEndpoints(
+                            lb_endpoints=[
+                                ep.LbEndpoint(
+                                    endpoint=ep.Endpoint(address=socket(e.address, e.port_for(port))),
+                                    load_balancing_weight=e.weight or None,
+                                )
+                                for e in endpoints
+                            ]
+                        )
+                    ]
+                    if endpoints
+                    else [],
+                )
+                if svc.resolution == "STATIC":
+                    cluster.eds_cluster_config = clu.ClusterEdsClusterConfig(
+                        eds_config=ADS, service_name=name
+                    )
+                    out.append(resource(types.ENDPOINT, name, cla))
+                elif svc.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+                    if svc.resolution == "DNS_ROUND_ROBIN":
+                        cla.endpoints[0].lb_endpoints = cla.endpoints[0].lb_endpoints[:1]
+                    cla.endpoints[0].lb_endpoints = [
+                        ep.LbEndpoint(endpoint=x.endpoint) for x in cla.endpoints[0].lb_endpoints
+                    ]
+                    cluster.load_assignment = cla
+                out.append(resource(types.CLUSTER, name, cluster))
+    return out
+
+
+def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
+    ns = proxy.namespace
+    out: list[Resource] = []
+    if proxy.outbound_port is not None:
+        vhosts = []
+        for svc in config.services:
+            vs = config.mesh_routes_by_host.get(svc.host)
+            for i, port in enumerate(p for p in svc.ports if p.is_http):
+                vhosts.append(virtual_host(svc, port, vs, config, ns, i == 0))
+        vhosts.append(block_all_vhost())
+        name = outbound_route_name(proxy)
+        rc = rte.RouteConfiguration(name=name, virtual_hosts=vhosts, validate_clusters=False)
+        out.append(resource(types.ROUTE, name, rc))
+    out += _own_routes(proxy)
+    for port, grpc, cap, route_name in (
+        (proxy.dapr_http_port, False, proxy.capabilities_http, dapr_http_route_name),
+        (proxy.dapr_grpc_port, True, proxy.capabilities_grpc, dapr_grpc_route_name),
+    ):
+        if port is None:
+            continue
+        per_service = [dapr.invoke_routes(svc, config, ns, grpc) for svc in config.services]
+        routes = [r for prefix, _ in per_service for r in prefix]
+        routes += [r for _, header in per_service for r in header]
+        if cap:
+            routes.append(dapr.capabilities_route(dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP))
+        vhost = rte.VirtualHost(name="dapr_grpc" if grpc else "dapr_http", domains=["*"], routes=routes)
+        name = route_name(port)
+        out.append(
+            resource(
+                types.ROUTE,
+                name,
+                rte.RouteConfiguration(name=name, virtual_hosts=[vhost], validate_clusters=False),
+            )
+        )
+    return out
+
+
+def build_naive(
+    config: MeshConfig, proxy: ProxyIdentity, changed_at: float = 0.0, version: str = ""
+) -> Snapshot:
+    mesh = _clusters(config)
+    items = [*mesh] + [
+        resource(types.CLUSTER, n, static_cluster(n, h, p, h2)) for n, h, p, h2 in own_cluster_specs(proxy)
+    ]
+    if proxy.mode is not ProxyMode.GATEWAY:
+        items += [resource(types.LISTENER, lis.name, lis) for lis in proxy_listeners(proxy)]
+        items += _routes(config, proxy)
+    return Snapshot.build(items, changed_at, version)

@@ -1,0 +1,428 @@
+"""RDS: VirtualService http routes -> Envoy routes, as istiod's route.go does (istio-mapping.md §1).
+
+Virtual hosts are serialized one by one (memoized by their IR inputs) and a RouteConfiguration body is the
+concatenation of its header and those vhost bodies, so a one-route change re-serializes one vhost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import lru_cache
+
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.retry.host.previous_hosts import v3 as previous_hosts
+from envoy_data_plane.envoy.type.matcher import v3 as matcher
+from envoy_data_plane.google.protobuf import Any as AnyMsg
+
+from xds.model.mesh import MeshConfig
+from xds.model.resources import (
+    Destination,
+    HTTPMatch,
+    HTTPRoute,
+    Retry,
+    Service,
+    ServicePort,
+    StringMatch,
+    VirtualService,
+)
+from xds.translate.common import outbound_cluster_name
+from xds.translate.pack import compose, encode
+from xds.validate.checks import is_catch_all
+
+ZERO = timedelta(0)
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+_PREVIOUS_HOSTS = rte.RetryPolicyRetryHostPredicate(
+    name="envoy.retry_host_predicates.previous_hosts",
+    typed_config=AnyMsg.pack(previous_hosts.PreviousHostsPredicate()),
+)
+
+
+def default_retry_policy() -> rte.RetryPolicy:
+    return rte.RetryPolicy(
+        retry_on=DEFAULT_RETRY_ON,
+        num_retries=2,
+        retriable_status_codes=[503],
+        host_selection_retry_max_attempts=5,
+        retry_host_predicate=[_PREVIOUS_HOSTS],
+    )
+
+
+DEFAULT_RETRY_BYTES = bytes(default_retry_policy())
+
+
+def retry_policy(retry: Retry | None) -> rte.RetryPolicy | None:
+    """istiod retry.ConvertPolicy: unset -> default policy; attempts 0 -> none; retryOn codes split off."""
+    if retry is None:
+        return default_retry_policy()
+    if retry.attempts <= 0:
+        return None
+    policy = default_retry_policy()
+    policy.num_retries = retry.attempts
+    if retry.per_try_timeout is not None:
+        policy.per_try_timeout = retry.per_try_timeout
+    if retry.retry_on:
+        names: list[str] = []
+        codes: list[int] = []
+        for token in (t.strip() for t in retry.retry_on.split(",")):
+            if token.isdigit() and 100 <= int(token) <= 599:
+                codes.append(int(token))
+            elif token and token not in names:
+                names.append(token)
+        if codes and "retriable-status-codes" not in names:
+            names.append("retriable-status-codes")
+        policy.retry_on = ",".join(names)
+        policy.retriable_status_codes = codes
+    return policy
+
+
+def string_matcher(sm: StringMatch) -> matcher.StringMatcher:
+    if sm.kind == "exact":
+        return matcher.StringMatcher(exact=sm.value)
+    if sm.kind == "prefix":
+        return matcher.StringMatcher(prefix=sm.value)
+    return matcher.StringMatcher(safe_regex=matcher.RegexMatcher(regex=sm.value))
+
+
+def header_matcher(name: str, sm: StringMatch, invert: bool = False) -> rte.HeaderMatcher:
+    if sm.kind == "present":
+        return rte.HeaderMatcher(name=name, present_match=True, invert_match=invert)
+    return rte.HeaderMatcher(
+        name=name,
+        string_match=string_matcher(sm),
+        invert_match=invert,
+        treat_missing_header_as_empty=invert,
+    )
+
+
+def route_match(m: HTTPMatch | None) -> rte.RouteMatch:
+    """istiod TranslateRouteMatch."""
+    if m is None:
+        return rte.RouteMatch(prefix="/")
+    headers = [header_matcher(name, sm) for name, sm in m.headers]
+    headers += [header_matcher(name, sm, invert=True) for name, sm in m.without_headers]
+    headers.sort(key=lambda h: h.name)
+    if m.method is not None:
+        headers.append(header_matcher(":method", m.method))
+    if m.authority is not None:
+        headers.append(header_matcher(":authority", m.authority))
+    query = [
+        rte.QueryParameterMatcher(name=name, present_match=True)
+        if sm.kind == "present"
+        else rte.QueryParameterMatcher(name=name, string_match=string_matcher(sm))
+        for name, sm in m.query_params
+    ]
+    path: dict[str, object] = {"prefix": "/"}
+    if m.uri is not None and m.uri.kind == "exact":
+        path = {"path": m.uri.value}
+    elif m.uri is not None and m.uri.kind == "prefix":
+        path = {"prefix": m.uri.value}
+    elif m.uri is not None and m.uri.kind == "regex":
+        path = {"safe_regex": matcher.RegexMatcher(regex=m.uri.value)}
+    return rte.RouteMatch(
+        **path,  # type: ignore[arg-type]
+        case_sensitive=not m.ignore_uri_case,
+        headers=headers,
+        query_parameters=query,
+    )
+
+
+def destination_port(dest: Destination, config: MeshConfig, listener_port: int) -> int:
+    """istiod GetDestinationCluster: destination.port, else the only service port, else the listener's."""
+    if dest.port is not None:
+        return dest.port
+    svc = config.service_by_host.get(dest.host)
+    if svc is not None and len(svc.ports) == 1:
+        return svc.ports[0].number
+    return listener_port
+
+
+def normalised_weights(route: HTTPRoute) -> list[int]:
+    weights = [d.weight for d in route.route]
+    if all(w is None for w in weights):
+        n = len(weights)
+        return [100 // n + (1 if i < 100 % n else 0) for i in range(n)]
+    return [w or 0 for w in weights]
+
+
+def route_action(
+    route: HTTPRoute, config: MeshConfig, listener_port: int, with_retry: bool = True
+) -> rte.RouteAction:
+    timeout = route.timeout if route.timeout is not None else ZERO
+    action = rte.RouteAction(
+        timeout=timeout,
+        max_grpc_timeout=timeout,  # istiod still sets the deprecated field (0s when disabled)
+        retry_policy=retry_policy(route.retries) if with_retry else None,
+        prefix_rewrite=route.rewrite_uri or "",
+        host_rewrite_literal=route.rewrite_authority,
+    )
+    targets = [
+        (cluster_for(d.destination, config, listener_port), w)
+        for d, w in zip(route.route, normalised_weights(route), strict=True)
+    ]
+    if len(targets) == 1:
+        action.cluster = targets[0][0]
+    else:
+        action.weighted_clusters = rte.WeightedCluster(
+            clusters=[rte.WeightedClusterClusterWeight(name=n, weight=w) for n, w in targets if w > 0]
+        )
+    return action
+
+
+def cluster_for(dest: Destination, config: MeshConfig, listener_port: int) -> str:
+    return outbound_cluster_name(destination_port(dest, config, listener_port), dest.subset, dest.host)
+
+
+@lru_cache(maxsize=1024)
+def retry_policy_bytes(retry: Retry | None) -> bytes | None:
+    policy = retry_policy(retry)
+    return None if policy is None else bytes(policy)
+
+
+@lru_cache(maxsize=65536)
+def _action_base(
+    targets: tuple[tuple[str, int], ...], timeout: timedelta, retries: Retry | None, authority: str | None
+) -> bytes:
+    """Serialized RouteAction minus prefix_rewrite; shared by every route with the same inputs."""
+    action = rte.RouteAction(timeout=timeout, max_grpc_timeout=timeout, host_rewrite_literal=authority)
+    if len(targets) == 1:
+        action.cluster = targets[0][0]
+    else:
+        action.weighted_clusters = rte.WeightedCluster(
+            clusters=[rte.WeightedClusterClusterWeight(name=n, weight=w) for n, w in targets if w > 0]
+        )
+    retry = retry_policy_bytes(retries)
+    return compose(action) if retry is None else compose(action, retry_policy=retry)
+
+
+def route_action_bytes(route: HTTPRoute, config: MeshConfig, listener_port: int, rewrite: str = "") -> bytes:
+    """Equal to bytes(route_action(...)) (with prefix_rewrite replaced by rewrite when given)."""
+    targets = tuple(
+        (cluster_for(d.destination, config, listener_port), w)
+        for d, w in zip(route.route, normalised_weights(route), strict=True)
+    )
+    timeout = route.timeout if route.timeout is not None else ZERO
+    base = _action_base(targets, timeout, route.retries, route.rewrite_authority)
+    return base + encode(rte.RouteAction, prefix_rewrite=rewrite or route.rewrite_uri or None)
+
+
+_ZERO_TIMEOUTS = bytes(rte.RouteAction(timeout=ZERO, max_grpc_timeout=ZERO))
+
+
+def default_action_bytes(cluster: str, rewrite: str = "") -> bytes:
+    return (
+        encode(rte.RouteAction, cluster=cluster, prefix_rewrite=rewrite or None)
+        + _ZERO_TIMEOUTS
+        + encode(rte.RouteAction, retry_policy=DEFAULT_RETRY_BYTES)
+    )
+
+
+def default_action(cluster: str) -> rte.RouteAction:
+    return rte.RouteAction(
+        cluster=cluster, timeout=ZERO, max_grpc_timeout=ZERO, retry_policy=default_retry_policy()
+    )
+
+
+def default_route(service: Service, port: ServicePort) -> rte.Route:
+    """istiod BuildDefaultHTTPOutboundRoute."""
+    return rte.Route(
+        name="default",
+        match=rte.RouteMatch(prefix="/"),
+        route=default_action(outbound_cluster_name(port.number, "", service.host)),
+        decorator=rte.Decorator(operation=f"{service.host}:{port.number}/*"),
+    )
+
+
+def default_route_bytes(service: Service, port: ServicePort) -> bytes:
+    return encode(
+        rte.Route,
+        name="default",
+        match=_PREFIX_ROOT,
+        route=default_action_bytes(outbound_cluster_name(port.number, "", service.host)),
+        decorator=encode(rte.Decorator, operation=f"{service.host}:{port.number}/*"),
+    )
+
+
+_PREFIX_ROOT = encode(rte.RouteMatch, prefix="/")
+
+
+def _merge_match(root: HTTPMatch, child: HTTPMatch) -> HTTPMatch:
+    """Delegate merge: the delegate's conditions refine the root's (child values win when both are set)."""
+    return replace(
+        root,
+        uri=child.uri or root.uri,
+        method=child.method or root.method,
+        authority=child.authority or root.authority,
+        headers=tuple(sorted(dict(root.headers + child.headers).items())),
+        without_headers=tuple(sorted(dict(root.without_headers + child.without_headers).items())),
+        query_params=tuple(sorted(dict(root.query_params + child.query_params).items())),
+        ignore_uri_case=child.ignore_uri_case or root.ignore_uri_case,
+        port=child.port or root.port,
+        name=child.name or root.name,
+    )
+
+
+def expand_delegates(vs: VirtualService, config: MeshConfig, depth: int = 0) -> list[HTTPRoute]:
+    """The root VS's http list with every delegate entry replaced by the delegate's routes."""
+    out: list[HTTPRoute] = []
+    for route in vs.http:
+        if route.delegate is None:
+            out.append(route)
+            continue
+        child = config.vs_by_ref.get((route.delegate.namespace, route.delegate.name))
+        if child is None or depth > 8:  # dangling / cyclic delegates are refused by validation
+            continue
+        for sub in expand_delegates(child, config, depth + 1):
+            if route.matches and sub.matches:
+                merged = tuple(_merge_match(r, s) for r in route.matches for s in sub.matches)
+            else:
+                merged = sub.matches or route.matches
+            out.append(replace(sub, matches=merged))
+    return out
+
+
+def delegates_of(vs: VirtualService, config: MeshConfig) -> tuple[VirtualService, ...]:
+    """Every VS reachable through delegation (memo inputs: a delegate edit must rebuild the root's vhosts)."""
+    seen: list[VirtualService] = []
+    stack = [vs]
+    while stack:
+        cur = stack.pop()
+        for r in cur.http:
+            if r.delegate is not None:
+                child = config.vs_by_ref.get((r.delegate.namespace, r.delegate.name))
+                if child is not None and child not in seen and len(seen) < 64:
+                    seen.append(child)
+                    stack.append(child)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One Envoy route of a virtual host before serialization: name, match and which http route acts."""
+
+    name: str
+    match: HTTPMatch | None
+    http: HTTPRoute
+    operation: str
+
+
+def vs_route_specs(vs: VirtualService, port: ServicePort, config: MeshConfig) -> list[RouteSpec]:
+    specs: list[RouteSpec] = []
+    for route in expand_delegates(vs, config):
+        if not route.route:
+            continue  # redirect / directResponse: not translated yet (warned at parse time)
+        first = route.route[0].destination
+        if len(route.route) == 1:
+            operation = f"{first.host}:{destination_port(first, config, port.number)}/*"
+        else:
+            operation = f"{vs.meta.name}:{port.number}/*"
+        matches: list[HTTPMatch | None] = list(route.matches) or [None]
+        for m in matches:
+            if m is not None and m.port is not None and m.port != port.number:
+                continue  # istiod: a match on another port goes to that port's routes only
+            name = route.name
+            if m is not None and m.name:
+                name = f"{route.name}.{m.name}" if route.name else m.name
+            specs.append(RouteSpec(name, m, route, operation))
+        if is_catch_all(route):
+            break  # istiod stops after the first catch-all route
+    return specs
+
+
+def _route_shell(spec: RouteSpec) -> rte.Route:
+    return rte.Route(
+        name=spec.name, match=route_match(spec.match), decorator=rte.Decorator(operation=spec.operation)
+    )
+
+
+def vs_routes(vs: VirtualService, port: ServicePort, config: MeshConfig) -> list[rte.Route]:
+    out = []
+    for spec in vs_route_specs(vs, port, config):
+        shell = _route_shell(spec)
+        shell.route = route_action(spec.http, config, port.number)
+        out.append(shell)
+    return out
+
+
+def vs_routes_bytes(vs: VirtualService, port: ServicePort, config: MeshConfig) -> list[bytes]:
+    actions: dict[int, bytes] = {}
+    out = []
+    for spec in vs_route_specs(vs, port, config):
+        key = id(spec.http)
+        if key not in actions:
+            actions[key] = route_action_bytes(spec.http, config, port.number)
+        out.append(compose(_route_shell(spec), route=actions[key]))
+    return out
+
+
+def service_domains(service: Service, port: ServicePort, namespace: str, with_bare: bool) -> list[str]:
+    """short, name.ns, name.ns.svc, FQDN (each with :port); the short name only for the proxy's namespace."""
+    host = service.host
+    names = [host]
+    suffix = f".{service.namespace}.svc.cluster.local"
+    if host.endswith(suffix):
+        short = host[: -len(suffix)]
+        names = [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc", host]
+        if service.namespace == namespace:
+            names.insert(0, short)
+    out: list[str] = []
+    for n in names:
+        if with_bare:
+            out.append(n)
+        out.append(f"{n}:{port.number}")
+    return out
+
+
+def _vhost_shell(service: Service, port: ServicePort, namespace: str, with_bare: bool) -> rte.VirtualHost:
+    return rte.VirtualHost(
+        name=f"{service.host}:{port.number}",
+        domains=service_domains(service, port, namespace, with_bare),
+        include_request_attempt_count=True,
+    )
+
+
+def virtual_host(
+    service: Service,
+    port: ServicePort,
+    vs: VirtualService | None,
+    config: MeshConfig,
+    namespace: str,
+    with_bare: bool,
+) -> rte.VirtualHost:
+    vhost = _vhost_shell(service, port, namespace, with_bare)
+    vhost.routes = vs_routes(vs, port, config) if vs is not None else [default_route(service, port)]
+    return vhost
+
+
+def virtual_host_bytes(
+    service: Service,
+    port: ServicePort,
+    vs: VirtualService | None,
+    config: MeshConfig,
+    namespace: str,
+    with_bare: bool,
+) -> bytes:
+    routes = vs_routes_bytes(vs, port, config) if vs is not None else [default_route_bytes(service, port)]
+    return encode(
+        rte.VirtualHost,
+        name=f"{service.host}:{port.number}",
+        domains=service_domains(service, port, namespace, with_bare),
+        routes=routes,
+        include_request_attempt_count=True,
+    )
+
+
+def block_all_vhost() -> rte.VirtualHost:
+    """REGISTRY_ONLY: unknown hosts get 502 (istiod buildCatchAllVirtualHost)."""
+    return rte.VirtualHost(
+        name="block_all",
+        domains=["*"],
+        routes=[
+            rte.Route(
+                name="block_all",
+                match=rte.RouteMatch(prefix="/"),
+                direct_response=rte.DirectResponseAction(status=502),
+            )
+        ],
+        include_request_attempt_count=True,
+    )

@@ -1,0 +1,227 @@
+"""Graph and semantic checks. Errors refuse the config; warnings are reported and the config is served."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import networkx as nx
+
+from xds.diagnostics import Diagnostic, Severity
+from xds.model.mesh import MeshConfig
+from xds.model.resources import HTTPMatch, HTTPRoute, VirtualService
+from xds.validate.graph import build_graph
+
+
+def _err(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-untyped-def]
+    return Diagnostic(meta.location, fld, msg, Severity.ERROR, code)
+
+
+def _warn(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-untyped-def]
+    return Diagnostic(meta.location, fld, msg, Severity.WARNING, code)
+
+
+def validate(config: MeshConfig) -> list[Diagnostic]:
+    g = build_graph(config)
+    out: list[Diagnostic] = []
+    out += _dangling(g, config)
+    out += _delegate_cycles(g)
+    out += _dr_conflicts(config)
+    out += _vs_conflicts(config)
+    for vs in config.virtual_services:
+        out += _route_checks(vs, config)
+    return out
+
+
+def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for _src, dst, data in sorted(g.edges(data=True), key=lambda e: (str(e[0]), e[2]["field"])):
+        if g.nodes[dst].get("present"):
+            continue
+        meta, fld, ref = data["meta"], data["field"], data["ref"]
+        if ref == "host":
+            if meta.kind == "DestinationRule":
+                out.append(
+                    _warn(meta, fld, f"host {dst[1]} matches no service in the registry", "dangling-host")
+                )
+            else:
+                out.append(_err(meta, fld, f"destination host {dst[1]} matches no service", "dangling-host"))
+        elif ref == "subset":
+            host, subset = dst[1], dst[2]
+            if not g.nodes.get(("Service", host), {}).get("present"):
+                continue  # already reported as a dangling host
+            rule = config.rule_by_host.get(host)
+            if rule is None:
+                why = "no DestinationRule applies to this host"
+            else:
+                names = ", ".join(s.name for s in rule.subsets) or "none"
+                why = f"DestinationRule {rule.meta.namespace}/{rule.meta.name} defines: {names}"
+            msg = f"subset {subset!r} of host {host} is not defined ({why})"
+            out.append(_err(meta, fld, msg, "unknown-subset"))
+        elif ref == "delegate":
+            out.append(
+                _err(
+                    meta,
+                    fld,
+                    f"delegate VirtualService {dst[1]}/{dst[2]} does not exist",
+                    "dangling-delegate",
+                )
+            )
+        elif ref == "pubsub":
+            out.append(
+                _err(meta, fld, f"no Component named {dst[2]!r} in namespace {dst[1]}", "unknown-component")
+            )
+        elif ref == "component":
+            out.append(
+                _err(meta, fld, f"no Component named {dst[2]!r} in namespace {dst[1]}", "unknown-component")
+            )
+    # pubsubname must name a pubsub.* component
+    for sub in config.subscriptions:
+        comp = next(
+            (
+                c
+                for c in config.components
+                if c.meta.namespace == sub.meta.namespace and c.meta.name == sub.pubsubname
+            ),
+            None,
+        )
+        if comp is not None and not comp.type.startswith("pubsub."):
+            msg = f"Component {sub.pubsubname!r} has type {comp.type!r}, not a pubsub.* component"
+            out.append(_err(sub.meta, "spec.pubsubname", msg, "not-pubsub"))
+    # a delegate target must be a delegate VS (no hosts)
+    for _src, dst, data in g.edges(data=True):
+        if data["ref"] == "delegate" and g.nodes[dst].get("present"):
+            target: VirtualService = g.nodes[dst]["obj"]
+            if not target.is_delegate:
+                msg = f"delegate VirtualService {dst[1]}/{dst[2]} must not set hosts"
+                out.append(_err(data["meta"], data["field"], msg, "bad-delegate"))
+    return out
+
+
+def _delegate_cycles(g: nx.DiGraph) -> list[Diagnostic]:
+    delegates = nx.DiGraph(
+        (u, v, d) for u, v, d in g.edges(data=True) if d["ref"] == "delegate" and g.nodes[v].get("present")
+    )
+    out: list[Diagnostic] = []
+    for cycle in sorted(nx.simple_cycles(delegates)):
+        start = min(range(len(cycle)), key=lambda i: cycle[i])
+        cycle = cycle[start:] + cycle[:start]  # rotate so the report is deterministic
+        data = delegates.edges[cycle[0], cycle[(1) % len(cycle)]]
+        path = " -> ".join(f"{n[1]}/{n[2]}" for n in [*cycle, cycle[0]])
+        out.append(_err(data["meta"], data["field"], f"delegate cycle: {path}", "delegate-cycle"))
+    return out
+
+
+def _dr_conflicts(config: MeshConfig) -> list[Diagnostic]:
+    seen: dict[tuple[str, str], object] = {}
+    out: list[Diagnostic] = []
+    for dr in config.destination_rules:
+        key = (dr.meta.namespace, dr.host)
+        if key in seen:
+            first = seen[key].meta  # type: ignore[attr-defined]
+            msg = (
+                f"DestinationRule {first.namespace}/{first.name} ({first.location.file}) already applies to "
+                f"host {dr.host} in namespace {dr.meta.namespace}"
+            )
+            out.append(_err(dr.meta, "spec.host", msg, "dr-conflict"))
+        else:
+            seen[key] = dr
+    return out
+
+
+def _vs_conflicts(config: MeshConfig) -> list[Diagnostic]:
+    claims: dict[tuple[str, tuple[str, ...]], VirtualService] = {}
+    out: list[Diagnostic] = []
+    for vs in config.virtual_services:
+        if vs.is_delegate:
+            continue
+        gateways = tuple(sorted(vs.gateways or ("mesh",)))
+        for i, host in enumerate(vs.hosts):
+            first = claims.setdefault((host, gateways), vs)
+            if first is not vs:
+                msg = (
+                    f"host {host} is already routed by VirtualService "
+                    f"{first.meta.namespace}/{first.meta.name} "
+                    f"({first.meta.location.file}) for the same gateways {list(gateways)}"
+                )
+                out.append(_err(vs.meta, f"spec.hosts[{i}]", msg, "vs-conflict"))
+    return out
+
+
+def is_catch_all_match(m: HTTPMatch) -> bool:
+    """istiod IsCatchAllRoute: no conditions, or only uri prefix '/' / regex '.*'."""
+    if m.method or m.authority or m.headers or m.without_headers or m.query_params or m.port:
+        return False
+    if m.uri is None:
+        return True
+    return (m.uri.kind == "prefix" and m.uri.value == "/") or (
+        m.uri.kind == "regex" and m.uri.value in ("*", ".*")
+    )
+
+
+def is_catch_all(route: HTTPRoute) -> bool:
+    return not route.matches or any(is_catch_all_match(m) for m in route.matches)
+
+
+def _route_checks(vs: VirtualService, config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    catch_all_at: int | None = None
+    seen_matches: dict[HTTPMatch, str] = {}
+    for route in vs.http:
+        base = f"spec.http[{route.index}]"
+        if catch_all_at is not None:
+            msg = f"unreachable: spec.http[{catch_all_at}] before it matches every request"
+            out.append(_warn(vs.meta, base, msg, "unreachable-route"))
+        for j, m in enumerate(route.matches):
+            key = HTTPMatch(**{f: getattr(m, f) for f in m.__slots__ if f != "name"})  # type: ignore[attr-defined]
+            if key in seen_matches:
+                msg = f"unreachable: same match as {seen_matches[key]}"
+                out.append(_warn(vs.meta, f"{base}.match[{j}]", msg, "duplicate-match"))
+            else:
+                seen_matches[key] = f"{base}.match[{j}]"
+        if catch_all_at is None and is_catch_all(route):
+            catch_all_at = route.index
+        out += _weights(vs, route)
+        out += _ports(vs, route, config)
+        if not route.route and route.delegate is None and not route.terminal:
+            out.append(
+                _err(vs.meta, base, "route has no destination (set route, delegate or redirect)", "no-route")
+            )
+    return out
+
+
+def _weights(vs: VirtualService, route: HTTPRoute) -> list[Diagnostic]:
+    weights = [d.weight for d in route.route]
+    if all(w is None for w in weights):
+        return []  # istiod normalises: a single destination takes 100, several split evenly
+    if any(w is not None and w < 0 for w in weights):
+        return [
+            _err(vs.meta, f"spec.http[{route.index}].route", "weights must not be negative", "bad-weight")
+        ]
+    total = sum(w or 0 for w in weights)
+    if total != 100 and not (len(weights) == 1):
+        msg = f"destination weights sum to {total}, not 100"
+        return [_err(vs.meta, f"spec.http[{route.index}].route", msg, "bad-weight")]
+    return []
+
+
+def _ports(vs: VirtualService, route: HTTPRoute, config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for j, rd in enumerate(route.route):
+        dest = rd.destination
+        svc = config.service_by_host.get(dest.host)
+        if svc is None or dest.port is None:
+            continue
+        if svc.port(dest.port) is None:
+            exposed = ", ".join(str(p.number) for p in svc.ports) or "none"
+            msg = f"port {dest.port} is not exposed by {dest.host} (ports: {exposed})"
+            out.append(
+                _err(vs.meta, f"spec.http[{route.index}].route[{j}].destination.port", msg, "unknown-port")
+            )
+    return out
+
+
+def group_by_severity(diags: list[Diagnostic]) -> dict[Severity, list[Diagnostic]]:
+    out: dict[Severity, list[Diagnostic]] = defaultdict(list)
+    for d in diags:
+        out[d.severity].append(d)
+    return out

@@ -1,0 +1,88 @@
+"""The reference graph: one node per resource/service/subset, one edge per reference (with its field path)."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from xds.model.mesh import MeshConfig
+from xds.model.resources import Destination, Meta
+
+Node = tuple[str, ...]
+
+
+def vs_node(namespace: str, name: str) -> Node:
+    return ("VirtualService", namespace, name)
+
+
+def service_node(host: str) -> Node:
+    return ("Service", host)
+
+
+def subset_node(host: str, subset: str) -> Node:
+    return ("Subset", host, subset)
+
+
+def meta_node(meta: Meta) -> Node:
+    return (meta.kind, meta.namespace, meta.name)
+
+
+def _destination_edges(g: nx.DiGraph, src: Node, meta: Meta, dest: Destination, field: str) -> None:
+    g.add_edge(src, service_node(dest.host), field=f"{field}.host", meta=meta, ref="host", dest=dest)
+    if dest.subset:
+        g.add_edge(
+            src,
+            subset_node(dest.host, dest.subset),
+            field=f"{field}.subset",
+            meta=meta,
+            ref="subset",
+            dest=dest,
+        )
+
+
+def build_graph(config: MeshConfig) -> nx.DiGraph:
+    """Nodes carry `present=True` when the target exists; dangling references point at absent nodes."""
+    g: nx.DiGraph = nx.DiGraph()
+    for svc in config.services:
+        g.add_node(service_node(svc.host), present=True, service=svc)
+    for dr in config.destination_rules:
+        node = meta_node(dr.meta)
+        g.add_node(node, present=True, obj=dr)
+        g.add_edge(node, service_node(dr.host), field="spec.host", meta=dr.meta, ref="host")
+        for s in dr.subsets:
+            g.add_node(subset_node(dr.host, s.name), present=True, rule=dr)
+    for vs in config.virtual_services:
+        src = vs_node(vs.meta.namespace, vs.meta.name)
+        g.add_node(src, present=True, obj=vs)
+        for route in vs.http:
+            base = f"spec.http[{route.index}]"
+            for j, rd in enumerate(route.route):
+                _destination_edges(g, src, vs.meta, rd.destination, f"{base}.route[{j}].destination")
+            for fld, mirror in route.mirrors:
+                _destination_edges(g, src, vs.meta, mirror, f"{base}.{fld}")
+            if route.delegate is not None:
+                target = vs_node(route.delegate.namespace, route.delegate.name)
+                g.add_edge(src, target, field=f"{base}.delegate", meta=vs.meta, ref="delegate")
+    for comp in config.components:
+        g.add_node(meta_node(comp.meta), present=True, obj=comp)
+    for sub in config.subscriptions:
+        src = meta_node(sub.meta)
+        g.add_node(src, present=True, obj=sub)
+        g.add_edge(
+            src,
+            ("Component", sub.meta.namespace, sub.pubsubname),
+            field="spec.pubsubname",
+            meta=sub.meta,
+            ref="pubsub",
+        )
+    for res in config.resiliencies:
+        src = meta_node(res.meta)
+        g.add_node(src, present=True, obj=res)
+        for name in res.target_components:
+            g.add_edge(
+                src,
+                ("Component", res.meta.namespace, name),
+                field=f"spec.targets.components.{name}",
+                meta=res.meta,
+                ref="component",
+            )
+    return g
