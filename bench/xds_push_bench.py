@@ -182,9 +182,8 @@ async def run(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         await wait_synced(server, len(fleet), timeout=300)
         print(
-            f"{len(fleet)} proxies ({args.envoys} Envoy, {n_fake} fake, {'delta' if args.delta else 'SotW'} ADS)"
-            " "
-            f"SYNCED in {time.perf_counter() - t:.1f} s"
+            f"{len(fleet)} proxies ({args.envoys} Envoy, {n_fake} fake, "
+            f"{'delta' if args.delta else 'SotW'} ADS) SYNCED in {time.perf_counter() - t:.1f} s"
         )
 
         results: dict[str, list[float]] = {"leading edge (ours)": [], "100 ms trailing (baseline)": []}

@@ -56,7 +56,11 @@ async def _call_through_proxy(request: web.Request, host: str, path: str) -> dic
 
 async def productpage(request: web.Request) -> web.Response:
     tail = request.match_info.get("tail", "")
-    reviews = await _call_through_proxy(request, "reviews", "/" + tail if tail else "/reviews")
+    # /productpage (or /) shows the reviews page; any other path is passed on to reviews as is
+    path = "/reviews" if tail in ("", "productpage") else "/" + tail
+    reviews = await _call_through_proxy(
+        request, "reviews", path + (f"?{request.query_string}" if request.query_string else "")
+    )
     return web.json_response({**_identity(request), "reviews": reviews})
 
 

@@ -72,9 +72,19 @@ class MeshBuilder:
         self._clusters: TypeSet | None = None
         self._endpoints: TypeSet | None = None
         self._this_build: dict[tuple[object, ...], Blob] = {}  # per-namespace blobs, once per build()
+        self._inputs: dict[str, tuple[object, ...]] = {}
 
     def begin(self) -> None:
         self._this_build = {}
+        self._inputs = {}
+
+    def _route_inputs(self, svc: Service, config: MeshConfig) -> tuple[object, ...]:
+        """Memo inputs of everything derived from a host's routes; computed once per host per build."""
+        found = self._inputs.get(svc.host)
+        if found is None:
+            vs = config.mesh_routes_by_host.get(svc.host)
+            found = self._inputs[svc.host] = (svc, *_route_inputs(vs, config))
+        return found
 
     # ---- CDS + EDS --------------------------------------------------------------------------------
 
@@ -120,7 +130,7 @@ class MeshBuilder:
     def _vhost(self, svc: Service, config: MeshConfig, namespace: str) -> list[bytes]:
         vs = config.mesh_routes_by_host.get(svc.host)
         in_ns = svc.namespace == namespace
-        inputs = (svc, *_route_inputs(vs, config))
+        inputs = self._route_inputs(svc, config)
 
         def build() -> list[bytes]:
             out = []
@@ -153,9 +163,8 @@ class MeshBuilder:
     def _dapr_routes(
         self, svc: Service, config: MeshConfig, namespace: str, grpc: bool
     ) -> tuple[bytes, bytes]:
-        vs = config.mesh_routes_by_host.get(svc.host)
         in_ns = svc.namespace == namespace
-        inputs = (svc, *_route_inputs(vs, config))
+        inputs = self._route_inputs(svc, config)
 
         def build() -> tuple[bytes, bytes]:
             prefix, header = dapr.invoke_routes_bytes(svc, config, namespace if in_ns else "", grpc)

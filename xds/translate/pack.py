@@ -8,6 +8,7 @@ faster. It is applied once, on import of this module (every translate module imp
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Hashable, Sequence
 from functools import cache
 from typing import Any, TypeVar
@@ -125,7 +126,11 @@ def digest(*parts: bytes) -> str:
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """Identity first (unchanged documents yield the very same IR objects), deep equality as fallback."""
-    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        return False
+    if all(map(operator.is_, a, b)):
+        return True
+    return all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
 class Memo:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -34,9 +33,12 @@ class BoundedTasks:
         task.add_done_callback(done)
 
     async def stop(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Cancel every task and wait for them; re-cancel stragglers (a task may be woken mid-cancel)."""
+        me = asyncio.current_task()
+        for _ in range(50):
+            pending = [t for t in self._tasks if t is not me and not t.done()]
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.2)

@@ -10,6 +10,7 @@ after `ackWait` - also to a replica started after the original subscriber died.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -55,21 +56,32 @@ class JetStreamPubSub:
         self.ack_wait = md.get_duration(spec, "ackWait", 30.0)
         self.batch = md.get_int(spec, "pullBatch", 64, minimum=1)
         self.publish_timeout = md.get_duration(spec, "publishTimeout", 5.0)
+        self.connect_timeout = md.get_duration(spec, "connectTimeout", 3.0)
         self._nc: nats.NATS | None = None
         self._streams: set[str] = set()
         self._stoppers: list[Unsubscribe] = []
 
     async def init(self) -> None:
+        nc = nats.NATS()
         try:
-            self._nc = await nats.connect(
-                self.url,
-                connect_timeout=2,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+            # Reconnect forever once connected (a broker restart must not kill subscriptions), but bound
+            # the first connection so that init fails clearly when the server is down.
+            await asyncio.wait_for(
+                nc.connect(
+                    self.url,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                ),
+                timeout=self.connect_timeout,
             )
         except Exception as exc:
-            raise PubSubBackendError(f"nats {self.url} is not reachable: {exc}") from exc
+            with contextlib.suppress(Exception):
+                await nc.close()
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            raise PubSubBackendError(f"nats {self.url} is not reachable: {reason}") from exc
+        self._nc = nc
         self._js = self._nc.jetstream()
 
     def features(self) -> set[str]:

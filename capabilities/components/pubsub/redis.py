@@ -135,6 +135,7 @@ class _StreamSubscription:
     ):
         self.owner, self.reader, self.topic, self.group = owner, reader, topic, group
         self.consumer, self.handler, self.tasks = consumer, handler, tasks
+        self.in_flight: set[bytes] = set()  # entries being handled here: never reclaimed from ourselves
 
     async def read_loop(self) -> None:
         backoff = 0.1
@@ -157,6 +158,7 @@ class _StreamSubscription:
                 continue
             for _stream, entries in response or []:
                 for entry_id, fields in entries:
+                    self.in_flight.add(entry_id)
                     await self.tasks.spawn(self._handle(entry_id, fields))
 
     async def _recreate_group(self) -> None:
@@ -184,8 +186,10 @@ class _StreamSubscription:
                     )
                     next_start, claimed = result[0], result[1]
                     for entry_id, fields in claimed:
-                        if fields:  # None when the entry was trimmed from the stream meanwhile
-                            await self.tasks.spawn(self._handle(entry_id, fields))
+                        # fields is None when the entry was trimmed from the stream meanwhile
+                        if fields and entry_id not in self.in_flight:
+                            self.in_flight.add(entry_id)
+                    await self.tasks.spawn(self._handle(entry_id, fields))
                     if next_start in (b"0-0", "0-0") or not claimed:
                         break
                     start = next_start
@@ -194,6 +198,12 @@ class _StreamSubscription:
                 log.warning("redis pubsub %s: reclaim on %s failed: %s", name, self.topic, exc)
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            await self._handle_once(entry_id, fields)
+        finally:
+            self.in_flight.discard(entry_id)
+
+    async def _handle_once(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         raw_meta = fields.get(b"metadata")
         message = Message(
             topic=self.topic,

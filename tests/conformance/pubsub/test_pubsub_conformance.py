@@ -25,9 +25,10 @@ from capabilities.components.spec import ComponentSpec
 GROUPS = ("app-a", "app-b")
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def wait_until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Poll a condition the handlers make true (the brokers give no completion signal to wait on)."""
+    async with asyncio.timeout(limit_s):
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -177,7 +178,7 @@ async def test_unacked_message_survives_subscriber_death(
     try:
         got = Collector()
         await restarted.subscribe(topic, got, SubscribeOptions(group="app-a"))
-        await wait_until(lambda: b"precious" in got.payloads, timeout=15)
+        await wait_until(lambda: b"precious" in got.payloads, limit_s=15)
     finally:
         await restarted.close()
 
