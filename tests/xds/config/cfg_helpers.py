@@ -1,0 +1,37 @@
+"""Shared helpers: compile YAML text, build snapshots, decode resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xds import types
+from xds.cache.snapshot import Snapshot
+from xds.diagnostics import Diagnostic, Severity
+from xds.pipeline import CompileResult, SnapshotBuilder, compile_documents, load_text, resource_to_dict
+from xds.proxy import ProxyIdentity
+
+
+def compile_text(text: str, filename: str = "mesh.yaml") -> CompileResult:
+    docs, diags = load_text(text, filename)
+    result = compile_documents(docs)
+    result.diagnostics[:0] = diags
+    return result
+
+
+def errors(result: CompileResult) -> list[Diagnostic]:
+    return [d for d in result.diagnostics if d.severity is Severity.ERROR]
+
+
+def warnings(result: CompileResult) -> list[Diagnostic]:
+    return [d for d in result.diagnostics if d.severity is Severity.WARNING]
+
+
+def snapshot_of(text: str, proxy: ProxyIdentity) -> Snapshot:
+    result = compile_text(text)
+    assert result.config is not None, [str(d) for d in errors(result)]
+    return SnapshotBuilder().build(result.config, [proxy])[proxy.id]
+
+
+def decoded(snap: Snapshot, short: str) -> dict[str, dict[str, Any]]:
+    type_url = types.FROM_SHORT[short]
+    return {name: resource_to_dict(type_url, r.body) for name, r in sorted(snap.of(type_url).items())}
