@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from e2e_mesh import Mesh, demo_yaml_path
 
-from xds.runner.stack import StackError, proxy_synced
+from xds.runner.stack import proxy_synced
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -103,15 +103,7 @@ async def test_nacked_config_keeps_traffic_and_shows_in_proxy_status(mesh: Mesh,
     # Restore the demo VS from the watched folder's copy: the proxies recover.
     rc, out = await mesh.cli("apply", "-f", str(demo_yaml_path(mesh)))
     assert rc == 0, out
-    try:
-        await mesh.stack.wait_synced(deadline=time.monotonic() + 10)
-    except StackError:
-        if mesh.delta:  # reported to the xDS server's owner; remove once fixed (the test then XPASSes)
-            pytest.xfail(
-                "known bug in xds/server/delta.py: after a NACK, a snapshot equal to what the proxy already "
-                "holds produces no response and the type stays NACKED instead of SYNCED"
-            )
-        raise
+    await mesh.stack.wait_synced(deadline=time.monotonic() + 10)
 
 
 async def test_dry_run_shows_envoy_changes_without_applying(mesh: Mesh, tmp_path: Path) -> None:

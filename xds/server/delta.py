@@ -176,8 +176,11 @@ class DeltaStreamState(StreamStateBase):
         st.evaluated_version = version
         upserts, removed = self._diff(t, st, snap)
         if not upserts and not removed:
-            if not st.outstanding and st.nack is None:
+            if not st.outstanding:
+                # The proxy already holds exactly this snapshot's resources (e.g. the config that was good
+                # before a NACKed one was re-applied): it is in sync, and the old NACK no longer applies.
                 st.synced_version = version
+                st.nack = None
             return
         if split and removed and t in _REMOVALS_LAST:
             self._deferred_removals.append((t, removed))

@@ -32,6 +32,9 @@ def snapshot_of(text: str, proxy: ProxyIdentity) -> Snapshot:
     return SnapshotBuilder().build(result.config, [proxy])[proxy.id]
 
 
-def decoded(snap: Snapshot, short: str) -> dict[str, dict[str, Any]]:
+def decoded(snap: Snapshot, short: str, snake_case: bool = False) -> dict[str, dict[str, Any]]:
     type_url = types.FROM_SHORT[short]
-    return {name: resource_to_dict(type_url, r.body) for name, r in sorted(snap.of(type_url).items())}
+    return {
+        name: resource_to_dict(type_url, r.body, snake_case=snake_case)
+        for name, r in sorted(snap.of(type_url).items())
+    }

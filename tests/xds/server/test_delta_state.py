@@ -151,6 +151,16 @@ def test_nack_parks_reverts_and_keeps_message() -> None:  # A1-A3
     assert {t.short_name: t for t in st.type_status()}["RDS"].state is SyncState.SYNCED
 
 
+def test_reapplying_the_config_held_before_a_nack_is_synced_without_a_send() -> None:
+    st = connected()
+    (bad,) = sends(st.set_snapshot(snap({**BASE, R: {"r": "bad"}})))
+    st.handle_request(dreq(R, nonce=bad.nonce, error="no"))
+    # The proxy still holds r1: going back to it owes nothing, and the type is no longer NACKED.
+    assert sends(st.set_snapshot(snap(BASE))) == []
+    ts = {t.short_name: t for t in st.type_status()}["RDS"]
+    assert ts.state is SyncState.SYNCED and ts.nack is None
+
+
 def test_nack_revert_resends_rejected_resource_when_type_changes_elsewhere() -> None:
     st = connected()
     (bad,) = sends(st.set_snapshot(snap({**BASE, R: {"r": "bad"}})))
