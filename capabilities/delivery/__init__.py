@@ -62,6 +62,9 @@ class DeliveryManager:
         if getattr(channel, "configured", True):
             ready = getattr(channel, "ready", None)
             if ready is not None:
+                start_probe = getattr(channel, "start_probe", None)
+                if start_probe is not None:
+                    start_probe()  # idempotent; Runtime.start() normally started it already
                 await ready.wait()
             self.programmatic = await self._fetch_programmatic()
         await self.reconcile()
@@ -137,14 +140,18 @@ class DeliveryManager:
             return
         handler = TopicHandler(self.runtime, sub, component, timeout_s=self.app_timeout_s)
         concurrency = max(16, sub.bulk.max_messages_count) if sub.bulk.enabled else 16
-        options = SubscribeOptions(group=self.runtime.app_id, metadata=dict(sub.metadata), max_concurrency=concurrency)
+        options = SubscribeOptions(
+            group=self.runtime.app_id, metadata=dict(sub.metadata), max_concurrency=concurrency
+        )
         try:
             unsubscribe = await component.subscribe(sub.topic, handler, options)
         except Exception as exc:
             self._error(f"{sub.source}: subscribing to {sub.pubsub_name}/{sub.topic} failed: {exc}")
             return
         self.active[(sub.pubsub_name, sub.topic)] = _Active(sub, component, handler, unsubscribe)
-        log.info("subscribed %s/%s (%s) for app %s", sub.pubsub_name, sub.topic, sub.kind, self.runtime.app_id)
+        log.info(
+            "subscribed %s/%s (%s) for app %s", sub.pubsub_name, sub.topic, sub.kind, self.runtime.app_id
+        )
 
     async def _stop_one(self, key: tuple[str, str]) -> None:
         active = self.active.pop(key)

@@ -74,7 +74,9 @@ async def deliver(app_channel: Any, path: str, ce: dict[str, Any], *, timeout_s:
     if verdict is Verdict.RETRY:
         raise RetryDelivery(f"event {ce.get('id')} on topic {ce.get('topic')}: {reason}")
     if verdict is Verdict.DROP:
-        log.warning("event %s on topic %s dropped: %s", ce.get("id"), ce.get("topic"), reason or "app said DROP")
+        log.warning(
+            "event %s on topic %s dropped: %s", ce.get("id"), ce.get("topic"), reason or "app said DROP"
+        )
     return verdict
 
 

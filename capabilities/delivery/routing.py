@@ -199,7 +199,9 @@ class _Parser:
             return _has(args[0]) if tok.text == "has" else _size(args[0])
         name = tok.text
         if name != "event":
-            raise CelError(f"unknown identifier {name!r} at offset {tok.pos} in {self.expr!r} (use event.<field>)")
+            raise CelError(
+                f"unknown identifier {name!r} at offset {tok.pos} in {self.expr!r} (use event.<field>)"
+            )
         return lambda env: env
 
 

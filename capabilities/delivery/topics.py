@@ -80,11 +80,20 @@ class TopicHandler:
     async def __call__(self, message: Message) -> None:
         ce = to_cloud_event(message, self.sub)
         if envelope.has_expired(ce):
-            log.warning("dropping expired event %s on %s (expiration %s)", ce.get("id"), message.topic, ce.get("expiration"))
+            log.warning(
+                "dropping expired event %s on %s (expiration %s)",
+                ce.get("id"),
+                message.topic,
+                ce.get("expiration"),
+            )
             return
         path = self.sub.route(ce)
         if path is None:
-            log.warning("event %s on %s matches no route and there is no default: dropped", ce.get("id"), message.topic)
+            log.warning(
+                "event %s on %s matches no route and there is no default: dropped",
+                ce.get("id"),
+                message.topic,
+            )
             return
 
         async def attempt() -> Verdict:
@@ -136,10 +145,14 @@ class BulkBatcher:
         if len(batch) >= self.max_count:
             self._flush_soon(path)
         elif path not in self._timers:
-            self._timers[path] = asyncio.get_running_loop().call_later(self.max_wait_s, self._flush_soon, path)
+            self._timers[path] = asyncio.get_running_loop().call_later(
+                self.max_wait_s, self._flush_soon, path
+            )
         verdict = await future
         if verdict is Verdict.RETRY:
-            raise RetryDelivery(f"bulk entry for event {ce.get('id')}: app asked to retry (or gave no status)")
+            raise RetryDelivery(
+                f"bulk entry for event {ce.get('id')}: app asked to retry (or gave no status)"
+            )
         return verdict
 
     def _flush_soon(self, path: str) -> None:
@@ -152,7 +165,9 @@ class BulkBatcher:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, path: str, batch: list[tuple[str, dict[str, Any], asyncio.Future[Verdict]]]) -> None:
+    async def _flush(
+        self, path: str, batch: list[tuple[str, dict[str, Any], asyncio.Future[Verdict]]]
+    ) -> None:
         sub = self.handler.sub
         try:
             verdicts = await postman.deliver_bulk(

@@ -122,7 +122,6 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
     skipped: list[Location] = []
     first_seen: dict[tuple[str, str, str], RawDocument] = {}
     used_keys: set[tuple[object, ...]] = set()
-    _doc_cache.used = used_keys
     built: dict[str, list[Any]] = {}
 
     for doc in docs:
@@ -146,7 +145,7 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             continue
         first_seen[doc.key] = doc
 
-        obj, problems = _model_document_cached(doc, info.family)
+        obj, problems = _model_document_cached(doc, info.family, used_keys)
         diags.extend(problems)
         if obj is not None:
             built.setdefault("carried" if isinstance(obj, CarriedResource) else doc.kind, []).append(obj)
@@ -178,24 +177,26 @@ class _DocCache:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[object, ...], tuple[Any, list[Diagnostic]]] = {}
-        self.used: set[tuple[object, ...]] = set()
 
     def retain(self, keys: set[tuple[object, ...]]) -> None:
+        # a new dict, swapped in one assignment: safe if two compiles overlap (worst case: a rebuild)
         self.entries = {k: v for k, v in self.entries.items() if k in keys}
 
 
 _doc_cache = _DocCache()
 
 
-def _model_document_cached(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnostic]]:
+def _model_document_cached(
+    doc: RawDocument, family: Family, used: set[tuple[object, ...]]
+) -> tuple[Any, list[Diagnostic]]:
     loc = doc.location
     fingerprint = doc.source or json.dumps(doc.body, sort_keys=True, default=str)
     key = (loc.file, loc.document, doc.api_version, doc.kind, loc.namespace, loc.name, fingerprint)
-    _doc_cache.used.add(key)
+    used.add(key)
     found = _doc_cache.entries.get(key)
     if found is None:
         found = _doc_cache.entries[key] = _model_document(doc, family)
-    return found
+    return (found[0], list(found[1]))
 
 
 def _model_document(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnostic]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import betterproto2
-
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 import networkx as nx
@@ -29,6 +30,38 @@ def validate(config: MeshConfig) -> list[Diagnostic]:
     out += _vs_conflicts(config)
     for vs in config.virtual_services:
         out += _route_checks(vs, config)
+        if vs.for_mesh:
+            for i, host in enumerate(vs.hosts):
+                if host not in config.service_by_host:
+                    msg = f"host {host} matches no service: these routes are not applied"
+                    out.append(_warn(vs.meta, f"spec.hosts[{i}]", msg, "unknown-host"))
+    out += _service_checks(config)
+    return out
+
+
+def _service_checks(config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for se in config.service_entries:
+        for i, port in enumerate(se.ports):
+            if not port.is_http:
+                msg = (
+                    f"protocol {port.protocol}: gets a cluster but no listener/route (TCP not supported yet)"
+                )
+                out.append(_warn(se.meta, f"spec.ports[{i}].protocol", msg, "unsupported"))
+        if se.resolution != "STATIC":
+            continue
+        for i, ep in enumerate(se.endpoints):
+            try:
+                ipaddress.ip_address(ep.address)
+            except ValueError:
+                msg = f"{ep.address!r} is not an IP address (resolution STATIC; use DNS for hostnames)"
+                out.append(_err(se.meta, f"spec.endpoints[{i}].address", msg, "bad-address"))
+    for we in config.workload_entries:
+        try:
+            ipaddress.ip_address(we.endpoint.address)
+        except ValueError:
+            msg = f"{we.endpoint.address!r} is not an IP address"
+            out.append(_err(we.meta, "spec.address", msg, "bad-address"))
     return out
 
 

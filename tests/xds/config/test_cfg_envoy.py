@@ -74,7 +74,18 @@ def envoy_validate(bootstrap: dict[str, Any], tmp_path: Path) -> subprocess.Comp
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps(bootstrap))
     return subprocess.run(
-        [ENVOY, "--mode", "validate", "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "-l", "error"],
+        [
+            ENVOY,
+            "--mode",
+            "validate",
+            "-c",
+            str(path),
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "-l",
+            "error",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

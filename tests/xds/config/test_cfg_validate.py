@@ -1,0 +1,181 @@
+"""Graph validation: every bad reference names file, document, field and reason."""
+
+from __future__ import annotations
+
+from cfg_helpers import compile_text, errors, warnings
+
+from xds.pipeline import compile_documents, load_text
+
+BASE = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  resolution: STATIC
+  ports: [{number: 9080, name: http}]
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}]}
+"""
+
+
+def with_vs(http: str, name: str = "reviews", hosts: str = "[reviews]") -> str:
+    return (
+        BASE
+        + f"""---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}}}
+spec:
+  hosts: {hosts}
+  http:
+{http}
+"""
+    )
+
+
+def codes(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(d.code, d.field) for d in errors(result)]
+
+
+def test_dangling_destination_host() -> None:
+    result = compile_text(with_vs("  - route: [{destination: {host: ratings}}]"), "vs.yaml")
+    (err,) = errors(result)
+    assert (err.code, err.field, err.location.file, err.location.document) == (
+        "dangling-host",
+        "spec.http[0].route[0].destination.host",
+        "vs.yaml",
+        2,
+    )
+    assert "ratings.default.svc.cluster.local" in err.message
+
+
+def test_dangling_mirror_host() -> None:
+    result = compile_text(with_vs("  - route: [{destination: {host: reviews}}]\n    mirror: {host: shadow}"))
+    assert codes(result) == [("dangling-host", "spec.http[0].mirror.host")]
+
+
+def test_unknown_subset_names_the_rule() -> None:
+    result = compile_text(with_vs("  - route: [{destination: {host: reviews, subset: v9}}]"))
+    (err,) = errors(result)
+    assert (err.code, err.field) == ("unknown-subset", "spec.http[0].route[0].destination.subset")
+    assert "DestinationRule default/reviews defines: v1" in err.message
+
+
+def test_conflicting_destination_rules_name_both_files() -> None:
+    docs, _ = load_text(BASE, "a.yaml")
+    extra, _ = load_text(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-2}\n"
+        "spec: {host: reviews.default.svc.cluster.local}\n",
+        "b.yaml",
+    )
+    result = compile_documents(docs + extra)
+    (err,) = errors(result)
+    assert (err.code, err.field, err.location.file) == ("dr-conflict", "spec.host", "b.yaml")
+    assert "a.yaml" in err.message
+
+
+def test_two_virtual_services_for_one_host() -> None:
+    text = with_vs("  - route: [{destination: {host: reviews}}]") + with_vs(
+        "  - route: [{destination: {host: reviews}}]", name="reviews-2"
+    ).replace(BASE, "")
+    result = compile_text(text)
+    assert codes(result) == [("vs-conflict", "spec.hosts[0]")]
+
+
+def test_delegate_cycle_is_reported_once_with_the_path() -> None:
+    text = (
+        with_vs("  - delegate: {name: a}")
+        + with_vs("  - delegate: {name: b}", "a", "[]").replace(BASE, "")
+        + with_vs("  - delegate: {name: a}", "b", "[]").replace(BASE, "")
+    )
+    result = compile_text(text)
+    cycles = [d for d in errors(result) if d.code == "delegate-cycle"]
+    assert len(cycles) == 1
+    assert cycles[0].field == "spec.http[0].delegate"
+    assert "default/a -> default/b -> default/a" in cycles[0].message
+
+
+def test_unreachable_routes_and_duplicate_matches_are_warnings() -> None:
+    result = compile_text(
+        with_vs(
+            "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews}}]\n"
+            "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews}}]\n"
+            "  - route: [{destination: {host: reviews}}]\n"
+            "  - match: [{uri: {prefix: /late}}]\n    route: [{destination: {host: reviews}}]"
+        )
+    )
+    assert result.ok
+    assert [(d.code, d.field) for d in warnings(result)] == [
+        ("duplicate-match", "spec.http[1].match[0]"),
+        ("unreachable-route", "spec.http[3]"),
+    ]
+
+
+def test_destination_port_must_be_exposed() -> None:
+    result = compile_text(with_vs("  - route: [{destination: {host: reviews, port: {number: 9999}}}]"))
+    assert codes(result) == [("unknown-port", "spec.http[0].route[0].destination.port")]
+
+
+def test_weights_must_sum_to_100_when_set() -> None:
+    result = compile_text(
+        with_vs(
+            "  - route:\n    - {destination: {host: reviews}, weight: 60}\n"
+            "    - {destination: {host: reviews, subset: v1}, weight: 30}"
+        )
+    )
+    assert codes(result) == [("bad-weight", "spec.http[0].route")]
+    assert "sum to 90" in errors(result)[0].message
+    unset = compile_text(
+        with_vs(
+            "  - route:\n    - {destination: {host: reviews}}\n"
+            "    - {destination: {host: reviews, subset: v1}}"
+        )
+    )
+    assert unset.ok
+
+
+DAPR = """
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: statestore}
+spec: {type: state.redis, version: v1}
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: s1}
+spec: {pubsubname: statestore, topic: t}
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: s2}
+spec: {pubsubname: missing, topic: t}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: r}
+spec: {targets: {components: {nosuch: {outbound: {retry: x}}}}}
+"""
+
+
+def test_dapr_references() -> None:
+    result = compile_text(DAPR, "dapr.yaml")
+    got = sorted((d.location.name, d.code, d.field) for d in errors(result))
+    assert got == [
+        ("r", "unknown-component", "spec.targets.components.nosuch"),
+        ("s1", "not-pubsub", "spec.pubsubname"),
+        ("s2", "unknown-component", "spec.pubsubname"),
+    ]
+
+
+def test_static_endpoints_must_be_ip_addresses_and_vs_hosts_must_exist() -> None:
+    result = compile_text(
+        BASE.replace("address: 10.0.0.1", "address: reviews.local")
+        + with_vs("  - route: [{destination: {host: reviews}}]", hosts="[reviews, nowhere]").replace(BASE, "")
+    )
+    assert codes(result) == [("bad-address", "spec.endpoints[0].address")]
+    assert [(d.code, d.field) for d in warnings(result)] == [("unknown-host", "spec.hosts[1]")]
