@@ -4,7 +4,8 @@
 #   docker build -t mecha:dev .
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MECHA_BOOTSTRAP_TEMPLATE=/opt/mecha/envoy/bootstrap.yaml
 WORKDIR /opt/mecha
 
 # Dependencies first, so a source change does not reinstall them.

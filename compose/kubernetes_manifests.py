@@ -40,17 +40,34 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
         "image": image,
         # A ConfigMap volume holds each file twice (KEY -> ..data/KEY -> ..<timestamp>/KEY); ..data is
         # the current set, swapped atomically on update, so the watcher loads each document once.
-        "command": ["mecha", "serve", "--host", "0.0.0.0", "--port", str(t.API_PORT),
-                    "--xds-port", str(t.XDS_PORT), "--config", "/etc/mecha/config/..data"],  # fmt: skip
-        "ports": [{"name": "http-api", "containerPort": t.API_PORT},
-                  {"name": "grpc-xds", "containerPort": t.XDS_PORT}],  # fmt: skip
+        "command": [
+            "mecha",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(t.API_PORT),
+            "--xds-port",
+            str(t.XDS_PORT),
+            "--config",
+            "/etc/mecha/config/..data",
+        ],
+        "ports": [
+            {"name": "http-api", "containerPort": t.API_PORT},
+            {"name": "grpc-xds", "containerPort": t.XDS_PORT},
+        ],
         "readinessProbe": _http_probe("/readyz", t.API_PORT),
         "livenessProbe": _http_probe("/healthz", t.API_PORT),
         "volumeMounts": [{"name": "config", "mountPath": "/etc/mecha/config", "readOnly": True}],
     }
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("mecha-config", SYSTEM_NS), "data": files},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta("mecha-config", SYSTEM_NS),
+            "data": files,
+        },
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -96,18 +113,31 @@ def workload(w: t.Workload, image: str, envoy_image: str) -> list[dict[str, Any]
         "name": "envoy",
         "image": envoy_image,
         "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "info"],
-        "ports": [{"name": "http-inbound", "containerPort": p.inbound},
-                  {"name": "http-admin", "containerPort": p.admin}],  # fmt: skip
+        "ports": [
+            {"name": "http-inbound", "containerPort": p.inbound},
+            {"name": "http-admin", "containerPort": p.admin},
+        ],
         "readinessProbe": _http_probe("/ready", p.admin),
         "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True}],
     }
     caps = {
         "name": "capabilities",
         "image": image,
-        "command": ["python", "-m", "capabilities", "--app-id", w.service,
-                    "--dapr-http-port", str(p.capabilities_http), "--dapr-grpc-port", str(p.capabilities_grpc),
-                    "--control-plane", f"http://{t.K8S_CONTROL_PLANE_HOST}:{t.API_PORT}",
-                    "--app-port", str(p.app)],  # fmt: skip
+        "command": [
+            "python",
+            "-m",
+            "capabilities",
+            "--app-id",
+            w.service,
+            "--dapr-http-port",
+            str(p.capabilities_http),
+            "--dapr-grpc-port",
+            str(p.capabilities_grpc),
+            "--control-plane",
+            f"http://{t.K8S_CONTROL_PLANE_HOST}:{t.API_PORT}",
+            "--app-port",
+            str(p.app),
+        ],
         "env": [{"name": k, "value": v} for k, v in K8S_BACKEND_ENV.items()],
         "readinessProbe": _http_probe("/v1.0/healthz", p.capabilities_http),
     }

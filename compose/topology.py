@@ -79,10 +79,27 @@ class Workload:
     def command(self, app_port: int, outbound_port: int, dapr_http_port: int) -> list[str]:
         """The app's command line inside the Mecha image."""
         if self.service in SHOP_APPS:
-            return ["python", "/opt/mecha/apps/shop.py", self.service, "--port", str(app_port),
-                    "--dapr", f"http://127.0.0.1:{dapr_http_port}"]  # fmt: skip
-        return ["python", "-m", "xds.demo", self.service, "--port", str(app_port),
-                "--version", self.version, "--proxy", f"127.0.0.1:{outbound_port}"]  # fmt: skip
+            return [
+                "python",
+                "/opt/mecha/apps/shop.py",
+                self.service,
+                "--port",
+                str(app_port),
+                "--dapr",
+                f"http://127.0.0.1:{dapr_http_port}",
+            ]
+        return [
+            "python",
+            "-m",
+            "xds.demo",
+            self.service,
+            "--port",
+            str(app_port),
+            "--version",
+            self.version,
+            "--proxy",
+            f"127.0.0.1:{outbound_port}",
+        ]
 
 
 WORKLOAD_LIST: tuple[Workload, ...] = tuple(Workload(s, v, i) for i, (s, v) in enumerate(ALL_WORKLOADS))
@@ -138,8 +155,15 @@ def sidecar_metadata(w: Workload, address: str, admin_address: str) -> dict[str,
         "capabilities_http": f"127.0.0.1:{p.capabilities_http}",
         "capabilities_grpc": f"127.0.0.1:{p.capabilities_grpc}",
         "labels": w.labels,
-        "apps": [{"name": w.service, "namespace": NAMESPACE, "app_port": p.app,
-                  "inbound_port": p.inbound, "labels": w.labels}],  # fmt: skip
+        "apps": [
+            {
+                "name": w.service,
+                "namespace": NAMESPACE,
+                "app_port": p.app,
+                "inbound_port": p.inbound,
+                "labels": w.labels,
+            }
+        ],
     }
 
 
@@ -154,9 +178,16 @@ def node_metadata(address: str = "0.0.0.0", admin_address: str = NODE_COMPOSE_IP
         "dapr_grpc_port": NODE_DAPR_GRPC_PORT,
         "capabilities_http": f"127.0.0.1:{NODE_CAPABILITIES_HTTP_PORT}",
         "capabilities_grpc": f"127.0.0.1:{NODE_CAPABILITIES_GRPC_PORT}",
-        "apps": [{"name": w.service, "namespace": NAMESPACE, "app_port": w.local_app_port,
-                  "inbound_port": w.local_inbound_port, "labels": w.labels}
-                 for w in WORKLOAD_LIST],  # fmt: skip
+        "apps": [
+            {
+                "name": w.service,
+                "namespace": NAMESPACE,
+                "app_port": w.local_app_port,
+                "inbound_port": w.local_inbound_port,
+                "labels": w.labels,
+            }
+            for w in WORKLOAD_LIST
+        ],
     }
 
 

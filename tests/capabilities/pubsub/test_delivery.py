@@ -80,7 +80,7 @@ async def test_declarative_subscription_routes_with_cel_and_honours_scopes(
         "routes": {
             "rules": [{"match": 'event.data.kind == "big" && event.data.qty > 5', "path": "/big"}],
             "default": "/small",
-        },  # fmt: skip
+        },
     }
     docs = [PUBSUB, subscription_doc("orders", spec, scopes=["b"])]
     app_b = await fake_app(None)  # no programmatic subscriptions (404)
@@ -104,7 +104,9 @@ async def test_failed_delivery_is_retried_until_the_app_succeeds(make_sidecar: A
     await sidecar(make_sidecar, "b", app_b)
     client_a, _ = await sidecar(make_sidecar, "a")
 
-    resp = await client_a.post(f"/v1.0/publish/pubsub/{t}", data=b"hi", headers={"Content-Type": "text/plain"})
+    resp = await client_a.post(
+        f"/v1.0/publish/pubsub/{t}", data=b"hi", headers={"Content-Type": "text/plain"}
+    )
     assert resp.status == 204
     await app_b.wait_for(lambda: len(app_b.received.get("/orders", [])) == 3)
     ids = {e["id"] for e in app_b.received["/orders"]}

@@ -33,7 +33,19 @@ def test_mesh_resources_are_shared_objects_across_proxies() -> None:
         name = "outbound|8080|v1|svc00001.default.svc.cluster.local"
         assert snaps["a"].of(type_url)[name] is snaps["b"].of(type_url)[name]
     assert snaps["a"].of(types.ENDPOINT) is snaps["b"].of(types.ENDPOINT)
-    assert snaps["a"].of(types.ROUTE)["15001"] is snaps["b"].of(types.ROUTE)["15001"]
+    assert snaps["a"].of(types.ROUTE)["outbound"] is snaps["b"].of(types.ROUTE)["outbound"]
+
+
+def test_route_configs_are_shared_by_proxies_listening_on_different_ports() -> None:
+    # Sidecars on one host each listen on their own ports; their route tables must still be one object.
+    from dataclasses import replace
+
+    a = sidecar("a")
+    b = replace(sidecar("b"), outbound_port=16001, dapr_http_port=13500, dapr_grpc_port=15001)
+    snaps = SnapshotBuilder().build(config(), [a, b])
+    for name in ("outbound", "dapr-http", "dapr-grpc"):
+        assert snaps["a"].of(types.ROUTE)[name] is snaps["b"].of(types.ROUTE)[name]
+    assert snaps["a"].of(types.LISTENER) != snaps["b"].of(types.LISTENER)
 
 
 def test_unchanged_resources_are_not_rebuilt_after_a_change() -> None:
@@ -52,7 +64,7 @@ def test_unchanged_resources_are_not_rebuilt_after_a_change() -> None:
         )
         assert after.version(type_url) == before.version(type_url)
     assert after.version(types.ROUTE) != before.version(types.ROUTE)
-    rds = decoded(after, "RDS")["15001"]["virtualHosts"][0]["routes"][0]["route"]["weightedClusters"]
+    rds = decoded(after, "RDS")["outbound"]["virtualHosts"][0]["routes"][0]["route"]["weightedClusters"]
     assert [c["weight"] for c in rds["clusters"]] == [80, 20]
 
 
@@ -121,7 +133,7 @@ def test_retry_policy_conversion_follows_istiod() -> None:
 
 def test_dapr_routes_invoke_by_path_and_header_then_capabilities() -> None:
     snap = SnapshotBuilder().build(config(2), [sidecar()])["productpage-v1"]
-    routes = decoded(snap, "RDS")["dapr-http-3500"]["virtualHosts"][0]["routes"]
+    routes = decoded(snap, "RDS")["dapr-http"]["virtualHosts"][0]["routes"]
     names = [r["name"] for r in routes]
     assert names[:2] == ["invoke/svc00000", "invoke/svc00000.default"]
     assert names[-1] == "capabilities" and routes[-1]["route"]["cluster"] == "capabilities_http"

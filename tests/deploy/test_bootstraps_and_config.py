@@ -1,0 +1,101 @@
+"""Bootstraps Envoy accepts, node metadata the control plane accepts, and one config for every topology."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from conftest import COMPOSE
+
+from xds import pipeline
+from xds.demo.config import default_layout, demo_documents
+from xds.proxy import ProxyIdentity, ProxyMode
+from xds.testing.envoy import envoy_binary
+
+BOOTSTRAPS = sorted((COMPOSE / "bootstrap").rglob("*.yaml"))
+
+
+def _identity(path: Path) -> ProxyIdentity:
+    node = yaml.safe_load(path.read_text())["node"]
+    return ProxyIdentity.from_node(node["id"], node["metadata"])
+
+
+def test_every_bootstrap_is_valid_for_envoy() -> None:
+    assert len(BOOTSTRAPS) == 7
+    for path in BOOTSTRAPS:
+        result = subprocess.run(
+            [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{path}: {result.stdout[-800:]}{result.stderr[-800:]}"
+
+
+def test_sidecar_bootstraps_carry_their_pod(topology: ModuleType) -> None:
+    for w in topology.WORKLOAD_LIST:
+        path = COMPOSE / "bootstrap" / "sidecar" / f"{w.name}.yaml"
+        proxy = _identity(path)
+        assert proxy.id == w.name and proxy.mode is ProxyMode.SIDECAR
+        assert proxy.address == w.compose_ip
+        assert [(a.name, a.app_port, a.inbound_port) for a in proxy.apps] == [
+            (w.service, topology.SIDECAR.app, topology.SIDECAR.inbound)
+        ]
+        assert proxy.label_map == {"app": w.service, "version": w.version}
+        xds = yaml.safe_load(path.read_text())["static_resources"]["clusters"][0]
+        assert xds["type"] == "STRICT_DNS"  # the control plane is found by its compose service name
+
+
+def test_node_bootstrap_fronts_every_app_on_mecha_up_ports(topology: ModuleType) -> None:
+    proxy = _identity(COMPOSE / "bootstrap" / "node" / "node-a.yaml")
+    assert proxy.mode is ProxyMode.NODE
+    up = default_layout("node").proxies[0]
+    assert proxy.outbound_port == up.outbound_port
+    by_name = {(a.name, a.label_map["version"]): (a.app_port, a.inbound_port) for a in proxy.apps}
+    for w in up.workloads:  # the bookinfo part is exactly `mecha up --mode node`'s layout
+        assert by_name[(w.service, w.version)] == (w.app_port, w.inbound_port)
+    assert len(proxy.apps) == len(topology.WORKLOAD_LIST)
+
+
+@pytest.mark.parametrize("endpoints", ["local", "compose-sidecar"])
+def test_config_folder_compiles_with_each_topologys_endpoints(endpoints: str) -> None:
+    docs, load_diags = pipeline.load_paths([str(COMPOSE / "config"), str(COMPOSE / "endpoints" / endpoints)])
+    result = pipeline.compile_documents(docs)
+    errors = [d for d in [*load_diags, *result.diagnostics] if str(d.severity) == "error"]
+    assert errors == []
+    kinds = sorted(d.kind for d in docs)
+    assert kinds.count("WorkloadEntry") == 6 and kinds.count("Component") == 4
+
+
+def test_a_bad_edit_of_the_shared_config_is_reported_with_file_and_field(tmp_path: Path) -> None:
+    text = (COMPOSE / "config" / "mesh.yaml").read_text().replace("subset: v2}", "subset: v3}", 1)
+    (tmp_path / "mesh.yaml").write_text(text)
+    docs, _ = pipeline.load_paths([str(tmp_path), str(COMPOSE / "endpoints" / "local")])
+    errors = [d for d in pipeline.compile_documents(docs).diagnostics if str(d.severity) == "error"]
+    assert errors and "v3" in str(errors[0].message)
+    assert "mesh.yaml" in str(errors[0].location.file)
+
+
+def test_local_endpoints_are_mecha_ups_endpoints() -> None:
+    """Node-mode compose and `mecha up` share one set of endpoints (127.0.0.1 + inbound ports)."""
+    local = list(yaml.safe_load_all((COMPOSE / "endpoints" / "local" / "workloads.yaml").read_text()))
+    ours = {d["metadata"]["name"]: d["spec"] for d in local}
+    for mode in ("sidecar", "node"):
+        theirs = [d for d in demo_documents(default_layout(mode)) if d["kind"] == "WorkloadEntry"]
+        assert theirs, "the demo config has no WorkloadEntry"
+        for doc in theirs:
+            assert ours[doc["metadata"]["name"]] == doc["spec"]
+
+
+def test_bookinfo_routing_is_the_demos_routing() -> None:
+    shared = {
+        (d["kind"], d["metadata"]["name"]): d["spec"]
+        for d in yaml.safe_load_all((COMPOSE / "config" / "mesh.yaml").read_text())
+    }
+    for doc in demo_documents(default_layout()):
+        if doc["kind"] in ("VirtualService", "DestinationRule", "ServiceEntry"):
+            assert shared[(doc["kind"], doc["metadata"]["name"])] == doc["spec"], doc["metadata"]["name"]

