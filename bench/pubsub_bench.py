@@ -79,7 +79,8 @@ def main() -> None:
         rate = asyncio.run(run(backend, args.messages))
         verdict = "ok" if rate >= 5000 else "BELOW GOAL"
         print(
-            f"{backend:10s} {args.messages} messages publish->delivered: {rate:,.0f} msg/s ({verdict}, goal 5,000)"
+            f"{backend:10s} {args.messages} messages publish->delivered: {rate:,.0f} msg/s "
+            f"({verdict}, goal 5,000)"
         )
 
 

@@ -5,6 +5,7 @@ reviews behaviours (used by the retry/timeout tests and the README examples):
   x-demo-fail: N    same, keyed by the x-demo-key header (or the path when absent)
   /slow?ms=M        answer after M milliseconds
   /attempts?key=K   how many requests key K has seen so far
+every app: POST /events/<topic> records a pub/sub delivery (Subscription route), GET /events lists them
 """
 
 from __future__ import annotations
@@ -24,11 +25,30 @@ VERSION = web.AppKey("version", str)
 PROXY = web.AppKey("proxy", str)
 ATTEMPTS = web.AppKey("attempts", Counter)
 SESSION = web.AppKey("session", ClientSession)
+EVENTS = web.AppKey("events", list)
 
 
 def _identity(request: web.Request) -> dict[str, object]:
     app = request.app
     return {"app": app[APP_NAME], "version": app[VERSION], "pid": os.getpid()}
+
+
+async def record_event(request: web.Request) -> web.Response:
+    """Pub/sub delivery from the capability service (a Subscription routing to /events/<topic>)."""
+    try:
+        event = await request.json()
+    except ValueError:
+        event = await request.text()
+    request.app[EVENTS].append({"topic": request.match_info["topic"], "event": event})
+    return web.json_response({"status": "SUCCESS"})
+
+
+async def list_events(request: web.Request) -> web.Response:
+    return web.json_response({**_identity(request), "events": request.app[EVENTS]})
+
+
+async def no_subscriptions(_request: web.Request) -> web.Response:
+    return web.json_response([])  # subscriptions come from Subscription documents, not from the app
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -116,7 +136,11 @@ def make_app(name: str, version: str = "v1", proxy: str = "") -> web.Application
     app = web.Application()
     app[APP_NAME], app[VERSION], app[PROXY], app[ATTEMPTS] = name, version, proxy, Counter()
     app.cleanup_ctx.append(_session_ctx)
+    app[EVENTS] = []
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/dapr/subscribe", no_subscriptions)
+    app.router.add_post("/events/{topic}", record_event)
+    app.router.add_get("/events", list_events)
     handler = APPS[name]
     app.router.add_route("*", "/{tail:.*}", handler)  # type: ignore[arg-type]
     return app

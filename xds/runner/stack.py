@@ -19,6 +19,7 @@ import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
 from xds.demo.config import DemoLayout, RoutingKnobs, demo_config
+from xds.runner.diagnose import explain_proxy
 from xds.runner.procs import Child, Supervisor, port_in_use
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
@@ -239,7 +240,11 @@ class Stack:
             started.append((p, child))
         for p, child in started:
             await self._wait_http(child, f"http://127.0.0.1:{p.admin_port}/ready", deadline)
-            await self.wait_synced([p.id], deadline)
+            try:
+                await self.wait_synced([p.id], deadline)
+            except StackError as exc:  # say whether Envoy reached the control plane at all
+                why = await explain_proxy(p.id, f"127.0.0.1:{p.admin_port}", f"127.0.0.1:{self.o.xds_port}")
+                raise StackError(f"{why}\n{exc}") from None
             self.report(f"[ready] envoy {p.id:<14} admin http://127.0.0.1:{p.admin_port}  LIVE, xDS SYNCED")
 
     # ---- waiting -----------------------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def run_up(args: argparse.Namespace) -> int:
             _say(line)
         _say("Run `mecha down` first to restart it.")
         return 1
+    if state:  # the supervisor died (killed, machine crash): its children may still hold the ports
+        leftovers = _stop_leftovers(state)
+        (state_dir / PID_FILE).unlink(missing_ok=True)
+        _say(
+            f"note: stale state in {state_dir} from a `mecha up` that is gone (pid {state.get('pid')}); "
+            f"cleaned it up (stopped {len(leftovers)} leftover processes)"
+        )
     if args.config and args.demo:
         _say("mecha up: --demo and --config are exclusive (the demo config or yours)")
         return 2
@@ -153,16 +160,22 @@ def run_down(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 20
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-    leftovers = [c for c in state.get("children", []) if c.get("pid") and _same_process(c)]
-    for child in leftovers:  # the supervisor died without cleaning up: stop its children by PID
-        try:
-            os.kill(int(child["pid"]), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    leftovers = _stop_leftovers(state)
     (state_dir / PID_FILE).unlink(missing_ok=True)
     extra = f" (killed {len(leftovers)} leftover processes)" if leftovers else ""
     _say(f"stopped mecha up (pid {pid}){extra}")
     return 0
+
+
+def _stop_leftovers(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The supervisor died without cleaning up: stop its recorded children by PID."""
+    leftovers = [c for c in state.get("children", []) if c.get("pid") and _same_process(c)]
+    for child in leftovers:
+        try:
+            os.kill(int(child["pid"]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return leftovers
 
 
 def _same_process(child: dict[str, Any]) -> bool:
