@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,14 +60,16 @@ class DeliveryManager:
         if components_ready is not None:
             await components_ready.wait()
         channel = self.runtime.app_channel
-        if getattr(channel, "configured", True):
+        if getattr(channel, "configured", True) and not self.app_speaks_grpc():
             ready = getattr(channel, "ready", None)
             if ready is not None:
                 start_probe = getattr(channel, "start_probe", None)
                 if start_probe is not None:
                     start_probe()  # idempotent; Runtime.start() normally started it already
                 await ready.wait()
-            self.programmatic = await self._fetch_programmatic()
+            await asyncio.sleep(0.2)  # let a gRPC API started right after the HTTP app claim the app first
+            if not self.app_speaks_grpc():
+                self.programmatic = await self._fetch_programmatic()
         await self.reconcile()
         self.ready.set()
 
@@ -94,6 +97,15 @@ class DeliveryManager:
             self._error(err)
         return subs
 
+    def app_speaks_grpc(self) -> bool:
+        """APP_PROTOCOL=grpc: capabilities.delivery_grpc delivers instead (it sets grpc_app_delivery)."""
+        if getattr(self.runtime, "grpc_app_delivery", None) is not None:
+            return True
+        settings = getattr(self.runtime, "settings", None)
+        protocol = getattr(self.runtime, "app_protocol", None) or getattr(settings, "app_protocol", None)
+        protocol = protocol or os.environ.get("APP_PROTOCOL", "http")
+        return str(protocol).lower() in ("grpc", "grpcs")
+
     def _error(self, message: str) -> None:
         log.error("%s", message)
         self.errors.append(message)
@@ -111,7 +123,8 @@ class DeliveryManager:
         async with self._lock:
             if self._stopped:
                 return
-            wanted = {(s.pubsub_name, s.topic): s for s in self.desired()}
+            grpc_app = self.app_speaks_grpc()
+            wanted = {} if grpc_app else {(s.pubsub_name, s.topic): s for s in self.desired()}
             for key, active in list(self.active.items()):
                 current = self._component(active.sub.pubsub_name)
                 if wanted.get(key) != active.sub or current is not active.component:
@@ -122,7 +135,7 @@ class DeliveryManager:
             self.runtime.programmatic_subscriptions = [
                 a.sub.to_metadata() for a in self.active.values() if a.sub.kind == "PROGRAMMATIC"
             ]
-            if getattr(self.runtime.app_channel, "configured", True):
+            if getattr(self.runtime.app_channel, "configured", True) and not grpc_app:
                 await self.bindings.reconcile()
 
     def _component(self, name: str) -> Any | None:

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import COMPOSE
+from deploy_helpers import COMPOSE
 
 from xds import pipeline
 from xds.demo.config import default_layout, demo_documents

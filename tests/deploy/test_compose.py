@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import COMPOSE, ROOT, require_tool
+from deploy_helpers import COMPOSE, ROOT, require_tool
 
 COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml"]
 APT_HINT = "apt-get update && apt-get install -y docker-compose"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import COMPOSE
+from deploy_helpers import COMPOSE
 
 from xds.proxy import ProxyIdentity
 

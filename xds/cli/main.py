@@ -83,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--demo", action="store_true", help="use the embedded demo config (default without --config)"
     )
-    p.add_argument("--config", default=None, help="your config folder (watched) instead of the demo's")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="your config folder (watched) instead of the demo's; repeatable (e.g. mesh + endpoints)",
+    )
     p.add_argument("--delta", action="store_true", help="proxies use delta xDS")
     p.add_argument("--port-offset", type=int, default=0, help="shift every default port by N")
     p.add_argument("--state-dir", default=".mecha", help="logs, pid file, bootstraps (default ./.mecha)")

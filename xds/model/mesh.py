@@ -22,6 +22,8 @@ from xds.model.resources import (
     VirtualService,
     WorkloadEntry,
 )
+from xds.model.checks import traffic_checks
+from xds.model.traffic import Sidecar
 from xds.model.schema import Obj, Report
 from xds.model.specs import SPEC_BY_KIND
 from xds.sources.kinds import Family, classify
@@ -44,6 +46,7 @@ class MeshConfig:
     resiliencies: tuple[Resiliency, ...] = ()
     carried: tuple[CarriedResource, ...] = ()
     services: tuple[Service, ...] = ()  # derived, sorted by host
+    sidecars: tuple[Sidecar, ...] = ()
 
     @cached_property
     def service_by_host(self) -> dict[str, Service]:
@@ -115,6 +118,7 @@ def _required(spec: dict[str, Any], kind: str, report: Report) -> None:
     elif kind == "Subscription":
         need(spec.get("pubsubname"), "spec.pubsubname")
         need(spec.get("topic"), "spec.topic")
+    traffic_checks(kind, spec, report)
 
 
 def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
@@ -167,6 +171,7 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             sorted(built.get("carried", []), key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name))
         ),
         services=services,
+        sidecars=_sorted(built.get("Sidecar", [])),
     )
     return ModelResult(config, diags, skipped)
 
@@ -239,6 +244,8 @@ def _build(kind: str, meta: Meta, spec: dict[str, Any], body: dict[str, Any]) ->
         return parse.service_entry(meta, spec)
     if kind == "WorkloadEntry":
         return parse.workload_entry(meta, spec)
+    if kind == "Sidecar":
+        return parse.sidecar(meta, spec)
     if kind == "Component":
         return parse.component(meta, spec, body)
     if kind == "Subscription":
@@ -284,6 +291,8 @@ def derive_services(
                 resolution=se.resolution,
                 mesh_external=se.location == "MESH_EXTERNAL",
                 endpoints=eps,
+                addresses=se.addresses,
+                export_to=se.export_to,
                 source=se.meta,
             )
             previous = _service_cache.get(host)

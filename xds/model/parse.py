@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from datetime import timedelta
@@ -30,6 +32,23 @@ from xds.model.resources import (
     VirtualService,
     WorkloadEndpoint,
     WorkloadEntry,
+)
+from xds.model.traffic import (
+    ConsistentHash,
+    Cors,
+    DirectResponse,
+    EgressListener,
+    Fault,
+    HeaderOps,
+    Headers,
+    L4Match,
+    L4Route,
+    LocalityLb,
+    Mirror,
+    Percent,
+    Redirect,
+    RegexRewrite,
+    Sidecar,
 )
 
 DOMAIN_SUFFIX = "cluster.local"
@@ -99,24 +118,126 @@ def _http_match(m: dict[str, Any]) -> HTTPMatch:
     )
 
 
+def _header_ops(value: dict[str, Any] | None) -> HeaderOps:
+    v = value or {}
+    return HeaderOps(
+        set=tuple(sorted((v.get("set") or {}).items())),
+        add=tuple(sorted((v.get("add") or {}).items())),
+        remove=tuple(v.get("remove") or ()),
+    )
+
+
+def headers(value: dict[str, Any] | None) -> Headers | None:
+    if not value:
+        return None
+    return Headers(_header_ops(value.get("request")), _header_ops(value.get("response")))
+
+
+def _mirrors(r: dict[str, Any], namespace: str) -> tuple[Mirror, ...]:
+    """istiod: no percentage -> 100%; an explicit 0 -> no mirror; value v -> v*10000/MILLION."""
+    out: list[Mirror] = []
+    if r.get("mirror"):
+        pct = Percent.from_istio(r.get("mirrorPercentage"), r.get("mirrorPercent")) or Percent(100)
+        out.append(Mirror("mirror", _destination(r["mirror"], namespace), pct))
+    for j, m in enumerate(r.get("mirrors") or []):
+        if m.get("destination"):
+            pct = Percent.from_istio(m.get("percentage"), None) or Percent(100)
+            out.append(Mirror(f"mirrors[{j}].destination", _destination(m["destination"], namespace), pct))
+    return tuple(m for m in out if m.percent.numerator > 0)
+
+
+def _fault(value: dict[str, Any] | None) -> Fault | None:
+    if not value:
+        return None
+    delay, abort = value.get("delay") or {}, value.get("abort") or {}
+    fixed = duration(delay.get("fixedDelay"))  # exponentialDelay: dropped, as istiod does
+    return Fault(
+        delay=fixed,
+        delay_percent=Percent.from_istio(delay.get("percentage"), delay.get("percent")) if fixed else None,
+        abort_http_status=abort.get("httpStatus"),
+        abort_grpc_status=abort.get("grpcStatus"),
+        # the deprecated abort.percent is ignored by istiod
+        abort_percent=Percent.from_istio(abort.get("percentage"), None),
+    )
+
+
+def _redirect(value: dict[str, Any] | None) -> Redirect | None:
+    if value is None:
+        return None
+    return Redirect(
+        uri=value.get("uri") or "",
+        authority=value.get("authority") or "",
+        scheme=value.get("scheme") or "",
+        port=value.get("port"),
+        port_from_request=value.get("derivePort") == "FROM_REQUEST_PORT",
+        code=value.get("redirectCode") or 301,
+    )
+
+
+def _direct_response(value: dict[str, Any] | None) -> DirectResponse | None:
+    if value is None:
+        return None
+    body = value.get("body") or {}
+    raw = body.get("bytes")
+    try:
+        decoded = base64.b64decode(raw, validate=True) if raw else None
+    except (binascii.Error, ValueError):
+        decoded = None  # reported by the model's checks (mesh._required)
+    return DirectResponse(status=value.get("status") or 0, body=body.get("string"), body_bytes=decoded)
+
+
+def _cors(value: dict[str, Any] | None) -> Cors | None:
+    if value is None:
+        return None
+    origins = [sm for sm in (_string_match(o or {}) for o in value.get("allowOrigins") or []) if sm]
+    origins += [StringMatch("exact", o) for o in value.get("allowOrigin") or []]
+    return Cors(
+        allow_origins=tuple(origins),
+        allow_methods=tuple(value.get("allowMethods") or ()),
+        allow_headers=tuple(value.get("allowHeaders") or ()),
+        expose_headers=tuple(value.get("exposeHeaders") or ()),
+        max_age=duration(value.get("maxAge")),
+        allow_credentials=value.get("allowCredentials"),
+        forward_unmatched_preflights=value.get("unmatchedPreflights") != "IGNORE",
+    )
+
+
+def _route_destinations(items: list[dict[str, Any]] | None, namespace: str) -> tuple[RouteDestination, ...]:
+    return tuple(
+        RouteDestination(
+            _destination(d.get("destination") or {}, namespace), d.get("weight"), headers(d.get("headers"))
+        )
+        for d in items or []
+    )
+
+
+def _l4_route(index: int, r: dict[str, Any], namespace: str) -> L4Route:
+    return L4Route(
+        index=index,
+        matches=tuple(
+            L4Match(
+                port=m.get("port"),
+                destination_subnets=tuple(m.get("destinationSubnets") or ()),
+                sni_hosts=tuple(m.get("sniHosts") or ()),
+                source_labels=labels(m["sourceLabels"]) if m.get("sourceLabels") else None,
+                source_namespace=m.get("sourceNamespace") or "",
+            )
+            for m in r.get("match") or []
+        ),
+        route=_route_destinations(r.get("route"), namespace),
+    )
+
+
 def _http_route(index: int, r: dict[str, Any], namespace: str) -> HTTPRoute:
     retries = r.get("retries")
     rewrite = r.get("rewrite") or {}
     delegate = r.get("delegate")
-    mirrors = [("mirror", r["mirror"])] if r.get("mirror") else []
-    mirrors += [
-        (f"mirrors[{j}].destination", m["destination"])
-        for j, m in enumerate(r.get("mirrors") or [])
-        if m.get("destination")
-    ]
+    regex = rewrite.get("uriRegexRewrite")
     return HTTPRoute(
         index=index,
         name=r.get("name") or "",
         matches=tuple(_http_match(m) for m in r.get("match") or []),
-        route=tuple(
-            RouteDestination(_destination(d.get("destination") or {}, namespace), d.get("weight"))
-            for d in r.get("route") or []
-        ),
+        route=_route_destinations(r.get("route"), namespace),
         delegate=Delegate(delegate.get("name") or "", delegate.get("namespace") or namespace)
         if delegate
         else None,
@@ -130,8 +251,13 @@ def _http_route(index: int, r: dict[str, Any], namespace: str) -> HTTPRoute:
         )
         if retries is not None
         else None,
-        mirrors=tuple((fld, _destination(m, namespace)) for fld, m in mirrors),
-        terminal=bool(r.get("redirect") or r.get("directResponse")),
+        mirrors=_mirrors(r, namespace),
+        redirect=_redirect(r.get("redirect")),
+        direct_response=_direct_response(r.get("directResponse")),
+        fault=_fault(r.get("fault")),
+        cors=_cors(r.get("corsPolicy")),
+        headers=headers(r.get("headers")),
+        regex_rewrite=RegexRewrite(regex.get("match") or "", regex.get("rewrite") or "") if regex else None,
     )
 
 
@@ -142,13 +268,34 @@ def virtual_service(meta: Meta, spec: dict[str, Any]) -> VirtualService:
         hosts=tuple(resolve_host(h, ns) for h in spec.get("hosts") or []),
         gateways=tuple(spec.get("gateways") or []),
         http=tuple(_http_route(i, r, ns) for i, r in enumerate(spec.get("http") or [])),
+        tcp=tuple(_l4_route(i, r, ns) for i, r in enumerate(spec.get("tcp") or [])),
+        tls=tuple(_l4_route(i, r, ns) for i, r in enumerate(spec.get("tls") or [])),
+        export_to=tuple(spec.get("exportTo") or ()),
+    )
+
+
+def _consistent_hash(ch: dict[str, Any] | None) -> ConsistentHash | None:
+    if ch is None:
+        return None
+    cookie = ch.get("httpCookie") or {}
+    return ConsistentHash(
+        header=ch.get("httpHeaderName") or "",
+        cookie=cookie.get("name") or "",
+        cookie_ttl=duration(cookie.get("ttl")),
+        cookie_path=cookie.get("path") or "",
+        source_ip=bool(ch.get("useSourceIp")),
+        query_parameter=ch.get("httpQueryParameterName") or "",
+        ring_size=(ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize"),
+        maglev_table_size=(ch.get("maglev") or {}).get("tableSize") if "maglev" in ch else None,
     )
 
 
 def _traffic_policy(p: dict[str, Any] | None) -> TrafficPolicy | None:
     if not p:
         return None
-    lb = (p.get("loadBalancer") or {}).get("simple")
+    balancer = p.get("loadBalancer") or {}
+    lb = balancer.get("simple")
+    locality = balancer.get("localityLbSetting")
     cp, od = p.get("connectionPool"), p.get("outlierDetection")
     pool = None
     if cp:
@@ -173,7 +320,18 @@ def _traffic_policy(p: dict[str, Any] | None) -> TrafficPolicy | None:
             max_ejection_percent=od.get("maxEjectionPercent"),
             min_health_percent=od.get("minHealthPercent"),
         )
-    return TrafficPolicy(load_balancer=lb, connection_pool=pool, outlier_detection=outlier)
+    return TrafficPolicy(
+        load_balancer=lb,
+        connection_pool=pool,
+        outlier_detection=outlier,
+        consistent_hash=_consistent_hash(balancer.get("consistentHash")),
+        locality=LocalityLb(locality.get("enabled")) if locality is not None else None,
+        port_level=tuple(
+            (pl["port"]["number"], _traffic_policy({k: v for k, v in pl.items() if k != "port"}) or TrafficPolicy())
+            for pl in p.get("portLevelSettings") or []
+            if (pl.get("port") or {}).get("number")
+        ),
+    )
 
 
 def destination_rule(meta: Meta, spec: dict[str, Any]) -> DestinationRule:
@@ -185,6 +343,7 @@ def destination_rule(meta: Meta, spec: dict[str, Any]) -> DestinationRule:
             Subset(s.get("name") or "", labels(s.get("labels")), _traffic_policy(s.get("trafficPolicy")))
             for s in spec.get("subsets") or []
         ),
+        export_to=tuple(spec.get("exportTo") or ()),
     )
 
 
@@ -195,6 +354,7 @@ def workload_endpoint(w: dict[str, Any], source: str) -> WorkloadEndpoint:
         labels=labels(w.get("labels")),
         weight=w.get("weight") or 0,
         source=source,
+        locality=w.get("locality") or "",
     )
 
 
@@ -222,6 +382,21 @@ def service_entry(meta: Meta, spec: dict[str, Any]) -> ServiceEntry:
             for i, w in enumerate(spec.get("endpoints") or [])
         ),
         workload_selector=labels(selector.get("labels")) if selector is not None else None,
+        addresses=tuple(spec.get("addresses") or ()),
+        export_to=tuple(spec.get("exportTo") or ()),
+    )
+
+
+def sidecar(meta: Meta, spec: dict[str, Any]) -> Sidecar:
+    selector = spec.get("workloadSelector")
+    return Sidecar(
+        meta=meta,
+        workload_selector=labels(selector.get("labels")) if selector is not None else None,
+        egress=tuple(
+            EgressListener(hosts=tuple(e.get("hosts") or ()), port=(e.get("port") or {}).get("number"))
+            for e in spec.get("egress") or []
+        ),
+        outbound_mode=(spec.get("outboundTrafficPolicy") or {}).get("mode") or "",
     )
 
 

@@ -6,8 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from xds.diagnostics import Location
+
+if TYPE_CHECKING:  # traffic.py imports this module; annotations only
+    from xds.model.traffic import (
+        Cors,
+        ConsistentHash,
+        DirectResponse,
+        Fault,
+        Headers,
+        L4Route,
+        LocalityLb,
+        Mirror,
+        Redirect,
+        RegexRewrite,
+    )
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
 
@@ -57,6 +72,7 @@ class Destination:
 class RouteDestination:
     destination: Destination
     weight: int | None = None
+    headers: Headers | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +99,18 @@ class HTTPRoute:
     rewrite_authority: str | None = None
     timeout: timedelta | None = None
     retries: Retry | None = None  # None = mesh default policy; Retry(attempts=0) = no retries
-    mirrors: tuple[
-        tuple[str, Destination], ...
-    ] = ()  # (field, dest): not translated yet, hosts still checked
-    terminal: bool = False  # redirect / directResponse (not translated yet)
+    mirrors: tuple[Mirror, ...] = ()
+    redirect: Redirect | None = None
+    direct_response: DirectResponse | None = None
+    fault: Fault | None = None
+    cors: Cors | None = None
+    headers: Headers | None = None
+    regex_rewrite: RegexRewrite | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """redirect / directResponse: the route answers itself, no destination."""
+        return self.redirect is not None or self.direct_response is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +119,9 @@ class VirtualService:
     hosts: tuple[str, ...] = ()  # FQDN-resolved; empty = delegate VS
     gateways: tuple[str, ...] = ()
     http: tuple[HTTPRoute, ...] = ()
+    tcp: tuple[L4Route, ...] = ()
+    tls: tuple[L4Route, ...] = ()
+    export_to: tuple[str, ...] = ()  # empty = everywhere ("*")
 
     @property
     def is_delegate(self) -> bool:
@@ -136,6 +163,12 @@ class TrafficPolicy:
     load_balancer: str | None = None  # simple LB name
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
+    consistent_hash: ConsistentHash | None = None
+    locality: LocalityLb | None = None
+    port_level: tuple[tuple[int, TrafficPolicy], ...] = ()  # portLevelSettings: (port, policy)
+
+    def for_port(self, port: int) -> TrafficPolicy | None:
+        return next((p for n, p in self.port_level if n == port), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +184,7 @@ class DestinationRule:
     host: str
     traffic_policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
+    export_to: tuple[str, ...] = ()
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.subsets if s.name == name), None)
@@ -182,6 +216,7 @@ class WorkloadEndpoint:
     labels: Labels = ()
     weight: int = 0  # 0 = unset (Envoy default 1)
     source: str = ""  # e.g. "WorkloadEntry default/reviews-v1" (diagnostics, analyze)
+    locality: str = ""  # region/zone/subzone
 
     def port_for(self, port: ServicePort) -> int:
         named = dict(self.ports).get(port.name) if port.name else None
@@ -201,6 +236,8 @@ class ServiceEntry:
     resolution: str = "NONE"
     endpoints: tuple[WorkloadEndpoint, ...] = ()
     workload_selector: Labels | None = None
+    addresses: tuple[str, ...] = ()
+    export_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +256,8 @@ class Service:
     resolution: str = "STATIC"
     mesh_external: bool = False
     endpoints: tuple[WorkloadEndpoint, ...] = ()
+    addresses: tuple[str, ...] = ()
+    export_to: tuple[str, ...] = ()
     source: Meta | None = field(default=None, compare=False, hash=False)
 
     @property

@@ -99,11 +99,21 @@ class MapOf(Spec):
 
 @dataclass
 class F:
-    """A declared field: honoured=False means 'accepted by Istio, not translated by Mecha yet'."""
+    """A declared field: honoured=False means 'accepted by Istio, not translated by Mecha yet' (note says why);
+    differs says how an honoured field behaves differently from istiod (empty = the same)."""
 
     spec: Spec
     honoured: bool = True
     note: str = ""
+    differs: str = ""
+
+    @property
+    def status(self) -> str:
+        return "unsupported" if not self.honoured else ("differs" if self.differs else "honoured")
+
+    @property
+    def why(self) -> str:
+        return self.differs if self.honoured else self.note
 
 
 @dataclass
@@ -141,6 +151,9 @@ class Obj(Spec):
         for key, declared in self.fields.items():
             yield key, declared.spec, declared.honoured
 
+    def declared(self) -> Iterator[tuple[str, F]]:
+        yield from self.fields.items()
+
 
 def honoured_paths(spec: Spec, prefix: str = "") -> list[tuple[str, bool]]:
     """Every field path below spec, and whether it is honoured (ignored subtrees are not expanded)."""
@@ -151,4 +164,20 @@ def honoured_paths(spec: Spec, prefix: str = "") -> list[tuple[str, bool]]:
             out.append((path, honoured))
         if honoured:
             out.extend(honoured_paths(child, path))
+    return out
+
+
+def field_table(spec: Spec, prefix: str = "") -> list[tuple[str, F]]:
+    """Every declared field path below spec with its declaration (ignored subtrees are not expanded)."""
+    out: list[tuple[str, F]] = []
+    if isinstance(spec, ListOf):
+        return field_table(spec.item, f"{prefix}[]")
+    if isinstance(spec, MapOf):
+        return field_table(spec.value, f"{prefix}.*")
+    if isinstance(spec, Obj):
+        for key, declared in spec.declared():
+            path = f"{prefix}.{key}" if prefix else key
+            out.append((path, declared))
+            if declared.honoured:
+                out.extend(field_table(declared.spec, path))
     return out

@@ -10,6 +10,7 @@ from xds.model.schema import (
     Enum,
     F,
     Int,
+    Num,
     ListOf,
     MapOf,
     Obj,
@@ -20,11 +21,17 @@ from xds.model.schema import (
 )
 
 NO = False  # readability: F(spec, NO) = accepted but not translated yet
+NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
+PER_PROXY = "per-proxy source filtering is not implemented"
 
 STRING_MATCH = Obj({"exact": F(Str), "prefix": F(Str), "regex": F(Str)}, one_of=("exact", "prefix", "regex"))
 LABELS = MapOf(Str)
 PORT_SELECTOR = Obj({"number": F(Port)})
 DESTINATION = Obj({"host": F(Str), "subset": F(Str), "port": F(PORT_SELECTOR)})
+
+PERCENT = Obj({"value": F(Num)})
+HEADER_OPS = Obj({"set": F(MapOf(Str)), "add": F(MapOf(Str)), "remove": F(ListOf(Str))})
+HEADERS = Obj({"request": F(HEADER_OPS), "response": F(HEADER_OPS)})
 
 HTTP_MATCH = Obj(
     {
@@ -35,13 +42,13 @@ HTTP_MATCH = Obj(
         "authority": F(STRING_MATCH),
         "headers": F(MapOf(STRING_MATCH)),
         "port": F(Port),
-        "sourceLabels": F(LABELS, NO, "per-proxy source filtering"),
-        "gateways": F(ListOf(Str), NO),
+        "sourceLabels": F(LABELS, NO, PER_PROXY),
+        "gateways": F(ListOf(Str), NO, "per-gateway filtering inside a match is not implemented"),
         "queryParams": F(MapOf(STRING_MATCH)),
         "ignoreUriCase": F(Bool),
         "withoutHeaders": F(MapOf(STRING_MATCH)),
-        "sourceNamespace": F(Str, NO),
-        "statPrefix": F(Str, NO),
+        "sourceNamespace": F(Str, NO, PER_PROXY),
+        "statPrefix": F(Str, NO, "Route.stat_prefix is not emitted"),
     }
 )
 RETRY = Obj(
@@ -54,26 +61,97 @@ RETRY = Obj(
         "backoff": F(Duration, NO),
     }
 )
-REWRITE = Obj({"uri": F(Str), "authority": F(Str), "uriRegexRewrite": F(AnyMap, NO)})
-HTTP_ROUTE_DESTINATION = Obj({"destination": F(DESTINATION), "weight": F(Int), "headers": F(AnyMap, NO)})
+REWRITE = Obj(
+    {"uri": F(Str), "authority": F(Str), "uriRegexRewrite": F(Obj({"match": F(Str), "rewrite": F(Str)}))}
+)
+HTTP_ROUTE_DESTINATION = Obj({"destination": F(DESTINATION), "weight": F(Int), "headers": F(HEADERS)})
+REDIRECT = Obj(
+    {
+        "uri": F(Str),
+        "authority": F(Str),
+        "port": F(Port),
+        "derivePort": F(Enum("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT")),
+        "scheme": F(Str),
+        "redirectCode": F(UInt),
+    },
+    one_of=("port", "derivePort"),
+)
+DIRECT_RESPONSE = Obj(
+    {"status": F(UInt), "body": F(Obj({"string": F(Str), "bytes": F(Str)}, one_of=("string", "bytes")))}
+)
+FAULT = Obj(
+    {
+        "delay": F(
+            Obj(
+                {
+                    "fixedDelay": F(Duration),
+                    "exponentialDelay": F(Duration, NO, "istiod drops exponential delays too"),
+                    "percentage": F(PERCENT),
+                    "percent": F(Int, differs="legacy integer percent: sent as N/HUNDRED, as istiod does"),
+                },
+                one_of=("fixedDelay", "exponentialDelay"),
+            )
+        ),
+        "abort": F(
+            Obj(
+                {
+                    "httpStatus": F(Int),
+                    "grpcStatus": F(Str),
+                    "http2Error": F(Str, NO, "istiod drops http2Error aborts too"),
+                    "percentage": F(PERCENT),
+                    "percent": F(Int, NO, "deprecated; istiod ignores it: use percentage.value"),
+                },
+                one_of=("httpStatus", "grpcStatus", "http2Error"),
+            )
+        ),
+    }
+)
+CORS = Obj(
+    {
+        "allowOrigins": F(ListOf(STRING_MATCH)),
+        "allowOrigin": F(ListOf(Str), differs="deprecated: each entry becomes an exact origin match"),
+        "allowMethods": F(ListOf(Str)),
+        "allowHeaders": F(ListOf(Str)),
+        "exposeHeaders": F(ListOf(Str)),
+        "maxAge": F(Duration),
+        "allowCredentials": F(Bool),
+        "unmatchedPreflights": F(Enum("UNSPECIFIED", "FORWARD", "IGNORE")),
+    }
+)
 HTTP_ROUTE = Obj(
     {
         "name": F(Str),
         "match": F(ListOf(HTTP_MATCH)),
         "route": F(ListOf(HTTP_ROUTE_DESTINATION)),
-        "redirect": F(AnyMap, NO),
-        "directResponse": F(AnyMap, NO),
+        "redirect": F(REDIRECT),
+        "directResponse": F(DIRECT_RESPONSE),
         "delegate": F(Obj({"name": F(Str), "namespace": F(Str)})),
         "rewrite": F(REWRITE),
         "timeout": F(Duration),
         "retries": F(RETRY),
-        "fault": F(AnyMap, NO),
-        "mirror": F(DESTINATION, NO, "destination is still checked"),
-        "mirrors": F(ListOf(Obj({"destination": F(DESTINATION), "percentage": F(AnyMap)})), NO),
-        "mirrorPercent": F(UInt, NO),
-        "mirrorPercentage": F(AnyMap, NO),
-        "corsPolicy": F(AnyMap, NO),
-        "headers": F(AnyMap, NO),
+        "fault": F(FAULT),
+        "mirror": F(DESTINATION),
+        "mirrors": F(ListOf(Obj({"destination": F(DESTINATION), "percentage": F(PERCENT)}))),
+        "mirrorPercent": F(UInt, differs="deprecated integer percent: sent as N/HUNDRED, as istiod does"),
+        "mirrorPercentage": F(PERCENT),
+        "corsPolicy": F(CORS),
+        "headers": F(HEADERS),
+    }
+)
+L4_MATCH_FIELDS = {
+    "destinationSubnets": F(ListOf(Str), NO, NOT_L4),
+    "port": F(Port),
+    "sourceLabels": F(LABELS, NO, PER_PROXY),
+    "gateways": F(ListOf(Str), NO, "per-gateway filtering inside a match is not implemented"),
+    "sourceNamespace": F(Str, NO, PER_PROXY),
+    "sourceSubnet": F(Str, NO, PER_PROXY),
+}
+L4_DESTINATION = Obj({"destination": F(DESTINATION), "weight": F(Int)})
+TCP_ROUTE = Obj({"match": F(ListOf(Obj(L4_MATCH_FIELDS))), "route": F(ListOf(L4_DESTINATION))})
+TLS_ROUTE = Obj(
+    {
+        "match": F(ListOf(Obj({**L4_MATCH_FIELDS, "sniHosts": F(ListOf(Str))}))),
+        "route": F(ListOf(L4_DESTINATION)),
     }
 )
 VIRTUAL_SERVICE = Obj(
@@ -81,9 +159,9 @@ VIRTUAL_SERVICE = Obj(
         "hosts": F(ListOf(Str)),
         "gateways": F(ListOf(Str)),
         "http": F(ListOf(HTTP_ROUTE)),
-        "tls": F(ListOf(AnyMap), NO),
-        "tcp": F(ListOf(AnyMap), NO),
-        "exportTo": F(ListOf(Str), NO, "every proxy sees every resource"),
+        "tls": F(ListOf(TLS_ROUTE)),
+        "tcp": F(ListOf(TCP_ROUTE)),
+        "exportTo": F(ListOf(Str)),
     }
 )
 
@@ -94,8 +172,8 @@ CONNECTION_POOL = Obj(
                 {
                     "maxConnections": F(Int),
                     "connectTimeout": F(Duration),
-                    "tcpKeepalive": F(AnyMap, NO),
-                    "maxConnectionDuration": F(Duration, NO),
+                    "tcpKeepalive": F(AnyMap, NO, "upstream TCP keepalive is not emitted"),
+                    "maxConnectionDuration": F(Duration, NO, "not emitted"),
                     "idleTimeout": F(Duration),
                 }
             )
@@ -108,9 +186,11 @@ CONNECTION_POOL = Obj(
                     "maxRequestsPerConnection": F(Int),
                     "maxRetries": F(Int),
                     "idleTimeout": F(Duration),
-                    "h2UpgradePolicy": F(Enum("DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"), NO),
-                    "useClientProtocol": F(Bool, NO),
-                    "maxConcurrentStreams": F(Int, NO),
+                    "h2UpgradePolicy": F(
+                        Enum("DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"), NO, "the port protocol decides h2"
+                    ),
+                    "useClientProtocol": F(Bool, NO, "the port protocol decides h2"),
+                    "maxConcurrentStreams": F(Int, NO, "not emitted"),
                 }
             )
         ),
@@ -118,8 +198,8 @@ CONNECTION_POOL = Obj(
 )
 OUTLIER = Obj(
     {
-        "splitExternalLocalOriginErrors": F(Bool, NO),
-        "consecutiveLocalOriginFailures": F(UInt, NO),
+        "splitExternalLocalOriginErrors": F(Bool, NO, "not emitted"),
+        "consecutiveLocalOriginFailures": F(UInt, NO, "not emitted"),
         "consecutiveGatewayErrors": F(UInt),
         "consecutive5xxErrors": F(UInt),
         "interval": F(Duration),
@@ -130,13 +210,43 @@ OUTLIER = Obj(
     }
 )
 LB_SIMPLE = Enum("UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST")
+CONSISTENT_HASH = Obj(
+    {
+        "httpHeaderName": F(Str),
+        "httpCookie": F(
+            Obj(
+                {
+                    "name": F(Str),
+                    "path": F(Str),
+                    "ttl": F(Duration),
+                    "attributes": F(ListOf(AnyMap), NO, "cookie attributes are not emitted"),
+                }
+            )
+        ),
+        "useSourceIp": F(Bool),
+        "httpQueryParameterName": F(Str),
+        "ringHash": F(Obj({"minimumRingSize": F(UInt)})),
+        "maglev": F(Obj({"tableSize": F(UInt)})),
+        "minimumRingSize": F(UInt, differs="deprecated: same as ringHash.minimumRingSize"),
+    },
+    one_of=("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName"),
+)
+NO_LOCALITY = "needs the proxy's locality and per-proxy EDS priorities (not implemented)"
+LOCALITY_LB = Obj(
+    {
+        "enabled": F(Bool),
+        "distribute": F(ListOf(AnyMap), NO, NO_LOCALITY),
+        "failover": F(ListOf(AnyMap), NO, NO_LOCALITY),
+        "failoverPriority": F(ListOf(Str), NO, NO_LOCALITY),
+    }
+)
 LOAD_BALANCER = Obj(
     {
         "simple": F(LB_SIMPLE),
-        "consistentHash": F(AnyMap, NO),
-        "localityLbSetting": F(AnyMap, NO),
-        "warmupDurationSecs": F(Duration, NO),
-        "warmup": F(AnyMap, NO),
+        "consistentHash": F(CONSISTENT_HASH),
+        "localityLbSetting": F(LOCALITY_LB),
+        "warmupDurationSecs": F(Duration, NO, "slow start is not emitted"),
+        "warmup": F(AnyMap, NO, "slow start is not emitted"),
     },
     one_of=("simple", "consistentHash"),
 )
@@ -145,20 +255,20 @@ _POLICY_FIELDS = {
     "connectionPool": F(CONNECTION_POOL),
     "outlierDetection": F(OUTLIER),
     "tls": F(AnyMap, NO, "plaintext upstreams"),
-    "tunnel": F(AnyMap, NO),
-    "proxyProtocol": F(AnyMap, NO),
-    "retryBudget": F(AnyMap, NO),
+    "tunnel": F(AnyMap, NO, "HTTP CONNECT tunnelling is not implemented"),
+    "proxyProtocol": F(AnyMap, NO, "not implemented"),
+    "retryBudget": F(AnyMap, NO, "not implemented"),
 }
 PORT_POLICY = Obj({"port": F(PORT_SELECTOR), **{k: v for k, v in _POLICY_FIELDS.items()}})
-TRAFFIC_POLICY = Obj({**_POLICY_FIELDS, "portLevelSettings": F(ListOf(PORT_POLICY), NO)})
+TRAFFIC_POLICY = Obj({**_POLICY_FIELDS, "portLevelSettings": F(ListOf(PORT_POLICY))})
 SUBSET = Obj({"name": F(Str), "labels": F(LABELS), "trafficPolicy": F(TRAFFIC_POLICY)})
 DESTINATION_RULE = Obj(
     {
         "host": F(Str),
         "trafficPolicy": F(TRAFFIC_POLICY),
         "subsets": F(ListOf(SUBSET)),
-        "exportTo": F(ListOf(Str), NO, "every proxy sees every resource"),
-        "workloadSelector": F(AnyMap, NO),
+        "exportTo": F(ListOf(Str)),
+        "workloadSelector": F(AnyMap, NO, "a DestinationRule applies to every proxy it is visible to"),
     }
 )
 
@@ -167,10 +277,10 @@ WORKLOAD = Obj(
         "address": F(Str),
         "ports": F(MapOf(Port)),
         "labels": F(LABELS),
-        "network": F(Str, NO),
-        "locality": F(Str, NO),
+        "network": F(Str, NO, "single network"),
+        "locality": F(Str),
         "weight": F(UInt),
-        "serviceAccount": F(Str, NO),
+        "serviceAccount": F(Str, NO, "no workload identities (plaintext mesh)"),
     }
 )
 SERVICE_PORT = Obj(
@@ -184,14 +294,50 @@ SERVICE_PORT = Obj(
 SERVICE_ENTRY = Obj(
     {
         "hosts": F(ListOf(Str)),
-        "addresses": F(ListOf(Str), NO, "no VIP listeners"),
+        "addresses": F(
+            ListOf(Str), differs="names the TCP listener <VIP>_<port>; it binds a loopback port (node metadata)"
+        ),
         "ports": F(ListOf(SERVICE_PORT)),
         "location": F(Enum("MESH_EXTERNAL", "MESH_INTERNAL")),
         "resolution": F(Enum("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN")),
         "endpoints": F(ListOf(WORKLOAD)),
         "workloadSelector": F(Obj({"labels": F(LABELS)})),
-        "exportTo": F(ListOf(Str), NO, "every proxy sees every resource"),
-        "subjectAltNames": F(ListOf(Str), NO),
+        "exportTo": F(ListOf(Str)),
+        "subjectAltNames": F(ListOf(Str), NO, "no mTLS to external services"),
+    }
+)
+SIDECAR = Obj(
+    {
+        "workloadSelector": F(Obj({"labels": F(LABELS)})),
+        "egress": F(
+            ListOf(
+                Obj(
+                    {
+                        "hosts": F(ListOf(Str)),
+                        "port": F(
+                            AnyMap,
+                            NO,
+                            "one outbound HTTP listener per proxy: egress hosts apply to every port",
+                        ),
+                        "bind": F(Str, NO, "listeners bind addresses from node metadata"),
+                        "captureMode": F(Str, NO, "no traffic capture"),
+                    }
+                )
+            )
+        ),
+        "ingress": F(ListOf(AnyMap), NO, "inbound listeners come from node metadata (apps)"),
+        "outboundTrafficPolicy": F(
+            Obj(
+                {
+                    "mode": F(
+                        Enum("REGISTRY_ONLY", "ALLOW_ANY"),
+                        differs="unknown hosts always get block_all (502): no capture, no original destination",
+                    ),
+                    "egressProxy": F(AnyMap, NO, "no passthrough traffic"),
+                }
+            )
+        ),
+        "inboundConnectionPool": F(AnyMap, NO, "not implemented"),
     }
 )
 
@@ -234,6 +380,7 @@ SPEC_BY_KIND: dict[str, Spec] = {
     "DestinationRule": DESTINATION_RULE,
     "ServiceEntry": SERVICE_ENTRY,
     "WorkloadEntry": WORKLOAD,
+    "Sidecar": SIDECAR,
     "Component": COMPONENT,
     "Subscription": SUBSCRIPTION,
     "Resiliency": RESILIENCY,

@@ -66,6 +66,7 @@ class StackOptions:
     xds_port: int
     delta: bool = False
     config_dir: Path | None = None  # the user's folder; None -> the generated demo config (watched)
+    extra_config_dirs: list[Path] = field(default_factory=list)  # more watched folders (e.g. endpoints)
     knobs: RoutingKnobs | None = None
     watch_interval: float = 0.5
     with_capabilities: bool = True
@@ -141,6 +142,8 @@ class Stack:
             "--watch-interval",
             str(self.o.watch_interval),
         ]
+        for folder in self.o.extra_config_dirs:
+            argv += ["--config", str(folder)]
         child = await self.sup.start(
             Child("control-plane", "control-plane", argv, self.logs / "control-plane.log")
         )

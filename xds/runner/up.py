@@ -79,10 +79,12 @@ def run_up(args: argparse.Namespace) -> int:
     if args.config and args.demo:
         _say("mecha up: --demo and --config are exclusive (the demo config or yours)")
         return 2
-    config_dir = Path(args.config).resolve() if args.config else None
-    if config_dir is not None and not config_dir.is_dir():
-        _say(f"mecha up: --config {args.config}: no such folder")
-        return 2
+    folders = [Path(c).resolve() for c in args.config or []]
+    for given, folder in zip(args.config or [], folders, strict=True):
+        if not folder.is_dir():
+            _say(f"mecha up: --config {given}: no such folder")
+            return 2
+    config_dir = folders[0] if folders else None
     offset = args.port_offset
     options = StackOptions(
         layout=default_layout(args.mode, offset),
@@ -91,6 +93,7 @@ def run_up(args: argparse.Namespace) -> int:
         xds_port=DEFAULT_XDS_PORT + offset,
         delta=args.delta,
         config_dir=config_dir,
+        extra_config_dirs=folders[1:],
     )
     try:
         return asyncio.run(_up(options, args.timeout))

@@ -32,7 +32,7 @@ KIND_TABLE: dict[tuple[str, str], KindInfo] = {
         KindInfo("networking.istio.io", "ServiceEntry", _NET, Family.ISTIO_NETWORKING),
         KindInfo("networking.istio.io", "WorkloadEntry", _NET, Family.ISTIO_NETWORKING),
         KindInfo("networking.istio.io", "Gateway", _NET, Family.ISTIO_CARRIED),
-        KindInfo("networking.istio.io", "Sidecar", _NET, Family.ISTIO_CARRIED),
+        KindInfo("networking.istio.io", "Sidecar", _NET, Family.ISTIO_NETWORKING),
         KindInfo("security.istio.io", "PeerAuthentication", _SEC, Family.ISTIO_CARRIED),
         KindInfo("security.istio.io", "AuthorizationPolicy", _SEC, Family.ISTIO_CARRIED),
         KindInfo("security.istio.io", "RequestAuthentication", _SEC, Family.ISTIO_CARRIED),
