@@ -12,6 +12,7 @@ from pathlib import Path
 
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.mesh import MeshConfig, build_mesh
+from xds.model.security_checks import check_security
 from xds.sources.loader import RawDocument
 from xds.sources.loader import load_paths as _load_paths
 from xds.sources.loader import load_text as _load_text
@@ -50,6 +51,7 @@ def compile_documents(docs: list[RawDocument]) -> CompileResult:
     model = build_mesh(docs)
     diags = list(model.diagnostics)
     diags += validate(model.config)
+    diags += check_security(model.config)  # security kinds + Gateway
     ok = not any(d.severity is Severity.ERROR for d in diags)
     return CompileResult(model.config if ok else None, diags, model.skipped)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from xds.model.gateway import GATEWAY_SPECS
 from xds.model.schema import (
     AnyMap,
     AnyValue,
@@ -19,6 +20,7 @@ from xds.model.schema import (
     Str,
     UInt,
 )
+from xds.model.security import SECURITY_SPECS
 
 NO = False  # readability: F(spec, NO) = accepted but not translated yet
 NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
@@ -234,7 +236,7 @@ CONSISTENT_HASH = Obj(
 NO_LOCALITY = "needs the proxy's locality and per-proxy EDS priorities (not implemented)"
 LOCALITY_LB = Obj(
     {
-        "enabled": F(Bool),
+        "enabled": F(Bool, NO, NO_LOCALITY),
         "distribute": F(ListOf(AnyMap), NO, NO_LOCALITY),
         "failover": F(ListOf(AnyMap), NO, NO_LOCALITY),
         "failoverPriority": F(ListOf(Str), NO, NO_LOCALITY),
@@ -278,7 +280,7 @@ WORKLOAD = Obj(
         "ports": F(MapOf(Port)),
         "labels": F(LABELS),
         "network": F(Str, NO, "single network"),
-        "locality": F(Str),
+        "locality": F(Str, NO, "endpoints are not grouped by locality (no proxy locality either)"),
         "weight": F(UInt),
         "serviceAccount": F(Str, NO, "no workload identities (plaintext mesh)"),
     }
@@ -384,4 +386,8 @@ SPEC_BY_KIND: dict[str, Spec] = {
     "Component": COMPONENT,
     "Subscription": SUBSCRIPTION,
     "Resiliency": RESILIENCY,
+    **SECURITY_SPECS,
+    **GATEWAY_SPECS,
 }
+# Kinds checked by their table but kept as CarriedResource (xds.model.security/gateway parse them).
+CHECKED_CARRIED: frozenset[str] = frozenset(SECURITY_SPECS) | frozenset(GATEWAY_SPECS)

@@ -16,7 +16,7 @@ hot path. Field numbers follow envoy/service/discovery/v3/discovery.proto (check
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from xds.cache.snapshot import Resource
@@ -247,15 +247,73 @@ def encode_any(type_url: str, body: bytes) -> bytes:
     return _str_field(0x0A, type_url) + (_len_field(0x12, body) if body else b"")
 
 
-def encode_sotw_response(
-    version_info: str, type_url: str, nonce: str, resources: Sequence[Resource]
-) -> bytes:
-    """DiscoveryResponse from pre-serialized resources."""
-    parts = [_str_field(0x0A, version_info)]
+# ---- per-resource pieces, encoded once and shared by every stream and response that carries the resource
+
+
+class _PieceCache:
+    """Resource -> its encoded piece of a response (field tag included), bounded by total bytes.
+
+    A resource is wrapped (Any, and for delta the Resource envelope) once, not once per stream: a push of a
+    600 KB RouteConfiguration to 100 proxies then costs one wrap plus one concatenation per stream. Keys are
+    the Resource objects themselves (content equality; the body's hash is cached by bytes). Cleared whole
+    when the budget is exceeded, which only costs re-wrapping.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._pieces: dict[Resource, bytes] = {}
+        self.size = 0
+
+    def get(self, res: Resource, wrap: Callable[[Resource], bytes]) -> bytes:
+        piece = self._pieces.get(res)
+        if piece is None:
+            piece = wrap(res)
+            if self.size + len(piece) > self.budget_bytes:
+                self._pieces.clear()
+                self.size = 0
+            self._pieces[res] = piece
+            self.size += len(piece)
+        return piece
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self.size = 0
+
+
+PIECE_CACHE_BUDGET = 128 * 1024 * 1024
+sotw_pieces = _PieceCache(PIECE_CACHE_BUDGET)
+delta_pieces = _PieceCache(PIECE_CACHE_BUDGET)
+
+
+def _any_field(type_url: str, body: bytes) -> bytes:
     type_field = _str_field(0x0A, type_url)
+    return type_field + _len_field(0x12, body) if body else type_field
+
+
+def _sotw_piece(res: Resource) -> bytes:
+    """DiscoveryResponse.resources entry (field 2, an Any)."""
+    return _len_field(0x12, _any_field(res.type_url, res.body))
+
+
+def _delta_piece(res: Resource) -> bytes:
+    """DeltaDiscoveryResponse.resources entry (field 2, a Resource: version, Any, name)."""
+    wrapped = _str_field(0x0A, res.version) + _len_field(0x12, _any_field(res.type_url, res.body))
+    return _len_field(0x12, wrapped + _str_field(0x1A, res.name))
+
+
+def encode_sotw_response(
+    version_info: str, type_url: str, nonce: str, resources: Iterable[Resource]
+) -> bytes:
+    """DiscoveryResponse from pre-serialized resources (each wrapped once, see _PieceCache)."""
+    parts = [_str_field(0x0A, version_info)]
     for res in resources:
-        any_payload = type_field + _len_field(0x12, res.body) if res.body else type_field
-        parts.append(_len_field(0x12, any_payload))
+        if res.type_url == type_url:
+            parts.append(sotw_pieces.get(res, _sotw_piece))
+        else:  # never shared with a response of the resource's own type: wrap as asked
+            parts.append(_len_field(0x12, _any_field(type_url, res.body)))
     parts.append(_str_field(0x22, type_url))
     parts.append(_str_field(0x2A, nonce))
     return b"".join(parts)
@@ -270,11 +328,12 @@ def encode_delta_response(
 ) -> bytes:
     """DeltaDiscoveryResponse from pre-serialized resources (+ removed names)."""
     parts = [_str_field(0x0A, system_version_info)]
-    type_field = _str_field(0x0A, type_url)
     for res in resources:
-        any_payload = type_field + _len_field(0x12, res.body) if res.body else type_field
-        wrapped = _str_field(0x0A, res.version) + _len_field(0x12, any_payload)
-        parts.append(_len_field(0x12, wrapped + _str_field(0x1A, res.name)))
+        if res.type_url == type_url:
+            parts.append(delta_pieces.get(res, _delta_piece))
+        else:
+            wrapped = _str_field(0x0A, res.version) + _len_field(0x12, _any_field(type_url, res.body))
+            parts.append(_len_field(0x12, wrapped + _str_field(0x1A, res.name)))
     parts.append(_str_field(0x22, type_url))
     parts.append(_str_field(0x2A, nonce))
     parts.extend(_len_field(0x32, name.encode()) for name in removed)

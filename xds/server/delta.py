@@ -12,6 +12,7 @@ snapshot version changes. Clusters re-sent in CDS get their CLA re-sent (Envoy r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -71,13 +72,14 @@ class DeltaStreamState(StreamStateBase):
         first = not st.requested
         st.requested = True
         if first:
-            st.client.update(req.initial_resource_versions)
+            st.client.update((sys.intern(k), v) for k, v in req.initial_resource_versions.items())
             if not req.subscribe and t in types.WILDCARD_TYPES:
                 st.wildcard = True  # legacy wildcard: first CDS/LDS request names nothing
         for name in req.subscribe:
             if name == "*":
                 st.wildcard = True
                 continue
+            name = sys.intern(name)  # one string object per name across all streams, not one per stream
             st.names.add(name)
             st.told_missing.discard(name)
             if not first:

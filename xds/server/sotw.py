@@ -12,6 +12,9 @@ Rules (checklist ids from shared/reference/xds-protocol.md):
 
 from __future__ import annotations
 
+import sys
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from xds import types
@@ -29,14 +32,89 @@ from xds.server.state import (
 )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class View:
+    """What one response carries: resources in order, by name (for "unchanged?" checks), missing names.
+
+    Never copied per stream: a wildcard view wraps the snapshot's own mapping, and a named view (EDS, RDS)
+    is shared by every stream that asks the same names of the same type version (see _VIEWS).
+    """
+
+    resources: Collection[Resource]
+    by_name: Mapping[str, Resource]
+    missing: frozenset[str] = frozenset()
+    source: Mapping[str, Resource] | None = None  # the snapshot mapping it was built from
+
+    def matches(self, present: Mapping[str, Resource]) -> bool:
+        """Still what `present` yields (a cached view is keyed by type version; this guards against two
+        snapshots that reuse a version for other bodies). Identity first: shared maps cost nothing."""
+        if self.source is present:
+            return True
+        for name, res in self.by_name.items():
+            held = present.get(name)
+            if held is res or (held is None and res.type_url == types.ENDPOINT):  # empty CLA stand-in
+                continue
+            if held != res:
+                return False
+        return not (self.missing & present.keys())
+
+    def same_content(self, other: View | None) -> bool:
+        return other is not None and (other is self or other.by_name == self.by_name)
+
+
+class _SharedCache(OrderedDict[object, object]):
+    """A small LRU of shared, immutable values (name sets, views), bounded by a total weight."""
+
+    def __init__(self, max_weight: int) -> None:
+        super().__init__()
+        self.max_weight = max_weight
+        self.weight = 0
+        self._weights: dict[object, int] = {}
+
+    def lookup(self, key: object) -> object | None:
+        found = self.get(key)
+        if found is not None:
+            self.move_to_end(key)
+        return found
+
+    def store(self, key: object, value: object, weight: int) -> None:
+        self[key] = value
+        self._weights[key] = weight
+        self.weight += weight
+        while self.weight > self.max_weight and len(self) > 1:
+            old, _ = self.popitem(last=False)
+            self.weight -= self._weights.pop(old)
+
+
+# Interned subscriptions: every proxy asks EDS for the same thousands of cluster names; one frozenset (and one
+# string object per name) is kept instead of one set per stream.
+_NAME_SETS = _SharedCache(max_weight=200_000)
+# Named views by (type, type version, wildcard, names): about one per proxy for RDS (its own inbound route
+# configuration), one for EDS.
+_VIEWS = _SharedCache(max_weight=100_000)
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def shared_names(names: Iterable[str]) -> frozenset[str]:
+    """The canonical frozenset equal to `names` (without "*"), shared across streams."""
+    wanted = frozenset(sys.intern(n) for n in names if n != "*")
+    if not wanted:
+        return _NO_NAMES
+    found = _NAME_SETS.lookup(wanted)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    _NAME_SETS.store(wanted, wanted, len(wanted))
+    return wanted
+
+
 @dataclass(slots=True)
 class SotwTypeState(TypeStateBase):
     ever_named: bool = False
     client_version: str = ""  # version_info of the first request (reconnect: what the proxy already holds)
-    sent_view: dict[str, str] | None = None  # name -> resource version in the last response
+    sent_view: View | None = None  # what the last response carried (shared, never a per-stream copy)
     acked_nonce: str = ""
     force: bool = False  # re-send even if the view is unchanged (EDS after CDS re-warms clusters)
-    missing: set[str] = field(default_factory=set)  # requested names that do not exist (S3)
+    missing: frozenset[str] = field(default_factory=frozenset)  # requested names that do not exist (S3)
 
 
 class SotwStreamState(StreamStateBase):
@@ -108,25 +186,17 @@ class SotwStreamState(StreamStateBase):
         else:
             # Legacy wildcard (S2): CDS/LDS streams that never named a resource.
             st.wildcard = t in types.WILDCARD_TYPES and not st.ever_named
-        st.names = {n for n in names if n != "*"}
+        st.names = shared_names(names)  # type: ignore[assignment]  # read-only in SotW
 
-    def _view(self, t: str, st: SotwTypeState, snap: Snapshot) -> list[Resource]:
+    def _view(self, t: str, st: SotwTypeState, snap: Snapshot) -> View:
         present = snap.of(t)
-        if st.wildcard:
-            found = list(present.values())
-            extra = sorted(st.names - present.keys())
-        else:
-            found, extra = [], sorted(st.names)
-            for name in sorted(st.names):
-                if name in present:
-                    found.append(present[name])
-            extra = [n for n in extra if n not in present]
-        st.missing = set()
-        for name in extra:
-            if t == types.ENDPOINT:
-                found.append(empty_cluster_load_assignment(name))
-            else:
-                st.missing.add(name)
+        if st.wildcard and not st.names:
+            return View(present.values(), present)  # the snapshot's own mapping, not a copy
+        key = (t, snap.version(t), st.wildcard, st.names)
+        found: View | None = _VIEWS.lookup(key)  # type: ignore[assignment]
+        if found is None or not found.matches(present):
+            found = _build_view(t, st.wildcard, st.names, present)
+            _VIEWS.store(key, found, len(found.resources) + 1)
         return found
 
     def _respond(self, t: str, st: SotwTypeState, actions: list[Action]) -> None:
@@ -139,14 +209,15 @@ class SotwStreamState(StreamStateBase):
                 return
             st.parked_version = None
         st.evaluated_version = version
-        resources = self._view(t, st, snap)
-        view = {r.name: r.version for r in resources}
+        view = self._view(t, st, snap)
+        st.missing = view.missing
+        resources = view.resources
         if st.sent_view is None and st.client_version and st.wildcard and st.client_version == version:
             # P4: reconnecting proxy already holds this exact full set; adopt it instead of re-sending.
             st.sent_view, st.sent_version = view, version
             st.acked_version = st.synced_version = version
             return
-        if view == st.sent_view and not st.force:
+        if view.same_content(st.sent_view) and not st.force:
             if st.acked_nonce == st.sent_nonce and st.nack is None:
                 st.synced_version = version  # nothing this proxy holds changed
             return
@@ -159,10 +230,31 @@ class SotwStreamState(StreamStateBase):
         st.sent_view, st.sent_version, st.sent_nonce, st.force = view, version, nonce, False
         actions.append(Send(t, nonce, version, payload, len(resources)))
 
-    def _force_eds_for_rewarmed(self, old: dict[str, str] | None, new: dict[str, str]) -> None:
+    def _force_eds_for_rewarmed(self, old: View | None, new: View) -> None:
         eds = self.types.get(types.ENDPOINT)
-        if eds is None or old is None:
+        if eds is None or old is None or not eds.names:
             return
-        changed = {name for name, version in new.items() if name in old and old[name] != version}
-        if changed & eds.names:
-            eds.force = True
+        before = old.by_name
+        for name in eds.names:
+            now, then = new.by_name.get(name), before.get(name)
+            if now is not None and then is not None and now.version != then.version:
+                eds.force = True
+                return
+
+
+def _build_view(t: str, wildcard: bool, names: frozenset[str], present: Mapping[str, Resource]) -> View:
+    """Resources for a named (or wildcard + names) subscription. EDS names that do not exist get an empty
+    CLA; other missing names are reported in View.missing (S3: sent once they appear)."""
+    if wildcard:
+        found = list(present.values())
+        extra = sorted(names - present.keys())
+    else:
+        found = [present[n] for n in sorted(names) if n in present]
+        extra = sorted(n for n in names if n not in present)
+    missing = []
+    for name in extra:
+        if t == types.ENDPOINT:
+            found.append(empty_cluster_load_assignment(name))
+        else:
+            missing.append(name)
+    return View(tuple(found), {r.name: r for r in found}, frozenset(missing), present)

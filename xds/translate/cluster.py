@@ -39,6 +39,7 @@ _LB = {
     "RANDOM": clu.ClusterLbPolicy.RANDOM,
     "PASSTHROUGH": clu.ClusterLbPolicy.CLUSTER_PROVIDED,
 }
+DEFAULT_RING_SIZE = 1024  # istiod's minimum ring size when unset
 _NAME = field_number(clu.Cluster, "name")
 _EDS = field_number(clu.Cluster, "eds_cluster_config")
 _EDS_SERVICE_NAME = field_number(clu.ClusterEdsClusterConfig, "service_name")
@@ -46,22 +47,39 @@ _EDS_ADS = bytes(clu.ClusterEdsClusterConfig(eds_config=ADS))
 
 
 def merge_policy(base: TrafficPolicy | None, override: TrafficPolicy | None) -> TrafficPolicy | None:
-    """istiod MergeTrafficPolicy: each section set on the subset replaces the DR's section."""
+    """istiod MergeTrafficPolicy: each section set on the subset replaces the DR's section.
+
+    The load balancer is one section: a subset's consistentHash replaces the DR's simple LB and vice versa.
+    """
     if base is None or override is None:
         return override or base
+    lb_set = override.load_balancer is not None or override.consistent_hash is not None
     return replace(
         base,
-        load_balancer=override.load_balancer or base.load_balancer,
+        load_balancer=override.load_balancer if lb_set else base.load_balancer,
+        consistent_hash=override.consistent_hash if lb_set else base.consistent_hash,
+        locality=override.locality or base.locality,
         connection_pool=override.connection_pool or base.connection_pool,
         outlier_detection=override.outlier_detection or base.outlier_detection,
+        port_level=(),
     )
 
 
-def effective_policy(rule: DestinationRule | None, subset: str) -> TrafficPolicy | None:
+def _at_port(policy: TrafficPolicy | None, port: int | None) -> TrafficPolicy | None:
+    """A policy with its portLevelSettings for port applied on top (istiod: port level wins)."""
+    if policy is None:
+        return None
+    if port is None or not policy.port_level:
+        return replace(policy, port_level=()) if policy.port_level else policy
+    return merge_policy(replace(policy, port_level=()), policy.for_port(port))
+
+
+def effective_policy(rule: DestinationRule | None, subset: str, port: int | None = None) -> TrafficPolicy | None:
+    """Precedence (istiod): subset portLevelSettings > subset > DR portLevelSettings > DR."""
     if rule is None:
         return None
     found = rule.subset(subset) if subset else None
-    return merge_policy(rule.traffic_policy, found.traffic_policy if found else None)
+    return merge_policy(_at_port(rule.traffic_policy, port), _at_port(found.traffic_policy if found else None, port))
 
 
 def _circuit_breakers(pool: ConnectionPool | None) -> clu.CircuitBreakers:
@@ -113,6 +131,15 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
             healthy_panic_threshold=typ.Percent(value=od.min_health_percent)
         )
     lb = _LB.get(p.load_balancer, clu.ClusterLbPolicy.LEAST_REQUEST)
+    ring = maglev = None
+    if p.consistent_hash is not None:
+        ch = p.consistent_hash
+        if ch.maglev_table_size is not None:
+            lb = clu.ClusterLbPolicy.MAGLEV
+            maglev = clu.ClusterMaglevLbConfig(table_size=ch.maglev_table_size or None)
+        else:
+            lb = clu.ClusterLbPolicy.RING_HASH
+            ring = clu.ClusterRingHashLbConfig(minimum_ring_size=ch.ring_size or DEFAULT_RING_SIZE)
     kind = {
         "STATIC": clu.ClusterDiscoveryType.EDS,
         "DNS": clu.ClusterDiscoveryType.STRICT_DNS,
@@ -136,6 +163,8 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
         outlier_detection=_outlier(od),
         common_lb_config=common_lb,
         typed_extension_protocol_options=opts or {},
+        ring_hash_lb_config=ring,
+        maglev_lb_config=maglev,
     )
 
 

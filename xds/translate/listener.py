@@ -6,6 +6,8 @@ from __future__ import annotations
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.http.cors import v3 as cors
+from envoy_data_plane.envoy.extensions.filters.http.fault import v3 as fault
 from envoy_data_plane.envoy.extensions.filters.http.router import v3 as router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from envoy_data_plane.google.protobuf import Any as AnyMsg
@@ -17,6 +19,10 @@ from xds.translate.route import ZERO
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
+# fault -> cors -> router (istiod's stable tail): empty filters, switched on by per-route configs (VS fault/corsPolicy)
+FAULT = hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=AnyMsg.pack(fault.HttpFault()))
+CORS = hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=AnyMsg.pack(cors.Cors()))
+TAIL_FILTERS = [FAULT, CORS, ROUTER]
 
 
 # Route configuration names do not carry the proxy's listener port: proxies whose ports differ (every sidecar
@@ -52,7 +58,7 @@ def http_listener(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
-        http_filters=[ROUTER],
+        http_filters=TAIL_FILTERS,
     )
     return lis.Listener(
         name=name,
@@ -144,7 +150,7 @@ def inbound_route_config(app: AppBinding) -> rte.RouteConfiguration:
 
 _HCM_TYPE_URL = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
 _ADS_BYTES = bytes(ADS)
-_ROUTER_BYTES = bytes(ROUTER)
+_TAIL_BYTES = [bytes(f) for f in TAIL_FILTERS]
 
 
 def http_listener_bytes(
@@ -157,7 +163,7 @@ def http_listener_bytes(
 ) -> bytes:
     rds = encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)
     manager = encode(
-        hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=[_ROUTER_BYTES]
+        hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=_TAIL_BYTES
     )
     typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
     chain = encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])

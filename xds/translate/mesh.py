@@ -17,13 +17,16 @@ from xds.translate.cluster import effective_policy, outbound_cluster_bytes
 from xds.translate.endpoint import cla_bytes, selected_endpoints
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
 from xds.translate.route import block_all_vhost, delegates_of, virtual_host_bytes
+from xds.translate.scope import ScopedView
 
 _RC_NAME = field_number(rte.RouteConfiguration, "name")
 _RC_VHOSTS = field_number(rte.RouteConfiguration, "virtual_hosts")
 _VH_ROUTES = field_number(rte.VirtualHost, "routes")
 _BLOCK_ALL = bytes(block_all_vhost())
 # validate_clusters: false (istiod); encoded once and put in every route configuration header
-_RC_FLAGS = bytes(rte.RouteConfiguration(validate_clusters=False))
+_RC_FLAGS = bytes(
+    rte.RouteConfiguration(validate_clusters=False, max_direct_response_body_size_bytes=1048576)
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,10 @@ def _route_inputs(vs: VirtualService | None, config: MeshConfig) -> tuple[object
         return (None,)
     delegates = delegates_of(vs, config)
     hosts = {d.destination.host for v in (vs, *delegates) for r in v.http for d in r.route}
-    return (vs, delegates, tuple(config.service_by_host.get(h) for h in sorted(hosts)))
+    hosts |= {m.destination.host for v in (vs, *delegates) for r in v.http for m in r.mirrors}
+    ordered = sorted(hosts)  # rules too: a DR's consistentHash becomes the route's hash_policy
+    services = (config.service_by_host.get(h) for h in ordered)
+    return (vs, delegates, *services, *map(config.rule_by_host.get, ordered))
 
 
 class MeshBuilder:
@@ -73,6 +79,7 @@ class MeshBuilder:
         self._endpoints: TypeSet | None = None
         self._this_build: dict[tuple[object, ...], Blob] = {}  # per-namespace blobs, once per build()
         self._inputs: dict[str, tuple[object, ...]] = {}
+        self._scoped: dict[tuple[str, str], tuple[TypeSet, TypeSet]] = {}
 
     def begin(self) -> None:
         self._this_build = {}
@@ -88,8 +95,10 @@ class MeshBuilder:
 
     # ---- CDS + EDS --------------------------------------------------------------------------------
 
-    def _service_clusters(self, svc: Service, config: MeshConfig) -> tuple[list[Resource], list[Resource]]:
-        rule = config.rule_by_host.get(svc.host)
+    def _service_clusters(
+        self, svc: Service, config: MeshConfig, view: ScopedView | None = None
+    ) -> tuple[list[Resource], list[Resource]]:
+        rule = config.rule_by_host.get(svc.host) if view is None else view.rule_for(svc.host)
 
         def build() -> tuple[list[Resource], list[Resource]]:
             clusters: list[Resource] = []
@@ -97,14 +106,40 @@ class MeshBuilder:
             subsets = [("", None)] + [(s.name, s.labels) for s in (rule.subsets if rule else ())]
             for port in svc.ports:
                 for subset, labels in subsets:
-                    name, body = outbound_cluster_bytes(svc, port, subset, effective_policy(rule, subset))
+                    policy = effective_policy(rule, subset, port.number)
+                    name, body = outbound_cluster_bytes(svc, port, subset, policy)
                     clusters.append(Resource.make(types.CLUSTER, name, body))
                     if svc.resolution == "STATIC":
                         eps = selected_endpoints(svc, port, labels)
                         endpoints.append(Resource.make(types.ENDPOINT, name, cla_bytes(name, eps)))
             return clusters, endpoints
 
-        return self.memo.get(("cds", svc.host), (svc, rule), build)
+        slot = (
+            ("cds", svc.host)
+            if rule is config.rule_by_host.get(svc.host)
+            else ("cds", svc.host, rule.meta.ref if rule else "")
+        )
+        return self.memo.get(slot, (svc, rule), build)
+
+    def scoped_clusters(self, config: MeshConfig, view: ScopedView) -> tuple[TypeSet, TypeSet]:
+        """CDS/EDS of one Sidecar/exportTo scope; the mesh-wide sets when the scope sees everything."""
+        assert self._clusters is not None and self._endpoints is not None
+        if view.is_whole_mesh:
+            return self._clusters, self._endpoints
+        key = ("scoped-cds", view.scope.key)
+        found = self._this_build.get(key)
+        if found is None:
+            clusters: list[Resource] = []
+            endpoints: list[Resource] = []
+            for svc in view.services:
+                c, e = self._service_clusters(svc, config, view)
+                clusters += c
+                endpoints += e
+            previous = self._scoped.get(view.scope.key, (None, None))
+            found = (self._reuse(previous[0], clusters), self._reuse(previous[1], endpoints))
+            self._scoped[view.scope.key] = found
+            self._this_build[key] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
 
     def clusters_and_endpoints(self, config: MeshConfig) -> tuple[TypeSet, TypeSet]:
         clusters: list[Resource] = []
@@ -127,10 +162,15 @@ class MeshBuilder:
 
     # ---- outbound virtual hosts (RDS) ---------------------------------------------------------------
 
-    def _vhost(self, svc: Service, config: MeshConfig, namespace: str) -> list[bytes]:
+    def _vhost(
+        self, svc: Service, config: MeshConfig, namespace: str, view: ScopedView | None = None
+    ) -> list[bytes]:
         vs = config.mesh_routes_by_host.get(svc.host)
         in_ns = svc.namespace == namespace
         inputs = self._route_inputs(svc, config)
+        if view is not None and view.routes_by_host.get(svc.host) is not vs:
+            vs = view.routes_by_host.get(svc.host)  # exportTo hides the mesh-wide VS from this namespace
+            inputs = (svc, *_route_inputs(vs, config))
 
         def build() -> list[bytes]:
             out = []
@@ -138,25 +178,32 @@ class MeshBuilder:
                 out.append(virtual_host_bytes(svc, port, vs, config, namespace if in_ns else "", i == 0))
             return out
 
-        return self.memo.get(("vhost", svc.host, in_ns), inputs, build)
+        slot = (
+            ("vhost", svc.host, in_ns)
+            if vs is config.mesh_routes_by_host.get(svc.host)
+            else ("vhost", svc.host, in_ns, vs.meta.ref if vs else "")
+        )
+        return self.memo.get(slot, inputs, build)
 
-    def outbound_vhosts(self, config: MeshConfig, namespace: str) -> Blob:
-        found = self._this_build.get(("vhosts", namespace))
+    def outbound_vhosts(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> Blob:
+        key = ("vhosts", namespace) if view is None else ("vhosts", *view.scope.key)
+        found = self._this_build.get(key)
         if found is None:
-            found = self._this_build[("vhosts", namespace)] = self._outbound_vhosts(config, namespace)
+            found = self._this_build[key] = self._outbound_vhosts(config, namespace, view)
         return found
 
-    def _outbound_vhosts(self, config: MeshConfig, namespace: str) -> Blob:
+    def _outbound_vhosts(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> Blob:
         parts: list[bytes] = []
-        for svc in config.services:
-            parts += self._vhost(svc, config, namespace)
+        for svc in config.services if view is None else view.services:
+            parts += self._vhost(svc, config, namespace, view)
         parts.append(_BLOCK_ALL)
 
         def build() -> Blob:
             body = repeated_field(_RC_VHOSTS, parts)
             return Blob(body, digest(body))
 
-        return self.memo.get(("vhosts", namespace), tuple(parts), build)
+        slot = ("vhosts", namespace) if view is None else ("vhosts", *view.scope.key)
+        return self.memo.get(slot, tuple(parts), build)
 
     # ---- Dapr invoke routes ------------------------------------------------------------------------
 
@@ -172,23 +219,28 @@ class MeshBuilder:
 
         return self.memo.get(("dapr", svc.host, in_ns, grpc), inputs, build)
 
-    def dapr_routes(self, config: MeshConfig, namespace: str, grpc: bool) -> Blob:
+    def dapr_routes(
+        self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
+    ) -> Blob:
         """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy)."""
-        found = self._this_build.get(("dapr", namespace, grpc))
+        key = ("dapr", namespace, grpc) if view is None else ("dapr", *view.scope.key, grpc)
+        found = self._this_build.get(key)
         if found is None:
-            found = self._this_build[("dapr", namespace, grpc)] = self._dapr_routes_blob(
-                config, namespace, grpc
-            )
+            found = self._this_build[key] = self._dapr_routes_blob(config, namespace, grpc, view)
         return found
 
-    def _dapr_routes_blob(self, config: MeshConfig, namespace: str, grpc: bool) -> Blob:
-        pairs = [self._dapr_routes(svc, config, namespace, grpc) for svc in config.services]
+    def _dapr_routes_blob(
+        self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
+    ) -> Blob:
+        services = config.services if view is None else view.services
+        pairs = [self._dapr_routes(svc, config, namespace, grpc) for svc in services]
 
         def build() -> Blob:
             body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
             return Blob(body, digest(body))
 
-        return self.memo.get(("dapr-routes", namespace, grpc), tuple(x for p in pairs for x in p), build)
+        slot = ("dapr-routes", namespace, grpc) if view is None else ("dapr-routes", *view.scope.key, grpc)
+        return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
 
 
 def route_config_resource(name: str, vhosts: Blob) -> Resource:

@@ -35,7 +35,7 @@ def _clusters(config: MeshConfig) -> list[Resource]:
         for port in svc.ports:
             for subset, labels in subsets:
                 name = outbound_cluster_name(port.number, subset, svc.host)
-                cluster = policy_cluster(effective_policy(rule, subset), port, svc.resolution)
+                cluster = policy_cluster(effective_policy(rule, subset, port.number), port, svc.resolution)
                 cluster.name = name
                 endpoints = [
                     e
@@ -85,7 +85,9 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
                 vhosts.append(virtual_host(svc, port, vs, config, ns, i == 0))
         vhosts.append(block_all_vhost())
         name = outbound_route_name(proxy)
-        rc = rte.RouteConfiguration(name=name, virtual_hosts=vhosts, validate_clusters=False)
+        rc = rte.RouteConfiguration(
+            name=name, virtual_hosts=vhosts, validate_clusters=False, max_direct_response_body_size_bytes=1048576
+        )
         out.append(resource(types.ROUTE, name, rc))
     out += _own_routes(proxy)
     for port, grpc, cap, route_name in (
@@ -105,7 +107,12 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
             resource(
                 types.ROUTE,
                 name,
-                rte.RouteConfiguration(name=name, virtual_hosts=[vhost], validate_clusters=False),
+                rte.RouteConfiguration(
+                    name=name,
+                    virtual_hosts=[vhost],
+                    validate_clusters=False,
+                    max_direct_response_body_size_bytes=1048576,
+                ),
             )
         )
     return out

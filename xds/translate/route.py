@@ -18,6 +18,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds.model.mesh import MeshConfig
 from xds.model.resources import (
     Destination,
+    DestinationRule,
     HTTPMatch,
     HTTPRoute,
     Retry,
@@ -26,6 +27,8 @@ from xds.model.resources import (
     StringMatch,
     VirtualService,
 )
+from xds.translate import traffic
+from xds.translate.cluster import effective_policy
 from xds.translate.common import outbound_cluster_name
 from xds.translate.pack import compose, encode
 from xds.validate.checks import is_catch_all
@@ -145,6 +148,39 @@ def normalised_weights(route: HTTPRoute) -> list[int]:
     return [w or 0 for w in weights]
 
 
+def hash_policy_for(route: HTTPRoute, config: MeshConfig, listener_port: int) -> list[rte.RouteActionHashPolicy]:
+    """The destination's DestinationRule consistentHash (single destination only, as istiod does)."""
+    if len(route.route) != 1:
+        return []
+    dest = route.route[0].destination
+    rule = config.rule_by_host.get(dest.host)
+    policy = effective_policy(rule, dest.subset, destination_port(dest, config, listener_port))
+    return traffic.hash_policies(policy.consistent_hash if policy is not None else None)
+
+
+def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
+    """True when the action has parts the byte fast path does not encode (mirrors, hash policy, ...)."""
+    if route.mirrors or route.regex_rewrite is not None:
+        return True
+    if route.headers is not None and traffic.host_rewrite(route.headers.request) is not None:
+        return True
+    if len(route.route) > 1 and any(d.headers for d in route.route):
+        return True
+    if len(route.route) == 1:
+        if route.route[0].headers and traffic.host_rewrite(route.route[0].headers.request):
+            return True
+        rule = config.rule_by_host.get(route.route[0].destination.host)
+        if rule is not None and _uses_hash(rule):
+            return True
+    return False
+
+
+def _uses_hash(rule: DestinationRule) -> bool:
+    policies = [rule.traffic_policy] + [s.traffic_policy for s in rule.subsets]
+    policies += [p for tp in list(policies) if tp is not None for _, p in tp.port_level]
+    return any(p is not None and p.consistent_hash is not None for p in policies)
+
+
 def route_action(
     route: HTTPRoute, config: MeshConfig, listener_port: int, with_retry: bool = True
 ) -> rte.RouteAction:
@@ -157,16 +193,65 @@ def route_action(
         host_rewrite_literal=route.rewrite_authority,
     )
     targets = [
-        (cluster_for(d.destination, config, listener_port), w)
+        (cluster_for(d.destination, config, listener_port), w, d)
         for d, w in zip(route.route, normalised_weights(route), strict=True)
     ]
     if len(targets) == 1:
         action.cluster = targets[0][0]
     else:
-        action.weighted_clusters = rte.WeightedCluster(
-            clusters=[rte.WeightedClusterClusterWeight(name=n, weight=w) for n, w in targets if w > 0]
+        weights = []
+        for name, w, d in targets:
+            if w <= 0:
+                continue
+            cw = rte.WeightedClusterClusterWeight(name=name, weight=w)
+            if d.headers:
+                cw.request_headers_to_add, cw.request_headers_to_remove = traffic.header_options(
+                    d.headers.request
+                )
+                cw.response_headers_to_add, cw.response_headers_to_remove = traffic.header_options(
+                    d.headers.response
+                )
+                cw.host_rewrite_literal = traffic.host_rewrite(d.headers.request)
+            weights.append(cw)
+        action.weighted_clusters = rte.WeightedCluster(clusters=weights)
+    if route.regex_rewrite is not None:
+        action.prefix_rewrite = ""
+        action.regex_rewrite = matcher.RegexMatchAndSubstitute(
+            pattern=matcher.RegexMatcher(regex=route.regex_rewrite.pattern),
+            substitution=route.regex_rewrite.substitution,
         )
+    for ops in (route.headers, route.route[0].headers if len(route.route) == 1 else None):
+        host = traffic.host_rewrite(ops.request) if ops else None
+        if host is not None:
+            action.host_rewrite_literal = host
+    action.request_mirror_policies = [
+        traffic.mirror_policy(cluster_for(m.destination, config, listener_port), m.percent)
+        for m in route.mirrors
+    ]
+    action.hash_policy = hash_policy_for(route, config, listener_port)
+    if action.hash_policy and action.retry_policy is not None:
+        action.retry_policy.retry_host_predicate = []  # istiod: no previous_hosts with consistent hash
     return action
+
+
+def route_extras(route: HTTPRoute, listener_port: int) -> rte.Route:
+    """The Route-level parts of an http route: per-filter fault/CORS, header operations, redirect/direct."""
+    out = rte.Route(typed_per_filter_config=traffic.per_filter_config(route.fault, route.cors))
+    ops = [route.headers] + ([route.route[0].headers] if len(route.route) == 1 else [])
+    for h in ops:
+        if not h:
+            continue
+        add, remove = traffic.header_options(h.request)
+        out.request_headers_to_add += add
+        out.request_headers_to_remove += remove
+        add, remove = traffic.header_options(h.response)
+        out.response_headers_to_add += add
+        out.response_headers_to_remove += remove
+    if route.redirect is not None:
+        out.redirect = traffic.redirect_action(route.redirect, listener_port)
+    elif route.direct_response is not None:
+        out.direct_response = traffic.direct_response(route.direct_response)
+    return out
 
 
 def cluster_for(dest: Destination, config: MeshConfig, listener_port: int) -> str:
@@ -197,6 +282,12 @@ def _action_base(
 
 def route_action_bytes(route: HTTPRoute, config: MeshConfig, listener_port: int, rewrite: str = "") -> bytes:
     """Equal to bytes(route_action(...)) (with prefix_rewrite replaced by rewrite when given)."""
+    if needs_full_action(route, config):
+        action = route_action(route, config, listener_port)
+        if rewrite:
+            action.prefix_rewrite = rewrite
+            action.regex_rewrite = None
+        return bytes(action)
     targets = tuple(
         (cluster_for(d.destination, config, listener_port), w)
         for d, w in zip(route.route, normalised_weights(route), strict=True)
@@ -309,10 +400,10 @@ class RouteSpec:
 def vs_route_specs(vs: VirtualService, port: ServicePort, config: MeshConfig) -> list[RouteSpec]:
     specs: list[RouteSpec] = []
     for route in expand_delegates(vs, config):
-        if not route.route:
-            continue  # redirect / directResponse: not translated yet (warned at parse time)
-        first = route.route[0].destination
+        if not route.route and not route.terminal:
+            continue  # nothing to do (validation already refused it)
         if len(route.route) == 1:
+            first = route.route[0].destination
             operation = f"{first.host}:{destination_port(first, config, port.number)}/*"
         else:
             operation = f"{vs.meta.name}:{port.number}/*"
@@ -329,17 +420,20 @@ def vs_route_specs(vs: VirtualService, port: ServicePort, config: MeshConfig) ->
     return specs
 
 
-def _route_shell(spec: RouteSpec) -> rte.Route:
-    return rte.Route(
-        name=spec.name, match=route_match(spec.match), decorator=rte.Decorator(operation=spec.operation)
-    )
+def _route_shell(spec: RouteSpec, listener_port: int) -> rte.Route:
+    shell = route_extras(spec.http, listener_port)
+    shell.name = spec.name
+    shell.match = route_match(spec.match)
+    shell.decorator = rte.Decorator(operation=spec.operation)
+    return shell
 
 
 def vs_routes(vs: VirtualService, port: ServicePort, config: MeshConfig) -> list[rte.Route]:
     out = []
     for spec in vs_route_specs(vs, port, config):
-        shell = _route_shell(spec)
-        shell.route = route_action(spec.http, config, port.number)
+        shell = _route_shell(spec, port.number)
+        if not spec.http.terminal:
+            shell.route = route_action(spec.http, config, port.number)
         out.append(shell)
     return out
 
@@ -348,10 +442,13 @@ def vs_routes_bytes(vs: VirtualService, port: ServicePort, config: MeshConfig) -
     actions: dict[int, bytes] = {}
     out = []
     for spec in vs_route_specs(vs, port, config):
+        if spec.http.terminal:
+            out.append(bytes(_route_shell(spec, port.number)))
+            continue
         key = id(spec.http)
         if key not in actions:
             actions[key] = route_action_bytes(spec.http, config, port.number)
-        out.append(compose(_route_shell(spec), route=actions[key]))
+        out.append(compose(_route_shell(spec, port.number), route=actions[key]))
     return out
 
 

@@ -57,11 +57,16 @@ def build_graph(config: MeshConfig) -> nx.DiGraph:
             base = f"spec.http[{route.index}]"
             for j, rd in enumerate(route.route):
                 _destination_edges(g, src, vs.meta, rd.destination, f"{base}.route[{j}].destination")
-            for fld, mirror in route.mirrors:
-                _destination_edges(g, src, vs.meta, mirror, f"{base}.{fld}")
+            for mirror in route.mirrors:
+                _destination_edges(g, src, vs.meta, mirror.destination, f"{base}.{mirror.field}")
             if route.delegate is not None:
                 target = vs_node(route.delegate.namespace, route.delegate.name)
                 g.add_edge(src, target, field=f"{base}.delegate", meta=vs.meta, ref="delegate")
+        for kind, l4_routes in (("tcp", vs.tcp), ("tls", vs.tls)):
+            for l4 in l4_routes:
+                for j, rd in enumerate(l4.route):
+                    field = f"spec.{kind}[{l4.index}].route[{j}].destination"
+                    _destination_edges(g, src, vs.meta, rd.destination, field)
     for comp in config.components:
         g.add_node(meta_node(comp.meta), present=True, obj=comp)
     for sub in config.subscriptions:

@@ -98,14 +98,14 @@ def test_service_selects_workload_entries_of_its_namespace_by_labels() -> None:
 def test_unsupported_fields_warn_and_are_not_errors() -> None:
     result = compile_text(
         vs(
-            "  - route: [{destination: {host: reviews}}]\n    fault: {abort: {httpStatus: 500}}\n"
-            "    corsPolicy: {allowOrigins: [{exact: x}]}"
+            "  - route: [{destination: {host: reviews}}]\n    fault: {abort: {httpStatus: 500, percent: 5}}\n"
+            "    match: [{sourceLabels: {app: x}}]"
         )
     )
     assert result.ok
     assert {(d.field, d.code) for d in warnings(result)} == {
-        ("spec.http[0].fault", "unsupported"),
-        ("spec.http[0].corsPolicy", "unsupported"),
+        ("spec.http[0].fault.abort.percent", "unsupported"),
+        ("spec.http[0].match[0].sourceLabels", "unsupported"),
     }
     assert all("not supported yet" in d.message for d in warnings(result))
 
@@ -113,8 +113,10 @@ def test_unsupported_fields_warn_and_are_not_errors() -> None:
 def test_honoured_field_record() -> None:
     fields = honoured_fields("VirtualService")
     assert fields["spec.http[].route[].weight"] is True
-    assert fields["spec.http[].fault"] is False
-    assert "spec.http[].fault.abort" not in fields
+    assert fields["spec.http[].fault"] is True
+    assert fields["spec.http[].match[].sourceLabels"] is False
+    assert fields["spec.tcp[].route[].destination.host"] is True
+    assert "spec.http[].match[].sourceLabels.x" not in fields
     assert honoured_fields("DestinationRule")["spec.trafficPolicy.outlierDetection.consecutive5xxErrors"]
     assert honoured_fields("Unknown") == {}
 
