@@ -20,6 +20,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           labels: {app: reviews, version: v1}
           gateways: [istio-system/ingressgateway]   # gateway mode: Gateway resources it serves
           gateway_ports: {"80": 18080}               # gateway mode: Gateway server port -> bound port
+          tcp_ports: {"9000": 19000}  # TCP/TLS service port -> loopback port of its outbound TCP listener
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
           - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
              labels: {app: reviews, version: v1}}
@@ -98,6 +99,7 @@ class ProxyIdentity:
     apps: tuple[AppBinding, ...] = ()
     gateways: tuple[str, ...] = ()
     gateway_ports: tuple[tuple[int, int], ...] = ()
+    tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
@@ -151,6 +153,15 @@ class ProxyIdentity:
                 for k, v in gw_ports_raw.items()
             )
         )
+        tcp_raw = meta.get("tcp_ports") or {}
+        if not isinstance(tcp_raw, Mapping):
+            raise ProxyIdentityError("node.metadata.mecha.tcp_ports: expected a map service port -> port")
+        tcp_ports = tuple(
+            sorted(
+                (_port(k, f"tcp_ports key {k}", True) or 0, _port(v, f"tcp_ports[{k}]", True) or 0)
+                for k, v in tcp_raw.items()
+            )
+        )
         return cls(
             id=node_id,
             mode=mode,
@@ -166,4 +177,5 @@ class ProxyIdentity:
             apps=tuple(apps),
             gateways=tuple(str(g) for g in (meta.get("gateways") or [])),
             gateway_ports=gw_ports,
+            tcp_ports=tcp_ports,
         )

@@ -7,6 +7,7 @@
   * POST /deliver/<route>  records a pub/sub delivery; the event's data steers the answer:
         {"fail": N}  the first N deliveries of this event id answer 500 (redelivery)
         {"poison": true}  always 500 (dead-letter); {"sleep_ms": M} answer after M ms
+    (route `dlq` takes every event)
   * GET /received       every recorded delivery: {route, id, data, attempt}
 """
 
@@ -63,7 +64,8 @@ async def deliver(request: web.Request) -> web.Response:
     event_id = str(event.get("id"))
     request.app[ATTEMPTS][event_id] += 1
     attempt = request.app[ATTEMPTS][event_id]
-    steer = data if isinstance(data, dict) else {}
+    # the dead-letter route takes everything: that is where poison messages are inspected
+    steer = data if isinstance(data, dict) and request.match_info["route"] != "dlq" else {}
     if steer.get("sleep_ms"):
         await asyncio.sleep(int(steer["sleep_ms"]) / 1000)
     record = {"route": request.match_info["route"], "id": event_id, "data": data, "attempt": attempt}

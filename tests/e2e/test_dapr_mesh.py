@@ -99,14 +99,14 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DaprMe
         await stop_dapr_mesh(mesh)
 
 
-async def _request(mesh: DaprMesh, method: str, url: str, **kw: Any) -> tuple[int, Any, dict]:
+async def _request(mesh: DaprMesh, method: str, url: str, **kw: Any) -> tuple[int, Any, Any]:
     async with mesh.session.request(method, url, **kw) as resp:
         text = await resp.text()
         try:
             body: Any = json.loads(text) if text else None
         except ValueError:
             body = text
-        return resp.status, body, dict(resp.headers)
+        return resp.status, body, resp.headers.copy()  # case-insensitive (Envoy lowercases)
 
 
 # ---- service invocation -------------------------------------------------------------------------------

@@ -77,7 +77,9 @@ class ControlPlane:
         self.store = ConfigStore(pipeline.compile_documents)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
         self.server = XdsServer(self.cache, max_concurrent_pushes=self.settings.max_concurrent_pushes)
-        self.builder = pipeline.SnapshotBuilder()
+        self.certs = _certificates(self.settings)  # None unless mTLS is on
+        self.builder = self._new_builder()
+        self._rotation: asyncio.Task[None] | None = None
         self._debouncer = Debouncer(
             self._push_all, after=self.settings.debounce_after, max_delay=self.settings.debounce_max
         )
@@ -101,11 +103,16 @@ class ControlPlane:
             if self.settings.watch:
                 watcher.start()
             self._watchers.append(watcher)
+        if self.certs is not None:
+            self._rotation = asyncio.create_task(self._rotate_certificates(), name="cert-rotation")
         self.ready = True
         return self.xds_port
 
     async def stop(self) -> None:
         self.ready = False
+        if self._rotation is not None:
+            self._rotation.cancel()
+            await asyncio.gather(self._rotation, return_exceptions=True)
         for watcher in self._watchers:
             await watcher.stop()
         await self._debouncer.close()
@@ -139,6 +146,27 @@ class ControlPlane:
         for pid, snap in snapshots.items():
             self._snapshots[pid] = snap
             self.cache.set_snapshot(pid, snap)
+
+    def _new_builder(self) -> Any:
+        if self.certs is None:
+            return self._pipeline.SnapshotBuilder()
+        return self._pipeline.SnapshotBuilder(certs=self.certs)  # a dry run sees the same certificates
+
+    async def _rotate_certificates(self) -> None:
+        """Rebuild the snapshots of proxies whose certificate passed half its lifetime: new SDS secrets."""
+        certs = self.certs
+        assert certs is not None
+        idle = max(0.05, min(30.0, self.settings.cert_ttl / 20))
+        while True:
+            wait = certs.seconds_to_next_rotation()
+            await asyncio.sleep(idle if wait is None else min(max(wait, 0.05), idle))
+            async with self._lock:
+                live = self._connected()
+                certs.retain({p.id for p in live})
+                due = set(certs.due([p.id for p in live]))
+                if due:
+                    log.info("rotating the certificates of %d proxies", len(due))
+                    await self._build_and_set([p for p in live if p.id in due])
 
     def snapshot(self, proxy_id: str) -> Snapshot | None:
         return self._snapshots.get(proxy_id)
@@ -220,7 +248,7 @@ class ControlPlane:
         proxies = self._connected()
         if not proxies or plan.result is None:
             return {}
-        proposed = self._pipeline.SnapshotBuilder().build(
+        proposed = self._new_builder().build(
             plan.result.config, proxies, changed_at=time.monotonic(), config_version="dry-run"
         )
         return diff_all(self._snapshots, proposed)
@@ -261,6 +289,18 @@ class ControlPlane:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.store.version != seen), within_s)
             except TimeoutError:
                 pass
+
+
+def _certificates(settings: Settings) -> Any:
+    if not settings.mtls:
+        return None
+    from datetime import timedelta
+
+    from xds.ca import CertificateAuthority, WorkloadCertificates
+
+    ca = CertificateAuthority(settings.trust_domain)
+    log.info("mTLS on: CA for trust domain %s, certificate TTL %.0fs", ca.trust_domain, settings.cert_ttl)
+    return WorkloadCertificates(ca, ttl=timedelta(seconds=settings.cert_ttl))
 
 
 def _doc_header(doc: RawDocument) -> dict[str, Any]:

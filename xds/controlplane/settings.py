@@ -13,6 +13,9 @@ ENV_DEBOUNCE_AFTER = "MECHA_DEBOUNCE_AFTER"  # seconds, like PILOT_DEBOUNCE_AFTE
 ENV_DEBOUNCE_MAX = "MECHA_DEBOUNCE_MAX"  # seconds, like PILOT_DEBOUNCE_MAX (10s)
 ENV_PUSH_THROTTLE = "MECHA_PUSH_THROTTLE"  # concurrent per-proxy pushes, like PILOT_PUSH_THROTTLE
 ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched folders
+ENV_MTLS = "MECHA_MTLS"  # 1/true: run the CA, give every proxy a SPIFFE cert over SDS, auto-mTLS
+ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<sa> (cluster.local)
+ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
 
 
 def _env_float(name: str, default: float) -> float:
@@ -58,6 +61,9 @@ class Settings:
     debounce_after: float = 0.1
     debounce_max: float = 10.0
     max_concurrent_pushes: int = field(default_factory=default_push_throttle)
+    mtls: bool = False
+    trust_domain: str = "cluster.local"
+    cert_ttl: float = 86400.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -66,6 +72,9 @@ class Settings:
             debounce_max=_env_float(ENV_DEBOUNCE_MAX, 10.0),
             max_concurrent_pushes=_env_int(ENV_PUSH_THROTTLE, default_push_throttle()),
             watch_interval=_env_float(ENV_WATCH_INTERVAL, 1.0),
+            mtls=os.environ.get(ENV_MTLS, "").strip().lower() in ("1", "true", "yes", "on"),
+            trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
+            cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
         )
         for name, value in overrides.items():
             if value is not None:

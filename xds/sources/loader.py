@@ -120,13 +120,26 @@ def _to_document(body: Any, where: Location, source: str) -> tuple[RawDocument |
     return RawDocument(loc, api_version, kind, body, source), None
 
 
+def _hidden(relative: Path) -> bool:
+    """Dot entries are not config: editors' swap files, and a Kubernetes ConfigMap mount's `..data` /
+    `..<timestamp>` folders, which hold a second copy of every file (loading them would refuse the set as
+    duplicates)."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
     files: list[Path] = []
     diags: list[Diagnostic] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES))
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix in YAML_SUFFIXES and not _hidden(p.relative_to(path))
+                )
+            )
         elif path.is_file():
             files.append(path)
         else:

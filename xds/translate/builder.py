@@ -15,13 +15,15 @@ from types import MappingProxyType
 from envoy_data_plane.envoy.config.route import v3 as rte
 
 from xds import types
+from xds.ca.workload import WorkloadCertificates
 from xds.cache.snapshot import Resource, Snapshot
-from xds.diagnostics import Diagnostic, Location, Severity
+from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import dapr
 from xds.translate.cluster import static_cluster_bytes
 from xds.translate.common import inbound_cluster_name, split_host_port
+from xds.translate.gateway import gateway_resources
 from xds.translate.listener import (
     dapr_grpc_route_name,
     dapr_http_route_name,
@@ -31,6 +33,9 @@ from xds.translate.listener import (
 )
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
 from xds.translate.pack import Memo, field_number, repeated_field, resource
+from xds.translate.scope import ScopedView, scope_for
+from xds.translate.security.proxy import SecurityTranslator
+from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
 
 log = logging.getLogger(__name__)
 _EMPTY = TypeSet.of([])
@@ -84,11 +89,25 @@ class _ProxyState:
 class SnapshotBuilder:
     """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, certs: WorkloadCertificates | None = None) -> None:
+        """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS)."""
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
+        self.security = SecurityTranslator(self.memo, certs)
         self.warnings: list[Diagnostic] = []
         self._states: dict[str, _ProxyState] = {}
+        self._views: dict[tuple[str, str], ScopedView] = {}
+        self._scoping = False
+
+    def _view(self, config: MeshConfig, proxy: ProxyIdentity) -> ScopedView | None:
+        """The proxy's Sidecar/exportTo view; None when the config has neither (everything is shared)."""
+        if not self._scoping:
+            return None
+        scope = scope_for(config, proxy)
+        found = self._views.get(scope.key)
+        if found is None or found.scope != scope:
+            found = self._views[scope.key] = ScopedView(config, scope)
+        return found
 
     def build(
         self,
@@ -100,6 +119,10 @@ class SnapshotBuilder:
         self.memo.start()
         self.mesh.begin()
         self.warnings = []
+        self._views = {}
+        self._scoping = bool(config.sidecars) or any(
+            x.export_to for x in (*config.services, *config.virtual_services, *config.destination_rules)
+        )
         clusters, endpoints = self.mesh.clusters_and_endpoints(config)
         out: dict[str, Snapshot] = {}
         for proxy in proxies:
@@ -133,6 +156,16 @@ class SnapshotBuilder:
         state.parts[type_url] = (inputs, ts)
         return ts
 
+    def _secure_clusters(self, config: MeshConfig, clusters: TypeSet) -> TypeSet:
+        if self.security.certs is None:
+            return clusters
+        policies = self.security.policies(config)
+        return self.memo.get(
+            ("mtls-cds", clusters.version),
+            (clusters, policies, config.services),
+            lambda: TypeSet.of(self.security.clusters(config, list(clusters.resources.values()))),
+        )
+
     def _proxy_snapshot(
         self,
         config: MeshConfig,
@@ -142,28 +175,43 @@ class SnapshotBuilder:
         changed_at: float,
         config_version: str,
     ) -> Snapshot:
-        if proxy.mode is ProxyMode.GATEWAY:
-            where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
-            msg = "gateway mode: outbound clusters only; Gateway listeners are not translated yet"
-            self.warnings.append(Diagnostic(where, "mode", msg, Severity.WARNING, "unsupported"))
-            log.warning("proxy %s: %s", proxy.id, msg)
+        view = self._view(config, proxy)
+        if view is not None:
+            clusters, endpoints = self.mesh.scoped_clusters(config, view)
+        clusters = self._secure_clusters(config, clusters)  # auto-mTLS when the CA is on
         own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
         listeners = self.memo.get(
             ("lds", proxy.id),
             (proxy,),
             lambda: [Resource.make(types.LISTENER, n, b) for n, b in proxy_listener_bytes(proxy)],
         )
-        routes = self._routes(config, proxy)
+        if proxy.tcp_ports and proxy.mode is not ProxyMode.GATEWAY:
+            tview = view or ScopedView(config, scope_for(config, proxy))
+            listeners = listeners + self.memo.get(
+                ("lds-tcp", proxy.id),
+                tcp_listener_inputs(tview, proxy),
+                lambda: [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, tview, proxy)],
+            )
+        listeners = self.security.listeners(config, proxy, listeners)  # mTLS chains, jwt_authn, RBAC
+        routes = self._routes(config, proxy, view)
+        if proxy.mode is ProxyMode.GATEWAY:
+            gw = self.memo.get(
+                ("gateway", proxy.id),
+                (proxy, config.carried, config.virtual_services, config.services),
+                lambda: gateway_resources(proxy, config),
+            )
+            listeners, routes = gw.listeners, gw.routes
+            self.warnings += gw.warnings
         cds = clusters
         if own_clusters:
             inputs = (clusters, *own_clusters)
             cds = self._typeset(proxy.id, types.CLUSTER, inputs, own_clusters, base=clusters)
         lds = self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners)
         rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
-        if proxy.mode is ProxyMode.GATEWAY:
-            lds = rds = _EMPTY
         sets = {types.CLUSTER: cds, types.ENDPOINT: endpoints, types.LISTENER: lds, types.ROUTE: rds}
-        sets[types.SECRET] = _EMPTY
+        secrets = self.security.secrets(config, proxy)
+        sds = self._typeset(proxy.id, types.SECRET, tuple(secrets), secrets) if secrets else _EMPTY
+        sets[types.SECRET] = sds
         return Snapshot(
             MappingProxyType({t: sets[t].resources for t in types.TYPE_ORDER}),
             MappingProxyType({t: sets[t].version for t in types.TYPE_ORDER}),
@@ -171,13 +219,13 @@ class SnapshotBuilder:
             config_version,
         )
 
-    def _routes(self, config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
+    def _routes(self, config: MeshConfig, proxy: ProxyIdentity, view: ScopedView | None) -> list[Resource]:
         if proxy.mode is ProxyMode.GATEWAY:
             return []
         ns = proxy.namespace
         out: list[Resource] = []
         if proxy.outbound_port is not None:
-            vhosts = self.mesh.outbound_vhosts(config, ns)
+            vhosts = self.mesh.outbound_vhosts(config, ns, view)
             name = outbound_route_name(proxy)
             out.append(
                 self.memo.get(("rds", name, ns), (vhosts,), lambda: route_config_resource(name, vhosts))
@@ -189,7 +237,7 @@ class SnapshotBuilder:
         ):
             if port is None:
                 continue
-            blob = self.mesh.dapr_routes(config, ns, grpc)
+            blob = self.mesh.dapr_routes(config, ns, grpc, view)
             cluster = dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP
             tail = _DAPR_TAIL[cluster] if cap else b""
             name = route_name(port)

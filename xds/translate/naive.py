@@ -25,12 +25,14 @@ from xds.translate.listener import (
 )
 from xds.translate.pack import resource
 from xds.translate.route import block_all_vhost, virtual_host
+from xds.translate.scope import ScopedView, scope_for
+from xds.translate.tcp import tcp_listeners
 
 
-def _clusters(config: MeshConfig) -> list[Resource]:
+def _clusters(config: MeshConfig, view: ScopedView) -> list[Resource]:
     out: list[Resource] = []
-    for svc in config.services:
-        rule = config.rule_by_host.get(svc.host)
+    for svc in view.services:
+        rule = view.rule_for(svc.host)
         subsets = [("", None)] + [(s.name, s.labels) for s in (rule.subsets if rule else ())]
         for port in svc.ports:
             for subset, labels in subsets:
@@ -74,13 +76,13 @@ def _clusters(config: MeshConfig) -> list[Resource]:
     return out
 
 
-def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
+def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[Resource]:
     ns = proxy.namespace
     out: list[Resource] = []
     if proxy.outbound_port is not None:
         vhosts = []
-        for svc in config.services:
-            vs = config.mesh_routes_by_host.get(svc.host)
+        for svc in view.services:
+            vs = view.routes_by_host.get(svc.host)
             for i, port in enumerate(p for p in svc.ports if p.is_http):
                 vhosts.append(virtual_host(svc, port, vs, config, ns, i == 0))
         vhosts.append(block_all_vhost())
@@ -96,7 +98,7 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
     ):
         if port is None:
             continue
-        per_service = [dapr.invoke_routes(svc, config, ns, grpc) for svc in config.services]
+        per_service = [dapr.invoke_routes(svc, config, ns, grpc) for svc in view.services]
         routes = [r for prefix, _ in per_service for r in prefix]
         routes += [r for _, header in per_service for r in header]
         if cap:
@@ -121,11 +123,13 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
 def build_naive(
     config: MeshConfig, proxy: ProxyIdentity, changed_at: float = 0.0, version: str = ""
 ) -> Snapshot:
-    mesh = _clusters(config)
+    view = ScopedView(config, scope_for(config, proxy))
+    mesh = _clusters(config, view)
     items = [*mesh] + [
         resource(types.CLUSTER, n, static_cluster(n, h, p, h2)) for n, h, p, h2 in own_cluster_specs(proxy)
     ]
     if proxy.mode is not ProxyMode.GATEWAY:
         items += [resource(types.LISTENER, lis.name, lis) for lis in proxy_listeners(proxy)]
-        items += _routes(config, proxy)
+        items += [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, view, proxy)]
+        items += _routes(config, proxy, view)
     return Snapshot.build(items, changed_at, version)

@@ -38,3 +38,22 @@ def decoded(snap: Snapshot, short: str, snake_case: bool = False) -> dict[str, d
         name: resource_to_dict(type_url, r.body, snake_case=snake_case)
         for name, r in sorted(snap.of(type_url).items())
     }
+
+
+def sidecar(proxy_id: str = "productpage-v1", namespace: str = "default") -> ProxyIdentity:
+    return ProxyIdentity.from_node(
+        proxy_id,
+        {
+            "mecha": {
+                "mode": "sidecar",
+                "namespace": namespace,
+                "outbound_port": 15001,
+                "dapr_http_port": 3500,
+                "dapr_grpc_port": 50001,
+                "capabilities_http": "127.0.0.1:3501",
+                "capabilities_grpc": "127.0.0.1:50002",
+                "labels": {"app": "productpage", "version": "v1"},
+                "apps": [{"name": "productpage", "app_port": 9080, "inbound_port": 15006}],
+            }
+        },
+    )

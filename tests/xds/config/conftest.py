@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from cfg_helpers import sidecar
 
 from xds.proxy import ProxyIdentity
 
@@ -34,25 +35,6 @@ def require_server(host: str, port: int, name: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-def sidecar(proxy_id: str = "productpage-v1", namespace: str = "default") -> ProxyIdentity:
-    return ProxyIdentity.from_node(
-        proxy_id,
-        {
-            "mecha": {
-                "mode": "sidecar",
-                "namespace": namespace,
-                "outbound_port": 15001,
-                "dapr_http_port": 3500,
-                "dapr_grpc_port": 50001,
-                "capabilities_http": "127.0.0.1:3501",
-                "capabilities_grpc": "127.0.0.1:50002",
-                "labels": {"app": "productpage", "version": "v1"},
-                "apps": [{"name": "productpage", "app_port": 9080, "inbound_port": 15006}],
-            }
-        },
-    )
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfg_helpers import compile_text, decoded, errors
-from conftest import sidecar
+from cfg_helpers import compile_text, decoded, errors, sidecar
 
 from xds.pipeline import SnapshotBuilder
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cfg_helpers import compile_text, decoded, errors
-from conftest import sidecar
+from cfg_helpers import compile_text, decoded, errors, sidecar
 
 from xds.pipeline import SnapshotBuilder
 from xds.translate import build_naive

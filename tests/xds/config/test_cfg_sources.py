@@ -76,3 +76,16 @@ def test_unsupported_api_version_of_a_known_kind_is_an_error() -> None:
     result = compile_text("apiVersion: networking.istio.io/v9\nkind: VirtualService\nmetadata: {name: x}\n")
     assert not result.ok
     assert result.diagnostics[0].field == "apiVersion"
+
+
+def test_folder_skips_dot_entries_like_a_configmap_mount(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xds.sources.loader import load_paths
+
+    vs = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a]}\n"
+    (tmp_path / "..2026_11_26_09_00_00.1").mkdir()
+    (tmp_path / "..2026_11_26_09_00_00.1" / "mesh.yaml").write_text(vs)
+    (tmp_path / "mesh.yaml").write_text(vs)
+    (tmp_path / ".mesh.yaml.swp.yaml").write_text("{{{ not yaml")
+    docs, diags = load_paths([tmp_path])
+    assert [d.location.file for d in docs] == [str(tmp_path / "mesh.yaml")]
+    assert diags == []

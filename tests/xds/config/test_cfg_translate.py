@@ -6,8 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from cfg_helpers import compile_text, decoded
-from conftest import sidecar
+from cfg_helpers import compile_text, decoded, sidecar
 
 from xds import types
 from xds.model.resources import Retry

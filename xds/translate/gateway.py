@@ -1,0 +1,271 @@
+"""Ingress gateways: Gateway servers + the VirtualServices bound to them -> listeners and routes (§4).
+
+A gateway-mode proxy serves the Gateways named in its node metadata (`gateways: [ns/name]`) or whose
+selector matches its labels. Each server port becomes listener `0.0.0.0_<bound port>` (the bound port comes
+from `gateway_ports`, default the server port). HTTP: RDS `http.<port>`; HTTPS: one TLS filter chain per
+server (SNI = its hosts, certificate files) with RDS `https.<port>.<portName>.<gw>.<ns>`; TCP: tcp_proxy to
+the VS tcp[] destination. Virtual hosts are `<host>:<server port>`; a port with no route gets
+`blackhole:<port>` (404). `tls.httpsRedirect` -> vhost require_tls ALL (301 to https).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy_data_plane.envoy.config.core import v3 as core
+from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tcp
+from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
+from envoy_data_plane.google.protobuf import Any as AnyMsg
+
+from xds import types
+from xds.cache.snapshot import Resource
+from xds.diagnostics import Diagnostic, Location, Severity
+from xds.model.gateway import Gateway, GatewayServer, gateways
+from xds.model.mesh import MeshConfig
+from xds.model.resources import ServicePort, VirtualService
+from xds.proxy import ProxyIdentity
+from xds.translate.common import ADS, outbound_cluster_name, socket
+from xds.translate.listener import HCM_NAME, ROUTER
+from xds.translate.pack import encode
+from xds.translate.route import destination_port, vs_routes_bytes
+from xds.translate.security.proxy import TLS_INSPECTOR
+
+TLS_SOCKET = "envoy.transport_sockets.tls"
+
+
+def gateways_for(proxy: ProxyIdentity, config: MeshConfig) -> list[Gateway]:
+    labels = proxy.label_map
+    out = []
+    for gw in gateways(config.carried):
+        named = gw.ref in proxy.gateways
+        selected = bool(gw.selector) and all(labels.get(k) == v for k, v in gw.selector)
+        if named or selected:
+            out.append(gw)
+    return out
+
+
+def http_route_name(port: int) -> str:
+    return f"http.{port}"
+
+
+def https_route_name(port: int, server: GatewayServer, gw: Gateway) -> str:
+    return f"https.{port}.{server.port_name}.{gw.meta.name}.{gw.meta.namespace}"
+
+
+def _bound_vs(gw: Gateway, config: MeshConfig) -> list[VirtualService]:
+    out = []
+    for vs in config.virtual_services:
+        for ref in vs.gateways:
+            full = ref if "/" in ref else f"{vs.meta.namespace}/{ref}"
+            if full == gw.ref:
+                out.append(vs)
+                break
+    return out
+
+
+def _host_match(pattern: str, host: str) -> bool:
+    if pattern == "*" or pattern == host:
+        return True
+    return pattern.startswith("*.") and host.endswith(pattern[1:])
+
+
+def _intersect(server_host: str, vs_host: str) -> str | None:
+    """The more specific of the two when one covers the other (istiod: server hosts filter VS hosts)."""
+    if _host_match(server_host, vs_host):
+        return vs_host
+    if _host_match(vs_host, server_host):
+        return server_host
+    return None
+
+
+def _server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
+    """`[namespace/]host` entries of a server that a VS in vs_namespace may bind to."""
+    out = []
+    for entry in server.hosts:
+        ns, _, host = entry.rpartition("/")
+        if ns in ("", "*") or ns == vs_namespace:
+            out.append(host)
+    return out
+
+
+def _vhosts(servers: list[tuple[Gateway, GatewayServer]], config: MeshConfig, redirect: bool) -> list[bytes]:
+    """Virtual hosts of one RDS: per (VS host ∩ server host), routes of every bound VS in order."""
+    by_host: dict[str, list[bytes]] = {}
+    port = servers[0][1].number
+    for gw, server in servers:
+        for vs in _bound_vs(gw, config):
+            routes: list[bytes] | None = None
+            for vs_host in vs.hosts:
+                for server_host in _server_hosts(server, vs.meta.namespace):
+                    host = _intersect(server_host, vs_host)
+                    if host is None:
+                        continue
+                    if routes is None:
+                        routes = vs_routes_bytes(vs, ServicePort(number=port, protocol="HTTP"), config)
+                    by_host.setdefault(host, []).extend(routes)
+    out = []
+    for host, routes in sorted(by_host.items(), key=lambda kv: (kv[0] == "*", kv[0])):
+        out.append(
+            encode(
+                rte.VirtualHost,
+                name=f"{host}:{port}",
+                domains=[host],
+                routes=routes,
+                require_tls=int(rte.VirtualHostTlsRequirementType.ALL) if redirect else None,
+            )
+        )
+    if not out:
+        out.append(bytes(blackhole_vhost(port)))
+    return out
+
+
+def blackhole_vhost(port: int) -> rte.VirtualHost:
+    return rte.VirtualHost(
+        name=f"blackhole:{port}",
+        domains=["*"],
+        routes=[
+            rte.Route(
+                name="blackhole",
+                match=rte.RouteMatch(prefix="/"),
+                direct_response=rte.DirectResponseAction(status=404),
+            )
+        ],
+    )
+
+
+def _route_config(name: str, vhosts: list[bytes]) -> Resource:
+    header = bytes(rte.RouteConfiguration(name=name, validate_clusters=False))
+    return Resource.make(types.ROUTE, name, header + encode(rte.RouteConfiguration, virtual_hosts=vhosts))
+
+
+def _hcm(stat_prefix: str, route_name: str) -> lis.Filter:
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
+        rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
+        http_filters=[ROUTER],
+        strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
+        use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
+    )
+    return lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))
+
+
+def _file(path: str) -> core.DataSource:
+    return core.DataSource(filename=path)
+
+
+def _downstream_tls(server: GatewayServer) -> core.TransportSocket:
+    t = server.tls
+    assert t is not None
+    common = tls.CommonTlsContext(
+        tls_certificates=[
+            tls.TlsCertificate(
+                certificate_chain=_file(t.server_certificate), private_key=_file(t.private_key)
+            )
+        ],
+        alpn_protocols=["h2", "http/1.1"],
+    )
+    mutual = t.mode == "MUTUAL"
+    if mutual:
+        common.validation_context = tls.CertificateValidationContext(trusted_ca=_file(t.ca_certificates))
+    ctx = tls.DownstreamTlsContext(common_tls_context=common, require_client_certificate=mutual or None)
+    return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
+
+
+def _tcp_cluster(servers: list[tuple[Gateway, GatewayServer]], config: MeshConfig) -> tcp.TcpProxy | None:
+    port = servers[0][1].number
+    for gw, _server in servers:
+        for vs in _bound_vs(gw, config):
+            for route in getattr(vs, "tcp", ()):
+                if route.matches and not any(m.port in (None, port) for m in route.matches):
+                    continue
+                dests = [(d.destination, d.weight) for d in route.route]
+                names = [
+                    outbound_cluster_name(destination_port(d, config, port), d.subset, d.host)
+                    for d, _ in dests
+                ]
+                if len(names) == 1:
+                    return tcp.TcpProxy(stat_prefix=names[0], cluster=names[0])
+                weights = [w or 0 for _, w in dests]
+                return tcp.TcpProxy(
+                    stat_prefix=f"{vs.meta.name}.{port}",
+                    weighted_clusters=tcp.TcpProxyWeightedCluster(
+                        clusters=[
+                            tcp.TcpProxyWeightedClusterClusterWeight(name=n, weight=w)
+                            for n, w in zip(names, weights, strict=True)
+                            if w > 0
+                        ]
+                    ),
+                )
+    return None
+
+
+@dataclass
+class GatewayOutput:
+    listeners: list[Resource]
+    routes: list[Resource]
+    warnings: list[Diagnostic]
+
+
+def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput:
+    bound = dict(proxy.gateway_ports)
+    by_port: dict[int, list[tuple[Gateway, GatewayServer]]] = {}
+    for gw in gateways_for(proxy, config):
+        for server in gw.servers:
+            by_port.setdefault(server.number, []).append((gw, server))
+    listeners: list[Resource] = []
+    routes: list[Resource] = []
+    warnings: list[Diagnostic] = []
+    for number, servers in sorted(by_port.items()):
+        port = bound.get(number, number)
+        name = f"0.0.0.0_{port}"
+        chains: list[lis.FilterChain] = []
+        listener_filters: list[lis.ListenerFilter] = []
+        https = [(g, s) for g, s in servers if s.protocol == "HTTPS"]
+        plain_http = [(g, s) for g, s in servers if s.is_http]
+        tcp_servers = [(g, s) for g, s in servers if s.protocol == "TCP"]
+        if https:
+            listener_filters = [TLS_INSPECTOR]
+            for gw, server in https:
+                rds = https_route_name(port, server, gw)
+                routes.append(_route_config(rds, _vhosts([(gw, server)], config, False)))
+                names = [h.rpartition("/")[2] for h in server.hosts]
+                match = lis.FilterChainMatch(server_names=[] if "*" in names else names)
+                chains.append(
+                    lis.FilterChain(
+                        filter_chain_match=match,
+                        filters=[_hcm(f"outbound_{name}", rds)],
+                        transport_socket=_downstream_tls(server),
+                    )
+                )
+        elif plain_http:
+            rds = http_route_name(port)
+            redirect = all(s.tls is not None and s.tls.https_redirect for _, s in plain_http)
+            routes.append(_route_config(rds, _vhosts(plain_http, config, redirect)))
+            chains.append(lis.FilterChain(filters=[_hcm(f"outbound_{name}", rds)]))
+        elif tcp_servers:
+            proxy_cfg = _tcp_cluster(tcp_servers, config)
+            if proxy_cfg is None:
+                gw, server = tcp_servers[0]
+                where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
+                msg = f"Gateway {gw.ref} TCP server port {number}: no VirtualService tcp route; no listener"
+                warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-route"))
+                continue
+            typed = AnyMsg.pack(proxy_cfg)
+            chains.append(
+                lis.FilterChain(
+                    filters=[lis.Filter(name="envoy.filters.network.tcp_proxy", typed_config=typed)]
+                )
+            )
+        listener = lis.Listener(
+            name=name,
+            address=socket("0.0.0.0", port),
+            filter_chains=chains,
+            listener_filters=listener_filters,
+            traffic_direction=core.TrafficDirection.OUTBOUND,
+        )
+        listeners.append(Resource.make(types.LISTENER, name, bytes(listener)))
+    return GatewayOutput(listeners, routes, warnings)

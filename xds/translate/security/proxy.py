@@ -1,0 +1,154 @@
+"""Per-proxy security output for the SnapshotBuilder: secure inbound listeners, auto-mTLS clusters, secrets.
+
+Without a CA and without security policies nothing changes (the plain listeners and clusters are kept, so
+configs that do not use security translate exactly as before).
+"""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.cluster import v3 as clu
+from envoy_data_plane.envoy.config.core import v3 as core
+from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.extensions.filters.listener.tls_inspector import v3 as tls_inspector
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.google.protobuf import Any as AnyMsg
+
+from xds import types
+from xds.ca.workload import WorkloadCertificates
+from xds.cache.snapshot import Resource
+from xds.model.mesh import MeshConfig
+from xds.model.security import SecurityPolicies, security_policies
+from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
+from xds.translate.common import ADS, socket
+from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name
+from xds.translate.pack import Memo, field_bytes, field_number
+from xds.translate.security import mtls
+from xds.translate.security.jwt import authn_http_filters
+from xds.translate.security.rbac import rbac_http_filters
+
+_TRANSPORT_SOCKET = field_number(clu.Cluster, "transport_socket")
+TLS_INSPECTOR = lis.ListenerFilter(
+    name="envoy.filters.listener.tls_inspector", typed_config=AnyMsg.pack(tls_inspector.TlsInspector())
+)
+
+
+def inbound_listener(
+    proxy: ProxyIdentity, app: AppBinding, mode: str, tls_available: bool, filters: list[hcm.HttpFilter]
+) -> lis.Listener:
+    assert app.inbound_port is not None
+    port = app.inbound_port
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=f"inbound_0.0.0.0_{port}",
+        codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
+        rds=hcm.Rds(config_source=ADS, route_config_name=inbound_route_name(app)),
+        http_filters=[*filters, ROUTER],
+        # the app sees its caller (x-forwarded-client-cert with the peer's SPIFFE URI); forged ones dropped
+        forward_client_cert_details=hcm.HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET,
+        set_current_client_cert_details=hcm.HttpConnectionManagerSetCurrentClientCertDetails(uri=True),
+    )
+    chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
+    tls_chain = lis.FilterChain(
+        name="tls", filters=chain_filters, transport_socket=mtls.downstream_transport_socket()
+    )
+    plain_chain = lis.FilterChain(name="plaintext", filters=chain_filters)
+    listener_filters: list[lis.ListenerFilter] = []
+    if mode == mtls.STRICT:
+        chains = [tls_chain]  # even without a CA: no certificate means no handshake, never plaintext
+    elif mode == mtls.PERMISSIVE and tls_available:
+        tls_chain.filter_chain_match = lis.FilterChainMatch(transport_protocol="tls")
+        plain_chain.filter_chain_match = lis.FilterChainMatch(transport_protocol="raw_buffer")
+        chains = [tls_chain, plain_chain]
+        listener_filters = [TLS_INSPECTOR]
+    else:
+        chains = [plain_chain]
+    return lis.Listener(
+        name=f"virtualInbound_{port}",
+        address=socket(proxy.address, port),
+        filter_chains=chains,
+        listener_filters=listener_filters,
+        traffic_direction=core.TrafficDirection.INBOUND,
+    )
+
+
+class SecurityTranslator:
+    def __init__(self, memo: Memo, certs: WorkloadCertificates | None = None) -> None:
+        self.memo = memo
+        self.certs = certs
+
+    def policies(self, config: MeshConfig) -> SecurityPolicies:
+        return security_policies(config.carried)
+
+    # ---- LDS -------------------------------------------------------------------------------------------
+    def listeners(self, config: MeshConfig, proxy: ProxyIdentity, plain: list[Resource]) -> list[Resource]:
+        """The proxy's listeners with inbound ones replaced when mTLS or a policy applies to the app."""
+        if proxy.mode is ProxyMode.GATEWAY:
+            return plain
+        policies = self.policies(config)
+        if self.certs is None and policies.empty:
+            return plain
+        tls_available = self.certs is not None
+
+        def build() -> list[Resource]:
+            replaced: dict[str, Resource] = {}
+            for app in proxy.apps:
+                if app.inbound_port is None or app.app_port is None:
+                    continue
+                labels = app.label_map
+                mode = mtls.peer_mode(policies, app.namespace, labels, app.inbound_port)
+                filters = authn_http_filters(policies, app.namespace, labels)
+                filters += rbac_http_filters(policies, app.namespace, labels)
+                if not tls_available and mode != mtls.STRICT and not filters:
+                    continue
+                listener = inbound_listener(proxy, app, mode, tls_available, filters)
+                replaced[listener.name] = Resource.make(types.LISTENER, listener.name, bytes(listener))
+            return [replaced.get(r.name, r) for r in plain]
+
+        return self.memo.get(("sec-lds", proxy.id), (proxy, policies, tls_available, *plain), build)
+
+    # ---- CDS (auto-mTLS) ------------------------------------------------------------------------------
+    def clusters(self, config: MeshConfig, clusters: list[Resource]) -> list[Resource]:
+        if self.certs is None:
+            return clusters
+        policies = self.policies(config)
+        td = self.certs.trust_domain
+        out: list[Resource] = []
+        for r in clusters:
+            direction, port_s, subset, host = [*r.name.split("|"), "", "", ""][:4]
+            svc = config.service_by_host.get(host)
+            port = (
+                svc.port(int(port_s))
+                if svc is not None and direction == "outbound" and port_s.isdigit()
+                else None
+            )
+            if svc is None or port is None:
+                out.append(r)
+                continue
+            out.append(
+                self.memo.get(
+                    ("mtls-cluster", r.name),
+                    (r, svc, policies, td),
+                    lambda r=r, svc=svc, port=port, subset=subset: self._secure(
+                        r, svc, port, subset, policies, td
+                    ),
+                )
+            )
+        return out
+
+    @staticmethod
+    def _secure(r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str) -> Resource:  # type: ignore[no-untyped-def]
+        if not mtls.service_uses_mtls(svc, port, policies):
+            return r
+        sock = mtls.upstream_transport_socket(port.number, subset, svc.host, mtls.service_sans(svc, td))
+        return Resource.make(types.CLUSTER, r.name, r.body + field_bytes(_TRANSPORT_SOCKET, bytes(sock)))
+
+    # ---- SDS -------------------------------------------------------------------------------------------
+    def secrets(self, config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
+        if self.certs is None:
+            return []
+        td = self.certs.trust_domain
+        ids = self.memo.get(
+            ("spiffe", proxy.id),
+            (proxy, config.workload_entries, td),
+            lambda: mtls.proxy_spiffe_ids(proxy, config, td),
+        )
+        return list(self.certs.secrets(proxy.id, ids))
