@@ -54,8 +54,30 @@ spec:
 """
 
 
-def generate_mesh(n_services: int, namespace: str = NAMESPACE) -> str:
-    return "".join(service_docs(i, namespace) for i in range(n_services))
+def sidecar_doc(namespace: str) -> str:
+    """A namespace-default Sidecar limiting egress to the namespace's own services (Istio best practice)."""
+    return f"""---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: {namespace}}}
+spec:
+  egress:
+  - hosts: ["./*"]
+"""
+
+
+def generate_mesh(
+    n_services: int, namespace: str = NAMESPACE, namespaces: int = 1, sidecars: bool = False
+) -> str:
+    """namespaces > 1 spreads services round-robin over ns0..nsN-1; sidecars adds a Sidecar per namespace."""
+    if namespaces <= 1:
+        names = [namespace]
+    else:
+        names = [f"ns{k}" for k in range(namespaces)]
+    docs = "".join(service_docs(i, names[i % len(names)]) for i in range(n_services))
+    if sidecars:
+        docs += "".join(sidecar_doc(ns) for ns in names)
+    return docs
 
 
 if __name__ == "__main__":

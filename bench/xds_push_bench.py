@@ -149,6 +149,25 @@ async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
 # ---------------------------------------------------------------- measurement
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    out = {}
+    for name, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                total += cpu_seconds(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        out[name] = total
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -187,7 +206,8 @@ async def run(args: argparse.Namespace) -> None:
     first_build = time.perf_counter() - t
     print(
         f"{args.services} services, {len(fleet)} proxies: compile {compile_s:.2f} s per config, "
-        f"first translate {first_build:.2f} s (neither timed below); setup {time.perf_counter() - started:.1f} s"
+        f"first translate {first_build:.2f} s (neither timed below); "
+        f"setup {time.perf_counter() - started:.1f} s"
     )
     sample = snaps[fleet[-1].id]
     sizes = {
@@ -239,6 +259,12 @@ async def run(args: argparse.Namespace) -> None:
         rebuilds: list[float] = []
         pushed: list[float] = []
         configs = (config_a, config_b)
+        groups = {
+            "control plane": [os.getpid()],
+            "fake workers": [p.pid for p in procs],
+            "Envoys": [e.pid for e in envoys if e.pid is not None],
+        }
+        cpu_used = dict.fromkeys(groups, 0.0)
         for run_no in range(args.runs * 2):
             mode = modes[run_no % 2]
             target = configs[(run_no + 1) % 2]
@@ -255,10 +281,11 @@ async def run(args: argparse.Namespace) -> None:
 
             debouncer: Debouncer[int] = Debouncer(fire, after=0.1, leading_edge=mode.startswith("leading"))
             acks.clear()
+            cpu_before = cpu_by_group(groups)
             t0 = time.monotonic()  # the config change was accepted
             debouncer.trigger(run_no)
             deadline = t0 + 30
-            while time.monotonic() < deadline:  # noqa: ASYNC110
+            while time.monotonic() < deadline:
                 want = timing.get("want")
                 if want is not None and want <= acks.keys():  # type: ignore[operator]
                     break
@@ -267,6 +294,8 @@ async def run(args: argparse.Namespace) -> None:
             missing = want - acks.keys() if want is not None else {"all"}  # type: ignore[operator]
             assert not missing, f"{len(missing)} proxies did not ACK within 30 s"
             results[mode].extend(acks[k] - t0 for k in want)  # type: ignore[union-attr]
+            for name, seconds in cpu_by_group(groups).items():
+                cpu_used[name] += seconds - cpu_before[name]
             if mode == modes[0]:
                 rebuilds.append(timing["build"])
                 pushed.append(max(acks[k] for k in want) - timing["built"])  # type: ignore[union-attr]
@@ -294,6 +323,12 @@ async def run(args: argparse.Namespace) -> None:
             f"rebuild (SnapshotBuilder.build, {len(fleet)} proxies) median "
             f"{statistics.median(rebuilds) * 1000:.1f} ms; snapshots set -> last ACK median "
             f"{statistics.median(pushed) * 1000:.1f} ms"
+        )
+        pushes = args.runs * 2
+        print(
+            "CPU per push (change -> all ACKed): "
+            + ", ".join(f"{name} {sec / pushes * 1000:.0f} ms" for name, sec in cpu_used.items())
+            + f" (2 cores; machine load {os.getloadavg()[0]:.1f})"
         )
         ours, base = (pct(results[m], 0.99) * 1000 for m in modes)
         p50s = [pct(results[m], 0.5) * 1000 for m in modes]

@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 
-from capabilities.config.documents import ConfigError
 from capabilities.config.settings import Settings
 
 log = logging.getLogger("capabilities")
@@ -62,9 +61,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def serve(settings: Settings) -> int:
+    """Start order is tuned for start-up time: HTTP listens first (healthz answers at once), the component
+    load (control-plane fetch, backend connects) runs while the gRPC API is imported and bound, and
+    healthz/outbound turns 204 only when both components and the gRPC API are ready."""
     from aiohttp import web
 
     from capabilities.api.http.app import build_app
+    from capabilities.config.documents import ConfigError
     from capabilities.runtime import Runtime
 
     runtime = Runtime(settings)
@@ -74,19 +77,23 @@ async def serve(settings: Settings) -> int:
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
     stop_grpc = None
-    if settings.grpc_port > 0:  # DAPR_GRPC_PORT; 0 or less disables the gRPC API
-        from capabilities.api.grpc.server import start_grpc
-
-        try:
-            stop_grpc = await start_grpc(runtime, settings.grpc_port)
-        except OSError as exc:  # port taken: keep serving HTTP, say why gRPC is missing
-            log.error("gRPC API not started: %s", exc)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.request_shutdown)
     code = 0
+    starting = asyncio.create_task(runtime.start(), name="components")
     try:
-        await runtime.start()
+        if settings.grpc_port > 0:  # DAPR_GRPC_PORT; 0 or less disables the gRPC API
+            runtime.servers_ready.clear()
+            await asyncio.sleep(0)  # let the component load send its first request before the import
+            from capabilities.api.grpc.server import start_grpc
+
+            try:
+                stop_grpc = await start_grpc(runtime, settings.grpc_port)
+            except OSError as exc:  # port taken: keep serving HTTP, say why gRPC is missing
+                log.error("gRPC API not started: %s", exc)
+            runtime.servers_ready.set()
+        await starting
         log.info(
             "capability service for app %r listening on http://%s:%d (%d components)",
             runtime.app_id, settings.http_host, settings.http_port, len(runtime.component_specs),
@@ -96,6 +103,8 @@ async def serve(settings: Settings) -> int:
         log.error("%s", exc)
         code = 1
     finally:
+        if not starting.done():
+            starting.cancel()
         if stop_grpc is not None:
             await stop_grpc()
         await runner.cleanup()

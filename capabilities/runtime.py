@@ -87,6 +87,9 @@ class Runtime:
         self.extended_metadata: dict[str, str] = {"daprRuntimeVersion": RUNTIME_VERSION}
         self.init_errors: dict[str, str] = {}  # component name -> why it is not serving
         self.components_ready = asyncio.Event()
+        # API servers healthz/outbound waits for besides components; serve() clears it until gRPC listens.
+        self.servers_ready = asyncio.Event()
+        self.servers_ready.set()
         self.shutdown_requested = asyncio.Event()
         self._loaded: dict[str, _Loaded] = {}
         self._local = ResourceSet()
@@ -173,7 +176,7 @@ class Runtime:
     @property
     def healthy(self) -> bool:
         """Components ready and none failed (except those with ignoreErrors)."""
-        return self.components_ready.is_set() and not self.init_errors
+        return self.components_ready.is_set() and self.servers_ready.is_set() and not self.init_errors
 
     # ---- (re)configuration ------------------------------------------------------------------------------
     async def apply_resources(self, pushed: ResourceSet, *, mark_ready: bool = True) -> None:

@@ -2,7 +2,8 @@
 
 `await start(runtime)` returns an async stop callable. It connects to the app's AppCallback service in the
 background (the app may start after the capability service), asks ListTopicSubscriptions and
-ListInputBindings, adds the declarative Subscription resources, and subscribes each one.
+ListInputBindings, adds the declarative Subscription resources, and subscribes each one; after every
+config change (components pushed by the control plane, a replaced pubsub) it reconciles them again.
 """
 
 from __future__ import annotations
@@ -34,32 +35,67 @@ class GrpcAppDelivery:
         self.ready = asyncio.Event()  # set once every subscription is in place (tests wait on it)
         self.errors: list[str] = []
         self.app_subscriptions: list[TopicSubscription] = []  # from ListTopicSubscriptions (metadata API)
+        self.app_bindings: list[str] = []  # from ListInputBindings
+        self._listed = False
+        self._list_errors: list[str] = []
+        self._closed = False
+        self._lock = asyncio.Lock()
 
     async def run(self) -> None:
         await self.channel.wait_ready()
         components_ready = getattr(self.runtime, "components_ready", None)
         if components_ready is not None:
             await components_ready.wait()  # the pubsub/bindings components must be loaded first
-        subs = await self._app_subscriptions()
-        self.app_subscriptions = list(subs)
-        seen = {(s.pubsub_name, s.topic) for s in subs}
-        for sub in declarative_subscriptions(self.runtime):
-            if (sub.pubsub_name, sub.topic) not in seen:  # the app's own list wins, like daprd
-                subs.append(sub)
-        for sub in subs:
-            try:
-                await self.topics.subscribe(sub)
-            except Exception as exc:  # one bad subscription (unknown pubsub) must not stop the others
-                self._error(f"subscription {sub.pubsub_name}/{sub.topic}: {exc}")
-        for name in await self._app_bindings():
-            try:
-                await self.bindings.start(name)
-            except Exception as exc:
-                self._error(f"input binding {name}: {exc}")
+        self.app_subscriptions = await self._app_subscriptions()
+        self.app_bindings = await self._app_bindings()
+        self._listed = True
+        # Components and Subscription resources change at run time (control-plane pushes): follow them.
+        on_change = getattr(self.runtime, "on_config_change", None)
+        if on_change is not None:
+            on_change(self.reconcile)
+        await self.reconcile()
         self.ready.set()
+
+    async def reconcile(self) -> None:
+        """Make the live subscriptions and input-binding readers match the app's lists + loaded components."""
+        if not self._listed or self._closed:
+            return
+        async with self._lock:
+            errors: list[str] = []
+            wanted = list(self.app_subscriptions)
+            seen = {(s.pubsub_name, s.topic) for s in wanted}
+            for sub in declarative_subscriptions(self.runtime):
+                if (sub.pubsub_name, sub.topic) not in seen:  # the app's own list wins, like daprd
+                    wanted.append(sub)
+            keys = {(s.pubsub_name, s.topic) for s in wanted}
+            for key in [k for k in self.topics.active if k not in keys]:
+                await self.topics.unsubscribe(key)
+            for sub in wanted:
+                if self.topics.is_current(sub):
+                    continue
+                try:
+                    await self.topics.subscribe(sub)
+                except Exception as exc:  # one bad subscription (unknown pubsub) must not stop the others
+                    errors.append(f"subscription {sub.pubsub_name}/{sub.topic}: {exc}")
+            for name in [n for n in self.bindings.reading if n not in self.app_bindings]:
+                await self.bindings.stop(name)
+            for name in self.app_bindings:
+                if self.bindings.is_current(name):
+                    continue
+                if name in self.bindings.reading:  # its component was removed or replaced
+                    await self.bindings.stop(name)
+                try:
+                    await self.bindings.start(name)
+                except Exception as exc:
+                    errors.append(f"input binding {name}: {exc}")
+            for message in errors:
+                if message not in self.errors:
+                    log.error("gRPC app delivery: %s", message)
+            self.errors = self._list_errors + errors
 
     def _error(self, message: str) -> None:
         log.error("gRPC app delivery: %s", message)
+        self._list_errors.append(message)
         self.errors.append(message)
 
     async def _app_subscriptions(self) -> list[TopicSubscription]:
@@ -89,6 +125,7 @@ class GrpcAppDelivery:
         return list(reply.bindings)
 
     async def close(self) -> None:
+        self._closed = True
         await self.bindings.close()
         await self.topics.close()
         await self.channel.close()

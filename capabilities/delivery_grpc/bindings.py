@@ -25,10 +25,20 @@ class BindingDelivery:
         self.runtime = runtime
         self.channel = channel
         self.timeout_s = timeout_s
-        self._stops: list[Stop] = []
-        self.started: list[str] = []
+        self.reading: dict[str, tuple[Any, Stop | None]] = {}  # name -> (component instance, stop)
+
+    @property
+    def started(self) -> list[str]:
+        return list(self.reading)
+
+    def is_current(self, name: str) -> bool:
+        """Reading from the binding component instance loaded now."""
+        active = self.reading.get(name)
+        return active is not None and self.runtime.components("bindings").get(name) is active[0]
 
     async def start(self, name: str) -> None:
+        if name in self.reading:
+            await self.stop(name)
         binding = self.runtime.component("bindings", name)
         read = getattr(binding, "read", None)
         if read is None:
@@ -37,11 +47,18 @@ class BindingDelivery:
         async def handler(data: bytes, metadata: dict[str, str]) -> bytes | None:
             return await self.on_event(name, data, metadata)
 
-        stop = await read(handler)
-        if stop is not None:
-            self._stops.append(stop)
-        self.started.append(name)
+        # contract: read(handler) -> stop (capabilities.blocks.bindings.contract.InputBinding)
+        self.reading[name] = (binding, await read(handler))
         log.info("gRPC app reads input binding %s", name)
+
+    async def stop(self, name: str) -> None:
+        _, stop = self.reading.pop(name)
+        if stop is None:
+            return
+        try:
+            await stop()
+        except Exception as exc:
+            log.warning("stopping input binding %s failed: %s", name, exc)
 
     async def on_event(self, name: str, data: bytes, metadata: dict[str, str]) -> bytes | None:
         request = appcallback_pb2.BindingEventRequest(name=name, data=data, metadata=metadata)
@@ -65,13 +82,8 @@ class BindingDelivery:
             await invoke(self.runtime, target, reply.data)
 
     async def close(self) -> None:
-        for stop in reversed(self._stops):
-            try:
-                await stop()
-            except Exception as exc:
-                log.warning("stopping input binding failed: %s", exc)
-        self._stops.clear()
-        self.started.clear()
+        for name in reversed(list(self.reading)):
+            await self.stop(name)
 
 
 def _output_invoker() -> Any:

@@ -129,10 +129,24 @@ class TopicDelivery:
         self.runtime = runtime
         self.channel = channel
         self.timeout_s = timeout_s
-        self._unsubscribes: list[Unsubscribe] = []
-        self.subscribed: list[TopicSubscription] = []
+        # (pubsub, topic) -> (component instance, unsubscribe, subscription): re-done when any of them changes
+        self.active: dict[tuple[str, str], tuple[Any, Unsubscribe, TopicSubscription]] = {}
+
+    @property
+    def subscribed(self) -> list[TopicSubscription]:
+        return [sub for _, _, sub in self.active.values()]
+
+    def is_current(self, sub: TopicSubscription) -> bool:
+        """Subscribed with this definition to the pubsub component instance loaded now."""
+        active = self.active.get((sub.pubsub_name, sub.topic))
+        if active is None or active[2] != sub:
+            return False
+        return self.runtime.components("pubsub").get(sub.pubsub_name) is active[0]
 
     async def subscribe(self, sub: TopicSubscription) -> None:
+        key = (sub.pubsub_name, sub.topic)
+        if key in self.active:
+            await self.unsubscribe(key)
         pubsub = self.runtime.component("pubsub", sub.pubsub_name)
 
         async def handler(message: Message) -> None:
@@ -149,8 +163,7 @@ class TopicDelivery:
         unsubscribe = await pubsub.subscribe(
             sub.topic, handler, SubscribeOptions(group=self.runtime.app_id, metadata=dict(sub.metadata))
         )
-        self._unsubscribes.append(unsubscribe)
-        self.subscribed.append(sub)
+        self.active[key] = (pubsub, unsubscribe, sub)
         log.info("gRPC app subscribed to %s/%s", sub.pubsub_name, sub.topic)
 
     async def _with_resiliency(self, sub: TopicSubscription, fn: Any) -> Any:
@@ -159,11 +172,13 @@ class TopicDelivery:
             return await fn()
         return await resiliency.for_component(sub.pubsub_name, "inbound").run(fn)
 
+    async def unsubscribe(self, key: tuple[str, str]) -> None:
+        _, unsubscribe, _ = self.active.pop(key)
+        try:
+            await unsubscribe()
+        except Exception as exc:
+            log.warning("unsubscribe from %s/%s failed: %s", *key, exc)
+
     async def close(self) -> None:
-        for unsubscribe in reversed(self._unsubscribes):
-            try:
-                await unsubscribe()
-            except Exception as exc:
-                log.warning("unsubscribe failed: %s", exc)
-        self._unsubscribes.clear()
-        self.subscribed.clear()
+        for key in reversed(list(self.active)):
+            await self.unsubscribe(key)

@@ -10,9 +10,8 @@ import argparse
 import json
 import threading
 
-from cloudevents.sdk.event import v1
 from dapr.clients.grpc._response import TopicEventResponse
-from dapr.ext.grpc import App, BindingRequest
+from dapr.ext.grpc import App, BindingRequest, SubscriptionMessage
 
 _lock = threading.Lock()
 
@@ -31,16 +30,15 @@ def main() -> None:
             out.write(json.dumps(row) + "\n")
 
     @app.subscribe(pubsub_name="events", topic=args.topic)
-    def on_event(event: v1.Event) -> TopicEventResponse:
-        data = event.Data()
-        record({"kind": "event", "topic": args.topic, "data": json.loads(data) if data else None})
+    def on_event(event: SubscriptionMessage) -> TopicEventResponse:
+        record({"kind": "event", "topic": event.topic(), "data": event.data()})
         return TopicEventResponse("success")
 
     @app.binding(args.binding)
     def on_binding(request: BindingRequest) -> None:
         record({"kind": "binding", "name": args.binding, "metadata": dict(request.binding_metadata)})
 
-    app.run(args.port)
+    app.run(args.port, "127.0.0.1")
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ class WorkloadCertificates:
         if held is None or held.cert.spiffe_ids != spiffe_ids or now >= held.rotate_after:
             cert = self.ca.issue(spiffe_ids, self.ttl)
             self.issued += 1
-            lifetime = cert.not_after - cert.not_before
-            held = _Held(cert, workload_secret(cert), cert.not_before + lifetime * self.rotate_at)
+            # from the issue time (not_before is backdated for clock skew)
+            held = _Held(cert, workload_secret(cert), now + self.ttl * self.rotate_at)
             self._held[proxy_id] = held
         return held.resource, self.root
 

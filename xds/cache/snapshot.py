@@ -14,7 +14,7 @@ from types import MappingProxyType
 from xds import types
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: the server's wire-piece cache
 class Resource:
     """One Envoy resource, already serialized: body is the protobuf bytes of the message (the Any.value)."""
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from xds.cli import commands
+from xds.cli import analyze, commands
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(p)
     p = sub.add_parser("validate", help="compile config offline (no server)")
     _add_files(p)
+    analyze.add_parser(sub)
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "diff": commands.cmd_diff,
         "delete": commands.cmd_delete,
         "validate": commands.cmd_validate,
+        "analyze": analyze.cmd_analyze,
         "proxy-status": commands.cmd_proxy_status,
         "proxy-config": commands.cmd_proxy_config,
         "bootstrap": commands.cmd_bootstrap,

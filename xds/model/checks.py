@@ -1,5 +1,5 @@
 """Per-document semantic checks of the traffic surface (istiod's validation webhook rules that a type check
-cannot express): contradictory actions, out-of-range percentages, malformed hosts. Each problem names its field."""
+cannot express): contradictory actions, out-of-range percentages, malformed hosts. Each names its field."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def _percent(value: Any, path: str, report: Report) -> None:
     if isinstance(value, dict) and isinstance(value.get("value"), int | float):
         if not 0 <= value["value"] <= 100:
-            report("error", f"{path}.value", f"percentage {value['value']} is not within 0-100", "bad-percent")
+            report(
+                "error", f"{path}.value", f"percentage {value['value']} is not within 0-100", "bad-percent"
+            )
 
 
 def _int_percent(value: Any, path: str, report: Report) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model import parse
+from xds.model.checks import traffic_checks
 from xds.model.resources import (
     CarriedResource,
     Component,
@@ -22,10 +23,9 @@ from xds.model.resources import (
     VirtualService,
     WorkloadEntry,
 )
-from xds.model.checks import traffic_checks
-from xds.model.traffic import Sidecar
-from xds.model.schema import Obj, Report
+from xds.model.schema import Obj, Report, camelize
 from xds.model.specs import CHECKED_CARRIED, SPEC_BY_KIND
+from xds.model.traffic import Sidecar
 from xds.sources.kinds import Family, classify
 from xds.sources.loader import RawDocument
 
@@ -228,6 +228,8 @@ def _model_document(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnos
         spec_json = json.dumps(spec, sort_keys=True, default=str)
         return CarriedResource(meta, doc.api_version, spec_json), diags
     assert isinstance(schema, Obj)
+    if family is not Family.DAPR:
+        spec = camelize(spec, schema)  # protobuf JSON also accepts proto field names (source_labels)
     if schema.check(spec, "spec", report):
         _required(spec, doc.kind, report)  # relies on the types the schema just checked
     if any(d.severity is Severity.ERROR for d in diags):

@@ -327,7 +327,10 @@ def _traffic_policy(p: dict[str, Any] | None) -> TrafficPolicy | None:
         consistent_hash=_consistent_hash(balancer.get("consistentHash")),
         locality=LocalityLb(locality.get("enabled")) if locality is not None else None,
         port_level=tuple(
-            (pl["port"]["number"], _traffic_policy({k: v for k, v in pl.items() if k != "port"}) or TrafficPolicy())
+            (
+                pl["port"]["number"],
+                _traffic_policy({k: v for k, v in pl.items() if k != "port"}) or TrafficPolicy(),
+            )
             for pl in p.get("portLevelSettings") or []
             if (pl.get("port") or {}).get("number")
         ),

@@ -12,8 +12,8 @@ from xds.diagnostics import Location
 
 if TYPE_CHECKING:  # traffic.py imports this module; annotations only
     from xds.model.traffic import (
-        Cors,
         ConsistentHash,
+        Cors,
         DirectResponse,
         Fault,
         Headers,

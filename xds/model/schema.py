@@ -99,7 +99,7 @@ class MapOf(Spec):
 
 @dataclass
 class F:
-    """A declared field: honoured=False means 'accepted by Istio, not translated by Mecha yet' (note says why);
+    """A declared field: honoured=False means 'accepted by Istio, not translated by Mecha yet' (note: why);
     differs says how an honoured field behaves differently from istiod (empty = the same)."""
 
     spec: Spec
@@ -181,3 +181,37 @@ def field_table(spec: Spec, prefix: str = "") -> list[tuple[str, F]]:
             if declared.honoured:
                 out.extend(field_table(declared.spec, path))
     return out
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def camelize(value: Any, spec: Spec) -> Any:
+    """Istio specs are protobuf JSON, which also accepts the proto field names (`source_labels` for
+    `sourceLabels`, as old Istio samples write them). Rename such keys of declared fields; map keys (labels,
+    header names) are data and stay as written. Returns value itself when nothing changes."""
+    if isinstance(spec, ListOf) and isinstance(value, list):
+        items = [camelize(v, spec.item) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(spec, MapOf) and isinstance(value, dict):
+        mapped = {k: camelize(v, spec.value) for k, v in value.items()}
+        return mapped if any(mapped[k] is not value[k] for k in value) else value
+    if not isinstance(spec, Obj) or not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    changed = False
+    for key, item in value.items():
+        name = key
+        if isinstance(key, str) and key not in spec.fields and "_" in key and _camel(key) in spec.fields:
+            name = _camel(key)
+            changed = changed or name not in value
+        declared = spec.fields.get(name) if isinstance(name, str) else None
+        new = camelize(item, declared.spec) if declared is not None else item
+        changed = changed or new is not item or name != key
+        if name in out:  # both spellings given: keep the camelCase one, the other is an unknown field
+            out[key] = item
+            continue
+        out[name] = new
+    return out if changed else value

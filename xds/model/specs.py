@@ -11,9 +11,9 @@ from xds.model.schema import (
     Enum,
     F,
     Int,
-    Num,
     ListOf,
     MapOf,
+    Num,
     Obj,
     Port,
     Spec,
@@ -297,7 +297,7 @@ SERVICE_ENTRY = Obj(
     {
         "hosts": F(ListOf(Str)),
         "addresses": F(
-            ListOf(Str), differs="names the TCP listener <VIP>_<port>; it binds a loopback port (node metadata)"
+            ListOf(Str), differs="names the TCP listener <VIP>_<port>; it binds a port from node metadata"
         ),
         "ports": F(ListOf(SERVICE_PORT)),
         "location": F(Enum("MESH_EXTERNAL", "MESH_INTERNAL")),
@@ -333,7 +333,7 @@ SIDECAR = Obj(
                 {
                     "mode": F(
                         Enum("REGISTRY_ONLY", "ALLOW_ANY"),
-                        differs="unknown hosts always get block_all (502): no capture, no original destination",
+                        differs="unknown hosts get block_all (502): no capture, no original destination",
                     ),
                     "egressProxy": F(AnyMap, NO, "no passthrough traffic"),
                 }

@@ -145,7 +145,8 @@ class Stack:
         for folder in self.o.extra_config_dirs:
             argv += ["--config", str(folder)]
         child = await self.sup.start(
-            Child("control-plane", "control-plane", argv, self.logs / "control-plane.log")
+            Child("control-plane", "control-plane", argv, self.logs / "control-plane.log"),
+            env=self.o.extra_env or None,  # e.g. MECHA_MTLS=1 (the CA + SDS), MECHA_CERT_TTL
         )
         await self._wait_http(child, f"{self.api}/readyz", deadline)
         self.report(f"[ready] control plane        API {self.api}  xDS 127.0.0.1:{self.o.xds_port}")
@@ -228,6 +229,11 @@ class Stack:
                 "--concurrency",
                 "1",
                 "--disable-hot-restart",
+                # a listener update (mTLS mode, JWT, RBAC) reaches kept-alive connections within seconds
+                "--drain-strategy",
+                "immediate",
+                "--drain-time-s",
+                "2",
                 "--base-id",
                 str(p.admin_port),
                 "--log-level",

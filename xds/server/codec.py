@@ -16,6 +16,8 @@ hot path. Field numbers follow envoy/service/discovery/v3/discovery.proto (check
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -251,41 +253,41 @@ def encode_any(type_url: str, body: bytes) -> bytes:
 
 
 class _PieceCache:
-    """Resource -> its encoded piece of a response (field tag included), bounded by total bytes.
+    """Resource -> its encoded piece of a response (field tag included), for as long as the Resource lives.
 
     A resource is wrapped (Any, and for delta the Resource envelope) once, not once per stream: a push of a
-    600 KB RouteConfiguration to 100 proxies then costs one wrap plus one concatenation per stream. Keys are
-    the Resource objects themselves (content equality; the body's hash is cached by bytes). Cleared whole
-    when the budget is exceeded, which only costs re-wrapping.
+    600 KB RouteConfiguration to 100 proxies then costs one wrap plus one concatenation per stream. Keyed by
+    object identity (the translator shares one Resource object across proxies), so large bodies are never
+    hashed or compared; a weak reference drops the entry when the Resource is freed, so the cache holds
+    pieces of live resources only.
     """
 
-    def __init__(self, budget_bytes: int) -> None:
-        self.budget_bytes = budget_bytes
-        self._pieces: dict[Resource, bytes] = {}
+    def __init__(self) -> None:
+        self._pieces: dict[int, tuple[weakref.ref[Resource], bytes]] = {}
         self.size = 0
 
     def get(self, res: Resource, wrap: Callable[[Resource], bytes]) -> bytes:
-        piece = self._pieces.get(res)
-        if piece is None:
-            piece = wrap(res)
-            if self.size + len(piece) > self.budget_bytes:
-                self._pieces.clear()
-                self.size = 0
-            self._pieces[res] = piece
-            self.size += len(piece)
+        key = id(res)
+        found = self._pieces.get(key)
+        if found is not None and found[0]() is res:
+            return found[1]
+        piece = wrap(res)
+        self._pieces[key] = (weakref.ref(res, functools.partial(self._drop, key)), piece)
+        self.size += len(piece)
         return piece
+
+    def _drop(self, key: int, ref: weakref.ref[Resource]) -> None:
+        found = self._pieces.get(key)
+        if found is not None and found[0] is ref:
+            del self._pieces[key]
+            self.size -= len(found[1])
 
     def __len__(self) -> int:
         return len(self._pieces)
 
-    def clear(self) -> None:
-        self._pieces.clear()
-        self.size = 0
 
-
-PIECE_CACHE_BUDGET = 128 * 1024 * 1024
-sotw_pieces = _PieceCache(PIECE_CACHE_BUDGET)
-delta_pieces = _PieceCache(PIECE_CACHE_BUDGET)
+sotw_pieces = _PieceCache()
+delta_pieces = _PieceCache()
 
 
 def _any_field(type_url: str, body: bytes) -> bytes:

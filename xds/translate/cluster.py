@@ -18,6 +18,7 @@ from xds.model.resources import (
     Service,
     ServicePort,
     TrafficPolicy,
+    WorkloadEndpoint,
 )
 from xds.translate.common import (
     ADS,
@@ -74,12 +75,16 @@ def _at_port(policy: TrafficPolicy | None, port: int | None) -> TrafficPolicy | 
     return merge_policy(replace(policy, port_level=()), policy.for_port(port))
 
 
-def effective_policy(rule: DestinationRule | None, subset: str, port: int | None = None) -> TrafficPolicy | None:
+def effective_policy(
+    rule: DestinationRule | None, subset: str, port: int | None = None
+) -> TrafficPolicy | None:
     """Precedence (istiod): subset portLevelSettings > subset > DR portLevelSettings > DR."""
     if rule is None:
         return None
     found = rule.subset(subset) if subset else None
-    return merge_policy(_at_port(rule.traffic_policy, port), _at_port(found.traffic_policy if found else None, port))
+    return merge_policy(
+        _at_port(rule.traffic_policy, port), _at_port(found.traffic_policy if found else None, port)
+    )
 
 
 def _circuit_breakers(pool: ConnectionPool | None) -> clu.CircuitBreakers:
@@ -182,7 +187,7 @@ def outbound_cluster_bytes(
         eds = _EDS_ADS + field_bytes(_EDS_SERVICE_NAME, name.encode())
         body += field_bytes(_EDS, eds)
     elif service.resolution in ("DNS", "DNS_ROUND_ROBIN"):
-        endpoints = service.endpoints
+        endpoints = dns_targets(service)
         if service.resolution == "DNS_ROUND_ROBIN":
             endpoints = endpoints[:1]  # LOGICAL_DNS takes exactly one address
         cla = ep.ClusterLoadAssignment(
@@ -198,6 +203,11 @@ def outbound_cluster_bytes(
         )
         body += bytes(clu.Cluster(load_assignment=cla))
     return name, body
+
+
+def dns_targets(service: Service) -> tuple[WorkloadEndpoint, ...]:
+    """DNS resolution: the endpoints' addresses, or the host itself when none are listed (istiod)."""
+    return service.endpoints or (WorkloadEndpoint(address=service.host),)
 
 
 def static_cluster(name: str, address: str, port: int, http2: bool = False) -> clu.Cluster:

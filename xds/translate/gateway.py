@@ -219,6 +219,10 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
     listeners: list[Resource] = []
     routes: list[Resource] = []
     warnings: list[Diagnostic] = []
+    where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
+    if not by_port:
+        msg = "gateway mode: no Gateway names this proxy (node metadata gateways / labels): no listeners"
+        warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-gateway"))
     for number, servers in sorted(by_port.items()):
         port = bound.get(number, number)
         name = f"0.0.0.0_{port}"
@@ -250,7 +254,6 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
             proxy_cfg = _tcp_cluster(tcp_servers, config)
             if proxy_cfg is None:
                 gw, server = tcp_servers[0]
-                where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
                 msg = f"Gateway {gw.ref} TCP server port {number}: no VirtualService tcp route; no listener"
                 warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-route"))
                 continue

@@ -19,7 +19,7 @@ from xds.translate.route import ZERO
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
-# fault -> cors -> router (istiod's stable tail): empty filters, switched on by per-route configs (VS fault/corsPolicy)
+# fault -> cors -> router (istiod's stable tail): empty filters, enabled per route (VS fault / corsPolicy)
 FAULT = hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=AnyMsg.pack(fault.HttpFault()))
 CORS = hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=AnyMsg.pack(cors.Cors()))
 TAIL_FILTERS = [FAULT, CORS, ROUTER]

@@ -15,7 +15,7 @@ from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import dapr
 from xds.translate.builder import _own_routes, own_cluster_specs
-from xds.translate.cluster import effective_policy, policy_cluster, static_cluster
+from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.listener import (
     dapr_grpc_route_name,
@@ -39,9 +39,10 @@ def _clusters(config: MeshConfig, view: ScopedView) -> list[Resource]:
                 name = outbound_cluster_name(port.number, subset, svc.host)
                 cluster = policy_cluster(effective_policy(rule, subset, port.number), port, svc.resolution)
                 cluster.name = name
+                listed = dns_targets(svc) if svc.resolution in ("DNS", "DNS_ROUND_ROBIN") else svc.endpoints
                 endpoints = [
                     e
-                    for e in sorted(svc.endpoints, key=lambda e: (e.address, e.port_for(port), e.weight))
+                    for e in sorted(listed, key=lambda e: (e.address, e.port_for(port), e.weight))
                     if labels is None or e.matches(labels)
                 ]
                 cla = ep.ClusterLoadAssignment(
@@ -88,7 +89,10 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
         vhosts.append(block_all_vhost())
         name = outbound_route_name(proxy)
         rc = rte.RouteConfiguration(
-            name=name, virtual_hosts=vhosts, validate_clusters=False, max_direct_response_body_size_bytes=1048576
+            name=name,
+            virtual_hosts=vhosts,
+            validate_clusters=False,
+            max_direct_response_body_size_bytes=1048576,
         )
         out.append(resource(types.ROUTE, name, rc))
     out += _own_routes(proxy)

@@ -148,7 +148,9 @@ def normalised_weights(route: HTTPRoute) -> list[int]:
     return [w or 0 for w in weights]
 
 
-def hash_policy_for(route: HTTPRoute, config: MeshConfig, listener_port: int) -> list[rte.RouteActionHashPolicy]:
+def hash_policy_for(
+    route: HTTPRoute, config: MeshConfig, listener_port: int
+) -> list[rte.RouteActionHashPolicy]:
     """The destination's DestinationRule consistentHash (single destination only, as istiod does)."""
     if len(route.route) != 1:
         return []

@@ -126,9 +126,7 @@ def tcp_listeners(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) ->
             listener.name = f"0.0.0.0_{service_port}"
             listener.filter_chains = _tls_chains(tls, view, service_port)
             listener.listener_filters = [
-                lis.ListenerFilter(
-                    name=TLS_INSPECTOR, typed_config=AnyMsg.pack(tls_inspector.TlsInspector())
-                )
+                lis.ListenerFilter(name=TLS_INSPECTOR, typed_config=AnyMsg.pack(tls_inspector.TlsInspector()))
             ]
         else:
             svc, sp = matching[0]

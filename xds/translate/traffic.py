@@ -125,9 +125,9 @@ def redirect_action(r: Redirect, listener_port: int) -> rte.RedirectAction:
     if port is not None and ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         port = None  # istiod suppresses the default port of the scheme
     return rte.RedirectAction(
-        path_redirect=r.uri,
+        path_redirect=r.uri or None,  # oneof members: unset, not ""
         host_redirect=r.authority,
-        scheme_redirect=scheme,
+        scheme_redirect=scheme or None,
         port_redirect=port or 0,
         response_code=_REDIRECT_CODES.get(r.code, rte.RedirectActionRedirectResponseCode.MOVED_PERMANENTLY),
     )

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc
 
+from capabilities.api.grpc.bindings import BindingsApi
 from capabilities.api.grpc.configuration import ConfigurationApi
 from capabilities.api.grpc.invoke import InvokeApi
 from capabilities.api.grpc.lock import LockApi
@@ -31,6 +32,7 @@ MIXINS: tuple[type, ...] = (
     LockApi,
     InvokeApi,
     MetadataApi,
+    BindingsApi,
 )
 
 

@@ -85,6 +85,8 @@ def add_routes(app: web.Application, runtime: Any) -> None:
         reasons = []
         if not runtime.components_ready.is_set():
             reasons.append("components are not loaded yet")
+        if not runtime.servers_ready.is_set():
+            reasons.append("the gRPC API is not listening yet")
         reasons.extend(runtime.init_errors.values())
         if not app_ready:
             reasons.append(f"app channel {runtime.settings.app_url} is not reachable yet")

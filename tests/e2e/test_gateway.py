@@ -1,0 +1,200 @@
+"""An ingress gateway (a real Envoy in gateway mode) in front of the demo mesh: HTTP routes, HTTPS with a
+certificate from files, httpsRedirect (301) and a TCP route, all configured from Gateway + VirtualService."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from e2e_mesh import Mesh
+
+from xds.demo.config import make_layout
+from xds.runner.stack import Stack, StackOptions
+from xds.testing.envoy import EnvoyProcess, bootstrap_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+SECURE_HOST = "secure.example.com"
+
+
+class _Ports:
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+
+    def __call__(self, _role: str = "", _index: int = 0) -> int:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in self.used:
+                self.used.add(port)
+                return port
+
+
+def self_signed(folder: Path, host: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "tls.crt", folder / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def gateway_yaml(cert: Path, key: Path) -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: default}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: ["*"]
+  - port: {{number: 81, name: http-redirect, protocol: HTTP}}
+    hosts: ["*"]
+    tls: {{httpsRedirect: true}}
+  - port: {{number: 443, name: https, protocol: HTTPS}}
+    hosts: ["{SECURE_HOST}"]
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+  - port: {{number: 9000, name: tcp, protocol: TCP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: default}}
+spec:
+  hosts: ["bookinfo.example.com", "{SECURE_HOST}"]
+  gateways: [ingress]
+  http:
+  - match: [{{uri: {{prefix: /reviews}}}}]
+    route: [{{destination: {{host: reviews, subset: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: raw-tcp, namespace: default}}
+spec:
+  hosts: ["*"]
+  gateways: [ingress]
+  tcp:
+  - match: [{{port: 9000}}]
+    route: [{{destination: {{host: ratings, port: {{number: 9080}}}}}}]
+"""
+
+
+class GatewayMesh:
+    def __init__(self, mesh: Mesh, envoy: EnvoyProcess, ports: dict[int, int], cert: Path) -> None:
+        self.mesh, self.envoy, self.ports, self.cert = mesh, envoy, ports, cert
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayMesh]:
+    ports = _Ports()
+    layout = make_layout("sidecar", ports)
+    state = tmp_path_factory.mktemp("gateway-mesh")
+    stack = Stack(
+        StackOptions(
+            layout=layout,
+            state_dir=state,
+            api_port=ports(),
+            xds_port=ports(),
+            watch_interval=0.2,
+            with_capabilities=False,
+        )
+    )
+    envoy: EnvoyProcess | None = None
+    mesh: Mesh | None = None
+    try:
+        await stack.start(60)
+        mesh = Mesh(stack, layout, False)
+        cert, key = self_signed(state, SECURE_HOST)
+        (state / "gateway.yaml").write_text(gateway_yaml(cert, key))
+        rc, out = await mesh.cli("apply", "-f", str(state / "gateway.yaml"))
+        assert rc == 0, out
+        bound = {80: ports(), 81: ports(), 443: ports(), 9000: ports()}
+        meta = {
+            "mode": "gateway",
+            "namespace": "istio-system",
+            "labels": {"istio": "ingressgateway"},
+            "gateway_ports": {str(k): v for k, v in bound.items()},
+        }
+        text, _admin = bootstrap_for("ingress-gateway", stack.o.xds_port, meta)
+        envoy = EnvoyProcess(text, state / "gateway-envoy", name="ingress-gateway")
+        await envoy.start(wait_ready=True, timeout=20)
+        await stack.wait_synced(["ingress-gateway"], time.monotonic() + 20)
+        yield GatewayMesh(mesh, envoy, bound, cert)
+    finally:
+        if envoy is not None:
+            await envoy.stop()
+        if mesh is not None:
+            await mesh.close()
+        await stack.stop()
+
+
+async def get(url: str, host: str, **kw: Any) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        async with s.get(url, headers={"Host": host}, allow_redirects=False, **kw) as resp:
+            return resp.status, dict(resp.headers), await resp.text()
+
+
+async def test_listeners_and_routes_follow_istiod_names(gw: GatewayMesh) -> None:
+    status, body = await gw.envoy.admin_get("/config_dump?resource=dynamic_route_configs")
+    assert status == 200
+    for name in (f"http.{gw.ports[80]}", f"https.{gw.ports[443]}.https.ingress.default"):
+        assert f'"name": "{name}"' in body
+    assert '"name": "bookinfo.example.com:80"' in body
+
+
+async def test_http_route_carries_traffic(gw: GatewayMesh) -> None:
+    status, _h, text = await get(f"http://127.0.0.1:{gw.ports[80]}/reviews", "bookinfo.example.com")
+    assert status == 200 and '"app": "reviews"' in text and '"version": "v1"' in text
+    status, _h, _t = await get(f"http://127.0.0.1:{gw.ports[80]}/reviews", "unknown.example.com")
+    assert status == 404
+
+
+async def test_https_with_a_file_certificate(gw: GatewayMesh) -> None:
+    ctx = ssl.create_default_context(cafile=str(gw.cert))
+    url = f"https://127.0.0.1:{gw.ports[443]}/reviews"
+    status, _h, text = await get(url, SECURE_HOST, ssl=ctx, server_hostname=SECURE_HOST)
+    assert status == 200 and '"app": "reviews"' in text
+
+
+async def test_https_redirect_answers_301(gw: GatewayMesh) -> None:
+    status, headers, _t = await get(f"http://127.0.0.1:{gw.ports[81]}/reviews", "bookinfo.example.com")
+    assert status == 301
+    assert headers["Location"].startswith("https://bookinfo.example.com")
+
+
+async def test_tcp_route_carries_bytes(gw: GatewayMesh) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.ports[9000])
+    writer.write(b"GET /ratings HTTP/1.1\r\nHost: ratings\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200") and b'"app": "ratings"' in data
