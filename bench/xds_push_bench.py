@@ -88,19 +88,40 @@ def pipeline_rebuilder(fleet: list[ProxyIdentity]) -> Rebuild:
 
 def synthetic_rebuilder(n_services: int, fleet: list[ProxyIdentity]) -> tuple[Rebuild, Any, Any]:
     """xds.testing.resources mesh: n EDS clusters + CLAs shared by every proxy, one small RouteConfiguration
-    (a route per service), one listener per proxy. The edit re-targets the "/" route."""
+    (a route per service), one listener per proxy. The edit re-targets the "/" route. Shared types are one
+    mapping for all proxies, as SnapshotBuilder shares them."""
+    from types import MappingProxyType
+
+    from xds.cache.snapshot import _type_version
     from xds.testing.resources import http_listener, mesh_resources, route_config
 
-    shared = [r for r in mesh_resources(n_services) if r.type_url not in (types.LISTENER, types.ROUTE)]
+    def frozen(items: list[Any]) -> tuple[MappingProxyType[str, Any], str]:
+        mapping = {r.name: r for r in items}
+        return MappingProxyType(mapping), _type_version(mapping)
+
+    everything = mesh_resources(n_services)
+    shared = {t: frozen([r for r in everything if r.type_url == t]) for t in (types.CLUSTER, types.ENDPOINT)}
+    shared[types.SECRET] = frozen([])
     routes = [(f"/svc{i}/", f"svc{i}") for i in range(n_services)]
     configs = (
         route_config("outbound", [*routes, ("/", "svc0")]),
         route_config("outbound", [*routes, ("/", "svc1")]),
     )
-    listeners = {p.id: http_listener("outbound", p.outbound_port or 15001, "outbound") for p in fleet}
+    listeners = {
+        p.id: frozen([http_listener("outbound", p.outbound_port or 15001, "outbound")]) for p in fleet
+    }
 
     def rebuild(route: Any, changed_at: float) -> dict[str, Snapshot]:
-        return {p.id: Snapshot.build([*shared, listeners[p.id], route], changed_at) for p in fleet}
+        rds = frozen([route])
+        out = {}
+        for p in fleet:
+            sets = {**shared, types.LISTENER: listeners[p.id], types.ROUTE: rds}
+            out[p.id] = Snapshot(
+                MappingProxyType({t: sets[t][0] for t in types.TYPE_ORDER}),
+                MappingProxyType({t: sets[t][1] for t in types.TYPE_ORDER}),
+                changed_at,
+            )
+        return out
 
     return rebuild, configs[0], configs[1]
 

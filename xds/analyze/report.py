@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
-from xds.model.schema import ListOf, MapOf, Obj, Spec
+from xds.model.schema import ListOf, MapOf, Obj, Spec, camelize
 from xds.model.specs import SPEC_BY_KIND
 from xds.pipeline import compile_documents, load_paths
 from xds.sources.kinds import Family, classify
@@ -122,6 +122,8 @@ def analyze_documents(
             else:
                 rows.append(("spec", UNSUPPORTED, f"{doc.kind} is accepted but not translated yet"))
         elif spec is not None:
+            if info.family is not Family.DAPR:
+                spec = camelize(spec, table)  # proto field names (source_labels) are accepted as istiod does
             _walk(spec, table, "spec", rows)
         for key in doc.body:
             if key not in ("apiVersion", "kind", "metadata", "spec", "status", "scopes", "auth"):

@@ -33,9 +33,20 @@ def _make_middlewares(runtime: Any) -> list[Any]:
     token = settings.api_token.encode() if settings.api_token else None
     max_body = settings.max_body_bytes
 
+    def check(request: web.Request) -> None:
+        """Token and body limit: raise the Dapr error, or return when the request may proceed."""
+        if token is not None and request.path not in metadata.UNAUTHENTICATED_PATHS:
+            given = request.headers.get("dapr-api-token", "").encode()
+            if not hmac.compare_digest(given, token):
+                raise DaprError("ERR_UNAUTHORIZED", "invalid api token", 401, "UNAUTHENTICATED")
+        if request.content_length is not None and request.content_length > max_body:
+            raise _too_large(request, max_body)
+
+    # One middleware, not three: each aiohttp middleware layer costs a wrapper call on every request.
     @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def dapr_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            check(request)
             return await handler(request)
         except DaprError as err:
             return error_response(err)
@@ -62,21 +73,7 @@ def _make_middlewares(runtime: Any) -> list[Any]:
                 DaprError("ERR_INTERNAL", f"internal error: {exc or type(exc).__name__}", 500)
             )
 
-    @web.middleware
-    async def api_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path not in metadata.UNAUTHENTICATED_PATHS:
-            given = request.headers.get("dapr-api-token", "").encode()
-            if not hmac.compare_digest(given, token):
-                raise DaprError("ERR_UNAUTHORIZED", "invalid api token", 401, "UNAUTHENTICATED")
-        return await handler(request)
-
-    @web.middleware
-    async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > max_body:
-            raise _too_large(request, max_body)
-        return await handler(request)
-
-    return [errors, api_token, body_limit]
+    return [dapr_middleware]
 
 
 def _too_large(request: web.Request, max_body: int) -> DaprError:

@@ -160,5 +160,10 @@ def test_analyze_reports_every_sample() -> None:
     assert statuses[("bookinfo-ratings-test-abort.yaml", "spec.http[0].fault.abort.percent")] == "unsupported"
     assert statuses[("bookinfo-ratings-test-delay.yaml", "spec.http[0].fault.delay.percent")] == "differs"
     assert statuses[("testdata-rule-redirect-injection.yaml", "spec.http[0].redirect.uri")] == "honoured"
+    assert (
+        statuses[("testdata-rule-fault-injection.yaml", "spec.http[0].match[0].sourceLabels")]
+        == "unsupported"
+    )
+    assert not any(f.status == "unknown" for f in report.fields)  # proto-style names are recognised
     assert any(s.kind == "ExternalService" for s in report.skipped)
     assert report.would_drop  # abort.percent and sourceLabels are dropped

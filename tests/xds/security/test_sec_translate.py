@@ -20,8 +20,14 @@ PROXIES = [ProxyIdentity.from_node(p.id, {"mecha": p.metadata()}) for p in LAYOU
 REVIEWS_PORT = LAYOUT.workload("reviews-v1").inbound_port
 
 
+def doc(kind: str, name: str, ns: str, spec: str, group: str = "security.istio.io/v1") -> str:
+    return (
+        f"---\napiVersion: {group}\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+    )
+
+
 def peer(name: str, ns: str, spec: str) -> str:
-    return f"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+    return doc("PeerAuthentication", name, ns, spec)
 
 
 def build(extra: str = "", mtls: bool = True) -> dict:  # type: ignore[type-arg]
@@ -99,12 +105,19 @@ def test_without_ca_or_policies_nothing_changes() -> None:
 
 
 def test_rbac_and_jwt_filters_are_ordered_before_the_router() -> None:
-    extra = (
-        "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: j, namespace: default}\n"
-        'spec: {selector: {matchLabels: {app: reviews}}, jwtRules: [{issuer: z, jwks: \'{"keys": [{"kty": "oct"}]}\'},'
-        ' {issuer: a, jwks: \'{"keys": [{"kty": "oct"}]}\'}]}\n'
-        "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: default}\n"
-        "spec: {action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}\n"
+    jwks = '\'{"keys": [{"kty": "oct"}]}\''
+    rules = f"[{{issuer: z, jwks: {jwks}}}, {{issuer: a, jwks: {jwks}}}]"
+    extra = doc(
+        "RequestAuthentication",
+        "j",
+        "default",
+        f"{{selector: {{matchLabels: {{app: reviews}}}}, jwtRules: {rules}}}",
+    )
+    extra += doc(
+        "AuthorizationPolicy",
+        "d",
+        "default",
+        "{action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}",
     )
     listener = inbound(build(extra, mtls=False))
     hcm = listener["filterChains"][0]["filters"][0]["typedConfig"]
@@ -131,12 +144,15 @@ def test_gateway_blackhole_and_redirect() -> None:
             }
         },
     )
-    text = demo_config(LAYOUT) + (
-        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: default}\n"
-        "spec: {servers: [{port: {number: 80, protocol: HTTP, name: http}, hosts: ['*']},"
-        " {port: {number: 81, protocol: HTTP, name: r}, hosts: ['*'], tls: {httpsRedirect: true}}]}\n"
-        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: default}\n"
-        "spec: {hosts: [shop.example.com], gateways: [g], http: [{match: [{port: 81}], route: [{destination: {host: reviews}}]}]}\n"
+    net = "networking.istio.io/v1"
+    servers = (
+        "{servers: [{port: {number: 80, protocol: HTTP, name: http}, hosts: ['*']},"
+        " {port: {number: 81, protocol: HTTP, name: r}, hosts: ['*'], tls: {httpsRedirect: true}}]}"
+    )
+    routes = "[{match: [{port: 81}], route: [{destination: {host: reviews}}]}]"
+    text = demo_config(LAYOUT) + doc("Gateway", "g", "default", servers, net)
+    text += doc(
+        "VirtualService", "v", "default", f"{{hosts: [shop.example.com], gateways: [g], http: {routes}}}", net
     )
     snap = SnapshotBuilder().build(config_of(text), [gw])["gw"]
     assert sorted(decoded(snap, "LDS")) == ["0.0.0.0_18080", "0.0.0.0_18081"]

@@ -1,0 +1,175 @@
+"""Service invocation through two Envoys vs direct vs a bare two-Envoy baseline, at a fixed request rate.
+
+Run: .venv/bin/python bench/invoke_bench.py [--rate 1000] [--connections 16] [--duration 20]
+
+Topology (all on 127.0.0.1): a control plane, sidecar A (Envoy + capability service, app id `caller`) and
+sidecar B (Envoy + capability service) in front of app `target`, a trivial aiohttp server in its own process.
+Paths, measured one after another in the same run, each for --duration seconds:
+  direct     load generator -> target app
+  mesh       -> A's Dapr HTTP listener /v1.0/invoke/target/method/hello -> A's Envoy -> B's inbound
+             listener (B's Envoy) -> target app. Envoy routes this itself: the capability services are
+             not on the path (their CPU during the run is reported to prove it)
+  bare       -> static Envoy 1 -> static Envoy 2 -> target app (same two hops, static config, no xDS)
+The load generator is a separate process (aiohttp client): open loop, requests scheduled at a fixed rate
+over N keep-alive connections; latency is measured from the scheduled send time, so queueing is counted.
+Goal: mesh - direct p50 < 0.5 ms, p99 < 1.5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mesh_rig import (
+    PY,
+    ControlPlane,
+    Sidecar,
+    cpu_seconds,
+    free_port,
+    http_status,
+    percentiles,
+    rss_mib,
+    spawn,
+    start_static_envoy,
+    stop,
+    wait_until,
+)
+
+HERE = Path(__file__).resolve()
+
+
+# ---- the target app and the load generator (run as child processes of this script) --------------------
+def serve(port: int) -> None:
+    from aiohttp import web
+
+    async def hello(_r: web.Request) -> web.Response:
+        return web.Response(body=b'{"hello":"world"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    app.router.add_get("/healthz", hello)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def loadgen(url: str, rate: int, connections: int, duration: float) -> dict[str, object]:
+    import aiohttp
+
+    total = int(rate * duration)
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(200):  # open the connections, warm Envoy's upstream pools
+            async with session.get(url) as r:
+                await r.read()
+
+        async def one(scheduled: float) -> None:
+            nonlocal errors
+            try:
+                async with session.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                        return
+            except Exception:
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - scheduled)
+
+        tasks = []
+        start = time.perf_counter() + 0.05
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return {**percentiles(latencies), "errors": errors, "achieved_rps": round(len(latencies) / elapsed)}
+
+
+def run_loadgen(url: str, args: argparse.Namespace) -> dict[str, object]:
+    argv = [PY, str(HERE), "--loadgen", url, "--rate", str(args.rate), "--connections", str(args.connections),
+            "--duration", str(args.duration)]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+# ---- the benchmark ----------------------------------------------------------------------------------------
+def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    caller, target = Sidecar.fresh("caller"), Sidecar.fresh("target")
+    cp = ControlPlane(folder=folder)
+    cp.start([*caller.docs(), *target.docs()])
+    procs = [spawn([PY, str(HERE), "--serve", str(target.app_port)], folder / "target.log")]
+    caps = {}
+    for car in (caller, target):
+        procs.append(spawn(car.envoy_argv(cp.xds_port, folder), folder / f"envoy-{car.service}.out"))
+        caps[car.service] = spawn(car.capabilities_argv(cp.api), folder / f"capabilities-{car.service}.log")
+    procs += list(caps.values())
+    bare_in, bare_mid = free_port(), free_port()
+    try:
+        wait_until(lambda: http_status(f"http://127.0.0.1:{target.app_port}/healthz") == 200, 20, "target")
+        for car in (caller, target):
+            wait_until(car.envoy_ready, 30, f"envoy {car.service}")
+        mesh_url = f"{caller.dapr_http}/v1.0/invoke/target/method/hello"
+        wait_until(lambda: http_status(mesh_url) == 200, 30, "invoke through the mesh")
+        procs.append(start_static_envoy(bare_mid, target.app_port, folder))
+        procs.append(start_static_envoy(bare_in, bare_mid, folder))
+        result: dict[str, object] = {
+            "rate": args.rate, "connections": args.connections, "duration_s": args.duration,
+        }  # fmt: skip
+        result["direct"] = run_loadgen(f"http://127.0.0.1:{target.app_port}/hello", args)
+        pids = {name: proc.pid for name, proc in caps.items()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        t = time.perf_counter()
+        result["mesh"] = run_loadgen(mesh_url, args)
+        wall = time.perf_counter() - t
+        result["capability_services_during_mesh_run"] = {
+            name: {"cpu_percent": round((cpu_seconds(pid) - cpu_before[name]) / wall * 100, 2), "rss_mib": rss_mib(pid)}
+            for name, pid in pids.items()
+        }
+        result["bare_two_envoys"] = run_loadgen(f"http://127.0.0.1:{bare_in}/hello", args)
+        for path in ("mesh", "bare_two_envoys"):
+            row, direct = result[path], result["direct"]
+            assert isinstance(row, dict) and isinstance(direct, dict)
+            row["added_p50_ms"] = round(row["p50_ms"] - direct["p50_ms"], 3)
+            row["added_p99_ms"] = round(row["p99_ms"] - direct["p99_ms"], 3)
+        return result
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        cp.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.loadgen:
+        print(json.dumps(asyncio.run(loadgen(args.loadgen, args.rate, args.connections, args.duration))))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mecha-invoke-"))
+    try:
+        print(json.dumps(bench(args, folder), indent=2))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""State get/save latency through Envoy + the capability service vs the backend called directly.
+
+Run: .venv/bin/python bench/state_envoy_bench.py [--requests 3000] [--backends in-memory,redis]
+
+One control plane and one sidecar (real Envoy --concurrency 1 + `python -m capabilities`, components pushed
+by the control plane). One client, one keep-alive connection, requests one after another (closed loop, so
+the numbers are latencies, not throughput). Paths measured in the same run:
+  direct      the backend itself: in-memory = the component's get/set called in-process;
+              redis = redis-py (asyncio) GET/SET on the same server
+  service     HTTP to the capability service's own port (no Envoy)
+  envoy       HTTP to Envoy's Dapr listener -> capability service (what an app does)
+  bare hop    HTTP to a trivial aiohttp server, direct and through one static Envoy (reference: the cost of
+              an HTTP client + server + one Envoy hop with nothing else)
+added = envoy - direct (p50/p99). Goal: added p50 < 0.3 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from mesh_rig import (
+    ControlPlane,
+    Sidecar,
+    component,
+    free_port,
+    http_status,
+    percentiles,
+    spawn,
+    start_static_envoy,
+    stop,
+    wait_until,
+)
+
+from capabilities import registry
+from capabilities.components.spec import ComponentSpec
+
+VALUE = {"user": "ada", "cart": [1, 2, 3], "total": 42.5}
+BODY = json.dumps([{"key": "k1", "value": VALUE}]).encode()
+
+
+async def timed(n: int, op: Callable[[], Awaitable[object]], warmup: int = 200) -> list[float]:
+    for _ in range(warmup):
+        await op()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await op()
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def http_ops(session: aiohttp.ClientSession, base: str, store: str) -> tuple[Callable, Callable]:
+    async def get() -> None:
+        async with session.get(f"{base}/v1.0/state/{store}/k1") as r:
+            await r.read()
+            assert r.status == 200, r.status
+
+    async def save() -> None:
+        async with session.post(f"{base}/v1.0/state/{store}", data=BODY) as r:
+            await r.read()
+            assert r.status == 204, r.status
+
+    return get, save
+
+
+async def direct_ops(backend: str) -> tuple[Callable, Callable, Callable]:
+    if backend == "in-memory":
+        store = registry.create(ComponentSpec(name="direct", type="state.in-memory"))
+        await store.init()
+        from capabilities.blocks.state.contract import SetRequest
+
+        raw = json.dumps(VALUE).encode()
+
+        async def get() -> None:
+            await store.get("k1")
+
+        async def save() -> None:
+            await store.set(SetRequest(key="k1", value=raw))
+
+        return get, save, store.close
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    raw = json.dumps(VALUE)
+
+    async def rget() -> None:
+        await client.get("bench-direct-k1")
+
+    async def rset() -> None:
+        await client.set("bench-direct-k1", raw)
+
+    await rset()
+    return rget, rset, client.aclose
+
+
+async def trivial_server(port: int) -> web.AppRunner:
+    async def hello(_r: web.Request) -> web.Response:
+        return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    backends = [b for b in args.backends.split(",") if b != "redis" or redis_up()]
+    n = args.requests
+    car = Sidecar.fresh("bench")
+    cp = ControlPlane(folder=folder)
+    docs = [*car.docs(), component("in-memory", "state.in-memory")]
+    if "redis" in backends:
+        docs.append(component("redis", "state.redis", {"redisHost": "127.0.0.1:6379"}))
+    cp.start(docs)
+    envoy = spawn(car.envoy_argv(cp.xds_port, folder), folder / "envoy.out")
+    service = spawn(car.capabilities_argv(cp.api), folder / "capabilities.log")
+    trivial_port, hop_port = free_port(), free_port()
+    runner = await trivial_server(trivial_port)
+    static = None
+    out: dict[str, object] = {"requests": n, "value_bytes": len(json.dumps(VALUE))}
+    try:
+        wait_until(car.envoy_ready, 30, "envoy ready")
+        wait_until(lambda: http_status(f"{car.dapr_http}/v1.0/healthz/outbound") == 204, 30, "sidecar ready")
+        static = start_static_envoy(hop_port, trivial_port, folder)
+        service_base = f"http://127.0.0.1:{car.proxy.capabilities_http_port}"
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def hello(base: str) -> None:
+                async with session.get(f"{base}/hello") as r:
+                    await r.read()
+
+            direct_hello = await timed(n, lambda: hello(f"http://127.0.0.1:{trivial_port}"))
+            envoy_hello = await timed(n, lambda: hello(f"http://127.0.0.1:{hop_port}"))
+            out["bare_hop"] = {
+                "direct": percentiles(direct_hello),
+                "through_envoy": percentiles(envoy_hello),
+                "envoy_added_p50_ms": round((sorted(envoy_hello)[n // 2] - sorted(direct_hello)[n // 2]) * 1000, 3),
+            }
+            for backend in backends:
+                dget, dsave, close = await direct_ops(backend)
+                rows: dict[str, object] = {}
+                for op_name, direct_op, idx in (("get", dget, 0), ("save", dsave, 1)):
+                    # save first so get finds the key
+                    await http_ops(session, car.dapr_http, backend)[1]()
+                    d = await timed(n, direct_op)
+                    s = await timed(n, http_ops(session, service_base, backend)[idx])
+                    e = await timed(n, http_ops(session, car.dapr_http, backend)[idx])
+                    pd, ps, pe = percentiles(d), percentiles(s), percentiles(e)
+                    rows[op_name] = {
+                        "direct": pd,
+                        "service": ps,
+                        "envoy": pe,
+                        "added_p50_ms": round(pe["p50_ms"] - pd["p50_ms"], 3),
+                        "added_p99_ms": round(pe["p99_ms"] - pd["p99_ms"], 3),
+                    }
+                await close()
+                out[backend] = rows
+    finally:
+        await runner.cleanup()
+        for proc in (static, service, envoy):
+            stop(proc)
+        cp.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--backends", default="in-memory,redis")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="mecha-state-"))
+    try:
+        print(json.dumps(asyncio.run(run(args, folder)), indent=2))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
