@@ -133,7 +133,10 @@ def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         result["mesh"] = run_loadgen(mesh_url, args)
         wall = time.perf_counter() - t
         result["capability_services_during_mesh_run"] = {
-            name: {"cpu_percent": round((cpu_seconds(pid) - cpu_before[name]) / wall * 100, 2), "rss_mib": rss_mib(pid)}
+            name: {
+                "cpu_percent": round((cpu_seconds(pid) - cpu_before[name]) / wall * 100, 2),
+                "rss_mib": rss_mib(pid),
+            }
             for name, pid in pids.items()
         }
         result["bare_two_envoys"] = run_loadgen(f"http://127.0.0.1:{bare_in}/hello", args)
@@ -150,7 +153,9 @@ def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0)

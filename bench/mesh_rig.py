@@ -142,7 +142,8 @@ class Sidecar:
     def capabilities_argv(self, control_plane: str, *extra: str) -> list[str]:
         p = self.proxy
         return [PY, "-m", "capabilities", "--app-id", self.service,
-                "--dapr-http-port", str(p.capabilities_http_port), "--dapr-grpc-port", str(p.capabilities_grpc_port),
+                "--dapr-http-port", str(p.capabilities_http_port),
+                "--dapr-grpc-port", str(p.capabilities_grpc_port),
                 "--control-plane", control_plane, "--app-port", str(self.app_port), "--log-level", "warning",
                 *extra]  # fmt: skip
 
@@ -189,17 +190,23 @@ def component(name: str, type_: str, metadata: dict[str, str] | None = None) -> 
 
 
 # ---- static Envoy (the bare baseline) -----------------------------------------------------------------
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
+
+
 def static_hop_config(listen_port: int, upstream_port: int, admin_port: int) -> dict[str, Any]:
     """One HTTP listener routing everything to one upstream: the same hop a mesh proxy makes, no xDS."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [{
-                "name": "hop", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                "name": "hop",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "@type": HCM_TYPE,
                         "stat_prefix": "hop",
                         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                             {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}]}]},
@@ -210,8 +217,9 @@ def static_hop_config(listen_port: int, upstream_port: int, admin_port: int) -> 
             }],
             "clusters": [{
                 "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}]},
+                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                                "port_value": upstream_port}}}}]}]},
             }],
         },
     }  # fmt: skip
@@ -221,7 +229,9 @@ def start_static_envoy(listen_port: int, upstream_port: int, folder: Path) -> su
     admin = free_port()
     path = folder / f"static-{listen_port}.yaml"
     path.write_text(json.dumps(static_hop_config(listen_port, upstream_port, admin)))
-    proc = spawn(envoy_argv(path, admin, folder / f"static-{listen_port}.log"), folder / f"static-{listen_port}.out")
+    proc = spawn(
+        envoy_argv(path, admin, folder / f"static-{listen_port}.log"), folder / f"static-{listen_port}.out"
+    )
     wait_until(lambda: http_text(f"http://127.0.0.1:{admin}/ready").strip() == "LIVE", 20, "static envoy")
     return proc
 

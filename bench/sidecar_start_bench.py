@@ -6,7 +6,8 @@ One control plane (started once, not timed) holds a ServiceEntry for the app and
 Each run spawns a fresh sidecar (new proxy id, new ports) and times, from the spawn of both processes:
   envoy        admin /ready answers LIVE and the Dapr HTTP listener pushed by the control plane is listed
   capabilities its own /v1.0/healthz/outbound answers 204 (components from the control plane loaded)
-  sidecar      both of the above AND a request through Envoy's Dapr port (GET /v1.0/healthz/outbound) answers 204
+  sidecar      both of the above AND a request through Envoy's Dapr port
+               (GET /v1.0/healthz/outbound) answers 204
 The same run also times a bare Envoy (same bootstrap, no capability service) to the `envoy` condition.
 Medians over the runs; one core each (Envoy --concurrency 1).
 """
@@ -57,13 +58,17 @@ def one_sidecar(cp: ControlPlane, folder: Path, with_capabilities: bool) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mecha-start-"))
     cp = ControlPlane(folder=folder)
     app = Sidecar.fresh("app")
-    cp.start([*app.docs(), component("statestore", "state.in-memory"), component("pubsub", "pubsub.in-memory")])
+    cp.start(
+        [*app.docs(), component("statestore", "state.in-memory"), component("pubsub", "pubsub.in-memory")]
+    )
     rows: dict[str, list[float]] = {"envoy": [], "capabilities": [], "sidecar": [], "bare_envoy": []}
     try:
         for _ in range(args.runs):

@@ -155,7 +155,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
             out["bare_hop"] = {
                 "direct": percentiles(direct_hello),
                 "through_envoy": percentiles(envoy_hello),
-                "envoy_added_p50_ms": round((sorted(envoy_hello)[n // 2] - sorted(direct_hello)[n // 2]) * 1000, 3),
+                "envoy_added_p50_ms": round(
+                    (sorted(envoy_hello)[n // 2] - sorted(direct_hello)[n // 2]) * 1000, 3
+                ),
             }
             for backend in backends:
                 dget, dsave, close = await direct_ops(backend)
@@ -185,7 +187,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--backends", default="in-memory,redis")
     args = parser.parse_args()

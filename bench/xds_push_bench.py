@@ -341,7 +341,7 @@ async def run(args: argparse.Namespace) -> None:
             if values:
                 print(row(f"  ours, {kind} proxies only", values))
         print(
-            f"rebuild (SnapshotBuilder.build, {len(fleet)} proxies) median "
+            f"rebuild ({len(fleet)} proxies) median "
             f"{statistics.median(rebuilds) * 1000:.1f} ms; snapshots set -> last ACK median "
             f"{statistics.median(pushed) * 1000:.1f} ms"
         )

@@ -24,7 +24,8 @@ def test_creating_an_in_memory_component_imports_no_client_library() -> None:
         "from capabilities import registry\n"
         "from capabilities.components.spec import ComponentSpec\n"
         "registry.create(ComponentSpec(name='s', type='state.in-memory'))\n"
-        "heavy = [m for m in ('redis', 'nats', 'aio_pika', 'asyncpg', 'aiomqtt', 'croniter') if m in sys.modules]\n"
+        "libs = ('redis', 'nats', 'aio_pika', 'asyncpg', 'aiomqtt', 'croniter')\n"
+        "heavy = [m for m in libs if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

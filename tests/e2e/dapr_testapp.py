@@ -1,14 +1,14 @@
 """A test-only app for the Dapr end-to-end tests (run as `python dapr_testapp.py NAME --port P`).
 
-  * /echo/<tail>        any verb: {app, method, path, query, headers, body} (invoke checks)
-  * /status/<code>      answers that HTTP status (status passthrough)
-  * /fail?n=N&key=K     the first N requests with key K answer 503 (mesh retries)
-  * GET /dapr/subscribe the programmatic subscriptions in env TESTAPP_SUBSCRIPTIONS (JSON list)
-  * POST /deliver/<route>  records a pub/sub delivery; the event's data steers the answer:
-        {"fail": N}  the first N deliveries of this event id answer 500 (redelivery)
-        {"poison": true}  always 500 (dead-letter); {"sleep_ms": M} answer after M ms
-    (route `dlq` takes every event)
-  * GET /received       every recorded delivery: {route, id, data, attempt}
+* /echo/<tail>        any verb: {app, method, path, query, headers, body} (invoke checks)
+* /status/<code>      answers that HTTP status (status passthrough)
+* /fail?n=N&key=K     the first N requests with key K answer 503 (mesh retries)
+* GET /dapr/subscribe the programmatic subscriptions in env TESTAPP_SUBSCRIPTIONS (JSON list)
+* POST /deliver/<route>  records a pub/sub delivery; the event's data steers the answer:
+      {"fail": N}  the first N deliveries of this event id answer 500 (redelivery)
+      {"poison": true}  always 500 (dead-letter); {"sleep_ms": M} answer after M ms
+  (route `dlq` takes every event)
+* GET /received       every recorded delivery: {route, id, data, attempt}
 """
 
 from __future__ import annotations

@@ -123,7 +123,9 @@ async def test_invoke_every_verb_nested_path_and_query(mesh: DaprMesh, verb: str
 
 async def test_invoke_status_passthrough(mesh: DaprMesh) -> None:
     for code in (404, 418, 500):
-        status, body, _ = await _request(mesh, "GET", mesh.dapr_http("alpha") + f"/v1.0/invoke/beta/method/status/{code}")
+        status, body, _ = await _request(
+            mesh, "GET", mesh.dapr_http("alpha") + f"/v1.0/invoke/beta/method/status/{code}"
+        )
         assert status == code and body == {"app": "beta", "status": code}
 
 
@@ -133,7 +135,9 @@ async def test_invoke_by_dapr_app_id_header_and_namespaced_id(mesh: DaprMesh) ->
     )
     assert status == 200 and body["app"] == "beta" and body["path"] == "/echo/by-header"
     assert "dapr-app-id" not in {k.lower() for k in body["headers"]}  # Envoy strips the routing header
-    status, body, _ = await _request(mesh, "GET", mesh.dapr_http("alpha") + "/v1.0/invoke/beta.default/method/echo/ns")
+    status, body, _ = await _request(
+        mesh, "GET", mesh.dapr_http("alpha") + "/v1.0/invoke/beta.default/method/echo/ns"
+    )
     assert status == 200 and body["app"] == "beta" and body["path"] == "/echo/ns"
 
 
@@ -144,7 +148,9 @@ async def test_invoke_uses_the_mesh_retries(mesh: DaprMesh) -> None:
         "metadata": {"name": "beta", "namespace": "default"},
         "spec": {
             "hosts": ["beta"],
-            "http": [{"route": [{"destination": {"host": "beta"}}], "retries": {"attempts": 3, "retryOn": "5xx"}}],
+            "http": [
+                {"route": [{"destination": {"host": "beta"}}], "retries": {"attempts": 3, "retryOn": "5xx"}}
+            ],
         },
     }
     await mesh.apply([vs], "beta-retries")
@@ -196,7 +202,12 @@ async def test_concurrent_first_write_writers_give_exact_totals(mesh: DaprMesh, 
         done = 0
         while done < increments:
             _, value, headers = await _request(mesh, "GET", f"{base}/{key}")
-            item = {"key": key, "value": value + 1, "etag": headers["ETag"], "options": {"concurrency": "first-write"}}
+            item = {
+                "key": key,
+                "value": value + 1,
+                "etag": headers["ETag"],
+                "options": {"concurrency": "first-write"},
+            }
             status, body, _ = await _request(mesh, "POST", base, json=[item])
             if status == 204:
                 done += 1
@@ -213,7 +224,9 @@ async def test_api_token_is_enforced_through_envoy(mesh: DaprMesh) -> None:
     base = mesh.dapr_http("secure") + "/v1.0/state/memstate"
     status, body, _ = await _request(mesh, "GET", f"{base}/k")
     assert status == 401 and body["errorCode"] == "ERR_UNAUTHORIZED"
-    status, _, _ = await _request(mesh, "POST", base, json=[{"key": "k", "value": 1}], headers={"dapr-api-token": TOKEN})
+    status, _, _ = await _request(
+        mesh, "POST", base, json=[{"key": "k", "value": 1}], headers={"dapr-api-token": TOKEN}
+    )
     assert status == 204
     status, body, _ = await _request(mesh, "GET", f"{base}/k", headers={"dapr-api-token": TOKEN})
     assert status == 200 and body == 1

@@ -38,7 +38,11 @@ def _component(name: str, type_: str, metadata: dict[str, str], scopes: list[str
         "apiVersion": "dapr.io/v1alpha1",
         "kind": "Component",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"type": type_, "version": "v1", "metadata": [{"name": k, "value": v} for k, v in metadata.items()]},
+        "spec": {
+            "type": type_,
+            "version": "v1",
+            "metadata": [{"name": k, "value": v} for k, v in metadata.items()],
+        },
     }
     if scopes:
         doc["scopes"] = scopes
@@ -99,7 +103,9 @@ class SdkMesh:
     def recorded(self, kind: str) -> list[dict]:
         if not self.out.exists():
             return []
-        return [row for line in self.out.read_text().splitlines() if (row := json.loads(line))["kind"] == kind]
+        return [
+            row for line in self.out.read_text().splitlines() if (row := json.loads(line))["kind"] == kind
+        ]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -166,7 +172,12 @@ def test_invoke_over_http_through_envoy(client: DaprClient, monkeypatch: pytest.
     monkeypatch.setenv("DAPR_API_METHOD_INVOCATION_PROTOCOL", "http")
     resp = client.invoke_method("beta", "echo/sdk", data=b"hi", http_verb="PUT")
     body = json.loads(resp.data)
-    assert body["app"] == "beta" and body["method"] == "PUT" and body["path"] == "/echo/sdk" and body["body"] == "hi"
+    assert (
+        body["app"] == "beta"
+        and body["method"] == "PUT"
+        and body["path"] == "/echo/sdk"
+        and body["body"] == "hi"
+    )
 
 
 def test_invoke_over_grpc_invoke_service(sdk: SdkMesh, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,10 +259,14 @@ def test_metadata(client: DaprClient) -> None:
 
 # ---- bindings ------------------------------------------------------------------------------------------
 def test_output_binding(client: DaprClient, sdk: SdkMesh) -> None:
-    created = client.invoke_binding("files", "create", data=b"through envoy", binding_metadata={"fileName": "f.txt"})
+    created = client.invoke_binding(
+        "files", "create", data=b"through envoy", binding_metadata={"fileName": "f.txt"}
+    )
     assert created.binding_metadata["fileName"] == "f.txt"
     assert (sdk.tmp / "files" / "f.txt").read_bytes() == b"through envoy"
-    assert client.invoke_binding("files", "get", binding_metadata={"fileName": "f.txt"}).data == b"through envoy"
+    assert (
+        client.invoke_binding("files", "get", binding_metadata={"fileName": "f.txt"}).data == b"through envoy"
+    )
 
 
 def _wait(predicate: Any, within_s: float = 15.0) -> Any:

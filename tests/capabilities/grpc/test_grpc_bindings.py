@@ -1,4 +1,4 @@
-"""Bindings over gRPC with the official SDK: InvokeBinding (output) and OnBindingEvent (input, AppCallback)."""
+"""Bindings over gRPC with the official SDK: InvokeBinding (output), OnBindingEvent (input, AppCallback)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,9 @@ def bound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sidecar, l
 def test_invoke_binding_creates_and_reads_a_file(bound: tuple[Sidecar, list[dict], Path]) -> None:
     _, _, root = bound
     with DaprClient() as client:
-        created = client.invoke_binding("files", "create", data=b"hello", binding_metadata={"fileName": "a.txt"})
+        created = client.invoke_binding(
+            "files", "create", data=b"hello", binding_metadata={"fileName": "a.txt"}
+        )
         assert created.binding_metadata["fileName"] == "a.txt"
         assert (root / "a.txt").read_bytes() == b"hello"
         got = client.invoke_binding("files", "get", binding_metadata={"fileName": "a.txt"})
