@@ -21,6 +21,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           gateways: [istio-system/ingressgateway]   # gateway mode: Gateway resources it serves
           gateway_ports: {"80": 18080}               # gateway mode: Gateway server port -> bound port
           tcp_ports: {"9000": 19000}  # TCP/TLS service port -> loopback port of its outbound TCP listener
+          locality: us-east/zone-a/rack-1    # optional: locality load balancing is relative to it
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
           - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
              labels: {app: reviews, version: v1}}
@@ -66,6 +67,15 @@ def _port(value: Any, where: str, required: bool = False) -> int | None:
     return port
 
 
+def _locality(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    text = str(value).strip("/")
+    if not isinstance(value, str) or text.count("/") > 2 or not text.split("/")[0]:
+        raise ProxyIdentityError(f"node.metadata.mecha.locality: {value!r} is not region[/zone[/subzone]]")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class AppBinding:
     """One workload fronted by this proxy: inbound traffic on inbound_port goes to app_address:app_port."""
@@ -100,6 +110,7 @@ class ProxyIdentity:
     gateways: tuple[str, ...] = ()
     gateway_ports: tuple[tuple[int, int], ...] = ()
     tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
+    locality: str = ""  # "region/zone/subzone": endpoint priorities and weights are relative to it
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
@@ -178,4 +189,5 @@ class ProxyIdentity:
             gateways=tuple(str(g) for g in (meta.get("gateways") or [])),
             gateway_ports=gw_ports,
             tcp_ports=tcp_ports,
+            locality=_locality(meta.get("locality")),
         )

@@ -6,9 +6,11 @@ serverAuth + clientAuth, EC P-256 keys (fast to generate: ~1,000 per second on o
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,6 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ROOT_TTL = timedelta(days=3650)
+ROOT_CERT_FILE = "root-cert.pem"  # istiod's plugged-in CA names (cacerts secret: root-cert.pem, ca-key.pem)
+ROOT_KEY_FILE = "root-key.pem"
 CLOCK_SKEW = timedelta(minutes=1)  # not_before is backdated so a peer whose clock lags still accepts it
 
 
@@ -63,6 +67,49 @@ class CertificateAuthority:
             self.root = self._self_signed_root()
         self.root_pem = self.root.public_bytes(serialization.Encoding.PEM)
         self._root_ski = x509.SubjectKeyIdentifier.from_public_key(self._key.public_key())
+
+    @classmethod
+    def load_or_create(
+        cls, directory: Path, trust_domain: str = DEFAULT_TRUST_DOMAIN
+    ) -> CertificateAuthority:
+        """The root kept in `directory` (created on first use, key file mode 0600), so a restarted control
+        plane signs with the same root and the certificates proxies already hold stay valid."""
+        cert_path, key_path = directory / ROOT_CERT_FILE, directory / ROOT_KEY_FILE
+        if cert_path.exists() or key_path.exists():
+            try:
+                cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"CA directory {directory}: cannot read {exc.filename}: {exc.strerror}"
+                ) from None
+            try:
+                ca = cls(trust_domain, cert_pem, key_pem)
+            except ValueError as exc:
+                raise ValueError(f"CA directory {directory}: {exc}") from None
+            stored = ca.root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+            if stored and stored[0].value != trust_domain:
+                raise ValueError(
+                    f"CA directory {directory}: the root was made for trust domain {stored[0].value!r}, "
+                    f"not {trust_domain!r} (use another MECHA_CA_DIR or remove the folder)"
+                )
+            return ca
+        ca = cls(trust_domain)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            _write_private(key_path, ca._key_pem())
+            tmp = cert_path.with_suffix(".tmp")
+            tmp.write_bytes(ca.root_pem)
+            tmp.replace(cert_path)  # the certificate last: its presence means the pair is complete
+        except OSError as exc:
+            raise ValueError(
+                f"CA directory {directory}: cannot write {exc.filename}: {exc.strerror}"
+            ) from None
+        return ca
+
+    def _key_pem(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def _self_signed_root(self) -> x509.Certificate:
         now = datetime.now(UTC)
@@ -153,3 +200,15 @@ class CertificateAuthority:
             not_before=not_before,
             not_after=not_after,
         )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret readable by its owner only (created 0600, never world-readable in between)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)  # O_CREAT honours the umask; an existing tmp file keeps its mode
+    tmp.replace(path)

@@ -298,8 +298,17 @@ def _certificates(settings: Settings) -> Any:
 
     from xds.ca import CertificateAuthority, WorkloadCertificates
 
-    ca = CertificateAuthority(settings.trust_domain)
-    log.info("mTLS on: CA for trust domain %s, certificate TTL %.0fs", ca.trust_domain, settings.cert_ttl)
+    if settings.ca_dir is not None:  # the same root across restarts: proxies' certificates stay valid
+        ca = CertificateAuthority.load_or_create(settings.ca_dir, settings.trust_domain)
+    else:
+        ca = CertificateAuthority(settings.trust_domain)
+    where = f"root in {settings.ca_dir}" if settings.ca_dir is not None else "root in memory"
+    log.info(
+        "mTLS on: CA for trust domain %s (%s), certificate TTL %.0fs",
+        ca.trust_domain,
+        where,
+        settings.cert_ttl,
+    )
     return WorkloadCertificates(ca, ttl=timedelta(seconds=settings.cert_ttl))
 
 

@@ -20,7 +20,10 @@ async def serve(settings: Settings, ready_message: bool = True) -> None:
     from xds.controlplane.api import start_api
     from xds.controlplane.runtime import ControlPlane
 
-    cp = ControlPlane(settings)
+    try:
+        cp = ControlPlane(settings)
+    except ValueError as exc:  # e.g. an unreadable MECHA_CA_DIR: the message names the file
+        raise StartupError(str(exc)) from None
     runner = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

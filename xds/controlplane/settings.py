@@ -16,6 +16,7 @@ ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched 
 ENV_MTLS = "MECHA_MTLS"  # 1/true: run the CA, give every proxy a SPIFFE cert over SDS, auto-mTLS
 ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<sa> (cluster.local)
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
+ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
 
 
 def _env_float(name: str, default: float) -> float:
@@ -64,6 +65,7 @@ class Settings:
     mtls: bool = False
     trust_domain: str = "cluster.local"
     cert_ttl: float = 86400.0
+    ca_dir: Path | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -75,6 +77,7 @@ class Settings:
             mtls=os.environ.get(ENV_MTLS, "").strip().lower() in ("1", "true", "yes", "on"),
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
+            ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
         )
         for name, value in overrides.items():
             if value is not None:

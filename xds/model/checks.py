@@ -151,6 +151,82 @@ def _sidecar_checks(spec: dict[str, Any], report: Report) -> None:
                 report("error", f"spec.egress[{i}].hosts[{j}]", msg, "bad-host")
 
 
+_ENDPOINT = re.compile(r"^(127\.0\.0\.1|0\.0\.0\.0|\[::1\]|\[::\]):(\d{1,5})$")
+
+
+def _sidecar_port_checks(spec: dict[str, Any], report: Report) -> None:
+    ports: set[int] = set()
+    for i, ing in enumerate(spec.get("ingress") or []):
+        if not isinstance(ing, dict):
+            continue
+        base = f"spec.ingress[{i}]"
+        number = (ing.get("port") or {}).get("number")
+        if number is None:
+            report("error", f"{base}.port.number", "required", "required")
+        elif number in ports:
+            report("error", f"{base}.port.number", f"port {number} is listed twice", "duplicate")
+        ports.add(number)
+        endpoint = ing.get("defaultEndpoint")
+        if not endpoint:
+            report("error", f"{base}.defaultEndpoint", "required (e.g. 127.0.0.1:8080)", "required")
+        elif isinstance(endpoint, str) and not endpoint.startswith("unix://"):
+            found = _ENDPOINT.match(endpoint)
+            if found is None or not 0 < int(found.group(2)) < 65536:
+                msg = f"{endpoint!r} must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT or unix:///path"
+                report("error", f"{base}.defaultEndpoint", msg, "bad-endpoint")
+    for i, e in enumerate(spec.get("egress") or []):
+        if isinstance(e, dict) and e.get("bind") and not (e.get("port") or {}).get("number"):
+            report("error", f"spec.egress[{i}].bind", "bind needs port.number", "required")
+
+
+def _locality_checks(lb: Any, base: str, report: Report) -> None:
+    """istiod validateLocalityLbSetting: weights per `from` sum to 100, failover regions differ."""
+    if not isinstance(lb, dict):
+        return
+    for i, d in enumerate(lb.get("distribute") or []):
+        if not isinstance(d, dict):
+            continue
+        where = f"{base}.distribute[{i}]"
+        if not d.get("from"):
+            report("error", f"{where}.from", "required", "required")
+        to = d.get("to") or {}
+        if not to:
+            report("error", f"{where}.to", "required: at least one locality", "required")
+        elif isinstance(to, dict) and sum(v for v in to.values() if isinstance(v, int)) != 100:
+            report("error", f"{where}.to", "weights must add up to 100", "bad-weight")
+    for i, f in enumerate(lb.get("failover") or []):
+        if not isinstance(f, dict):
+            continue
+        where = f"{base}.failover[{i}]"
+        for key in ("from", "to"):
+            if not f.get(key):
+                report("error", f"{where}.{key}", "required (a region)", "required")
+        if f.get("from") and f.get("from") == f.get("to"):
+            report("error", where, "from and to must be different regions", "bad-failover")
+        for key in ("from", "to"):
+            if "/" in str(f.get(key) or ""):
+                report("error", f"{where}.{key}", "failover is between regions: no '/'", "bad-failover")
+
+
+def _policy_locality(policy: Any, base: str, report: Report) -> None:
+    if not isinstance(policy, dict):
+        return
+    _locality_checks(
+        (policy.get("loadBalancer") or {}).get("localityLbSetting"),
+        f"{base}.loadBalancer.localityLbSetting",
+        report,
+    )
+    for j, pl in enumerate(policy.get("portLevelSettings") or []):
+        if isinstance(pl, dict):
+            lb = (pl.get("loadBalancer") or {}).get("localityLbSetting")
+            _locality_checks(lb, f"{base}.portLevelSettings[{j}].loadBalancer.localityLbSetting", report)
+
+
+def _locality_value(value: Any, path: str, report: Report) -> None:
+    if isinstance(value, str) and value and (value.count("/") > 2 or "" in value.split("/")[:1]):
+        report("error", path, f"{value!r} is not region[/zone[/subzone]]", "bad-locality")
+
+
 def traffic_checks(kind: str, spec: dict[str, Any], report: Report) -> None:
     """Run after the type check (types are right where these look)."""
     if kind == "VirtualService":
@@ -168,6 +244,7 @@ def traffic_checks(kind: str, spec: dict[str, Any], report: Report) -> None:
             for i, s in enumerate(spec.get("subsets") or [])
         ]
         for base, policy in policies:
+            _policy_locality(policy, base, report)
             seen: set[int] = set()
             for j, pl in enumerate((policy or {}).get("portLevelSettings") or []):
                 number = ((pl or {}).get("port") or {}).get("number")
@@ -179,5 +256,11 @@ def traffic_checks(kind: str, spec: dict[str, Any], report: Report) -> None:
                 seen.add(number)
     elif kind == "ServiceEntry":
         export_to_checks(spec.get("exportTo"), "spec.exportTo", report)
+        for i, e in enumerate(spec.get("endpoints") or []):
+            if isinstance(e, dict):
+                _locality_value(e.get("locality"), f"spec.endpoints[{i}].locality", report)
+    elif kind == "WorkloadEntry":
+        _locality_value(spec.get("locality"), "spec.locality", report)
     elif kind == "Sidecar":
         _sidecar_checks(spec, report)
+        _sidecar_port_checks(spec, report)

@@ -235,8 +235,17 @@ def _model_document(doc: RawDocument, family: Family) -> tuple[Any, list[Diagnos
     if any(d.severity is Severity.ERROR for d in diags):
         return None, diags  # the config is refused anyway; do not build half-checked objects
     if doc.kind in CHECKED_CARRIED:  # security kinds and Gateway: checked above, parsed by their own modules
-        return CarriedResource(meta, doc.api_version, json.dumps(spec, sort_keys=True, default=str)), diags
+        spec_json = json.dumps(spec, sort_keys=True, default=str)
+        return CarriedResource(meta, doc.api_version, spec_json, _annotations(doc.body)), diags
     return _build(doc.kind, meta, spec, doc.body), diags
+
+
+def _annotations(body: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    meta = body.get("metadata")
+    found = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(found, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in found.items()))
 
 
 def _build(kind: str, meta: Meta, spec: dict[str, Any], body: dict[str, Any]) -> Any:
@@ -298,6 +307,7 @@ def derive_services(
                 addresses=se.addresses,
                 export_to=se.export_to,
                 source=se.meta,
+                subject_alt_names=se.subject_alt_names,
             )
             previous = _service_cache.get(host)
             by_host[host] = previous if previous == svc and previous.source == svc.source else svc

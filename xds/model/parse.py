@@ -33,6 +33,7 @@ from xds.model.resources import (
     WorkloadEndpoint,
     WorkloadEntry,
 )
+from xds.model.security import client_tls
 from xds.model.traffic import (
     ConsistentHash,
     Cors,
@@ -41,6 +42,7 @@ from xds.model.traffic import (
     Fault,
     HeaderOps,
     Headers,
+    IngressListener,
     L4Match,
     L4Route,
     LocalityLb,
@@ -115,6 +117,8 @@ def _http_match(m: dict[str, Any]) -> HTTPMatch:
         query_params=_string_matches(m.get("queryParams")),
         ignore_uri_case=bool(m.get("ignoreUriCase")),
         port=m.get("port"),
+        source_labels=labels(m["sourceLabels"]) if m.get("sourceLabels") else None,
+        source_namespace=m.get("sourceNamespace") or "",
     )
 
 
@@ -286,7 +290,22 @@ def _consistent_hash(ch: dict[str, Any] | None) -> ConsistentHash | None:
         source_ip=bool(ch.get("useSourceIp")),
         query_parameter=ch.get("httpQueryParameterName") or "",
         ring_size=(ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize"),
+        cookie_attributes=tuple(
+            (a.get("name") or "", a.get("value") or "") for a in cookie.get("attributes") or []
+        ),
         maglev_table_size=(ch.get("maglev") or {}).get("tableSize") if "maglev" in ch else None,
+    )
+
+
+def _locality_lb(value: dict[str, Any]) -> LocalityLb:
+    return LocalityLb(
+        enabled=value.get("enabled"),
+        distribute=tuple(
+            (d.get("from") or "", tuple(sorted((d.get("to") or {}).items())))
+            for d in value.get("distribute") or []
+        ),
+        failover=tuple((f.get("from") or "", f.get("to") or "") for f in value.get("failover") or []),
+        failover_priority=tuple(value.get("failoverPriority") or ()),
     )
 
 
@@ -325,7 +344,8 @@ def _traffic_policy(p: dict[str, Any] | None) -> TrafficPolicy | None:
         connection_pool=pool,
         outlier_detection=outlier,
         consistent_hash=_consistent_hash(balancer.get("consistentHash")),
-        locality=LocalityLb(locality.get("enabled")) if locality is not None else None,
+        locality=_locality_lb(locality) if locality is not None else None,
+        tls=client_tls(p.get("tls")),
         port_level=tuple(
             (
                 pl["port"]["number"],
@@ -358,6 +378,7 @@ def workload_endpoint(w: dict[str, Any], source: str) -> WorkloadEndpoint:
         weight=w.get("weight") or 0,
         source=source,
         locality=w.get("locality") or "",
+        service_account=w.get("serviceAccount") or "",
     )
 
 
@@ -387,6 +408,7 @@ def service_entry(meta: Meta, spec: dict[str, Any]) -> ServiceEntry:
         workload_selector=labels(selector.get("labels")) if selector is not None else None,
         addresses=tuple(spec.get("addresses") or ()),
         export_to=tuple(spec.get("exportTo") or ()),
+        subject_alt_names=tuple(spec.get("subjectAltNames") or ()),
     )
 
 
@@ -396,8 +418,23 @@ def sidecar(meta: Meta, spec: dict[str, Any]) -> Sidecar:
         meta=meta,
         workload_selector=labels(selector.get("labels")) if selector is not None else None,
         egress=tuple(
-            EgressListener(hosts=tuple(e.get("hosts") or ()), port=(e.get("port") or {}).get("number"))
+            EgressListener(
+                hosts=tuple(e.get("hosts") or ()),
+                port=(e.get("port") or {}).get("number"),
+                protocol=((e.get("port") or {}).get("protocol") or "HTTP").upper(),
+                bind=e.get("bind") or "",
+            )
             for e in spec.get("egress") or []
+        ),
+        ingress=tuple(
+            IngressListener(
+                port=(i.get("port") or {}).get("number") or 0,
+                protocol=((i.get("port") or {}).get("protocol") or "HTTP").upper(),
+                name=(i.get("port") or {}).get("name") or "",
+                bind=i.get("bind") or "",
+                default_endpoint=i.get("defaultEndpoint") or "",
+            )
+            for i in spec.get("ingress") or []
         ),
         outbound_mode=(spec.get("outboundTrafficPolicy") or {}).get("mode") or "",
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from xds.diagnostics import Location
 
 if TYPE_CHECKING:  # traffic.py imports this module; annotations only
+    from xds.model.security import ClientTLS
     from xds.model.traffic import (
         ConsistentHash,
         Cors,
@@ -59,6 +60,8 @@ class HTTPMatch:
     query_params: tuple[tuple[str, StringMatch], ...] = ()
     ignore_uri_case: bool = False
     port: int | None = None
+    source_labels: Labels | None = None  # per-proxy: the route exists only for proxies with these labels
+    source_namespace: str = ""  # per-proxy: ... and only in this namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,7 @@ class TrafficPolicy:
     consistent_hash: ConsistentHash | None = None
     locality: LocalityLb | None = None
     port_level: tuple[tuple[int, TrafficPolicy], ...] = ()  # portLevelSettings: (port, policy)
+    tls: ClientTLS | None = None  # trafficPolicy.tls (translated by xds.translate.security.upstream)
 
     def for_port(self, port: int) -> TrafficPolicy | None:
         return next((p for n, p in self.port_level if n == port), None)
@@ -217,6 +221,7 @@ class WorkloadEndpoint:
     weight: int = 0  # 0 = unset (Envoy default 1)
     source: str = ""  # e.g. "WorkloadEntry default/reviews-v1" (diagnostics, analyze)
     locality: str = ""  # region/zone/subzone
+    service_account: str = ""  # serviceAccount: the SPIFFE identity spiffe://<td>/ns/<ns>/sa/<sa>
 
     def port_for(self, port: ServicePort) -> int:
         named = dict(self.ports).get(port.name) if port.name else None
@@ -238,6 +243,7 @@ class ServiceEntry:
     workload_selector: Labels | None = None
     addresses: tuple[str, ...] = ()
     export_to: tuple[str, ...] = ()
+    subject_alt_names: tuple[str, ...] = ()  # extra SANs accepted from its endpoints (mTLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +265,7 @@ class Service:
     addresses: tuple[str, ...] = ()
     export_to: tuple[str, ...] = ()
     source: Meta | None = field(default=None, compare=False, hash=False)
+    subject_alt_names: tuple[str, ...] = ()  # the ServiceEntry's subjectAltNames
 
     @property
     def short_name(self) -> str:
@@ -310,3 +317,4 @@ class CarriedResource:
     meta: Meta
     api_version: str
     spec_json: str  # canonical JSON (sorted keys): hashable and comparable
+    annotations: tuple[tuple[str, str], ...] = ()  # metadata.annotations (security kinds: istio.io/dry-run)

@@ -9,15 +9,19 @@ would open or close traffic nobody asked for.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from xds.model.resources import CarriedResource, Labels, Meta
 from xds.model.schema import AnyMap, Bool, Enum, F, ListOf, MapOf, Obj, Report, Spec, Str
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: policies here apply mesh-wide
 MTLS_MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
+CLIENT_TLS_MODES = ("DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL")
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
 NO = False
 
 
@@ -123,6 +127,21 @@ REQUEST_AUTHENTICATION = Obj(
     }
 )
 
+# DestinationRule trafficPolicy.tls (ClientTLSSettings); used by xds.model.specs
+CLIENT_TLS = Obj(
+    {
+        "mode": F(Enum(*CLIENT_TLS_MODES)),
+        "clientCertificate": F(Str),
+        "privateKey": F(Str),
+        "caCertificates": F(Str),
+        "subjectAltNames": _STRS,
+        "sni": F(Str, differs="unset: SIMPLE/MUTUAL send the service host (istiod: auto SNI from the Host)"),
+        "insecureSkipVerify": F(Bool),
+        "credentialName": F(Str, NO, "Kubernetes secrets; use the clientCertificate/privateKey files"),
+        "caCrl": F(Str, NO, "certificate revocation lists are not emitted"),
+    }
+)
+
 SECURITY_SPECS: dict[str, Spec] = {
     "PeerAuthentication": PEER_AUTHENTICATION,
     "AuthorizationPolicy": AUTHORIZATION_POLICY,
@@ -131,6 +150,33 @@ SECURITY_SPECS: dict[str, Spec] = {
 
 
 # ---- IR ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    """DestinationRule trafficPolicy.tls: how a proxy talks TLS to the destination's endpoints."""
+
+    mode: str = "DISABLE"
+    client_certificate: str = ""
+    private_key: str = ""
+    ca_certificates: str = ""
+    subject_alt_names: tuple[str, ...] = ()
+    sni: str = ""
+    insecure_skip_verify: bool = False
+
+
+def client_tls(raw: dict[str, Any] | None) -> ClientTLS | None:
+    if raw is None:
+        return None
+    return ClientTLS(
+        mode=str(raw.get("mode") or "DISABLE"),
+        client_certificate=str(raw.get("clientCertificate") or ""),
+        private_key=str(raw.get("privateKey") or ""),
+        ca_certificates=str(raw.get("caCertificates") or ""),
+        subject_alt_names=_t(raw.get("subjectAltNames")),
+        sni=str(raw.get("sni") or ""),
+        insecure_skip_verify=bool(raw.get("insecureSkipVerify")),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +233,7 @@ class AuthorizationPolicy:
     selector: Labels | None
     action: str = "ALLOW"
     rules: tuple[AuthzRule, ...] = ()
+    dry_run: bool = False  # annotation istio.io/dry-run: "true" -> shadow rules only
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +284,28 @@ def read_jwks_uri(uri: str) -> str:
         return f.read()
 
 
+def jwks_uri_target(uri: str, hosts: Mapping[str, object], namespace: str) -> tuple[str, int] | None:
+    """(service host, port) when an http(s) jwksUri names a mesh service (a short name resolves in the
+    policy's namespace); None otherwise. istiod sends those through the service's cluster (remote_jwks)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    host = parts.hostname
+    for candidate in (host, f"{host}.{namespace}.svc.cluster.local" if "." not in host else host):
+        if candidate in hosts:
+            return candidate, port
+    return None
+
+
+# http(s) jwksUri outside the mesh: fetched by the control plane at apply time (xds.model.jwks_fetch) and
+# inlined as local_jwks, like istiod's "istiod fetches" mode. uri -> JWKS text of the latest fetch.
+FETCHED_JWKS: dict[str, str] = {}
+
+
 def _jwt_rule(raw: dict[str, Any]) -> JwtRule:
     uri = str(raw.get("jwksUri") or "")
     jwks = str(raw.get("jwks") or "")
@@ -245,6 +314,8 @@ def _jwt_rule(raw: dict[str, Any]) -> JwtRule:
             jwks = read_jwks_uri(uri)
         except OSError:
             jwks = ""  # reported by validation
+    elif not jwks and uri:
+        jwks = FETCHED_JWKS.get(uri, "")  # empty for in-mesh URIs: remote_jwks through the mesh cluster
     return JwtRule(
         issuer=str(raw.get("issuer") or ""),
         audiences=_t(raw.get("audiences")),
@@ -314,7 +385,10 @@ def parse_policy(res: CarriedResource) -> PeerAuthentication | AuthorizationPoli
             )
             for r in spec.get("rules") or ()
         )
-        return AuthorizationPolicy(res.meta, _selector(spec), str(spec.get("action") or "ALLOW"), rules)
+        dry_run = dict(res.annotations).get(DRY_RUN_ANNOTATION, "").strip().lower() in ("true", "1", "t")
+        return AuthorizationPolicy(
+            res.meta, _selector(spec), str(spec.get("action") or "ALLOW"), rules, dry_run
+        )
     if kind == "RequestAuthentication":
         rules_raw = spec.get("jwtRules") or ()
         return RequestAuthentication(res.meta, _selector(spec), tuple(_jwt_rule(r) for r in rules_raw))

@@ -11,9 +11,10 @@ from typing import Any
 
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.gateway import GATEWAY_SPECS
+from xds.model.jwks_fetch import FetchResult, fetch_jwks
 from xds.model.mesh import MeshConfig
 from xds.model.resources import CarriedResource
-from xds.model.security import read_jwks_uri
+from xds.model.security import ClientTLS, jwks_uri_target, read_jwks_uri, security_policies
 
 # `when` keys translated (istio-mapping.md §8); request.auth.claims[...] is checked separately
 WHEN_KEYS = {
@@ -138,7 +139,24 @@ def _check_jwks(res: CarriedResource, text: str, where: str) -> list[Diagnostic]
     return []
 
 
-def _check_authn(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]:
+def _remote_jwks_uris(config: MeshConfig) -> list[str]:
+    """http(s) jwksUris that do not name a mesh service: the control plane fetches them."""
+    out: list[str] = []
+    for res in config.carried:
+        if res.meta.kind != "RequestAuthentication":
+            continue
+        for rule in json.loads(res.spec_json).get("jwtRules") or ():
+            uri = str(rule.get("jwksUri") or "")
+            if rule.get("jwks") or not uri.startswith(("http://", "https://")):
+                continue
+            if jwks_uri_target(uri, config.service_by_host, res.meta.namespace) is None:
+                out.append(uri)
+    return out
+
+
+def _check_authn(
+    res: CarriedResource, spec: dict[str, Any], fetched: dict[str, FetchResult] | None = None
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for key in ("targetRef", "targetRefs"):
         if spec.get(key) is not None:
@@ -160,8 +178,19 @@ def _check_authn(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]
         elif jwks:
             out += _check_jwks(res, jwks, f"{where}.jwks")
         elif uri:
-            if not str(uri).startswith("file://"):
-                msg = f"{uri!r}: remote JWKS fetching is not supported; inline it (jwks) or use file:///path"
+            got = (fetched or {}).get(str(uri))
+            if str(uri).startswith(("http://", "https://")):
+                if got is not None and got.error and not got.stale:
+                    msg = f"cannot fetch the JWKS from {uri}: {got.error}"
+                    out.append(_diag(res, f"{where}.jwksUri", msg, "unreachable"))
+                elif got is not None:
+                    if got.stale:
+                        msg = f"cannot refresh the JWKS from {uri} ({got.error}); keeping the previous copy"
+                        out.append(_diag(res, f"{where}.jwksUri", msg, "unreachable", warn=True))
+                    out += _check_jwks(res, got.text, f"{where}.jwksUri")
+                # else: a mesh service; its proxy fetches it through the service's cluster (remote_jwks)
+            elif not str(uri).startswith("file://"):
+                msg = f"{uri!r}: expected an http://, https:// or file:// URI"
                 out.append(_diag(res, f"{where}.jwksUri", msg, "unsupported"))
             else:
                 try:
@@ -172,7 +201,7 @@ def _check_authn(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]
                 else:
                     out += _check_jwks(res, text, f"{where}.jwksUri")
         else:
-            out.append(_diag(res, where, "needs jwks (inline) or jwksUri (file://)", "required"))
+            out.append(_diag(res, where, "needs jwks (inline) or jwksUri", "required"))
         for j, h in enumerate(rule.get("fromHeaders") or ()):
             if not h.get("name"):
                 out.append(
@@ -234,6 +263,51 @@ def _check_gateway(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnosti
     return out
 
 
+def _tls_problems(tls: ClientTLS, where: str) -> list[tuple[str, str, str]]:
+    """(field, message, code) of one DestinationRule tls block: files must be readable; MUTUAL needs a
+    client certificate and key; ISTIO_MUTUAL uses the mesh certificates, not files."""
+    out: list[tuple[str, str, str]] = []
+    files = {
+        "clientCertificate": tls.client_certificate,
+        "privateKey": tls.private_key,
+        "caCertificates": tls.ca_certificates,
+    }
+    if tls.mode == "MUTUAL":
+        for key in ("clientCertificate", "privateKey"):
+            if not files[key]:
+                out.append((f"{where}.{key}", "required field is missing (tls.mode MUTUAL)", "required"))
+    if tls.mode in ("SIMPLE", "MUTUAL"):
+        for key, path in files.items():
+            if path and not _readable(path):
+                out.append((f"{where}.{key}", f"file {path} is not readable", "io"))
+    elif tls.mode == "ISTIO_MUTUAL":
+        for key, path in files.items():
+            if path:
+                msg = "ISTIO_MUTUAL uses the mesh certificates (SDS); certificate files are not allowed"
+                out.append((f"{where}.{key}", msg, "conflict"))
+    return out
+
+
+def check_client_tls(config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for dr in config.destination_rules:
+        places = [("spec.trafficPolicy", dr.traffic_policy)]
+        places += [(f"spec.subsets[{i}].trafficPolicy", s.traffic_policy) for i, s in enumerate(dr.subsets)]
+        for base, policy in places:
+            if policy is None:
+                continue
+            blocks = [(f"{base}.tls", policy.tls)]
+            blocks += [
+                (f"{base}.portLevelSettings[{j}].tls", pl.tls) for j, (_, pl) in enumerate(policy.port_level)
+            ]
+            for where, tls in blocks:
+                if tls is None:
+                    continue
+                for field, msg, code in _tls_problems(tls, where):
+                    out.append(Diagnostic(dr.meta.location, field, msg, Severity.ERROR, code))
+    return out
+
+
 _CHECKS = {
     "PeerAuthentication": _check_peer,
     "AuthorizationPolicy": _check_authz,
@@ -246,12 +320,17 @@ def check_security(config: MeshConfig) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     namespace_wide: dict[str, CarriedResource] = {}
     gateway_refs: set[str] = set()
+    out += check_client_tls(config)
+    remote = _remote_jwks_uris(config)
+    fetched = {r.uri: r for r in fetch_jwks(remote)} if remote else {}
+    if remote:
+        security_policies.cache_clear()  # translation must see the JWKS just fetched
     for res in config.carried:
         check = _CHECKS.get(res.meta.kind)
         if check is None:
             continue
         spec = json.loads(res.spec_json)
-        out += check(res, spec)
+        out += _check_authn(res, spec, fetched) if check is _check_authn else check(res, spec)
         if res.meta.kind == "PeerAuthentication" and not (spec.get("selector") or {}).get("matchLabels"):
             first = namespace_wide.setdefault(res.meta.namespace, res)
             if first is not res:

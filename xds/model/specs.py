@@ -20,11 +20,11 @@ from xds.model.schema import (
     Str,
     UInt,
 )
-from xds.model.security import SECURITY_SPECS
+from xds.model.security import CLIENT_TLS, SECURITY_SPECS
 
 NO = False  # readability: F(spec, NO) = accepted but not translated yet
 NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
-PER_PROXY = "per-proxy source filtering is not implemented"
+PER_PROXY = "matching on the client's source subnet is not implemented"
 
 STRING_MATCH = Obj({"exact": F(Str), "prefix": F(Str), "regex": F(Str)}, one_of=("exact", "prefix", "regex"))
 LABELS = MapOf(Str)
@@ -44,12 +44,12 @@ HTTP_MATCH = Obj(
         "authority": F(STRING_MATCH),
         "headers": F(MapOf(STRING_MATCH)),
         "port": F(Port),
-        "sourceLabels": F(LABELS, NO, PER_PROXY),
+        "sourceLabels": F(LABELS),
         "gateways": F(ListOf(Str), NO, "per-gateway filtering inside a match is not implemented"),
         "queryParams": F(MapOf(STRING_MATCH)),
         "ignoreUriCase": F(Bool),
         "withoutHeaders": F(MapOf(STRING_MATCH)),
-        "sourceNamespace": F(Str, NO, PER_PROXY),
+        "sourceNamespace": F(Str),
         "statPrefix": F(Str, NO, "Route.stat_prefix is not emitted"),
     }
 )
@@ -143,9 +143,9 @@ HTTP_ROUTE = Obj(
 L4_MATCH_FIELDS = {
     "destinationSubnets": F(ListOf(Str), NO, NOT_L4),
     "port": F(Port),
-    "sourceLabels": F(LABELS, NO, PER_PROXY),
+    "sourceLabels": F(LABELS),
     "gateways": F(ListOf(Str), NO, "per-gateway filtering inside a match is not implemented"),
-    "sourceNamespace": F(Str, NO, PER_PROXY),
+    "sourceNamespace": F(Str),
     "sourceSubnet": F(Str, NO, PER_PROXY),
 }
 L4_DESTINATION = Obj({"destination": F(DESTINATION), "weight": F(Int)})
@@ -221,7 +221,7 @@ CONSISTENT_HASH = Obj(
                     "name": F(Str),
                     "path": F(Str),
                     "ttl": F(Duration),
-                    "attributes": F(ListOf(AnyMap), NO, "cookie attributes are not emitted"),
+                    "attributes": F(ListOf(Obj({"name": F(Str), "value": F(Str)}))),
                 }
             )
         ),
@@ -233,14 +233,14 @@ CONSISTENT_HASH = Obj(
     },
     one_of=("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName"),
 )
-NO_LOCALITY = "needs the proxy's locality and per-proxy EDS priorities (not implemented)"
 LOCALITY_LB = Obj(
     {
-        "enabled": F(Bool, NO, NO_LOCALITY),
-        "distribute": F(ListOf(AnyMap), NO, NO_LOCALITY),
-        "failover": F(ListOf(AnyMap), NO, NO_LOCALITY),
-        "failoverPriority": F(ListOf(Str), NO, NO_LOCALITY),
-    }
+        "enabled": F(Bool),
+        "distribute": F(ListOf(Obj({"from": F(Str), "to": F(MapOf(UInt))}))),
+        "failover": F(ListOf(Obj({"from": F(Str), "to": F(Str)}))),
+        "failoverPriority": F(ListOf(Str)),
+    },
+    one_of=("distribute", "failover"),
 )
 LOAD_BALANCER = Obj(
     {
@@ -256,7 +256,7 @@ _POLICY_FIELDS = {
     "loadBalancer": F(LOAD_BALANCER),
     "connectionPool": F(CONNECTION_POOL),
     "outlierDetection": F(OUTLIER),
-    "tls": F(AnyMap, NO, "plaintext upstreams"),
+    "tls": F(CLIENT_TLS),
     "tunnel": F(AnyMap, NO, "HTTP CONNECT tunnelling is not implemented"),
     "proxyProtocol": F(AnyMap, NO, "not implemented"),
     "retryBudget": F(AnyMap, NO, "not implemented"),
@@ -280,9 +280,9 @@ WORKLOAD = Obj(
         "ports": F(MapOf(Port)),
         "labels": F(LABELS),
         "network": F(Str, NO, "single network"),
-        "locality": F(Str, NO, "endpoints are not grouped by locality (no proxy locality either)"),
+        "locality": F(Str),
         "weight": F(UInt),
-        "serviceAccount": F(Str, NO, "no workload identities (plaintext mesh)"),
+        "serviceAccount": F(Str),
     }
 )
 SERVICE_PORT = Obj(
@@ -305,8 +305,13 @@ SERVICE_ENTRY = Obj(
         "endpoints": F(ListOf(WORKLOAD)),
         "workloadSelector": F(Obj({"labels": F(LABELS)})),
         "exportTo": F(ListOf(Str)),
-        "subjectAltNames": F(ListOf(Str), NO, "no mTLS to external services"),
+        "subjectAltNames": F(ListOf(Str)),
     }
+)
+NO_CAPTURE = "Mecha never captures traffic: listeners are bound explicitly, whatever the mode"
+CAPTURE_MODE = Enum("DEFAULT", "IPTABLES", "NONE")
+SIDECAR_PORT = Obj(
+    {"number": F(Port), "protocol": F(Str), "name": F(Str), "targetPort": F(Port, NO, "not used")}
 )
 SIDECAR = Obj(
     {
@@ -317,23 +322,38 @@ SIDECAR = Obj(
                     {
                         "hosts": F(ListOf(Str)),
                         "port": F(
-                            AnyMap,
-                            NO,
-                            "one outbound HTTP listener per proxy: egress hosts apply to every port",
+                            SIDECAR_PORT,
+                            differs="an explicit listener bound on 127.0.0.1:<port> (no capture): apps "
+                            "send to that port; its routes hold only the listed hosts",
                         ),
-                        "bind": F(Str, NO, "listeners bind addresses from node metadata"),
-                        "captureMode": F(Str, NO, "no traffic capture"),
+                        "bind": F(Str),
+                        "captureMode": F(CAPTURE_MODE, differs=NO_CAPTURE),
                     }
                 )
             )
         ),
-        "ingress": F(ListOf(AnyMap), NO, "inbound listeners come from node metadata (apps)"),
+        "ingress": F(
+            ListOf(
+                Obj(
+                    {
+                        "port": F(SIDECAR_PORT),
+                        "bind": F(Str),
+                        "defaultEndpoint": F(Str),
+                        "captureMode": F(CAPTURE_MODE, differs=NO_CAPTURE),
+                        "tls": F(AnyMap, NO, "no TLS termination on Sidecar ingress listeners"),
+                        "connectionPool": F(AnyMap, NO, "not implemented"),
+                    }
+                )
+            )
+        ),
         "outboundTrafficPolicy": F(
             Obj(
                 {
                     "mode": F(
                         Enum("REGISTRY_ONLY", "ALLOW_ANY"),
-                        differs="unknown hosts get block_all (502): no capture, no original destination",
+                        differs="ALLOW_ANY forwards by Host header through a dynamic forward proxy "
+                        "(no capture, no original destination); without a Sidecar the default is "
+                        "REGISTRY_ONLY (istiod's mesh default is ALLOW_ANY)",
                     ),
                     "egressProxy": F(AnyMap, NO, "no passthrough traffic"),
                 }

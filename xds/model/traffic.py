@@ -131,18 +131,35 @@ class ConsistentHash:
     source_ip: bool = False
     query_parameter: str = ""
     ring_size: int | None = None  # ringHash.minimumRingSize / deprecated minimumRingSize
+    cookie_attributes: tuple[tuple[str, str], ...] = ()  # httpCookie.attributes (name, value)
     maglev_table_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LocalityLb:
     enabled: bool | None = None
+    distribute: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()  # (from, ((to, weight), ...))
+    failover: tuple[tuple[str, str], ...] = ()  # (from region, to region)
+    failover_priority: tuple[str, ...] = ()  # label names, or "label=value" overrides
 
 
 @dataclass(frozen=True, slots=True)
 class EgressListener:
     hosts: tuple[str, ...]  # "ns/host" entries
     port: int | None = None
+    protocol: str = "HTTP"  # port.protocol
+    bind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IngressListener:
+    """Sidecar ingress[]: a listener on port whose traffic goes to default_endpoint (host:port or unix://)."""
+
+    port: int
+    protocol: str = "HTTP"
+    name: str = ""
+    bind: str = ""
+    default_endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,4 +167,5 @@ class Sidecar:
     meta: Meta
     workload_selector: Labels | None = None
     egress: tuple[EgressListener, ...] = ()
+    ingress: tuple[IngressListener, ...] = ()
     outbound_mode: str = ""  # outboundTrafficPolicy.mode: "" (mesh default), ALLOW_ANY, REGISTRY_ONLY

@@ -144,9 +144,11 @@ class Stack:
         ]
         for folder in self.o.extra_config_dirs:
             argv += ["--config", str(folder)]
+        # e.g. MECHA_MTLS=1 (the CA + SDS), MECHA_CERT_TTL; the CA root is kept in the state folder so a
+        # restarted control plane keeps signing with it (.mecha/ca for `mecha up`)
+        env = {"MECHA_CA_DIR": str(self.o.state_dir / "ca"), **self.o.extra_env}
         child = await self.sup.start(
-            Child("control-plane", "control-plane", argv, self.logs / "control-plane.log"),
-            env=self.o.extra_env or None,  # e.g. MECHA_MTLS=1 (the CA + SDS), MECHA_CERT_TTL
+            Child("control-plane", "control-plane", argv, self.logs / "control-plane.log"), env=env
         )
         await self._wait_http(child, f"{self.api}/readyz", deadline)
         self.report(f"[ready] control plane        API {self.api}  xDS 127.0.0.1:{self.o.xds_port}")
@@ -194,9 +196,10 @@ class Stack:
                     "--dapr-grpc-port", str(p.capabilities_grpc_port),
                     "--control-plane", self.api, "--app-port", str(app.app_port)]  # fmt: skip
             log = self.logs / f"capabilities-{p.id}.log"
-            started.append(
-                (p, await self.sup.start(Child(f"capabilities-{p.id}", "capabilities", argv, log)))
-            )
+            # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries)
+            invoke = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{p.dapr_http_port}"}
+            child = Child(f"capabilities-{p.id}", "capabilities", argv, log)
+            started.append((p, await self.sup.start(child, env=invoke)))
         # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
         budget = min(deadline, time.monotonic() + CAPABILITIES_WAIT_S)
         for p, child in started:

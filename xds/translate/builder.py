@@ -35,6 +35,7 @@ from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource
 from xds.translate.pack import Memo, field_number, repeated_field, resource
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.security.proxy import SecurityTranslator
+from xds.translate.security.upstream import any_client_tls
 from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
 
 log = logging.getLogger(__name__)
@@ -157,12 +158,12 @@ class SnapshotBuilder:
         return ts
 
     def _secure_clusters(self, config: MeshConfig, clusters: TypeSet) -> TypeSet:
-        if self.security.certs is None:
+        if self.security.certs is None and not any_client_tls(config):
             return clusters
         policies = self.security.policies(config)
         return self.memo.get(
             ("mtls-cds", clusters.version),
-            (clusters, policies, config.services),
+            (clusters, policies, config.services, config.destination_rules),
             lambda: TypeSet.of(self.security.clusters(config, list(clusters.resources.values()))),
         )
 

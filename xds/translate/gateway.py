@@ -26,12 +26,15 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.gateway import Gateway, GatewayServer, gateways
 from xds.model.mesh import MeshConfig
 from xds.model.resources import ServicePort, VirtualService
+from xds.model.security import security_policies
 from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, ROUTER
 from xds.translate.pack import encode
 from xds.translate.route import destination_port, vs_routes_bytes
+from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.proxy import TLS_INSPECTOR
+from xds.translate.security.rbac import applicable, rbac_http_filters, rbac_network_filters, tcp_warnings
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
@@ -81,11 +84,14 @@ def _intersect(server_host: str, vs_host: str) -> str | None:
     return None
 
 
-def _server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
-    """`[namespace/]host` entries of a server that a VS in vs_namespace may bind to."""
+def _server_hosts(server: GatewayServer, vs_namespace: str, gateway_namespace: str) -> list[str]:
+    """`[namespace/]host` entries of a server that a VS in vs_namespace may bind to: no namespace or `*/`
+    = any namespace, `./` = the Gateway's own namespace (istiod)."""
     out = []
     for entry in server.hosts:
         ns, _, host = entry.rpartition("/")
+        if ns == ".":
+            ns = gateway_namespace
         if ns in ("", "*") or ns == vs_namespace:
             out.append(host)
     return out
@@ -99,7 +105,7 @@ def _vhosts(servers: list[tuple[Gateway, GatewayServer]], config: MeshConfig, re
         for vs in _bound_vs(gw, config):
             routes: list[bytes] | None = None
             for vs_host in vs.hosts:
-                for server_host in _server_hosts(server, vs.meta.namespace):
+                for server_host in _server_hosts(server, vs.meta.namespace, gw.meta.namespace):
                     host = _intersect(server_host, vs_host)
                     if host is None:
                         continue
@@ -141,12 +147,12 @@ def _route_config(name: str, vhosts: list[bytes]) -> Resource:
     return Resource.make(types.ROUTE, name, header + encode(rte.RouteConfiguration, virtual_hosts=vhosts))
 
 
-def _hcm(stat_prefix: str, route_name: str) -> lis.Filter:
+def _hcm(stat_prefix: str, route_name: str, filters: list[hcm.HttpFilter]) -> lis.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
-        http_filters=[ROUTER],
+        http_filters=[*filters, ROUTER],  # RequestAuthentication + AuthorizationPolicy of the gateway
         strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
         use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
     )
@@ -220,6 +226,12 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
     routes: list[Resource] = []
     warnings: list[Diagnostic] = []
     where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
+    policies = security_policies(config.carried)
+    labels = proxy.label_map
+    http_filters = authn_http_filters(policies, proxy.namespace, labels, config)
+    http_filters += rbac_http_filters(policies, proxy.namespace, labels)
+    tcp_filters = rbac_network_filters(policies, proxy.namespace, labels)
+    tcp_used = False
     if not by_port:
         msg = "gateway mode: no Gateway names this proxy (node metadata gateways / labels): no listeners"
         warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-gateway"))
@@ -241,7 +253,7 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
                 chains.append(
                     lis.FilterChain(
                         filter_chain_match=match,
-                        filters=[_hcm(f"outbound_{name}", rds)],
+                        filters=[_hcm(f"outbound_{name}", rds, http_filters)],
                         transport_socket=_downstream_tls(server),
                     )
                 )
@@ -249,7 +261,7 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
             rds = http_route_name(port)
             redirect = all(s.tls is not None and s.tls.https_redirect for _, s in plain_http)
             routes.append(_route_config(rds, _vhosts(plain_http, config, redirect)))
-            chains.append(lis.FilterChain(filters=[_hcm(f"outbound_{name}", rds)]))
+            chains.append(lis.FilterChain(filters=[_hcm(f"outbound_{name}", rds, http_filters)]))
         elif tcp_servers:
             proxy_cfg = _tcp_cluster(tcp_servers, config)
             if proxy_cfg is None:
@@ -258,11 +270,9 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
                 warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-route"))
                 continue
             typed = AnyMsg.pack(proxy_cfg)
-            chains.append(
-                lis.FilterChain(
-                    filters=[lis.Filter(name="envoy.filters.network.tcp_proxy", typed_config=typed)]
-                )
-            )
+            tcp_proxy = lis.Filter(name="envoy.filters.network.tcp_proxy", typed_config=typed)
+            chains.append(lis.FilterChain(filters=[*tcp_filters, tcp_proxy]))
+            tcp_used = True
         listener = lis.Listener(
             name=name,
             address=socket("0.0.0.0", port),
@@ -271,4 +281,6 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
             traffic_direction=core.TrafficDirection.OUTBOUND,
         )
         listeners.append(Resource.make(types.LISTENER, name, bytes(listener)))
+    if tcp_used:  # once per proxy, not per TCP port
+        warnings += tcp_warnings(applicable(policies, proxy.namespace, labels))
     return GatewayOutput(listeners, routes, warnings)

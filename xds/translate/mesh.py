@@ -11,7 +11,7 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from xds import types
 from xds.cache.snapshot import Resource, _type_version
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Service, VirtualService
+from xds.model.resources import DestinationRule, Service, VirtualService
 from xds.translate import dapr
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
 from xds.translate.endpoint import cla_bytes, selected_endpoints
@@ -165,24 +165,19 @@ class MeshBuilder:
     def _vhost(
         self, svc: Service, config: MeshConfig, namespace: str, view: ScopedView | None = None
     ) -> list[bytes]:
-        vs = config.mesh_routes_by_host.get(svc.host)
         in_ns = svc.namespace == namespace
-        inputs = self._route_inputs(svc, config)
-        if view is not None and view.routes_by_host.get(svc.host) is not vs:
-            vs = view.routes_by_host.get(svc.host)  # exportTo hides the mesh-wide VS from this namespace
-            inputs = (svc, *_route_inputs(vs, config))
+        # exportTo may hide the mesh-wide VS, or pick another DR (hash policy), for this namespace
+        rcfg = config if view is None else view.route_config
+        vs = rcfg.mesh_routes_by_host.get(svc.host)
+        inputs = self._route_inputs(svc, config) if rcfg is config else (svc, *_route_inputs(vs, rcfg))
 
         def build() -> list[bytes]:
             out = []
             for i, port in enumerate(p for p in svc.ports if p.is_http):
-                out.append(virtual_host_bytes(svc, port, vs, config, namespace if in_ns else "", i == 0))
+                out.append(virtual_host_bytes(svc, port, vs, rcfg, namespace if in_ns else "", i == 0))
             return out
 
-        slot = (
-            ("vhost", svc.host, in_ns)
-            if vs is config.mesh_routes_by_host.get(svc.host)
-            else ("vhost", svc.host, in_ns, vs.meta.ref if vs else "")
-        )
+        slot = ("vhost", svc.host, in_ns) if rcfg is config else ("vhost", svc.host, in_ns, *_refs(inputs))
         return self.memo.get(slot, inputs, build)
 
     def outbound_vhosts(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> Blob:
@@ -208,16 +203,21 @@ class MeshBuilder:
     # ---- Dapr invoke routes ------------------------------------------------------------------------
 
     def _dapr_routes(
-        self, svc: Service, config: MeshConfig, namespace: str, grpc: bool
+        self, svc: Service, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
     ) -> tuple[bytes, bytes]:
         in_ns = svc.namespace == namespace
-        inputs = self._route_inputs(svc, config)
+        rcfg = config if view is None else view.route_config  # the VS/DR this namespace sees
+        if rcfg is config:
+            inputs = self._route_inputs(svc, config)
+        else:
+            inputs = (svc, *_route_inputs(rcfg.mesh_routes_by_host.get(svc.host), rcfg))
 
         def build() -> tuple[bytes, bytes]:
-            prefix, header = dapr.invoke_routes_bytes(svc, config, namespace if in_ns else "", grpc)
+            prefix, header = dapr.invoke_routes_bytes(svc, rcfg, namespace if in_ns else "", grpc)
             return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
 
-        return self.memo.get(("dapr", svc.host, in_ns, grpc), inputs, build)
+        slot = ("dapr", svc.host, in_ns, grpc) + (() if rcfg is config else _refs(inputs))
+        return self.memo.get(slot, inputs, build)
 
     def dapr_routes(
         self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
@@ -233,7 +233,7 @@ class MeshBuilder:
         self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
     ) -> Blob:
         services = config.services if view is None else view.services
-        pairs = [self._dapr_routes(svc, config, namespace, grpc) for svc in services]
+        pairs = [self._dapr_routes(svc, config, namespace, grpc, view) for svc in services]
 
         def build() -> Blob:
             body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
@@ -241,6 +241,11 @@ class MeshBuilder:
 
         slot = ("dapr-routes", namespace, grpc) if view is None else ("dapr-routes", *view.scope.key, grpc)
         return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
+
+
+def _refs(inputs: tuple[object, ...]) -> tuple[str, ...]:
+    """Names of the VirtualServices and DestinationRules among memo inputs: a slot per distinct choice."""
+    return tuple(x.meta.ref for x in inputs if isinstance(x, VirtualService | DestinationRule))
 
 
 def route_config_resource(name: str, vhosts: Blob) -> Resource:

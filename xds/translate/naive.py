@@ -82,10 +82,11 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
     out: list[Resource] = []
     if proxy.outbound_port is not None:
         vhosts = []
+        rcfg = view.route_config
         for svc in view.services:
-            vs = view.routes_by_host.get(svc.host)
+            vs = rcfg.mesh_routes_by_host.get(svc.host)
             for i, port in enumerate(p for p in svc.ports if p.is_http):
-                vhosts.append(virtual_host(svc, port, vs, config, ns, i == 0))
+                vhosts.append(virtual_host(svc, port, vs, rcfg, ns, i == 0))
         vhosts.append(block_all_vhost())
         name = outbound_route_name(proxy)
         rc = rte.RouteConfiguration(
@@ -102,7 +103,7 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
     ):
         if port is None:
             continue
-        per_service = [dapr.invoke_routes(svc, config, ns, grpc) for svc in view.services]
+        per_service = [dapr.invoke_routes(svc, view.route_config, ns, grpc) for svc in view.services]
         routes = [r for prefix, _ in per_service for r in prefix]
         routes += [r for _, header in per_service for r in header]
         if cap:

@@ -25,10 +25,11 @@ from xds.model.resources import (
     Service,
     ServicePort,
     StringMatch,
+    TrafficPolicy,
     VirtualService,
 )
+from xds.model.traffic import ConsistentHash
 from xds.translate import traffic
-from xds.translate.cluster import effective_policy
 from xds.translate.common import outbound_cluster_name
 from xds.translate.pack import compose, encode
 from xds.validate.checks import is_catch_all
@@ -148,16 +149,38 @@ def normalised_weights(route: HTTPRoute) -> list[int]:
     return [w or 0 for w in weights]
 
 
+def destination_hash(rule: DestinationRule | None, dest: Destination) -> ConsistentHash | None:
+    """istiod hashForHTTPDestination: subset portLevelSettings > subset > DR portLevelSettings > DR, each
+    looked at for its consistentHash only; port-level settings match the destination's explicit port."""
+    if rule is None:
+        return None
+
+    def at_port(policy: TrafficPolicy | None) -> ConsistentHash | None:
+        found = policy.for_port(dest.port) if policy is not None and dest.port is not None else None
+        return found.consistent_hash if found is not None else None
+
+    top = rule.traffic_policy
+    subset = rule.subset(dest.subset) if dest.subset else None
+    sub = subset.traffic_policy if subset is not None else None
+    for candidate in (at_port(sub), sub.consistent_hash if sub is not None else None, at_port(top)):
+        if candidate is not None:
+            return candidate
+    return top.consistent_hash if top is not None else None
+
+
 def hash_policy_for(
     route: HTTPRoute, config: MeshConfig, listener_port: int
 ) -> list[rte.RouteActionHashPolicy]:
-    """The destination's DestinationRule consistentHash (single destination only, as istiod does)."""
-    if len(route.route) != 1:
-        return []
-    dest = route.route[0].destination
-    rule = config.rule_by_host.get(dest.host)
-    policy = effective_policy(rule, dest.subset, destination_port(dest, config, listener_port))
-    return traffic.hash_policies(policy.consistent_hash if policy is not None else None)
+    """istiod: each destination (weight-0 ones of a weighted route skipped) appends its DestinationRule's
+    consistentHash, in order; config.rule_by_host is the DR the proxy's namespace sees."""
+    weighted = len(route.route) > 1
+    out: list[rte.RouteActionHashPolicy] = []
+    for d, w in zip(route.route, normalised_weights(route), strict=True):
+        if weighted and w <= 0:
+            continue
+        dest = d.destination
+        out += traffic.hash_policies(destination_hash(config.rule_by_host.get(dest.host), dest))
+    return out
 
 
 def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
@@ -171,7 +194,8 @@ def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
     if len(route.route) == 1:
         if route.route[0].headers and traffic.host_rewrite(route.route[0].headers.request):
             return True
-        rule = config.rule_by_host.get(route.route[0].destination.host)
+    for d in route.route:
+        rule = config.rule_by_host.get(d.destination.host)
         if rule is not None and _uses_hash(rule):
             return True
     return False
@@ -231,8 +255,9 @@ def route_action(
         for m in route.mirrors
     ]
     action.hash_policy = hash_policy_for(route, config, listener_port)
-    if action.hash_policy and action.retry_policy is not None:
-        action.retry_policy.retry_host_predicate = []  # istiod: no previous_hosts with consistent hash
+    if len(route.route) == 1 and action.hash_policy and action.retry_policy is not None:
+        # istiod: no previous_hosts with consistent hash (it only looks at single-destination routes)
+        action.retry_policy.retry_host_predicate = []
     return action
 
 
@@ -352,6 +377,8 @@ def _merge_match(root: HTTPMatch, child: HTTPMatch) -> HTTPMatch:
         ignore_uri_case=child.ignore_uri_case or root.ignore_uri_case,
         port=child.port or root.port,
         name=child.name or root.name,
+        source_labels=child.source_labels or root.source_labels,
+        source_namespace=child.source_namespace or root.source_namespace,
     )
 
 

@@ -5,7 +5,7 @@ fewer clusters, endpoints and virtual hosts pushed to that proxy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from xds.model.mesh import MeshConfig
@@ -135,11 +135,30 @@ class ScopedView:
         return tuple(s for s in visible if s.host in chosen)
 
     @cached_property
+    def route_config(self) -> MeshConfig:
+        """The config as route translation sees it from this scope: the VirtualService and DestinationRule
+        per host that exportTo and the namespace pick (hash policies, Dapr invoke routes). The mesh-wide
+        config itself when both choices are the mesh-wide ones, so the shared resources stay shared."""
+        config = self.config
+        rules = {h: r for h in {dr.host for dr in config.destination_rules} if (r := self.rule_for(h))}
+        routes = self.routes_by_host
+        if _same_choice(routes, config.mesh_routes_by_host) and _same_choice(rules, config.rule_by_host):
+            return config
+        scoped = replace(config)  # same tuples; the two cached lookups are the scope's
+        scoped.__dict__["mesh_routes_by_host"] = routes
+        scoped.__dict__["rule_by_host"] = rules
+        return scoped
+
+    @cached_property
     def is_whole_mesh(self) -> bool:
         """True when this scope sees exactly the mesh-wide resources (they can be shared as they are)."""
         return len(self.services) == len(self.config.services) and all(
             self.rule_for(s.host) is self.config.rule_by_host.get(s.host) for s in self.services
         )
+
+
+def _same_choice(a: dict[str, object], b: dict[str, object]) -> bool:
+    return len(a) == len(b) and all(b.get(k) is v for k, v in a.items())
 
 
 def destination_hosts(vs: VirtualService, config: MeshConfig) -> set[str]:

@@ -149,7 +149,14 @@ def hash_policies(ch: ConsistentHash | None) -> list[rte.RouteActionHashPolicy]:
     if ch.header:
         return [rte.RouteActionHashPolicy(header=rte.RouteActionHashPolicyHeader(header_name=ch.header))]
     if ch.cookie:
-        cookie = rte.RouteActionHashPolicyCookie(name=ch.cookie, ttl=ch.cookie_ttl, path=ch.cookie_path)
+        cookie = rte.RouteActionHashPolicyCookie(
+            name=ch.cookie,
+            ttl=ch.cookie_ttl,
+            path=ch.cookie_path,
+            attributes=[
+                rte.RouteActionHashPolicyCookieAttribute(name=n, value=v) for n, v in ch.cookie_attributes
+            ],
+        )
         return [rte.RouteActionHashPolicy(cookie=cookie)]
     if ch.source_ip:
         props = rte.RouteActionHashPolicyConnectionProperties(source_ip=True)

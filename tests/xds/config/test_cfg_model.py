@@ -99,13 +99,13 @@ def test_unsupported_fields_warn_and_are_not_errors() -> None:
     result = compile_text(
         vs(
             "  - route: [{destination: {host: reviews}}]\n    fault: {abort: {httpStatus: 500, percent: 5}}\n"
-            "    match: [{sourceLabels: {app: x}}]"
+            "    match: [{statPrefix: x, sourceLabels: {app: x}}]"
         )
     )
     assert result.ok
     assert {(d.field, d.code) for d in warnings(result)} == {
         ("spec.http[0].fault.abort.percent", "unsupported"),
-        ("spec.http[0].match[0].sourceLabels", "unsupported"),
+        ("spec.http[0].match[0].statPrefix", "unsupported"),
     }
     assert all("not supported yet" in d.message for d in warnings(result))
 
@@ -114,7 +114,8 @@ def test_honoured_field_record() -> None:
     fields = honoured_fields("VirtualService")
     assert fields["spec.http[].route[].weight"] is True
     assert fields["spec.http[].fault"] is True
-    assert fields["spec.http[].match[].sourceLabels"] is False
+    assert fields["spec.http[].match[].sourceLabels"] is True  # per-proxy route filtering
+    assert fields["spec.http[].match[].gateways"] is False
     assert fields["spec.tcp[].route[].destination.host"] is True
     assert "spec.http[].match[].sourceLabels.x" not in fields
     assert honoured_fields("DestinationRule")["spec.trafficPolicy.outlierDetection.consecutive5xxErrors"]

@@ -8,6 +8,8 @@ metadata (`istio_authn`: request.auth.principal = iss/sub, audiences, presenter,
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn import v3 as jwt
@@ -16,8 +18,10 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager i
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 from envoy_data_plane.google.protobuf import Empty
 
+from xds.model.mesh import MeshConfig
 from xds.model.resources import Labels
-from xds.model.security import JwtRule, SecurityPolicies, selects
+from xds.model.security import JwtRule, SecurityPolicies, jwks_uri_target, selects
+from xds.translate.common import outbound_cluster_name
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 AUTHN_FILTER = "istio_authn"
@@ -64,11 +68,28 @@ def jwt_rules_for(
     return sorted(rules, key=lambda r: r.issuer)
 
 
-def provider(rule: JwtRule) -> jwt.JwtProvider:
+REMOTE_JWKS_TIMEOUT = timedelta(seconds=5)  # istiod defaults
+REMOTE_JWKS_CACHE = timedelta(seconds=300)
+
+
+def remote_jwks(rule: JwtRule, target: tuple[str, int]) -> jwt.RemoteJwks:
+    """istiod: a jwksUri naming a mesh service is fetched by the proxy through that service's cluster."""
+    host, port = target
+    return jwt.RemoteJwks(
+        http_uri=core.HttpUri(
+            uri=rule.jwks_uri, cluster=outbound_cluster_name(port, "", host), timeout=REMOTE_JWKS_TIMEOUT
+        ),
+        cache_duration=REMOTE_JWKS_CACHE,
+    )
+
+
+def provider(rule: JwtRule, target: tuple[str, int] | None = None) -> jwt.JwtProvider:
+    """target: the mesh service (host, port) that rule.jwks_uri names, if any."""
     return jwt.JwtProvider(
         issuer=rule.issuer,
         audiences=list(rule.audiences),
-        local_jwks=core.DataSource(inline_string=rule.jwks),
+        local_jwks=core.DataSource(inline_string=rule.jwks) if target is None else None,
+        remote_jwks=remote_jwks(rule, target) if target is not None else None,
         forward=rule.forward_original_token,
         from_headers=[jwt.JwtHeader(name=n, value_prefix=p) for n, p in rule.from_headers],
         from_params=list(rule.from_params),
@@ -103,23 +124,36 @@ def _requirement(names: list[str]) -> jwt.JwtRequirement:
     return jwt.JwtRequirement(requires_any=jwt.JwtRequirementOrList(requirements=options))
 
 
-def jwt_authentication(rules: list[JwtRule]) -> jwt.JwtAuthentication:
+def _target(rule: JwtRule, config: MeshConfig | None, namespace: str) -> tuple[str, int] | None:
+    if config is None or rule.jwks or not rule.jwks_uri:
+        return None
+    return jwks_uri_target(rule.jwks_uri, config.service_by_host, namespace)
+
+
+def jwt_authentication(
+    rules: list[JwtRule], config: MeshConfig | None = None, namespace: str = ""
+) -> jwt.JwtAuthentication:
     names = [f"origins-{i}" for i in range(len(rules))]
     return jwt.JwtAuthentication(
-        providers={n: provider(r) for n, r in zip(names, rules, strict=True)},
+        providers={n: provider(r, _target(r, config, namespace)) for n, r in zip(names, rules, strict=True)},
         rules=[jwt.RequirementRule(match=rte.RouteMatch(prefix="/"), requires=_requirement(names))],
         bypass_cors_preflight=True,
     )
 
 
 def authn_http_filters(
-    policies: SecurityPolicies, namespace: str, labels: Labels | dict[str, str]
+    policies: SecurityPolicies,
+    namespace: str,
+    labels: Labels | dict[str, str],
+    config: MeshConfig | None = None,
 ) -> list[hcm.HttpFilter]:
+    """config: to send a jwksUri that names a mesh service through its cluster (else inlined JWKS)."""
     rules = jwt_rules_for(policies, namespace, labels)
     if not rules:
         return []
+    authn = jwt_authentication(rules, config, namespace)
     return [
-        hcm.HttpFilter(name=JWT_FILTER, typed_config=AnyMsg.pack(jwt_authentication(rules))),
+        hcm.HttpFilter(name=JWT_FILTER, typed_config=AnyMsg.pack(authn)),
         hcm.HttpFilter(
             name=AUTHN_FILTER,
             typed_config=AnyMsg.pack(lua.Lua(default_source_code=core.DataSource(inline_string=AUTHN_LUA))),

@@ -139,8 +139,12 @@ def downstream_transport_socket() -> core.TransportSocket:
     return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
 
 
-def upstream_transport_socket(port: int, subset: str, host: str, sans: list[str]) -> core.TransportSocket:
-    ctx = tls.UpstreamTlsContext(common_tls_context=_common(ALPN_IN_MESH, sans), sni=sni(port, subset, host))
+def upstream_transport_socket(
+    port: int, subset: str, host: str, sans: list[str], sni_name: str = ""
+) -> core.TransportSocket:
+    ctx = tls.UpstreamTlsContext(
+        common_tls_context=_common(ALPN_IN_MESH, sans), sni=sni_name or sni(port, subset, host)
+    )
     return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
 
 

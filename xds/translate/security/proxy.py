@@ -14,6 +14,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager i
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds import types
+from xds.ca.authority import DEFAULT_TRUST_DOMAIN
 from xds.ca.workload import WorkloadCertificates
 from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
@@ -22,7 +23,7 @@ from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, socket
 from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name
 from xds.translate.pack import Memo, field_bytes, field_number
-from xds.translate.security import mtls
+from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.rbac import rbac_http_filters
 
@@ -95,7 +96,7 @@ class SecurityTranslator:
                     continue
                 labels = app.label_map
                 mode = mtls.peer_mode(policies, app.namespace, labels, app.inbound_port)
-                filters = authn_http_filters(policies, app.namespace, labels)
+                filters = authn_http_filters(policies, app.namespace, labels, config)
                 filters += rbac_http_filters(policies, app.namespace, labels)
                 if not tls_available and mode != mtls.STRICT and not filters:
                     continue
@@ -103,14 +104,16 @@ class SecurityTranslator:
                 replaced[listener.name] = Resource.make(types.LISTENER, listener.name, bytes(listener))
             return [replaced.get(r.name, r) for r in plain]
 
-        return self.memo.get(("sec-lds", proxy.id), (proxy, policies, tls_available, *plain), build)
+        inputs = (proxy, policies, tls_available, config.services, *plain)
+        return self.memo.get(("sec-lds", proxy.id), inputs, build)
 
-    # ---- CDS (auto-mTLS) ------------------------------------------------------------------------------
+    # ---- CDS (DestinationRule tls, auto-mTLS) ----------------------------------------------------------
     def clusters(self, config: MeshConfig, clusters: list[Resource]) -> list[Resource]:
-        if self.certs is None:
+        if self.certs is None and not upstream.any_client_tls(config):
             return clusters
         policies = self.policies(config)
-        td = self.certs.trust_domain
+        td = self.certs.trust_domain if self.certs is not None else DEFAULT_TRUST_DOMAIN
+        auto = self.certs is not None
         out: list[Resource] = []
         for r in clusters:
             direction, port_s, subset, host = [*r.name.split("|"), "", "", ""][:4]
@@ -123,22 +126,31 @@ class SecurityTranslator:
             if svc is None or port is None:
                 out.append(r)
                 continue
+            rule = config.rule_by_host.get(svc.host)
             out.append(
                 self.memo.get(
                     ("mtls-cluster", r.name),
-                    (r, svc, policies, td),
-                    lambda r=r, svc=svc, port=port, subset=subset: self._secure(
-                        r, svc, port, subset, policies, td
+                    (r, svc, policies, td, rule, auto),
+                    lambda r=r, svc=svc, port=port, subset=subset, rule=rule: self._secure(
+                        r, svc, port, subset, policies, td, rule, auto
                     ),
                 )
             )
         return out
 
     @staticmethod
-    def _secure(r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str) -> Resource:  # type: ignore[no-untyped-def]
-        if not mtls.service_uses_mtls(svc, port, policies):
+    def _secure(  # type: ignore[no-untyped-def]
+        r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str, rule, auto: bool
+    ) -> Resource:
+        settings = upstream.effective_tls(rule, subset, port.number)
+        if settings is not None:  # an explicit DestinationRule tls wins over auto-mTLS
+            sock = upstream.transport_socket(settings, svc, port.number, subset, td)
+        elif auto and mtls.service_uses_mtls(svc, port, policies):
+            sock = mtls.upstream_transport_socket(port.number, subset, svc.host, upstream.mesh_sans(svc, td))
+        else:
+            sock = None
+        if sock is None:
             return r
-        sock = mtls.upstream_transport_socket(port.number, subset, svc.host, mtls.service_sans(svc, td))
         return Resource.make(types.CLUSTER, r.name, r.body + field_bytes(_TRANSPORT_SOCKET, bytes(sock)))
 
     # ---- SDS -------------------------------------------------------------------------------------------

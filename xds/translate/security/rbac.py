@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from envoy_data_plane.envoy.config.core import v3 as core
+from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.rbac import v3 as rbac
 from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.extensions.filters.http.rbac import v3 as http_rbac
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.envoy.extensions.filters.network.rbac import v3 as net_rbac
 from envoy_data_plane.envoy.type.matcher import v3 as m
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
+from xds.diagnostics import Diagnostic, Severity
 from xds.model.resources import Labels
 from xds.model.security import (
     AuthorizationPolicy,
@@ -257,24 +261,113 @@ def policies_of(p: AuthorizationPolicy) -> dict[str, rbac.Policy]:
 
 
 _ACTIONS = (("AUDIT", rbac.RbacAction.LOG), ("DENY", rbac.RbacAction.DENY), ("ALLOW", rbac.RbacAction.ALLOW))
+DENY_SHADOW_PREFIX = "istio_dry_run_deny_"
+TCP_RBAC_FILTER = "envoy.filters.network.rbac"
+TCP_STAT_PREFIX = "tcp."  # istiod RBACTCPFilterStatPrefix
 
 
-def rbac_configs(policies: list[AuthorizationPolicy]) -> list[http_rbac.Rbac]:
-    """One RBAC config per action present, in istiod's order (AUDIT, DENY, ALLOW)."""
-    out: list[http_rbac.Rbac] = []
+def _shadow_prefix(shadow: rbac.Rbac | None) -> str:
+    """istiod shadowRuleStatPrefix: by the shadow rules' action (no shadow rules reads as ALLOW)."""
+    action = shadow.action if shadow is not None else rbac.RbacAction.ALLOW
+    return {rbac.RbacAction.ALLOW: SHADOW_PREFIX, rbac.RbacAction.DENY: DENY_SHADOW_PREFIX}.get(action, "")
+
+
+# ---- TCP: HTTP-only fields (istiod Model.Generate(forTCP)) ---------------------------------------------
+
+_HTTP_ONLY_CONDITIONS = ("request.headers", "request.auth.")
+
+
+def http_only_fields(rule: AuthzRule) -> list[str]:
+    """The fields of a rule that only HTTP can evaluate (they make no sense on a TCP filter chain)."""
+    found: list[str] = []
+    for op in rule.operations:
+        for name in ("hosts", "not_hosts", "methods", "not_methods", "paths", "not_paths"):
+            if getattr(op, name):
+                found.append(_camel(name))
+    for src in rule.sources:
+        for name in ("request_principals", "not_request_principals"):
+            if getattr(src, name):
+                found.append(_camel(name))
+    found += [f"when {c.key}" for c in rule.conditions if c.key.startswith(_HTTP_ONLY_CONDITIONS)]
+    return list(dict.fromkeys(found))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def tcp_rule(rule: AuthzRule, action: str) -> AuthzRule | None:
+    """istiod: an ALLOW rule using HTTP-only fields is dropped (a narrower allow); a DENY/AUDIT rule keeps
+    its other fields (a wider deny)."""
+    if not http_only_fields(rule):
+        return rule
+    if action == "ALLOW":
+        return None
+    return AuthzRule(
+        sources=tuple(replace(s, request_principals=(), not_request_principals=()) for s in rule.sources),
+        operations=tuple(
+            replace(o, hosts=(), not_hosts=(), methods=(), not_methods=(), paths=(), not_paths=())
+            for o in rule.operations
+        ),
+        conditions=tuple(c for c in rule.conditions if not c.key.startswith(_HTTP_ONLY_CONDITIONS)),
+    )
+
+
+def policies_for_tcp(p: AuthorizationPolicy) -> dict[str, rbac.Policy]:
+    if not p.rules:
+        return {policy_name(p, 0): MATCH_NEVER}
+    out: dict[str, rbac.Policy] = {}
+    for i, r in enumerate(p.rules):
+        kept = tcp_rule(r, p.action)
+        if kept is not None:
+            out[policy_name(p, i)] = rule_policy(kept)
+    return out
+
+
+def _rule_sets(
+    policies: list[AuthorizationPolicy], for_tcp: bool
+) -> list[tuple[rbac.Rbac | None, rbac.Rbac | None]]:
+    """(enforced rules, shadow rules) per action present, in istiod's order (AUDIT, DENY, ALLOW).
+    Policies annotated istio.io/dry-run: "true" only go to the shadow rules (evaluated, counted, not
+    enforced)."""
+    out: list[tuple[rbac.Rbac | None, rbac.Rbac | None]] = []
+    generate = policies_for_tcp if for_tcp else policies_of
     for action, envoy_action in _ACTIONS:
         chosen = [p for p in policies if p.action == action]
         if not chosen:
             continue
-        merged: dict[str, rbac.Policy] = {}
-        for p in chosen:
-            merged.update(policies_of(p))
-        out.append(
-            http_rbac.Rbac(
-                rules=rbac.Rbac(action=envoy_action, policies=merged), shadow_rules_stat_prefix=SHADOW_PREFIX
-            )
-        )
+        enforced = [p for p in chosen if not p.dry_run]
+        shadow = [p for p in chosen if p.dry_run]
+        sets: list[rbac.Rbac | None] = []
+        for group in (enforced, shadow):
+            merged: dict[str, rbac.Policy] = {}
+            for p in group:
+                merged.update(generate(p))
+            sets.append(rbac.Rbac(action=envoy_action, policies=merged) if group else None)
+        out.append((sets[0], sets[1]))
     return out
+
+
+def rbac_configs(policies: list[AuthorizationPolicy]) -> list[http_rbac.Rbac]:
+    """One HTTP RBAC config per action present, in istiod's order (AUDIT, DENY, ALLOW)."""
+    return [
+        http_rbac.Rbac(rules=rules, shadow_rules=shadow, shadow_rules_stat_prefix=_shadow_prefix(shadow))
+        for rules, shadow in _rule_sets(policies, for_tcp=False)
+    ]
+
+
+def tcp_rbac_configs(policies: list[AuthorizationPolicy]) -> list[net_rbac.Rbac]:
+    """The same for a TCP filter chain (envoy.filters.network.rbac), HTTP-only fields removed."""
+    return [
+        net_rbac.Rbac(
+            rules=rules,
+            shadow_rules=shadow,
+            stat_prefix=TCP_STAT_PREFIX,
+            shadow_rules_stat_prefix=_shadow_prefix(shadow),
+        )
+        for rules, shadow in _rule_sets(policies, for_tcp=True)
+    ]
 
 
 def applicable(
@@ -290,3 +383,30 @@ def rbac_http_filters(
         hcm.HttpFilter(name=RBAC_FILTER, typed_config=AnyMsg.pack(cfg))
         for cfg in rbac_configs(applicable(policies, namespace, labels))
     ]
+
+
+def rbac_network_filters(
+    policies: SecurityPolicies, namespace: str, labels: Labels | dict[str, str]
+) -> list[lis.Filter]:
+    """Network RBAC filters for a TCP filter chain (placed before tcp_proxy)."""
+    return [
+        lis.Filter(name=TCP_RBAC_FILTER, typed_config=AnyMsg.pack(cfg))
+        for cfg in tcp_rbac_configs(applicable(policies, namespace, labels))
+    ]
+
+
+def tcp_warnings(policies: list[AuthorizationPolicy]) -> list[Diagnostic]:
+    """One warning per rule that a TCP filter chain cannot honour as written."""
+    out: list[Diagnostic] = []
+    for p in policies:
+        for i, r in enumerate(p.rules):
+            fields = http_only_fields(r)
+            if not fields:
+                continue
+            effect = "dropped (it allows nothing on TCP)" if p.action == "ALLOW" else "applied without them"
+            msg = (
+                f"{p.meta.ref} applies to a TCP filter chain: rules[{i}] uses HTTP-only fields "
+                f"({', '.join(fields)}); the rule is {effect}, as istiod does"
+            )
+            out.append(Diagnostic(p.meta.location, f"spec.rules[{i}]", msg, Severity.WARNING, "tcp-rbac"))
+    return out
