@@ -2,15 +2,20 @@
 
 python -m capabilities --app-id X --dapr-http-port P [--resources-path DIR] [--control-plane URL]
     [--app-url URL]
+python -m capabilities --app APPID:HTTP_PORT:GRPC_PORT:APP_URL [--app ...] [--control-plane URL] ...
+    node mode: one process, one runtime per --app (own app id, ports, app channel, subscriptions,
+    delivery); the other flags (control plane, resources, token, body limit) apply to every runtime.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
+from typing import Any
 
 from capabilities.config.settings import Settings
 
@@ -39,8 +44,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-body-bytes", type=int, help="request body limit (env MECHA_MAX_BODY_BYTES, 4 MiB)"
     )
+    parser.add_argument(
+        "--app", action="append", dest="apps", default=None, metavar="APPID:HTTP_PORT:GRPC_PORT:APP_URL",
+        help="node mode: host one more app in this process (repeatable; GRPC_PORT 0 = no gRPC API; "
+        "APP_URL may be empty when the app is not called back)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class AppSpec:
+    """One --app APPID:HTTP_PORT:GRPC_PORT:APP_URL."""
+
+    app_id: str
+    http_port: int
+    grpc_port: int
+    app_url: str | None
+
+
+def parse_app_spec(text: str) -> AppSpec:
+    """Parse --app; the URL may contain ':' (it is the rest of the value). ValueError names the field."""
+    parts = text.split(":", 3)
+    if len(parts) < 3:
+        raise ValueError(f"--app {text!r}: expected APPID:HTTP_PORT:GRPC_PORT:APP_URL")
+    app_id, http_raw, grpc_raw = parts[:3]
+    url = parts[3] if len(parts) == 4 else ""
+    if not app_id:
+        raise ValueError(f"--app {text!r}: APPID is empty")
+    ports = []
+    for label, raw, low in (("HTTP_PORT", http_raw, 1), ("GRPC_PORT", grpc_raw, 0)):
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ValueError(f"--app {text!r}: {label} {raw!r} is not a port number") from None
+        if not low <= port < 65536:
+            raise ValueError(f"--app {text!r}: {label} {port} is out of range {low}-65535")
+        ports.append(port)
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError(f"--app {text!r}: APP_URL {url!r} must start with http:// or https://")
+    return AppSpec(app_id, ports[0], ports[1], url or None)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -60,7 +103,69 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def app_settings_from_args(args: argparse.Namespace) -> list[Settings]:
+    """One Settings per hosted app: the single-app flags, or one per --app (sharing the other flags)."""
+    if not args.apps:
+        return [settings_from_args(args)]
+    for flag, value in (("--app-id", args.app_id), ("--dapr-http-port", args.dapr_http_port),
+                        ("--dapr-grpc-port", args.dapr_grpc_port), ("--app-url", args.app_url),
+                        ("--app-port", args.app_port)):  # fmt: skip
+        if value is not None:
+            raise ValueError(f"{flag} cannot be combined with --app (give each app's value in its --app)")
+    base = settings_from_args(args)
+    out: list[Settings] = []
+    used: dict[int, str] = {}
+    for text in args.apps:
+        spec = parse_app_spec(text)
+        for port in (spec.http_port, spec.grpc_port):
+            if port and port in used:
+                raise ValueError(f"--app {text!r}: port {port} is also used by --app {used[port]!r}")
+            used[port] = text
+        out.append(
+            dataclasses.replace(
+                base,
+                app_id=spec.app_id,
+                http_port=spec.http_port,
+                grpc_port=spec.grpc_port,
+                app_url=spec.app_url,
+                app_port=None,
+                resources_paths=list(base.resources_paths),
+            )
+        )
+    return out
+
+
 async def serve(settings: Settings) -> int:
+    """One app (the daprd-like process)."""
+    return await serve_apps([settings])
+
+
+async def serve_apps(all_settings: list[Settings]) -> int:
+    """Host one runtime per Settings in this event loop; SIGINT/SIGTERM, or one runtime failing to start,
+    stops them all. Returns the process exit code (1 when any runtime failed)."""
+    from capabilities.runtime import Runtime
+    from capabilities.sharing import SharedComponents
+
+    # several apps: identical state/secret/lock/sequencer components share one instance (one pool)
+    shared = SharedComponents() if len(all_settings) > 1 else None
+    runtimes = [Runtime(s, shared=shared) for s in all_settings]
+
+    def stop_all() -> None:
+        for runtime in runtimes:
+            runtime.request_shutdown()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_all)
+    try:
+        codes = await asyncio.gather(*(_serve_runtime(r, stop_all) for r in runtimes))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return max(codes, default=0)
+
+
+async def _serve_runtime(runtime: Any, on_failure: Any) -> int:
     """Start order is tuned for start-up time: HTTP listens first (healthz answers at once), the component
     load (control-plane fetch, backend connects) runs while the gRPC API is imported and bound, and
     healthz/outbound turns 204 only when both components and the gRPC API are ready."""
@@ -68,20 +173,24 @@ async def serve(settings: Settings) -> int:
 
     from capabilities.api.http.app import build_app
     from capabilities.config.documents import ConfigError
-    from capabilities.runtime import Runtime
 
-    runtime = Runtime(settings)
+    settings = runtime.settings
     runner = web.AppRunner(build_app(runtime), access_log=None)
     await runner.setup()
     # Listen before loading components: metadata and healthz answer at once (healthz 500 until ready).
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken: this app cannot serve, say which one
+        log.error("app %r: HTTP API not started on %s:%d: %s", runtime.app_id, settings.http_host,
+                  settings.http_port, exc)  # fmt: skip
+        await runner.cleanup()
+        await runtime.stop()
+        on_failure()
+        return 1
     stop_grpc = None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runtime.request_shutdown)
     code = 0
-    starting = asyncio.create_task(runtime.start(), name="components")
+    starting = asyncio.create_task(runtime.start(), name=f"components:{runtime.app_id}")
     try:
         if settings.grpc_port > 0:  # DAPR_GRPC_PORT; 0 or less disables the gRPC API
             runtime.servers_ready.clear()
@@ -100,8 +209,9 @@ async def serve(settings: Settings) -> int:
         )  # fmt: skip
         await runtime.shutdown_requested.wait()
     except ConfigError as exc:
-        log.error("%s", exc)
+        log.error("app %r: %s", runtime.app_id, exc)
         code = 1
+        on_failure()
     finally:
         if not starting.done():
             starting.cancel()
@@ -118,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = settings_from_args(args)
+        all_settings = app_settings_from_args(args)
     except ValueError as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve_apps(all_settings))
 
 
 if __name__ == "__main__":

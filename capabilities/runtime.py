@@ -17,6 +17,7 @@ from capabilities.config.secrets import resolve_component
 from capabilities.config.settings import Settings
 from capabilities.errors import DaprError
 from capabilities.resiliency import Resiliency
+from capabilities.sharing import SharedComponents
 
 __all__ = ["RUNTIME_VERSION", "Runtime", "Settings"]
 
@@ -68,6 +69,15 @@ BLOCK_ERRORS: dict[str, _BlockErrors] = {
 }  # fmt: skip
 
 
+async def _new_instance(spec: ComponentSpec) -> Any:
+    instance = registry.create(spec)
+    try:
+        await asyncio.wait_for(instance.init(), spec.init_timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"init did not finish within spec.initTimeout {spec.init_timeout_s:g}s") from None
+    return instance
+
+
 @dataclass
 class _Loaded:
     raw: RawComponent
@@ -76,8 +86,10 @@ class _Loaded:
 
 
 class Runtime:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, shared: SharedComponents | None = None) -> None:
+        """shared: the process's component pool when it hosts several apps (node mode)."""
         self.settings = settings or Settings.from_env()
+        self.shared = shared
         self.resiliency = Resiliency()
         self.app_channel = AppChannel(self.settings.app_url, app_api_token=self.settings.app_api_token)
         self.subscriptions_docs: list[dict[str, Any]] = []
@@ -214,13 +226,10 @@ class Runtime:
     async def _load(self, raw: RawComponent, current: _Loaded | None) -> None:
         try:
             spec = await resolve_component(raw, self.components("secretstores"), self.app_id)
-            instance = registry.create(spec)
-            try:
-                await asyncio.wait_for(instance.init(), spec.init_timeout_s)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"init did not finish within spec.initTimeout {spec.init_timeout_s:g}s"
-                ) from None
+            if self.shared is not None:
+                instance = await self.shared.acquire(spec, _new_instance)
+            else:
+                instance = await _new_instance(spec)
         except Exception as exc:
             reason = exc.message if isinstance(exc, DaprError) else (str(exc) or type(exc).__name__)
             message = f"{raw.source}: component {raw.name} ({raw.type}/{raw.version}): init failed: {reason}"
@@ -237,10 +246,16 @@ class Runtime:
             await self._close(current)
 
     async def _close(self, loaded: _Loaded) -> None:
-        try:
-            await loaded.instance.close()
-        except Exception as exc:
-            log.warning("component %s: close failed: %s", loaded.spec.name, exc)
+        async def close(instance: Any) -> None:
+            try:
+                await instance.close()
+            except Exception as exc:
+                log.warning("component %s: close failed: %s", loaded.spec.name, exc)
+
+        if self.shared is not None:
+            await self.shared.release(loaded.instance, close)
+        else:
+            await close(loaded.instance)
 
     async def _notify(self) -> None:
         for callback in list(self._callbacks):

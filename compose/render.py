@@ -125,6 +125,25 @@ def capabilities(app_id: str, http_port: int, grpc_port: int, app_port: int, net
     }
 
 
+def node_capabilities() -> dict[str, Any]:
+    """The node's one capability-service process: one runtime per app (`--app`), each behind that app's
+    own Dapr listeners on the node's Envoy."""
+    control_plane = f"http://{t.CONTROL_PLANE_HOST}:{t.API_PORT}"
+    command = ["python", "-m", "capabilities", "--control-plane", control_plane]
+    for w in t.WORKLOAD_LIST:
+        command += ["--app", w.node_app_spec]
+    urls = [f"http://127.0.0.1:{w.local_capabilities_http_port}/v1.0/healthz" for w in t.WORKLOAD_LIST]
+    probe = "import sys, urllib.request; [urllib.request.urlopen(u, timeout=2) for u in sys.argv[1:]]"
+    return {
+        "image": MECHA_IMAGE,
+        "network_mode": f"service:{t.NODE_ID}",
+        "command": command,
+        "environment": dict(COMPOSE_BACKEND_ENV),
+        "healthcheck": {**http_health(urls[0]), "test": ["CMD", "python", "-c", probe, *urls]},
+        "depends_on": healthy(t.NODE_ID, "control-plane", "redis", "postgres"),
+    }
+
+
 def envoy(bootstrap: str, admin_port: int, netns: str | None, after: list[str]) -> dict[str, Any]:
     service: dict[str, Any] = {
         "image": ENVOY_IMAGE,
@@ -176,16 +195,16 @@ def node_compose() -> dict[str, Any]:
     node["networks"] = {"mesh": {"ipv4_address": t.NODE_COMPOSE_IP}}
     node["ports"] = [f"9080:{productpage.local_inbound_port}", f"9081:{orders.local_inbound_port}"]
     services[t.NODE_ID] = node
-    subscriber = next(w for w in t.WORKLOAD_LIST if w.service == t.SUBSCRIBER)
-    services[f"{t.NODE_ID}-capabilities"] = capabilities(
-        t.NODE_ID, t.NODE_CAPABILITIES_HTTP_PORT, t.NODE_CAPABILITIES_GRPC_PORT,
-        subscriber.local_app_port, t.NODE_ID,
-    )  # fmt: skip
-    for w in t.WORKLOAD_LIST:
+    services[f"{t.NODE_ID}-capabilities"] = node_capabilities()
+    for w in t.WORKLOAD_LIST:  # each app talks to its own Dapr listeners on the node's Envoy
         services[w.name] = {
             "image": MECHA_IMAGE,
             "network_mode": f"service:{t.NODE_ID}",
-            "command": w.command(w.local_app_port, t.NODE_OUTBOUND_PORT, t.NODE_DAPR_HTTP_PORT),
+            "command": w.command(w.local_app_port, t.NODE_OUTBOUND_PORT, w.local_dapr_http_port),
+            "environment": {
+                "DAPR_HTTP_PORT": str(w.local_dapr_http_port),
+                "DAPR_GRPC_PORT": str(w.local_dapr_grpc_port),
+            },
             "healthcheck": http_health(f"http://127.0.0.1:{w.local_app_port}/healthz"),
             "depends_on": healthy(t.NODE_ID),
         }

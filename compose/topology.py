@@ -26,7 +26,6 @@ K8S_CONTROL_PLANE_HOST = "mecha-control-plane.mecha-system.svc.cluster.local"
 # Bookinfo first in `mecha up`'s order (so ports match its layout), then the apps using the Dapr API.
 ALL_WORKLOADS: tuple[tuple[str, str], ...] = (*WORKLOADS, ("orders", "v1"), ("inventory", "v1"))
 SHOP_APPS = ("orders", "inventory")
-SUBSCRIBER = "inventory"  # the app a node's capability service delivers pub/sub events to
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,32 @@ class Workload:
     def local_inbound_port(self) -> int:
         return DEFAULT_PORTS["inbound"] + self.index
 
+    # Node mode: the app's own Dapr listeners on the node proxy and its runtime in the node's capability
+    # service (the ports `mecha up --mode node` gives app i).
+    @property
+    def local_dapr_http_port(self) -> int:
+        return DEFAULT_PORTS["dapr_http"] + self.index
+
+    @property
+    def local_dapr_grpc_port(self) -> int:
+        return DEFAULT_PORTS["dapr_grpc"] + self.index
+
+    @property
+    def local_capabilities_http_port(self) -> int:
+        return DEFAULT_PORTS["capabilities_http"] + self.index
+
+    @property
+    def local_capabilities_grpc_port(self) -> int:
+        return DEFAULT_PORTS["capabilities_grpc"] + self.index
+
+    @property
+    def node_app_spec(self) -> str:
+        """This app's `--app` in the node's capability service: APPID:HTTP_PORT:GRPC_PORT:APP_URL."""
+        return (
+            f"{self.service}:{self.local_capabilities_http_port}:{self.local_capabilities_grpc_port}:"
+            f"http://127.0.0.1:{self.local_app_port}"
+        )
+
     @property
     def compose_ip(self) -> str:
         return f"172.30.89.{10 + self.index}"
@@ -104,15 +129,12 @@ class Workload:
 
 WORKLOAD_LIST: tuple[Workload, ...] = tuple(Workload(s, v, i) for i, (s, v) in enumerate(ALL_WORKLOADS))
 
-# Node mode: one proxy ("node-a") for every app, at `mecha up --mode node`'s ports.
+# Node mode: one proxy ("node-a") for every app, at `mecha up --mode node`'s ports; each app has its own
+# Dapr listeners on it (Workload.local_dapr_*) and its own runtime in the one capability-service process.
 NODE_ID = "node-a"
 NODE_COMPOSE_IP = "172.30.89.20"
 NODE_ADMIN_PORT = DEFAULT_PORTS["admin"]
 NODE_OUTBOUND_PORT = DEFAULT_PORTS["outbound"]
-NODE_DAPR_HTTP_PORT = DEFAULT_PORTS["dapr_http"]
-NODE_DAPR_GRPC_PORT = DEFAULT_PORTS["dapr_grpc"]
-NODE_CAPABILITIES_HTTP_PORT = DEFAULT_PORTS["capabilities_http"]
-NODE_CAPABILITIES_GRPC_PORT = DEFAULT_PORTS["capabilities_grpc"]
 
 
 def workload(name: str) -> Workload:
@@ -174,10 +196,6 @@ def node_metadata(address: str = "0.0.0.0", admin_address: str = NODE_COMPOSE_IP
         "address": address,  # inbound listeners bind here; 0.0.0.0 so published ports reach them
         "admin": f"{admin_address}:{NODE_ADMIN_PORT}",
         "outbound_port": NODE_OUTBOUND_PORT,
-        "dapr_http_port": NODE_DAPR_HTTP_PORT,
-        "dapr_grpc_port": NODE_DAPR_GRPC_PORT,
-        "capabilities_http": f"127.0.0.1:{NODE_CAPABILITIES_HTTP_PORT}",
-        "capabilities_grpc": f"127.0.0.1:{NODE_CAPABILITIES_GRPC_PORT}",
         "apps": [
             {
                 "name": w.service,
@@ -185,6 +203,10 @@ def node_metadata(address: str = "0.0.0.0", admin_address: str = NODE_COMPOSE_IP
                 "app_port": w.local_app_port,
                 "inbound_port": w.local_inbound_port,
                 "labels": w.labels,
+                "dapr_http_port": w.local_dapr_http_port,
+                "dapr_grpc_port": w.local_dapr_grpc_port,
+                "capabilities_http": f"127.0.0.1:{w.local_capabilities_http_port}",
+                "capabilities_grpc": f"127.0.0.1:{w.local_capabilities_grpc_port}",
             }
             for w in WORKLOAD_LIST
         ],

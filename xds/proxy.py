@@ -25,6 +25,11 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
           - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
              labels: {app: reviews, version: v1}}
+          # node mode, per app (optional): its own Dapr listeners on this proxy and its capability runtime
+          #   dapr_http_port: 3504, dapr_grpc_port: 50005, capabilities_http: 127.0.0.1:3604,
+          #   capabilities_grpc: 127.0.0.1:50105, dapr_api_token: s3cret, app_api_token: app-s3cret
+          dapr_api_token: s3cret   # optional: DAPR_API_TOKEN required on invoke routes (apps may override)
+          app_api_token: app-s3cret  # optional: APP_API_TOKEN added by inbound routes (apps may override)
 """
 
 from __future__ import annotations
@@ -76,6 +81,43 @@ def _locality(value: Any) -> str:
     return text
 
 
+def _address(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    text = str(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: {text!r} is not host:port")
+    _port(port, where, required=True)
+    return text
+
+
+def _token(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: expected a string")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):  # must fit in an HTTP header value as-is
+        raise ProxyIdentityError(f"node.metadata.mecha.{where}: contains whitespace or control characters")
+    return value
+
+
+def _check_dapr_ports(meta: Mapping[str, Any], apps: list[AppBinding]) -> None:
+    """Every Dapr listener port of the proxy (its own and each app's) is bound once."""
+    seen: dict[int, str] = {}
+    owners = [("dapr_http_port", meta.get("dapr_http_port")), ("dapr_grpc_port", meta.get("dapr_grpc_port"))]
+    for i, app in enumerate(apps):
+        owners += [(f"apps[{i}].dapr_http_port", app.dapr_http_port)]
+        owners += [(f"apps[{i}].dapr_grpc_port", app.dapr_grpc_port)]
+    for where, raw in owners:
+        port = _port(raw, where)
+        if port is None:
+            continue
+        if port in seen:
+            raise ProxyIdentityError(f"node.metadata.mecha.{where}: port {port} is also {seen[port]}")
+        seen[port] = where
+
+
 @dataclass(frozen=True, slots=True)
 class AppBinding:
     """One workload fronted by this proxy: inbound traffic on inbound_port goes to app_address:app_port."""
@@ -87,10 +129,22 @@ class AppBinding:
     app_address: str = "127.0.0.1"
     app_protocol: str = "http"  # http | grpc (grpc means HTTP/2 to the app)
     labels: tuple[tuple[str, str], ...] = ()
+    # Node mode: this app's own Dapr listeners on the shared proxy and the capability runtime behind them.
+    dapr_http_port: int | None = None
+    dapr_grpc_port: int | None = None
+    capabilities_http: str | None = None
+    capabilities_grpc: str | None = None
+    # DAPR_API_TOKEN callers must send on invoke routes; APP_API_TOKEN sent to the app (None: the proxy's)
+    dapr_api_token: str | None = field(default=None, repr=False)
+    app_api_token: str | None = field(default=None, repr=False)
 
     @property
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
+
+    @property
+    def has_dapr(self) -> bool:
+        return self.dapr_http_port is not None or self.dapr_grpc_port is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +166,8 @@ class ProxyIdentity:
     tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
     locality: str = ""  # "region/zone/subzone": endpoint priorities and weights are relative to it
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    dapr_api_token: str | None = field(default=None, repr=False)  # default of every app's dapr_api_token
+    app_api_token: str | None = field(default=None, repr=False)  # default of every app's app_api_token
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -148,8 +204,15 @@ class ProxyIdentity:
                     app_address=str(app.get("app_address") or "127.0.0.1"),
                     app_protocol=str(app.get("app_protocol") or "http"),
                     labels=_labels(app.get("labels"), f"apps[{i}].labels"),
+                    dapr_http_port=_port(app.get("dapr_http_port"), f"apps[{i}].dapr_http_port"),
+                    dapr_grpc_port=_port(app.get("dapr_grpc_port"), f"apps[{i}].dapr_grpc_port"),
+                    capabilities_http=_address(app.get("capabilities_http"), f"apps[{i}].capabilities_http"),
+                    capabilities_grpc=_address(app.get("capabilities_grpc"), f"apps[{i}].capabilities_grpc"),
+                    dapr_api_token=_token(app.get("dapr_api_token"), f"apps[{i}].dapr_api_token"),
+                    app_api_token=_token(app.get("app_api_token"), f"apps[{i}].app_api_token"),
                 )
             )
+        _check_dapr_ports(meta, apps)
         if mode is ProxyMode.SIDECAR and len(apps) > 1:
             raise ProxyIdentityError("node.metadata.mecha.apps: a sidecar fronts one app; use mode: node")
         gw_ports_raw = meta.get("gateway_ports") or {}
@@ -190,4 +253,6 @@ class ProxyIdentity:
             gateway_ports=gw_ports,
             tcp_ports=tcp_ports,
             locality=_locality(meta.get("locality")),
+            dapr_api_token=_token(meta.get("dapr_api_token"), "dapr_api_token"),
+            app_api_token=_token(meta.get("app_api_token"), "app_api_token"),
         )

@@ -70,6 +70,7 @@ async def deliver(request: web.Request) -> web.Response:
         await asyncio.sleep(int(steer["sleep_ms"]) / 1000)
     record = {"route": request.match_info["route"], "id": event_id, "data": data, "attempt": attempt}
     record["topic"] = event.get("topic")
+    record["source"] = event.get("source")  # the publishing app id
     if steer.get("poison") or attempt <= int(steer.get("fail", 0)):
         record["answered"] = 500
         request.app[RECEIVED].append(record)

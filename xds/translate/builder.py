@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from types import MappingProxyType
 
 from envoy_data_plane.envoy.config.route import v3 as rte
@@ -19,23 +20,31 @@ from xds.ca.workload import WorkloadCertificates
 from xds.cache.snapshot import Resource, Snapshot
 from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
-from xds.proxy import ProxyIdentity, ProxyMode
+from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate import dapr
 from xds.translate.cluster import static_cluster_bytes
 from xds.translate.common import inbound_cluster_name, split_host_port
+from xds.translate.dapr_sites import (
+    DaprSite,
+    app_capability_clusters,
+    app_token_headers,
+    dapr_sites,
+    token_reject_bytes,
+)
 from xds.translate.gateway import gateway_resources
 from xds.translate.listener import (
-    dapr_grpc_route_name,
-    dapr_http_route_name,
     inbound_route_config,
     outbound_route_name,
     proxy_listener_bytes,
 )
+from xds.translate.locality_eds import LocalityEndpoints
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
 from xds.translate.pack import Memo, field_number, repeated_field, resource
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.security.proxy import SecurityTranslator
 from xds.translate.security.upstream import any_client_tls
+from xds.translate.sidecar import allow_any_vhosts, allows_any, sidecar_resources
+from xds.translate.source import SourceFilter
 from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,9 @@ def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool]]:
         if target:
             host, port = split_host_port(target)
             out.append((name, host, port, http2))
+    for name, target, http2 in app_capability_clusters(proxy):  # node mode: each app's own runtime
+        host, port = split_host_port(target)
+        out.append((name, host, port, http2))
     return out
 
 
@@ -66,18 +78,27 @@ def _own_clusters(proxy: ProxyIdentity) -> list[Resource]:
     ]
 
 
+def _inbound_route_config(proxy: ProxyIdentity, app: AppBinding) -> rte.RouteConfiguration:
+    rc = inbound_route_config(app)
+    rc.virtual_hosts[0].routes[0].request_headers_to_add = app_token_headers(proxy, app)  # APP_API_TOKEN
+    return rc
+
+
 def _own_routes(proxy: ProxyIdentity) -> list[Resource]:
     return [
-        resource(types.ROUTE, f"inbound|{a.inbound_port}||", inbound_route_config(a))
+        resource(types.ROUTE, f"inbound|{a.inbound_port}||", _inbound_route_config(proxy, a))
         for a in proxy.apps
         if a.app_port is not None and a.inbound_port is not None
     ]
 
 
-_DAPR_TAIL: dict[str, bytes] = {
-    c: repeated_field(field_number(rte.VirtualHost, "routes"), [bytes(dapr.capabilities_route(c))])
-    for c in (dapr.CAPABILITIES_HTTP, dapr.CAPABILITIES_GRPC)
-}
+@cache
+def _dapr_tail(site: DaprSite) -> bytes:
+    """Routes after the invoke routes: the token's 401s, then the capability-service fallback."""
+    routes = list(token_reject_bytes(site.token, site.grpc))
+    if site.target:
+        routes.append(bytes(dapr.capabilities_route(site.cluster)))
+    return repeated_field(field_number(rte.VirtualHost, "routes"), routes)
 
 
 @dataclass
@@ -99,6 +120,9 @@ class SnapshotBuilder:
         self._states: dict[str, _ProxyState] = {}
         self._views: dict[tuple[str, str], ScopedView] = {}
         self._scoping = False
+        self._sources = SourceFilter()
+        self.locality = LocalityEndpoints(self.memo)
+        self._meshes: dict[object, MeshBuilder] = {None: self.mesh}
 
     def _view(self, config: MeshConfig, proxy: ProxyIdentity) -> ScopedView | None:
         """The proxy's Sidecar/exportTo view; None when the config has neither (everything is shared)."""
@@ -118,18 +142,24 @@ class SnapshotBuilder:
         config_version: str = "",
     ) -> dict[str, Snapshot]:
         self.memo.start()
-        self.mesh.begin()
         self.warnings = []
-        self._views = {}
-        self._scoping = bool(config.sidecars) or any(
-            x.export_to for x in (*config.services, *config.virtual_services, *config.destination_rules)
-        )
-        clusters, endpoints = self.mesh.clusters_and_endpoints(config)
         out: dict[str, Snapshot] = {}
-        for proxy in proxies:
-            out[proxy.id] = self._proxy_snapshot(
-                config, proxy, clusters, endpoints, changed_at, config_version
+        # one group unless VirtualServices match on the client (sourceLabels): then one per distinct set
+        # of applicable matches, each with its MeshBuilder (per-build caches) over the shared memo
+        meshes: dict[object, MeshBuilder] = {}
+        for sig, group_config, members in self._sources.groups(config, proxies):
+            self.mesh = meshes[sig] = self._meshes.get(sig) or MeshBuilder(self.memo)
+            self.mesh.begin()
+            self._views = {}
+            self._scoping = bool(group_config.sidecars) or any(
+                x.export_to for x in (*config.services, *config.virtual_services, *config.destination_rules)
             )
+            clusters, endpoints = self.mesh.clusters_and_endpoints(group_config)
+            for proxy in members:
+                out[proxy.id] = self._proxy_snapshot(
+                    group_config, proxy, clusters, endpoints, changed_at, config_version
+                )
+        self._meshes = meshes
         self.memo.prune()
         return out
 
@@ -180,6 +210,7 @@ class SnapshotBuilder:
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
         clusters = self._secure_clusters(config, clusters)  # auto-mTLS when the CA is on
+        endpoints = self.locality.for_proxy(config, view, proxy, endpoints)  # locality LB priorities
         own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
         listeners = self.memo.get(
             ("lds", proxy.id),
@@ -193,8 +224,13 @@ class SnapshotBuilder:
                 tcp_listener_inputs(tview, proxy),
                 lambda: [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, tview, proxy)],
             )
+        extras = sidecar_resources(self.memo, config, view, proxy)  # Sidecar ingress/egress ports, ALLOW_ANY
+        if extras.listeners or extras.replaced:
+            listeners = [extras.replaced.get(r.name, r) for r in listeners] + list(extras.listeners)
+            own_clusters = own_clusters + list(extras.clusters)
+            self.warnings += extras.warnings
         listeners = self.security.listeners(config, proxy, listeners)  # mTLS chains, jwt_authn, RBAC
-        routes = self._routes(config, proxy, view)
+        routes = self._routes(config, proxy, view) + list(extras.routes)
         if proxy.mode is ProxyMode.GATEWAY:
             gw = self.memo.get(
                 ("gateway", proxy.id),
@@ -227,24 +263,21 @@ class SnapshotBuilder:
         out: list[Resource] = []
         if proxy.outbound_port is not None:
             vhosts = self.mesh.outbound_vhosts(config, ns, view)
+            if view is not None and allows_any(view.scope.sidecar):
+                vhosts = allow_any_vhosts(self.memo, view, vhosts)
             name = outbound_route_name(proxy)
             out.append(
                 self.memo.get(("rds", name, ns), (vhosts,), lambda: route_config_resource(name, vhosts))
             )
         out += self.memo.get(("rds-in", proxy.id), (proxy,), lambda: _own_routes(proxy))
-        for port, grpc, cap, route_name in (
-            (proxy.dapr_http_port, False, proxy.capabilities_http, dapr_http_route_name),
-            (proxy.dapr_grpc_port, True, proxy.capabilities_grpc, dapr_grpc_route_name),
-        ):
-            if port is None:
-                continue
-            blob = self.mesh.dapr_routes(config, ns, grpc, view)
-            cluster = dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP
-            tail = _DAPR_TAIL[cluster] if cap else b""
-            name = route_name(port)
+        for site in dapr_sites(proxy):  # proxy-level Dapr listeners, then node-mode apps' own
+            site_ns = site.namespace  # short app ids are relative to the app's namespace
+            blob = self.mesh.dapr_routes(config, site_ns, site.grpc, view, site.token)
+            tail = _dapr_tail(site)
+            name = site.route
             out.append(
                 self.memo.get(
-                    ("rds", name, ns, tail), (blob,), lambda b=blob, n=name, t=tail: _dapr_rc(n, b, t)
+                    ("rds", name, site_ns, tail), (blob,), lambda b=blob, n=name, t=tail: _dapr_rc(n, b, t)
                 )
             )
         return out

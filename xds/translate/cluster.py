@@ -54,12 +54,16 @@ def merge_policy(base: TrafficPolicy | None, override: TrafficPolicy | None) -> 
     """
     if base is None or override is None:
         return override or base
-    lb_set = override.load_balancer is not None or override.consistent_hash is not None
+    lb_set = (
+        override.load_balancer is not None
+        or override.consistent_hash is not None
+        or override.locality is not None
+    )
     return replace(
         base,
         load_balancer=override.load_balancer if lb_set else base.load_balancer,
         consistent_hash=override.consistent_hash if lb_set else base.consistent_hash,
-        locality=override.locality or base.locality,
+        locality=override.locality if lb_set else base.locality,
         connection_pool=override.connection_pool or base.connection_pool,
         outlier_detection=override.outlier_detection or base.outlier_detection,
         port_level=(),
@@ -135,6 +139,10 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
         common_lb = clu.ClusterCommonLbConfig(
             healthy_panic_threshold=typ.Percent(value=od.min_health_percent)
         )
+    from xds.translate.locality import weighted_config  # locality.py imports this module
+
+    if weighted_config(policy):  # distribute, or failover with outlier detection (istiod)
+        common_lb.locality_weighted_lb_config = clu.ClusterCommonLbConfigLocalityWeightedLbConfig()
     lb = _LB.get(p.load_balancer, clu.ClusterLbPolicy.LEAST_REQUEST)
     ring = maglev = None
     if p.consistent_hash is not None:

@@ -21,6 +21,7 @@ from xds.translate.route import (
 from xds.validate.checks import is_catch_all
 
 APP_ID_HEADER = "dapr-app-id"
+API_TOKEN_HEADER = "dapr-api-token"  # DAPR_API_TOKEN from callers; APP_API_TOKEN towards the app
 CAPABILITIES_HTTP = "capabilities_http"
 CAPABILITIES_GRPC = "capabilities_grpc"
 
@@ -72,40 +73,66 @@ def mesh_action_bytes(service: Service, port: ServicePort, config: MeshConfig, r
     return default_action_bytes(outbound_cluster_name(port.number, "", service.host), rewrite)
 
 
-def _prefix_shell(app_id: str) -> rte.Route:
-    return rte.Route(name=f"invoke/{app_id}", match=rte.RouteMatch(prefix=f"/v1.0/invoke/{app_id}/method/"))
+def _token_matchers(token: str) -> list[rte.HeaderMatcher]:
+    if not token:
+        return []
+    return [rte.HeaderMatcher(name=API_TOKEN_HEADER, string_match=matcher.StringMatcher(exact=token))]
 
 
-def _header_shell(app_id: str) -> rte.Route:
-    header = rte.HeaderMatcher(name=APP_ID_HEADER, string_match=matcher.StringMatcher(exact=app_id))
+def _prefix_shell(app_id: str, token: str = "") -> rte.Route:
+    """token: the caller must send it in dapr-api-token (DAPR_API_TOKEN); stripped before forwarding."""
     return rte.Route(
-        name=f"app-id/{app_id}",
-        match=rte.RouteMatch(prefix="/", headers=[header]),
-        request_headers_to_remove=[APP_ID_HEADER],
+        name=f"invoke/{app_id}",
+        match=rte.RouteMatch(prefix=f"/v1.0/invoke/{app_id}/method/", headers=_token_matchers(token)),
+        request_headers_to_remove=[API_TOKEN_HEADER] if token else [],
     )
 
 
-def _prefix_route_bytes(app_id: str, action: bytes) -> bytes:
-    """== bytes(_prefix_shell(app_id) with route=action), hand-encoded (hot: two per service)."""
-    match = encode(rte.RouteMatch, prefix=f"/v1.0/invoke/{app_id}/method/")
-    return encode(rte.Route, name=f"invoke/{app_id}", match=match, route=action)
+def _header_shell(app_id: str, token: str = "") -> rte.Route:
+    header = rte.HeaderMatcher(name=APP_ID_HEADER, string_match=matcher.StringMatcher(exact=app_id))
+    return rte.Route(
+        name=f"app-id/{app_id}",
+        match=rte.RouteMatch(prefix="/", headers=[header, *_token_matchers(token)]),
+        request_headers_to_remove=[APP_ID_HEADER, API_TOKEN_HEADER] if token else [APP_ID_HEADER],
+    )
 
 
-def _header_route_bytes(app_id: str, action: bytes) -> bytes:
+def _token_matcher_bytes(token: str) -> list[bytes]:
+    if not token:
+        return []
+    exact = encode(matcher.StringMatcher, exact=token)
+    return [encode(rte.HeaderMatcher, name=API_TOKEN_HEADER, string_match=exact)]
+
+
+def _prefix_route_bytes(app_id: str, action: bytes, token: str = "") -> bytes:
+    """== bytes(_prefix_shell(app_id, token) with route=action), hand-encoded (hot: two per service)."""
+    match = encode(
+        rte.RouteMatch, prefix=f"/v1.0/invoke/{app_id}/method/", headers=_token_matcher_bytes(token)
+    )
+    return encode(
+        rte.Route,
+        name=f"invoke/{app_id}",
+        match=match,
+        route=action,
+        request_headers_to_remove=[API_TOKEN_HEADER] if token else None,
+    )
+
+
+def _header_route_bytes(app_id: str, action: bytes, token: str = "") -> bytes:
     exact = encode(matcher.StringMatcher, exact=app_id)
     header = encode(rte.HeaderMatcher, name=APP_ID_HEADER, string_match=exact)
-    match = encode(rte.RouteMatch, prefix="/", headers=[header])
+    match = encode(rte.RouteMatch, prefix="/", headers=[header, *_token_matcher_bytes(token)])
     return encode(
         rte.Route,
         name=f"app-id/{app_id}",
         match=match,
         route=action,
-        request_headers_to_remove=[APP_ID_HEADER],
+        request_headers_to_remove=[APP_ID_HEADER, API_TOKEN_HEADER] if token else [APP_ID_HEADER],
     )
 
 
 def invoke_routes(
-    service: Service, config: MeshConfig, namespace: str, grpc: bool
+    service: Service, config: MeshConfig, namespace: str, grpc: bool, token: str = ""
 ) -> tuple[list[rte.Route], list[rte.Route]]:
     """(invoke-by-path routes, dapr-app-id header routes) for one service; messages (reference path)."""
     port = grpc_port(service) if grpc else http_port(service)
@@ -114,28 +141,28 @@ def invoke_routes(
     prefix, header = [], []
     for app_id in app_ids(service, namespace):
         if not grpc:
-            route = _prefix_shell(app_id)
+            route = _prefix_shell(app_id, token)
             route.route = mesh_action(service, port, config, rewrite="/")
             prefix.append(route)
-        route = _header_shell(app_id)
+        route = _header_shell(app_id, token)
         route.route = mesh_action(service, port, config)
         header.append(route)
     return prefix, header
 
 
 def invoke_routes_bytes(
-    service: Service, config: MeshConfig, namespace: str, grpc: bool
+    service: Service, config: MeshConfig, namespace: str, grpc: bool, token: str = ""
 ) -> tuple[list[bytes], list[bytes]]:
     port = grpc_port(service) if grpc else http_port(service)
     if port is None:
         return [], []
     ids = app_ids(service, namespace)
     action = mesh_action_bytes(service, port, config)
-    header = [_header_route_bytes(i, action) for i in ids]
+    header = [_header_route_bytes(i, action, token) for i in ids]
     if grpc:
         return [], header
     rewritten = mesh_action_bytes(service, port, config, rewrite="/")
-    return [_prefix_route_bytes(i, rewritten) for i in ids], header
+    return [_prefix_route_bytes(i, rewritten, token) for i in ids], header
 
 
 def capabilities_route(cluster: str) -> rte.Route:

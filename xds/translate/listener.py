@@ -14,6 +14,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, inbound_cluster_name, socket
+from xds.translate.dapr_sites import dapr_sites
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
 
@@ -102,20 +103,8 @@ def proxy_listeners(proxy: ProxyIdentity) -> list[lis.Listener]:
                 core.TrafficDirection.INBOUND,
             )
         )
-    if proxy.dapr_http_port is not None:
-        port = proxy.dapr_http_port
-        out.append(
-            http_listener(
-                f"dapr_http_{port}", "127.0.0.1", port, f"dapr_http_{port}", dapr_http_route_name(port)
-            )
-        )
-    if proxy.dapr_grpc_port is not None:
-        port = proxy.dapr_grpc_port
-        out.append(
-            http_listener(
-                f"dapr_grpc_{port}", "127.0.0.1", port, f"dapr_grpc_{port}", dapr_grpc_route_name(port)
-            )
-        )
+    for site in dapr_sites(proxy):  # the proxy's Dapr listeners, then each node-mode app's own
+        out.append(http_listener(site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route))
     return out
 
 
@@ -203,11 +192,7 @@ def proxy_listener_bytes(proxy: ProxyIdentity) -> list[tuple[str, bytes]]:
             core.TrafficDirection.INBOUND,
         )
         out.append((name, body))
-    for port, prefix, route_name in (
-        (proxy.dapr_http_port, "dapr_http", dapr_http_route_name),
-        (proxy.dapr_grpc_port, "dapr_grpc", dapr_grpc_route_name),
-    ):
-        if port is not None:
-            name = f"{prefix}_{port}"
-            out.append((name, http_listener_bytes(name, "127.0.0.1", port, name, route_name(port))))
+    for site in dapr_sites(proxy):
+        body = http_listener_bytes(site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route)
+        out.append((site.listener, body))
     return out

@@ -14,7 +14,7 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Service, VirtualService
 from xds.translate import dapr
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
-from xds.translate.endpoint import cla_bytes, selected_endpoints
+from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
 from xds.translate.route import block_all_vhost, delegates_of, virtual_host_bytes
 from xds.translate.scope import ScopedView
@@ -109,9 +109,9 @@ class MeshBuilder:
                     policy = effective_policy(rule, subset, port.number)
                     name, body = outbound_cluster_bytes(svc, port, subset, policy)
                     clusters.append(Resource.make(types.CLUSTER, name, body))
-                    if svc.resolution == "STATIC":
-                        eps = selected_endpoints(svc, port, labels)
-                        endpoints.append(Resource.make(types.ENDPOINT, name, cla_bytes(name, eps)))
+                    if svc.resolution == "STATIC":  # CLA for a proxy without locality (locality.py)
+                        cla = cla_for(name, svc, port, labels, policy)
+                        endpoints.append(Resource.make(types.ENDPOINT, name, cla))
             return clusters, endpoints
 
         slot = (
@@ -203,7 +203,13 @@ class MeshBuilder:
     # ---- Dapr invoke routes ------------------------------------------------------------------------
 
     def _dapr_routes(
-        self, svc: Service, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
+        self,
+        svc: Service,
+        config: MeshConfig,
+        namespace: str,
+        grpc: bool,
+        view: ScopedView | None = None,
+        token: str = "",
     ) -> tuple[bytes, bytes]:
         in_ns = svc.namespace == namespace
         rcfg = config if view is None else view.route_config  # the VS/DR this namespace sees
@@ -213,33 +219,48 @@ class MeshBuilder:
             inputs = (svc, *_route_inputs(rcfg.mesh_routes_by_host.get(svc.host), rcfg))
 
         def build() -> tuple[bytes, bytes]:
-            prefix, header = dapr.invoke_routes_bytes(svc, rcfg, namespace if in_ns else "", grpc)
+            prefix, header = dapr.invoke_routes_bytes(svc, rcfg, namespace if in_ns else "", grpc, token)
             return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
 
-        slot = ("dapr", svc.host, in_ns, grpc) + (() if rcfg is config else _refs(inputs))
+        slot = ("dapr", svc.host, in_ns, grpc, token) + (() if rcfg is config else _refs(inputs))
         return self.memo.get(slot, inputs, build)
 
     def dapr_routes(
-        self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
+        self,
+        config: MeshConfig,
+        namespace: str,
+        grpc: bool,
+        view: ScopedView | None = None,
+        token: str = "",
     ) -> Blob:
-        """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy)."""
-        key = ("dapr", namespace, grpc) if view is None else ("dapr", *view.scope.key, grpc)
+        """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy).
+        token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none."""
+        key = ("dapr", namespace, grpc, token)
+        if view is not None:  # namespace too: a node-mode app may live in another namespace than its proxy
+            key = ("dapr", *view.scope.key, namespace, grpc, token)
         found = self._this_build.get(key)
         if found is None:
-            found = self._this_build[key] = self._dapr_routes_blob(config, namespace, grpc, view)
+            found = self._this_build[key] = self._dapr_routes_blob(config, namespace, grpc, view, token)
         return found
 
     def _dapr_routes_blob(
-        self, config: MeshConfig, namespace: str, grpc: bool, view: ScopedView | None = None
+        self,
+        config: MeshConfig,
+        namespace: str,
+        grpc: bool,
+        view: ScopedView | None = None,
+        token: str = "",
     ) -> Blob:
         services = config.services if view is None else view.services
-        pairs = [self._dapr_routes(svc, config, namespace, grpc, view) for svc in services]
+        pairs = [self._dapr_routes(svc, config, namespace, grpc, view, token) for svc in services]
 
         def build() -> Blob:
             body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
             return Blob(body, digest(body))
 
-        slot = ("dapr-routes", namespace, grpc) if view is None else ("dapr-routes", *view.scope.key, grpc)
+        slot = ("dapr-routes", namespace, grpc, token)
+        if view is not None:
+            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token)
         return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
 
 

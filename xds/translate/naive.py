@@ -17,19 +17,21 @@ from xds.translate import dapr
 from xds.translate.builder import _own_routes, own_cluster_specs
 from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
 from xds.translate.common import ADS, outbound_cluster_name, socket
+from xds.translate.dapr_sites import dapr_sites, token_reject_routes
 from xds.translate.listener import (
-    dapr_grpc_route_name,
-    dapr_http_route_name,
     outbound_route_name,
     proxy_listeners,
 )
+from xds.translate.locality import depends_on_proxy, grouped, locality_cla, topology_labels
 from xds.translate.pack import resource
-from xds.translate.route import block_all_vhost, virtual_host
+from xds.translate.route import virtual_host
 from xds.translate.scope import ScopedView, scope_for
+from xds.translate.sidecar import catch_all_vhost, sidecar_extras
+from xds.translate.source import config_for, proxy_labels
 from xds.translate.tcp import tcp_listeners
 
 
-def _clusters(config: MeshConfig, view: ScopedView) -> list[Resource]:
+def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> list[Resource]:
     out: list[Resource] = []
     for svc in view.services:
         rule = view.rule_for(svc.host)
@@ -61,6 +63,12 @@ def _clusters(config: MeshConfig, view: ScopedView) -> list[Resource]:
                     if endpoints
                     else [],
                 )
+                policy = effective_policy(rule, subset, port.number)
+                if svc.resolution == "STATIC" and (
+                    depends_on_proxy(svc, port, labels, policy) or grouped(svc, port, labels)
+                ):
+                    mine = {**proxy_labels(proxy), **topology_labels(proxy.locality)}
+                    cla = locality_cla(name, svc, port, labels, policy, proxy.locality, mine)
                 if svc.resolution == "STATIC":
                     cluster.eds_cluster_config = clu.ClusterEdsClusterConfig(
                         eds_config=ADS, service_name=name
@@ -87,7 +95,7 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
             vs = rcfg.mesh_routes_by_host.get(svc.host)
             for i, port in enumerate(p for p in svc.ports if p.is_http):
                 vhosts.append(virtual_host(svc, port, vs, rcfg, ns, i == 0))
-        vhosts.append(block_all_vhost())
+        vhosts.append(catch_all_vhost(view.scope.sidecar))
         name = outbound_route_name(proxy)
         rc = rte.RouteConfiguration(
             name=name,
@@ -97,19 +105,19 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
         )
         out.append(resource(types.ROUTE, name, rc))
     out += _own_routes(proxy)
-    for port, grpc, cap, route_name in (
-        (proxy.dapr_http_port, False, proxy.capabilities_http, dapr_http_route_name),
-        (proxy.dapr_grpc_port, True, proxy.capabilities_grpc, dapr_grpc_route_name),
-    ):
-        if port is None:
-            continue
-        per_service = [dapr.invoke_routes(svc, view.route_config, ns, grpc) for svc in view.services]
+    for site in dapr_sites(proxy):
+        grpc = site.grpc
+        per_service = [
+            dapr.invoke_routes(svc, view.route_config, site.namespace, grpc, site.token)
+            for svc in view.services
+        ]
         routes = [r for prefix, _ in per_service for r in prefix]
         routes += [r for _, header in per_service for r in header]
-        if cap:
-            routes.append(dapr.capabilities_route(dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP))
+        routes += token_reject_routes(site.token, grpc)
+        if site.target:
+            routes.append(dapr.capabilities_route(site.cluster))
         vhost = rte.VirtualHost(name="dapr_grpc" if grpc else "dapr_http", domains=["*"], routes=routes)
-        name = route_name(port)
+        name = site.route
         out.append(
             resource(
                 types.ROUTE,
@@ -128,13 +136,20 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
 def build_naive(
     config: MeshConfig, proxy: ProxyIdentity, changed_at: float = 0.0, version: str = ""
 ) -> Snapshot:
+    config = config_for(config, proxy)  # VirtualService matches on sourceLabels / sourceNamespace
     view = ScopedView(config, scope_for(config, proxy))
-    mesh = _clusters(config, view)
+    mesh = _clusters(config, view, proxy)
     items = [*mesh] + [
         resource(types.CLUSTER, n, static_cluster(n, h, p, h2)) for n, h, p, h2 in own_cluster_specs(proxy)
     ]
     if proxy.mode is not ProxyMode.GATEWAY:
-        items += [resource(types.LISTENER, lis.name, lis) for lis in proxy_listeners(proxy)]
+        extras = sidecar_extras(config, view, proxy)
+        replaced = {x.name: x for x in extras.replaced}
+        own = [replaced.get(x.name, x) for x in proxy_listeners(proxy)]
+        items += [resource(types.LISTENER, lis.name, lis) for lis in own]
         items += [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, view, proxy)]
+        items += [resource(types.LISTENER, x.name, x) for x in extras.listeners]
+        items += [resource(types.CLUSTER, x.name, x) for x in extras.clusters]
         items += _routes(config, proxy, view)
+        items += [resource(types.ROUTE, x.name, x) for x in extras.routes]
     return Snapshot.build(items, changed_at, version)

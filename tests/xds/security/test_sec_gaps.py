@@ -27,6 +27,7 @@ from xds.proxy import ProxyIdentity
 from xds.translate.builder import SnapshotBuilder
 from xds.translate.security.mtls import proxy_spiffe_ids
 from xds.translate.security.rbac import rbac_configs, tcp_rule
+from xds.translate.security.upstream import system_ca_bundle
 
 _ports = itertools.count(31000)
 LAYOUT = make_layout("sidecar", lambda _r, _i: next(_ports))
@@ -38,7 +39,8 @@ RATINGS = "outbound|9080||ratings.default.svc.cluster.local"
 
 def doc(kind: str, name: str, spec: str, group: str = NET, ns: str = "default", annotations: str = "") -> str:
     extra = f", annotations: {annotations}" if annotations else ""
-    return f"---\napiVersion: {group}\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}{extra}}}\nspec: {spec}\n"
+    meta = f"{{name: {name}, namespace: {ns}{extra}}}"
+    return f"---\napiVersion: {group}\nkind: {kind}\nmetadata: {meta}\nspec: {spec}\n"
 
 
 def build(extra: str = "", mtls: bool = True, proxies: list[ProxyIdentity] | None = None) -> dict[str, Any]:
@@ -90,7 +92,8 @@ def test_simple_with_ca_file_system_roots_or_no_verification(tmp_path: Path) -> 
     }
     system = cluster_tls(ratings_dr("trafficPolicy: {tls: {mode: SIMPLE, sni: a.b}}"), mtls=False)
     assert system is not None and system["sni"] == "a.b"
-    assert "systemRootCerts" in system["commonTlsContext"]["validationContext"]
+    system_ca = system["commonTlsContext"]["validationContext"]["trustedCa"]["filename"]
+    assert system_ca == system_ca_bundle() and Path(system_ca).is_file()  # never "verify nothing"
     skip = cluster_tls(ratings_dr("trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true}}"))
     assert skip is not None and "validationContext" not in skip.get("commonTlsContext", {})
 
@@ -100,7 +103,8 @@ def test_mutual_files_and_subset_and_port_precedence(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x")
     mutual = f"{{mode: MUTUAL, clientCertificate: {tmp_path / 'c.pem'}, privateKey: {tmp_path / 'k.pem'}}}"
     spec = (
-        "trafficPolicy: {tls: {mode: DISABLE}, portLevelSettings: [{port: {number: 9080}, tls: {mode: SIMPLE}}]},"
+        "trafficPolicy: {tls: {mode: DISABLE},"
+        " portLevelSettings: [{port: {number: 9080}, tls: {mode: SIMPLE}}]},"
         f" subsets: [{{name: v1, labels: {{version: v1}}, trafficPolicy: {{tls: {mutual}}}}}]"
     )
     base = cluster_tls(ratings_dr(spec))  # DR port level beats the DR's DISABLE
@@ -154,7 +158,8 @@ def test_service_entry_endpoint_service_account_and_subject_alt_names() -> None:
     se = doc(
         "ServiceEntry",
         "ext",
-        "{hosts: [ext.mesh.test], location: MESH_INTERNAL, resolution: STATIC, ports: [{number: 80, name: http}],"
+        "{hosts: [ext.mesh.test], location: MESH_INTERNAL, resolution: STATIC,"
+        " ports: [{number: 80, name: http}],"
         " subjectAltNames: ['spiffe://other.td/ns/x/sa/y'],"
         " endpoints: [{address: 127.0.0.1, serviceAccount: ext-sa, labels: {app: ext}}]}",
     )
@@ -200,14 +205,14 @@ def test_ca_root_is_created_once_and_reused(tmp_path: Path) -> None:
 
     cert = x509.load_pem_x509_certificate(leaf.cert_pem)
     cert.verify_directly_issued_by(first.root)  # raises when the restarted CA is not the same root
-    with pytest.raises(ValueError, match="trust domain 'cluster.local', not 'other.td'"):
+    with pytest.raises(ValueError, match=r"trust domain 'cluster\.local', not 'other\.td'"):
         CertificateAuthority.load_or_create(folder, "other.td")
     (folder / ROOT_KEY_FILE).write_text("garbage")
     with pytest.raises(ValueError, match=f"CA directory {folder}"):
         CertificateAuthority.load_or_create(folder, "cluster.local")
 
 
-# ---- 4. TCP authorization ------------------------------------------------------------------------------------
+# ---- 4. TCP authorization ---------------------------------------------------------------------------------
 
 
 def test_tcp_rules_drop_or_strip_http_only_fields() -> None:
@@ -247,7 +252,8 @@ def test_tcp_gateway_chain_gets_network_rbac_before_tcp_proxy() -> None:
     vs = doc(
         "VirtualService",
         "t",
-        "{hosts: ['*'], gateways: [g], tcp: [{route: [{destination: {host: ratings, port: {number: 9080}}}]}]}",
+        "{hosts: ['*'], gateways: [g],"
+        " tcp: [{route: [{destination: {host: ratings, port: {number: 9080}}}]}]}",
     )
     policies = doc(
         "AuthorizationPolicy",
@@ -272,15 +278,14 @@ def test_tcp_gateway_chain_gets_network_rbac_before_tcp_proxy() -> None:
 
 
 def test_http_gateway_gets_rbac_and_dot_host_binds_only_its_namespace() -> None:
-    servers = "[{port: {number: 80, protocol: HTTP, name: http}, hosts: ['./same.test', '*/any.test']}]"
+    hosts = "['./same.test', '*/any.test', './other.test']"
+    servers = f"[{{port: {{number: 80, protocol: HTTP, name: http}}, hosts: {hosts}}}]"
     routes = "[{route: [{destination: {host: ratings.default.svc.cluster.local}}]}]"
-    vs = doc(
-        "VirtualService", "same", f"{{hosts: [same.test, any.test], gateways: [default/g], http: {routes}}}"
-    )
+    vs = doc("VirtualService", "same", f"{{hosts: [same.test], gateways: [default/g], http: {routes}}}")
     vs += doc(
         "VirtualService",
         "other",
-        f"{{hosts: [same.test], gateways: [default/g], http: {routes}}}",
+        f"{{hosts: [any.test, other.test], gateways: [default/g], http: {routes}}}",
         ns="other",
     )
     policy = doc(
@@ -291,15 +296,23 @@ def test_http_gateway_gets_rbac_and_dot_host_binds_only_its_namespace() -> None:
     )
     snap = SnapshotBuilder().build(config_of(_gateway_text(servers, vs, policy)), [GATEWAY_PROXY])["gw"]
     vhosts = {v["name"]: v for v in decoded(snap, "RDS")["http.18080"]["virtualHosts"]}
+    # ./ = the Gateway's namespace (default): the VS of namespace `other` may not bind other.test
     assert sorted(vhosts) == ["any.test:80", "same.test:80"]
-    assert len(vhosts["same.test:80"]["routes"]) == 1  # the VS of namespace `other` may not use ./same.test
     hcm = decoded(snap, "LDS")["0.0.0.0_18080"]["filterChains"][0]["filters"][0]["typedConfig"]
     assert [f["name"] for f in hcm["httpFilters"]] == ["envoy.filters.http.rbac", "envoy.filters.http.router"]
 
 
-# ---- 5. JWKS: in-mesh remote_jwks, fetched by the control plane ---------------------------------------------
+# ---- 5. JWKS: in-mesh remote_jwks, fetched by the control plane ------------------------------------------
 
 JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]})
+
+
+async def _jwks(_request: web.Request) -> web.Response:
+    return web.Response(text=JWKS, content_type="application/json")
+
+
+async def _broken(_request: web.Request) -> web.Response:
+    return web.Response(status=500)
 
 
 @pytest.fixture
@@ -311,8 +324,8 @@ def jwks_server() -> Iterator[str]:
 
     async def start() -> None:
         app = web.Application()
-        app.router.add_get("/jwks.json", lambda _r: web.Response(text=JWKS, content_type="application/json"))
-        app.router.add_get("/broken", lambda _r: web.Response(status=500))
+        app.router.add_get("/jwks.json", _jwks)
+        app.router.add_get("/broken", _broken)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

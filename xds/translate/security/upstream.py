@@ -9,6 +9,8 @@ Precedence (istiod): subset portLevelSettings > subset > DR portLevelSettings > 
 
 from __future__ import annotations
 
+import os
+import ssl
 from functools import lru_cache
 
 from envoy_data_plane.envoy.config.core import v3 as core
@@ -20,6 +22,24 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Service, TrafficPolicy
 from xds.model.security import ClientTLS
 from xds.translate.security import mtls
+
+# Envoy's system_root_certs is not implemented (it would verify nothing): point at the OS bundle, as istiod
+# does with its platform default. The proxies run on this host, so the control plane's bundle is theirs.
+_SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/ssl/cert.pem",  # macOS, BSD
+)
+
+
+@lru_cache(maxsize=1)
+def system_ca_bundle() -> str:
+    found = ssl.get_default_verify_paths().cafile
+    if found and os.path.isfile(found):
+        return found
+    return next((b for b in _SYSTEM_BUNDLES if os.path.isfile(b)), _SYSTEM_BUNDLES[0])
+
 
 _SAN_TYPES = (tls.SubjectAltNameMatcherSanType.DNS, tls.SubjectAltNameMatcherSanType.URI)
 
@@ -80,7 +100,7 @@ def simple_context(settings: ClientTLS, host: str) -> tls.UpstreamTlsContext:
         if settings.ca_certificates:
             validation.trusted_ca = _file(settings.ca_certificates)
         else:  # istiod (VERIFY_CERTIFICATE_AT_CLIENT): verify against the system's trusted roots
-            validation.system_root_certs = tls.CertificateValidationContextSystemRootCerts()
+            validation.trusted_ca = _file(system_ca_bundle())
         common.validation_context = validation
     if settings.mode == "MUTUAL":
         common.tls_certificates = [

@@ -1,0 +1,395 @@
+"""DestinationRule tls, service-account principals, dry-run policies and a control-plane restart with a
+persisted CA root, through real Envoys (the demo mesh with MECHA_MTLS=1; the CA root lives in <state>/ca)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import ssl
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from e2e_mesh import Mesh, demo_yaml_path
+
+from xds.demo.config import make_layout
+from xds.runner.stack import Stack, StackOptions
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+BACKEND_HOST = "secure.backend.test"
+STRICT = """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+"""
+
+
+class _Ports:
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+
+    def __call__(self, _role: str = "", _index: int = 0) -> int:
+        import socket
+
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in self.used:
+                self.used.add(port)
+                return port
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    ports = _Ports()
+    layout = make_layout("sidecar", ports)
+    stack = Stack(
+        StackOptions(
+            layout=layout,
+            state_dir=tmp_path_factory.mktemp("security-gaps"),
+            api_port=ports(),
+            xds_port=ports(),
+            watch_interval=0.2,
+            with_capabilities=False,
+            extra_env={"MECHA_MTLS": "1"},
+        )
+    )
+    try:
+        await stack.start(60)
+    except BaseException:
+        await stack.stop()
+        raise
+    mesh = Mesh(stack, layout, False)
+    try:
+        yield mesh
+    finally:
+        await mesh.close()
+        await stack.stop()
+        assert all(c.exited is not None for c in stack.sup.children), "a child survived teardown"
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+async def apply(mesh: Mesh, tmp: Path, name: str, text: str) -> None:
+    path = tmp / name
+    path.write_text(text)
+    rc, out = await mesh.cli("apply", "-f", str(path))
+    assert rc == 0, out
+
+
+async def delete(mesh: Mesh, tmp: Path, name: str) -> None:
+    rc, out = await mesh.cli("delete", "-f", str(tmp / name))
+    assert rc == 0, out
+
+
+async def eventually(check: Any, within_s: float = 15.0) -> Any:
+    deadline = time.monotonic() + within_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"condition not met in {within_s}s; last result {last!r}")
+
+
+async def status_of(mesh: Mesh, host: str, path: str) -> int:
+    try:
+        status, _ = await mesh.call(host, path)
+        return status
+    except (aiohttp.ClientError, TimeoutError):
+        return -1
+
+
+async def call_from(mesh: Mesh, workload: str, host: str, path: str) -> int:
+    """A request entering the mesh through another workload's proxy (so that workload is the caller)."""
+    port = mesh.layout.proxy_of(workload).outbound_port
+    async with mesh.session.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}) as resp:
+        await resp.read()
+        return resp.status
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BACKEND_HOST)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(BACKEND_HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "backend.pem", folder / "backend-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+# ---- 1. DestinationRule tls -------------------------------------------------------------------------------
+
+
+def _ratings_dr(mode: str) -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: ratings, namespace: default}}
+spec: {{host: ratings, trafficPolicy: {{tls: {{mode: {mode}}}}}}}
+"""
+
+
+async def test_dr_disable_fails_against_strict_and_istio_mutual_succeeds(
+    secure_mesh: Mesh, tmp_path: Path
+) -> None:
+    await apply(secure_mesh, tmp_path, "strict.yaml", STRICT)
+    await apply(secure_mesh, tmp_path, "dr.yaml", _ratings_dr("DISABLE"))
+
+    async def plaintext_refused() -> bool:
+        return await status_of(secure_mesh, "ratings", "/ratings") in (503, -1)
+
+    await eventually(plaintext_refused)
+    await apply(secure_mesh, tmp_path, "dr.yaml", _ratings_dr("ISTIO_MUTUAL"))
+
+    async def mutual_ok() -> bool:
+        return await status_of(secure_mesh, "ratings", "/ratings") == 200
+
+    await eventually(mutual_ok)
+    await delete(secure_mesh, tmp_path, "dr.yaml")
+    await delete(secure_mesh, tmp_path, "strict.yaml")
+
+
+async def test_dr_simple_reaches_a_tls_backend_only_with_its_ca(secure_mesh: Mesh, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"tls": request.secure, "path": request.path})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        entry = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: secure-backend, namespace: default}}
+spec:
+  hosts: [{BACKEND_HOST}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP, targetPort: {port}}}]
+  endpoints: [{{address: 127.0.0.1}}]
+"""
+
+        def rule(extra: str) -> str:
+            return f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: secure-backend, namespace: default}}
+spec: {{host: {BACKEND_HOST}, trafficPolicy: {{tls: {{mode: SIMPLE, sni: {BACKEND_HOST}{extra}}}}}}}
+"""
+
+        await apply(
+            secure_mesh, tmp_path, "backend.yaml", entry + "---\n" + rule(f", caCertificates: {cert}")
+        )
+
+        async def trusted() -> tuple[int, Any] | None:
+            status, body = await secure_mesh.call(BACKEND_HOST, "/hello")
+            return (status, body) if status == 200 else None
+
+        _, body = await eventually(trusted)
+        assert body == {"tls": True, "path": "/hello"}  # the proxy originated TLS
+        await apply(secure_mesh, tmp_path, "backend.yaml", entry + "---\n" + rule(""))  # system roots only
+
+        async def untrusted() -> bool:
+            return await status_of(secure_mesh, BACKEND_HOST, "/hello") == 503
+
+        await eventually(untrusted)
+        await delete(secure_mesh, tmp_path, "backend.yaml")
+    finally:
+        await runner.cleanup()
+
+
+# ---- 2. service accounts + principals ----------------------------------------------------------------------
+
+
+async def test_principal_of_a_workload_entry_service_account(secure_mesh: Mesh, tmp_path: Path) -> None:
+    demo = demo_yaml_path(secure_mesh)
+    original = demo.read_text()
+    docs = list(yaml.safe_load_all(original))
+    for d in docs:
+        if d and d["kind"] == "WorkloadEntry" and d["metadata"]["name"] == "productpage-v1":
+            d["spec"]["serviceAccount"] = "bookinfo-productpage"
+    policy = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-from-productpage, namespace: default}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]
+"""
+    try:
+        demo.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        await apply(secure_mesh, tmp_path, "principal.yaml", policy)
+
+        async def only_productpage() -> tuple[int, int] | None:
+            pp = await status_of(secure_mesh, "ratings", "/ratings")
+            other = await call_from(secure_mesh, "reviews-v1", "ratings", "/ratings")
+            return (pp, other) if (pp, other) == (200, 403) else None
+
+        await eventually(only_productpage)
+    finally:
+        demo.write_text(original)
+        await delete(secure_mesh, tmp_path, "principal.yaml")
+
+    async def open_again() -> bool:
+        return await call_from(secure_mesh, "reviews-v1", "ratings", "/ratings") == 200
+
+    await eventually(open_again)
+
+
+# ---- 3. dry-run --------------------------------------------------------------------------------------------
+
+
+async def shadow_denied(mesh: Mesh, proxy_id: str) -> int:
+    admin = next(p for p in mesh.layout.proxies if p.id == proxy_id).admin_port
+    async with mesh.session.get(f"http://127.0.0.1:{admin}/stats?filter=rbac") as resp:
+        text = await resp.text()
+    total = 0
+    for line in text.splitlines():  # http.inbound_0.0.0.0_<port>.rbac.istio_dry_run_deny_.shadow_denied
+        name, _, value = line.partition(": ")
+        if name.endswith(".rbac.istio_dry_run_deny_.shadow_denied"):
+            total += int(value)
+    return total
+
+
+async def test_dry_run_deny_counts_but_does_not_block(secure_mesh: Mesh, tmp_path: Path) -> None:
+    policy = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ratings-deny-all-dry-run
+  namespace: default
+  annotations: {istio.io/dry-run: "true"}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  action: DENY
+  rules: [{}]
+"""
+    await apply(secure_mesh, tmp_path, "dry-run.yaml", policy)
+
+    async def counted() -> int:
+        assert await status_of(secure_mesh, "ratings", "/ratings") == 200  # never blocked
+        return await shadow_denied(secure_mesh, "ratings-v1")
+
+    before = await eventually(counted)
+    for _ in range(3):
+        assert await status_of(secure_mesh, "ratings", "/ratings") == 200
+    assert await shadow_denied(secure_mesh, "ratings-v1") >= before + 3
+    await delete(secure_mesh, tmp_path, "dry-run.yaml")
+
+
+# ---- 4. control-plane restart: the CA root persists --------------------------------------------------------
+
+
+async def leaf_serials(mesh: Mesh) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for p in mesh.layout.proxies:
+        async with mesh.session.get(f"http://127.0.0.1:{p.admin_port}/certs") as resp:
+            data = await resp.json(content_type=None)
+        out[p.id] = {
+            c["serial_number"]
+            for entry in data.get("certificates", [])
+            for c in entry.get("cert_chain", [])
+            if c.get("subject_alt_names")
+        }
+    return out
+
+
+async def test_restart_with_strict_mtls_loses_no_request(secure_mesh: Mesh) -> None:
+    stack = secure_mesh.stack
+    strict = stack.config_dir / "strict.yaml"  # in the watched folder: it survives the restart
+    strict.write_text(STRICT)
+    root = (stack.o.state_dir / "ca" / "root-cert.pem").read_bytes()
+    results: list[int] = []
+    stop = asyncio.Event()
+
+    async def traffic() -> None:  # productpage -> reviews v2 -> ratings: two mTLS hops per request
+        while not stop.is_set():
+            status, _ = await secure_mesh.call("reviews", "/reviews", end_user="jason")
+            results.append(status)
+            await asyncio.sleep(0.01)
+
+    load: asyncio.Task[None] = asyncio.create_task(asyncio.sleep(0))
+    try:
+
+        async def strict_on() -> bool:
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
+                    port = secure_mesh.layout.workload("reviews-v1").inbound_port
+                    async with s.get(f"http://127.0.0.1:{port}/reviews") as resp:
+                        await resp.read()
+                        return False
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                return True
+
+        await eventually(strict_on)
+        before = await leaf_serials(secure_mesh)
+        cp = next(c for c in stack.sup.children if c.kind == "control-plane" and c.exited is None)
+        load = asyncio.create_task(traffic())
+        await asyncio.sleep(0.5)
+        assert cp.pid is not None and cp.proc is not None
+        os.kill(cp.pid, signal.SIGKILL)
+        await cp.proc.wait()
+        await asyncio.sleep(1.0)
+        await stack.start_control_plane_again()
+        await stack.wait_synced()
+
+        async def reissued() -> bool:  # every proxy got a certificate from the restarted control plane
+            now = await leaf_serials(secure_mesh)
+            return all(now[p] and now[p] != before[p] for p in now)
+
+        await eventually(reissued)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await load
+        assert len(results) > 20
+        assert set(results) == {200}, f"{len(results) - results.count(200)} failed of {len(results)}"
+        assert (stack.o.state_dir / "ca" / "root-cert.pem").read_bytes() == root
+    finally:
+        stop.set()
+        if not load.done():
+            load.cancel()
+        await asyncio.gather(load, return_exceptions=True)
+        strict.unlink(missing_ok=True)
