@@ -228,7 +228,7 @@ class SnapshotBuilder:
         if extras.listeners or extras.replaced:
             listeners = [extras.replaced.get(r.name, r) for r in listeners] + list(extras.listeners)
             own_clusters = own_clusters + list(extras.clusters)
-            self.warnings += extras.warnings
+        self.warnings += extras.warnings
         listeners = self.security.listeners(config, proxy, listeners)  # mTLS chains, jwt_authn, RBAC
         routes = self._routes(config, proxy, view) + list(extras.routes)
         if proxy.mode is ProxyMode.GATEWAY:

@@ -264,6 +264,13 @@ class SidecarExtras:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+def _taken_ports(proxy: ProxyIdentity) -> set[int]:
+    """Ports the proxy's own listeners bind (a Sidecar listener on one of them could never bind)."""
+    ports = {a.inbound_port for a in proxy.apps if a.inbound_port is not None}
+    ports |= {p for p in (proxy.outbound_port, proxy.dapr_http_port, proxy.dapr_grpc_port) if p is not None}
+    return ports | {bound for _, bound in proxy.tcp_ports}
+
+
 def _taken_names(proxy: ProxyIdentity) -> set[str]:
     names = {f"virtualInbound_{a.inbound_port}" for a in proxy.apps if a.inbound_port is not None}
     if proxy.outbound_port is not None:
@@ -277,7 +284,7 @@ def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIden
     sidecar = view.scope.sidecar if view is not None else None
     if view is None or sidecar is None or proxy.mode is ProxyMode.GATEWAY:
         return out
-    taken = _taken_names(proxy)
+    taken, ports = _taken_names(proxy), _taken_ports(proxy)
 
     def skip(field_path: str, why: str) -> None:
         loc = sidecar.meta.location
@@ -286,10 +293,11 @@ def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIden
     allow_any = allows_any(sidecar)
     for i, ingress in enumerate(sidecar.ingress):
         listener = ingress_listener(proxy, ingress)
-        if listener.name in taken:
-            skip(f"spec.ingress[{i}].port.number", f"listener {listener.name} already exists on this proxy")
+        if listener.name in taken or ingress.port in ports:
+            skip(f"spec.ingress[{i}].port.number", f"port {ingress.port} is already a listener of this proxy")
             continue
         taken.add(listener.name)
+        ports.add(ingress.port)
         out.listeners.append(listener)
         out.clusters.append(ingress_cluster(ingress))
         if ingress.protocol not in _TCP:
@@ -298,10 +306,11 @@ def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIden
         if entry.port is None:
             continue
         name = f"{entry.bind or '0.0.0.0'}_{entry.port}"
-        if name in taken or f"0.0.0.0_{entry.port}" in taken:
-            skip(f"spec.egress[{i}].port.number", f"listener {name} already exists on this proxy")
+        if name in taken or f"0.0.0.0_{entry.port}" in taken or entry.port in ports:
+            skip(f"spec.egress[{i}].port.number", f"port {entry.port} is already a listener of this proxy")
             continue
         taken.add(name)
+        ports.add(entry.port)
         address = socket(entry.bind or "127.0.0.1", entry.port)
         if entry.protocol in _TCP:
             targets = [(s, p) for s, p in _egress_services(view, entry, proxy) if not p.is_http]
