@@ -4,7 +4,8 @@
 
 Each mode runs the `mecha up` machinery (xds.runner.Stack) on free ports: the control plane, N demo apps, and
 per proxy one real Envoy (--concurrency 1) plus one capability service. Sidecar mode has N proxies, node mode
-one. Measured after every proxy is SYNCED and every capability service healthy:
+one, whose capability-service process hosts one runtime per app (own app id, own Dapr ports on the node's
+Envoy). Measured after every proxy is SYNCED and every capability service healthy:
   - data-plane memory: sum of VmRSS of every Envoy and capability-service process;
   - start time: from Stack.start() until then (control plane and apps included, same in both modes).
 Goal (docs/modes.md): node mode below 1/3 of sidecar memory.
@@ -19,6 +20,7 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,9 @@ class Ports:
 def layout(mode: str, apps: int, port: Ports) -> DemoLayout:
     """N ratings workloads (v1..vN): the app kind does not matter for the data plane's footprint."""
     workloads = [DemoWorkload("ratings", f"v{i + 1}", port(), port()) for i in range(apps)]
+    if mode == "node":  # every app its own Dapr listeners and runtime, as `mecha up --mode node`
+        own = ("dapr_http_port", "dapr_grpc_port", "capabilities_http_port", "capabilities_grpc_port")
+        workloads = [replace(w, **{name: port() for name in own}) for w in workloads]
     groups = [[w] for w in workloads] if mode == "sidecar" else [workloads]
     proxies = tuple(
         DemoProxy(

@@ -234,3 +234,22 @@ async def test_the_capability_service_still_checks_the_token(node: Node) -> None
     assert status == 401 and body["errorCode"] == "ERR_UNAUTHORIZED"
     status, _, _ = await node.call("GET", node.dapr("beta") + "/v1.0/healthz", token=None)
     assert status == 204  # healthz is exempt, as in daprd
+
+
+async def test_grpc_proxying_without_the_token_gets_daprds_unauthenticated(node: Node) -> None:
+    import grpc
+
+    port = node.workload("alpha").dapr_grpc_port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary("/mecha.test.Echo/Say")
+        for metadata, message in (
+            ((("dapr-app-id", "beta"),), "missing api token in request metadata"),
+            (
+                (("dapr-app-id", "beta"), ("dapr-api-token", "wrong")),
+                "authentication error: api token mismatch",
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"", metadata=metadata, timeout=5)
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert caught.value.details() == message

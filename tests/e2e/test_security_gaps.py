@@ -98,7 +98,7 @@ async def delete(mesh: Mesh, tmp: Path, name: str) -> None:
     assert rc == 0, out
 
 
-async def eventually(check: Any, within_s: float = 15.0) -> Any:
+async def eventually(check: Any, within_s: float = 30.0) -> Any:
     deadline = time.monotonic() + within_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -120,9 +120,12 @@ async def status_of(mesh: Mesh, host: str, path: str) -> int:
 async def call_from(mesh: Mesh, workload: str, host: str, path: str) -> int:
     """A request entering the mesh through another workload's proxy (so that workload is the caller)."""
     port = mesh.layout.proxy_of(workload).outbound_port
-    async with mesh.session.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}) as resp:
-        await resp.read()
-        return resp.status
+    try:
+        async with mesh.session.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}) as resp:
+            await resp.read()
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):  # a kept-alive connection closed by a listener drain
+        return -1
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -226,7 +229,10 @@ spec: {{host: {BACKEND_HOST}, trafficPolicy: {{tls: {{mode: SIMPLE, sni: {BACKEN
         )
 
         async def trusted() -> tuple[int, Any] | None:
-            status, body = await secure_mesh.call(BACKEND_HOST, "/hello")
+            try:
+                status, body = await secure_mesh.call(BACKEND_HOST, "/hello")
+            except (aiohttp.ClientError, TimeoutError):
+                return None
             return (status, body) if status == 200 else None
 
         _, body = await eventually(trusted)
@@ -309,14 +315,17 @@ spec:
 """
     await apply(secure_mesh, tmp_path, "dry-run.yaml", policy)
 
-    async def counted() -> int:
-        assert await status_of(secure_mesh, "ratings", "/ratings") == 200  # never blocked
-        return await shadow_denied(secure_mesh, "ratings-v1")
+    statuses: list[int] = []
 
-    before = await eventually(counted)
+    async def counted() -> int:
+        statuses.append(await status_of(secure_mesh, "ratings", "/ratings"))
+        return await shadow_denied(secure_mesh, "ratings-v1") if statuses[-1] == 200 else 0
+
+    before = await eventually(counted, 30)
     for _ in range(3):
         assert await status_of(secure_mesh, "ratings", "/ratings") == 200
     assert await shadow_denied(secure_mesh, "ratings-v1") >= before + 3
+    assert 403 not in statuses  # the shadow DENY never blocked a request
     await delete(secure_mesh, tmp_path, "dry-run.yaml")
 
 
@@ -347,7 +356,10 @@ async def test_restart_with_strict_mtls_loses_no_request(secure_mesh: Mesh) -> N
 
     async def traffic() -> None:  # productpage -> reviews v2 -> ratings: two mTLS hops per request
         while not stop.is_set():
-            status, _ = await secure_mesh.call("reviews", "/reviews", end_user="jason")
+            try:
+                status, _ = await secure_mesh.call("reviews", "/reviews", end_user="jason")
+            except (aiohttp.ClientError, TimeoutError):
+                status = -1  # a failed request too
             results.append(status)
             await asyncio.sleep(0.01)
 

@@ -33,6 +33,9 @@ UNAUTHORIZED_BODY = json.dumps(
     {"errorCode": "ERR_UNAUTHORIZED", "message": "invalid api token"}, separators=(",", ":")
 )
 UNAUTHORIZED_GRPC_STATUS = "16"  # UNAUTHENTICATED, sent as a trailers-only gRPC response
+# daprd's gRPC API messages (the capability service's gRPC API uses the same, docs/dapr-sdks.md)
+GRPC_MISSING_TOKEN = "missing api token in request metadata"
+GRPC_WRONG_TOKEN = "authentication error: api token mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +147,12 @@ def _wrong_token(token: str) -> rte.HeaderMatcher:
     )
 
 
-def _reject_action(grpc: bool) -> dict[str, object]:
-    if grpc:  # trailers-only gRPC answer: what a gRPC client of daprd gets for a bad token
+def _reject_action(grpc: bool, message: str = "") -> dict[str, object]:
+    if grpc:  # a trailers-only gRPC answer, with the status and message daprd's gRPC API gives
         headers = {
             "content-type": "application/grpc",
             "grpc-status": UNAUTHORIZED_GRPC_STATUS,
-            "grpc-message": "invalid api token",
+            "grpc-message": message,
         }
         return {
             "direct_response": rte.DirectResponseAction(status=200),
@@ -179,24 +182,33 @@ def token_reject_routes(token: str, grpc: bool) -> list[rte.Route]:
     if not token:
         return []
     wrong = _wrong_token(token)
-    routes = []
-    if not grpc:
-        routes.append(
-            rte.Route(
-                name="invoke/unauthorized",
-                match=rte.RouteMatch(prefix="/v1.0/invoke/", headers=[wrong]),
-                **_reject_action(grpc),  # type: ignore[arg-type]
-            )
-        )
     app_id = rte.HeaderMatcher(name=dapr.APP_ID_HEADER, present_match=True)
-    routes.append(
+    if grpc:  # only dapr-app-id proxying on the gRPC port; daprd tells a missing token from a wrong one
+        missing = rte.HeaderMatcher(name=dapr.API_TOKEN_HEADER, present_match=True, invert_match=True)
+        return [
+            rte.Route(
+                name="app-id/missing-token",
+                match=rte.RouteMatch(prefix="/", headers=[app_id, missing]),
+                **_reject_action(grpc, GRPC_MISSING_TOKEN),  # type: ignore[arg-type]
+            ),
+            rte.Route(
+                name="app-id/unauthorized",
+                match=rte.RouteMatch(prefix="/", headers=[app_id, wrong]),
+                **_reject_action(grpc, GRPC_WRONG_TOKEN),  # type: ignore[arg-type]
+            ),
+        ]
+    return [
+        rte.Route(
+            name="invoke/unauthorized",
+            match=rte.RouteMatch(prefix="/v1.0/invoke/", headers=[wrong]),
+            **_reject_action(grpc),  # type: ignore[arg-type]
+        ),
         rte.Route(
             name="app-id/unauthorized",
             match=rte.RouteMatch(prefix="/", headers=[app_id, wrong]),
             **_reject_action(grpc),  # type: ignore[arg-type]
-        )
-    )
-    return routes
+        ),
+    ]
 
 
 @cache
