@@ -16,6 +16,7 @@ from e2e_mesh import Mesh
 
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
+from xds.testing.envoy import free_port
 
 
 def backend_available(host: str, port: int, name: str) -> None:
@@ -31,19 +32,10 @@ def backend_available(host: str, port: int, name: str) -> None:
 
 
 class _PortPool:
-    """Distinct free ports for one layout (bind-0 ports can repeat once released)."""
-
-    def __init__(self) -> None:
-        self.used: set[int] = set()
+    """Distinct free ports for one layout (see xds.testing.envoy.free_port)."""
 
     def __call__(self, _role: str = "", _index: int = 0) -> int:
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self.used:
-                self.used.add(port)
-                return port
+        return free_port()
 
 
 @pytest.fixture(scope="module", params=["sotw", "delta"])

@@ -29,6 +29,7 @@ from xds.cli.main import main as mecha
 from xds.demo.config import NAMESPACE, SERVICE_PORT, DemoLayout, DemoProxy, DemoWorkload
 from xds.runner.procs import Child
 from xds.runner.stack import Stack, StackOptions
+from xds.testing.envoy import free_port
 
 HERE = Path(__file__).parent
 TEST_APP = HERE / "dapr_testapp.py"
@@ -37,17 +38,8 @@ TEST_APP = HERE / "dapr_testapp.py"
 class PortPool:
     """Distinct free ports (bind-0 ports can repeat once released)."""
 
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-
     def __call__(self, _role: str = "", _index: int = 0) -> int:
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self.used:
-                self.used.add(port)
-                return port
+        return free_port()
 
 
 @dataclass

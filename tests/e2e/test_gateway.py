@@ -4,7 +4,6 @@ certificate from files, httpsRedirect (301) and a TCP route, all configured from
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -23,24 +22,15 @@ from e2e_mesh import Mesh
 
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
-from xds.testing.envoy import EnvoyProcess, bootstrap_for
+from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 SECURE_HOST = "secure.example.com"
 
 
 class _Ports:
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-
     def __call__(self, _role: str = "", _index: int = 0) -> int:
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self.used:
-                self.used.add(port)
-                return port
+        return free_port()
 
 
 def self_signed(folder: Path, host: str) -> tuple[Path, Path]:

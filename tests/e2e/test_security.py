@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from e2e_mesh import Mesh
 
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
+from xds.testing.envoy import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -32,17 +32,8 @@ ISSUER = "https://issuer.mecha.test"
 
 
 class _Ports:
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-
     def __call__(self, _role: str = "", _index: int = 0) -> int:
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self.used:
-                self.used.add(port)
-                return port
+        return free_port()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

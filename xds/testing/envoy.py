@@ -16,12 +16,33 @@ import aiohttp
 
 from xds.bootstrap import BootstrapParams, render
 
+# Test and bench ports come from below the kernel's ephemeral range (32768+ by default): a port picked by
+# binding 0 lives in that range, and an outgoing connection can take it before Envoy binds it.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_next_port = _PORT_LOW + (os.getpid() * 997) % (_PORT_HIGH - _PORT_LOW)
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it back, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on every address a moment ago, never handed out twice by this process, chosen outside
+    the ephemeral range (each process starts at its own offset, so parallel runs rarely collide)."""
+    global _next_port
+    for _ in range(_PORT_HIGH - _PORT_LOW):
+        port = _next_port
+        _next_port = _PORT_LOW + (_next_port + 1 - _PORT_LOW) % (_PORT_HIGH - _PORT_LOW)
+        if port not in _handed_out and _bindable(port, "0.0.0.0") and _bindable(port, "127.0.0.1"):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free TCP port in {_PORT_LOW}-{_PORT_HIGH}")
 
 
 def envoy_binary() -> str:
