@@ -154,6 +154,10 @@ async def test_two_runtimes_share_a_store_but_not_their_keys(tmp_path: Path) -> 
     (tmp_path / "state.yaml").write_text(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: state.in-memory}\n"
     )
+    (tmp_path / "mine.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: mine}\n"
+        "spec: {type: state.in-memory}\nscopes: [a]\n"
+    )
     pool = SharedComponents()
     runtimes = [
         Runtime(Settings(app_id=name, resources_paths=[str(tmp_path)]), shared=pool) for name in ("a", "b")
@@ -163,6 +167,8 @@ async def test_two_runtimes_share_a_store_but_not_their_keys(tmp_path: Path) -> 
     try:
         store_a, store_b = (r.component("state", "s") for r in runtimes)
         assert store_a is store_b and pool.users(store_a) == 2
+        # scopes stay per app id: only a loads its private store
+        assert [sorted(r.components("state")) for r in runtimes] == [["mine", "s"], ["s"]]
     finally:
         await runtimes[0].stop()
         assert pool.users(store_b) == 1  # b still holds it

@@ -39,9 +39,10 @@ def _summary(info: dict[str, Any]) -> list[str]:
         f"  metrics:                          {info['metrics']}",
         f"  config folder (watched):          {info['config_dir']}",
         "  Envoy admin: " + "  ".join(f"{k} {v}" for k, v in info["admin"].items()),
-        "  apps (direct / via proxy inbound):",
+        "  apps (direct / via proxy inbound / Dapr API, the app's DAPR_HTTP_PORT):",
     ]
-    lines += [f"    {name:<15} {u['app']}  {u['via_proxy']}" for name, u in info["apps"].items()]
+    for name, u in info["apps"].items():
+        lines.append(f"    {name:<15} {u['app']}  {u['via_proxy']}  {u.get('dapr', '')}")
     mesh = info["mesh_entry"]
     lines += [
         "",
