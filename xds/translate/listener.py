@@ -151,9 +151,7 @@ def http_listener_bytes(
     direction: core.TrafficDirection | None = None,
 ) -> bytes:
     rds = encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)
-    manager = encode(
-        hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=_TAIL_BYTES
-    )
+    manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=_TAIL_BYTES)
     typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
     chain = encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
     return encode(

@@ -161,8 +161,7 @@ def test_analyze_reports_every_sample() -> None:
     assert statuses[("bookinfo-ratings-test-delay.yaml", "spec.http[0].fault.delay.percent")] == "differs"
     assert statuses[("testdata-rule-redirect-injection.yaml", "spec.http[0].redirect.uri")] == "honoured"
     assert (
-        statuses[("testdata-rule-fault-injection.yaml", "spec.http[0].match[0].sourceLabels")]
-        == "honoured"
+        statuses[("testdata-rule-fault-injection.yaml", "spec.http[0].match[0].sourceLabels")] == "honoured"
     )
     assert not any(f.status == "unknown" for f in report.fields)  # proto-style names are recognised
     assert any(s.kind == "ExternalService" for s in report.skipped)
