@@ -88,3 +88,27 @@ def topic_event_request(
 
 def status_name(status: int) -> str:
     return appcallback_pb2.TopicEventResponse.TopicEventResponseStatus.Name(status)
+
+
+def bulk_entry(
+    entry_id: str, ce: dict[str, Any], *, raw_payload: bool
+) -> appcallback_pb2.TopicEventBulkRequestEntry:
+    """One entry of a TopicEventBulkRequest: raw bytes for rawPayload subscriptions, else the CloudEvent."""
+    if raw_payload:
+        return appcallback_pb2.TopicEventBulkRequestEntry(
+            entry_id=entry_id,
+            bytes=envelope.data_bytes(ce),
+            content_type=str(ce.get("datacontenttype") or "application/octet-stream"),
+        )
+    cloud_event = appcallback_pb2.TopicEventCERequest(
+        id=str(ce.get("id") or entry_id),
+        source=str(ce.get("source", "")),
+        type=str(ce.get("type", "")),
+        spec_version=str(ce.get("specversion", envelope.SPEC_VERSION)),
+        data_content_type=str(ce.get("datacontenttype", "")),
+        data=envelope.data_bytes(ce),
+        extensions=_extensions(ce),
+    )
+    return appcallback_pb2.TopicEventBulkRequestEntry(
+        entry_id=entry_id, cloud_event=cloud_event, content_type=envelope.CLOUDEVENTS_CONTENT_TYPE
+    )

@@ -4,6 +4,7 @@ Outcome of one delivery (daprd pkg/runtime/subscription/postman/grpc):
 - SUCCESS (or an empty reply) acks; DROP acks and logs; UNIMPLEMENTED from the app = drop (non-retriable);
 - RETRY, any other gRPC error or an unknown status = failure: the message goes to the dead-letter topic when
   the subscription has one, else the handler raises and the broker redelivers.
+Bulk-enabled subscriptions batch messages into OnBulkTopicEvent calls (bulk.py), same per-entry outcomes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2
 
 from capabilities.blocks.pubsub.contract import Message, SubscribeOptions, Unsubscribe
+from capabilities.delivery.postman import RetryDelivery, Verdict
 from capabilities.delivery_grpc import events
+from capabilities.delivery_grpc.bulk import BulkSender, GrpcBulkBatcher
 from capabilities.delivery_grpc.channel import AppCallbackChannel
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,19 @@ async def deliver_event(
     raise DeliveryFailed(f"app asked to retry event {request.id} ({events.status_name(reply.status)})")
 
 
+async def deliver_in_bulk(batcher: GrpcBulkBatcher, sub: TopicSubscription, message: Message) -> int:
+    """Queue one message into the subscription's next OnBulkTopicEvent batch; its entry's status decides."""
+    event = events.to_cloud_event(message, pubsub_name=sub.pubsub_name, raw_payload=sub.raw_payload)
+    if event.expired:
+        log.info("dropping expired event %s on topic %s", event.cloud_event.get("id"), sub.topic)
+        return events.DROP
+    try:
+        verdict = await batcher.submit(choose_path(sub, event.cloud_event), event.cloud_event)
+    except RetryDelivery as retry:
+        raise DeliveryFailed(str(retry)) from retry
+    return events.DROP if verdict is Verdict.DROP else events.SUCCESS
+
+
 class TopicDelivery:
     """Subscribes every TopicSubscription to its broker and delivers its messages to the app."""
 
@@ -131,6 +147,8 @@ class TopicDelivery:
         self.timeout_s = timeout_s
         # (pubsub, topic) -> (component instance, unsubscribe, subscription): re-done when any of them changes
         self.active: dict[tuple[str, str], tuple[Any, Unsubscribe, TopicSubscription]] = {}
+        self.batchers: dict[tuple[str, str], GrpcBulkBatcher] = {}  # bulk-enabled subscriptions only
+        self.bulk_sender = BulkSender(channel, timeout_s=timeout_s)
 
     @property
     def subscribed(self) -> list[TopicSubscription]:
@@ -148,21 +166,32 @@ class TopicDelivery:
         if key in self.active:
             await self.unsubscribe(key)
         pubsub = self.runtime.component("pubsub", sub.pubsub_name)
+        batcher = self._batcher(sub) if sub.bulk_enabled else None
+
+        async def deliver(message: Message) -> int:
+            if batcher is not None:
+                return await deliver_in_bulk(batcher, sub, message)
+            return await deliver_event(self.channel, sub, message, timeout_s=self.timeout_s)
 
         async def handler(message: Message) -> None:
             try:
-                await self._with_resiliency(
-                    sub, lambda: deliver_event(self.channel, sub, message, timeout_s=self.timeout_s)
-                )
+                await self._with_resiliency(sub, lambda: deliver(message))
             except DeliveryFailed as failure:
                 if not sub.dead_letter_topic:
                     raise
                 log.warning("%s: sending it to dead-letter topic %s", failure, sub.dead_letter_topic)
                 await pubsub.publish(sub.dead_letter_topic, message.data, dict(message.metadata))
 
-        unsubscribe = await pubsub.subscribe(
-            sub.topic, handler, SubscribeOptions(group=self.runtime.app_id, metadata=dict(sub.metadata))
+        # A batch only fills when enough handlers wait on it at once.
+        concurrency = max(16, sub.bulk_max_messages) if sub.bulk_enabled else 16
+        options = SubscribeOptions(
+            group=self.runtime.app_id, metadata=dict(sub.metadata), max_concurrency=concurrency
         )
+        try:
+            unsubscribe = await pubsub.subscribe(sub.topic, handler, options)
+        except Exception:
+            await self._close_batcher(key)
+            raise
         self.active[key] = (pubsub, unsubscribe, sub)
         log.info("gRPC app subscribed to %s/%s", sub.pubsub_name, sub.topic)
 
@@ -172,12 +201,30 @@ class TopicDelivery:
             return await fn()
         return await resiliency.for_component(sub.pubsub_name, "inbound").run(fn)
 
+    def _batcher(self, sub: TopicSubscription) -> GrpcBulkBatcher:
+        batcher = GrpcBulkBatcher(
+            self.bulk_sender,
+            pubsub_name=sub.pubsub_name,
+            topic=sub.topic,
+            max_messages=sub.bulk_max_messages,
+            max_await_ms=sub.bulk_max_await_ms,
+            raw_payload=sub.raw_payload,
+        )
+        self.batchers[(sub.pubsub_name, sub.topic)] = batcher
+        return batcher
+
+    async def _close_batcher(self, key: tuple[str, str]) -> None:
+        batcher = self.batchers.pop(key, None)
+        if batcher is not None:
+            await batcher.close()
+
     async def unsubscribe(self, key: tuple[str, str]) -> None:
         _, unsubscribe, _ = self.active.pop(key)
         try:
             await unsubscribe()
         except Exception as exc:
             log.warning("unsubscribe from %s/%s failed: %s", *key, exc)
+        await self._close_batcher(key)
 
     async def close(self) -> None:
         for key in reversed(list(self.active)):

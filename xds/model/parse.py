@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -487,4 +488,5 @@ def resiliency(meta: Meta, spec: dict[str, Any], body: dict[str, Any]) -> Resili
         target_actors=names(targets.get("actors")),
         target_components=names(targets.get("components")),
         scopes=_scopes(body),
+        spec_json=json.dumps(spec, sort_keys=True, default=str),
     )

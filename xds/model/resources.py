@@ -308,6 +308,7 @@ class Resiliency:
     target_actors: tuple[str, ...] = ()
     target_components: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
+    spec_json: str = ""  # canonical JSON of spec: policies/targets contents (service invocation -> Envoy)
 
 
 @dataclass(frozen=True, slots=True)

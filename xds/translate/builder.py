@@ -40,6 +40,7 @@ from xds.translate.listener import (
 from xds.translate.locality_eds import LocalityEndpoints
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
 from xds.translate.pack import Memo, field_number, repeated_field, resource
+from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.security.proxy import SecurityTranslator
 from xds.translate.security.upstream import any_client_tls
@@ -272,7 +273,8 @@ class SnapshotBuilder:
         out += self.memo.get(("rds-in", proxy.id), (proxy,), lambda: _own_routes(proxy))
         for site in dapr_sites(proxy):  # proxy-level Dapr listeners, then node-mode apps' own
             site_ns = site.namespace  # short app ids are relative to the app's namespace
-            blob = self.mesh.dapr_routes(config, site_ns, site.grpc, view, site.token)
+            callers = site_callers(proxy, site.route)  # picks the Dapr Resiliency that applies
+            blob = self.mesh.dapr_routes(config, site_ns, site.grpc, view, site.token, callers)
             tail = _dapr_tail(site)
             name = site.route
             out.append(

@@ -8,8 +8,10 @@ from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPRoute, Service, ServicePort
+from xds.translate import resiliency
 from xds.translate.common import outbound_cluster_name
 from xds.translate.pack import encode
+from xds.translate.resiliency import InvokePolicy
 from xds.translate.route import (
     ZERO,
     default_action,
@@ -132,9 +134,15 @@ def _header_route_bytes(app_id: str, action: bytes, token: str = "") -> bytes:
 
 
 def invoke_routes(
-    service: Service, config: MeshConfig, namespace: str, grpc: bool, token: str = ""
+    service: Service,
+    config: MeshConfig,
+    namespace: str,
+    grpc: bool,
+    token: str = "",
+    policy: InvokePolicy | None = None,
 ) -> tuple[list[rte.Route], list[rte.Route]]:
-    """(invoke-by-path routes, dapr-app-id header routes) for one service; messages (reference path)."""
+    """(invoke-by-path routes, dapr-app-id header routes) for one service; messages (reference path).
+    policy: the callers' Dapr Resiliency for this target, replacing the VS timeout/retries."""
     port = grpc_port(service) if grpc else http_port(service)
     if port is None:
         return [], []
@@ -143,20 +151,36 @@ def invoke_routes(
         if not grpc:
             route = _prefix_shell(app_id, token)
             route.route = mesh_action(service, port, config, rewrite="/")
+            if policy is not None:
+                resiliency.apply(route.route, policy)
             prefix.append(route)
         route = _header_shell(app_id, token)
         route.route = mesh_action(service, port, config)
+        if policy is not None:
+            resiliency.apply(route.route, policy)
         header.append(route)
     return prefix, header
 
 
 def invoke_routes_bytes(
-    service: Service, config: MeshConfig, namespace: str, grpc: bool, token: str = ""
+    service: Service,
+    config: MeshConfig,
+    namespace: str,
+    grpc: bool,
+    token: str = "",
+    policy: InvokePolicy | None = None,
 ) -> tuple[list[bytes], list[bytes]]:
     port = grpc_port(service) if grpc else http_port(service)
     if port is None:
         return [], []
     ids = app_ids(service, namespace)
+    if policy is not None:  # rare: build the messages once, with the Dapr policy applied
+        header_action = bytes(resiliency.apply(mesh_action(service, port, config), policy))
+        header = [_header_route_bytes(i, header_action, token) for i in ids]
+        if grpc:
+            return [], header
+        path_action = bytes(resiliency.apply(mesh_action(service, port, config, rewrite="/"), policy))
+        return [_prefix_route_bytes(i, path_action, token) for i in ids], header
     action = mesh_action_bytes(service, port, config)
     header = [_header_route_bytes(i, action, token) for i in ids]
     if grpc:

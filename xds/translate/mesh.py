@@ -11,8 +11,8 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from xds import types
 from xds.cache.snapshot import Resource, _type_version
 from xds.model.mesh import MeshConfig
-from xds.model.resources import DestinationRule, Service, VirtualService
-from xds.translate import dapr
+from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
+from xds.translate import dapr, resiliency
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
 from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
@@ -210,8 +210,10 @@ class MeshBuilder:
         grpc: bool,
         view: ScopedView | None = None,
         token: str = "",
+        resiliencies: tuple[Resiliency, ...] = (),
     ) -> tuple[bytes, bytes]:
         in_ns = svc.namespace == namespace
+        policy = resiliency.invoke_policy(resiliencies, dapr.app_ids(svc, svc.namespace))
         rcfg = config if view is None else view.route_config  # the VS/DR this namespace sees
         if rcfg is config:
             inputs = self._route_inputs(svc, config)
@@ -219,11 +221,13 @@ class MeshBuilder:
             inputs = (svc, *_route_inputs(rcfg.mesh_routes_by_host.get(svc.host), rcfg))
 
         def build() -> tuple[bytes, bytes]:
-            prefix, header = dapr.invoke_routes_bytes(svc, rcfg, namespace if in_ns else "", grpc, token)
+            prefix, header = dapr.invoke_routes_bytes(
+                svc, rcfg, namespace if in_ns else "", grpc, token, policy
+            )
             return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
 
-        slot = ("dapr", svc.host, in_ns, grpc, token) + (() if rcfg is config else _refs(inputs))
-        return self.memo.get(slot, inputs, build)
+        slot = ("dapr", svc.host, in_ns, grpc, token, policy) + (() if rcfg is config else _refs(inputs))
+        return self.memo.get(slot, (*inputs, policy), build)
 
     def dapr_routes(
         self,
@@ -232,15 +236,20 @@ class MeshBuilder:
         grpc: bool,
         view: ScopedView | None = None,
         token: str = "",
+        callers: tuple[str, ...] = (),
     ) -> Blob:
         """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy).
-        token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none."""
-        key = ("dapr", namespace, grpc, token)
+        token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none.
+        callers: app ids calling through this site; picks the Dapr Resiliency documents that apply."""
+        chosen = resiliency.applicable(config.resiliencies, namespace, callers)
+        refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
+        key = ("dapr", namespace, grpc, token, refs)
         if view is not None:  # namespace too: a node-mode app may live in another namespace than its proxy
-            key = ("dapr", *view.scope.key, namespace, grpc, token)
+            key = ("dapr", *view.scope.key, namespace, grpc, token, refs)
         found = self._this_build.get(key)
         if found is None:
-            found = self._this_build[key] = self._dapr_routes_blob(config, namespace, grpc, view, token)
+            blob = self._dapr_routes_blob(config, namespace, grpc, view, token, chosen)
+            found = self._this_build[key] = blob
         return found
 
     def _dapr_routes_blob(
@@ -250,17 +259,21 @@ class MeshBuilder:
         grpc: bool,
         view: ScopedView | None = None,
         token: str = "",
+        resiliencies: tuple[Resiliency, ...] = (),
     ) -> Blob:
         services = config.services if view is None else view.services
-        pairs = [self._dapr_routes(svc, config, namespace, grpc, view, token) for svc in services]
+        pairs = [
+            self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies) for svc in services
+        ]
 
         def build() -> Blob:
             body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
             return Blob(body, digest(body))
 
-        slot = ("dapr-routes", namespace, grpc, token)
+        refs = tuple(r.meta.ref for r in resiliencies)
+        slot = ("dapr-routes", namespace, grpc, token, refs)
         if view is not None:
-            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token)
+            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs)
         return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
 
 

@@ -13,7 +13,7 @@ from xds import types
 from xds.cache.snapshot import Resource, Snapshot
 from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate import dapr
+from xds.translate import dapr, resiliency
 from xds.translate.builder import _own_routes, own_cluster_specs
 from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
 from xds.translate.common import ADS, outbound_cluster_name, socket
@@ -24,6 +24,7 @@ from xds.translate.listener import (
 )
 from xds.translate.locality import depends_on_proxy, grouped, locality_cla, topology_labels
 from xds.translate.pack import resource
+from xds.translate.resiliency import site_callers
 from xds.translate.route import virtual_host
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.sidecar import catch_all_vhost, sidecar_extras
@@ -107,8 +108,16 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
     out += _own_routes(proxy)
     for site in dapr_sites(proxy):
         grpc = site.grpc
+        chosen = resiliency.applicable(config.resiliencies, site.namespace, site_callers(proxy, site.route))
         per_service = [
-            dapr.invoke_routes(svc, view.route_config, site.namespace, grpc, site.token)
+            dapr.invoke_routes(
+                svc,
+                view.route_config,
+                site.namespace,
+                grpc,
+                site.token,
+                resiliency.invoke_policy(chosen, dapr.app_ids(svc, svc.namespace)),
+            )
             for svc in view.services
         ]
         routes = [r for prefix, _ in per_service for r in prefix]

@@ -1,0 +1,115 @@
+"""Dapr Resiliency -> Envoy settings of the Dapr invoke routes (pure mapping + the translated RDS)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from envoy_data_plane.envoy.config.route import v3 as rte
+
+from xds.model.parse import resiliency as parse_resiliency
+from xds.model.resources import Meta
+from xds.translate import resiliency as res
+
+
+def _doc(name: str, spec: dict, scopes: list[str] | None = None, ns: str = "default"):
+    body = {"spec": spec, "scopes": scopes or []}
+    return parse_resiliency(Meta("Resiliency", ns, name), spec, body)
+
+
+SPEC = {
+    "policies": {
+        "timeouts": {"fast": "500ms"},
+        "retries": {
+            "three": {"policy": "constant", "duration": "200ms", "maxRetries": 3},
+            "forever": {"policy": "exponential", "maxInterval": "15s", "maxRetries": -1},
+            "none": {"policy": "constant", "maxRetries": 0},
+            "codes": {"policy": "constant", "maxRetries": 2, "matching": {"httpStatusCodes": "429,502-503"}},
+        },
+        "circuitBreakers": {
+            "cb": {"maxRequests": 1, "interval": "8s", "timeout": "45s", "trip": "consecutiveFailures > 5"},
+            "odd": {"trip": "requests > 10 && totalFailures > 2"},
+        },
+    },
+    "targets": {"apps": {"orders": {"timeout": "fast", "retry": "three", "circuitBreaker": "cb"}}},
+}
+
+
+def test_constant_retry_and_timeout() -> None:
+    policy = res.invoke_policy([_doc("r", SPEC)], ["orders", "orders.default"])
+    assert policy is not None and policy.source == "Resiliency default/r"
+    assert policy.timeout == timedelta(milliseconds=500)
+    assert policy.retry == res.RetrySpec(3, timedelta(milliseconds=200), timedelta(milliseconds=200))
+    assert policy.breaker == res.BreakerSpec(6, timedelta(seconds=8), timedelta(seconds=45))
+    action = res.apply(rte.RouteAction(cluster="c", timeout=timedelta(seconds=3)), policy)
+    assert action.timeout == timedelta(milliseconds=500) and action.max_grpc_timeout == action.timeout
+    assert action.retry_policy.num_retries == 3
+    assert action.retry_policy.retry_on == res.RETRY_ON_ALL
+    assert action.retry_policy.retry_back_off.base_interval == timedelta(milliseconds=200)
+
+
+def test_exponential_unlimited_and_status_codes() -> None:
+    forever = res.retry_spec(SPEC["policies"]["retries"]["forever"])
+    assert forever == res.RetrySpec(res.UNLIMITED_RETRIES, res.DEFAULT_INITIAL, timedelta(seconds=15))
+    codes = res.retry_spec(SPEC["policies"]["retries"]["codes"])
+    assert codes is not None and codes.status_codes == (429, 502, 503)
+    assert res.retry_policy(codes).retry_on == res.RETRY_ON_CODES
+    assert res.retry_spec(SPEC["policies"]["retries"]["none"]) is None
+    assert res.retry_spec({"policy": "constant"}) == res.RetrySpec(
+        res.UNLIMITED_RETRIES, res.DEFAULT_CONSTANT, res.DEFAULT_CONSTANT
+    )
+
+
+def test_trip_expressions() -> None:
+    assert res.trip_threshold("consecutiveFailures > 5") == 6
+    assert res.trip_threshold("consecutiveFailures >= 2") == 2
+    assert res.trip_threshold("requests > 10") is None
+    od = res.outlier_detection(res.BreakerSpec(6, timedelta(seconds=8), timedelta(seconds=45)))
+    assert od.consecutive_5xx == 6 and od.base_ejection_time == timedelta(seconds=45)
+
+
+def test_unparseable_trip_is_a_warning_naming_the_field() -> None:
+    diags = res.check_resiliencies([_doc("r", SPEC)])
+    assert [d.field for d in diags] == ["spec.policies.circuitBreakers.odd.trip"]
+    assert "consecutiveFailures > N" in diags[0].message
+
+
+def test_scopes_and_namespace_select_the_documents() -> None:
+    docs = [_doc("a", SPEC, ["checkout"]), _doc("b", SPEC), _doc("c", SPEC, ns="other")]
+    assert [r.meta.name for r in res.applicable(docs, "default", ("checkout",))] == ["a", "b"]
+    assert [r.meta.name for r in res.applicable(docs, "default", ("cart",))] == ["b"]
+    assert res.invoke_policy(res.applicable(docs, "default", ("cart",)), ["billing"]) is None
+
+
+def test_translated_routes_use_the_callers_policy() -> None:
+    from cfg_helpers import compile_text, sidecar
+
+    from xds import types
+    from xds.pipeline import SnapshotBuilder
+    from xds.translate import build_naive
+
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: orders, namespace: default}
+spec:
+  hosts: [orders]
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: 18080}}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: r, namespace: default}
+spec:
+  policies: {timeouts: {fast: 500ms}}
+  targets: {apps: {orders: {timeout: fast}}}
+scopes: [SCOPE]
+"""
+    for scope, expected in (("productpage", timedelta(milliseconds=500)), ("reviews", timedelta(0))):
+        config = compile_text(text.replace("SCOPE", scope), "r.yaml").config
+        assert config is not None
+        proxy = sidecar()
+        for snap in (SnapshotBuilder().build(config, [proxy])[proxy.id], build_naive(config, proxy)):
+            rc = rte.RouteConfiguration().parse(snap.resources[types.ROUTE]["dapr-http"].body)
+            invoke = next(r for r in rc.virtual_hosts[0].routes if r.name == "invoke/orders")
+            assert invoke.route.timeout == expected, scope
