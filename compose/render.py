@@ -184,6 +184,10 @@ def sidecar_compose() -> dict[str, Any]:
         services[f"{w.name}-envoy"] = envoy(
             f"bootstrap/sidecar/{w.name}.yaml", p.admin, w.name, [w.name, "control-plane"]
         )
+    gateway = envoy("bootstrap/gateway/sidecar.yaml", t.GATEWAY_ADMIN_PORT, None, ["control-plane"])
+    gateway["networks"] = {"mesh": {"ipv4_address": t.GATEWAY_COMPOSE_IP}}
+    gateway["ports"] = [f"8080:{t.GATEWAY_PORT}"]  # the ingress: Gateway bookinfo-gateway, port 80
+    services[t.GATEWAY_ID] = gateway
     return {"services": services, "networks": networks()}
 
 
@@ -194,7 +198,12 @@ def node_compose() -> dict[str, Any]:
     productpage, orders = t.workload("productpage-v1"), t.workload("orders-v1")
     node["networks"] = {"mesh": {"ipv4_address": t.NODE_COMPOSE_IP}}
     node["ports"] = [f"9080:{productpage.local_inbound_port}", f"9081:{orders.local_inbound_port}"]
+    node["ports"].append(f"8080:{t.GATEWAY_PORT}")  # the ingress gateway's listener (it shares this netns)
     services[t.NODE_ID] = node
+    # the ingress gateway joins the node's network namespace: the local endpoints are 127.0.0.1:<inbound>
+    services[t.GATEWAY_ID] = envoy(
+        "bootstrap/gateway/node.yaml", t.GATEWAY_ADMIN_PORT, t.NODE_ID, [t.NODE_ID, "control-plane"]
+    )
     services[f"{t.NODE_ID}-capabilities"] = node_capabilities()
     for w in t.WORKLOAD_LIST:  # each app talks to its own Dapr listeners on the node's Envoy
         services[w.name] = {
@@ -239,6 +248,8 @@ def rendered_files() -> dict[Path, str]:
         Path("docker-compose.node.yaml"): COMPOSE_HEADER.format(name="docker-compose.node.yaml")
         + dump(node_compose()),
         Path("bootstrap/node/node-a.yaml"): t.compose_node_bootstrap(),
+        Path("bootstrap/gateway/sidecar.yaml"): t.compose_gateway_bootstrap("sidecar"),
+        Path("bootstrap/gateway/node.yaml"): t.compose_gateway_bootstrap("node"),
     }
     for topology in ("local", "compose-sidecar"):
         files[Path(f"endpoints/{topology}/workloads.yaml")] = HEADER + dump_all(t.endpoints(topology))

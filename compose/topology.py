@@ -137,6 +137,15 @@ NODE_ADMIN_PORT = DEFAULT_PORTS["admin"]
 NODE_OUTBOUND_PORT = DEFAULT_PORTS["outbound"]
 
 
+# The ingress gateway (mode gateway): Gateway bookinfo-gateway's port 80 on GATEWAY_PORT (Istio's
+# ingressgateway binds 8080 for port 80), published as 8080 on the host. In sidecar compose it has its own
+# address; in node compose it joins the node's network namespace (the endpoints there are 127.0.0.1).
+GATEWAY_ID = "ingressgateway"
+GATEWAY_PORT = 8080
+GATEWAY_ADMIN_PORT = 15000
+GATEWAY_COMPOSE_IP = "172.30.89.30"
+
+
 def workload(name: str) -> Workload:
     return next(w for w in WORKLOAD_LIST if w.name == name)
 
@@ -248,5 +257,32 @@ def kubernetes_bootstrap(w: Workload) -> str:
         admin_host="0.0.0.0",
         admin_port=SIDECAR.admin,
         metadata=sidecar_metadata(w, "0.0.0.0", w.cluster_ip),  # pod IPs are not known in advance
+    )
+    return render(params)
+
+
+def gateway_metadata(admin_address: str) -> dict[str, Any]:
+    """node.metadata.mecha of the ingress gateway: selected by Gateway.selector through its labels."""
+    return {
+        "mode": "gateway",
+        "namespace": "istio-system",
+        "address": "0.0.0.0",
+        "admin": f"{admin_address}:{GATEWAY_ADMIN_PORT}",
+        "labels": {"istio": "ingressgateway"},
+        "gateway_ports": {"80": GATEWAY_PORT},
+    }
+
+
+def compose_gateway_bootstrap(topology: str) -> str:
+    """The ingress gateway's bootstrap in compose `sidecar` (own address) or `node` (the node's netns)."""
+    admin_address = {"sidecar": GATEWAY_COMPOSE_IP, "node": NODE_COMPOSE_IP}[topology]
+    params = BootstrapParams(
+        proxy_id=GATEWAY_ID,
+        cluster=GATEWAY_ID,
+        xds_host=CONTROL_PLANE_HOST,
+        xds_port=XDS_PORT,
+        admin_host="0.0.0.0",
+        admin_port=GATEWAY_ADMIN_PORT,
+        metadata=gateway_metadata(admin_address),
     )
     return render(params)

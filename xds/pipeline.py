@@ -18,6 +18,7 @@ from xds.sources.loader import load_paths as _load_paths
 from xds.sources.loader import load_text as _load_text
 from xds.translate.builder import SnapshotBuilder
 from xds.translate.decode import resource_to_dict
+from xds.translate.resiliency import check_resiliencies
 from xds.validate.checks import validate
 
 __all__ = [
@@ -52,6 +53,7 @@ def compile_documents(docs: list[RawDocument]) -> CompileResult:
     diags = list(model.diagnostics)
     diags += validate(model.config)
     diags += check_security(model.config)  # security kinds + Gateway
+    diags += check_resiliencies(model.config.resiliencies)  # Dapr policies Envoy cannot express
     ok = not any(d.severity is Severity.ERROR for d in diags)
     return CompileResult(model.config if ok else None, diags, model.skipped)
 

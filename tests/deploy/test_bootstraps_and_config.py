@@ -24,7 +24,8 @@ def _identity(path: Path) -> ProxyIdentity:
 
 
 def test_every_bootstrap_is_valid_for_envoy() -> None:
-    assert len(BOOTSTRAPS) == 7
+    assert len(BOOTSTRAPS) == 9  # 6 sidecars, the node, the ingress gateway of each compose file
+    assert {"sidecar.yaml", "node.yaml"} <= {p.name for p in BOOTSTRAPS if p.parent.name == "gateway"}
     for path in BOOTSTRAPS:
         result = subprocess.run(
             [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
@@ -99,3 +100,14 @@ def test_bookinfo_routing_is_the_demos_routing() -> None:
     for doc in demo_documents(default_layout()):
         if doc["kind"] in ("VirtualService", "DestinationRule", "ServiceEntry"):
             assert shared[(doc["kind"], doc["metadata"]["name"])] == doc["spec"], doc["metadata"]["name"]
+
+
+def test_gateway_bootstraps_select_the_shared_gateway(topology: ModuleType) -> None:
+    """The ingress gateway's labels match Gateway bookinfo-gateway's selector in the shared config."""
+    docs = list(yaml.safe_load_all((COMPOSE / "config" / "mesh.yaml").read_text()))
+    (gateway,) = [d for d in docs if d["kind"] == "Gateway"]
+    for name in ("sidecar", "node"):
+        proxy = _identity(COMPOSE / "bootstrap" / "gateway" / f"{name}.yaml")
+        assert proxy.mode is ProxyMode.GATEWAY and proxy.id == topology.GATEWAY_ID
+        assert all(proxy.label_map.get(k) == v for k, v in gateway["spec"]["selector"].items())
+        assert dict(proxy.gateway_ports) == {80: topology.GATEWAY_PORT}

@@ -94,14 +94,14 @@ def test_sidecar_mode_gives_every_app_its_own_envoy_and_capability_service(topol
             f"./bootstrap/sidecar/{w.name}.yaml:/etc/envoy/envoy.yaml:ro"
         ]
     envoys = [n for n, s in services.items() if s["image"].startswith("envoyproxy/")]
-    assert len(envoys) == len(topology.WORKLOAD_LIST)
+    assert len(envoys) == len(topology.WORKLOAD_LIST) + 1  # + the ingress gateway
 
 
 def test_node_mode_shares_one_envoy_and_one_capability_service(topology: ModuleType) -> None:
     services = _load("docker-compose.node.yaml")["services"]
     envoys = [n for n, s in services.items() if s["image"].startswith("envoyproxy/")]
     capability = [n for n, s in services.items() if "capabilities" in s.get("command", [])]
-    assert envoys == [topology.NODE_ID]
+    assert envoys == [topology.NODE_ID, topology.GATEWAY_ID]
     assert capability == [f"{topology.NODE_ID}-capabilities"]
     for w in topology.WORKLOAD_LIST:
         assert services[w.name]["network_mode"] == f"service:{topology.NODE_ID}"
@@ -144,3 +144,20 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
         assert not _dockerignored(src, patterns), f"COPY {src}: excluded by .dockerignore"
     assert any(line.startswith("RUN pip install .") for line in lines)
     assert _dockerignored(".venv", patterns) and _dockerignored("tests", patterns)
+
+
+@pytest.mark.parametrize("name", ["sidecar", "node"])
+def test_ingress_gateway_service_publishes_port_80_as_8080(name: str, topology: ModuleType) -> None:
+    services = _load(f"docker-compose.{name}.yaml")["services"]
+    gateway = services[topology.GATEWAY_ID]
+    assert gateway["image"].startswith("envoyproxy/envoy:")
+    assert gateway["volumes"] == [f"./bootstrap/gateway/{name}.yaml:/etc/envoy/envoy.yaml:ro"]
+    # node mode: the gateway shares the node's network namespace, so the node publishes its port
+    published = gateway if name == "sidecar" else services[topology.NODE_ID]
+    assert f"8080:{topology.GATEWAY_PORT}" in published["ports"]
+    node = yaml.safe_load((COMPOSE / "bootstrap" / "gateway" / f"{name}.yaml").read_text())["node"]
+    meta = node["metadata"]["mecha"]
+    assert node["id"] == topology.GATEWAY_ID and meta["mode"] == "gateway"
+    assert meta["labels"] == {"istio": "ingressgateway"} and meta["gateway_ports"] == {
+        "80": topology.GATEWAY_PORT
+    }

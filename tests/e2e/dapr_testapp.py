@@ -2,7 +2,8 @@
 
 * /echo/<tail>        any verb: {app, method, path, query, headers, body} (invoke checks)
 * /status/<code>      answers that HTTP status (status passthrough)
-* /fail?n=N&key=K     the first N requests with key K answer 503 (mesh retries)
+* /fail?n=N&key=K[&code=C]  the first N requests with key K answer C (default 503; mesh retries)
+* /slow?ms=M          answers 200 after M ms (timeouts)
 * GET /dapr/subscribe the programmatic subscriptions in env TESTAPP_SUBSCRIPTIONS (JSON list)
 * POST /deliver/<route>  records a pub/sub delivery; the event's data steers the answer:
       {"fail": N}  the first N deliveries of this event id answer 500 (redelivery)
@@ -50,8 +51,13 @@ async def fail(request: web.Request) -> web.Response:
     key = "fail:" + request.query.get("key", "")
     request.app[ATTEMPTS][key] += 1
     attempt = request.app[ATTEMPTS][key]
-    code = 503 if attempt <= int(request.query.get("n", "1")) else 200
+    code = int(request.query.get("code", "503")) if attempt <= int(request.query.get("n", "1")) else 200
     return web.json_response({"app": request.app[NAME], "attempt": attempt}, status=code)
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(int(request.query.get("ms", "0")) / 1000)
+    return web.json_response({"app": request.app[NAME], "slept_ms": int(request.query.get("ms", "0"))})
 
 
 async def subscribe(_request: web.Request) -> web.Response:
@@ -97,6 +103,7 @@ def make_app(name: str) -> web.Application:
     app.router.add_get("/received", received)
     app.router.add_route("*", "/status/{code:\\d+}", status)
     app.router.add_route("*", "/fail", fail)
+    app.router.add_route("*", "/slow", slow)
     app.router.add_route("*", "/echo{tail:.*}", echo)
     return app
 

@@ -103,6 +103,8 @@ class StackOptions:
     # invoke routes (and adds APP_API_TOKEN towards the apps) like daprd does.
     dapr_api_token: str | None = None
     app_api_token: str | None = None
+    # the layout's ingress gateway Envoy (Gateway bookinfo-gateway); `mecha up` turns it on
+    with_gateway: bool = False
 
 
 def api_tokens(options: StackOptions) -> dict[str, str]:
@@ -147,6 +149,8 @@ class Stack:
     def all_ports(self) -> dict[str, int]:
         ports = {"control plane API": self.o.api_port, "control plane xDS": self.o.xds_port}
         ports.update(self.o.layout.ports())
+        if self.o.with_gateway:
+            ports.update(self.o.layout.gateway_ports())
         if self.o.with_capabilities and capabilities_available():
             ports.update(self.o.layout.capability_ports())
         return ports
@@ -261,20 +265,31 @@ class Stack:
                 await self.sup.stop_child(child)
                 self.notes.append(f"capability service for {p.id} did not start: {exc}")
 
+    def _envoy_specs(self) -> list[tuple[str, int, str, dict[str, Any]]]:
+        """(proxy id, admin port, cluster, node metadata) of every Envoy to start."""
+        specs = [
+            (p.id, p.admin_port, p.workloads[0].service, proxy_metadata(p, api_tokens(self.o)))
+            for p in self.o.layout.proxies
+        ]
+        gw = self.o.layout.gateway
+        if self.o.with_gateway and gw is not None:
+            specs.append((gw.id, gw.admin_port, gw.id, gw.metadata()))
+        return specs
+
     async def _start_envoys(self, envoy: Path, deadline: float) -> None:
         started = []
-        for p in self.o.layout.proxies:
+        for proxy_id, admin_port, cluster, metadata in self._envoy_specs():
             params = BootstrapParams(
-                proxy_id=p.id,
+                proxy_id=proxy_id,
                 xds_port=self.o.xds_port,
-                admin_port=p.admin_port,
-                metadata=proxy_metadata(p, api_tokens(self.o)),
-                cluster=p.workloads[0].service,
+                admin_port=admin_port,
+                metadata=metadata,
+                cluster=cluster,
                 delta=self.o.delta,
                 initial_fetch_timeout_s=2.0,
             )
-            path = write(params, self.o.state_dir / "bootstrap" / f"{p.id}.yaml")
-            log = self.logs / f"envoy-{p.id}.log"
+            path = write(params, self.o.state_dir / "bootstrap" / f"{proxy_id}.yaml")
+            log = self.logs / f"envoy-{proxy_id}.log"
             argv = [
                 str(envoy),
                 "-c",
@@ -288,26 +303,26 @@ class Stack:
                 "--drain-time-s",
                 "2",
                 "--base-id",
-                str(p.admin_port),
+                str(admin_port),
                 "--log-level",
                 "info",
                 "--log-path",
                 str(log),
                 "--service-node",
-                p.id,
+                proxy_id,
             ]
             child = await self.sup.start(
-                Child(f"envoy-{p.id}", "envoy", argv, self.logs / f"envoy-{p.id}.out")
+                Child(f"envoy-{proxy_id}", "envoy", argv, self.logs / f"envoy-{proxy_id}.out")
             )
-            started.append((p, child))
-        for p, child in started:
-            await self._wait_http(child, f"http://127.0.0.1:{p.admin_port}/ready", deadline)
+            started.append((proxy_id, admin_port, child))
+        for proxy_id, admin_port, child in started:
+            await self._wait_http(child, f"http://127.0.0.1:{admin_port}/ready", deadline)
             try:
-                await self.wait_synced([p.id], deadline)
+                await self.wait_synced([proxy_id], deadline)
             except StackError as exc:  # say whether Envoy reached the control plane at all
-                why = await explain_proxy(p.id, f"127.0.0.1:{p.admin_port}", f"127.0.0.1:{self.o.xds_port}")
+                why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
                 raise StackError(f"{why}\n{exc}") from None
-            self.report(f"[ready] envoy {p.id:<14} admin http://127.0.0.1:{p.admin_port}  LIVE, xDS SYNCED")
+            self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
 
     # ---- waiting -----------------------------------------------------------------------------------------
     async def _wait_http(self, child: Child, url: str, deadline: float) -> None:
@@ -382,7 +397,9 @@ class Stack:
                 }
                 for w in layout.workloads
             },
-            "admin": {p.id: f"http://127.0.0.1:{p.admin_port}" for p in layout.proxies},
+            "admin": {pid: f"http://127.0.0.1:{admin}" for pid, admin, _c, _m in self._envoy_specs()},
+            # the ingress gateway's entry (Gateway bookinfo-gateway, port 80), when it runs
+            "gateway": f"{gw.url}/productpage" if self.o.with_gateway and (gw := layout.gateway) else None,
             "children": [
                 {"name": c.name, "kind": c.kind, "pid": c.pid, "log": str(c.log), "argv0": c.argv[0]}
                 for c in self.sup.children

@@ -35,6 +35,7 @@ def _summary(info: dict[str, Any]) -> list[str]:
         "",
         f"Mecha is up ({info['mode']} mode, pid {info['pid']}). Everything runs on 127.0.0.1:",
         f"  productpage (through its proxy):  {info['productpage']}",
+        *([f"  ingress gateway (port 80):        {info['gateway']}"] if info.get("gateway") else []),
         f"  control plane API:                {info['api']}   (xDS on {info['xds']})",
         f"  metrics:                          {info['metrics']}",
         f"  config folder (watched):          {info['config_dir']}",
@@ -48,6 +49,7 @@ def _summary(info: dict[str, Any]) -> list[str]:
         "",
         "Try:",
         f"  curl -s {info['productpage']}",
+        *([f"  curl -s {info['gateway']}   # through the ingress gateway"] if info.get("gateway") else []),
         f"  curl -s -H 'Host: reviews' {mesh}/reviews                      # 80% v1 / 20% v2",
         f"  curl -s -H 'Host: reviews' -H 'end-user: jason' {mesh}/reviews  # always v2",
         f"  curl -s -H 'Host: reviews' '{mesh}/fail?n=1&key=demo'           # retried: attempt 2",
@@ -95,6 +97,7 @@ def run_up(args: argparse.Namespace) -> int:
         delta=args.delta,
         config_dir=config_dir,
         extra_config_dirs=folders[1:],
+        with_gateway=True,
     )
     try:
         return asyncio.run(_up(options, args.timeout))

@@ -32,6 +32,7 @@ from xds.translate.dapr_sites import (
     token_reject_bytes,
 )
 from xds.translate.gateway import gateway_resources
+from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
     inbound_route_config,
     outbound_route_name,
@@ -213,6 +214,12 @@ class SnapshotBuilder:
         clusters = self._secure_clusters(config, clusters)  # auto-mTLS when the CA is on
         endpoints = self.locality.for_proxy(config, view, proxy, endpoints)  # locality LB priorities
         own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
+        invoke_cds, invoke_eds = self._invoke_breakers(config, proxy, view, clusters, endpoints)
+        if invoke_cds:  # Dapr circuit breakers: per-proxy copies of the targets' clusters
+            own_clusters = own_clusters + invoke_cds
+        if invoke_eds:
+            inputs_eds = (endpoints, *invoke_eds)
+            endpoints = self._typeset(proxy.id, types.ENDPOINT, inputs_eds, invoke_eds, base=endpoints)
         listeners = self.memo.get(
             ("lds", proxy.id),
             (proxy,),
@@ -255,6 +262,26 @@ class SnapshotBuilder:
             MappingProxyType({t: sets[t].version for t in types.TYPE_ORDER}),
             changed_at,
             config_version,
+        )
+
+    def _invoke_breakers(
+        self,
+        config: MeshConfig,
+        proxy: ProxyIdentity,
+        view: ScopedView | None,
+        clusters: TypeSet,
+        endpoints: TypeSet,
+    ) -> tuple[list[Resource], list[Resource]]:
+        services = config.services if view is None else view.services
+        rcfg = config if view is None else view.route_config
+        targets = breaker_targets(config, rcfg, services, proxy)  # () without a Resiliency: cheap
+        if not targets:
+            return [], []
+        sources = tuple(m.get(t.source) for m in (clusters.resources, endpoints.resources) for t in targets)
+        return self.memo.get(
+            ("invoke-cds", proxy.id),
+            (targets, *sources),
+            lambda: breaker_resources(targets, clusters.resources, endpoints.resources),
         )
 
     def _routes(self, config: MeshConfig, proxy: ProxyIdentity, view: ScopedView | None) -> list[Resource]:

@@ -147,17 +147,18 @@ def invoke_routes(
     if port is None:
         return [], []
     prefix, header = [], []
+    breaker = resiliency.invoke_cluster_name(service.host, port.number)  # used when policy has a breaker
     for app_id in app_ids(service, namespace):
         if not grpc:
             route = _prefix_shell(app_id, token)
             route.route = mesh_action(service, port, config, rewrite="/")
             if policy is not None:
-                resiliency.apply(route.route, policy)
+                resiliency.apply(route.route, policy, breaker)
             prefix.append(route)
         route = _header_shell(app_id, token)
         route.route = mesh_action(service, port, config)
         if policy is not None:
-            resiliency.apply(route.route, policy)
+            resiliency.apply(route.route, policy, breaker)
         header.append(route)
     return prefix, header
 
@@ -175,11 +176,14 @@ def invoke_routes_bytes(
         return [], []
     ids = app_ids(service, namespace)
     if policy is not None:  # rare: build the messages once, with the Dapr policy applied
-        header_action = bytes(resiliency.apply(mesh_action(service, port, config), policy))
+        breaker = resiliency.invoke_cluster_name(service.host, port.number)  # used when it has a breaker
+        header_action = bytes(resiliency.apply(mesh_action(service, port, config), policy, breaker))
         header = [_header_route_bytes(i, header_action, token) for i in ids]
         if grpc:
             return [], header
-        path_action = bytes(resiliency.apply(mesh_action(service, port, config, rewrite="/"), policy))
+        path_action = bytes(
+            resiliency.apply(mesh_action(service, port, config, rewrite="/"), policy, breaker)
+        )
         return [_prefix_route_bytes(i, path_action, token) for i in ids], header
     action = mesh_action_bytes(service, port, config)
     header = [_header_route_bytes(i, action, token) for i in ids]

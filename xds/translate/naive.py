@@ -18,6 +18,7 @@ from xds.translate.builder import _own_routes, own_cluster_specs
 from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites, token_reject_routes
+from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
     outbound_route_name,
     proxy_listeners,
@@ -148,6 +149,11 @@ def build_naive(
     config = config_for(config, proxy)  # VirtualService matches on sourceLabels / sourceNamespace
     view = ScopedView(config, scope_for(config, proxy))
     mesh = _clusters(config, view, proxy)
+    if proxy.mode is not ProxyMode.GATEWAY:  # Dapr circuit breakers: copies of the targets' clusters
+        by_type = {t: {r.name: r for r in mesh if r.type_url == t} for t in (types.CLUSTER, types.ENDPOINT)}
+        targets = breaker_targets(config, view.route_config, view.services, proxy)
+        cds, eds = breaker_resources(targets, by_type[types.CLUSTER], by_type[types.ENDPOINT])
+        mesh += cds + eds
     items = [*mesh] + [
         resource(types.CLUSTER, n, static_cluster(n, h, p, h2)) for n, h, p, h2 in own_cluster_specs(proxy)
     ]

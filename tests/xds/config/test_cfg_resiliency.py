@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from envoy_data_plane.envoy.config.route import v3 as rte
 
+from xds.diagnostics import Severity
 from xds.model.parse import resiliency as parse_resiliency
 from xds.model.resources import Meta
 from xds.translate import resiliency as res
@@ -71,6 +72,27 @@ def test_unparseable_trip_is_a_warning_naming_the_field() -> None:
     diags = res.check_resiliencies([_doc("r", SPEC)])
     assert [d.field for d in diags] == ["spec.policies.circuitBreakers.odd.trip"]
     assert "consecutiveFailures > N" in diags[0].message
+
+
+def test_compile_documents_reports_the_trip_warning() -> None:
+    from cfg_helpers import compile_text
+
+    text = """
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: r, namespace: default}
+spec:
+  policies:
+    circuitBreakers: {odd: {trip: "requests > 10"}}
+  targets: {apps: {orders: {circuitBreaker: odd}}}
+"""
+    result = compile_text(text, "r.yaml")
+    assert result.ok and result.config is not None  # a warning never refuses the config
+    trips = [d for d in result.diagnostics if d.code == "resiliency-trip"]
+    assert [(d.field, d.severity) for d in trips] == [
+        ("spec.policies.circuitBreakers.odd.trip", Severity.WARNING)
+    ]
+    assert trips[0].location.file.endswith("r.yaml")
 
 
 def test_scopes_and_namespace_select_the_documents() -> None:
