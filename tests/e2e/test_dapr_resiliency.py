@@ -1,5 +1,6 @@
 """Dapr Resiliency for service invocation through real Envoys: alpha calls beta and gamma on alpha's Dapr
-listener; a Resiliency scoped to alpha targets beta only (gamma is the control without it).
+listener; a Resiliency scoped to alpha targets beta (timeout, retry) and delta (circuit breaker); gamma
+is the control without it.
 
 The retry and the timeout are enforced by alpha's Envoy (xds/translate/resiliency.py): the test app's
 /fail?code=500 fails (Envoy retries 5xx only; Istio's default mesh retry already covers 503) and /slow
@@ -27,8 +28,11 @@ RESILIENCY = {
         "policies": {
             "timeouts": {"short": "500ms"},
             "retries": {"three": {"policy": "constant", "duration": "10ms", "maxRetries": 3}},
+            "circuitBreakers": {"cb": {"trip": "consecutiveFailures >= 2", "timeout": "30s"}},
         },
-        "targets": {"apps": {"beta": {"timeout": "short", "retry": "three"}}},
+        "targets": {
+            "apps": {"beta": {"timeout": "short", "retry": "three"}, "delta": {"circuitBreaker": "cb"}}
+        },
     },
     "scopes": ["alpha"],
 }
@@ -37,7 +41,7 @@ RESILIENCY = {
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DaprMesh]:
     tmp = tmp_path_factory.mktemp("dapr-resiliency")
-    mesh = await start_dapr_mesh([AppSpec("alpha"), AppSpec("beta"), AppSpec("gamma")], tmp)
+    mesh = await start_dapr_mesh([AppSpec(n) for n in ("alpha", "beta", "gamma", "delta")], tmp)
     try:
         yield mesh
     finally:
@@ -94,3 +98,15 @@ async def test_apps_the_resiliency_does_not_target_keep_failing(mesh: DaprMesh) 
     assert status == 500 and body["attempt"] == 1, body
     status, body = await _invoke(mesh, "gamma", "slow?ms=700")
     assert status == 200 and body["slept_ms"] == 700  # no 500ms timeout on gamma
+
+
+async def test_circuit_breaker_opens_after_consecutive_failures(mesh: DaprMesh) -> None:
+    status, body = await _invoke(mesh, "delta", "echo/closed")
+    assert status == 200 and body["app"] == "delta", body
+    for _ in range(2):  # trip: consecutiveFailures >= 2 -> delta's only endpoint is ejected for 30s
+        status, _ = await _invoke(mesh, "delta", "status/500")
+        assert status == 500
+    status, body = await _invoke(mesh, "delta", "echo/open")
+    assert status == 503, body  # the open breaker fails fast: no healthy upstream
+    status, body = await _invoke(mesh, "gamma", "echo/other")
+    assert status == 200 and body["app"] == "gamma", body  # other targets are unaffected

@@ -1,5 +1,6 @@
 """An ingress gateway (a real Envoy in gateway mode) in front of the demo mesh: HTTP routes, HTTPS with a
-certificate from files, httpsRedirect (301) and a TCP route, all configured from Gateway + VirtualService."""
+certificate from files or over SDS (credentialName), httpsRedirect (301) and a TCP route, all configured from
+Gateway + VirtualService."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 SECURE_HOST = "secure.example.com"
+CRED_HOST = "cred.example.com"  # HTTPS with credentialName: SDS secret kubernetes://web-cred
+CRED_NAME = "web-cred"
 
 
 class _Ports:
@@ -73,6 +76,12 @@ spec:
   - port: {{number: 443, name: https, protocol: HTTPS}}
     hosts: ["{SECURE_HOST}"]
     tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+  - port: {{number: 8443, name: https-cred, protocol: HTTPS}}
+    hosts: ["{CRED_HOST}"]
+    tls: {{mode: SIMPLE, credentialName: {CRED_NAME}}}
+  - port: {{number: 8444, name: https-absent, protocol: HTTPS}}
+    hosts: ["absent.example.com"]
+    tls: {{mode: SIMPLE, credentialName: no-such-credential}}
   - port: {{number: 9000, name: tcp, protocol: TCP}}
     hosts: ["*"]
 ---
@@ -80,7 +89,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: web, namespace: default}}
 spec:
-  hosts: ["bookinfo.example.com", "{SECURE_HOST}"]
+  hosts: ["bookinfo.example.com", "{SECURE_HOST}", "{CRED_HOST}"]
   gateways: [ingress]
   http:
   - match: [{{uri: {{prefix: /reviews}}}}]
@@ -99,8 +108,11 @@ spec:
 
 
 class GatewayMesh:
-    def __init__(self, mesh: Mesh, envoy: EnvoyProcess, ports: dict[int, int], cert: Path) -> None:
+    def __init__(
+        self, mesh: Mesh, envoy: EnvoyProcess, ports: dict[int, int], cert: Path, cred_cert: Path
+    ) -> None:
         self.mesh, self.envoy, self.ports, self.cert = mesh, envoy, ports, cert
+        self.cred_cert = cred_cert
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -124,10 +136,14 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayM
         await stack.start(60)
         mesh = Mesh(stack, layout, False)
         cert, key = self_signed(state, SECURE_HOST)
+        # the control plane's default credentials folder: <config dir>/credentials/<name>/tls.crt, tls.key
+        cred_folder = stack.config_dir / "credentials" / CRED_NAME
+        cred_folder.mkdir(parents=True)
+        cred_cert, _cred_key = self_signed(cred_folder, CRED_HOST)
         (state / "gateway.yaml").write_text(gateway_yaml(cert, key))
         rc, out = await mesh.cli("apply", "-f", str(state / "gateway.yaml"))
         assert rc == 0, out
-        bound = {80: ports(), 81: ports(), 443: ports(), 9000: ports()}
+        bound = {80: ports(), 81: ports(), 443: ports(), 8443: ports(), 8444: ports(), 9000: ports()}
         meta = {
             "mode": "gateway",
             "namespace": "istio-system",
@@ -138,7 +154,7 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayM
         envoy = EnvoyProcess(text, state / "gateway-envoy", name="ingress-gateway")
         await envoy.start(wait_ready=True, timeout=20)
         await stack.wait_synced(["ingress-gateway"], time.monotonic() + 20)
-        yield GatewayMesh(mesh, envoy, bound, cert)
+        yield GatewayMesh(mesh, envoy, bound, cert, cred_cert)
     finally:
         if envoy is not None:
             await envoy.stop()
@@ -173,6 +189,30 @@ async def test_https_with_a_file_certificate(gw: GatewayMesh) -> None:
     url = f"https://127.0.0.1:{gw.ports[443]}/reviews"
     status, _h, text = await get(url, SECURE_HOST, ssl=ctx, server_hostname=SECURE_HOST)
     assert status == 200 and '"app": "reviews"' in text
+
+
+async def test_https_with_a_credential_over_sds(gw: GatewayMesh) -> None:
+    ctx = ssl.create_default_context(cafile=str(gw.cred_cert))
+    url = f"https://127.0.0.1:{gw.ports[8443]}/reviews"
+    status, _h, text = await get(url, CRED_HOST, ssl=ctx, server_hostname=CRED_HOST)
+    assert status == 200 and '"app": "reviews"' in text
+    # the served certificate is the one the test wrote into the credentials folder
+    _reader, writer = await asyncio.open_connection(
+        "127.0.0.1", gw.ports[8443], ssl=ctx, server_hostname=CRED_HOST
+    )
+    served = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    written = x509.load_pem_x509_certificate(gw.cred_cert.read_bytes())
+    assert served == written.public_bytes(serialization.Encoding.DER)
+    status, body = await gw.envoy.admin_get("/config_dump?resource=dynamic_active_secrets")
+    assert status == 200 and f'"name": "kubernetes://{CRED_NAME}"' in body
+
+
+async def test_missing_credential_skips_only_its_server(gw: GatewayMesh) -> None:
+    status, body = await gw.envoy.admin_get("/config_dump?resource=dynamic_listeners")
+    assert status == 200
+    assert f'"name": "0.0.0.0_{gw.ports[8443]}"' in body
+    assert f'"name": "0.0.0.0_{gw.ports[8444]}"' not in body  # its server was skipped (error logged)
 
 
 async def test_https_redirect_answers_301(gw: GatewayMesh) -> None:

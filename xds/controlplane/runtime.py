@@ -91,6 +91,7 @@ class ControlPlane:
         self._watchers: list[FolderWatcher] = []
         self.source_status: dict[str, dict[str, Any]] = {}
         self.xds_port: int | None = None
+        self._logged_errors: set[str] = set()
         self.ready = False
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -143,14 +144,26 @@ class ControlPlane:
             self.store.config, proxies, changed_at=self._changed_at, config_version=str(self.store.version)
         )
         metrics.translate_time.observe(time.perf_counter() - started)
+        # e.g. a Gateway credentialName with no files: log each error once
+        for diag in getattr(self.builder, "warnings", ()):
+            text = str(diag)
+            if diag.severity == "error" and text not in self._logged_errors:
+                self._logged_errors.add(text)
+                log.error("%s", text)
         for pid, snap in snapshots.items():
             self._snapshots[pid] = snap
             self.cache.set_snapshot(pid, snap)
 
     def _new_builder(self) -> Any:
+        from xds.translate.security.credentials import CredentialStore
+
         if self.certs is None:
-            return self._pipeline.SnapshotBuilder()
-        return self._pipeline.SnapshotBuilder(certs=self.certs)  # a dry run sees the same certificates
+            builder = self._pipeline.SnapshotBuilder()
+        else:  # a dry run sees the same certificates
+            builder = self._pipeline.SnapshotBuilder(certs=self.certs)
+        if hasattr(builder, "credentials"):  # Gateway credentialName folder (a test pipeline may lack it)
+            builder.credentials = CredentialStore(self.settings.credentials_folder())
+        return builder
 
     async def _rotate_certificates(self) -> None:
         """Rebuild the snapshots of proxies whose certificate passed half its lifetime: new SDS secrets."""

@@ -16,6 +16,7 @@ ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched 
 ENV_MTLS = "MECHA_MTLS"  # 1/true: run the CA, give every proxy a SPIFFE cert over SDS, auto-mTLS
 ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<sa> (cluster.local)
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
+ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<name>/tls.crt, tls.key, ca.crt
 ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
 
 
@@ -66,6 +67,13 @@ class Settings:
     trust_domain: str = "cluster.local"
     cert_ttl: float = 86400.0
     ca_dir: Path | None = None
+    credentials_dir: Path | None = None  # None: <first config dir>/credentials
+
+    def credentials_folder(self) -> Path | None:
+        """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""
+        if self.credentials_dir is not None:
+            return self.credentials_dir
+        return Path(self.config_dirs[0]) / "credentials" if self.config_dirs else None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -78,6 +86,11 @@ class Settings:
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
+            credentials_dir=(
+                Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()
+                if os.environ.get(ENV_CREDENTIALS_DIR)
+                else None
+            ),
         )
         for name, value in overrides.items():
             if value is not None:

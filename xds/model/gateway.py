@@ -22,8 +22,13 @@ _TLS = Obj(
         "serverCertificate": F(Str),
         "privateKey": F(Str),
         "caCertificates": F(Str),
-        "credentialName": F(Str, NO, "use serverCertificate/privateKey files"),
-        "credentialNames": F(ListOf(Str), NO, "use serverCertificate/privateKey files"),
+        "credentialName": F(
+            Str,
+            True,
+            "",
+            "files MECHA_CREDENTIALS_DIR/NAME/tls.crt, tls.key (+ ca.crt), not a Kubernetes Secret",
+        ),
+        "credentialNames": F(ListOf(Str), NO, "use credentialName or serverCertificate/privateKey files"),
         "subjectAltNames": F(ListOf(Str)),
         "minProtocolVersion": F(Enum("TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"), NO),
         "maxProtocolVersion": F(Enum("TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"), NO),
@@ -54,6 +59,7 @@ class GatewayTLS:
     server_certificate: str = ""
     private_key: str = ""
     ca_certificates: str = ""
+    credential_name: str = ""  # SDS secrets kubernetes://<name> (+ <name>-cacert for MUTUAL)
     subject_alt_names: tuple[str, ...] = ()
 
 
@@ -102,6 +108,7 @@ def parse_gateway(res: CarriedResource) -> Gateway:
                 server_certificate=str(tls_raw.get("serverCertificate") or ""),
                 private_key=str(tls_raw.get("privateKey") or ""),
                 ca_certificates=str(tls_raw.get("caCertificates") or ""),
+                credential_name=str(tls_raw.get("credentialName") or ""),
                 subject_alt_names=tuple(str(s) for s in tls_raw.get("subjectAltNames") or ()),
             )
         servers.append(

@@ -244,10 +244,12 @@ def _check_gateway(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnosti
             if mode not in ("SIMPLE", "MUTUAL"):
                 msg = f"HTTPS servers need tls.mode SIMPLE or MUTUAL (got {mode or 'none'})"
                 out.append(_diag(res, f"{where}.tls.mode", msg, "unsupported"))
-            if tls.get("credentialName") or tls.get("credentialNames"):
-                msg = "credentialName (Kubernetes secrets) is not supported; use serverCertificate/privateKey"
-                out.append(_diag(res, f"{where}.tls.credentialName", msg, "unsupported"))
+            if tls.get("credentialNames"):
+                msg = "credentialNames is not supported; use credentialName or serverCertificate/privateKey"
+                out.append(_diag(res, f"{where}.tls.credentialNames", msg, "unsupported"))
             needed = ["serverCertificate", "privateKey"] + (["caCertificates"] if mode == "MUTUAL" else [])
+            if tls.get("credentialName"):  # SDS from the credentials folder, checked when translated
+                needed = []
             for key in needed:
                 path = tls.get(key)
                 if not path:

@@ -31,7 +31,7 @@ from xds.translate.dapr_sites import (
     dapr_sites,
     token_reject_bytes,
 )
-from xds.translate.gateway import gateway_resources
+from xds.translate.gateway import credential_names, gateway_resources
 from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
     inbound_route_config,
@@ -43,6 +43,7 @@ from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource
 from xds.translate.pack import Memo, field_number, repeated_field, resource
 from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
+from xds.translate.security.credentials import CredentialStore
 from xds.translate.security.proxy import SecurityTranslator
 from xds.translate.security.upstream import any_client_tls
 from xds.translate.sidecar import allow_any_vhosts, allows_any, sidecar_resources
@@ -113,8 +114,12 @@ class _ProxyState:
 class SnapshotBuilder:
     """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop)."""
 
-    def __init__(self, certs: WorkloadCertificates | None = None) -> None:
-        """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS)."""
+    def __init__(
+        self, certs: WorkloadCertificates | None = None, credentials: CredentialStore | None = None
+    ) -> None:
+        """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS).
+        credentials: where Gateway `tls.credentialName` certificates are read (None: none configured)."""
+        self.credentials = credentials or CredentialStore(None)
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
         self.security = SecurityTranslator(self.memo, certs)
@@ -239,13 +244,16 @@ class SnapshotBuilder:
         self.warnings += extras.warnings
         listeners = self.security.listeners(config, proxy, listeners)  # mTLS chains, jwt_authn, RBAC
         routes = self._routes(config, proxy, view) + list(extras.routes)
+        gateway_secrets: list[Resource] = []
         if proxy.mode is ProxyMode.GATEWAY:
+            # credentialName files are re-checked every build; unchanged ones are the same objects
+            creds = self.credentials.load(credential_names(proxy, config))
             gw = self.memo.get(
                 ("gateway", proxy.id),
-                (proxy, config.carried, config.virtual_services, config.services),
-                lambda: gateway_resources(proxy, config),
+                (proxy, config.carried, config.virtual_services, config.services, *creds.values()),
+                lambda: gateway_resources(proxy, config, creds, self.credentials.describe),
             )
-            listeners, routes = gw.listeners, gw.routes
+            listeners, routes, gateway_secrets = gw.listeners, gw.routes, gw.secrets
             self.warnings += gw.warnings
         cds = clusters
         if own_clusters:
@@ -254,7 +262,7 @@ class SnapshotBuilder:
         lds = self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners)
         rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
         sets = {types.CLUSTER: cds, types.ENDPOINT: endpoints, types.LISTENER: lds, types.ROUTE: rds}
-        secrets = self.security.secrets(config, proxy)
+        secrets = self.security.secrets(config, proxy) + gateway_secrets
         sds = self._typeset(proxy.id, types.SECRET, tuple(secrets), secrets) if secrets else _EMPTY
         sets[types.SECRET] = sds
         return Snapshot(

@@ -10,7 +10,8 @@ the VS tcp[] destination. Virtual hosts are `<host>:<server port>`; a port with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
@@ -32,6 +33,7 @@ from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, ROUTER
 from xds.translate.pack import encode
 from xds.translate.route import destination_port, vs_routes_bytes
+from xds.translate.security.credentials import Credential, ca_secret_name, secret_name
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.proxy import TLS_INSPECTOR
 from xds.translate.security.rbac import applicable, rbac_http_filters, rbac_network_filters, tcp_warnings
@@ -163,20 +165,27 @@ def _file(path: str) -> core.DataSource:
     return core.DataSource(filename=path)
 
 
+def _sds(name: str) -> tls.SdsSecretConfig:
+    return tls.SdsSecretConfig(name=name, sds_config=ADS)
+
+
 def _downstream_tls(server: GatewayServer) -> core.TransportSocket:
     t = server.tls
     assert t is not None
-    common = tls.CommonTlsContext(
-        tls_certificates=[
+    mutual = t.mode == "MUTUAL"
+    common = tls.CommonTlsContext(alpn_protocols=["h2", "http/1.1"])
+    if t.credential_name:  # istiod: SDS over ADS, kubernetes://<name> (+ <name>-cacert)
+        common.tls_certificate_sds_secret_configs = [_sds(secret_name(t.credential_name))]
+        if mutual:
+            common.validation_context_sds_secret_config = _sds(ca_secret_name(t.credential_name))
+    else:
+        common.tls_certificates = [
             tls.TlsCertificate(
                 certificate_chain=_file(t.server_certificate), private_key=_file(t.private_key)
             )
-        ],
-        alpn_protocols=["h2", "http/1.1"],
-    )
-    mutual = t.mode == "MUTUAL"
-    if mutual:
-        common.validation_context = tls.CertificateValidationContext(trusted_ca=_file(t.ca_certificates))
+        ]
+        if mutual:
+            common.validation_context = tls.CertificateValidationContext(trusted_ca=_file(t.ca_certificates))
     ctx = tls.DownstreamTlsContext(common_tls_context=common, require_client_certificate=mutual or None)
     return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
 
@@ -214,9 +223,42 @@ class GatewayOutput:
     listeners: list[Resource]
     routes: list[Resource]
     warnings: list[Diagnostic]
+    secrets: list[Resource] = field(default_factory=list)  # credentialName secrets the chains reference
 
 
-def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput:
+def credential_names(proxy: ProxyIdentity, config: MeshConfig) -> set[str]:
+    """credentialName of every HTTPS server of the proxy's Gateways (what the builder must load)."""
+    return {
+        s.tls.credential_name
+        for gw in gateways_for(proxy, config)
+        for s in gw.servers
+        if s.protocol == "HTTPS" and s.tls is not None and s.tls.credential_name
+    }
+
+
+def _credential_problem(server: GatewayServer, credentials: Mapping[str, Credential]) -> str:
+    """Why this server's credentialName cannot be served ("" when it can)."""
+    t = server.tls
+    if t is None or not t.credential_name:
+        return ""
+    found = credentials.get(t.credential_name)
+    if found is None:
+        return f"credential {t.credential_name!r} not found"
+    if t.mode == "MUTUAL" and found.ca is None:
+        return f"credential {t.credential_name!r} has no ca.crt, which mode MUTUAL needs"
+    return ""
+
+
+def gateway_resources(
+    proxy: ProxyIdentity,
+    config: MeshConfig,
+    credentials: Mapping[str, Credential] | None = None,
+    describe: Callable[[str], str] | None = None,
+) -> GatewayOutput:
+    """credentials: the loaded credentialName secrets by name; a server whose credential is missing gets
+    no filter chain (Envoy would otherwise keep the whole listener warming) and an error diagnostic."""
+    credentials = credentials or {}
+    secrets: dict[str, Resource] = {}
     bound = dict(proxy.gateway_ports)
     by_port: dict[int, list[tuple[Gateway, GatewayServer]]] = {}
     for gw in gateways_for(proxy, config):
@@ -246,6 +288,19 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
         if https:
             listener_filters = [TLS_INSPECTOR]
             for gw, server in https:
+                problem = _credential_problem(server, credentials)
+                if problem:
+                    at = f"spec.servers[{server.index}].tls.credentialName"
+                    name_ = server.tls.credential_name if server.tls else ""
+                    hint = describe(name_) if describe and name_ not in credentials else ""
+                    msg = f"Gateway {gw.ref}: {problem}{f' ({hint})' if hint else ''}; server skipped"
+                    warnings.append(
+                        Diagnostic(gw.meta.location, at, msg, Severity.ERROR, "missing-credential")
+                    )
+                    continue
+                if server.tls is not None and server.tls.credential_name:
+                    for r in credentials[server.tls.credential_name].resources:
+                        secrets[r.name] = r
                 rds = https_route_name(port, server, gw)
                 routes.append(_route_config(rds, _vhosts([(gw, server)], config, False)))
                 names = [h.rpartition("/")[2] for h in server.hosts]
@@ -273,6 +328,8 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
             tcp_proxy = lis.Filter(name="envoy.filters.network.tcp_proxy", typed_config=typed)
             chains.append(lis.FilterChain(filters=[*tcp_filters, tcp_proxy]))
             tcp_used = True
+        if not chains:  # every HTTPS server of the port was skipped
+            continue
         listener = lis.Listener(
             name=name,
             address=socket("0.0.0.0", port),
@@ -283,4 +340,4 @@ def gateway_resources(proxy: ProxyIdentity, config: MeshConfig) -> GatewayOutput
         listeners.append(Resource.make(types.LISTENER, name, bytes(listener)))
     if tcp_used:  # once per proxy, not per TCP port
         warnings += tcp_warnings(applicable(policies, proxy.namespace, labels))
-    return GatewayOutput(listeners, routes, warnings)
+    return GatewayOutput(listeners, routes, warnings, list(secrets.values()))

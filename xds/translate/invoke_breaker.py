@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from envoy_data_plane.envoy.config.cluster import v3 as clu
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
+from envoy_data_plane.envoy.type import v3 as typ
 
 from xds import types
 from xds.cache.snapshot import Resource
@@ -75,6 +76,10 @@ def breaker_resources(
         cluster = clu.Cluster().parse(source.body)
         cluster.name = t.name
         cluster.outlier_detection = resiliency.outlier_detection(t.spec)
+        # no panic routing: an open breaker fails calls fast (503) instead of sending them anyway
+        common = cluster.common_lb_config or clu.ClusterCommonLbConfig()
+        common.healthy_panic_threshold = typ.Percent(value=0.0)
+        cluster.common_lb_config = common
         if cluster.load_assignment is not None:
             cluster.load_assignment.cluster_name = t.name
         if cluster.eds_cluster_config is not None:

@@ -135,3 +135,55 @@ scopes: [SCOPE]
             rc = rte.RouteConfiguration().parse(snap.resources[types.ROUTE]["dapr-http"].body)
             invoke = next(r for r in rc.virtual_hosts[0].routes if r.name == "invoke/orders")
             assert invoke.route.timeout == expected, scope
+
+
+def test_circuit_breaker_gets_an_invoke_cluster_for_callers_in_scope() -> None:
+    from cfg_helpers import compile_text, sidecar
+    from envoy_data_plane.envoy.config.cluster import v3 as clu
+    from envoy_data_plane.envoy.config.endpoint import v3 as ep
+
+    from xds import types
+    from xds.pipeline import SnapshotBuilder
+    from xds.translate import build_naive
+
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: orders, namespace: default}
+spec:
+  hosts: [orders]
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: 18080}}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: r, namespace: default}
+spec:
+  policies: {circuitBreakers: {cb: {timeout: 45s, trip: consecutiveFailures >= 2}}}
+  targets: {apps: {orders: {circuitBreaker: cb}}}
+scopes: [SCOPE]
+"""
+    name = res.invoke_cluster_name("orders.default.svc.cluster.local", 8080)
+    outbound = "outbound|8080||orders.default.svc.cluster.local"
+    for scope, in_scope in (("productpage", True), ("reviews", False)):
+        config = compile_text(text.replace("SCOPE", scope), "r.yaml").config
+        assert config is not None
+        proxy = sidecar()
+        fast, naive = SnapshotBuilder().build(config, [proxy])[proxy.id], build_naive(config, proxy)
+        for snap in (fast, naive):
+            rc = rte.RouteConfiguration().parse(snap.resources[types.ROUTE]["dapr-http"].body)
+            invoke = next(r for r in rc.virtual_hosts[0].routes if r.name == "invoke/orders")
+            assert invoke.route.cluster == (name if in_scope else outbound), scope
+            assert (name in snap.resources[types.CLUSTER]) is in_scope
+            assert (name in snap.resources[types.ENDPOINT]) is in_scope
+        if in_scope:
+            cluster = clu.Cluster().parse(fast.resources[types.CLUSTER][name].body)
+            assert cluster.outlier_detection.consecutive_5xx == 2
+            assert cluster.outlier_detection.base_ejection_time == timedelta(seconds=45)
+            assert cluster.eds_cluster_config.service_name == name
+            cla = ep.ClusterLoadAssignment().parse(fast.resources[types.ENDPOINT][name].body)
+            source = ep.ClusterLoadAssignment().parse(fast.resources[types.ENDPOINT][outbound].body)
+            assert cla.cluster_name == name and cla.endpoints == source.endpoints
+            for t in (types.CLUSTER, types.ENDPOINT):  # the reference path builds the same bytes
+                assert fast.resources[t][name].body == naive.resources[t][name].body
