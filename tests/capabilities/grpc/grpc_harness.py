@@ -90,6 +90,26 @@ class Sidecar:
         return env
 
 
+_shared_loop: asyncio.AbstractEventLoop | None = None
+_shared_lock = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop thread for every in-process sidecar of the test session.
+
+    grpc.aio attaches its poller to the loop it first runs on; a new loop per sidecar (each in its own thread,
+    some alive at the same time) crashed the process now and then inside grpc's poller. One long-lived loop
+    keeps grpc.aio on a single loop, as in a real capability service."""
+    global _shared_loop
+    with _shared_lock:
+        if _shared_loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="sidecars", daemon=True)
+            thread.start()
+            _shared_loop = loop
+        return _shared_loop
+
+
 def start_sidecar(
     resources: Path,
     *,
@@ -99,10 +119,10 @@ def start_sidecar(
     protocol: str = "http",
     max_body_bytes: int | None = None,
 ) -> tuple[Sidecar, Any]:
-    """Start Runtime + HTTP + gRPC on a new thread; return the sidecar and a stop() function."""
+    """Start Runtime + HTTP + gRPC on the shared sidecar loop; return the sidecar and a stop() function."""
+    loop = _loop()
     ready: Future[Sidecar] = Future()
     stop_event: asyncio.Event | None = None
-    loop = asyncio.new_event_loop()
 
     async def main() -> None:
         nonlocal stop_event
@@ -116,39 +136,36 @@ def start_sidecar(
             **({"max_body_bytes": max_body_bytes} if max_body_bytes else {}),
         )
         runtime = Runtime(settings)
-        await runtime.start()
-        from capabilities.api.http.app import build_app
+        try:
+            await runtime.start()
+            from capabilities.api.http.app import build_app
 
-        runner = web.AppRunner(build_app(runtime))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        runtime.settings.http_port = http_port
-        handle = await start_grpc(runtime, 0, protocol=protocol)
+            runner = web.AppRunner(build_app(runtime))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            runtime.settings.http_port = http_port
+            handle = await start_grpc(runtime, 0, protocol=protocol)
+        except BaseException as exc:  # surface start-up failures to the test
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
         ready.set_result(Sidecar(runtime, loop, http_port, handle))
         await stop_event.wait()
         await handle()
         await runner.cleanup()
         await runtime.stop()
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(main())
-        except BaseException as exc:  # surface start-up failures to the test
-            if not ready.done():
-                ready.set_exception(exc)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name=f"sidecar-{app_id}", daemon=True)
-    thread.start()
+    done = asyncio.run_coroutine_threadsafe(main(), loop)
     sidecar = ready.result(timeout=20)
 
     def stop() -> None:
         loop.call_soon_threadsafe(stop_event.set)  # type: ignore[union-attr]
-        thread.join(timeout=15)
+        try:
+            done.result(timeout=15)
+        except Exception:  # a failing shutdown must not hide the test's own result
+            pass
 
     return sidecar, stop
 
