@@ -7,7 +7,6 @@ blocking its own loop), so the service must run on another thread with its own e
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from aiohttp import web
 from capabilities.api.grpc.server import GrpcServerHandle, start_grpc
 from capabilities.config.settings import Settings
 from capabilities.runtime import Runtime
+from xds.testing import envoy as envoy_testing
 
 COMPONENTS = """
 apiVersion: dapr.io/v1alpha1
@@ -58,9 +58,7 @@ spec: {type: lock.in-memory, version: v1}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return envoy_testing.free_port()  # outside the ephemeral range: see xds.testing.envoy
 
 
 @dataclass
