@@ -63,6 +63,6 @@ def test_demo_config_endpoints_point_at_proxy_inbound_listeners() -> None:
     docs = demo_documents(layout)
     entries = {d["metadata"]["name"]: d for d in docs if d["kind"] == "WorkloadEntry"}
     assert entries["reviews-v2"]["spec"]["ports"]["http"] == layout.workload("reviews-v2").inbound_port
-    [vs] = [d for d in docs if d["kind"] == "VirtualService"]
+    vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "reviews")
     split = vs["spec"]["http"][1]["route"]
     assert [(r["destination"]["subset"], r["weight"]) for r in split] == [("v1", 80), ("v2", 20)]
