@@ -99,3 +99,22 @@ def sql_identifier(name: str, field: str) -> str:
             f"metadata {field}: {name!r} is not a valid table name (letters, digits, underscore)"
         )
     return name
+
+
+async def postgres_pool_with_schema(
+    metadata: dict[str, str], table: str, statements: list[str], *, max_size: int = 5
+) -> Any:
+    """An asyncpg pool whose schema statements have run once. An advisory lock on the table name serialises
+    them, so replicas starting together do not race on CREATE TABLE / CREATE SEQUENCE."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(min_size=1, max_size=max_size, **postgres_connect_args(metadata))
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
+            for statement in statements:
+                await conn.execute(statement)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool

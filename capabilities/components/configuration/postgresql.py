@@ -11,7 +11,7 @@ from typing import Any
 from capabilities import registry
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe, UpdateHandler
 from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import postgres_connect_args, sql_identifier
+from capabilities.config.backends import postgres_connect_args, postgres_pool_with_schema, sql_identifier
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,17 @@ class PostgresConfigurationStore:
         self._consumers: set[Any] = set()
 
     async def init(self) -> None:
-        import asyncpg
-
         table = sql_identifier(self.table, "table")
-        self._pool = await asyncpg.create_pool(
-            min_size=1, max_size=5, **postgres_connect_args(self.spec.metadata)
-        )
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (key varchar NOT NULL PRIMARY KEY, "
-                "value varchar NOT NULL, "
-                "version varchar NOT NULL, metadata json)"
-            )
-            if self.channel:
-                channel = sql_identifier(self.channel, "pgNotifyChannel")
-                function = f"{table.replace('.', '_')}_notify_{channel}"
-                await conn.execute(TRIGGER_SQL.format(function=function, channel=channel, table=table))
+        schema = [
+            f"CREATE TABLE IF NOT EXISTS {table} (key varchar NOT NULL PRIMARY KEY, "
+            "value varchar NOT NULL, "
+            "version varchar NOT NULL, metadata json)"
+        ]
+        if self.channel:
+            channel = sql_identifier(self.channel, "pgNotifyChannel")
+            function = f"{table.replace('.', '_')}_notify_{channel}"
+            schema.append(TRIGGER_SQL.format(function=function, channel=channel, table=table))
+        self._pool = await postgres_pool_with_schema(self.spec.metadata, table, schema)
 
     async def close(self) -> None:
         import asyncio

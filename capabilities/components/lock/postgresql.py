@@ -7,7 +7,7 @@ from typing import Any
 from capabilities import registry
 from capabilities.blocks.lock.contract import UnlockStatus
 from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import postgres_connect_args, sql_identifier
+from capabilities.config.backends import postgres_pool_with_schema, sql_identifier
 
 
 @registry.register("lock.postgresql")
@@ -18,18 +18,15 @@ class PostgresLockStore:
         self._pool: Any = None
 
     async def init(self) -> None:
-        import asyncpg
-
         table = sql_identifier(self.table, "tableName")
-        self._pool = await asyncpg.create_pool(
-            min_size=1, max_size=5, **postgres_connect_args(self.spec.metadata)
-        )
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
-            await conn.execute(
+        self._pool = await postgres_pool_with_schema(
+            self.spec.metadata,
+            table,
+            [
                 f"CREATE TABLE IF NOT EXISTS {table} (resource text PRIMARY KEY, owner text NOT NULL, "
                 "expires timestamptz NOT NULL)"
-            )
+            ],
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

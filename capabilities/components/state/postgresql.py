@@ -24,7 +24,7 @@ from capabilities.blocks.state.contract import (
 )
 from capabilities.blocks.state.query import decode_token
 from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import postgres_connect_args, sql_identifier
+from capabilities.config.backends import postgres_pool_with_schema, sql_identifier
 
 LIVE = "(expiredate IS NULL OR expiredate > now())"
 
@@ -75,19 +75,18 @@ class PostgresStateStore:
         self._pool: Any = None
 
     async def init(self) -> None:
-        import asyncpg
-
         table = sql_identifier(self.table, "tableName")
-        args = postgres_connect_args(self.spec.metadata)
-        max_size = int(self.spec.metadata.get("maxConns", "10"))
-        self._pool = await asyncpg.create_pool(min_size=1, max_size=max_size, **args)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value bytea NOT NULL, doc jsonb, "
-                "etag bigint NOT NULL, expiredate timestamptz, updatedate timestamptz NOT NULL DEFAULT now())"
-            )
-            await conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {table}_etag_seq")
+        self._pool = await postgres_pool_with_schema(
+            self.spec.metadata,
+            table,
+            [
+                f"CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value bytea NOT NULL, "
+                "doc jsonb, etag bigint NOT NULL, expiredate timestamptz, "
+                "updatedate timestamptz NOT NULL DEFAULT now())",
+                f"CREATE SEQUENCE IF NOT EXISTS {table}_etag_seq",
+            ],
+            max_size=int(self.spec.metadata.get("maxConns", "10")),
+        )
 
     async def close(self) -> None:
         if self._pool is not None:
