@@ -10,30 +10,33 @@ CLUSTER = PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT = PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = PREFIX + "envoy.config.route.v3.RouteConfiguration"
+SCOPED_ROUTE = PREFIX + "envoy.config.route.v3.ScopedRouteConfiguration"
 SECRET = PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
 class Order(IntEnum):
-    """ADS order (xDS spec 'Eventual consistency considerations'): CDS, EDS, LDS, RDS, SDS."""
+    """ADS order (xDS spec 'Eventual consistency considerations'): CDS, EDS, LDS, SRDS, RDS, SDS."""
 
     CDS = 0
     EDS = 1
     LDS = 2
-    RDS = 3
-    SDS = 4
+    SRDS = 3
+    RDS = 4
+    SDS = 5
 
 
-TYPE_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+TYPE_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, SCOPED_ROUTE, ROUTE, SECRET)
 SHORT_NAMES: dict[str, str] = {
     CLUSTER: "CDS",
     ENDPOINT: "EDS",
     LISTENER: "LDS",
+    SCOPED_ROUTE: "SRDS",
     ROUTE: "RDS",
     SECRET: "SDS",
 }
 FROM_SHORT: dict[str, str] = {v: k for k, v in SHORT_NAMES.items()}
-# LDS and CDS are wildcard in SotW: every response is the full set and omission means delete.
-WILDCARD_TYPES: frozenset[str] = frozenset({CLUSTER, LISTENER})
+# LDS, CDS and SRDS are wildcard in SotW: every response is the full set and omission means delete.
+WILDCARD_TYPES: frozenset[str] = frozenset({CLUSTER, LISTENER, SCOPED_ROUTE})
 
 
 def short_name(type_url: str) -> str:

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--debounce-after", type=float, default=None, help="quiet period before a push (s)")
     serve.add_argument("--debounce-max", type=float, default=None, help="longest delay under churn (s)")
     serve.add_argument("--push-throttle", type=int, default=None, help="max concurrent per-proxy pushes")
+    serve.add_argument(
+        "--route-tables",
+        choices=["auto", "single", "scoped"],
+        default=None,
+        help="outbound routing: one table, one per service (SRDS), or auto (per service from 100 services)",
+    )
 
     p = sub.add_parser("apply", help="apply config (all-or-nothing)")
     _add_files(p)
@@ -117,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         debounce_after=args.debounce_after,
         debounce_max=args.debounce_max,
         max_concurrent_pushes=args.push_throttle,
+        route_tables=args.route_tables,
     )
     try:
         asyncio.run(serve(settings))

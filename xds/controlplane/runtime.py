@@ -157,10 +157,11 @@ class ControlPlane:
     def _new_builder(self) -> Any:
         from xds.translate.security.credentials import CredentialStore
 
+        options = {} if self.settings.route_tables == "auto" else {"route_tables": self.settings.route_tables}
         if self.certs is None:
-            builder = self._pipeline.SnapshotBuilder()
+            builder = self._pipeline.SnapshotBuilder(**options)
         else:  # a dry run sees the same certificates
-            builder = self._pipeline.SnapshotBuilder(certs=self.certs)
+            builder = self._pipeline.SnapshotBuilder(certs=self.certs, **options)
         if hasattr(builder, "credentials"):  # Gateway credentialName folder (a test pipeline may lack it)
             builder.credentials = CredentialStore(self.settings.credentials_folder())
         return builder

@@ -18,6 +18,8 @@ ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<s
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
 ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<name>/tls.crt, tls.key, ca.crt
 ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
+ENV_ROUTE_TABLES = "MECHA_ROUTE_TABLES"  # auto | single | scoped (xds/translate/scoped.py)
+ROUTE_TABLE_MODES = ("auto", "single", "scoped")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -46,6 +48,13 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ValueError(f"environment variable {name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
 def default_push_throttle() -> int:
     # istiod's auto value: min(15 + 5 * cores, 100)
     return min(15 + 5 * (os.cpu_count() or 1), 100)
@@ -68,6 +77,7 @@ class Settings:
     cert_ttl: float = 86400.0
     ca_dir: Path | None = None
     credentials_dir: Path | None = None  # None: <first config dir>/credentials
+    route_tables: str = "auto"  # outbound routing: one table, per-service tables (SRDS), or by mesh size
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""
@@ -86,6 +96,7 @@ class Settings:
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
+            route_tables=_env_choice(ENV_ROUTE_TABLES, ROUTE_TABLE_MODES),
             credentials_dir=(
                 Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()
                 if os.environ.get(ENV_CREDENTIALS_DIR)

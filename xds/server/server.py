@@ -46,6 +46,11 @@ SERVICES: dict[str, tuple[str, str, str | None]] = {
         types.LISTENER,
     ),
     "envoy.service.route.v3.RouteDiscoveryService": ("StreamRoutes", "DeltaRoutes", types.ROUTE),
+    "envoy.service.route.v3.ScopedRoutesDiscoveryService": (
+        "StreamScopedRoutes",
+        "DeltaScopedRoutes",
+        types.SCOPED_ROUTE,
+    ),
     "envoy.service.secret.v3.SecretDiscoveryService": ("StreamSecrets", "DeltaSecrets", types.SECRET),
 }
 

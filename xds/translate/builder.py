@@ -21,7 +21,7 @@ from xds.cache.snapshot import Resource, Snapshot
 from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
-from xds.translate import dapr
+from xds.translate import dapr, scoped
 from xds.translate.cluster import static_cluster_bytes
 from xds.translate.common import inbound_cluster_name, split_host_port
 from xds.translate.dapr_sites import (
@@ -115,10 +115,19 @@ class SnapshotBuilder:
     """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop)."""
 
     def __init__(
-        self, certs: WorkloadCertificates | None = None, credentials: CredentialStore | None = None
+        self,
+        certs: WorkloadCertificates | None = None,
+        credentials: CredentialStore | None = None,
+        route_tables: str = "auto",
     ) -> None:
         """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS).
-        credentials: where Gateway `tls.credentialName` certificates are read (None: none configured)."""
+        credentials: where Gateway `tls.credentialName` certificates are read (None: none configured).
+        route_tables: "single" outbound table, "scoped" per-service tables (SRDS), or "auto" (scoped from
+        xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py."""
+        if route_tables not in scoped.MODES:
+            raise ValueError(f"route_tables: {route_tables!r} is not one of {', '.join(scoped.MODES)}")
+        self.route_tables = route_tables
+        self._scopes = False  # this build routes by scopes (decided per build from the config)
         self.credentials = credentials or CredentialStore(None)
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
@@ -162,6 +171,7 @@ class SnapshotBuilder:
                 x.export_to for x in (*config.services, *config.virtual_services, *config.destination_rules)
             )
             clusters, endpoints = self.mesh.clusters_and_endpoints(group_config)
+            self._scopes = scoped.wants_scopes(self.route_tables, group_config)
             for proxy in members:
                 out[proxy.id] = self._proxy_snapshot(
                     group_config, proxy, clusters, endpoints, changed_at, config_version
@@ -216,19 +226,24 @@ class SnapshotBuilder:
         view = self._view(config, proxy)
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
+        # scoped outbound routing needs the whole mesh in view (a Sidecar's egress keeps one table)
+        scopes = self._scopes and view is None and proxy.outbound_port is not None
+        scopes = scopes and proxy.mode is not ProxyMode.GATEWAY
         clusters = self._secure_clusters(config, clusters)  # auto-mTLS when the CA is on
         endpoints = self.locality.for_proxy(config, view, proxy, endpoints)  # locality LB priorities
         own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
         invoke_cds, invoke_eds = self._invoke_breakers(config, proxy, view, clusters, endpoints)
         if invoke_cds:  # Dapr circuit breakers: per-proxy copies of the targets' clusters
             own_clusters = own_clusters + invoke_cds
+        if scopes and dapr_sites(proxy):  # Dapr invocation re-enters the outbound scopes
+            own_clusters = own_clusters + list(scoped.internal_clusters())
         if invoke_eds:
             inputs_eds = (endpoints, *invoke_eds)
             endpoints = self._typeset(proxy.id, types.ENDPOINT, inputs_eds, invoke_eds, base=endpoints)
         listeners = self.memo.get(
             ("lds", proxy.id),
-            (proxy,),
-            lambda: [Resource.make(types.LISTENER, n, b) for n, b in proxy_listener_bytes(proxy)],
+            (proxy, scopes),
+            lambda: [Resource.make(types.LISTENER, n, b) for n, b in proxy_listener_bytes(proxy, scopes)],
         )
         if proxy.tcp_ports and proxy.mode is not ProxyMode.GATEWAY:
             tview = view or ScopedView(config, scope_for(config, proxy))
@@ -243,7 +258,7 @@ class SnapshotBuilder:
             own_clusters = own_clusters + list(extras.clusters)
         self.warnings += extras.warnings
         listeners = self.security.listeners(config, proxy, listeners)  # mTLS chains, jwt_authn, RBAC
-        routes = self._routes(config, proxy, view) + list(extras.routes)
+        routes = self._routes(config, proxy, view, scopes) + list(extras.routes)
         gateway_secrets: list[Resource] = []
         if proxy.mode is ProxyMode.GATEWAY:
             # credentialName files are re-checked every build; unchanged ones are the same objects
@@ -260,8 +275,20 @@ class SnapshotBuilder:
             inputs = (clusters, *own_clusters)
             cds = self._typeset(proxy.id, types.CLUSTER, inputs, own_clusters, base=clusters)
         lds = self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners)
-        rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
-        sets = {types.CLUSTER: cds, types.ENDPOINT: endpoints, types.LISTENER: lds, types.ROUTE: rds}
+        srds = _EMPTY
+        if scopes:  # the per-service tables are shared; the proxy's own (inbound, Dapr) extend them
+            base = self.mesh.service_route_tables(config)
+            rds = self._typeset(proxy.id, types.ROUTE, (base, *routes), routes, base=base)
+            srds = self.mesh.scopes(config, proxy.namespace)
+        else:
+            rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
+        sets = {
+            types.CLUSTER: cds,
+            types.ENDPOINT: endpoints,
+            types.LISTENER: lds,
+            types.SCOPED_ROUTE: srds,
+            types.ROUTE: rds,
+        }
         secrets = self.security.secrets(config, proxy) + gateway_secrets
         sds = self._typeset(proxy.id, types.SECRET, tuple(secrets), secrets) if secrets else _EMPTY
         sets[types.SECRET] = sds
@@ -292,12 +319,15 @@ class SnapshotBuilder:
             lambda: breaker_resources(targets, clusters.resources, endpoints.resources),
         )
 
-    def _routes(self, config: MeshConfig, proxy: ProxyIdentity, view: ScopedView | None) -> list[Resource]:
+    def _routes(
+        self, config: MeshConfig, proxy: ProxyIdentity, view: ScopedView | None, scopes: bool
+    ) -> list[Resource]:
+        """The proxy's own route tables (the shared per-service ones are added by the caller when scoped)."""
         if proxy.mode is ProxyMode.GATEWAY:
             return []
         ns = proxy.namespace
         out: list[Resource] = []
-        if proxy.outbound_port is not None:
+        if proxy.outbound_port is not None and not scopes:
             vhosts = self.mesh.outbound_vhosts(config, ns, view)
             if view is not None and allows_any(view.scope.sidecar):
                 vhosts = allow_any_vhosts(self.memo, view, vhosts)
@@ -309,7 +339,7 @@ class SnapshotBuilder:
         for site in dapr_sites(proxy):  # proxy-level Dapr listeners, then node-mode apps' own
             site_ns = site.namespace  # short app ids are relative to the app's namespace
             callers = site_callers(proxy, site.route)  # picks the Dapr Resiliency that applies
-            blob = self.mesh.dapr_routes(config, site_ns, site.grpc, view, site.token, callers)
+            blob = self.mesh.dapr_routes(config, site_ns, site.grpc, view, site.token, callers, scopes)
             tail = _dapr_tail(site)
             name = site.route
             out.append(

@@ -8,7 +8,7 @@ from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPRoute, Service, ServicePort
-from xds.translate import resiliency
+from xds.translate import resiliency, scoped
 from xds.translate.common import outbound_cluster_name
 from xds.translate.pack import encode
 from xds.translate.resiliency import InvokePolicy
@@ -190,6 +190,23 @@ def invoke_routes_bytes(
     if grpc:
         return [], header
     rewritten = mesh_action_bytes(service, port, config, rewrite="/")
+    return [_prefix_route_bytes(i, rewritten, token) for i in ids], header
+
+
+def internal_invoke_routes_bytes(
+    service: Service, namespace: str, grpc: bool, token: str = ""
+) -> tuple[list[bytes], list[bytes]]:
+    """Scoped routing: the invoke routes only rewrite path and host and re-enter the outbound scopes, so
+    they depend on the service alone, not on its VirtualService (which the inner route applies)."""
+    port = grpc_port(service) if grpc else http_port(service)
+    if port is None:
+        return [], []
+    ids = app_ids(service, namespace)
+    action = scoped.invoke_action_bytes(service, port.number, grpc, "")
+    header = [_header_route_bytes(i, action, token) for i in ids]
+    if grpc:
+        return [], header
+    rewritten = scoped.invoke_action_bytes(service, port.number, grpc, "/")
     return [_prefix_route_bytes(i, rewritten, token) for i in ids], header
 
 

@@ -8,7 +8,7 @@ import betterproto2
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
-from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, ScopedRouteConfiguration
 
 import xds.translate.pack  # noqa: F401 - cached validators for parse()/to_dict()
 from xds import types
@@ -18,6 +18,7 @@ MESSAGE_BY_TYPE: dict[str, Any] = {
     types.ENDPOINT: ClusterLoadAssignment,
     types.LISTENER: Listener,
     types.ROUTE: RouteConfiguration,
+    types.SCOPED_ROUTE: ScopedRouteConfiguration,
 }
 
 

@@ -17,6 +17,7 @@ from xds.translate.common import ADS, inbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
+from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
@@ -149,22 +150,42 @@ def http_listener_bytes(
     stat_prefix: str,
     route_name: str,
     direction: core.TrafficDirection | None = None,
+    scoped: bool = False,
 ) -> bytes:
-    rds = encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)
-    manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, rds=rds, http_filters=_TAIL_BYTES)
-    typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
-    chain = encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
+    """scoped: route by SRDS scopes (xds.translate.scoped) instead of the RDS table route_name."""
     return encode(
         lis.Listener,
         name=name,
         address=bytes(socket(address, port)),
-        filter_chains=[chain],
+        filter_chains=[_hcm_chain(stat_prefix, route_name, scoped)],
         traffic_direction=int(direction or 0),
     )
 
 
-def proxy_listener_bytes(proxy: ProxyIdentity) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every listener of proxy_listeners(proxy), without building the messages."""
+def _hcm_chain(stat_prefix: str, route_name: str, scoped: bool) -> bytes:
+    if scoped:
+        routing = {"scoped_routes": scoped_routes_bytes()}
+    else:
+        routing = {"rds": encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)}
+    manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=_TAIL_BYTES)
+    typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
+    return encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
+
+
+def internal_outbound_listener_bytes() -> bytes:
+    """The in-process listener Dapr invocation re-enters the outbound scopes through (no socket)."""
+    return encode(
+        lis.Listener,
+        name=INTERNAL_LISTENER,
+        filter_chains=[_hcm_chain("outbound_internal", "", True)],
+        traffic_direction=int(core.TrafficDirection.OUTBOUND),
+        internal_listener=b"",
+    )
+
+
+def proxy_listener_bytes(proxy: ProxyIdentity, scoped: bool = False) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every listener of proxy_listeners(proxy), without building the messages.
+    scoped: the outbound listener routes by SRDS scopes, and Dapr invocation re-enters it internally."""
     if proxy.mode is ProxyMode.GATEWAY:
         return []
     out: list[tuple[str, bytes]] = []
@@ -173,9 +194,17 @@ def proxy_listener_bytes(proxy: ProxyIdentity) -> list[tuple[str, bytes]]:
         port = proxy.outbound_port
         name = f"0.0.0.0_{port}"
         body = http_listener_bytes(
-            name, bind, port, f"outbound_{name}", outbound_route_name(proxy), core.TrafficDirection.OUTBOUND
+            name,
+            bind,
+            port,
+            f"outbound_{name}",
+            outbound_route_name(proxy),
+            core.TrafficDirection.OUTBOUND,
+            scoped,
         )
         out.append((name, body))
+        if scoped and dapr_sites(proxy):
+            out.append((INTERNAL_LISTENER, internal_outbound_listener_bytes()))
     for app in proxy.apps:
         if app.inbound_port is None or app.app_port is None:
             continue

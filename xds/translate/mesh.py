@@ -12,7 +12,7 @@ from xds import types
 from xds.cache.snapshot import Resource, _type_version
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
-from xds.translate import dapr, resiliency
+from xds.translate import dapr, resiliency, scoped
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
 from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
@@ -200,6 +200,61 @@ class MeshBuilder:
         slot = ("vhosts", namespace) if view is None else ("vhosts", *view.scope.key)
         return self.memo.get(slot, tuple(parts), build)
 
+    # ---- scoped outbound routing (SRDS, xds.translate.scoped) ---------------------------------------
+
+    def service_route_tables(self, config: MeshConfig) -> TypeSet:
+        """One RouteConfiguration per HTTP service (`outbound|<host>`), shared by every scoped proxy."""
+        found = self._this_build.get(("svc-rcs",))
+        if found is None:
+            items = [rc for svc in config.services if (rc := self._service_route_table(svc, config))]
+            found = self._this_build[("svc-rcs",)] = self.memo.get(  # type: ignore[assignment]
+                ("svc-rcs",), tuple(items), lambda: TypeSet.of(items)
+            )
+        return found  # type: ignore[return-value]
+
+    def _service_route_table(self, svc: Service, config: MeshConfig) -> Resource | None:
+        # the vhosts of the service's own namespace (short names too): a scope only sends a short name
+        # here from that namespace, so the superset of domains is safe for every client
+        vhosts = self._vhost(svc, config, svc.namespace)
+        if not vhosts:
+            return None
+        name = scoped.service_route_name(svc.host)
+
+        def build() -> Resource:
+            body = repeated_field(_RC_VHOSTS, [*vhosts, _BLOCK_ALL])
+            return route_config_resource(name, Blob(body, digest(body)))
+
+        return self.memo.get(("svc-rc", svc.host), (vhosts,), build)
+
+    def scopes(self, config: MeshConfig, namespace: str) -> TypeSet:
+        """The ScopedRouteConfigurations a proxy in `namespace` sees: every service's namespace-free
+        names, plus the short names of the services in its own namespace."""
+        key = ("srds", namespace)
+        found = self._this_build.get(key)
+        if found is None:
+            items: list[Resource] = []
+            for svc in config.services:
+                if svc.ports and any(p.is_http for p in svc.ports):
+                    shared, short = self._service_scopes(svc)
+                    items += shared
+                    if short is not None and svc.namespace == namespace:
+                        items.append(short)
+            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
+                key, tuple(items), lambda: TypeSet.of(items)
+            )
+        return found  # type: ignore[return-value]
+
+    def _service_scopes(self, svc: Service) -> tuple[list[Resource], Resource | None]:
+        def build() -> tuple[list[Resource], Resource | None]:
+            keys, short = scoped.scope_keys(svc)
+            route = scoped.service_route_name(svc.host)
+            return (
+                [scoped.scope_resource(k, route) for k in keys],
+                scoped.scope_resource(short, route) if short else None,
+            )
+
+        return self.memo.get(("scopes", svc.host, svc.namespace), (svc.host,), build)
+
     # ---- Dapr invoke routes ------------------------------------------------------------------------
 
     def _dapr_routes(
@@ -211,9 +266,19 @@ class MeshBuilder:
         view: ScopedView | None = None,
         token: str = "",
         resiliencies: tuple[Resiliency, ...] = (),
+        scopes: bool = False,
     ) -> tuple[bytes, bytes]:
         in_ns = svc.namespace == namespace
         policy = resiliency.invoke_policy(resiliencies, dapr.app_ids(svc, svc.namespace))
+        if scopes and policy is None:  # through the outbound scopes: independent of the VirtualService
+
+            def internal() -> tuple[bytes, bytes]:
+                prefix, header = dapr.internal_invoke_routes_bytes(
+                    svc, namespace if in_ns else "", grpc, token
+                )
+                return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
+
+            return self.memo.get(("dapr-int", svc.host, in_ns, grpc, token), (svc,), internal)
         rcfg = config if view is None else view.route_config  # the VS/DR this namespace sees
         if rcfg is config:
             inputs = self._route_inputs(svc, config)
@@ -237,18 +302,20 @@ class MeshBuilder:
         view: ScopedView | None = None,
         token: str = "",
         callers: tuple[str, ...] = (),
+        scopes: bool = False,
     ) -> Blob:
         """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy).
         token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none.
-        callers: app ids calling through this site; picks the Dapr Resiliency documents that apply."""
+        callers: app ids calling through this site; picks the Dapr Resiliency documents that apply.
+        scopes: the proxy routes outbound by scopes; invocation re-enters them (xds.translate.scoped)."""
         chosen = resiliency.applicable(config.resiliencies, namespace, callers)
         refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
-        key = ("dapr", namespace, grpc, token, refs)
+        key = ("dapr", namespace, grpc, token, refs, scopes)
         if view is not None:  # namespace too: a node-mode app may live in another namespace than its proxy
             key = ("dapr", *view.scope.key, namespace, grpc, token, refs)
         found = self._this_build.get(key)
         if found is None:
-            blob = self._dapr_routes_blob(config, namespace, grpc, view, token, chosen)
+            blob = self._dapr_routes_blob(config, namespace, grpc, view, token, chosen, scopes)
             found = self._this_build[key] = blob
         return found
 
@@ -260,10 +327,12 @@ class MeshBuilder:
         view: ScopedView | None = None,
         token: str = "",
         resiliencies: tuple[Resiliency, ...] = (),
+        scopes: bool = False,
     ) -> Blob:
         services = config.services if view is None else view.services
         pairs = [
-            self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies) for svc in services
+            self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies, scopes)
+            for svc in services
         ]
 
         def build() -> Blob:
@@ -271,7 +340,7 @@ class MeshBuilder:
             return Blob(body, digest(body))
 
         refs = tuple(r.meta.ref for r in resiliencies)
-        slot = ("dapr-routes", namespace, grpc, token, refs)
+        slot = ("dapr-routes", namespace, grpc, token, refs, scopes)
         if view is not None:
             slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs)
         return self.memo.get(slot, tuple(x for p in pairs for x in p), build)

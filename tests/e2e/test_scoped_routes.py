@@ -1,0 +1,143 @@
+"""Scoped outbound routing (`mecha serve --route-tables scoped`, SRDS) through real Envoys, SotW and delta.
+
+The demo mesh again, but every sidecar's outbound listener picks a per-service RouteConfiguration from the
+request's host, and Dapr invocation re-enters those tables through an internal listener. The routing the
+demo ships with must behave exactly as with the single table; a VirtualService edit must leave the Dapr
+route table untouched (that is what makes a one-route change small).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from e2e_mesh import Mesh
+
+from xds.demo.config import RoutingKnobs, demo_documents, make_layout
+from xds.runner.stack import Stack, StackOptions
+from xds.testing.envoy import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+REVIEWS_FQDN = "reviews.default.svc.cluster.local"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(xds_flavour: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    layout = make_layout("sidecar", lambda _role="", _i=0: free_port())
+    stack = Stack(
+        StackOptions(
+            layout=layout,
+            state_dir=tmp_path_factory.mktemp(f"scoped-{xds_flavour}"),
+            api_port=free_port(),
+            xds_port=free_port(),
+            delta=xds_flavour == "delta",
+            watch_interval=0.2,
+            with_capabilities=False,
+            extra_env={"MECHA_ROUTE_TABLES": "scoped"},
+        )
+    )
+    try:
+        await stack.start(60)
+    except BaseException:
+        await stack.stop()
+        raise
+    mesh = Mesh(stack, layout, xds_flavour == "delta")
+    try:
+        yield mesh
+    finally:
+        await mesh.close()
+        await stack.stop()
+
+
+async def _dump(mesh: Mesh, proxy_id: str, resource: str) -> list[dict[str, Any]]:
+    admin = mesh.layout.proxy_of(proxy_id).admin_port
+    url = f"http://127.0.0.1:{admin}/config_dump?resource={resource}"
+    async with mesh.session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return list((await resp.json())["configs"])
+
+
+async def _route_versions(mesh: Mesh, proxy_id: str) -> dict[str, str]:
+    rows = await _dump(mesh, proxy_id, "dynamic_route_configs")
+    return {r["route_config"]["name"]: r["version_info"] for r in rows}
+
+
+async def _invoke(mesh: Mesh, path: str, **headers: str) -> tuple[int, Any]:
+    port = mesh.layout.proxy_of("productpage-v1").dapr_http_port
+    async with mesh.session.get(f"http://127.0.0.1:{port}{path}", headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None) if resp.status == 200 else await resp.text()
+
+
+async def _apply(mesh: Mesh, tmp: Path, knobs: RoutingKnobs) -> None:
+    path = tmp / "routing.yaml"
+    path.write_text(yaml.safe_dump_all(demo_documents(mesh.layout, knobs), sort_keys=False))
+    rc, out = await mesh.cli("apply", "-f", str(path))
+    assert rc == 0, out
+
+
+async def _until(check: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_envoy_routes_outbound_by_scopes(mesh: Mesh) -> None:
+    scopes = await _dump(mesh, "productpage-v1", "dynamic_scoped_route_configs")
+    assert scopes, "no scoped route configurations in Envoy"
+    names = {s["name"] for group in scopes for s in group.get("scoped_route_configs", [])}
+    assert {"outbound/reviews", f"outbound/{REVIEWS_FQDN}", "outbound/reviews.default"} <= names, names
+    routes = await _route_versions(mesh, "productpage-v1")
+    assert f"outbound|{REVIEWS_FQDN}" in routes and "outbound" not in routes, sorted(routes)
+
+
+async def test_split_and_header_match_hold(mesh: Mesh) -> None:
+    counts = await mesh.versions(300)
+    assert set(counts) <= {"v1", "v2"} and abs(counts["v1"] / 300 - 0.8) <= 0.09, counts
+    assert await mesh.versions(30, end_user="jason") == Counter({"v2": 30})
+
+
+@pytest.mark.parametrize("host", ["reviews", "reviews:9080", "reviews.default", REVIEWS_FQDN + ":9080"])
+async def test_every_name_of_a_service_finds_its_scope(mesh: Mesh, host: str) -> None:
+    status, body = await mesh.call(host, "/reviews", end_user="jason")
+    assert status == 200 and body["app"] == "reviews" and body["version"] == "v2", (status, body)
+
+
+async def test_unknown_host_gets_no_route(mesh: Mesh) -> None:
+    status, _ = await mesh.call("nosuch.default.svc.cluster.local", "/")
+    assert status == 404
+
+
+async def test_dapr_invocation_reenters_the_scopes(mesh: Mesh) -> None:
+    # the inner route is the whole VirtualService: its header match applies to invocation too
+    for _ in range(10):
+        status, body = await _invoke(mesh, "/v1.0/invoke/reviews/method/reviews", **{"end-user": "jason"})
+        assert status == 200 and body["version"] == "v2" and body["path"] == "/reviews", body
+    status, body = await _invoke(mesh, "/reviews", **{"dapr-app-id": "reviews", "end-user": "jason"})
+    assert status == 200 and body["version"] == "v2", body
+
+
+async def test_virtualservice_edit_rewrites_one_table_only(mesh: Mesh, tmp_path: Path) -> None:
+    before = await _route_versions(mesh, "productpage-v1")
+    await _apply(mesh, tmp_path, RoutingKnobs(v1_weight=0))
+    try:
+
+        async def all_v2() -> bool:
+            return await mesh.versions(40) == Counter({"v2": 40})
+
+        await _until(all_v2)
+        # invocation follows the new weights without its own table changing
+        status, body = await _invoke(mesh, "/v1.0/invoke/reviews/method/reviews")
+        assert status == 200 and body["version"] == "v2", body
+        after = await _route_versions(mesh, "productpage-v1")
+        changed = sorted(n for n in after if after[n] != before.get(n))
+        assert changed == [f"outbound|{REVIEWS_FQDN}"], changed
+    finally:
+        await _apply(mesh, tmp_path, RoutingKnobs())
