@@ -82,8 +82,8 @@ async def _apply(mesh: Mesh, tmp: Path, knobs: RoutingKnobs) -> None:
     assert rc == 0, out
 
 
-async def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(check: Any, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.1)
