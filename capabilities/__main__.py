@@ -173,6 +173,7 @@ async def _serve_runtime(runtime: Any, on_failure: Any) -> int:
 
     from capabilities.api.http.app import build_app
     from capabilities.config.documents import ConfigError
+    from capabilities.eventloop import loop_name
 
     settings = runtime.settings
     runner = web.AppRunner(build_app(runtime), access_log=None)
@@ -204,8 +205,9 @@ async def _serve_runtime(runtime: Any, on_failure: Any) -> int:
             runtime.servers_ready.set()
         await starting
         log.info(
-            "capability service for app %r listening on http://%s:%d (%d components)",
+            "capability service for app %r listening on http://%s:%d (%d components, %s loop)",
             runtime.app_id, settings.http_host, settings.http_port, len(runtime.component_specs),
+            loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
         await runtime.shutdown_requested.wait()
     except ConfigError as exc:
@@ -232,7 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve_apps(all_settings))
+    from capabilities.eventloop import loop_factory
+
+    try:
+        factory = loop_factory()
+    except (ValueError, ImportError) as exc:
+        print(f"capabilities: {exc}", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve_apps(all_settings))
 
 
 if __name__ == "__main__":

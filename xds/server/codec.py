@@ -419,7 +419,12 @@ def decode_delta_response(data: bytes) -> DecodedResponse:
 def first_string_field(body: bytes) -> str:
     """Field 1 of a resource body: the name of a Cluster, Listener, RouteConfiguration, Secret and the
     cluster_name of a ClusterLoadAssignment (all field 1, string). Lets SotW clients name resources."""
+    return string_field(body, 1)
+
+
+def string_field(body: bytes, field: int) -> str:
+    """The first value of a string field of a serialized message ("" when absent)."""
     for number, wire, value in _fields(body, "resource"):
-        if number == 1 and wire == 2 and isinstance(value, bytes):
+        if number == field and wire == 2 and isinstance(value, bytes):
             return value.decode(errors="replace")
     return ""

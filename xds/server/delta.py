@@ -153,6 +153,13 @@ class DeltaStreamState(StreamStateBase):
 
     def _diff(self, t: str, st: DeltaTypeState, snap: Snapshot) -> tuple[list[Resource], list[str]]:
         present = snap.of(t)
+        if not st.wildcard and not st.must_report and t != types.ENDPOINT:
+            return self._diff_named(st, present)
+        return self._diff_general(t, st, present)
+
+    def _diff_general(
+        self, t: str, st: DeltaTypeState, present: Mapping[str, Resource]
+    ) -> tuple[list[Resource], list[str]]:
         wanted = set(st.names)
         if st.wildcard:
             wanted.update(present.keys())
@@ -169,6 +176,25 @@ class DeltaStreamState(StreamStateBase):
                 or (name in st.names and name not in st.told_missing)
             ):
                 removed.append(name)
+        return upserts, removed
+
+    @staticmethod
+    def _diff_named(st: DeltaTypeState, present: Mapping[str, Resource]) -> tuple[list[Resource], list[str]]:
+        """_diff for a named subscription (RDS, or SRDS/CDS/LDS asked by name): the same result, without
+        sorting the union of every name (with 1,000 route tables per proxy that was ~1.5 ms per stream)."""
+        client = st.client
+        upserts: list[Resource] = []
+        removed: list[str] = []
+        for name in st.names:
+            res = present.get(name)
+            if res is not None:
+                if client.get(name) != res.version:
+                    upserts.append(res)
+            elif name in client or name not in st.told_missing:
+                removed.append(name)
+        removed += [name for name in client if name not in st.names]  # held, no longer wanted
+        upserts.sort(key=lambda r: r.name)
+        removed.sort()
         return upserts, removed
 
     def _respond_type(self, t: str, st: DeltaTypeState, actions: list[Action], split: bool) -> None:

@@ -28,6 +28,7 @@ from xds.server.codec import (
     encode_delta_request,
     encode_sotw_request,
     first_string_field,
+    string_field,
 )
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
@@ -62,6 +63,24 @@ def route_names_of_listener(body: bytes) -> tuple[str, ...]:
                 if mgr.rds is not None and mgr.rds.route_config_name:
                     names.append(mgr.rds.route_config_name)
     return tuple(sorted(set(names)))
+
+
+def listener_uses_scopes(body: bytes) -> bool:
+    """Whether a Listener's HttpConnectionManager routes by SRDS scopes (cheap byte test: the Any of the
+    HCM holds the scoped_routes name; decoding every listener of every fake proxy is too slow for load)."""
+    return _scoped_marker() in body
+
+
+@functools.cache
+def _scoped_marker() -> bytes:
+    from xds.translate.scoped import scoped_routes_bytes
+
+    return scoped_routes_bytes()
+
+
+def scope_route_name(body: bytes) -> str:
+    """ScopedRouteConfiguration.route_configuration_name (field 2)."""
+    return string_field(body, 2)
 
 
 class FakeProxy:
@@ -227,6 +246,8 @@ class FakeProxy:
             held.update((first_string_field(r.body), r.body) for r in resp.resources)
         else:
             held.update((first_string_field(r.body), r.body) for r in resp.resources)
+        if t == types.LISTENER:
+            await self._maybe_subscribe_scopes()
         child_type, wanted = self._children(t, held)
         if child_type is not None:
             await self._resubscribe(child_type, wanted)  # Envoy asks for children before ACKing the parent
@@ -243,11 +264,24 @@ class FakeProxy:
     def _children(self, t: str, held: dict[str, bytes]) -> tuple[str | None, set[str]]:
         if t == types.CLUSTER:
             return types.ENDPOINT, set(held)
-        if t == types.LISTENER:
+        if t in (types.LISTENER, types.SCOPED_ROUTE):
+            listeners = self.resources[types.LISTENER].values()
             if self._route_names is not None:
-                return types.ROUTE, set(self._route_names(held.values()))
-            return types.ROUTE, {n for body in held.values() for n in route_names_of_listener(body)}
+                names = set(self._route_names(listeners))
+            else:
+                names = {n for body in listeners for n in route_names_of_listener(body)}
+            # route tables named by scopes (SRDS, wildcard), like Envoy's scoped_routes
+            names |= {scope_route_name(b) for b in self.resources[types.SCOPED_ROUTE].values()}
+            return types.ROUTE, names
         return None, set()
+
+    async def _maybe_subscribe_scopes(self) -> None:
+        if self._asked_srds or not any(map(listener_uses_scopes, self.resources[types.LISTENER].values())):
+            return
+        self._asked_srds = True
+        await self._request(types.SCOPED_ROUTE)
+
+    _asked_srds = False
 
     async def _resubscribe(self, child: str, wanted: set[str]) -> None:
         current = self.names[child]

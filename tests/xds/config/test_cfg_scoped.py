@@ -1,0 +1,110 @@
+"""Scoped outbound routing (xds/translate/scoped.py): what the builder emits and when it falls back."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from cfg_helpers import compile_text, decoded, sidecar
+
+from xds import types
+from xds.pipeline import SnapshotBuilder
+from xds.translate import scoped
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+from meshgen import generate_mesh
+
+FQDN = "svc00001.default.svc.cluster.local"
+
+
+def config(n: int = 5, text: str | None = None):  # type: ignore[no-untyped-def]
+    result = compile_text(text or generate_mesh(n))
+    assert result.config is not None
+    return result.config
+
+
+def test_each_service_gets_a_route_table_and_a_scope_per_name() -> None:
+    snap = SnapshotBuilder(route_tables="scoped").build(config(), [sidecar()])["productpage-v1"]
+    routes = snap.of(types.ROUTE)
+    assert "outbound" not in routes and f"outbound|{FQDN}" in routes
+    scopes = decoded(snap, "SRDS")
+    for key in ("svc00001", "svc00001.default", "svc00001.default.svc", FQDN):
+        scope = scopes[f"outbound/{key}"]
+        assert scope["routeConfigurationName"] == f"outbound|{FQDN}"
+        assert scope["key"]["fragments"] == [{"stringKey": key}]
+    table = decoded(snap, "RDS")[f"outbound|{FQDN}"]
+    domains = table["virtualHosts"][0]["domains"]
+    assert "svc00001:8080" in domains and f"{FQDN}:8080" in domains
+    assert table["virtualHosts"][-1]["name"] == "block_all"  # a known host on an unknown port: 502
+
+
+def test_listener_routes_by_authority_scopes_and_dapr_reenters_them() -> None:
+    snap = SnapshotBuilder(route_tables="scoped").build(config(), [sidecar()])["productpage-v1"]
+    listeners = decoded(snap, "LDS", snake_case=True)
+    outbound = next(v for k, v in listeners.items() if k.startswith("0.0.0.0_"))
+    manager = outbound["filter_chains"][0]["filters"][0]["typed_config"]
+    extractor = manager["scoped_routes"]["scope_key_builder"]["fragments"][0]["header_value_extractor"]
+    assert extractor == {"name": ":authority", "element_separator": ":", "index": 0}
+    assert "rds" not in manager
+    assert scoped.INTERNAL_LISTENER in listeners and "internal_listener" in listeners[scoped.INTERNAL_LISTENER]
+    assert scoped.INTERNAL_CLUSTER in snap.of(types.CLUSTER)
+    dapr = decoded(snap, "RDS", snake_case=True)["dapr-http"]["virtual_hosts"][0]["routes"]
+    invoke = next(r for r in dapr if r["name"] == "invoke/svc00001")
+    assert invoke["route"]["cluster"] == scoped.INTERNAL_CLUSTER
+    assert invoke["route"]["host_rewrite_literal"] == f"{FQDN}:8080"
+    assert invoke["route"]["prefix_rewrite"] == "/"
+
+
+def test_a_weight_change_touches_one_route_table_and_nothing_else() -> None:
+    text = generate_mesh(20)
+    builder = SnapshotBuilder(route_tables="scoped")
+    proxy = sidecar()
+    before = builder.build(config(text=text), [proxy])[proxy.id]
+    changed = text.replace("weight: 90}", "weight: 80}", 1).replace("weight: 10}", "weight: 20}", 1)
+    after = builder.build(config(text=changed), [proxy])[proxy.id]
+    for type_url in types.TYPE_ORDER:
+        old, new = before.of(type_url), after.of(type_url)
+        differ = sorted(n for n in new if n not in old or new[n].version != old[n].version)
+        expected = ["outbound|svc00000.default.svc.cluster.local"] if type_url == types.ROUTE else []
+        assert differ == expected, (types.short_name(type_url), differ)
+        assert set(old) == set(new)
+
+
+def test_short_names_only_resolve_in_the_proxy_namespace() -> None:
+    other = sidecar("elsewhere", namespace="other")
+    snaps = SnapshotBuilder(route_tables="scoped").build(config(), [sidecar(), other])
+    assert "outbound/svc00001" in snaps["productpage-v1"].of(types.SCOPED_ROUTE)
+    assert "outbound/svc00001" not in snaps["elsewhere"].of(types.SCOPED_ROUTE)
+    assert "outbound/svc00001.default" in snaps["elsewhere"].of(types.SCOPED_ROUTE)
+
+
+def test_auto_switches_on_mesh_size() -> None:
+    small = SnapshotBuilder().build(config(5), [sidecar()])["productpage-v1"]
+    assert "outbound" in small.of(types.ROUTE) and not small.of(types.SCOPED_ROUTE)
+    big = SnapshotBuilder().build(config(scoped.AUTO_MIN_SERVICES), [sidecar()])["productpage-v1"]
+    assert "outbound" not in big.of(types.ROUTE) and big.of(types.SCOPED_ROUTE)
+
+
+WILDCARD_SE = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: wild, namespace: default}
+spec:
+  hosts: ["*.example.com"]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: NONE
+"""
+
+
+def test_wildcard_hosts_keep_the_single_table() -> None:
+    snap = SnapshotBuilder(route_tables="scoped").build(
+        config(text=generate_mesh(5) + WILDCARD_SE), [sidecar()]
+    )["productpage-v1"]
+    assert "outbound" in snap.of(types.ROUTE) and not snap.of(types.SCOPED_ROUTE)
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="route_tables: 'fast'"):
+        SnapshotBuilder(route_tables="fast")
