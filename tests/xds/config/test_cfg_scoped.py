@@ -47,7 +47,8 @@ def test_listener_routes_by_authority_scopes_and_dapr_reenters_them() -> None:
     extractor = manager["scoped_routes"]["scope_key_builder"]["fragments"][0]["header_value_extractor"]
     assert extractor == {"name": ":authority", "element_separator": ":", "index": 0}
     assert "rds" not in manager
-    assert scoped.INTERNAL_LISTENER in listeners and "internal_listener" in listeners[scoped.INTERNAL_LISTENER]
+    internal = listeners[scoped.INTERNAL_LISTENER]
+    assert "internal_listener" in internal and "address" not in internal
     assert scoped.INTERNAL_CLUSTER in snap.of(types.CLUSTER)
     dapr = decoded(snap, "RDS", snake_case=True)["dapr-http"]["virtual_hosts"][0]["routes"]
     invoke = next(r for r in dapr if r["name"] == "invoke/svc00001")
