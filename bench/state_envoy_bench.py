@@ -9,9 +9,14 @@ the numbers are latencies, not throughput). Paths measured in the same run:
               redis = redis-py (asyncio) GET/SET on the same server
   service     HTTP to the capability service's own port (no Envoy)
   envoy       HTTP to Envoy's Dapr listener -> capability service (what an app does)
-  bare hop    HTTP to a trivial aiohttp server, direct and through one static Envoy (reference: the cost of
-              an HTTP client + server + one Envoy hop with nothing else)
-added = envoy - direct (p50/p99). Goal: added p50 < 0.3 ms.
+  bare hop    HTTP to a trivial aiohttp server in its own process (on the capability service's event loop),
+              direct and through one static Envoy (reference: the cost of an HTTP client + server process +
+              one Envoy hop with nothing else)
+  bare hop in process   the same with the trivial server inside the bench process (the reference used before;
+              it saves the wake-up of a second process, so it understates a separate server's cost)
+added = envoy - direct (p50/p99); added_vs_bare_hop_p50_ms = envoy - bare hop through Envoy - direct: what
+Envoy + capability service add over one bare Envoy hop and the backend. Goal: that added p50 < 0.3 ms.
+service_cpu_us_per_request: CPU (user+sys, /proc) of the capability service process per request.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from mesh_rig import (
+    PY,
     ControlPlane,
     Sidecar,
     component,
+    cpu_seconds,
     free_port,
     http_status,
     percentiles,
@@ -103,6 +110,28 @@ async def direct_ops(backend: str) -> tuple[Callable, Callable, Callable]:
     return rget, rset, client.aclose
 
 
+# The trivial server as its own process, on the event loop `python -m capabilities` uses (same comparison).
+TRIVIAL_SERVER = """
+import asyncio, sys
+from aiohttp import web
+from capabilities.eventloop import loop_factory
+
+async def hello(_r):
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+async def main(port):
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    runner.run(main(int(sys.argv[1])))
+"""
+
+
 async def trivial_server(port: int) -> web.AppRunner:
     async def hello(_r: web.Request) -> web.Response:
         return web.Response(body=b'{"ok":true}', content_type="application/json")
@@ -135,13 +164,17 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     envoy = spawn(car.envoy_argv(cp.xds_port, folder), folder / "envoy.out")
     service = spawn(car.capabilities_argv(cp.api), folder / "capabilities.log")
     trivial_port, hop_port = free_port(), free_port()
-    runner = await trivial_server(trivial_port)
-    static = None
+    inproc_port, inproc_hop_port = free_port(), free_port()
+    trivial = spawn([PY, "-c", TRIVIAL_SERVER, str(trivial_port)], folder / "trivial.log")
+    runner = await trivial_server(inproc_port)
+    static = inproc_static = None
     out: dict[str, object] = {"requests": n, "value_bytes": len(json.dumps(VALUE))}
     try:
         wait_until(car.envoy_ready, 30, "envoy ready")
         wait_until(lambda: http_status(f"{car.dapr_http}/v1.0/healthz/outbound") == 204, 30, "sidecar ready")
+        wait_until(lambda: http_status(f"http://127.0.0.1:{trivial_port}/hello") == 200, 30, "trivial server")
         static = start_static_envoy(hop_port, trivial_port, folder)
+        inproc_static = start_static_envoy(inproc_hop_port, inproc_port, folder)
         service_base = f"http://127.0.0.1:{car.proxy.capabilities_http_port}"
         connector = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -159,6 +192,16 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                     (sorted(envoy_hello)[n // 2] - sorted(direct_hello)[n // 2]) * 1000, 3
                 ),
             }
+            inproc_direct = await timed(n, lambda: hello(f"http://127.0.0.1:{inproc_port}"))
+            inproc_envoy = await timed(n, lambda: hello(f"http://127.0.0.1:{inproc_hop_port}"))
+            out["bare_hop_in_process"] = {
+                "direct": percentiles(inproc_direct),
+                "through_envoy": percentiles(inproc_envoy),
+            }
+            hop_p50 = {
+                "bare_hop": out["bare_hop"]["through_envoy"]["p50_ms"],  # type: ignore[index]
+                "bare_hop_in_process": percentiles(inproc_envoy)["p50_ms"],
+            }
             for backend in backends:
                 dget, dsave, close = await direct_ops(backend)
                 rows: dict[str, object] = {}
@@ -166,7 +209,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                     # save first so get finds the key
                     await http_ops(session, car.dapr_http, backend)[1]()
                     d = await timed(n, direct_op)
+                    cpu0 = cpu_seconds(service.pid)
                     s = await timed(n, http_ops(session, service_base, backend)[idx])
+                    cpu_per_request = (cpu_seconds(service.pid) - cpu0) / (n + 200)  # + warm-up requests
                     e = await timed(n, http_ops(session, car.dapr_http, backend)[idx])
                     pd, ps, pe = percentiles(d), percentiles(s), percentiles(e)
                     rows[op_name] = {
@@ -175,12 +220,19 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                         "envoy": pe,
                         "added_p50_ms": round(pe["p50_ms"] - pd["p50_ms"], 3),
                         "added_p99_ms": round(pe["p99_ms"] - pd["p99_ms"], 3),
+                        "added_vs_bare_hop_p50_ms": round(
+                            pe["p50_ms"] - hop_p50["bare_hop"] - pd["p50_ms"], 3
+                        ),
+                        "added_vs_bare_hop_in_process_p50_ms": round(
+                            pe["p50_ms"] - hop_p50["bare_hop_in_process"] - pd["p50_ms"], 3
+                        ),
+                        "service_cpu_us_per_request": round(cpu_per_request * 1e6, 1),
                     }
                 await close()
                 out[backend] = rows
     finally:
         await runner.cleanup()
-        for proc in (static, service, envoy):
+        for proc in (static, inproc_static, trivial, service, envoy):
             stop(proc)
         cp.stop()
     return out

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from capability_testkit import component
+
+if os.environ.get("MECHA_EVENT_LOOP", "").strip().lower() == "uvloop":
+    # Opt-in: run every async test here on uvloop, the loop `python -m capabilities` uses when installed (the
+    # in-process gRPC sidecars of tests/capabilities/grpc always run on the service's loop).
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
+        return {"uvloop": uvloop.new_event_loop}
+
 
 
 @pytest.fixture

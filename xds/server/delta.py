@@ -67,9 +67,10 @@ class DeltaStreamState(StreamStateBase):
         st = self.types.get(t)
         if st is None:
             st = self.types[t] = DeltaTypeState()
-        st.evaluated_version = None
         actions: list[Action] = []
         first = not st.requested
+        if first or req.subscribe or req.unsubscribe or req.error_detail is not None:
+            st.evaluated_version = None  # what the proxy wants or holds changed: diff again
         st.requested = True
         if first:
             st.client.update((sys.intern(k), v) for k, v in req.initial_resource_versions.items())
@@ -115,12 +116,22 @@ class DeltaStreamState(StreamStateBase):
                     st.nack = None
                     st.parked_version = None
                 actions.append(Ack(t, record.version))
-        self._respond_type(t, st, actions, split=False)
+        self._maybe_respond(t, st, actions)
         eds = self.types.get(types.ENDPOINT)
         if t == types.CLUSTER and eds is not None:
-            self._respond_type(types.ENDPOINT, eds, actions, split=False)  # CLAs of re-warmed clusters
+            self._maybe_respond(types.ENDPOINT, eds, actions)  # CLAs of re-warmed clusters
         self._check_converged(actions)
         return actions
+
+    def _maybe_respond(self, t: str, st: DeltaTypeState, actions: list[Action]) -> None:
+        """After a request: diff only when something changed since the last diff of this snapshot version
+        (a plain ACK changes nothing the proxy is owed; re-diffing 1,000 route tables per ACK cost much)."""
+        snap = self.snapshot
+        if snap is None or st.evaluated_version != snap.version(t) or st.parked_version is not None:
+            self._respond_type(t, st, actions, split=False)
+        elif not st.outstanding:  # everything sent is ACKed: what an empty diff concludes
+            st.synced_version = st.evaluated_version
+            st.nack = None
 
     def set_snapshot(self, snapshot: Snapshot) -> list[Action]:
         """A new snapshot: upserts in ADS order, then CDS and EDS removals last (make-before-break)."""

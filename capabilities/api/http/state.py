@@ -191,11 +191,18 @@ def add_routes(app: web.Application, service: StateService) -> None:
             out["token"] = result.token
         return json_response(out)
 
+    # aiohttp tries the resources under one prefix (/v1.0/state) in registration order, one regex each: the
+    # hot get/save paths come first, and each path is one resource for all its methods (not one per method).
+    # No two of these share a path AND a method, so the order does not change which handler answers.
     router = app.router
-    for method in ("POST", "PUT"):
-        router.add_route(method, "/v1.0/state/{store}/bulk", bulk_get)
-        router.add_route(method, "/v1.0/state/{store}/transaction", transaction)
-        router.add_route(method, "/v1.0-alpha1/state/{store}/query", query)
-        router.add_route(method, "/v1.0/state/{store}", save_state)
-    router.add_route("GET", "/v1.0/state/{store}/{key}", get_state)
-    router.add_route("DELETE", "/v1.0/state/{store}/{key}", delete_state)
+    routes: list[tuple[str, tuple[tuple[str, Any], ...]]] = [
+        ("/v1.0/state/{store}/{key}", (("GET", get_state), ("DELETE", delete_state))),
+        ("/v1.0/state/{store}", (("POST", save_state), ("PUT", save_state))),
+        ("/v1.0/state/{store}/bulk", (("POST", bulk_get), ("PUT", bulk_get))),
+        ("/v1.0/state/{store}/transaction", (("POST", transaction), ("PUT", transaction))),
+        ("/v1.0-alpha1/state/{store}/query", (("POST", query), ("PUT", query))),
+    ]
+    for path, methods in routes:
+        resource = router.add_resource(path)
+        for method, handler in methods:
+            resource.add_route(method, handler)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from capabilities.api.grpc.server import GrpcServerHandle, start_grpc
 from capabilities.config.settings import Settings
+from capabilities.eventloop import loop_factory
 from capabilities.runtime import Runtime
 from xds.testing import envoy as envoy_testing
 
@@ -97,11 +98,12 @@ def _loop() -> asyncio.AbstractEventLoop:
 
     grpc.aio attaches its poller to the loop it first runs on; a new loop per sidecar (each in its own thread,
     some alive at the same time) crashed the process now and then inside grpc's poller. One long-lived loop
-    keeps grpc.aio on a single loop, as in a real capability service."""
+    keeps grpc.aio on a single loop, as in a real capability service. It is the loop `python -m capabilities`
+    runs on (uvloop when installed; MECHA_EVENT_LOOP=asyncio for asyncio's own)."""
     global _shared_loop
     with _shared_lock:
         if _shared_loop is None:
-            loop = asyncio.new_event_loop()
+            loop = loop_factory()()
             thread = threading.Thread(target=loop.run_forever, name="sidecars", daemon=True)
             thread.start()
             _shared_loop = loop
