@@ -76,12 +76,16 @@ def compile_configs(n_services: int) -> tuple[Any, Any, float]:
 
 def pipeline_rebuilder(fleet: list[ProxyIdentity]) -> Rebuild:
     """What the control plane runs on a change: one SnapshotBuilder (its memo lives across changes)."""
+    from xds.controlplane.gcpolicy import QuietCollector
     from xds.pipeline import SnapshotBuilder
 
     builder = SnapshotBuilder()
+    collector = QuietCollector()  # as the control plane does after each build (xds/controlplane/gcpolicy.py)
 
     def rebuild(config: Any, changed_at: float) -> dict[str, Snapshot]:
-        return builder.build(config, fleet, changed_at=changed_at)
+        snaps = builder.build(config, fleet, changed_at=changed_at)
+        collector.after_build()
+        return snaps
 
     return rebuild
 

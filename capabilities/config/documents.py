@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from capabilities.components.spec import ComponentSpec
 from capabilities.config.durations import parse_duration
 
@@ -208,6 +206,8 @@ def parse_documents(docs: Iterable[tuple[Any, str]], app_id: str = "") -> Resour
 
 
 def parse_yaml_text(text: str, source: str) -> list[tuple[Any, str]]:
+    import yaml  # only YAML folders/text need it; the control plane sends JSON (yaml costs ~15 ms to import)
+
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:

@@ -18,7 +18,6 @@ if os.environ.get("MECHA_EVENT_LOOP", "").strip().lower() == "uvloop":
         return {"uvloop": uvloop.new_event_loop}
 
 
-
 @pytest.fixture
 def docs_component() -> Callable[..., dict[str, Any]]:
     return component

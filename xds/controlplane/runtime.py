@@ -16,6 +16,7 @@ from typing import Any
 from xds import metrics
 from xds.cache.snapshot import Snapshot
 from xds.controlplane.diff import diff_all
+from xds.controlplane.gcpolicy import QuietCollector
 from xds.controlplane.report import change_summary, diag_line
 from xds.controlplane.settings import Settings
 from xds.controlplane.store import ConfigStore, Key, Plan
@@ -92,6 +93,7 @@ class ControlPlane:
         self.source_status: dict[str, dict[str, Any]] = {}
         self.xds_port: int | None = None
         self._logged_errors: set[str] = set()
+        self._gc = QuietCollector()
         self.ready = False
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class ControlPlane:
             await watcher.stop()
         await self._debouncer.close()
         await self.server.stop()
+        self._gc.close()
 
     # ---- pushing ---------------------------------------------------------------------------------------
     async def _on_new_proxy(self, proxy: ProxyIdentity) -> None:
@@ -144,6 +147,7 @@ class ControlPlane:
             self.store.config, proxies, changed_at=self._changed_at, config_version=str(self.store.version)
         )
         metrics.translate_time.observe(time.perf_counter() - started)
+        self._gc.after_build()  # no full GC pass inside the pushes that follow (gcpolicy.py)
         # e.g. a Gateway credentialName with no files: log each error once
         for diag in getattr(self.builder, "warnings", ()):
             text = str(diag)
