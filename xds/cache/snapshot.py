@@ -7,9 +7,11 @@ object, bytes included, is shared by every proxy and every stream that receives 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from xds import types
 
@@ -72,3 +74,62 @@ class Snapshot:
 
     def version(self, type_url: str) -> str:
         return self.versions.get(type_url, "")
+
+
+class Layered(Mapping[str, Resource]):
+    """A shared mapping plus one proxy's own few entries, read-only, without copying the shared one (per
+    proxy and per change, copying 1,000 route tables' or 3,000 clusters' entries added up)."""
+
+    __slots__ = ("base", "own")
+
+    def __init__(self, base: Mapping[str, Resource], own: dict[str, Resource]) -> None:
+        self.base = base
+        self.own = own
+
+    def __getitem__(self, name: str) -> Resource:
+        found = self.own.get(name)
+        return found if found is not None else self.base[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self.own.get(name)
+        return found if found is not None else self.base.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.own or name in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.base
+        yield from self.own
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.own)
+
+
+_CHANGES: OrderedDict[tuple[int, int], tuple[object, object, frozenset[str]]] = OrderedDict()
+
+
+def changed_names(old: Mapping[str, Resource], new: Mapping[str, Resource]) -> frozenset[str]:
+    """Names whose resource differs (added, removed, other version) between two mappings of one type.
+
+    Every stream of a push asks this for the same pair of shared mappings, so the answer is computed once
+    and kept for a few pairs; a Layered mapping is compared as shared part (cached) + own entries."""
+    if old is new:
+        return frozenset()
+    if isinstance(old, Layered) and isinstance(new, Layered):
+        own = {n for n in old.own.keys() | new.own.keys() if _differs(old.get(n), new.get(n))}
+        return changed_names(old.base, new.base) | own
+    key = (id(old), id(new))
+    found = _CHANGES.get(key)
+    if found is not None and found[0] is old and found[1] is new:
+        return found[2]
+    out = {n for n, r in new.items() if _differs(old.get(n), r)}
+    out.update(n for n in old if n not in new)
+    result = frozenset(out)
+    _CHANGES[key] = (old, new, result)  # holding both keeps the ids from being reused while cached
+    while len(_CHANGES) > 16:
+        _CHANGES.popitem(last=False)
+    return result
+
+
+def _differs(a: Resource | None, b: Resource | None) -> bool:
+    return a is not b and (a is None or b is None or a.version != b.version)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xds import types
-from xds.cache.snapshot import Resource, Snapshot
+from xds.cache.snapshot import Resource, Snapshot, changed_names
 from xds.server.codec import DeltaRequest, encode_delta_response
 from xds.server.state import (
     Ack,
@@ -46,6 +46,10 @@ class DeltaTypeState(TypeStateBase):
     outstanding: dict[str, _Outstanding] = field(default_factory=dict)  # nonce -> response awaiting ACK
     told_missing: set[str] = field(default_factory=set)
     must_report: set[str] = field(default_factory=set)  # D5: "*" + name unsubscribed
+    # The resource mapping the last diff ran against, while `client` still equals what that diff left:
+    # the next diff then only looks at the names that changed between the two mappings (computed once per
+    # push for all streams, xds.cache.snapshot.changed_names). None = diff everything.
+    evaluated_map: Mapping[str, Resource] | None = None
 
 
 class DeltaStreamState(StreamStateBase):
@@ -70,7 +74,8 @@ class DeltaStreamState(StreamStateBase):
         actions: list[Action] = []
         first = not st.requested
         if first or req.subscribe or req.unsubscribe or req.error_detail is not None:
-            st.evaluated_version = None  # what the proxy wants or holds changed: diff again
+            st.evaluated_version = None  # what the proxy wants or holds changed: diff again, in full
+            st.evaluated_map = None
         st.requested = True
         if first:
             st.client.update((sys.intern(k), v) for k, v in req.initial_resource_versions.items())
@@ -164,9 +169,32 @@ class DeltaStreamState(StreamStateBase):
 
     def _diff(self, t: str, st: DeltaTypeState, snap: Snapshot) -> tuple[list[Resource], list[str]]:
         present = snap.of(t)
-        if not st.wildcard and not st.must_report and t != types.ENDPOINT:
+        previous, st.evaluated_map = st.evaluated_map, present
+        if t == types.ENDPOINT or st.must_report:
+            st.evaluated_map = None  # EDS resolution depends on more than the mapping: always in full
+            return self._diff_general(t, st, present)
+        if previous is not None:
+            return self._diff_changed(st, present, changed_names(previous, present))
+        if not st.wildcard:
             return self._diff_named(st, present)
         return self._diff_general(t, st, present)
+
+    @staticmethod
+    def _diff_changed(
+        st: DeltaTypeState, present: Mapping[str, Resource], changed: frozenset[str]
+    ) -> tuple[list[Resource], list[str]]:
+        """_diff when the proxy holds what the last diff left: only the names that changed since matter."""
+        client = st.client
+        upserts: list[Resource] = []
+        removed: list[str] = []
+        for name in sorted(changed):
+            res = present.get(name) if st.wildcard or name in st.names else None
+            if res is not None:
+                if client.get(name) != res.version:
+                    upserts.append(res)
+            elif name in client or (name in st.names and name not in st.told_missing):
+                removed.append(name)
+        return upserts, removed
 
     def _diff_general(
         self, t: str, st: DeltaTypeState, present: Mapping[str, Resource]
@@ -260,6 +288,7 @@ class DeltaStreamState(StreamStateBase):
         if eds is None:
             return
         eds.evaluated_version = None
+        eds.evaluated_map = None
         for res in upserts:
             if previous.get(res.name) is not None:  # an update (not a new cluster): Envoy re-warms it
                 eds.client.pop(res.name, None)

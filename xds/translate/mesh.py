@@ -3,15 +3,13 @@ outbound virtual hosts and the Dapr invoke routes. Built once per config change,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 from envoy_data_plane.envoy.config.route import v3 as rte
 
 from xds import types
-from xds.cache.snapshot import Resource, _type_version
+from xds.cache.snapshot import Layered, Resource, _type_version
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
 from xds.translate import dapr, resiliency, scoped
@@ -53,35 +51,6 @@ class TypeSet:
             own[r.name] = r
         parts = [self.version.encode()] + [f"\0{r.name}\0{r.version}".encode() for r in extra]
         return TypeSet(Layered(self.resources, own), digest(*parts))  # type: ignore[arg-type]
-
-
-class Layered(Mapping[str, Resource]):
-    """A shared mapping plus a proxy's own few entries, read-only, without copying the shared one (per
-    proxy and per change, copying 1,000 route tables' or 3,000 clusters' entries added up)."""
-
-    __slots__ = ("_base", "_own")
-
-    def __init__(self, base: Mapping[str, Resource], own: dict[str, Resource]) -> None:
-        self._base = base
-        self._own = own
-
-    def __getitem__(self, name: str) -> Resource:
-        found = self._own.get(name)
-        return found if found is not None else self._base[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        found = self._own.get(name)
-        return found if found is not None else self._base.get(name, default)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._own or name in self._base
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._base
-        yield from self._own
-
-    def __len__(self) -> int:
-        return len(self._base) + len(self._own)
 
 
 @dataclass(frozen=True)
