@@ -5,8 +5,9 @@ Rules (checklist ids from shared/reference/xds-protocol.md):
 - NACK = error_detail; the type is parked until its snapshot version changes (A1-A3);
 - wildcard / legacy wildcard for CDS/LDS (S2); newly requested names are answered even when the request
   carries the last nonce (S1, the EDS re-subscription trap);
-- LDS/CDS responses are the full set (R1); EDS/RDS responses carry every requested name (Envoy treats a CLA
-  missing from a SotW EDS response as empty); a missing EDS name gets an empty CLA;
+- LDS/CDS responses are the full set (R1); EDS responses carry every requested name (Envoy treats a CLA
+  missing from a SotW EDS response as empty); a missing EDS name gets an empty CLA; an RDS response carries
+  every requested name when the names changed, else only the route configurations that changed (R2);
 - ADS order CDS, EDS, LDS, RDS, SDS (O1); EDS is re-sent when CDS changed clusters Envoy will re-warm.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from xds import types
-from xds.cache.snapshot import Resource, Snapshot
+from xds.cache.snapshot import Resource, Snapshot, changed_names
 from xds.server.codec import SotwRequest, encode_sotw_response
 from xds.server.state import (
     Ack,
@@ -112,6 +113,7 @@ class SotwTypeState(TypeStateBase):
     ever_named: bool = False
     client_version: str = ""  # version_info of the first request (reconnect: what the proxy already holds)
     sent_view: View | None = None  # what the last response carried (shared, never a per-stream copy)
+    acked_view: View | None = None  # what the proxy confirmed holding (the view of the last ACKed response)
     acked_nonce: str = ""
     force: bool = False  # re-send even if the view is unchanged (EDS after CDS re-warms clusters)
     missing: frozenset[str] = field(default_factory=frozenset)  # requested names that do not exist (S3)
@@ -149,6 +151,7 @@ class SotwStreamState(StreamStateBase):
                 return actions  # A3: nothing owed until the snapshot changes
             st.acked_version = req.version_info
             st.acked_nonce = req.response_nonce
+            st.acked_view = st.sent_view
             st.nack = None
             st.parked_version = None
             if req.version_info == st.sent_version:
@@ -225,10 +228,32 @@ class SotwStreamState(StreamStateBase):
             return  # nothing requested exists yet (S3: sent when it appears)
         if t == types.CLUSTER:
             self._force_eds_for_rewarmed(st.sent_view, view)
+        if t == types.ROUTE and self._same_names(st, view):
+            # R2: a SotW RDS response may carry only the route configurations that changed; Envoy updates
+            # the ones it names and keeps the others (with scoped routing, 1 of ~1,000 per edit)
+            changed = changed_names(st.sent_view.by_name, view.by_name)  # type: ignore[union-attr]
+            resources = [view.by_name[n] for n in sorted(changed)]
         nonce = self._next_nonce()
         payload = encode_sotw_response(version, t, nonce, resources)
         st.sent_view, st.sent_version, st.sent_nonce, st.force = view, version, nonce, False
         actions.append(Send(t, nonce, version, payload, len(resources)))
+
+    @staticmethod
+    def _same_names(st: SotwTypeState, view: View) -> bool:
+        """The proxy ACKed the last response, nothing is in flight, and it named exactly what this one
+        would: then a partial response is enough (a stale NACK could otherwise hide a divergence)."""
+        old = st.acked_view
+        return (
+            old is not None
+            and old is st.sent_view
+            and st.acked_nonce == st.sent_nonce
+            and st.nack is None
+            and not st.force
+            and not st.wildcard
+            and not view.missing
+            and not old.missing
+            and old.by_name.keys() == view.by_name.keys()
+        )
 
     def _force_eds_for_rewarmed(self, old: View | None, new: View) -> None:
         eds = self.types.get(types.ENDPOINT)

@@ -1,0 +1,59 @@
+"""SotW RDS (R2): once the proxy ACKed, a change sends only the route configurations that changed."""
+
+from __future__ import annotations
+
+from xds import types
+from xds.cache.snapshot import Resource, Snapshot
+from xds.server.codec import SotwRequest
+from xds.server.sotw import SotwStreamState
+from xds.server.state import Send
+
+
+def _snap(**versions: str) -> Snapshot:
+    return Snapshot.build([Resource(types.ROUTE, n, n.encode() + v.encode(), v) for n, v in versions.items()])
+
+
+def _request(names: list[str], nonce: str = "", version: str = "", error: bool = False) -> SotwRequest:
+    from xds.server.codec import ErrorDetail
+
+    return SotwRequest(
+        version_info=version,
+        node=None,
+        resource_names=names,
+        type_url=types.ROUTE,
+        response_nonce=nonce,
+        error_detail=ErrorDetail(13, "bad route") if error else None,
+    )
+
+
+def _send(actions: list[object]) -> Send:
+    sends = [a for a in actions if isinstance(a, Send)]
+    assert len(sends) == 1, actions
+    return sends[0]
+
+
+def test_only_changed_route_configurations_after_an_ack() -> None:
+    state = SotwStreamState(ads=True)
+    state.set_snapshot(_snap(a="1", b="1", c="1"))
+    first = _send(state.handle_request(_request(["a", "b", "c"])))
+    assert first.resource_count == 3
+    state.handle_request(_request(["a", "b", "c"], first.nonce, first.version))
+    second = _send(state.set_snapshot(_snap(a="1", b="2", c="1")))
+    assert second.resource_count == 1 and b"b2" in second.payload and b"a1" not in second.payload
+
+
+def test_full_response_while_one_is_unacked_or_after_a_nack_or_new_names() -> None:
+    state = SotwStreamState(ads=True)
+    state.set_snapshot(_snap(a="1", b="1"))
+    first = _send(state.handle_request(_request(["a", "b"])))
+    # not ACKed yet: the next change is sent in full
+    second = _send(state.set_snapshot(_snap(a="2", b="1")))
+    assert second.resource_count == 2
+    state.handle_request(_request(["a", "b"], second.nonce, "", error=True))  # NACK
+    third = _send(state.set_snapshot(_snap(a="3", b="1")))
+    assert third.resource_count == 2  # the rejected response's other resources travel again
+    state.handle_request(_request(["a", "b"], third.nonce, third.version))
+    assert not [a for a in state.set_snapshot(_snap(a="3", b="1", c="1")) if isinstance(a, Send)]
+    # a new name: the response names everything requested
+    fourth = _send(state.handle_request(_request(["a", "b", "c"], third.nonce, third.version)))
+    assert first.resource_count == 2 and fourth.resource_count == 3
