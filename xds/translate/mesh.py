@@ -151,14 +151,18 @@ class MeshBuilder:
         return found  # type: ignore[return-value]
 
     def clusters_and_endpoints(self, config: MeshConfig) -> tuple[TypeSet, TypeSet]:
-        clusters: list[Resource] = []
-        endpoints: list[Resource] = []
-        for svc in config.services:
-            c, e = self._service_clusters(svc, config)
-            clusters += c
-            endpoints += e
-        self._clusters = self._reuse(self._clusters, clusters)
-        self._endpoints = self._reuse(self._endpoints, endpoints)
+        def walk() -> tuple[TypeSet, TypeSet]:
+            clusters: list[Resource] = []
+            endpoints: list[Resource] = []
+            for svc in config.services:
+                c, e = self._service_clusters(svc, config)
+                clusters += c
+                endpoints += e
+            return self._reuse(self._clusters, clusters), self._reuse(self._endpoints, endpoints)
+
+        # a service's clusters depend on it and its DestinationRule only
+        inputs = (*config.services, None, *config.destination_rules)
+        self._clusters, self._endpoints = self.memo.group(("cds-all",), inputs, walk)
         return self._clusters, self._endpoints
 
     @staticmethod
@@ -241,15 +245,19 @@ class MeshBuilder:
         key = ("srds", namespace)
         found = self._this_build.get(key)
         if found is None:
-            items: list[Resource] = []
-            for svc in config.services:
-                if svc.ports and any(p.is_http for p in svc.ports):
-                    shared, short = self._service_scopes(svc)
-                    items += shared
-                    if short is not None and svc.namespace == namespace:
-                        items.append(short)
-            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
-                key, tuple(items), lambda: TypeSet.of(items)
+
+            def walk() -> TypeSet:
+                items: list[Resource] = []
+                for svc in config.services:
+                    if svc.ports and any(p.is_http for p in svc.ports):
+                        shared, short = self._service_scopes(svc)
+                        items += shared
+                        if short is not None and svc.namespace == namespace:
+                            items.append(short)
+                return self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
+
+            found = self._this_build[key] = self.memo.group(  # type: ignore[assignment]
+                ("srds-all", namespace), tuple(config.services), walk
             )
         return found  # type: ignore[return-value]
 
@@ -339,20 +347,26 @@ class MeshBuilder:
         scopes: bool = False,
     ) -> Blob:
         services = config.services if view is None else view.services
-        pairs = [
-            self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies, scopes)
-            for svc in services
-        ]
-
-        def build() -> Blob:
-            body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
-            return Blob(body, digest(body))
-
         refs = tuple(r.meta.ref for r in resiliencies)
         slot = ("dapr-routes", namespace, grpc, token, refs, scopes)
         if view is not None:
             slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs)
-        return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
+
+        def walk() -> Blob:
+            pairs = [
+                self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies, scopes)
+                for svc in services
+            ]
+
+            def build() -> Blob:
+                body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
+                return Blob(body, digest(body))
+
+            return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
+
+        if scopes and view is None and not resiliencies:  # then each service's routes depend on it alone
+            return self.memo.group(("dapr-all", *slot), tuple(services), walk)
+        return walk()
 
 
 def _refs(inputs: tuple[object, ...]) -> tuple[str, ...]:

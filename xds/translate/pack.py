@@ -142,11 +142,15 @@ class Memo:
     def __init__(self) -> None:
         self._slots: dict[Hashable, tuple[tuple[Any, ...], Any]] = {}
         self._used: set[Hashable] = set()
+        self._children: dict[Hashable, frozenset[Hashable]] = {}  # group slot -> slots its build used
+        self._recording: list[set[Hashable]] = []
         self.hits = 0
         self.misses = 0
 
     def get(self, slot: Hashable, inputs: tuple[Any, ...], build: Callable[[], T]) -> T:
         self._used.add(slot)
+        if self._recording:
+            self._recording[-1].add(slot)
         found = self._slots.get(slot)
         if found is not None and _same(found[0], inputs):
             self.hits += 1
@@ -156,12 +160,38 @@ class Memo:
         self._slots[slot] = (inputs, value)
         return value
 
+    def group(self, slot: Hashable, inputs: tuple[Any, ...], build: Callable[[], T]) -> T:
+        """get() for a value assembled from many other slots (a walk over every service): when its inputs
+        are unchanged the walk is skipped and the slots it used are kept alive for the next miss."""
+        found = self._slots.get(slot)
+        if found is not None and _same(found[0], inputs):
+            children = self._children.get(slot, frozenset())
+            self._used.add(slot)
+            self._used.update(children)
+            if self._recording:
+                self._recording[-1].update(children)
+                self._recording[-1].add(slot)
+            self.hits += 1
+            return found[1]  # type: ignore[no-any-return]
+        self._recording.append(set())
+        try:
+            value = self.get(slot, inputs, build)
+        finally:
+            used = self._recording.pop()
+        self._children[slot] = frozenset(used)
+        if self._recording:
+            self._recording[-1].update(used)
+        return value
+
     def start(self) -> None:
         self._used = set()
 
     def prune(self) -> None:
+        if len(self._used) == len(self._slots):
+            return  # every slot was used (get() stores each slot it marks): nothing to drop
         for slot in [s for s in self._slots if s not in self._used]:
             del self._slots[slot]
+            self._children.pop(slot, None)
 
     def __len__(self) -> int:
         return len(self._slots)
