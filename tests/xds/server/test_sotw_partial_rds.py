@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from xds import types
 from xds.cache.snapshot import Resource, Snapshot
 from xds.server.codec import SotwRequest
-from xds.server.sotw import SotwStreamState
+from xds.server.sotw import SotwStreamState, _build_view, _updated_view, shared_names
 from xds.server.state import Send
 
 
@@ -57,3 +60,21 @@ def test_full_response_while_one_is_unacked_or_after_a_nack_or_new_names() -> No
     # a new name: the response names everything requested
     fourth = _send(state.handle_request(_request(["a", "b", "c"], third.nonce, third.version)))
     assert first.resource_count == 2 and fourth.resource_count == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=7, unique=True),
+    snaps=st.lists(
+        st.dictionaries(st.sampled_from("abcdefg"), st.sampled_from("123")), min_size=2, max_size=5
+    ),
+)
+def test_updated_views_equal_views_built_from_scratch(names: list[str], snaps: list[dict[str, str]]) -> None:
+    wanted = shared_names(names)
+    view = _build_view(types.ROUTE, False, wanted, _snap(**snaps[0]).of(types.ROUTE))
+    for versions in snaps[1:]:
+        present = _snap(**versions).of(types.ROUTE)
+        view = _updated_view(view, present)
+        fresh = _build_view(types.ROUTE, False, wanted, present)
+        assert list(view.resources) == list(fresh.resources)
+        assert dict(view.by_name) == dict(fresh.by_name) and view.missing == fresh.missing
