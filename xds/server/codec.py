@@ -283,12 +283,17 @@ def _encode_status(detail: ErrorDetail) -> bytes:
     return code + _str_field(0x12, detail.message)
 
 
-def encode_sotw_request(req: SotwRequest) -> bytes:
-    """Encode a DiscoveryRequest (used by the fake proxy and tests)."""
+def encode_names(names: Iterable[str]) -> bytes:
+    """DiscoveryRequest.resource_names, encoded (a fake proxy re-sends the same 1,000 names per ACK)."""
+    return b"".join(_len_field(0x1A, name.encode()) for name in names)
+
+
+def encode_sotw_request(req: SotwRequest, names_blob: bytes | None = None) -> bytes:
+    """Encode a DiscoveryRequest (used by the fake proxy and tests); names_blob = encode_names(names)."""
     parts = [_str_field(0x0A, req.version_info)]
     if req.node is not None:
         parts.append(_len_field(0x12, req.node))
-    parts.extend(_len_field(0x1A, name.encode()) for name in req.resource_names)
+    parts.append(encode_names(req.resource_names) if names_blob is None else names_blob)
     parts.append(_str_field(0x22, req.type_url))
     parts.append(_str_field(0x2A, req.response_nonce))
     if req.error_detail is not None:

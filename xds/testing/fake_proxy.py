@@ -26,6 +26,7 @@ from xds.server.codec import (
     decode_delta_response,
     decode_sotw_response,
     encode_delta_request,
+    encode_names,
     encode_sotw_request,
     first_string_field,
     string_field,
@@ -118,6 +119,7 @@ class FakeProxy:
         self.closed: asyncio.Future[grpc.StatusCode | None] | None = None
         self._waiters: dict[tuple[str, str], list[asyncio.Future[float]]] = {}
         self._sent_node = False
+        self._names_blobs: dict[str, tuple[frozenset[str], bytes]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -195,16 +197,18 @@ class FakeProxy:
             )
             await self._send(encode_delta_request(req))
         else:
-            names = sorted(self.names.get(type_url, ()))
+            wanted = self.names.get(type_url, set())
+            cached = self._names_blobs.get(type_url)
+            if cached is None or cached[0] != wanted:  # Envoy repeats every name in each request
+                cached = self._names_blobs[type_url] = (frozenset(wanted), encode_names(sorted(wanted)))
             sreq = SotwRequest(
                 version_info=self.versions.get(type_url, ""),
                 node=self._node(),
-                resource_names=names,
                 type_url=type_url,
                 response_nonce=nonce,
                 error_detail=detail,
             )
-            await self._send(encode_sotw_request(sreq))
+            await self._send(encode_sotw_request(sreq, cached[1]))
 
     async def _read_loop(self) -> None:
         assert self.closed is not None
