@@ -141,3 +141,10 @@ async def test_virtualservice_edit_rewrites_one_table_only(mesh: Mesh, tmp_path:
         assert changed == [f"outbound|{REVIEWS_FQDN}"], changed
     finally:
         await _apply(mesh, tmp_path, RoutingKnobs())
+
+
+async def test_proxy_status_shows_scopes_synced(mesh: Mesh) -> None:
+    row = await mesh.status_of("productpage-v1")
+    assert row["types"]["SRDS"]["state"] == "SYNCED", row["types"]
+    rc, out = await mesh.cli("proxy-status")
+    assert rc == 0 and "SRDS" in out.splitlines()[0], out

@@ -13,7 +13,7 @@ from xds.cli.tables import diff_table, outcome_lines, table
 from xds.controlplane.report import diag_line
 from xds.sources.loader import YAML_SUFFIXES
 
-TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS")
+TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS", "SRDS")  # SRDS: "-" unless the proxy routes by scopes
 
 
 class UsageError(RuntimeError):
