@@ -3,7 +3,7 @@
 Measures: the first proxy (cold memo), each additional proxy, and a one-route change re-translated for all
 proxies; the same steps through the naive path (full messages, no memo, Snapshot.build) for the ratios.
 
-    .venv/bin/python bench/translate_bench.py [n_services=1000] [n_proxies=100]
+    .venv/bin/python bench/translate_bench.py [n_services=1000] [n_proxies=100] [single|scoped]
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def main() -> None:
     t2 = time.perf_counter()
     assert result.config is not None, [str(d) for d in result.diagnostics[:5]]
     fleet = proxies(n_proxies)
-    builder = SnapshotBuilder()
+    # --route-tables: "single" (default here) is what the naive reference path builds; "scoped" is what
+    # `auto` picks from 100 services on (per-service route tables, xds/translate/scoped.py)
+    tables = sys.argv[3] if len(sys.argv) > 3 else "single"
+    builder = SnapshotBuilder(route_tables=tables)
 
     t = time.perf_counter()
     first = builder.build(result.config, fleet[:1])
@@ -79,7 +82,7 @@ def main() -> None:
     change_s = time.perf_counter() - t
     # the same edit for a fleet with distinct ports (one host): per-proxy copies of the RDS bodies
     apart = proxies(n_proxies, same_ports=False)
-    builder2 = SnapshotBuilder()
+    builder2 = SnapshotBuilder(route_tables=tables)
     builder2.build(result.config, apart)
     t = time.perf_counter()
     builder2.build(result2.config, apart)
@@ -99,10 +102,11 @@ def main() -> None:
     naive_change = naive_per_proxy * n_proxies  # a naive control plane rebuilds every proxy
 
     cds_url, rds_url = types.CLUSTER, types.ROUTE
-    assert naive_first.of(cds_url).keys() == snap.of(cds_url).keys()
+    if tables == "single":  # the reference path builds the single table
+        assert naive_first.of(cds_url).keys() == snap.of(cds_url).keys()
     assert after[fleet[0].id].version(rds_url) != snap.version(rds_url)
 
-    print(f"mesh: {n_services} services, {n_proxies} proxies; resources per proxy {n_res}")
+    print(f"mesh: {n_services} services, {n_proxies} proxies, {tables} route tables; per proxy {n_res}")
     print(f"load YAML {ms(t1 - t0)}   compile (model + validate) {ms(t2 - t1)}", end="")
     print(f"   recompile after edit {ms(compile2_s)}")
     print(f"{'step':<44}{'memo':>12}{'naive':>14}{'ratio':>9}  target")
