@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ import pytest
 from capability_testkit import component
 
 from capabilities.eventloop import ENV, loop_factory, loop_name
+from xds.testing.envoy import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = component("statestore", "state.in-memory")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(url: str, method: str = "GET") -> int:
@@ -65,9 +59,9 @@ def test_process_serves_on_either_loop_and_says_which(tmp_path: Path, choice: st
     (tmp_path / "state.yaml").write_text(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: state.in-memory}\n"
     )
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "capabilities", "--app-id", "p", "--dapr-http-port", str(port),
-           "--dapr-grpc-port", str(_free_port()), "--resources-path", str(tmp_path)]  # fmt: skip
+           "--dapr-grpc-port", str(free_port()), "--resources-path", str(tmp_path)]  # fmt: skip
     env = {**os.environ, ENV: choice}
     log = tmp_path / "service.log"
     with log.open("wb") as out:

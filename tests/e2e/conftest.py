@@ -12,11 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from e2e_mesh import Mesh
-
-from xds.demo.config import make_layout
-from xds.runner.stack import Stack, StackOptions
-from xds.testing.envoy import free_port
+from e2e_mesh import Mesh, demo_mesh
 
 
 def backend_available(host: str, port: int, name: str) -> None:
@@ -31,13 +27,6 @@ def backend_available(host: str, port: int, name: str) -> None:
         pytest.skip(message)
 
 
-class _PortPool:
-    """Distinct free ports for one layout (see xds.testing.envoy.free_port)."""
-
-    def __call__(self, _role: str = "", _index: int = 0) -> int:
-        return free_port()
-
-
 @pytest.fixture(scope="module", params=["sotw", "delta"])
 def xds_flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -45,29 +34,6 @@ def xds_flavour(request: pytest.FixtureRequest) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(xds_flavour: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    ports = _PortPool()
-    layout = make_layout("sidecar", ports)
     state = tmp_path_factory.mktemp(f"mesh-{xds_flavour}")
-    stack = Stack(
-        StackOptions(
-            layout=layout,
-            state_dir=state,
-            api_port=ports(),
-            xds_port=ports(),
-            delta=xds_flavour == "delta",
-            watch_interval=0.2,
-            with_capabilities=False,
-        )
-    )
-    try:
-        await stack.start(60)
-    except BaseException:
-        await stack.stop()
-        raise
-    mesh = Mesh(stack, layout, xds_flavour == "delta")
-    try:
-        yield mesh
-    finally:
-        await mesh.close()
-        await stack.stop()
-        assert all(c.exited is not None for c in stack.sup.children), "a child survived teardown"
+    async with demo_mesh(state, delta=xds_flavour == "delta") as found:
+        yield found

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,41 @@ class Mesh:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+@contextlib.asynccontextmanager
+async def demo_mesh(
+    state_dir: Path, delta: bool, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Mesh]:
+    """The demo mesh (control plane, demo apps, one Envoy each; no capability services), torn down after."""
+    from xds.demo.config import make_layout
+    from xds.runner.stack import StackOptions
+    from xds.testing.envoy import free_port
+
+    layout = make_layout("sidecar", lambda _role="", _index=0: free_port())
+    options = StackOptions(
+        layout=layout,
+        state_dir=state_dir,
+        api_port=free_port(),
+        xds_port=free_port(),
+        delta=delta,
+        watch_interval=0.2,
+        with_capabilities=False,
+        extra_env=dict(extra_env or {}),
+    )
+    stack = Stack(options)
+    try:
+        await stack.start(60)
+    except BaseException:
+        await stack.stop()
+        raise
+    mesh = Mesh(stack, layout, delta)
+    try:
+        yield mesh
+    finally:
+        await mesh.close()
+        await stack.stop()
+        assert all(c.exited is not None for c in stack.sup.children), "a child survived teardown"
 
 
 def demo_yaml_path(mesh: Mesh) -> Path:

@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
-from e2e_mesh import Mesh
+from e2e_mesh import Mesh, demo_mesh
 
-from xds.demo.config import RoutingKnobs, demo_documents, make_layout
-from xds.runner.stack import Stack, StackOptions
-from xds.testing.envoy import free_port
+from xds.demo.config import RoutingKnobs, demo_documents
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -30,30 +28,9 @@ REVIEWS_FQDN = "reviews.default.svc.cluster.local"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(xds_flavour: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    layout = make_layout("sidecar", lambda _role="", _i=0: free_port())
-    stack = Stack(
-        StackOptions(
-            layout=layout,
-            state_dir=tmp_path_factory.mktemp(f"scoped-{xds_flavour}"),
-            api_port=free_port(),
-            xds_port=free_port(),
-            delta=xds_flavour == "delta",
-            watch_interval=0.2,
-            with_capabilities=False,
-            extra_env={"MECHA_ROUTE_TABLES": "scoped"},
-        )
-    )
-    try:
-        await stack.start(60)
-    except BaseException:
-        await stack.stop()
-        raise
-    mesh = Mesh(stack, layout, xds_flavour == "delta")
-    try:
-        yield mesh
-    finally:
-        await mesh.close()
-        await stack.stop()
+    state = tmp_path_factory.mktemp(f"scoped-{xds_flavour}")
+    async with demo_mesh(state, xds_flavour == "delta", {"MECHA_ROUTE_TABLES": "scoped"}) as found:
+        yield found
 
 
 async def _dump(mesh: Mesh, proxy_id: str, resource: str) -> list[dict[str, Any]]:

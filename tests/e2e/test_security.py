@@ -19,11 +19,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from e2e_mesh import Mesh
-
-from xds.demo.config import make_layout
-from xds.runner.stack import Stack, StackOptions
-from xds.testing.envoy import free_port
+from e2e_mesh import Mesh, demo_mesh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -31,39 +27,12 @@ CERT_TTL_S = 8
 ISSUER = "https://issuer.mecha.test"
 
 
-class _Ports:
-    def __call__(self, _role: str = "", _index: int = 0) -> int:
-        return free_port()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    ports = _Ports()
-    layout = make_layout("sidecar", ports)
-    state = tmp_path_factory.mktemp("secure-mesh")
-    stack = Stack(
-        StackOptions(
-            layout=layout,
-            state_dir=state,
-            api_port=ports(),
-            xds_port=ports(),
-            watch_interval=0.2,
-            with_capabilities=False,
-            extra_env={"MECHA_MTLS": "1", "MECHA_CERT_TTL": str(CERT_TTL_S)},
-        )
-    )
-    try:
-        await stack.start(60)
-    except BaseException:
-        await stack.stop()
-        raise
-    mesh = Mesh(stack, layout, False)
-    try:
+    async with demo_mesh(
+        tmp_path_factory.mktemp("secure-mesh"), False, {"MECHA_MTLS": "1", "MECHA_CERT_TTL": str(CERT_TTL_S)}
+    ) as mesh:
         yield mesh
-    finally:
-        await mesh.close()
-        await stack.stop()
-        assert all(c.exited is not None for c in stack.sup.children), "a child survived teardown"
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------

@@ -23,10 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from e2e_mesh import Mesh, demo_yaml_path
-
-from xds.demo.config import make_layout
-from xds.runner.stack import Stack, StackOptions
+from e2e_mesh import Mesh, demo_mesh, demo_yaml_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -38,49 +35,10 @@ spec: {mtls: {mode: STRICT}}
 """
 
 
-class _Ports:
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-
-    def __call__(self, _role: str = "", _index: int = 0) -> int:
-        import socket
-
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self.used:
-                self.used.add(port)
-                return port
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def secure_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    ports = _Ports()
-    layout = make_layout("sidecar", ports)
-    stack = Stack(
-        StackOptions(
-            layout=layout,
-            state_dir=tmp_path_factory.mktemp("security-gaps"),
-            api_port=ports(),
-            xds_port=ports(),
-            watch_interval=0.2,
-            with_capabilities=False,
-            extra_env={"MECHA_MTLS": "1"},
-        )
-    )
-    try:
-        await stack.start(60)
-    except BaseException:
-        await stack.stop()
-        raise
-    mesh = Mesh(stack, layout, False)
-    try:
+    async with demo_mesh(tmp_path_factory.mktemp("security-gaps"), False, {"MECHA_MTLS": "1"}) as mesh:
         yield mesh
-    finally:
-        await mesh.close()
-        await stack.stop()
-        assert all(c.exited is not None for c in stack.sup.children), "a child survived teardown"
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
