@@ -125,3 +125,37 @@ async def test_proxy_status_shows_scopes_synced(mesh: Mesh) -> None:
     assert row["types"]["SRDS"]["state"] == "SYNCED", row["types"]
     rc, out = await mesh.cli("proxy-status")
     assert rc == 0 and "SRDS" in out.splitlines()[0], out
+
+
+async def test_a_new_service_gets_its_scope_and_loses_it_on_delete(mesh: Mesh, tmp_path: Path) -> None:
+    ratings = mesh.layout.workload("ratings-v1")
+    entry = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "late", "namespace": "default"},
+        "spec": {
+            "hosts": ["late.example.internal"],
+            "location": "MESH_EXTERNAL",
+            "resolution": "STATIC",
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "endpoints": [{"address": "127.0.0.1", "ports": {"http": ratings.inbound_port}}],
+        },
+    }
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(entry))
+    rc, out = await mesh.cli("apply", "-f", str(path))
+    assert rc == 0, out
+
+    async def reachable() -> bool:
+        status, body = await mesh.call("late.example.internal", "/ratings")
+        return status == 200 and body["app"] == "ratings"
+
+    await _until(reachable)
+    rc, out = await mesh.cli("delete", "-f", str(path))
+    assert rc == 0, out
+
+    async def gone() -> bool:
+        status, _ = await mesh.call("late.example.internal", "/ratings")
+        return status == 404
+
+    await _until(gone)
