@@ -229,9 +229,13 @@ class SnapshotBuilder:
         view = self._view(config, proxy)
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
-        # scoped outbound routing needs the whole mesh in view (a Sidecar's egress keeps one table)
-        scopes = self._scopes and view is None and proxy.outbound_port is not None
-        scopes = scopes and proxy.mode is not ProxyMode.GATEWAY
+        # Sidecar ingress/egress ports and ALLOW_ANY (a catch-all for unknown hosts) need the single table
+        extras = sidecar_resources(self.memo, config, view, proxy)
+        scopes = self._scopes and proxy.outbound_port is not None and proxy.mode is not ProxyMode.GATEWAY
+        if scopes and view is not None:
+            scopes = not (
+                allows_any(view.scope.sidecar) or extras.listeners or extras.replaced or extras.routes
+            )
         clusters = self._secure_clusters(config, clusters)  # auto-mTLS when the CA is on
         endpoints = self.locality.for_proxy(config, view, proxy, endpoints)  # locality LB priorities
         own_clusters = self.memo.get(("own-cds", proxy.id), (proxy,), lambda: _own_clusters(proxy))
@@ -255,8 +259,7 @@ class SnapshotBuilder:
                 tcp_listener_inputs(tview, proxy),
                 lambda: [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, tview, proxy)],
             )
-        extras = sidecar_resources(self.memo, config, view, proxy)  # Sidecar ingress/egress ports, ALLOW_ANY
-        if extras.listeners or extras.replaced:
+        if extras.listeners or extras.replaced:  # Sidecar ingress/egress ports, ALLOW_ANY
             listeners = [extras.replaced.get(r.name, r) for r in listeners] + list(extras.listeners)
             own_clusters = own_clusters + list(extras.clusters)
         self.warnings += extras.warnings
@@ -280,9 +283,9 @@ class SnapshotBuilder:
         lds = self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners)
         srds = _EMPTY
         if scopes:  # the per-service tables are shared; the proxy's own (inbound, Dapr) extend them
-            base = self.mesh.service_route_tables(config)
+            base = self.mesh.service_route_tables(config, view)
             rds = self._typeset(proxy.id, types.ROUTE, (base, *routes), routes, base=base)
-            srds = self.mesh.scopes(config, proxy.namespace)
+            srds = self.mesh.scopes(config, proxy.namespace, view)
         else:
             rds = self._typeset(proxy.id, types.ROUTE, tuple(routes), routes)
         sets = {

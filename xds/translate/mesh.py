@@ -215,20 +215,26 @@ class MeshBuilder:
 
     # ---- scoped outbound routing (SRDS, xds.translate.scoped) ---------------------------------------
 
-    def service_route_tables(self, config: MeshConfig) -> TypeSet:
-        """One RouteConfiguration per HTTP service (`outbound|<host>`), shared by every scoped proxy."""
-        found = self._this_build.get(("svc-rcs",))
+    def service_route_tables(self, config: MeshConfig, view: ScopedView | None = None) -> TypeSet:
+        """One RouteConfiguration per HTTP service (`outbound|<host>`), shared by every scoped proxy of the
+        same view (view None: the whole mesh; else a Sidecar/exportTo scope, whose VirtualServices and
+        DestinationRules may differ)."""
+        key = ("svc-rcs",) if view is None else ("svc-rcs", *view.scope.key)
+        found = self._this_build.get(key)
         if found is None:
-            items = [rc for svc in config.services if (rc := self._service_route_table(svc, config))]
-            found = self._this_build[("svc-rcs",)] = self.memo.get(  # type: ignore[assignment]
-                ("svc-rcs",), tuple(items), lambda: TypeSet.of(items)
+            services = config.services if view is None else view.services
+            items = [rc for svc in services if (rc := self._service_route_table(svc, config, view))]
+            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
+                key, tuple(items), lambda: TypeSet.of(items)
             )
         return found  # type: ignore[return-value]
 
-    def _service_route_table(self, svc: Service, config: MeshConfig) -> Resource | None:
+    def _service_route_table(
+        self, svc: Service, config: MeshConfig, view: ScopedView | None = None
+    ) -> Resource | None:
         # the vhosts of the service's own namespace (short names too): a scope only sends a short name
         # here from that namespace, so the superset of domains is safe for every client
-        vhosts = self._vhost(svc, config, svc.namespace)
+        vhosts = self._vhost(svc, config, svc.namespace, view)
         if not vhosts:
             return None
         name = scoped.service_route_name(svc.host)
@@ -237,18 +243,20 @@ class MeshBuilder:
             body = repeated_field(_RC_VHOSTS, [*vhosts, _BLOCK_ALL])
             return route_config_resource(name, Blob(body, digest(body)))
 
-        return self.memo.get(("svc-rc", svc.host), (vhosts,), build)
+        slot = ("svc-rc", svc.host) if view is None else ("svc-rc", svc.host, *view.scope.key)
+        return self.memo.get(slot, (vhosts,), build)
 
-    def scopes(self, config: MeshConfig, namespace: str) -> TypeSet:
-        """The ScopedRouteConfigurations a proxy in `namespace` sees: every service's namespace-free
-        names, plus the short names of the services in its own namespace."""
-        key = ("srds", namespace)
+    def scopes(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> TypeSet:
+        """The ScopedRouteConfigurations a proxy in `namespace` sees: the namespace-free names of every
+        service (in its view), plus the short names of the services in its own namespace."""
+        key = ("srds", namespace) if view is None else ("srds", namespace, *view.scope.key)
         found = self._this_build.get(key)
         if found is None:
+            services = config.services if view is None else view.services
 
             def walk() -> TypeSet:
                 items: list[Resource] = []
-                for svc in config.services:
+                for svc in services:
                     if svc.ports and any(p.is_http for p in svc.ports):
                         shared, short = self._service_scopes(svc)
                         items += shared
@@ -257,7 +265,7 @@ class MeshBuilder:
                 return self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
 
             found = self._this_build[key] = self.memo.group(  # type: ignore[assignment]
-                ("srds-all", namespace), tuple(config.services), walk
+                ("srds-all", *key[1:]), tuple(services), walk
             )
         return found  # type: ignore[return-value]
 

@@ -11,9 +11,10 @@ Dapr invocation re-enters the same tables through an internal listener (`outboun
 only rewrites the path and the host, so it no longer copies VirtualService actions and the Dapr route table
 does not change when a VirtualService does.
 
-Used when every outbound name is exact (a scope key cannot be a wildcard) and the proxy sees the whole mesh
-(no Sidecar scoping); otherwise the proxy keeps the single table. A host no scope knows gets Envoy's 404
-(the single table answers 502 from its catch-all virtual host).
+Used when every outbound name is exact (a scope key cannot be a wildcard) and the proxy's Sidecar, if any,
+has no egress/ingress ports and no ALLOW_ANY (a catch-all for unknown hosts); otherwise the proxy keeps the
+single table. A Sidecar-scoped proxy gets the scopes and tables of the services it sees. A host no scope
+knows gets Envoy's 404 (the single table answers 502 from its catch-all virtual host).
 """
 
 from __future__ import annotations

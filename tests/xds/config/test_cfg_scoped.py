@@ -109,3 +109,30 @@ def test_wildcard_hosts_keep_the_single_table() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="route_tables: 'fast'"):
         SnapshotBuilder(route_tables="fast")
+
+
+def _sidecar_doc(mode: str = "REGISTRY_ONLY") -> str:
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: default}}
+spec:
+  egress: [{{hosts: ["./svc00001.default.svc.cluster.local", "./svc00002.default.svc.cluster.local"]}}]
+  outboundTrafficPolicy: {{mode: {mode}}}
+"""
+
+
+def test_a_sidecar_scope_gets_scopes_for_what_it_sees_only() -> None:
+    text = generate_mesh(5) + _sidecar_doc()
+    snap = SnapshotBuilder(route_tables="scoped").build(config(text=text), [sidecar()])["productpage-v1"]
+    tables = {n for n in snap.of(types.ROUTE) if n.startswith("outbound|")}
+    assert tables == {f"outbound|svc0000{i}.default.svc.cluster.local" for i in (1, 2)}, tables
+    assert "outbound/svc00001" in snap.of(types.SCOPED_ROUTE)
+    assert not any("svc00003" in n for n in snap.of(types.SCOPED_ROUTE))
+
+
+def test_allow_any_keeps_the_single_table() -> None:
+    text = generate_mesh(5) + _sidecar_doc("ALLOW_ANY")
+    snap = SnapshotBuilder(route_tables="scoped").build(config(text=text), [sidecar()])["productpage-v1"]
+    assert "outbound" in snap.of(types.ROUTE) and not snap.of(types.SCOPED_ROUTE)
