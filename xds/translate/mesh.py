@@ -337,7 +337,7 @@ class MeshBuilder:
         refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
         key = ("dapr", namespace, grpc, token, refs, scopes)
         if view is not None:  # namespace too: a node-mode app may live in another namespace than its proxy
-            key = ("dapr", *view.scope.key, namespace, grpc, token, refs)
+            key = ("dapr", *view.scope.key, namespace, grpc, token, refs, scopes)
         found = self._this_build.get(key)
         if found is None:
             blob = self._dapr_routes_blob(config, namespace, grpc, view, token, chosen, scopes)
@@ -358,7 +358,7 @@ class MeshBuilder:
         refs = tuple(r.meta.ref for r in resiliencies)
         slot = ("dapr-routes", namespace, grpc, token, refs, scopes)
         if view is not None:
-            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs)
+            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs, scopes)
 
         def walk() -> Blob:
             pairs = [
