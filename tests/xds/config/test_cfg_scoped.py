@@ -136,3 +136,9 @@ def test_allow_any_keeps_the_single_table() -> None:
     text = generate_mesh(5) + _sidecar_doc("ALLOW_ANY")
     snap = SnapshotBuilder(route_tables="scoped").build(config(text=text), [sidecar()])["productpage-v1"]
     assert "outbound" in snap.of(types.ROUTE) and not snap.of(types.SCOPED_ROUTE)
+
+
+def test_the_settings_offer_the_modes_the_builder_knows() -> None:
+    from xds.controlplane.settings import ROUTE_TABLE_MODES
+
+    assert set(ROUTE_TABLE_MODES) == set(scoped.MODES)
