@@ -240,7 +240,9 @@ class DaprMesh:
         await self.session.close()
 
 
-async def start_dapr_mesh(specs: list[AppSpec], tmp: Path) -> DaprMesh:
+async def start_dapr_mesh(
+    specs: list[AppSpec], tmp: Path, control_plane_env: dict[str, str] | None = None
+) -> DaprMesh:
     ports = PortPool()
     layout = make_dapr_layout(specs, ports)
     config = tmp / "config"
@@ -253,6 +255,7 @@ async def start_dapr_mesh(specs: list[AppSpec], tmp: Path) -> DaprMesh:
         xds_port=ports(),
         config_dir=config,
         watch_interval=0.2,
+        extra_env=dict(control_plane_env or {}),
     )
     stack = DaprStack(options, specs)
     try:

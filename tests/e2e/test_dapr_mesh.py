@@ -1,10 +1,10 @@
 """The Dapr API end to end through real Envoys: A (alpha) calls B (beta) on A's Dapr listener.
 
-Topology (tests/e2e/dapr_e2e.py): control plane, three test apps, one capability service and one Envoy per
-app; Dapr Components/Subscriptions are pushed with `mecha apply` and reach the capability services by the
-control plane's long-poll. Invocation is routed by Envoy itself (A's Dapr listener -> B's inbound -> B),
-the other APIs go A's Dapr listener -> A's capability service; pub/sub delivery goes B's capability
-service -> B's inbound listener -> B.
+Topology (tests/e2e/dapr_e2e.py): control plane (per-service route tables), three test apps, one capability
+service and one Envoy per app; Dapr Components/Subscriptions are pushed with `mecha apply` and reach the
+capability services by the control plane's long-poll. Invocation is routed by Envoy itself (A's Dapr
+listener -> A's outbound scopes -> B's inbound -> B), the other APIs go A's Dapr listener -> A's capability
+service; pub/sub delivery goes B's capability service -> B's inbound listener -> B.
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DaprMe
         AppSpec("beta", env={"TESTAPP_SUBSCRIPTIONS": json.dumps(PROGRAMMATIC)}),
         AppSpec("secure", capabilities_env={"DAPR_API_TOKEN": TOKEN}),
     ]
-    mesh = await start_dapr_mesh(specs, tmp)
+    # scoped route tables: invocation re-enters the outbound scopes through Envoy's internal listener (the
+    # single-table path, invoke routes carrying the VirtualService's action, runs in the SDK, node-mode and
+    # resiliency modules)
+    mesh = await start_dapr_mesh(specs, tmp, {"MECHA_ROUTE_TABLES": "scoped"})
     try:
         await mesh.apply(components(tmp), "dapr")
         for service in ("alpha", "beta"):
@@ -288,3 +291,13 @@ async def test_killed_capability_service_loses_nothing_with_redis_streams(mesh: 
         "beta", lambda rows: {r["data"]["i"] for r in _ok(rows, "bulk")} == set(range(total)), within_s=40
     )
     assert {r["data"]["i"] for r in _ok(rows, "bulk")} == set(range(total))
+
+
+async def test_invocation_goes_through_the_internal_listener(mesh: DaprMesh) -> None:
+    admin = mesh.stack.proxy("alpha").admin_port
+    status, dump, _ = await _request(
+        mesh, "GET", f"http://127.0.0.1:{admin}/config_dump?resource=dynamic_listeners"
+    )
+    assert status == 200
+    names = {c.get("name") for c in dump["configs"]}
+    assert "outbound-internal" in names, names
