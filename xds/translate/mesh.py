@@ -215,36 +215,47 @@ class MeshBuilder:
 
     # ---- scoped outbound routing (SRDS, xds.translate.scoped) ---------------------------------------
 
+    def _tables_of(self, config: MeshConfig, view: ScopedView | None) -> dict[str, str]:
+        """host -> route table name (xds.translate.scoped.route_tables_of), once per build and view."""
+        key = ("tables-of",) if view is None else ("tables-of", *view.scope.key)
+        found = self._this_build.get(key)
+        if found is None:
+            services = config.services if view is None else view.services
+            http = [s for s in services if any(p.is_http for p in s.ports)]
+            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
+                key, tuple(s.host for s in http), lambda: scoped.route_tables_of(http)
+            )
+        return found  # type: ignore[return-value]
+
     def service_route_tables(self, config: MeshConfig, view: ScopedView | None = None) -> TypeSet:
-        """One RouteConfiguration per HTTP service (`outbound|<host>`), shared by every scoped proxy of the
-        same view (view None: the whole mesh; else a Sidecar/exportTo scope, whose VirtualServices and
-        DestinationRules may differ)."""
+        """The route tables of the services' virtual hosts (`outbound|<namespace>|<n>`), shared by every
+        scoped proxy of the same view (view None: the whole mesh; else a Sidecar/exportTo scope, whose
+        VirtualServices and DestinationRules may differ)."""
         key = ("svc-rcs",) if view is None else ("svc-rcs", *view.scope.key)
         found = self._this_build.get(key)
         if found is None:
             services = config.services if view is None else view.services
-            items = [rc for svc in services if (rc := self._service_route_table(svc, config, view))]
+            tables = self._tables_of(config, view)
+            members: dict[str, list[list[bytes]]] = {}
+            for svc in services:
+                vhosts = self._vhost(svc, config, svc.namespace, view)
+                if vhosts:
+                    members.setdefault(tables[svc.host], []).append(vhosts)
+            items = [self._route_table(name, parts, view) for name, parts in members.items()]
             found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
                 key, tuple(items), lambda: TypeSet.of(items)
             )
         return found  # type: ignore[return-value]
 
-    def _service_route_table(
-        self, svc: Service, config: MeshConfig, view: ScopedView | None = None
-    ) -> Resource | None:
-        # the vhosts of the service's own namespace (short names too): a scope only sends a short name
+    def _route_table(self, name: str, parts: list[list[bytes]], view: ScopedView | None) -> Resource:
+        # each service's vhosts of its own namespace (short names too): a scope only sends a short name
         # here from that namespace, so the superset of domains is safe for every client
-        vhosts = self._vhost(svc, config, svc.namespace, view)
-        if not vhosts:
-            return None
-        name = scoped.service_route_name(svc.host)
-
         def build() -> Resource:
-            body = repeated_field(_RC_VHOSTS, [*vhosts, _BLOCK_ALL])
+            body = repeated_field(_RC_VHOSTS, [*(v for vhosts in parts for v in vhosts), _BLOCK_ALL])
             return route_config_resource(name, Blob(body, digest(body)))
 
-        slot = ("svc-rc", svc.host) if view is None else ("svc-rc", svc.host, *view.scope.key)
-        return self.memo.get(slot, (vhosts,), build)
+        slot = ("svc-rc", name) if view is None else ("svc-rc", name, *view.scope.key)
+        return self.memo.get(slot, tuple(parts), build)
 
     def scopes(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> TypeSet:
         """The ScopedRouteConfigurations a proxy in `namespace` sees: the namespace-free names of every
@@ -253,32 +264,33 @@ class MeshBuilder:
         found = self._this_build.get(key)
         if found is None:
             services = config.services if view is None else view.services
+            tables = self._tables_of(config, view)
 
             def walk() -> TypeSet:
                 items: list[Resource] = []
                 for svc in services:
-                    if svc.ports and any(p.is_http for p in svc.ports):
-                        shared, short = self._service_scopes(svc)
+                    table = tables.get(svc.host)
+                    if table is not None:
+                        shared, short = self._service_scopes(svc, table)
                         items += shared
                         if short is not None and svc.namespace == namespace:
                             items.append(short)
                 return self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
 
             found = self._this_build[key] = self.memo.group(  # type: ignore[assignment]
-                ("srds-all", *key[1:]), tuple(services), walk
+                ("srds-all", *key[1:]), (tables, *services), walk
             )
         return found  # type: ignore[return-value]
 
-    def _service_scopes(self, svc: Service) -> tuple[list[Resource], Resource | None]:
+    def _service_scopes(self, svc: Service, table: str) -> tuple[list[Resource], Resource | None]:
         def build() -> tuple[list[Resource], Resource | None]:
             keys, short = scoped.scope_keys(svc)
-            route = scoped.service_route_name(svc.host)
             return (
-                [scoped.scope_resource(k, route) for k in keys],
-                scoped.scope_resource(short, route) if short else None,
+                [scoped.scope_resource(k, table) for k in keys],
+                scoped.scope_resource(short, table) if short else None,
             )
 
-        return self.memo.get(("scopes", svc.host, svc.namespace), (svc.host,), build)
+        return self.memo.get(("scopes", svc.host, svc.namespace), (svc.host, table), build)
 
     # ---- Dapr invoke routes ------------------------------------------------------------------------
 

@@ -24,19 +24,33 @@ def config(n: int = 5, text: str | None = None):  # type: ignore[no-untyped-def]
     return result.config
 
 
-def test_each_service_gets_a_route_table_and_a_scope_per_name() -> None:
+def _table_of(snap: object, key: str) -> str:
+    return str(decoded(snap, "SRDS")[f"outbound/{key}"]["routeConfigurationName"])  # type: ignore[arg-type]
+
+
+def test_each_service_name_gets_a_scope_pointing_at_its_route_table() -> None:
     snap = SnapshotBuilder(route_tables="scoped").build(config(), [sidecar()])["productpage-v1"]
     routes = snap.of(types.ROUTE)
-    assert "outbound" not in routes and f"outbound|{FQDN}" in routes
+    assert "outbound" not in routes
     scopes = decoded(snap, "SRDS")
+    table_name = _table_of(snap, FQDN)
+    assert table_name.startswith("outbound|default|") and table_name in routes
     for key in ("svc00001", "svc00001.default", "svc00001.default.svc", FQDN):
         scope = scopes[f"outbound/{key}"]
-        assert scope["routeConfigurationName"] == f"outbound|{FQDN}"
+        assert scope["routeConfigurationName"] == table_name
         assert scope["key"]["fragments"] == [{"stringKey": key}]
-    table = decoded(snap, "RDS")[f"outbound|{FQDN}"]
-    domains = table["virtualHosts"][0]["domains"]
-    assert "svc00001:8080" in domains and f"{FQDN}:8080" in domains
+    table = decoded(snap, "RDS")[table_name]
+    vhost = next(v for v in table["virtualHosts"] if v["name"] == f"{FQDN}:8080")
+    assert "svc00001:8080" in vhost["domains"] and f"{FQDN}:8080" in vhost["domains"]
     assert table["virtualHosts"][-1]["name"] == "block_all"  # a known host on an unknown port: 502
+
+
+def test_services_share_tables_in_small_groups_of_one_namespace() -> None:
+    snap = SnapshotBuilder(route_tables="scoped").build(config(200), [sidecar()])["productpage-v1"]
+    tables = [n for n in snap.of(types.ROUTE) if n.startswith("outbound|")]
+    expected = -(-200 // scoped.SERVICES_PER_TABLE)
+    assert len(tables) <= expected and len(tables) >= expected // 2, tables
+    assert all(n.startswith("outbound|default|") for n in tables)
 
 
 def test_listener_routes_by_authority_scopes_and_dapr_reenters_them() -> None:
@@ -67,7 +81,9 @@ def test_a_weight_change_touches_one_route_table_and_nothing_else() -> None:
     for type_url in types.TYPE_ORDER:
         old, new = before.of(type_url), after.of(type_url)
         differ = sorted(n for n in new if n not in old or new[n].version != old[n].version)
-        expected = ["outbound|svc00000.default.svc.cluster.local"] if type_url == types.ROUTE else []
+        expected = (
+            [_table_of(before, "svc00000.default.svc.cluster.local")] if type_url == types.ROUTE else []
+        )
         assert differ == expected, (types.short_name(type_url), differ)
         assert set(old) == set(new)
 
@@ -126,8 +142,14 @@ spec:
 def test_a_sidecar_scope_gets_scopes_for_what_it_sees_only() -> None:
     text = generate_mesh(5) + _sidecar_doc()
     snap = SnapshotBuilder(route_tables="scoped").build(config(text=text), [sidecar()])["productpage-v1"]
-    tables = {n for n in snap.of(types.ROUTE) if n.startswith("outbound|")}
-    assert tables == {f"outbound|svc0000{i}.default.svc.cluster.local" for i in (1, 2)}, tables
+    hosts = {
+        v["name"].split(":")[0]
+        for name, table in decoded(snap, "RDS").items()
+        if name.startswith("outbound|")
+        for v in table["virtualHosts"]
+        if v["name"] != "block_all"
+    }
+    assert hosts == {f"svc0000{i}.default.svc.cluster.local" for i in (1, 2)}, hosts
     assert "outbound/svc00001" in snap.of(types.SCOPED_ROUTE)
     assert not any("svc00003" in n for n in snap.of(types.SCOPED_ROUTE))
 
