@@ -228,3 +228,27 @@ async def test_tcp_route_carries_bytes(gw: GatewayMesh) -> None:
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert data.startswith(b"HTTP/1.1 200") and b'"app": "ratings"' in data
+
+
+async def _served_certificate(port: int) -> bytes:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=CRED_HOST)
+    served = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return bytes(served)
+
+
+async def test_a_renewed_credential_is_served_without_a_config_change(gw: GatewayMesh) -> None:
+    # last in this module: the credential it renews is the one the SDS test above checks
+    folder = gw.cred_cert.parent
+    before = await _served_certificate(gw.ports[8443])
+    renewed, _key = self_signed(folder, CRED_HOST)  # what cert-manager does on renewal
+    expected = x509.load_pem_x509_certificate(renewed.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert expected != before
+    deadline = time.monotonic() + 15
+    while (served := await _served_certificate(gw.ports[8443])) != expected:
+        assert time.monotonic() < deadline, "the gateway kept serving the old certificate"
+        await asyncio.sleep(0.2)
+    assert served == expected

@@ -106,6 +106,16 @@ class ControlPlane:
             if self.settings.watch:
                 watcher.start()
             self._watchers.append(watcher)
+        credentials = self.settings.credentials_folder()
+        if credentials is not None and self.settings.watch:
+            # Gateway credentialName files (cert-manager style renewals): a new certificate reaches the
+            # gateways without any config change
+            watcher = FolderWatcher(
+                credentials, self._on_credentials_change, self.settings.watch_interval, suffixes=None
+            )
+            await watcher.poll_once()
+            watcher.start()
+            self._watchers.append(watcher)
         if self.certs is not None:
             self._rotation = asyncio.create_task(self._rotate_certificates(), name="cert-rotation")
         self.ready = True
@@ -217,6 +227,13 @@ class ControlPlane:
             return self._outcome(Plan({}, {}, self.store.plan_delete(()).change, diags), dry_run)
         keys: list[Key] = [d.key for d in docs]
         return await self._change(lambda: self.store.plan_delete(keys), dry_run)
+
+    async def _on_credentials_change(self, folder: Path) -> None:
+        """A file under the credentials folder changed: rebuild (unchanged credentials are the same objects,
+        so only the gateways whose certificate changed get a new SDS secret)."""
+        log.info("credentials folder %s changed", folder)
+        self._changed_at = time.monotonic()
+        self._debouncer.trigger(self.store.version)
 
     async def _on_folder_change(self, folder: Path) -> None:
         source = f"folder:{folder}"

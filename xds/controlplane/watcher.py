@@ -19,13 +19,14 @@ Signature = dict[str, tuple[int, int]]
 OnChange = Callable[[Path], Awaitable[None]]
 
 
-def folder_signature(folder: Path) -> Signature:
-    """{path: (mtime_ns, size)} of every YAML file below folder; {} when the folder is missing."""
+def folder_signature(folder: Path, suffixes: tuple[str, ...] | None = YAML_SUFFIXES) -> Signature:
+    """{path: (mtime_ns, size)} of every file below folder with one of `suffixes` (None: every file);
+    {} when the folder is missing."""
     sig: Signature = {}
     if not folder.is_dir():
         return sig
     for path in folder.rglob("*"):
-        if path.suffix in YAML_SUFFIXES:
+        if (suffixes is None and path.is_file()) or (suffixes is not None and path.suffix in suffixes):
             try:
                 st = path.stat()
             except OSError:  # removed between listing and stat: the next poll sees it gone
@@ -35,18 +36,26 @@ def folder_signature(folder: Path) -> Signature:
 
 
 class FolderWatcher:
-    """Calls on_change(folder) once at start and then whenever a YAML file is added, edited or removed."""
+    """Calls on_change(folder) once at start and then whenever a YAML file (or, with suffixes=None, any
+    file) is added, edited or removed."""
 
-    def __init__(self, folder: Path, on_change: OnChange, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        on_change: OnChange,
+        interval: float = 1.0,
+        suffixes: tuple[str, ...] | None = YAML_SUFFIXES,
+    ) -> None:
         self.folder = folder
         self.interval = interval
+        self.suffixes = suffixes
         self._on_change = on_change
         self._signature: Signature | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def poll_once(self) -> bool:
         """Check now; returns True when a change was submitted."""
-        sig = folder_signature(self.folder)
+        sig = folder_signature(self.folder, self.suffixes)
         if sig == self._signature:
             return False
         self._signature = sig
