@@ -52,25 +52,19 @@ class DeltaTypeState(TypeStateBase):
     evaluated_map: Mapping[str, Resource] | None = None
 
 
-class DeltaStreamState(StreamStateBase):
+class DeltaStreamState(StreamStateBase[DeltaTypeState]):
+    type_state = DeltaTypeState
     flavour = "delta"
 
     def __init__(self, ads: bool, type_url: str | None = None) -> None:
         super().__init__(ads, type_url)
-        self.types: dict[str, DeltaTypeState] = {}
         self._deferred_removals: list[tuple[str, list[str]]] = []
-
-    def _types(self) -> dict[str, DeltaTypeState]:  # type: ignore[override]
-        return self.types
 
     # ---------------------------------------------------------------- inputs
 
     def handle_request(self, req: DeltaRequest) -> list[Action]:
         """One DeltaDiscoveryRequest in, the actions it causes out. Raises ProtocolError for unusable ones."""
-        t = self._resolve_type(req.type_url, "DeltaDiscoveryRequest")
-        st = self.types.get(t)
-        if st is None:
-            st = self.types[t] = DeltaTypeState()
+        t, st = self._state_for(req.type_url, "DeltaDiscoveryRequest")
         actions: list[Action] = []
         first = not st.requested
         if first or req.subscribe or req.unsubscribe or req.error_detail is not None:

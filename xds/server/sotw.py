@@ -125,24 +125,15 @@ class SotwTypeState(TypeStateBase):
     missing: frozenset[str] = field(default_factory=frozenset)  # requested names that do not exist (S3)
 
 
-class SotwStreamState(StreamStateBase):
+class SotwStreamState(StreamStateBase[SotwTypeState]):
+    type_state = SotwTypeState
     flavour = "sotw"
-
-    def __init__(self, ads: bool, type_url: str | None = None) -> None:
-        super().__init__(ads, type_url)
-        self.types: dict[str, SotwTypeState] = {}
-
-    def _types(self) -> dict[str, SotwTypeState]:  # type: ignore[override]
-        return self.types
 
     # ---------------------------------------------------------------- inputs
 
     def handle_request(self, req: SotwRequest) -> list[Action]:
         """One DiscoveryRequest in, the actions it causes out. Raises ProtocolError for unusable requests."""
-        t = self._resolve_type(req.type_url, "DiscoveryRequest")
-        st = self.types.get(t)
-        if st is None:
-            st = self.types[t] = SotwTypeState()
+        t, st = self._state_for(req.type_url, "DiscoveryRequest")
         st.evaluated_version = None
         actions: list[Action] = []
         if req.response_nonce:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from xds import types
 from xds.cache.snapshot import Resource, Snapshot
@@ -107,10 +108,14 @@ def empty_cluster_load_assignment(cluster_name: str) -> Resource:
     return Resource.make(types.ENDPOINT, cluster_name, _len_field(0x0A, cluster_name.encode()))
 
 
-class StreamStateBase:
-    """Type validation, nonces, status and convergence; subclasses implement the flavour."""
+S = TypeVar("S", bound=TypeStateBase)
+
+
+class StreamStateBase(Generic[S]):
+    """Type validation, per-type state, nonces, status and convergence; subclasses implement the flavour."""
 
     flavour = ""
+    type_state: type[S]  # the flavour's per-type bookkeeping
 
     def __init__(self, ads: bool, type_url: str | None = None) -> None:
         if not ads and type_url not in types.TYPE_ORDER:
@@ -118,8 +123,17 @@ class StreamStateBase:
         self.ads = ads
         self.fixed_type = None if ads else type_url
         self.snapshot: Snapshot | None = None
+        self.types: dict[str, S] = {}
         self._nonce = 0
         self._converged_for: Snapshot | None = None
+
+    def _state_for(self, type_url: str, message: str) -> tuple[str, S]:
+        """The request's type (validated) and its state, created on first use."""
+        t = self._resolve_type(type_url, message)
+        st = self.types.get(t)
+        if st is None:
+            st = self.types[t] = self.type_state()
+        return t, st
 
     def _next_nonce(self) -> str:
         self._nonce += 1
@@ -138,14 +152,11 @@ class StreamStateBase:
             raise ProtocolError(f"{message}.type_url: unknown or unsupported type {type_url!r}")
         return type_url
 
-    def _types(self) -> dict[str, TypeStateBase]:
-        raise NotImplementedError
-
     def _check_converged(self, actions: list[Action]) -> None:
         snap = self.snapshot
         if snap is None or snap is self._converged_for:
             return
-        requested = [(t, st) for t, st in self._types().items() if st.requested]
+        requested = [(t, st) for t, st in self.types.items() if st.requested]
         if not requested:
             return
         if all(st.synced_version == snap.version(t) for t, st in requested):
@@ -156,7 +167,7 @@ class StreamStateBase:
         """Status of every type this stream serves (requested or not yet)."""
         out = []
         snap = self.snapshot
-        for t, st in sorted(self._types().items(), key=lambda kv: types.TYPE_ORDER.index(kv[0])):
+        for t, st in sorted(self.types.items(), key=lambda kv: types.TYPE_ORDER.index(kv[0])):
             snap_version = snap.version(t) if snap else ""
             if not st.requested:
                 state = SyncState.NOT_REQUESTED

@@ -347,34 +347,16 @@ class MeshBuilder:
         scopes: the proxy routes outbound by scopes; invocation re-enters them (xds.translate.scoped)."""
         chosen = resiliency.applicable(config.resiliencies, namespace, callers)
         refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
-        key = ("dapr", namespace, grpc, token, refs, scopes)
-        if view is not None:  # namespace too: a node-mode app may live in another namespace than its proxy
-            key = ("dapr", *view.scope.key, namespace, grpc, token, refs, scopes)
-        found = self._this_build.get(key)
-        if found is None:
-            blob = self._dapr_routes_blob(config, namespace, grpc, view, token, chosen, scopes)
-            found = self._this_build[key] = blob
-        return found
-
-    def _dapr_routes_blob(
-        self,
-        config: MeshConfig,
-        namespace: str,
-        grpc: bool,
-        view: ScopedView | None = None,
-        token: str = "",
-        resiliencies: tuple[Resiliency, ...] = (),
-        scopes: bool = False,
-    ) -> Blob:
+        # namespace with a view too: a node-mode app may live in another namespace than its proxy
+        key = (*(view.scope.key if view is not None else ()), namespace, grpc, token, refs, scopes)
+        found = self._this_build.get(("dapr", *key))
+        if found is not None:
+            return found
         services = config.services if view is None else view.services
-        refs = tuple(r.meta.ref for r in resiliencies)
-        slot = ("dapr-routes", namespace, grpc, token, refs, scopes)
-        if view is not None:
-            slot = ("dapr-routes", *view.scope.key, namespace, grpc, token, refs, scopes)
 
         def walk() -> Blob:
             pairs = [
-                self._dapr_routes(svc, config, namespace, grpc, view, token, resiliencies, scopes)
+                self._dapr_routes(svc, config, namespace, grpc, view, token, chosen, scopes)
                 for svc in services
             ]
 
@@ -382,11 +364,14 @@ class MeshBuilder:
                 body = b"".join(p for p, _ in pairs) + b"".join(h for _, h in pairs)
                 return Blob(body, digest(body))
 
-            return self.memo.get(slot, tuple(x for p in pairs for x in p), build)
+            return self.memo.get(("dapr-routes", *key), tuple(x for p in pairs for x in p), build)
 
-        if scopes and view is None and not resiliencies:  # then each service's routes depend on it alone
-            return self.memo.group(("dapr-all", *slot), tuple(services), walk)
-        return walk()
+        if scopes and view is None and not chosen:  # then each service's routes depend on it alone
+            found = self.memo.group(("dapr-all", *key), tuple(services), walk)
+        else:
+            found = walk()
+        self._this_build[("dapr", *key)] = found
+        return found
 
 
 def _refs(inputs: tuple[object, ...]) -> tuple[str, ...]:
