@@ -54,6 +54,23 @@ class AppSpec:
     via_proxy: bool = True  # the capability service reaches the app through its proxy's inbound listener
 
 
+def component(name: str, type_: str, metadata: dict[str, str], scopes: list[str] | None = None) -> dict:
+    """A Dapr Component document (namespace default)."""
+    doc: dict[str, Any] = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "type": type_,
+            "version": "v1",
+            "metadata": [{"name": k, "value": v} for k, v in metadata.items()],
+        },
+    }
+    if scopes:
+        doc["scopes"] = scopes
+    return doc
+
+
 def make_dapr_layout(specs: list[AppSpec], ports: PortPool) -> DemoLayout:
     proxies = []
     for spec in specs:

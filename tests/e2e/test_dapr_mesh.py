@@ -19,29 +19,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from dapr_e2e import AppSpec, DaprMesh, require_server, start_dapr_mesh, stop_dapr_mesh
+from dapr_e2e import AppSpec, DaprMesh, component, require_server, start_dapr_mesh, stop_dapr_mesh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 RUN = uuid.uuid4().hex[:8]  # Redis streams outlive a run: topics are unique per run
 TOPICS = {name: f"{name}-{RUN}" for name in ("orders", "audit", "flaky", "risky", "risky-dlq", "bulk")}
 TOKEN = "s3cret-token"
-
-
-def _component(name: str, type_: str, metadata: dict[str, str], scopes: list[str] | None = None) -> dict:
-    doc: dict[str, Any] = {
-        "apiVersion": "dapr.io/v1alpha1",
-        "kind": "Component",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "type": type_,
-            "version": "v1",
-            "metadata": [{"name": k, "value": v} for k, v in metadata.items()],
-        },
-    }
-    if scopes:
-        doc["scopes"] = scopes
-    return doc
 
 
 def _subscription(name: str, topic: str, route: str, dead_letter: str = "") -> dict:
@@ -59,11 +43,11 @@ def _subscription(name: str, topic: str, route: str, dead_letter: str = "") -> d
 
 def components(tmp: Path) -> list[dict]:
     return [
-        _component("memstate", "state.in-memory", {}),
-        _component("sqlstate", "state.sqlite", {"connectionString": str(tmp / "state.db")}),
-        _component("redisstate", "state.redis", {"redisHost": "127.0.0.1:6379"}),
+        component("memstate", "state.in-memory", {}),
+        component("sqlstate", "state.sqlite", {"connectionString": str(tmp / "state.db")}),
+        component("redisstate", "state.redis", {"redisHost": "127.0.0.1:6379"}),
         # short processingTimeout: a killed subscriber's pending entries are reclaimed within a second
-        _component(
+        component(
             "events",
             "pubsub.redis",
             {"redisHost": "127.0.0.1:6379", "processingTimeout": "1s", "redeliverInterval": "500ms"},

@@ -24,29 +24,22 @@ import pytest
 import pytest_asyncio
 import redis
 from dapr.clients import DaprClient
-from dapr_e2e import HERE, AppSpec, DaprMesh, PortPool, require_server, start_dapr_mesh, stop_dapr_mesh
+from dapr_e2e import (
+    HERE,
+    AppSpec,
+    DaprMesh,
+    PortPool,
+    component,
+    require_server,
+    start_dapr_mesh,
+    stop_dapr_mesh,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:The Distributed Lock API:UserWarning")]
 
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"sdk-orders-{RUN}"
 CONFIG_KEY = f"sdk-color-{RUN}"
-
-
-def _component(name: str, type_: str, metadata: dict[str, str], scopes: list[str] | None = None) -> dict:
-    doc: dict[str, Any] = {
-        "apiVersion": "dapr.io/v1alpha1",
-        "kind": "Component",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "type": type_,
-            "version": "v1",
-            "metadata": [{"name": k, "value": v} for k, v in metadata.items()],
-        },
-    }
-    if scopes:
-        doc["scopes"] = scopes
-    return doc
 
 
 def _greeter_docs(port: int) -> list[dict]:
@@ -132,13 +125,13 @@ async def sdk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SdkMesh
     secrets = tmp / "secrets.json"
     secrets.write_text(json.dumps({"db-password": "s3cret"}))
     docs = [
-        _component("memstate", "state.in-memory", {}),
-        _component("events", "pubsub.redis", {"redisHost": "127.0.0.1:6379", "processingTimeout": "1s"}),
-        _component("files", "bindings.localstorage", {"rootPath": str(tmp / "files")}, scopes=["alpha"]),
-        _component("ticks", "bindings.cron", {"schedule": "@every 200ms"}, scopes=["gsub"]),
-        _component("vault", "secretstores.local.file", {"secretsFile": str(secrets)}),
-        _component("settings", "configuration.redis", {"redisHost": "127.0.0.1:6379"}),
-        _component("locks", "lock.in-memory", {}),
+        component("memstate", "state.in-memory", {}),
+        component("events", "pubsub.redis", {"redisHost": "127.0.0.1:6379", "processingTimeout": "1s"}),
+        component("files", "bindings.localstorage", {"rootPath": str(tmp / "files")}, scopes=["alpha"]),
+        component("ticks", "bindings.cron", {"schedule": "@every 200ms"}, scopes=["gsub"]),
+        component("vault", "secretstores.local.file", {"secretsFile": str(secrets)}),
+        component("settings", "configuration.redis", {"redisHost": "127.0.0.1:6379"}),
+        component("locks", "lock.in-memory", {}),
         *_greeter_docs(greeter_port),
     ]
     saved = {}

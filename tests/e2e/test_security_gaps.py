@@ -4,13 +4,12 @@ persisted CA root, through real Envoys (the demo mesh with MECHA_MTLS=1; the CA 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import signal
 import ssl
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from e2e_certs import self_signed
 from e2e_mesh import Mesh, demo_mesh, demo_yaml_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -86,37 +82,6 @@ async def call_from(mesh: Mesh, workload: str, host: str, path: str) -> int:
         return -1
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BACKEND_HOST)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(BACKEND_HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "backend.pem", folder / "backend-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 # ---- 1. DestinationRule tls -------------------------------------------------------------------------------
 
 
@@ -149,7 +114,14 @@ async def test_dr_disable_fails_against_strict_and_istio_mutual_succeeds(
 
 
 async def test_dr_simple_reaches_a_tls_backend_only_with_its_ca(secure_mesh: Mesh, tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed(
+        tmp_path,
+        BACKEND_HOST,
+        names=("backend.pem", "backend-key.pem"),
+        ip="127.0.0.1",
+        ca=True,
+        valid=timedelta(hours=1),
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 
