@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from capabilities import registry
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe, UpdateHandler
+from capabilities.components.redis_base import RedisComponent
 from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +23,18 @@ def parse_item(raw: bytes | None) -> ConfigItem | None:
 
 
 @registry.register("configuration.redis")
-class RedisConfigurationStore:
+class RedisConfigurationStore(RedisComponent):
     def __init__(self, spec: ComponentSpec) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.db = int(spec.metadata.get("redisDB") or 0)
-        self._client: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    async def init(self) -> None:
-        self._client = redis_client(self.spec.metadata)
-        await self._client.ping()
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    def features(self) -> set[str]:
-        return set()
+        await super().close()
 
     async def get(self, keys: list[str], metadata: dict[str, str]) -> dict[str, ConfigItem]:
         if not keys:

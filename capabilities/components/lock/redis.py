@@ -6,8 +6,7 @@ from typing import Any
 
 from capabilities import registry
 from capabilities.blocks.lock.contract import UnlockStatus
-from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import redis_client
+from capabilities.components.redis_base import RedisComponent
 
 UNLOCK_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
@@ -19,24 +18,12 @@ return 0
 
 
 @registry.register("lock.redis")
-class RedisLockStore:
-    def __init__(self, spec: ComponentSpec) -> None:
-        self.spec = spec
-        self._client: Any = None
-        self._unlock: Any = None
+class RedisLockStore(RedisComponent):
+    _unlock: Any = None
 
     async def init(self) -> None:
-        self._client = redis_client(self.spec.metadata)
+        await super().init()
         self._unlock = self._client.register_script(UNLOCK_SCRIPT)
-        await self._client.ping()
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    def features(self) -> set[str]:
-        return set()
 
     async def try_lock(self, resource_id: str, owner: str, expiry_s: int) -> bool:
         return bool(await self._client.set(resource_id, owner, nx=True, ex=expiry_s))

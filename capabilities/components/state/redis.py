@@ -19,8 +19,7 @@ from capabilities.blocks.state.contract import (
     etag_mismatch,
     parse_version_etag,
 )
-from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import redis_client
+from capabilities.components.redis_base import RedisComponent
 
 # KEYS[i] = key of op i; ARGV[1] = JSON [{t: "s"|"d", e: etag|"", f: 0|1, ttl: n (-1 = none)}];
 # ARGV[i+1] = data of op i
@@ -48,21 +47,12 @@ return #ops
 
 
 @registry.register("state.redis")
-class RedisStateStore:
-    def __init__(self, spec: ComponentSpec) -> None:
-        self.spec = spec
-        self._client: Any = None
-        self._script: Any = None
+class RedisStateStore(RedisComponent):
+    _script: Any = None
 
     async def init(self) -> None:
-        self._client = redis_client(self.spec.metadata)
+        await super().init()
         self._script = self._client.register_script(MULTI_SCRIPT)
-        await self._client.ping()
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def features(self) -> set[str]:
         return {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL}
