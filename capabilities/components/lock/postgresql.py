@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from capabilities import registry
 from capabilities.blocks.lock.contract import UnlockStatus
-from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import postgres_pool_with_schema, sql_identifier
+from capabilities.components.postgres_base import PostgresTableComponent
 
 
 @registry.register("lock.postgresql")
-class PostgresLockStore:
-    def __init__(self, spec: ComponentSpec) -> None:
-        self.spec = spec
-        self.table = spec.metadata.get("tableName", "locks")
-        self._pool: Any = None
+class PostgresLockStore(PostgresTableComponent):
+    default_table = "locks"
 
-    async def init(self) -> None:
-        table = sql_identifier(self.table, "tableName")
-        self._pool = await postgres_pool_with_schema(
-            self.spec.metadata,
-            table,
-            [
-                f"CREATE TABLE IF NOT EXISTS {table} (resource text PRIMARY KEY, owner text NOT NULL, "
-                "expires timestamptz NOT NULL)"
-            ],
-        )
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    def features(self) -> set[str]:
-        return set()
+    def schema(self, table: str) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} (resource text PRIMARY KEY, owner text NOT NULL, "
+            "expires timestamptz NOT NULL)"
+        ]
 
     async def try_lock(self, resource_id: str, owner: str, expiry_s: int) -> bool:
         status = await self._pool.execute(

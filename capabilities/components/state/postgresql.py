@@ -23,8 +23,7 @@ from capabilities.blocks.state.contract import (
     parse_version_etag,
 )
 from capabilities.blocks.state.query import decode_token
-from capabilities.components.spec import ComponentSpec
-from capabilities.config.backends import postgres_pool_with_schema, sql_identifier
+from capabilities.components.postgres_base import PostgresTableComponent
 
 LIVE = "(expiredate IS NULL OR expiredate > now())"
 
@@ -68,30 +67,19 @@ class _SqlFilter:
 
 
 @registry.register("state.postgresql")
-class PostgresStateStore:
-    def __init__(self, spec: ComponentSpec) -> None:
-        self.spec = spec
-        self.table = spec.metadata.get("tableName", "state")
-        self._pool: Any = None
+class PostgresStateStore(PostgresTableComponent):
+    default_table = "state"
 
-    async def init(self) -> None:
-        table = sql_identifier(self.table, "tableName")
-        self._pool = await postgres_pool_with_schema(
-            self.spec.metadata,
-            table,
-            [
-                f"CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value bytea NOT NULL, "
-                "doc jsonb, etag bigint NOT NULL, expiredate timestamptz, "
-                "updatedate timestamptz NOT NULL DEFAULT now())",
-                f"CREATE SEQUENCE IF NOT EXISTS {table}_etag_seq",
-            ],
-            max_size=int(self.spec.metadata.get("maxConns", "10")),
-        )
+    def schema(self, table: str) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value bytea NOT NULL, "
+            "doc jsonb, etag bigint NOT NULL, expiredate timestamptz, "
+            "updatedate timestamptz NOT NULL DEFAULT now())",
+            f"CREATE SEQUENCE IF NOT EXISTS {table}_etag_seq",
+        ]
 
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    def pool_options(self) -> dict[str, Any]:
+        return {"max_size": int(self.spec.metadata.get("maxConns", "10"))}
 
     def features(self) -> set[str]:
         return {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API}
