@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="outbound routing: one table, one per service (SRDS), or auto (per service from 100 services)",
     )
+    serve.add_argument(
+        "--state-dir",
+        default=None,
+        help="config store, API token, CA root (default $MECHA_STATE_DIR or ./.mecha; made 0700)",
+    )
 
     p = sub.add_parser("apply", help="apply config (all-or-nothing)")
     _add_files(p)
@@ -124,6 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         debounce_max=args.debounce_max,
         max_concurrent_pushes=args.push_throttle,
         route_tables=args.route_tables,
+        state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
     )
     try:
         asyncio.run(serve(settings))

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xds.statedir import default_state_dir
+
 DEFAULT_API_PORT = 15010  # HTTP API (istiod serves plaintext xDS here; we serve the API)
 DEFAULT_XDS_PORT = 15012  # gRPC xDS (istiod's secure xDS port)
 
@@ -78,6 +80,8 @@ class Settings:
     ca_dir: Path | None = None
     credentials_dir: Path | None = None  # None: <first config dir>/credentials
     route_tables: str = "auto"  # outbound routing: one table, per-service tables (SRDS), or by mesh size
+    # config store, API token, CA root (xds/statedir.py: 0700 folder, 0600 files)
+    state_dir: Path = field(default_factory=default_state_dir)
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""

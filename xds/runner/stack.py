@@ -210,6 +210,8 @@ class Stack:
             str(self.config_dir),
             "--watch-interval",
             str(self.o.watch_interval),
+            "--state-dir",
+            str(self.o.state_dir),
         ]
         for folder in self.o.extra_config_dirs:
             argv += ["--config", str(folder)]
