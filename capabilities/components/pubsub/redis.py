@@ -233,11 +233,13 @@ class _StreamSubscription:
                     )
                     next_start, claimed = result[0], result[1]
                     for entry_id, fields in claimed:
-                        # fields is None when the entry was trimmed from the stream meanwhile
+                        # fields is None when the entry was trimmed from the stream meanwhile; an entry
+                        # still being handled here is ours already and must not run twice.
                         if fields and entry_id not in self.in_flight:
                             self.in_flight.add(entry_id)
-                    await self.tasks.spawn(self._handle(entry_id, fields))
-                    if next_start in (b"0-0", "0-0") or not claimed:
+                            await self.tasks.spawn(self._handle(entry_id, fields))
+                    # "0-0": the whole pending list was scanned; otherwise continue from the cursor.
+                    if next_start in (b"0-0", "0-0"):
                         break
                     start = next_start
             except Exception as exc:
