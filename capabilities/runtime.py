@@ -69,6 +69,11 @@ BLOCK_ERRORS: dict[str, _BlockErrors] = {
 }  # fmt: skip
 
 
+# Building-block calls made before the first component set is loaded (daprd does not serve them yet).
+NOT_READY_CODE = "ERR_NOT_READY"
+NOT_READY_RETRY_AFTER_S = 1
+
+
 async def _new_instance(spec: ComponentSpec) -> Any:
     instance = registry.create(spec)
     try:
@@ -141,6 +146,14 @@ class Runtime:
             raise DaprError(
                 "ERR_MALFORMED_REQUEST", f"{block} component name is empty", 400, "INVALID_ARGUMENT"
             )
+        if not self.components_ready.is_set():
+            # Not "not configured" (clients take that as permanent): the first component set is on its way.
+            raise DaprError(
+                NOT_READY_CODE,
+                f"{block} component {name!r} is not available yet: components are still loading"
+                f"{self._loading_detail()}; retry later",
+                503, "UNAVAILABLE", retry_after_s=NOT_READY_RETRY_AFTER_S,
+            )  # fmt: skip
         if not self.components(block):
             raise DaprError(
                 errors.not_configured_code, errors.not_configured_msg, errors.not_configured_status,
@@ -152,6 +165,11 @@ class Runtime:
             errors.not_found_status,
             "INVALID_ARGUMENT",
         )
+
+    def _loading_detail(self) -> str:
+        """Why loading has not finished, when known (the control plane is not answering)."""
+        error = getattr(self._watcher, "last_error", None)
+        return f" (control plane: {error})" if error else ""
 
     def on_config_change(self, callback: Callable[..., Any]) -> None:
         """Call `callback()` or `callback(runtime)` (sync or async) after components/subscriptions change."""

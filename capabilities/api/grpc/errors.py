@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -63,7 +63,12 @@ def to_status(err: DaprError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=err.error_code, domain=ERROR_DOMAIN)
     detail = any_pb2.Any()
     detail.Pack(info)
-    proto = status_pb2.Status(code=code.value[0], message=err.message, details=[detail])
+    details = [detail]
+    if err.retry_after_s is not None:  # transient (e.g. components not loaded yet): when to retry
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after_s)))
+        details.append(retry)
+    proto = status_pb2.Status(code=code.value[0], message=err.message, details=details)
     return rpc_status.to_status(proto)
 
 

@@ -25,7 +25,8 @@ CONFIG_SERVICE_KEY = web.AppKey("configuration_service", ConfigurationService)
 
 
 def error_response(err: DaprError) -> web.Response:
-    return json_response(err.to_json(), status=err.http_status)
+    headers = {"Retry-After": str(err.retry_after_s)} if err.retry_after_s is not None else None
+    return json_response(err.to_json(), status=err.http_status, headers=headers)
 
 
 def _make_middlewares(runtime: Any) -> list[Any]:
