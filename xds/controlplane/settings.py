@@ -22,6 +22,7 @@ ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<
 ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
 ENV_ROUTE_TABLES = "MECHA_ROUTE_TABLES"  # auto | single | scoped (xds/translate/scoped.py)
 ROUTE_TABLE_MODES = ("auto", "single", "scoped")
+ENV_PATH_NORMALIZATION = "MECHA_PATH_NORMALIZATION"  # meshConfig.pathNormalization (translate/normalize.py)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -57,6 +58,16 @@ def _env_choice(name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _env_path_normalization() -> str:
+    from xds.translate.normalize import parse_path_normalization
+
+    raw = os.environ.get(ENV_PATH_NORMALIZATION, "")
+    try:
+        return parse_path_normalization(raw).value
+    except ValueError as exc:
+        raise ValueError(f"environment variable {ENV_PATH_NORMALIZATION}: {exc}") from None
+
+
 def default_push_throttle() -> int:
     # istiod's auto value: min(15 + 5 * cores, 100)
     return min(15 + 5 * (os.cpu_count() or 1), 100)
@@ -80,6 +91,7 @@ class Settings:
     ca_dir: Path | None = None
     credentials_dir: Path | None = None  # None: <first config dir>/credentials
     route_tables: str = "auto"  # outbound routing: one table, per-service tables (SRDS), or by mesh size
+    path_normalization: str = "BASE"  # NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES (istiod's)
     # config store, API token, CA root (xds/statedir.py: 0700 folder, 0600 files)
     state_dir: Path = field(default_factory=default_state_dir)
 
@@ -101,6 +113,7 @@ class Settings:
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
             route_tables=_env_choice(ENV_ROUTE_TABLES, ROUTE_TABLE_MODES),
+            path_normalization=_env_path_normalization(),
             credentials_dir=(
                 Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()
                 if os.environ.get(ENV_CREDENTIALS_DIR)

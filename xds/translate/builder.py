@@ -40,6 +40,7 @@ from xds.translate.listener import (
 )
 from xds.translate.locality_eds import LocalityEndpoints
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, parse_path_normalization
 from xds.translate.pack import Memo, field_number, repeated_field, resource
 from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
@@ -119,20 +120,23 @@ class SnapshotBuilder:
         certs: WorkloadCertificates | None = None,
         credentials: CredentialStore | None = None,
         route_tables: str = "auto",
+        path_normalization: PathNormalization | str = DEFAULT_PATH_NORMALIZATION,
     ) -> None:
         """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS).
         credentials: where Gateway `tls.credentialName` certificates are read (None: none configured).
         route_tables: "single" outbound table, "scoped" per-service tables (SRDS), or "auto" (scoped from
-        xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py."""
+        xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py.
+        path_normalization: meshConfig.pathNormalization of every HTTP listener (xds/translate/normalize)."""
         if route_tables not in scoped.MODES:
             raise ValueError(f"route_tables: {route_tables!r} is not one of {', '.join(scoped.MODES)}")
         self.route_tables = route_tables
+        self.normalization = parse_path_normalization(str(path_normalization))
         self._scopes = False  # this build routes by scopes (decided per build from the config)
         self._secure = False  # this build has client TLS on outbound clusters (CA on, or a DR sets tls)
         self.credentials = credentials or CredentialStore(None)
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
-        self.security = SecurityTranslator(self.memo, certs)
+        self.security = SecurityTranslator(self.memo, certs, self.normalization)
         self.warnings: list[Diagnostic] = []
         self._states: dict[str, _ProxyState] = {}
         self._views: dict[tuple[str, str], ScopedView] = {}
@@ -230,7 +234,7 @@ class SnapshotBuilder:
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
         # Sidecar ingress/egress ports and ALLOW_ANY (a catch-all for unknown hosts) need the single table
-        extras = sidecar_resources(self.memo, config, view, proxy)
+        extras = sidecar_resources(self.memo, config, view, proxy, self.normalization)
         scopes = self._scopes and proxy.outbound_port is not None and proxy.mode is not ProxyMode.GATEWAY
         if scopes and view is not None:
             scopes = not (
@@ -250,7 +254,10 @@ class SnapshotBuilder:
         listeners = self.memo.get(
             ("lds", proxy.id),
             (proxy, scopes),
-            lambda: [Resource.make(types.LISTENER, n, b) for n, b in proxy_listener_bytes(proxy, scopes)],
+            lambda: [
+                Resource.make(types.LISTENER, n, b)
+                for n, b in proxy_listener_bytes(proxy, scopes, self.normalization)
+            ],
         )
         if proxy.tcp_ports and proxy.mode is not ProxyMode.GATEWAY:
             tview = view or ScopedView(config, scope_for(config, proxy))
@@ -272,7 +279,9 @@ class SnapshotBuilder:
             gw = self.memo.get(
                 ("gateway", proxy.id),
                 (proxy, config.carried, config.virtual_services, config.services, *creds.values()),
-                lambda: gateway_resources(proxy, config, creds, self.credentials.describe),
+                lambda: gateway_resources(
+                    proxy, config, creds, self.credentials.describe, self.normalization
+                ),
             )
             listeners, routes, gateway_secrets = gw.listeners, gw.routes, gw.secrets
             self.warnings += gw.warnings

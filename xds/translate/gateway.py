@@ -31,6 +31,7 @@ from xds.model.security import security_policies
 from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, ROUTER
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import encode
 from xds.translate.route import destination_port, vs_routes_bytes
 from xds.translate.security.credentials import Credential, ca_secret_name, secret_name
@@ -149,7 +150,9 @@ def _route_config(name: str, vhosts: list[bytes]) -> Resource:
     return Resource.make(types.ROUTE, name, header + encode(rte.RouteConfiguration, virtual_hosts=vhosts))
 
 
-def _hcm(stat_prefix: str, route_name: str, filters: list[hcm.HttpFilter]) -> lis.Filter:
+def _hcm(
+    stat_prefix: str, route_name: str, filters: list[hcm.HttpFilter], normalization: PathNormalization
+) -> lis.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
@@ -157,6 +160,7 @@ def _hcm(stat_prefix: str, route_name: str, filters: list[hcm.HttpFilter]) -> li
         http_filters=[*filters, ROUTER],  # RequestAuthentication + AuthorizationPolicy of the gateway
         strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
         use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
+        **normalization_fields(normalization),
     )
     return lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))
 
@@ -254,6 +258,7 @@ def gateway_resources(
     config: MeshConfig,
     credentials: Mapping[str, Credential] | None = None,
     describe: Callable[[str], str] | None = None,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> GatewayOutput:
     """credentials: the loaded credentialName secrets by name; a server whose credential is missing gets
     no filter chain (Envoy would otherwise keep the whole listener warming) and an error diagnostic."""
@@ -308,7 +313,7 @@ def gateway_resources(
                 chains.append(
                     lis.FilterChain(
                         filter_chain_match=match,
-                        filters=[_hcm(f"outbound_{name}", rds, http_filters)],
+                        filters=[_hcm(f"outbound_{name}", rds, http_filters, normalization)],
                         transport_socket=_downstream_tls(server),
                     )
                 )
@@ -316,7 +321,9 @@ def gateway_resources(
             rds = http_route_name(port)
             redirect = all(s.tls is not None and s.tls.https_redirect for _, s in plain_http)
             routes.append(_route_config(rds, _vhosts(plain_http, config, redirect)))
-            chains.append(lis.FilterChain(filters=[_hcm(f"outbound_{name}", rds, http_filters)]))
+            chains.append(
+                lis.FilterChain(filters=[_hcm(f"outbound_{name}", rds, http_filters, normalization)])
+            )
         elif tcp_servers:
             proxy_cfg = _tcp_cluster(tcp_servers, config)
             if proxy_cfg is None:

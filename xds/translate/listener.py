@@ -15,6 +15,12 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, inbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites
+from xds.translate.normalize import (
+    DEFAULT_PATH_NORMALIZATION,
+    PathNormalization,
+    normalization_bytes,
+    normalization_fields,
+)
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
 from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
@@ -55,12 +61,14 @@ def http_listener(
     stat_prefix: str,
     route_name: str,
     direction: core.TrafficDirection | None = None,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> lis.Listener:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=TAIL_FILTERS,
+        **normalization_fields(normalization),
     )
     return lis.Listener(
         name=name,
@@ -72,7 +80,9 @@ def http_listener(
     )
 
 
-def proxy_listeners(proxy: ProxyIdentity) -> list[lis.Listener]:
+def proxy_listeners(
+    proxy: ProxyIdentity, normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION
+) -> list[lis.Listener]:
     """All listeners of one proxy; a listener whose port is not configured is skipped."""
     if proxy.mode is ProxyMode.GATEWAY:
         return []  # gateway listeners are not translated in this pass (the builder warns)
@@ -88,6 +98,7 @@ def proxy_listeners(proxy: ProxyIdentity) -> list[lis.Listener]:
                 f"outbound_0.0.0.0_{port}",
                 outbound_route_name(proxy),
                 core.TrafficDirection.OUTBOUND,
+                normalization,
             )
         )
     for app in proxy.apps:
@@ -102,10 +113,15 @@ def proxy_listeners(proxy: ProxyIdentity) -> list[lis.Listener]:
                 f"inbound_0.0.0.0_{port}",
                 inbound_route_name(app),
                 core.TrafficDirection.INBOUND,
+                normalization,
             )
         )
     for site in dapr_sites(proxy):  # the proxy's Dapr listeners, then each node-mode app's own
-        out.append(http_listener(site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route))
+        out.append(
+            http_listener(
+                site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route, None, normalization
+            )
+        )
     return out
 
 
@@ -151,39 +167,45 @@ def http_listener_bytes(
     route_name: str,
     direction: core.TrafficDirection | None = None,
     scoped: bool = False,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> bytes:
     """scoped: route by SRDS scopes (xds.translate.scoped) instead of the RDS table route_name."""
     return encode(
         lis.Listener,
         name=name,
         address=bytes(socket(address, port)),
-        filter_chains=[_hcm_chain(stat_prefix, route_name, scoped)],
+        filter_chains=[_hcm_chain(stat_prefix, route_name, scoped, normalization)],
         traffic_direction=int(direction or 0),
     )
 
 
-def _hcm_chain(stat_prefix: str, route_name: str, scoped: bool) -> bytes:
+def _hcm_chain(stat_prefix: str, route_name: str, scoped: bool, normalization: PathNormalization) -> bytes:
     if scoped:
         routing = {"scoped_routes": scoped_routes_bytes()}
     else:
         routing = {"rds": encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)}
     manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=_TAIL_BYTES)
+    manager += normalization_bytes(normalization)
     typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
     return encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
 
 
-def internal_outbound_listener_bytes() -> bytes:
+def internal_outbound_listener_bytes(normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION) -> bytes:
     """The in-process listener Dapr invocation re-enters the outbound scopes through (no socket)."""
     return encode(
         lis.Listener,
         name=INTERNAL_LISTENER,
-        filter_chains=[_hcm_chain("outbound_internal", "", True)],
+        filter_chains=[_hcm_chain("outbound_internal", "", True, normalization)],
         traffic_direction=int(core.TrafficDirection.OUTBOUND),
         internal_listener=b"",
     )
 
 
-def proxy_listener_bytes(proxy: ProxyIdentity, scoped: bool = False) -> list[tuple[str, bytes]]:
+def proxy_listener_bytes(
+    proxy: ProxyIdentity,
+    scoped: bool = False,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+) -> list[tuple[str, bytes]]:
     """(name, bytes) of every listener of proxy_listeners(proxy), without building the messages.
     scoped: the outbound listener routes by SRDS scopes, and Dapr invocation re-enters it internally."""
     if proxy.mode is ProxyMode.GATEWAY:
@@ -201,10 +223,11 @@ def proxy_listener_bytes(proxy: ProxyIdentity, scoped: bool = False) -> list[tup
             outbound_route_name(proxy),
             core.TrafficDirection.OUTBOUND,
             scoped,
+            normalization,
         )
         out.append((name, body))
         if scoped and dapr_sites(proxy):
-            out.append((INTERNAL_LISTENER, internal_outbound_listener_bytes()))
+            out.append((INTERNAL_LISTENER, internal_outbound_listener_bytes(normalization)))
     for app in proxy.apps:
         if app.inbound_port is None or app.app_port is None:
             continue
@@ -217,9 +240,12 @@ def proxy_listener_bytes(proxy: ProxyIdentity, scoped: bool = False) -> list[tup
             f"inbound_0.0.0.0_{port}",
             inbound_route_name(app),
             core.TrafficDirection.INBOUND,
+            normalization=normalization,
         )
         out.append((name, body))
     for site in dapr_sites(proxy):
-        body = http_listener_bytes(site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route)
+        body = http_listener_bytes(
+            site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route, normalization=normalization
+        )
         out.append((site.listener, body))
     return out

@@ -39,6 +39,7 @@ from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
 from xds.translate.listener import HCM_NAME, TAIL_FILTERS
 from xds.translate.mesh import Blob
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import Memo, digest, field_number, repeated_field, resource
 from xds.translate.route import ZERO, block_all_vhost, virtual_host
 from xds.translate.scope import ScopedView, host_matches
@@ -107,25 +108,30 @@ def hcm_listener(
     route_name: str,
     direction: core.TrafficDirection,
     allow_any: bool = False,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> lis.Listener:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=_http_filters(allow_any),
+        **normalization_fields(normalization),
     )
     chain = lis.FilterChain(filters=[lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))])
     return lis.Listener(name=name, address=address, filter_chains=[chain], traffic_direction=direction)
 
 
-def outbound_listener(proxy: ProxyIdentity) -> lis.Listener:
+def outbound_listener(
+    proxy: ProxyIdentity, normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION
+) -> lis.Listener:
     """The proxy's outbound listener (listener.py) with the dynamic forward proxy filter (ALLOW_ANY)."""
     assert proxy.outbound_port is not None
     port = proxy.outbound_port
     bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
     name = f"0.0.0.0_{port}"
+    direction = core.TrafficDirection.OUTBOUND
     return hcm_listener(
-        name, socket(bind, port), f"outbound_{name}", "outbound", core.TrafficDirection.OUTBOUND, True
+        name, socket(bind, port), f"outbound_{name}", "outbound", direction, True, normalization
     )
 
 
@@ -185,7 +191,11 @@ def ingress_route(ingress: IngressListener) -> rte.RouteConfiguration:
     )
 
 
-def ingress_listener(proxy: ProxyIdentity, ingress: IngressListener) -> lis.Listener:
+def ingress_listener(
+    proxy: ProxyIdentity,
+    ingress: IngressListener,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+) -> lis.Listener:
     name = f"virtualInbound_{ingress.port}"
     address = socket(ingress.bind or proxy.address, ingress.port)
     cluster = f"inbound|{ingress.port}||"
@@ -198,7 +208,7 @@ def ingress_listener(proxy: ProxyIdentity, ingress: IngressListener) -> lis.List
             traffic_direction=core.TrafficDirection.INBOUND,
         )
     stat = f"inbound_0.0.0.0_{ingress.port}"
-    return hcm_listener(name, address, stat, cluster, core.TrafficDirection.INBOUND)
+    return hcm_listener(name, address, stat, cluster, core.TrafficDirection.INBOUND, False, normalization)
 
 
 def tcp_proxy_filter_for(cluster: str) -> lis.Filter:
@@ -279,7 +289,12 @@ def _taken_names(proxy: ProxyIdentity) -> set[str]:
     return names
 
 
-def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIdentity) -> SidecarExtras:
+def sidecar_extras(
+    config: MeshConfig,
+    view: ScopedView | None,
+    proxy: ProxyIdentity,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+) -> SidecarExtras:
     out = SidecarExtras()
     sidecar = view.scope.sidecar if view is not None else None
     if view is None or sidecar is None or proxy.mode is ProxyMode.GATEWAY:
@@ -292,7 +307,7 @@ def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIden
 
     allow_any = allows_any(sidecar)
     for i, ingress in enumerate(sidecar.ingress):
-        listener = ingress_listener(proxy, ingress)
+        listener = ingress_listener(proxy, ingress, normalization)
         if listener.name in taken or ingress.port in ports:
             skip(f"spec.ingress[{i}].port.number", f"port {ingress.port} is already a listener of this proxy")
             continue
@@ -330,12 +345,14 @@ def sidecar_extras(config: MeshConfig, view: ScopedView | None, proxy: ProxyIden
             continue
         stat = f"outbound_{name}"
         direction = core.TrafficDirection.OUTBOUND
-        out.listeners.append(hcm_listener(name, address, stat, str(entry.port), direction, allow_any))
+        out.listeners.append(
+            hcm_listener(name, address, stat, str(entry.port), direction, allow_any, normalization)
+        )
         out.routes.append(egress_route(config, view, entry, proxy))
     if allow_any:
         out.clusters.append(passthrough_cluster())
         if proxy.outbound_port is not None:
-            out.replaced.append(outbound_listener(proxy))
+            out.replaced.append(outbound_listener(proxy, normalization))
     return out
 
 
@@ -360,14 +377,18 @@ _NONE = SidecarResources((), (), (), MappingProxyType({}), ())
 
 
 def sidecar_resources(
-    memo: Memo, config: MeshConfig, view: ScopedView | None, proxy: ProxyIdentity
+    memo: Memo,
+    config: MeshConfig,
+    view: ScopedView | None,
+    proxy: ProxyIdentity,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> SidecarResources:
     sidecar = view.scope.sidecar if view is not None else None
     if view is None or sidecar is None or not _adds_anything(sidecar):
         return _NONE
 
     def build() -> SidecarResources:
-        x = sidecar_extras(config, view, proxy)
+        x = sidecar_extras(config, view, proxy, normalization)
         return SidecarResources(
             tuple(resource(types.LISTENER, r.name, r) for r in x.listeners),
             tuple(resource(types.CLUSTER, r.name, r) for r in x.clusters),

@@ -22,6 +22,7 @@ from xds.model.security import SecurityPolicies, security_policies
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, socket
 from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import Memo, field_bytes, field_number
 from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
@@ -34,7 +35,12 @@ TLS_INSPECTOR = lis.ListenerFilter(
 
 
 def inbound_listener(
-    proxy: ProxyIdentity, app: AppBinding, mode: str, tls_available: bool, filters: list[hcm.HttpFilter]
+    proxy: ProxyIdentity,
+    app: AppBinding,
+    mode: str,
+    tls_available: bool,
+    filters: list[hcm.HttpFilter],
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
 ) -> lis.Listener:
     assert app.inbound_port is not None
     port = app.inbound_port
@@ -46,6 +52,7 @@ def inbound_listener(
         # the app sees its caller (x-forwarded-client-cert with the peer's SPIFFE URI); forged ones dropped
         forward_client_cert_details=hcm.HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET,
         set_current_client_cert_details=hcm.HttpConnectionManagerSetCurrentClientCertDetails(uri=True),
+        **normalization_fields(normalization),  # RBAC matches the path the app is given
     )
     chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
     tls_chain = lis.FilterChain(
@@ -72,9 +79,15 @@ def inbound_listener(
 
 
 class SecurityTranslator:
-    def __init__(self, memo: Memo, certs: WorkloadCertificates | None = None) -> None:
+    def __init__(
+        self,
+        memo: Memo,
+        certs: WorkloadCertificates | None = None,
+        normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+    ) -> None:
         self.memo = memo
         self.certs = certs
+        self.normalization = normalization
 
     def policies(self, config: MeshConfig) -> SecurityPolicies:
         return security_policies(config.carried)
@@ -100,7 +113,7 @@ class SecurityTranslator:
                 filters += rbac_http_filters(policies, app.namespace, labels)
                 if not tls_available and mode != mtls.STRICT and not filters:
                     continue
-                listener = inbound_listener(proxy, app, mode, tls_available, filters)
+                listener = inbound_listener(proxy, app, mode, tls_available, filters, self.normalization)
                 replaced[listener.name] = Resource.make(types.LISTENER, listener.name, bytes(listener))
             return [replaced.get(r.name, r) for r in plain]
 
