@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,21 @@ SERVICES: dict[str, tuple[str, str, str | None]] = {
     ),
     "envoy.service.secret.v3.SecretDiscoveryService": ("StreamSecrets", "DeltaSecrets", types.SECRET),
 }
+
+# Envoy's xDS cluster pings every 10 s (connection_keepalive in envoy/bootstrap.yaml) to notice a dead or
+# frozen control plane. gRPC's server defaults (5 min between pings without data, 2 strikes) answer that with
+# GOAWAY too_many_pings about every 40 s, dropping every proxy. Accept one ping per 5 s (half the bootstrap
+# interval) even without an open call; faster pings still count as strikes, so a ping flood is still cut off.
+# The server pings too (every 30 s, 10 s to answer) so a frozen or vanished proxy's stream ends and its state
+# is freed; max_pings_without_data=0 keeps those pings going on an idle stream.
+KEEPALIVE_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 def identity_from_node(node_bytes: bytes | None, where: str) -> ProxyIdentity:
@@ -105,13 +120,16 @@ class XdsServer:
         first_snapshot_timeout: float = 5.0,
         max_receive_message_bytes: int = 16 * 1024 * 1024,
         ack_listener: Callable[[str, str, str], None] | None = None,
+        keepalive_options: Sequence[tuple[str, int]] = KEEPALIVE_SERVER_OPTIONS,
     ) -> None:
-        """ack_listener(proxy_id, type_url, version) is called on every ACK (benchmarks, tests)."""
+        """ack_listener(proxy_id, type_url, version) is called on every ACK (benchmarks, tests);
+        keepalive_options are gRPC channel args (tests pass () to get gRPC's defaults back)."""
         self.cache = cache
         self.ack_listener = ack_listener
         self.throttle = PushThrottle(max_concurrent_pushes)
         self.first_snapshot_timeout = first_snapshot_timeout
         self.max_receive_message_bytes = max_receive_message_bytes
+        self.keepalive_options = tuple(keepalive_options)
         self.counters = _Counters()
         self._server: grpc.aio.Server | None = None
         self._streams: dict[int, _Stream] = {}
@@ -128,6 +146,7 @@ class XdsServer:
                 ("grpc.max_receive_message_length", self.max_receive_message_bytes),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 0),
+                *self.keepalive_options,
             ]
         )
         server.add_generic_rpc_handlers(tuple(self._handlers()))
