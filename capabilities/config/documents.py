@@ -149,6 +149,11 @@ def parse_component(doc: dict[str, Any], source: str) -> RawComponent:
     scopes = doc.get("scopes") or []
     if not isinstance(scopes, list):
         raise ConfigError(f"{where}: scopes must be a list of app ids")
+    ignore_errors = spec.get("ignoreErrors", False)
+    if isinstance(ignore_errors, str) and ignore_errors.strip().lower() in ("true", "false"):
+        ignore_errors = ignore_errors.strip().lower() == "true"  # a quoted YAML value: "false" is not truthy
+    if not isinstance(ignore_errors, bool):
+        raise ConfigError(f"{where}: spec.ignoreErrors must be true or false, got {ignore_errors!r}")
     auth = doc.get("auth") or {}
     fingerprint = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return RawComponent(
@@ -159,7 +164,7 @@ def parse_component(doc: dict[str, Any], source: str) -> RawComponent:
         items=tuple(items),
         scopes=tuple(str(s) for s in scopes),
         init_timeout_s=init_timeout,
-        ignore_errors=bool(spec.get("ignoreErrors", False)),
+        ignore_errors=ignore_errors,
         secret_store=str(auth["secretstore"]) if isinstance(auth, dict) and auth.get("secretstore") else None,
         source=source,
         fingerprint=fingerprint,

@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,35 @@ def start_sidecar(
         sidecar.stop()
         raise
     return sidecar
+
+
+class FakeControlPlane:
+    """GET /api/v1/dapr with a fixed answer; a long-poll on the current version is held briefly, then 304."""
+
+    def __init__(self, port: int, payload: dict[str, Any]):
+        body = json.dumps(payload).encode()
+        version = str(payload["version"])
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if f"wait={version}" in self.path:
+                    threading.Event().wait(0.5)
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

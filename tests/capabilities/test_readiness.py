@@ -3,12 +3,8 @@ building-block calls a retryable 503 / gRPC UNAVAILABLE, never the permanent "no
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -16,41 +12,9 @@ from capability_testkit import component
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sidecar_process import SidecarProcess, start_sidecar
+from sidecar_process import FakeControlPlane, SidecarProcess, start_sidecar
 
 from xds.testing.envoy import free_port
-
-
-class FakeControlPlane:
-    """GET /api/v1/dapr with a fixed answer; a long-poll on the current version is held briefly, then 304."""
-
-    def __init__(self, port: int, payload: dict[str, Any]):
-        body = json.dumps(payload).encode()
-        version = str(payload["version"])
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if f"wait={version}" in self.path:
-                    threading.Event().wait(0.5)
-                    self.send_response(304)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
