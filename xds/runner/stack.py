@@ -21,7 +21,9 @@ import aiohttp
 from xds.bootstrap import BootstrapParams, write
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.diagnose import explain_proxy
+from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
 from xds.runner.procs import Child, Supervisor, port_in_use
+from xds.statedir import ensure_private_dir, write_private_file
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
 CAPABILITIES_WAIT_S = 15.0
@@ -143,10 +145,12 @@ Report = Callable[[str], None]
 
 
 class Stack:
-    def __init__(self, options: StackOptions, report: Report | None = None) -> None:
+    def __init__(
+        self, options: StackOptions, report: Report | None = None, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.o = options
         self.report = report or (lambda _line: None)
-        self.sup = Supervisor()
+        self.sup = Supervisor(on_change=on_change, report=self.report)
         self.logs = options.state_dir / "logs"
         self.notes: list[str] = []
 
@@ -169,6 +173,9 @@ class Stack:
         return ports
 
     def check_ports(self) -> None:
+        refused = out_of_range(self.all_ports())
+        if refused:
+            raise StackError(refused)
         seen: dict[int, str] = {}
         for label, port in self.all_ports().items():
             if port in seen:
@@ -180,17 +187,22 @@ class Stack:
                 "ports already in use: " + ", ".join(busy) + ". Stop whatever holds them (a previous "
                 "`mecha up`? run `mecha down`) or shift every port with `mecha up --port-offset 1000`."
             )
+        warning = ephemeral_warning(self.all_ports(), read_ephemeral_range())
+        if warning:
+            self.notes.append(warning)
+            self.report(warning)
 
     # ---- start -----------------------------------------------------------------------------------------
     async def start(self, within_s: float = 60.0) -> None:
         deadline = time.monotonic() + within_s
         envoy = envoy_binary()
         self.check_ports()
-        self.o.state_dir.mkdir(parents=True, exist_ok=True)
+        # bootstraps and env carry API tokens, logs may echo them: the folders are 0700, the files 0600
+        ensure_private_dir(self.o.state_dir)
+        ensure_private_dir(self.logs)
         await asyncio.to_thread(compile_packages)
         if self.o.config_dir is None:
-            self.config_dir.mkdir(parents=True, exist_ok=True)
-            (self.config_dir / "demo.yaml").write_text(demo_config(self.o.layout, self.o.knobs))
+            write_private_file(self.config_dir / "demo.yaml", demo_config(self.o.layout, self.o.knobs))
         await self._start_control_plane(deadline)
         await self._start_apps(deadline)
         await self._start_capabilities(deadline)
@@ -289,7 +301,8 @@ class Stack:
         ]
         gw = self.o.layout.gateway
         if self.o.with_gateway and gw is not None:
-            specs.append((gw.id, gw.admin_port, gw.id, gw.metadata()))
+            # `mecha up` runs on one machine: the gateway listens on loopback (istiod's default is 0.0.0.0)
+            specs.append((gw.id, gw.admin_port, gw.id, {**gw.metadata(), "bind": "127.0.0.1"}))
         return specs
 
     async def _start_envoys(self, envoy: Path, deadline: float) -> None:
@@ -417,7 +430,15 @@ class Stack:
             # the ingress gateway's entry (Gateway bookinfo-gateway, port 80), when it runs
             "gateway": f"{gw.url}/productpage" if self.o.with_gateway and (gw := layout.gateway) else None,
             "children": [
-                {"name": c.name, "kind": c.kind, "pid": c.pid, "log": str(c.log), "argv0": c.argv[0]}
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "pid": c.pid,
+                    "log": str(c.log),
+                    "argv0": c.argv[0],
+                    "restarts": c.restarts,
+                    "last_exit": c.last_exit,
+                }
                 for c in self.sup.children
                 if c.exited is None
             ],

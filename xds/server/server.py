@@ -20,6 +20,7 @@ import grpc
 from xds import metrics, types
 from xds.cache.cache import SnapshotCache
 from xds.cache.snapshot import Snapshot
+from xds.identity.authenticator import Authenticator, AuthError, metadata_dict
 from xds.proxy import ProxyIdentity, ProxyIdentityError
 from xds.server.codec import CodecError, decode_delta_request, decode_sotw_request
 from xds.server.delta import DeltaStreamState
@@ -96,6 +97,8 @@ class _Stream:
     connected_at: float
     state: SotwStreamState | DeltaStreamState
     transport: str
+    credential: Any = None  # what the authenticator verified (None: the server runs without one)
+    task: asyncio.Task[Any] | None = None  # the handler, cancelled when its credential is revoked
 
     @property
     def flavour(self) -> str:
@@ -121,9 +124,17 @@ class XdsServer:
         max_receive_message_bytes: int = 16 * 1024 * 1024,
         ack_listener: Callable[[str, str, str], None] | None = None,
         keepalive_options: Sequence[tuple[str, int]] = KEEPALIVE_SERVER_OPTIONS,
+        authenticator: Authenticator | None = None,
+        server_credentials: grpc.ServerCredentials | None = None,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
         """ack_listener(proxy_id, type_url, version) is called on every ACK (benchmarks, tests);
-        keepalive_options are gRPC channel args (tests pass () to get gRPC's defaults back)."""
+        keepalive_options are gRPC channel args (tests pass () to get gRPC's defaults back).
+        authenticator: checks every stream's credential against its node (None: anyone may connect);
+        server_credentials: TLS on the port; extra_handlers: more services on it (the CA endpoint)."""
+        self.authenticator = authenticator
+        self.server_credentials = server_credentials
+        self.extra_handlers = tuple(extra_handlers)
         self.cache = cache
         self.ack_listener = ack_listener
         self.throttle = PushThrottle(max_concurrent_pushes)
@@ -149,8 +160,11 @@ class XdsServer:
                 *self.keepalive_options,
             ]
         )
-        server.add_generic_rpc_handlers(tuple(self._handlers()))
-        port = server.add_insecure_port(address)
+        server.add_generic_rpc_handlers((*self._handlers(), *self.extra_handlers))
+        if self.server_credentials is not None:
+            port = server.add_secure_port(address, self.server_credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"xDS server: cannot bind {address}")
         await server.start()
@@ -246,10 +260,15 @@ class XdsServer:
                 else SotwStreamState(type_url is None, type_url)
             )
             state._resolve_type(first.type_url, where)  # reject a bad first type before registering
+            credential = self._authenticate(context, identity)
         except (CodecError, ProtocolError) as exc:
             await self._reject(context, peer, str(exc))
             return
+        except AuthError as exc:
+            await self._reject(context, peer, exc.message, identity.id, exc.code)
+            return
         stream = _Stream(identity, peer, time.time(), state, "ads" if type_url is None else "per-type")
+        stream.credential, stream.task = credential, asyncio.current_task()
         stream_id = next(self._ids)
         self._streams[stream_id] = stream
         self.cache.attach(identity.id)
@@ -295,14 +314,34 @@ class XdsServer:
             metrics.connected_proxies.set(len(self.proxies()))
             log.info("proxy %s disconnected (%s)", identity.id, peer)
 
+    def _authenticate(self, context: grpc.aio.ServicerContext, identity: ProxyIdentity) -> Any:
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(metadata_dict(context.invocation_metadata()), identity)
+
+    def close_streams(self, revoked: Callable[[Any], bool]) -> int:
+        """End the open streams whose credential `revoked(credential)` says is no longer valid."""
+        closed = 0
+        for stream in list(self._streams.values()):
+            if stream.credential is not None and stream.task is not None and revoked(stream.credential):
+                log.warning("proxy %s: credential revoked, closing its stream", stream.identity.id)
+                stream.task.cancel()
+                closed += 1
+        return closed
+
     async def _reject(
-        self, context: grpc.aio.ServicerContext, peer: str, message: str, proxy_id: str = ""
+        self,
+        context: grpc.aio.ServicerContext,
+        peer: str,
+        message: str,
+        proxy_id: str = "",
+        code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
     ) -> None:
         self.counters.streams_rejected += 1
         self.counters.errors.append(message)
         del self.counters.errors[:-20]
         log.warning("xDS stream from %s %s rejected: %s", peer, proxy_id, message)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+        await context.abort(code, message)
 
     async def _apply(self, stream: _Stream, context: grpc.aio.ServicerContext, actions: list[Action]) -> None:
         for action in actions:

@@ -121,6 +121,7 @@ class SnapshotBuilder:
         credentials: CredentialStore | None = None,
         route_tables: str = "auto",
         path_normalization: PathNormalization | str = DEFAULT_PATH_NORMALIZATION,
+        agent_sds: bool = False,
     ) -> None:
         """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS).
         credentials: where Gateway `tls.credentialName` certificates are read (None: none configured).
@@ -136,7 +137,7 @@ class SnapshotBuilder:
         self.credentials = credentials or CredentialStore(None)
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
-        self.security = SecurityTranslator(self.memo, certs, self.normalization)
+        self.security = SecurityTranslator(self.memo, certs, self.normalization, agent_sds)
         self.warnings: list[Diagnostic] = []
         self._states: dict[str, _ProxyState] = {}
         self._views: dict[tuple[str, str], ScopedView] = {}

@@ -109,11 +109,25 @@ def peer_mode(
 # ---- TLS contexts --------------------------------------------------------------------------------------
 
 
-def _sds(name: str) -> tls.SdsSecretConfig:
-    return tls.SdsSecretConfig(name=name, sds_config=ADS)
+# With agents (xds/agent/), workload secrets come from the proxy's own agent over a Unix socket (istio-agent's
+# `sds-grpc` bootstrap cluster): the control plane sends references only, never a key.
+SDS_CLUSTER = "sds-grpc"
+AGENT_SDS = core.ConfigSource(
+    api_config_source=core.ApiConfigSource(
+        api_type=core.ApiConfigSourceApiType.GRPC,
+        transport_api_version=core.ApiVersion.V3,
+        grpc_services=[core.GrpcService(envoy_grpc=core.GrpcServiceEnvoyGrpc(cluster_name=SDS_CLUSTER))],
+        set_node_on_first_message_only=True,
+    ),
+    resource_api_version=core.ApiVersion.V3,
+)
 
 
-def _common(alpn: list[str], sans: list[str]) -> tls.CommonTlsContext:
+def _sds(name: str, source: core.ConfigSource = ADS) -> tls.SdsSecretConfig:
+    return tls.SdsSecretConfig(name=name, sds_config=source)
+
+
+def _common(alpn: list[str], sans: list[str], sds: core.ConfigSource = ADS) -> tls.CommonTlsContext:
     san_matchers = [
         tls.SubjectAltNameMatcher(
             san_type=tls.SubjectAltNameMatcherSanType.URI, matcher=m.StringMatcher(exact=s)
@@ -121,29 +135,29 @@ def _common(alpn: list[str], sans: list[str]) -> tls.CommonTlsContext:
         for s in sans
     ]
     return tls.CommonTlsContext(
-        tls_certificate_sds_secret_configs=[_sds(WORKLOAD_SECRET)],
+        tls_certificate_sds_secret_configs=[_sds(WORKLOAD_SECRET, sds)],
         combined_validation_context=tls.CommonTlsContextCombinedCertificateValidationContext(
             default_validation_context=tls.CertificateValidationContext(
                 match_typed_subject_alt_names=san_matchers
             ),
-            validation_context_sds_secret_config=_sds(ROOT_SECRET),
+            validation_context_sds_secret_config=_sds(ROOT_SECRET, sds),
         ),
         alpn_protocols=alpn,
     )
 
 
-def downstream_transport_socket() -> core.TransportSocket:
+def downstream_transport_socket(sds: core.ConfigSource = ADS) -> core.TransportSocket:
     ctx = tls.DownstreamTlsContext(
-        common_tls_context=_common(ALPN_INBOUND, []), require_client_certificate=True
+        common_tls_context=_common(ALPN_INBOUND, [], sds), require_client_certificate=True
     )
     return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
 
 
 def upstream_transport_socket(
-    port: int, subset: str, host: str, sans: list[str], sni_name: str = ""
+    port: int, subset: str, host: str, sans: list[str], sni_name: str = "", sds: core.ConfigSource = ADS
 ) -> core.TransportSocket:
     ctx = tls.UpstreamTlsContext(
-        common_tls_context=_common(ALPN_IN_MESH, sans), sni=sni_name or sni(port, subset, host)
+        common_tls_context=_common(ALPN_IN_MESH, sans, sds), sni=sni_name or sni(port, subset, host)
     )
     return core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
 

@@ -41,6 +41,7 @@ def inbound_listener(
     tls_available: bool,
     filters: list[hcm.HttpFilter],
     normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+    sds: core.ConfigSource = ADS,
 ) -> lis.Listener:
     assert app.inbound_port is not None
     port = app.inbound_port
@@ -56,7 +57,7 @@ def inbound_listener(
     )
     chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
     tls_chain = lis.FilterChain(
-        name="tls", filters=chain_filters, transport_socket=mtls.downstream_transport_socket()
+        name="tls", filters=chain_filters, transport_socket=mtls.downstream_transport_socket(sds)
     )
     plain_chain = lis.FilterChain(name="plaintext", filters=chain_filters)
     listener_filters: list[lis.ListenerFilter] = []
@@ -84,9 +85,14 @@ class SecurityTranslator:
         memo: Memo,
         certs: WorkloadCertificates | None = None,
         normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+        agent_sds: bool = False,
     ) -> None:
+        """agent_sds: every proxy has a `mecha agent` holding its key; TLS contexts reference the agent's SDS
+        and the control plane serves no workload secret (certs then only names the trust domain)."""
         self.memo = memo
         self.certs = certs
+        self.agent_sds = agent_sds
+        self.sds = mtls.AGENT_SDS if agent_sds else ADS
         self.normalization = normalization
 
     def policies(self, config: MeshConfig) -> SecurityPolicies:
@@ -113,7 +119,9 @@ class SecurityTranslator:
                 filters += rbac_http_filters(policies, app.namespace, labels)
                 if not tls_available and mode != mtls.STRICT and not filters:
                     continue
-                listener = inbound_listener(proxy, app, mode, tls_available, filters, self.normalization)
+                listener = inbound_listener(
+                    proxy, app, mode, tls_available, filters, self.normalization, self.sds
+                )
                 replaced[listener.name] = Resource.make(types.LISTENER, listener.name, bytes(listener))
             return [replaced.get(r.name, r) for r in plain]
 
@@ -145,7 +153,7 @@ class SecurityTranslator:
                     ("mtls-cluster", r.name),
                     (r, svc, policies, td, rule, auto),
                     lambda r=r, svc=svc, port=port, subset=subset, rule=rule: self._secure(
-                        r, svc, port, subset, policies, td, rule, auto
+                        r, svc, port, subset, policies, td, rule, auto, self.sds
                     ),
                 )
             )
@@ -153,13 +161,14 @@ class SecurityTranslator:
 
     @staticmethod
     def _secure(  # type: ignore[no-untyped-def]
-        r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str, rule, auto: bool
+        r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str, rule, auto: bool, sds
     ) -> Resource:
         settings = upstream.effective_tls(rule, subset, port.number)
         if settings is not None:  # an explicit DestinationRule tls wins over auto-mTLS
-            sock = upstream.transport_socket(settings, svc, port.number, subset, td)
+            sock = upstream.transport_socket(settings, svc, port.number, subset, td, sds)
         elif auto and mtls.service_uses_mtls(svc, port, policies):
-            sock = mtls.upstream_transport_socket(port.number, subset, svc.host, upstream.mesh_sans(svc, td))
+            sans = upstream.mesh_sans(svc, td)
+            sock = mtls.upstream_transport_socket(port.number, subset, svc.host, sans, sds=sds)
         else:
             sock = None
         if sock is None:
@@ -168,7 +177,7 @@ class SecurityTranslator:
 
     # ---- SDS -------------------------------------------------------------------------------------------
     def secrets(self, config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
-        if self.certs is None:
+        if self.certs is None or self.agent_sds:  # with agents the key never leaves the workload
             return []
         td = self.certs.trust_domain
         ids = self.memo.get(

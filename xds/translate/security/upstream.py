@@ -23,6 +23,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Service, TrafficPolicy
 from xds.model.security import ClientTLS
+from xds.translate.common import ADS
 from xds.translate.security import mtls
 
 # Envoy's system_root_certs is not implemented (it would verify nothing): point at the OS bundle, as istiod
@@ -123,13 +124,18 @@ def simple_context(settings: ClientTLS, host: str) -> tls.UpstreamTlsContext:
 
 
 def transport_socket(
-    settings: ClientTLS, service: Service, port: int, subset: str, trust_domain: str
+    settings: ClientTLS,
+    service: Service,
+    port: int,
+    subset: str,
+    trust_domain: str,
+    sds: core.ConfigSource | None = None,
 ) -> core.TransportSocket | None:
     """None = plaintext (DISABLE)."""
     if settings.mode == "DISABLE":
         return None
     if settings.mode == "ISTIO_MUTUAL":
         sans = list(settings.subject_alt_names) or mesh_sans(service, trust_domain)
-        return mtls.upstream_transport_socket(port, subset, service.host, sans, settings.sni)
+        return mtls.upstream_transport_socket(port, subset, service.host, sans, settings.sni, sds or ADS)
     ctx = simple_context(settings, service.host)
     return core.TransportSocket(name=mtls.TLS_SOCKET, typed_config=AnyMsg.pack(ctx))

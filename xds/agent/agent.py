@@ -1,0 +1,129 @@
+"""`mecha agent`: beside one Envoy (or a proxyless gRPC app), holding the proxy's credential and key.
+
+Envoy's bootstrap points at two Unix sockets in a 0700 folder: xds.sock (ADS, proxied to the control plane
+over TLS with the credential) and sds.sock (the workload certificate and key, generated here). The bootstrap
+holds no credential and no key ever crosses the network (istio-agent's design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from xds.agent.certs import (
+    CertificateClient,
+    CertificateError,
+    WorkloadCert,
+    rotate_forever,
+    write_cert_files,
+)
+from xds.agent.channel import CredentialSource, open_channel
+from xds.agent.sds import SdsServer
+from xds.agent.xdsproxy import XdsProxy
+from xds.identity.credential import read_unverified
+from xds.statedir import ensure_private_dir
+
+log = logging.getLogger("mecha.agent")
+XDS_SOCKET = "xds.sock"
+SDS_SOCKET = "sds.sock"
+MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
+
+
+@dataclass
+class AgentConfig:
+    credential_file: Path
+    control_plane: str  # host:port of the control plane's xDS/CA port
+    socket_dir: Path
+    root_cert: Path | None = None  # the mesh root that signs the control plane's TLS certificate
+    trust_domain: str = "cluster.local"
+    cert_ttl_s: float = 0  # ask for this lifetime (0: the CA's)
+    cert_dir: Path | None = None  # proxyless gRPC: write cert-chain.pem, key.pem, root-cert.pem here
+    with_sds: bool = True
+    with_xds_proxy: bool = True
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.credential = CredentialSource(config.credential_file)
+        self.proxy_id = read_unverified(self.credential.token()).proxy_id
+        self.cert: WorkloadCert | None = None
+        self._channel = open_channel(config.control_plane, config.root_cert)
+        self._certs = CertificateClient(
+            self._channel, self.credential, config.trust_domain, config.cert_ttl_s
+        )
+        self._sds = SdsServer(self.proxy_id) if config.with_sds else None
+        self._xds = XdsProxy(self._channel, self.credential) if config.with_xds_proxy else None
+        self._rotation: asyncio.Task[None] | None = None
+        self.rotations = 0
+
+    @property
+    def xds_socket(self) -> Path:
+        return self.config.socket_dir / XDS_SOCKET
+
+    @property
+    def sds_socket(self) -> Path:
+        return self.config.socket_dir / SDS_SOCKET
+
+    async def start(self, first_cert_within_s: float = 30.0) -> None:
+        """First certificate (retrying while the control plane starts), then the sockets Envoy reads."""
+        for path in (self.xds_socket, self.sds_socket):
+            if len(str(path.resolve())) > MAX_UNIX_PATH:
+                raise ValueError(
+                    f"socket folder {self.config.socket_dir}: {path} is too long for a Unix socket"
+                )
+        ensure_private_dir(self.config.socket_dir)  # 0700: only the workload's user reaches the sockets
+        self.cert = await self._first_certificate(first_cert_within_s)
+        await self._publish(self.cert)
+        if self._sds is not None:
+            self.sds_socket.unlink(missing_ok=True)
+            await self._sds.start(str(self.sds_socket))
+            os.chmod(self.sds_socket, 0o600)
+        if self._xds is not None:
+            self.xds_socket.unlink(missing_ok=True)
+            await self._xds.start(str(self.xds_socket))
+            os.chmod(self.xds_socket, 0o600)
+        self._rotation = asyncio.create_task(rotate_forever(self._certs, self.cert, self._publish))
+        log.info("agent for %s ready: xDS %s, SDS %s", self.proxy_id, self.xds_socket, self.sds_socket)
+
+    async def _first_certificate(self, within_s: float) -> WorkloadCert:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            try:
+                return await self._certs.fetch()
+            except CertificateError as exc:
+                if loop.time() >= deadline or "UNAVAILABLE" not in str(exc):
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def _publish(self, cert: WorkloadCert) -> None:
+        self.cert = cert
+        self.rotations += 1
+        if self._sds is not None:
+            self._sds.publish(cert)
+        if self.config.cert_dir is not None:
+            await asyncio.to_thread(write_cert_files, self.config.cert_dir, cert)
+
+    async def stop(self) -> None:
+        if self._rotation is not None:
+            self._rotation.cancel()
+            await asyncio.gather(self._rotation, return_exceptions=True)
+        for server in (self._xds, self._sds):
+            if server is not None:
+                await server.stop()
+        await self._channel.close()
+
+
+async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
+    agent = Agent(config)
+    await agent.start()
+    print(f"mecha agent ready: {agent.proxy_id}  xDS unix:{agent.xds_socket}  SDS unix:{agent.sds_socket}",
+          flush=True)  # fmt: skip
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()

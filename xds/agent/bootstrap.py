@@ -1,0 +1,43 @@
+"""An Envoy bootstrap that talks only to its agent: ADS over xds.sock, SDS over sds.sock (no credential)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xds.translate.security.mtls import SDS_CLUSTER
+
+XDS_CLUSTER = "mecha_xds"
+
+
+def _pipe_cluster(name: str, path: Path) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": str(path)}}}}]}],
+        },
+    }
+
+
+def through_agent(rendered: str, socket_dir: Path) -> str:
+    """A bootstrap rendered from envoy/bootstrap.yaml with its xDS cluster moved onto the agent's sockets."""
+    doc = yaml.safe_load(rendered)
+    clusters = [c for c in doc["static_resources"]["clusters"] if c["name"] not in (XDS_CLUSTER, SDS_CLUSTER)]
+    socket_dir = socket_dir.resolve()
+    clusters += [
+        _pipe_cluster(XDS_CLUSTER, socket_dir / "xds.sock"),
+        _pipe_cluster(SDS_CLUSTER, socket_dir / "sds.sock"),
+    ]
+    doc["static_resources"]["clusters"] = clusters
+    return yaml.safe_dump(doc, sort_keys=False)

@@ -1,0 +1,120 @@
+"""The workload key and its certificate: generated here, signed by the control plane's CA, rotated at half
+its lifetime. The private key exists only in this process (and, for proxyless gRPC, in a 0600 file)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from xds.agent.channel import CredentialSource
+from xds.ca.messages import FULL_METHOD, CertificateRequest, CertificateResponse
+from xds.identity.credential import read_unverified
+from xds.statedir import write_private_file
+
+log = logging.getLogger(__name__)
+ROTATE_AT = 0.5  # like istio-agent's SECRET_GRACE_PERIOD_RATIO
+RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadCert:
+    key_pem: bytes
+    chain_pem: bytes  # leaf first
+    root_pem: bytes
+    not_before: datetime
+    not_after: datetime
+
+    def rotate_after(self) -> datetime:
+        return self.not_before + (self.not_after - self.not_before) * ROTATE_AT
+
+
+def make_csr(trust_domain: str, token: str) -> tuple[bytes, bytes]:
+    """(key PEM, CSR PEM) asking for the SPIFFE ids the credential names."""
+    cred = read_unverified(token)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.UniformResourceIdentifier(s) for s in cred.spiffe_ids(trust_domain)]
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM)
+
+
+class CertificateError(RuntimeError):
+    """The CA refused (or could not be reached); the message carries its status and reason."""
+
+
+class CertificateClient:
+    def __init__(
+        self, channel: grpc.aio.Channel, credential: CredentialSource, trust_domain: str, ttl_s: float = 0
+    ) -> None:
+        self.credential = credential
+        self.trust_domain = trust_domain
+        self.ttl_s = ttl_s
+        self._call = channel.unary_unary(
+            FULL_METHOD,
+            request_serializer=CertificateRequest.SerializeToString,
+            response_deserializer=CertificateResponse.FromString,
+        )
+
+    async def fetch(self) -> WorkloadCert:
+        token = self.credential.token()
+        key_pem, csr_pem = make_csr(self.trust_domain, token)
+        request = CertificateRequest(csr=csr_pem.decode(), validity_duration=int(self.ttl_s))
+        try:
+            response = await self._call(request, metadata=self.credential.metadata(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise CertificateError(f"CreateCertificate: {exc.code().name}: {exc.details()}") from None
+        chain = list(response.cert_chain)
+        if len(chain) < 2:
+            raise CertificateError("CreateCertificate: the answer has no root certificate")
+        leaf = x509.load_pem_x509_certificate(chain[0].encode())
+        return WorkloadCert(
+            key_pem=key_pem,
+            chain_pem="".join(chain[:-1]).encode(),
+            root_pem=chain[-1].encode(),
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+        )
+
+
+def write_cert_files(folder: Path, cert: WorkloadCert) -> None:
+    """What gRPC's file_watcher certificate provider reads (proxyless gRPC): chain, key (0600), root."""
+    write_private_file(folder / "key.pem", cert.key_pem)
+    write_private_file(folder / "cert-chain.pem", cert.chain_pem)
+    write_private_file(folder / "root-cert.pem", cert.root_pem)
+
+
+async def rotate_forever(
+    client: CertificateClient,
+    current: WorkloadCert,
+    publish: Callable[[WorkloadCert], Awaitable[None]],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Replace the certificate at half its lifetime; retry each second while the CA does not answer (the
+    old certificate keeps serving until it expires)."""
+    while True:
+        wait = (current.rotate_after() - clock()).total_seconds()
+        await asyncio.sleep(max(wait, 0.0))
+        try:
+            current = await client.fetch()
+        except CertificateError as exc:
+            log.warning("certificate rotation failed (retrying): %s", exc)
+            await asyncio.sleep(RETRY_S)
+            continue
+        await publish(current)
+        log.info("certificate rotated; valid until %s", current.not_after.isoformat())
