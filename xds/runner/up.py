@@ -15,8 +15,11 @@ from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.demo.config import default_layout
 from xds.runner.procs import pid_alive
 from xds.runner.stack import Stack, StackError, StackOptions
+from xds.statedir import write_private_file
 
 PID_FILE = "up.json"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal was closed
+WATCH_INTERVAL_S = 0.5
 
 
 def _say(line: str) -> None:
@@ -33,7 +36,7 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 def _summary(info: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        f"Mecha is up ({info['mode']} mode, pid {info['pid']}). Everything runs on 127.0.0.1:",
+        f"Mecha is up ({info['mode']} mode, pid {info['pid']}). Everything listens on 127.0.0.1 only:",
         f"  productpage (through its proxy):  {info['productpage']}",
         *([f"  ingress gateway (port 80):        {info['gateway']}"] if info.get("gateway") else []),
         f"  control plane API:                {info['api']}   (xDS on {info['xds']})",
@@ -60,6 +63,11 @@ def _summary(info: dict[str, Any]) -> list[str]:
         "Logs: " + str(Path(info["state_dir"]) / "logs") + "   Stop: Ctrl-C (or `mecha down`)",
     ]
     lines += [f"note: {n}" for n in info.get("notes", [])]
+    lines += [
+        f"note: {c['name']} was restarted {c['restarts']} time(s) (last exit code {c.get('last_exit')})"
+        for c in info.get("children", [])
+        if c.get("restarts")
+    ]
     return lines
 
 
@@ -67,7 +75,8 @@ def run_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     state = read_state(state_dir)
     if state and pid_alive(int(state.get("pid", 0))):
-        _say(f"mecha up is already running here (pid {state['pid']}, state {state_dir}):")
+        starting = " and still starting" if state.get("status") == "starting" else ""
+        _say(f"mecha up is already running here{starting} (pid {state['pid']}, state {state_dir}):")
         for line in _summary(state)[1:]:
             _say(line)
         _say("Run `mecha down` first to restart it.")
@@ -105,15 +114,24 @@ def run_up(args: argparse.Namespace) -> int:
         return 130
 
 
+def _write_state(stack: Stack, status: str) -> None:
+    """up.json: the supervisor's pid and every running child's (kept current on each start and restart, so
+    `mecha down` stops what runs now, even after an early death); 0600 as it sits beside the tokens."""
+    info = {**stack.describe(), "pid": os.getpid(), "state_dir": str(stack.o.state_dir), "status": status}
+    write_private_file(stack.o.state_dir / PID_FILE, json.dumps(info, indent=2))
+
+
 async def _up(options: StackOptions, within_s: float) -> int:
-    stack = Stack(options, report=_say)
+    status = {"now": "starting"}
+    stack = Stack(options, report=_say, on_change=lambda: _write_state(stack, status["now"]))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     pid_file = options.state_dir / PID_FILE
     try:
         _say(f"Starting Mecha ({options.layout.mode} mode) - state in {options.state_dir}")
+        _write_state(stack, "starting")  # before the first child: `mecha down` works from here on
         start = asyncio.create_task(stack.start(within_s))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -123,8 +141,9 @@ async def _up(options: StackOptions, within_s: float) -> int:
             return 130
         stopper.cancel()
         start.result()  # raises StackError
-        info = {**stack.describe(), "pid": os.getpid(), "state_dir": str(options.state_dir)}
-        pid_file.write_text(json.dumps(info, indent=2))
+        status["now"] = "up"
+        _write_state(stack, "up")
+        info = read_state(options.state_dir) or {}
         for line in _summary(info):
             _say(line)
         await _watch_children(stack, stop)
@@ -136,23 +155,21 @@ async def _up(options: StackOptions, within_s: float) -> int:
     finally:
         await stack.stop()
         pid_file.unlink(missing_ok=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         _say("all processes stopped")
 
 
 async def _watch_children(stack: Stack, stop: asyncio.Event) -> None:
-    """Wait for Ctrl-C/SIGTERM; report (once) any child that exits on its own."""
-    reported: set[str] = set()
+    """Until Ctrl-C/SIGTERM/SIGHUP: restart every child that exits on its own (with backoff; the supervisor
+    prints each death and restart and rewrites up.json)."""
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
         except TimeoutError:
             pass
-        for child in stack.sup.dead():
-            if child.name not in reported:
-                reported.add(child.name)
-                _say(f"warning: {child.name} exited with code {child.exited}; log {child.log}")
+        if not stop.is_set():
+            await stack.sup.restart_dead()
 
 
 def run_down(args: argparse.Namespace) -> int:

@@ -339,7 +339,7 @@ def gateway_resources(
             continue
         listener = lis.Listener(
             name=name,
-            address=socket("0.0.0.0", port),
+            address=socket(proxy.bind or "0.0.0.0", port),  # node metadata `bind` narrows it
             filter_chains=chains,
             listener_filters=listener_filters,
             traffic_direction=core.TrafficDirection.OUTBOUND,
