@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +22,26 @@ log = logging.getLogger(__name__)
 
 UpdateHandler = Callable[[ResourceSet], Awaitable[None]]
 KINDS = {"components": "Component", "subscriptions": "Subscription", "resiliencies": "Resiliency"}
+
+
+def reader_token() -> str | None:
+    """The read-only credential of /api/v1/dapr: $MECHA_CONTROL_PLANE_TOKEN, else the file named by
+    $MECHA_CONTROL_PLANE_TOKEN_FILE, else dapr-reader-token in $MECHA_STATE_DIR or the nearest .mecha/."""
+    if os.environ.get("MECHA_CONTROL_PLANE_TOKEN"):
+        return os.environ["MECHA_CONTROL_PLANE_TOKEN"].strip()
+    candidates = [Path(os.environ["MECHA_CONTROL_PLANE_TOKEN_FILE"])] if os.environ.get(
+        "MECHA_CONTROL_PLANE_TOKEN_FILE"
+    ) else []
+    if os.environ.get("MECHA_STATE_DIR"):
+        candidates.append(Path(os.environ["MECHA_STATE_DIR"]) / "dapr-reader-token")
+    here = Path.cwd()
+    candidates += [folder / ".mecha" / "dapr-reader-token" for folder in (here, *here.parents)]
+    for path in candidates:
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            continue
+    return None
 
 
 def parse_payload(payload: Any, source: str, app_id: str) -> ResourceSet:
@@ -76,7 +98,10 @@ class ControlPlaneWatcher:
     async def poll_once(self, session: aiohttp.ClientSession) -> bool:
         """One long-poll; True when a new version was applied."""
         timeout = aiohttp.ClientTimeout(total=self.poll_timeout_s + 5)
-        async with session.get(self.url, params={"wait": self.version}, timeout=timeout) as resp:
+        token = reader_token()  # read per poll: the file appears when a late control plane starts
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        query = {"wait": self.version}
+        async with session.get(self.url, params=query, timeout=timeout, headers=headers) as resp:
             if resp.status == 304:
                 return False
             if resp.status != 200:

@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from xds.controlplane.auth import ENV_TOKEN, api_token
+
 DEFAULT_SERVER = "http://127.0.0.1:15010"
 ENV_SERVER = "MECHA_SERVER"
 
@@ -34,18 +36,17 @@ class ApiError(RuntimeError):
 
 
 class Client:
-    def __init__(self, server: str | None = None, timeout: float = 35.0) -> None:
+    def __init__(self, server: str | None = None, token: str | None = None, timeout: float = 35.0) -> None:
         self.server = (server or default_server()).rstrip("/")
+        self.token = api_token(token)  # --token, $MECHA_TOKEN, else the state folder's api-token
         self.timeout = timeout
 
     def request(self, method: str, path: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
-        )
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"{}")
@@ -57,6 +58,12 @@ class Client:
                 body = {"error": raw.decode(errors="replace").strip() or exc.reason}
             if not isinstance(body, dict):
                 body = {"error": str(body)}
+            if exc.code == 401:
+                where = "no token found" if not self.token else "the token was refused"
+                body["error"] = (
+                    f"{self.server} needs the API token ({where}): pass --token or set {ENV_TOKEN}, or run "
+                    "from the folder holding .mecha/ (or set MECHA_STATE_DIR to the server's --state-dir)"
+                )
             return_ok = body.get("accepted") is not None  # refused apply: the outcome is the answer
             if return_ok:
                 return body

@@ -46,7 +46,7 @@ def read_files(paths: list[str]) -> list[dict[str, str]]:
 
 def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str = "/api/v1/apply") -> int:
     dry = args.dry_run if dry_run is None else dry_run
-    client = Client(args.server)
+    client = Client(args.server, getattr(args, "token", None))
     outcome = client.post(f"{path}?dry_run={int(bool(dry))}", {"files": read_files(args.file)})
     print("\n".join(outcome_lines(outcome)))
     if dry and outcome.get("accepted") and "proxies" in outcome:
@@ -91,7 +91,7 @@ def status_rows(proxies: list[dict[str, Any]]) -> tuple[list[tuple[str, ...]], l
 
 
 def cmd_proxy_status(args: argparse.Namespace) -> int:
-    data = Client(args.server).get("/api/v1/proxies")
+    data = Client(args.server, getattr(args, "token", None)).get("/api/v1/proxies")
     proxies = data.get("proxies", [])
     if args.output == "json":
         print(json.dumps(proxies, indent=2, sort_keys=True))
@@ -107,7 +107,7 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:
-    client = Client(args.server)
+    client = Client(args.server, getattr(args, "token", None))
     suffix = "?format=short" if args.output == "short" else ""
     data = client.get(f"/api/v1/proxies/{args.proxy}/config/{args.section}{suffix}")
     if args.output == "json":

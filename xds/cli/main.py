@@ -10,6 +10,7 @@ from pathlib import Path
 
 from xds.cli import analyze, commands
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
+from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 
 
@@ -18,6 +19,11 @@ def _add_server(p: argparse.ArgumentParser) -> None:
         "--server",
         default=None,
         help=f"control-plane API URL (default ${ENV_SERVER} or {default_server()})",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"API token (default ${ENV_TOKEN}, else api-token in $MECHA_STATE_DIR or the nearest .mecha/)",
     )
 
 
@@ -50,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         default=None,
         help="config store, API token, CA root (default $MECHA_STATE_DIR or ./.mecha; made 0700)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help=f"another name the API answers to in the Host header (repeatable; also ${ENV_ALLOWED_HOSTS})",
     )
 
     p = sub.add_parser("apply", help="apply config (all-or-nothing)")
@@ -130,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrent_pushes=args.push_throttle,
         route_tables=args.route_tables,
         state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
+        allowed_hosts=args.allowed_host or None,
     )
     try:
         asyncio.run(serve(settings))

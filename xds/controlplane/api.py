@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from xds import metrics
+from xds.controlplane.auth import (
+    PRINCIPAL,
+    SCOPE_ADMIN,
+    Credentials,
+    HostPolicy,
+    allowed_hosts_from_env,
+    guard,
+)
+from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
 from xds.controlplane.envoy_admin import SECTIONS, AdminError, proxy_config, short_rows
+from xds.redact import RedactingFilter, Redactor, secret_values
 
 log = logging.getLogger("mecha.api")
 
 CONTROL_PLANE = web.AppKey("control_plane", Any)
+REDACTOR = web.AppKey("redactor", Redactor)
 LONG_POLL_MAX_S = 30.0
 
 
@@ -35,29 +49,55 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def known_secrets(cp: Any) -> set[str]:
+    """Secret values the control plane holds: component credentials and proxies' node metadata tokens."""
+    proxies = [dataclasses.asdict(p) for p in cp.server.proxies()] if getattr(cp, "server", None) else []
+    return secret_values(cp.dapr_view()) | secret_values(proxies)
+
+
+@web.middleware
+async def redact_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every JSON answer leaves with secrets redacted, except the Dapr documents for their reader (the
+    capability service needs the real credentials)."""
+    response = await handler(request)
+    principal = request.get(PRINCIPAL)
+    if request.path == "/api/v1/dapr" and principal is not None and not principal.may(SCOPE_ADMIN):
+        return response  # the reader credential: real values
+    is_json = isinstance(response, web.Response) and response.content_type == "application/json"
+    if not is_json or not isinstance(response.body, bytes):
+        return response
+    redactor = request.app[REDACTOR]
+    redactor.update(known_secrets(request.app[CONTROL_PLANE]))
+    cleaned = redactor.value(json.loads(response.body))
+    return web.json_response(cleaned, status=response.status, headers=_kept_headers(response))
+
+
+def _kept_headers(response: web.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "yes")
 
 
 async def _files(request: web.Request) -> list[tuple[str, str]]:
-    """Body: YAML text (?filename= names it), or JSON {"files": [{"name": ..., "text": ...}]}."""
-    raw = await request.text()
-    if request.content_type == "application/json":
-        try:
-            payload = json.loads(raw)
-            files = [(str(f["name"]), str(f["text"])) for f in payload["files"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise web.HTTPBadRequest(
-                text=json.dumps(
-                    {
-                        "error": f"bad JSON body: expected {{'files': [{{name, text}}]}} ({exc})",
-                        "diagnostics": [],
-                    }
-                ),
-                content_type="application/json",
-            ) from None
-        return files
-    return [(request.query.get("filename", "<request>"), raw)]
+    """Body: YAML text (?filename= names it), or JSON {"files": [{"name": ..., "text": ...}]}.
+
+    Hostile bodies (bad charset, deep nesting, YAML bombs, huge numbers) are a 4xx naming the file."""
+    try:
+        text = decode_text(await request.read(), request.charset)
+        if request.content_type == "application/json":
+            files = json_files(text)
+        else:
+            files = [(request.query.get("filename", "<request>"), text)]
+        for name, file_text in files:
+            check_yaml(name, file_text)
+    except BodyError as exc:
+        refusal = web.HTTPUnsupportedMediaType if exc.status == 415 else web.HTTPBadRequest
+        raise refusal(
+            text=json.dumps({"error": str(exc), "diagnostics": []}), content_type="application/json"
+        ) from None
+    return files
 
 
 async def apply(request: web.Request) -> web.Response:
@@ -134,9 +174,14 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "version": cp.store.version, "xds_port": cp.xds_port})
 
 
-def make_app(control_plane: Any) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024 * 1024)
+def make_app(
+    control_plane: Any, credentials: Credentials, hosts: HostPolicy, redactor: Redactor | None = None
+) -> web.Application:
+    app = web.Application(
+        middlewares=[guard(credentials, hosts), redact_answers, json_errors], client_max_size=64 * 1024 * 1024
+    )
     app[CONTROL_PLANE] = control_plane
+    app[REDACTOR] = redactor or Redactor()
     app.router.add_post("/api/v1/apply", apply)
     app.router.add_post("/api/v1/delete", delete)
     app.router.add_get("/api/v1/config", config)
@@ -149,9 +194,47 @@ def make_app(control_plane: Any) -> web.Application:
     return app
 
 
-async def start_api(control_plane: Any, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve the API; returns the runner (cleanup() to stop) and the bound port (port 0 -> a free one)."""
-    runner = web.AppRunner(make_app(control_plane), access_log=None)
+class OneLineHttpErrors(logging.Filter):
+    """aiohttp logs a traceback per malformed HTTP request; one line says the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # aiohttp's text spans lines
+            where = record.getMessage()
+            record.msg, record.args = "%s: malformed HTTP request refused: %s", (where, reason)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def install_log_filters(redactor: Redactor) -> None:
+    """Malformed HTTP in one line; known secret values never reach a log line (root handlers see all)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, OneLineHttpErrors) for f in server_log.filters):
+        server_log.addFilter(OneLineHttpErrors())
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter(redactor))
+
+
+async def start_api(
+    control_plane: Any,
+    host: str,
+    port: int,
+    state_dir: Path | None = None,
+    allowed_hosts: list[str] | None = None,
+    credentials: Credentials | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Serve the API; returns the runner (cleanup() to stop) and the bound port (port 0 -> a free one).
+
+    The tokens come from `credentials`, else the state folder (created on first start)."""
+    if credentials is None:
+        credentials = Credentials.from_state_dir(state_dir or control_plane.settings.state_dir)
+    hosts = HostPolicy(host, [*(allowed_hosts or []), *allowed_hosts_from_env()])
+    redactor = Redactor()
+    install_log_filters(redactor)
+    runner = web.AppRunner(make_app(control_plane, credentials, hosts, redactor), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

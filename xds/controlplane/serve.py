@@ -31,11 +31,15 @@ async def serve(settings: Settings, ready_message: bool = True) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            runner, api_port = await start_api(cp, settings.api_host, settings.api_port)
+            runner, api_port = await start_api(
+                cp, settings.api_host, settings.api_port, settings.state_dir, settings.allowed_hosts
+            )
         except OSError as exc:
             raise StartupError(_port_message("HTTP API", settings.api_host, settings.api_port, exc)) from None
         try:
             xds_port = await cp.start()
+        except ValueError as exc:  # e.g. a corrupt config store (StoreError): the message names the file
+            raise StartupError(str(exc)) from None
         except (OSError, RuntimeError) as exc:
             raise StartupError(_port_message("xDS gRPC", settings.xds_host, settings.xds_port, exc)) from None
         if ready_message:

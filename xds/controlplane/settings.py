@@ -94,6 +94,7 @@ class Settings:
     path_normalization: str = "BASE"  # NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES (istiod's)
     # config store, API token, CA root (xds/statedir.py: 0700 folder, 0600 files)
     state_dir: Path = field(default_factory=default_state_dir)
+    allowed_hosts: list[str] = field(default_factory=list)  # more Host names of the API (also env)
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
+from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE, auth_headers
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.diagnose import explain_proxy
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
@@ -158,6 +159,10 @@ class Stack:
     def api(self) -> str:
         return f"http://127.0.0.1:{self.o.api_port}"
 
+    def api_headers(self) -> dict[str, str]:
+        """The operator's token of this stack's control plane (its state folder's api-token)."""
+        return auth_headers(self.o.state_dir)
+
     @property
     def config_dir(self) -> Path:
         return self.o.config_dir or (self.o.state_dir / "config")
@@ -276,7 +281,9 @@ class Stack:
             # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries);
             # node mode: the first app's (every app's listener has the same invoke routes)
             dapr_http = p.workloads[0].dapr_http_port if p.per_app_dapr else p.dapr_http_port
-            env = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{dapr_http}", **api_tokens(self.o)}
+            env = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{dapr_http}", **api_tokens(self.o),
+                   # the read-only credential of GET /api/v1/dapr (a 0600 file the control plane wrote)
+                   ENV_CONTROL_PLANE_TOKEN_FILE: str(self.o.state_dir / READER_TOKEN_FILE)}  # fmt: skip
             child = Child(f"capabilities-{p.id}", "capabilities", argv, log)
             started.append((p, await self.sup.start(child, env=env)))
         # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
@@ -377,7 +384,7 @@ class Stack:
 
     async def proxies(self) -> list[dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-            async with session.get(f"{self.api}/api/v1/proxies") as resp:
+            async with session.get(f"{self.api}/api/v1/proxies", headers=self.api_headers()) as resp:
                 data = await resp.json()
         return list(data.get("proxies", []))
 

@@ -21,6 +21,7 @@ import pytest_asyncio
 from xds import types as xtypes
 from xds.cache.snapshot import Resource, Snapshot
 from xds.controlplane.api import start_api
+from xds.controlplane.auth import auth_headers
 from xds.controlplane.runtime import ControlPlane
 from xds.controlplane.settings import Settings
 from xds.diagnostics import Diagnostic
@@ -102,7 +103,8 @@ class Api:
     session: aiohttp.ClientSession
 
     async def post(self, path: str, text: str, **query: str) -> tuple[int, Any]:
-        async with self.session.post(self.url + path, data=text, params=query) as resp:
+        yaml_body = {"Content-Type": "application/yaml"}
+        async with self.session.post(self.url + path, data=text, params=query, headers=yaml_body) as resp:
             return resp.status, await resp.json()
 
     async def get(self, path: str) -> tuple[int, Any]:
@@ -123,7 +125,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     cp = ControlPlane(settings, pipeline=FAKE_PIPELINE)
     runner, port = await start_api(cp, "127.0.0.1", 0)
     await cp.start()
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(headers=auth_headers(tmp_path / "state"))  # the operator's token
     try:
         yield Api(cp, f"http://127.0.0.1:{port}", session)
     finally:
