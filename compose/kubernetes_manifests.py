@@ -1,5 +1,9 @@
-"""Kubernetes manifests: the control plane (mecha-system) and one Deployment per workload with three
-containers (app, Envoy, capability service), its bootstrap ConfigMap and a Service with a fixed ClusterIP.
+"""Kubernetes manifests: the control plane (mecha-system), one Deployment per workload with three
+containers (app, Envoy, capability service), its bootstrap ConfigMap and a Service with a fixed ClusterIP, and
+the ingress gateway (istio-system).
+
+Every Envoy's admin listens on loopback only; its readiness is an exec probe running compose/probes/
+envoy-ready.sh (shipped in the bootstrap ConfigMap): ready = listeners and clusters received, none NACKed.
 
 Mecha does not watch the Kubernetes API: endpoints are WorkloadEntries at each workload Service's ClusterIP
 (fixed, inside kubeadm/kind's default service CIDR 10.96.0.0/12), in front of the pod's Envoy inbound port.
@@ -29,6 +33,26 @@ def _meta(name: str, namespace: str, **labels: str) -> dict[str, Any]:
 
 def _http_probe(path: str, port: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": 2, "failureThreshold": 30}
+
+
+ENVOY_READY_KEY = "envoy-ready.sh"
+
+
+def _envoy_ready_probe(admin_port: int) -> dict[str, Any]:
+    command = ["bash", f"/etc/envoy/{ENVOY_READY_KEY}", str(admin_port)]
+    return {"exec": {"command": command}, "periodSeconds": 2, "failureThreshold": 30, "timeoutSeconds": 3}
+
+
+def _envoy_container(envoy_image: str, ports: list[dict[str, Any]], admin_port: int) -> dict[str, Any]:
+    """Envoy with its bootstrap and readiness script from one ConfigMap mounted at /etc/envoy."""
+    return {
+        "name": "envoy",
+        "image": envoy_image,
+        "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "info"],
+        "ports": ports,
+        "readinessProbe": _envoy_ready_probe(admin_port),
+        "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True}],
+    }
 
 
 def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
@@ -99,7 +123,7 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
     ]
 
 
-def workload(w: t.Workload, image: str, envoy_image: str) -> list[dict[str, Any]]:
+def workload(w: t.Workload, image: str, envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
     p = t.SIDECAR
     labels = w.labels
     app = {
@@ -109,17 +133,7 @@ def workload(w: t.Workload, image: str, envoy_image: str) -> list[dict[str, Any]
         "ports": [{"name": "http", "containerPort": p.app}],
         "readinessProbe": _http_probe("/healthz", p.app),
     }
-    envoy = {
-        "name": "envoy",
-        "image": envoy_image,
-        "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "info"],
-        "ports": [
-            {"name": "http-inbound", "containerPort": p.inbound},
-            {"name": "http-admin", "containerPort": p.admin},
-        ],
-        "readinessProbe": _http_probe("/ready", p.admin),
-        "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True}],
-    }
+    envoy = _envoy_container(envoy_image, [{"name": "http-inbound", "containerPort": p.inbound}], p.admin)
     caps = {
         "name": "capabilities",
         "image": image,
@@ -146,7 +160,7 @@ def workload(w: t.Workload, image: str, envoy_image: str) -> list[dict[str, Any]
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta(f"{w.name}-bootstrap", t.NAMESPACE, **labels),
-            "data": {"envoy.yaml": t.kubernetes_bootstrap(w)},
+            "data": {"envoy.yaml": t.kubernetes_bootstrap(w), ENVOY_READY_KEY: ready_script},
         },
         {
             "apiVersion": "apps/v1",
@@ -171,10 +185,7 @@ def workload(w: t.Workload, image: str, envoy_image: str) -> list[dict[str, Any]
             "spec": {
                 "clusterIP": w.cluster_ip,
                 "selector": labels,
-                "ports": [
-                    {"name": "http", "port": p.inbound, "targetPort": p.inbound},
-                    {"name": "http-admin", "port": p.admin, "targetPort": p.admin},
-                ],
+                "ports": [{"name": "http", "port": p.inbound, "targetPort": p.inbound}],
             },
         },
     ]
@@ -207,11 +218,61 @@ def backend(name: str, image: str, port: int, env: dict[str, str], args: list[st
     ]
 
 
-def manifests(config_dir: Path, image: str, envoy_image: str) -> dict[str, list[dict[str, Any]]]:
-    """File name -> documents."""
+def gateway(envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
+    """The ingress gateway (Gateway bookinfo-gateway's selector istio: ingressgateway) in istio-system, as
+    Istio runs it: port 80 of a LoadBalancer Service in front of the Envoy's 8080."""
+    ns, name = t.GATEWAY_NAMESPACE, f"istio-{t.GATEWAY_ID}"
+    labels = {"istio": "ingressgateway", "app": name}
+    envoy = _envoy_container(
+        envoy_image, [{"name": "http", "containerPort": t.GATEWAY_PORT}], t.GATEWAY_ADMIN_PORT
+    )
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(f"{name}-bootstrap", ns, **labels),
+            "data": {
+                "envoy.yaml": t.gateway_bootstrap(t.K8S_CONTROL_PLANE_HOST),
+                ENVOY_READY_KEY: ready_script,
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(name, ns, **labels),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [envoy],
+                        "volumes": [{"name": "bootstrap", "configMap": {"name": f"{name}-bootstrap"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(name, ns, **labels),
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [{"name": "http2", "port": 80, "targetPort": t.GATEWAY_PORT}],
+            },
+        },
+    ]
+
+
+def manifests(
+    config_dir: Path, image: str, envoy_image: str, ready_script: str
+) -> dict[str, list[dict[str, Any]]]:
+    """File name -> documents. ready_script: compose/probes/envoy-ready.sh, every Envoy's readiness."""
     apps: list[dict[str, Any]] = []
     for w in t.WORKLOAD_LIST:
-        apps.extend(workload(w, image, envoy_image))
+        apps.extend(workload(w, image, envoy_image, ready_script))
     backends = [
         *backend("redis", "redis:7-alpine", 6379, {}, ["--save", "", "--appendonly", "no"]),
         *backend(
@@ -226,4 +287,5 @@ def manifests(config_dir: Path, image: str, envoy_image: str) -> dict[str, list[
         "control-plane.yaml": control_plane(config_dir, image),
         "backends.yaml": backends,
         "apps.yaml": apps,
+        "gateway.yaml": gateway(envoy_image, ready_script),
     }

@@ -141,6 +141,7 @@ NODE_OUTBOUND_PORT = DEFAULT_PORTS["outbound"]
 # ingressgateway binds 8080 for port 80), published as 8080 on the host. In sidecar compose it has its own
 # address; in node compose it joins the node's network namespace (the endpoints there are 127.0.0.1).
 GATEWAY_ID = "ingressgateway"
+GATEWAY_NAMESPACE = "istio-system"
 GATEWAY_PORT = 8080
 GATEWAY_ADMIN_PORT = 15000
 GATEWAY_COMPOSE_IP = "172.30.89.30"
@@ -172,14 +173,19 @@ def endpoints(topology: str) -> list[dict[str, Any]]:
 
 
 # ---- bootstraps --------------------------------------------------------------------------------------
-def sidecar_metadata(w: Workload, address: str, admin_address: str) -> dict[str, Any]:
+# Envoy admin answers /quitquitquit, /drain_listeners and /config_dump to anyone who reaches it: every
+# packaged bootstrap binds it to loopback (health checks run inside the proxy's network namespace). The
+# metadata then announces no admin address: the control plane could not reach it (proxy-config says so).
+ADMIN_HOST = "127.0.0.1"
+
+
+def sidecar_metadata(w: Workload, address: str) -> dict[str, Any]:
     """node.metadata.mecha of a sidecar (layout in xds/proxy.py)."""
     p = SIDECAR
     return {
         "mode": "sidecar",
         "namespace": NAMESPACE,
         "address": address,
-        "admin": f"{admin_address}:{p.admin}",
         "outbound_port": p.outbound,
         "dapr_http_port": p.dapr_http,
         "dapr_grpc_port": p.dapr_grpc,
@@ -198,12 +204,11 @@ def sidecar_metadata(w: Workload, address: str, admin_address: str) -> dict[str,
     }
 
 
-def node_metadata(address: str = "0.0.0.0", admin_address: str = NODE_COMPOSE_IP) -> dict[str, Any]:
+def node_metadata(address: str = "0.0.0.0") -> dict[str, Any]:
     return {
         "mode": "node",
         "namespace": NAMESPACE,
         "address": address,  # inbound listeners bind here; 0.0.0.0 so published ports reach them
-        "admin": f"{admin_address}:{NODE_ADMIN_PORT}",
         "outbound_port": NODE_OUTBOUND_PORT,
         "apps": [
             {
@@ -228,9 +233,9 @@ def compose_sidecar_bootstrap(w: Workload) -> str:
         cluster=w.service,
         xds_host=CONTROL_PLANE_HOST,
         xds_port=XDS_PORT,
-        admin_host="0.0.0.0",  # the control plane reads it for `mecha proxy-config`
+        admin_host=ADMIN_HOST,
         admin_port=SIDECAR.admin,
-        metadata=sidecar_metadata(w, w.compose_ip, w.compose_ip),
+        metadata=sidecar_metadata(w, w.compose_ip),
     )
     return render(params)
 
@@ -241,7 +246,7 @@ def compose_node_bootstrap() -> str:
         cluster=NODE_ID,
         xds_host=CONTROL_PLANE_HOST,
         xds_port=XDS_PORT,
-        admin_host="0.0.0.0",
+        admin_host=ADMIN_HOST,
         admin_port=NODE_ADMIN_PORT,
         metadata=node_metadata(),
     )
@@ -254,20 +259,19 @@ def kubernetes_bootstrap(w: Workload) -> str:
         cluster=w.service,
         xds_host=K8S_CONTROL_PLANE_HOST,
         xds_port=XDS_PORT,
-        admin_host="0.0.0.0",
+        admin_host=ADMIN_HOST,
         admin_port=SIDECAR.admin,
-        metadata=sidecar_metadata(w, "0.0.0.0", w.cluster_ip),  # pod IPs are not known in advance
+        metadata=sidecar_metadata(w, "0.0.0.0"),  # pod IPs are not known in advance
     )
     return render(params)
 
 
-def gateway_metadata(admin_address: str) -> dict[str, Any]:
+def gateway_metadata() -> dict[str, Any]:
     """node.metadata.mecha of the ingress gateway: selected by Gateway.selector through its labels."""
     return {
         "mode": "gateway",
-        "namespace": "istio-system",
+        "namespace": GATEWAY_NAMESPACE,
         "address": "0.0.0.0",
-        "admin": f"{admin_address}:{GATEWAY_ADMIN_PORT}",
         "labels": {"istio": "ingressgateway"},
         "gateway_ports": {"80": GATEWAY_PORT},
     }
@@ -275,14 +279,20 @@ def gateway_metadata(admin_address: str) -> dict[str, Any]:
 
 def compose_gateway_bootstrap(topology: str) -> str:
     """The ingress gateway's bootstrap in compose `sidecar` (own address) or `node` (the node's netns)."""
-    admin_address = {"sidecar": GATEWAY_COMPOSE_IP, "node": NODE_COMPOSE_IP}[topology]
+    if topology not in ("sidecar", "node"):
+        raise ValueError(f"unknown compose topology {topology!r}: sidecar or node")
+    return gateway_bootstrap(CONTROL_PLANE_HOST)
+
+
+def gateway_bootstrap(xds_host: str) -> str:
+    """The ingress gateway's bootstrap (compose and Kubernetes differ only in the control plane's name)."""
     params = BootstrapParams(
         proxy_id=GATEWAY_ID,
         cluster=GATEWAY_ID,
-        xds_host=CONTROL_PLANE_HOST,
+        xds_host=xds_host,
         xds_port=XDS_PORT,
-        admin_host="0.0.0.0",
+        admin_host=ADMIN_HOST,
         admin_port=GATEWAY_ADMIN_PORT,
-        metadata=gateway_metadata(admin_address),
+        metadata=gateway_metadata(),
     )
     return render(params)

@@ -13,7 +13,7 @@ from deploy_helpers import COMPOSE
 from xds.proxy import ProxyIdentity
 
 K8S = COMPOSE / "kubernetes"
-FILES = ["control-plane.yaml", "backends.yaml", "apps.yaml"]
+FILES = ["control-plane.yaml", "backends.yaml", "apps.yaml", "gateway.yaml"]
 
 
 def _docs(name: str) -> list[dict[str, Any]]:
