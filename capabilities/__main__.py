@@ -49,6 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="node mode: host one more app in this process (repeatable; GRPC_PORT 0 = no gRPC API; "
         "APP_URL may be empty when the app is not called back)",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-file-root", action="append", dest="allowed_file_roots", default=None, metavar="DIR",
+        help="folder file components (bindings.localstorage, secretstores.local.file) may use; repeatable, "
+        "adds to MECHA_ALLOWED_FILE_ROOTS; once any is given, file components must stay under one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--state-dir", help="the Mecha state folder file components must not touch (env MECHA_STATE_DIR)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -97,6 +105,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         app_url=args.app_url,
         app_port=args.app_port,
         max_body_bytes=args.max_body_bytes,
+        allowed_file_roots=args.allowed_file_roots,
+        state_dir=args.state_dir,
     )
     if settings.app_url is None and settings.app_port:
         settings.app_url = f"http://127.0.0.1:{settings.app_port}"

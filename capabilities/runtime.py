@@ -13,6 +13,7 @@ from capabilities import registry
 from capabilities.appchannel import AppChannel
 from capabilities.components.spec import ComponentSpec
 from capabilities.config.documents import ConfigError, RawComponent, ResourceSet, load_folder
+from capabilities.config.sandbox import FileSandbox
 from capabilities.config.secrets import resolve_component
 from capabilities.config.settings import Settings
 from capabilities.errors import DaprError
@@ -96,6 +97,9 @@ class Runtime:
         self.settings = settings or Settings.from_env()
         self.shared = shared
         self.resiliency = Resiliency()
+        self.file_sandbox = FileSandbox.build(
+            self.settings.state_dirs or [], self.settings.allowed_file_roots
+        )
         self.app_channel = AppChannel(self.settings.app_url, app_api_token=self.settings.app_api_token)
         self.subscriptions_docs: list[dict[str, Any]] = []
         self.configurations_docs: list[dict[str, Any]] = []
@@ -244,6 +248,7 @@ class Runtime:
     async def _load(self, raw: RawComponent, current: _Loaded | None) -> None:
         try:
             spec = await resolve_component(raw, self.components("secretstores"), self.app_id)
+            self.file_sandbox.check_component(spec)  # before init: refused paths are never opened
             if self.shared is not None:
                 instance = await self.shared.acquire(spec, _new_instance)
             else:
