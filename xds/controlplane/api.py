@@ -102,19 +102,47 @@ async def _files(request: web.Request) -> list[tuple[str, str]]:
 
 async def apply(request: web.Request) -> web.Response:
     cp = request.app[CONTROL_PLANE]
-    outcome = await cp.apply(await _files(request), dry_run=_flag(request, "dry_run"))
+    expected = request.query.get("expected_version", "").strip()  # optimistic concurrency (scripts, CI)
+    if expected and not expected.isdigit():
+        return error(400, f"expected_version={expected!r}: expected the integer version from /api/v1/config")
+    outcome = await cp.apply(
+        await _files(request),
+        dry_run=_flag(request, "dry_run"),
+        expected_version=int(expected) if expected else None,
+    )
     return _outcome_response(outcome)
 
 
 async def delete(request: web.Request) -> web.Response:
     cp = request.app[CONTROL_PLANE]
-    outcome = await cp.delete(await _files(request), dry_run=_flag(request, "dry_run"))
+    expected = request.query.get("expected_version", "").strip()
+    if expected and not expected.isdigit():
+        return error(400, f"expected_version={expected!r}: expected the integer version from /api/v1/config")
+    outcome = await cp.delete(
+        await _files(request),
+        dry_run=_flag(request, "dry_run"),
+        expected_version=int(expected) if expected else None,
+    )
     return _outcome_response(outcome)
 
 
 def _outcome_response(outcome: dict[str, Any]) -> web.Response:
+    """200 accepted; 409 refused for who asked (another owner's document) or when (expected_version);
+    503 the store could not write; 422 the config itself is invalid."""
     if outcome["accepted"]:
         return web.json_response(outcome)
+    conflict = outcome.get("conflict", "")
+    first = next((d["message"] for d in outcome["diagnostics"]), "")
+    if conflict == "version":
+        message = (
+            f"config version is {outcome['current_version']}, expected {outcome['expected_version']}: "
+            "the config changed since it was read; read it again and retry"
+        )
+        return web.json_response({"error": message, **outcome}, status=409)
+    if conflict == "owner":
+        return web.json_response({"error": f"config refused: {first}", **outcome}, status=409)
+    if conflict == "store":
+        return web.json_response({"error": f"config store unavailable: {first}", **outcome}, status=503)
     return web.json_response({"error": "config refused", **outcome}, status=422)
 
 

@@ -19,7 +19,17 @@ from xds.controlplane.diff import diff_all
 from xds.controlplane.gcpolicy import QuietCollector
 from xds.controlplane.report import change_summary, diag_line
 from xds.controlplane.settings import Settings
-from xds.controlplane.store import ConfigStore, Key, Plan
+from xds.controlplane.store import (
+    OWNER_API,
+    VERSION_CONFLICT,
+    Change,
+    ConfigStore,
+    Key,
+    Plan,
+    SqliteBackend,
+    StoreError,
+    folder_owner,
+)
 from xds.controlplane.watcher import FolderWatcher
 from xds.diagnostics import Diagnostic, Location
 from xds.proxy import ProxyIdentity
@@ -75,7 +85,9 @@ class ControlPlane:
 
         self.settings = settings or Settings.from_env()
         self._pipeline = pipeline
-        self.store = ConfigStore(pipeline.compile_documents)
+        # durable: a restarted control plane serves the last accepted version (xds/controlplane/store/)
+        backend = SqliteBackend.in_state_dir(self.settings.state_dir)
+        self.store = ConfigStore(pipeline.compile_documents, backend)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
         self.server = XdsServer(self.cache, max_concurrent_pushes=self.settings.max_concurrent_pushes)
         self.certs = _certificates(self.settings)  # None unless mTLS is on
@@ -98,7 +110,9 @@ class ControlPlane:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> int:
-        """Start xDS, load every config folder (refusals are reported, not fatal), start watching."""
+        """Load the config store (StoreError: unreadable, refuse to start), serve xDS from it, then load every
+        config folder (refusals are reported, not fatal) and start watching."""
+        await self._load_store()  # the first proxy gets exactly the stored version
         self.xds_port = await self.server.start(f"{self.settings.xds_host}:{self.settings.xds_port}")
         for folder in self.settings.config_dirs:
             watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
@@ -116,10 +130,36 @@ class ControlPlane:
             await watcher.poll_once()
             watcher.start()
             self._watchers.append(watcher)
+        await self._drop_unwatched_folders()
         if self.certs is not None:
             self._rotation = asyncio.create_task(self._rotate_certificates(), name="cert-rotation")
         self.ready = True
         return self.xds_port
+
+    async def _load_store(self) -> None:
+        diags = await self.store.load()
+        log.info(
+            "config store %s: version %d, %d documents",
+            self.store.backend.location,
+            self.store.version,
+            len(self.store.documents),
+        )
+        for diag in diags:  # accepted by an earlier version of the compiler: served as accepted
+            log.error("stored config: %s", diag_line(diag.to_dict()))
+
+    async def _drop_unwatched_folders(self) -> None:
+        """Documents of a folder no longer given with --config go, as if the folder had been emptied."""
+        watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
+        for source in sorted(self.store.sources() - watched - {OWNER_API}):
+            outcome = await self._change(lambda s=source: self.store.plan_replace_source(s, []), False)
+            if outcome["accepted"]:
+                log.info("%s is no longer watched: %s", source, change_summary(outcome["changes"]))
+            else:
+                log.error(
+                    "%s is no longer watched, but removing its documents was refused:\n%s",
+                    source,
+                    "\n".join(diag_line(d) for d in outcome["diagnostics"]),
+                )
 
     async def stop(self) -> None:
         self.ready = False
@@ -130,6 +170,7 @@ class ControlPlane:
             await watcher.stop()
         await self._debouncer.close()
         await self.server.stop()
+        await self.store.close()
         self._gc.close()
 
     # ---- pushing ---------------------------------------------------------------------------------------
@@ -217,18 +258,28 @@ class ControlPlane:
             diags.extend(problems)
         return docs, diags
 
-    async def apply(self, files: Iterable[tuple[str, str]], dry_run: bool = False) -> dict[str, Any]:
+    async def apply(
+        self, files: Iterable[tuple[str, str]], dry_run: bool = False, expected_version: int | None = None
+    ) -> dict[str, Any]:
+        """expected_version: refuse (conflict "version") unless the store is at that version."""
         docs, diags = self.load_text_files(files)
         if not docs and not diags:
             diags.append(Diagnostic(Location(), "", "no config documents in the request", code="empty"))
-        return await self._change(lambda: self.store.plan_apply(docs, "api", diags), dry_run)
+        return await self._change(
+            lambda: self.store.plan_apply(docs, OWNER_API, diags), dry_run, expected_version
+        )
 
-    async def delete(self, files: Iterable[tuple[str, str]], dry_run: bool = False) -> dict[str, Any]:
+    async def delete(
+        self, files: Iterable[tuple[str, str]], dry_run: bool = False, expected_version: int | None = None
+    ) -> dict[str, Any]:
         docs, diags = self.load_text_files(files)
         if diags:
             return self._outcome(Plan({}, {}, self.store.plan_delete(()).change, diags), dry_run)
         keys: list[Key] = [d.key for d in docs]
-        return await self._change(lambda: self.store.plan_delete(keys), dry_run)
+        where = {d.key: d.location for d in docs}
+        return await self._change(
+            lambda: self.store.plan_delete(keys, OWNER_API, where), dry_run, expected_version
+        )
 
     async def _on_credentials_change(self, folder: Path) -> None:
         """A file under the credentials folder changed: rebuild (unchanged credentials are the same objects,
@@ -238,7 +289,7 @@ class ControlPlane:
         self._debouncer.trigger(self.store.version)
 
     async def _on_folder_change(self, folder: Path) -> None:
-        source = f"folder:{folder}"
+        source = folder_owner(folder)
         if not await asyncio.to_thread(folder.is_dir):
             diags = [Diagnostic(Location(file=str(folder)), "", "config folder does not exist", code="io")]
             self.source_status[source] = {"accepted": False, "diagnostics": [d.to_dict() for d in diags]}
@@ -261,8 +312,12 @@ class ControlPlane:
                 "\n".join(diag_line(d) for d in outcome["diagnostics"]),
             )
 
-    async def _change(self, make_plan: Callable[[], Plan], dry_run: bool) -> dict[str, Any]:
+    async def _change(
+        self, make_plan: Callable[[], Plan], dry_run: bool, expected_version: int | None = None
+    ) -> dict[str, Any]:
         async with self._lock:
+            if expected_version is not None and expected_version != self.store.version:
+                return self._version_conflict(expected_version, dry_run)
             plan = make_plan()
             plan = await asyncio.to_thread(self.store.evaluate, plan)
             if not plan.ok:
@@ -273,7 +328,14 @@ class ControlPlane:
                 return self._outcome(plan, dry_run, proxies=self._dry_run_diff(plan))
             if plan.change.empty:
                 return self._outcome(plan, dry_run)
-            self.store.commit(plan)
+            try:
+                await self.store.commit(plan)  # durable before anyone is told it was accepted
+            except StoreError as exc:
+                log.error("%s", exc)
+                metrics.config_refused.inc()
+                failed = Diagnostic(Location(), "", str(exc), code="store-error")
+                outcome = self._outcome(plan, dry_run)
+                return {**outcome, "accepted": False, "conflict": "store", "diagnostics": [failed.to_dict()]}
             self._changed_at = time.monotonic()
             metrics.config_accepted.inc()
         self._debouncer.trigger(self.store.version)
@@ -290,6 +352,15 @@ class ControlPlane:
         )
         return diff_all(self._snapshots, proposed)
 
+    def _version_conflict(self, expected: int, dry_run: bool) -> dict[str, Any]:
+        current = self.store.version
+        message = (
+            f"the config is at version {current}, not the expected {expected}: "
+            "another change was accepted since; read the config again and retry"
+        )
+        refused = Plan({}, {}, Change(), [Diagnostic(Location(), "", message, code=VERSION_CONFLICT)])
+        return {**self._outcome(refused, dry_run), "current_version": current, "expected_version": expected}
+
     def _outcome(self, plan: Plan, dry_run: bool, proxies: dict[str, Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "accepted": plan.ok,
@@ -298,6 +369,8 @@ class ControlPlane:
             "changes": plan.change.to_dict(),
             "diagnostics": [d.to_dict() for d in plan.all_diagnostics()],
         }
+        if plan.conflict:  # refused because of who asked or when, not what: the API answers 409
+            out["conflict"] = plan.conflict
         if proxies is not None:
             out["proxies"] = proxies
         return out

@@ -121,7 +121,9 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "dr.yaml").write_text(DR)
-    settings = Settings(api_port=0, xds_port=0, config_dirs=[folder], watch_interval=0.05)
+    settings = Settings(
+        api_port=0, xds_port=0, config_dirs=[folder], watch_interval=0.05, state_dir=tmp_path / "state"
+    )
     cp = ControlPlane(settings, pipeline=FAKE_PIPELINE)
     runner, port = await start_api(cp, "127.0.0.1", 0)
     await cp.start()
@@ -171,8 +173,10 @@ async def test_malformed_yaml_and_bad_json_are_clear_errors(api: Api) -> None:
 
 
 async def test_delete_refused_when_still_referenced(api: Api) -> None:
-    await api.post("/api/v1/apply", VS.replace("SUBSET", "v1"))
-    status, body = await api.post("/api/v1/delete", DR)
+    extra_dr = DR.replace("name: reviews}", "name: reviews-v3}").replace("v1", "v3")
+    status, _ = await api.post("/api/v1/apply", extra_dr + "---\n" + VS.replace("SUBSET", "v3"))
+    assert status == 200
+    status, body = await api.post("/api/v1/delete", extra_dr)
     assert status == 422 and "unknown subset" in body["diagnostics"][0]["message"]
     status, body = await api.post("/api/v1/delete", VS)
     assert status == 200 and body["changes"]["removed"] == ["VirtualService default/reviews"]
@@ -244,3 +248,50 @@ async def test_watched_folder_refusal_is_reported_and_last_good_kept(api: Api, t
             break
         await asyncio.sleep(0.05)
     assert [d["kind"] for d in config["documents"]] == ["DestinationRule"]
+
+
+# ---- owners and optimistic concurrency (the config store) --------------------------------------------------
+async def test_api_cannot_change_or_delete_a_folder_document(api: Api) -> None:
+    before = (await api.get("/api/v1/config"))[1]
+    status, body = await api.post("/api/v1/apply", DR.replace("v1", "v2"), filename="mine.yaml")
+    assert status == 409 and not body["accepted"]
+    assert "folder:" in body["error"] and "DestinationRule default/reviews" in body["error"]
+    status, body = await api.post("/api/v1/delete", DR)
+    assert status == 409 and "folder:" in body["diagnostics"][0]["message"]
+    after = (await api.get("/api/v1/config"))[1]
+    assert after["version"] == before["version"] and after["documents"] == before["documents"]
+
+
+async def test_folder_cannot_take_over_an_api_document(api: Api, tmp_path: Path) -> None:
+    status, _ = await api.post("/api/v1/apply", COMPONENT, filename="api.yaml")
+    assert status == 200
+    (tmp_path / "config" / "component.yaml").write_text(COMPONENT.replace("in-memory", "redis"))
+    for _ in range(100):
+        _, config = await api.get("/api/v1/config")
+        statuses = list(config["sources"].values())
+        if statuses and not statuses[0]["accepted"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the folder's takeover of an API document was never refused")
+    [diag] = statuses[0]["diagnostics"]
+    assert diag["file"].endswith("component.yaml") and diag["code"] == "owner-conflict"
+    assert "owned by api" in diag["message"]
+    component = next(d for d in config["documents"] if d["kind"] == "Component")
+    assert component["source"] == "api" and component["body"]["spec"]["type"] == "state.in-memory"
+
+
+async def test_expected_version_mismatch_is_409_and_writes_nothing(api: Api) -> None:
+    _, config = await api.get("/api/v1/config")
+    current = config["version"]
+    status, body = await api.post("/api/v1/apply", COMPONENT, expected_version=str(current + 5))
+    assert status == 409 and not body["accepted"]
+    assert body["current_version"] == current and body["expected_version"] == current + 5
+    assert f"is {current}" in body["error"]
+    assert (await api.get("/api/v1/config"))[1]["version"] == current
+    status, body = await api.post("/api/v1/apply", COMPONENT, expected_version=str(current))
+    assert status == 200 and body["version"] == current + 1
+    status, body = await api.post("/api/v1/delete", COMPONENT, expected_version=str(current))
+    assert status == 409 and body["current_version"] == current + 1
+    status, body = await api.post("/api/v1/apply", COMPONENT, expected_version="seven")
+    assert status == 400 and "expected_version" in body["error"]

@@ -40,41 +40,41 @@ def doc(name: str, kind: str = "VirtualService", bad: bool = False, value: int =
     return docs[0]
 
 
-def commit(store: ConfigStore, plan) -> None:  # type: ignore[no-untyped-def]
+async def commit(store: ConfigStore, plan) -> None:  # type: ignore[no-untyped-def]
     plan = store.evaluate(plan)
     assert plan.ok, plan.all_diagnostics()
-    store.commit(plan)
+    await store.commit(plan)
 
 
-def test_apply_merges_and_bumps_version() -> None:
+async def test_apply_merges_and_bumps_version() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_apply([doc("a"), doc("b")], "api"))
+    await commit(store, store.plan_apply([doc("a"), doc("b")], "api"))
     assert store.version == 1
     plan = store.evaluate(store.plan_apply([doc("b", value=2), doc("c")], "api"))
     assert plan.change.added == (("VirtualService", "default", "c"),)
     assert plan.change.modified == (("VirtualService", "default", "b"),)
-    store.commit(plan)
+    await store.commit(plan)
     assert store.version == 2
     assert store.config == [("VirtualService", "default", n) for n in "abc"]
 
 
-def test_unchanged_apply_keeps_version() -> None:
+async def test_unchanged_apply_keeps_version() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_apply([doc("a")], "api"))
+    await commit(store, store.plan_apply([doc("a")], "api"))
     plan = store.evaluate(store.plan_apply([doc("a")], "api"))
     assert plan.ok and plan.change.empty
-    assert store.commit(plan) == 1
+    assert await store.commit(plan) == 1
 
 
-def test_refused_change_leaves_store_untouched() -> None:
+async def test_refused_change_leaves_store_untouched() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_apply([doc("a")], "api"))
+    await commit(store, store.plan_apply([doc("a")], "api"))
     plan = store.evaluate(store.plan_apply([doc("a", value=5), doc("b", bad=True)], "api"))
     assert not plan.ok
     [diag] = plan.all_diagnostics()
     assert diag.location.file == "b.yaml" and diag.field == "spec.bad"
     try:
-        store.commit(plan)
+        await store.commit(plan)
     except ValueError:
         pass
     else:  # pragma: no cover
@@ -83,45 +83,45 @@ def test_refused_change_leaves_store_untouched() -> None:
     assert store.documents[("VirtualService", "default", "a")].body["spec"]["value"] == 1
 
 
-def test_duplicate_key_in_one_change_is_refused() -> None:
+async def test_duplicate_key_in_one_change_is_refused() -> None:
     store = ConfigStore(fake_compile)
     plan = store.evaluate(store.plan_apply([doc("a"), doc("a", value=2)], "api"))
     assert not plan.ok
     assert "defined twice" in plan.all_diagnostics()[0].message
 
 
-def test_load_errors_refuse_the_whole_change() -> None:
+async def test_load_errors_refuse_the_whole_change() -> None:
     store = ConfigStore(fake_compile)
     broken = Diagnostic(Location(file="x.yaml"), "", "malformed YAML at line 3")
     plan = store.evaluate(store.plan_apply([doc("a")], "api", [broken]))
     assert not plan.ok and store.version == 0
 
 
-def test_delete_reports_missing_and_removes_present() -> None:
+async def test_delete_reports_missing_and_removes_present() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_apply([doc("a"), doc("b")], "api"))
+    await commit(store, store.plan_apply([doc("a"), doc("b")], "api"))
     plan = store.evaluate(
         store.plan_delete([("VirtualService", "default", "a"), ("VirtualService", "default", "zz")])
     )
     assert plan.change.removed == (("VirtualService", "default", "a"),)
     assert plan.change.not_found == (("VirtualService", "default", "zz"),)
-    store.commit(plan)
+    await store.commit(plan)
     assert list(store.documents) == [("VirtualService", "default", "b")]
 
 
-def test_replace_source_removes_only_that_sources_documents() -> None:
+async def test_replace_source_removes_only_that_sources_documents() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_replace_source("folder:/x", [doc("a"), doc("b")]))
-    commit(store, store.plan_apply([doc("api-owned")], "api"))
+    await commit(store, store.plan_replace_source("folder:/x", [doc("a"), doc("b")]))
+    await commit(store, store.plan_apply([doc("api-owned")], "api"))
     plan = store.evaluate(store.plan_replace_source("folder:/x", [doc("b", value=3)]))
     assert plan.change.removed == (("VirtualService", "default", "a"),)
     assert plan.change.modified == (("VirtualService", "default", "b"),)
-    store.commit(plan)
+    await store.commit(plan)
     assert sorted(k[2] for k in store.documents) == ["api-owned", "b"]
     assert store.owner(("VirtualService", "default", "api-owned")) == "api"
 
 
-def test_docs_of_kind_filters_and_sorts() -> None:
+async def test_docs_of_kind_filters_and_sorts() -> None:
     store = ConfigStore(fake_compile)
-    commit(store, store.plan_apply([doc("z", "Component"), doc("a", "Component"), doc("v")], "api"))
+    await commit(store, store.plan_apply([doc("z", "Component"), doc("a", "Component"), doc("v")], "api"))
     assert [d.key[2] for d in store.docs_of_kind("Component")] == ["a", "z"]

@@ -1,11 +1,13 @@
-"""The accepted config set: documents keyed by (kind, namespace, name), a version, all-or-nothing changes.
+"""Planning a change against the accepted set: pure, no I/O (ConfigStore evaluates and persists it).
 
-A change (apply, delete, or a source replacing its full set) is planned against a copy, compiled as a whole
-and only then committed; a refused change leaves the store untouched, so the last good config keeps serving.
+Every document has one owner: `api` (mecha apply/delete) or `folder:<path>` (a watched folder). A change
+from another owner is refused as a whole with an `owner-conflict` diagnostic, so a folder re-read never
+silently undoes an API edit, or the reverse.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +16,10 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.sources import RawDocument
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
+
+OWNER_API = "api"
+OWNER_CONFLICT = "owner-conflict"  # diagnostic code: answered 409 by the API
+VERSION_CONFLICT = "version-conflict"  # diagnostic code: ?expected_version= is not the current version
 
 
 class CompileResultLike(Protocol):
@@ -30,6 +36,24 @@ CompileFn = Callable[[list[RawDocument]], CompileResultLike]
 def key_str(key: Key) -> str:
     kind, namespace, name = key
     return f"{kind} {namespace}/{name}"
+
+
+def folder_owner(path: object) -> str:
+    return f"folder:{path}"
+
+
+def same_body(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Equal bodies, also when one came back from the store's JSON (a YAML date is a string there)."""
+    if old == new:
+        return True
+    try:
+        return _canonical(old) == _canonical(new)
+    except (TypeError, ValueError):  # e.g. mixed key types: not comparable, so treat as changed
+        return False
+
+
+def _canonical(body: Mapping[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -61,112 +85,94 @@ class Plan:
     change: Change
     diagnostics: list[Diagnostic] = field(
         default_factory=list
-    )  # load/duplicate problems found while planning
+    )  # load/duplicate/owner problems found while planning
     result: CompileResultLike | None = None
+    source: str = ""  # who asked: `api` or `folder:<path>` (recorded with the version)
+    written: tuple[Key, ...] = ()  # documents this change (re)writes, changed or not (their file may move)
 
     @property
     def ok(self) -> bool:
         load_ok = not any(d.severity is Severity.ERROR for d in self.diagnostics)
         return load_ok and (self.result is None or self.result.ok)
 
+    @property
+    def conflict(self) -> str:
+        """`owner` / `version` when the refusal is a conflict (HTTP 409), else ''."""
+        codes = {d.code for d in self.diagnostics}
+        if VERSION_CONFLICT in codes:
+            return "version"
+        return "owner" if OWNER_CONFLICT in codes else ""
+
     def all_diagnostics(self) -> list[Diagnostic]:
         return [*self.diagnostics, *(self.result.diagnostics if self.result else [])]
 
 
-class ConfigStore:
-    def __init__(self, compile_fn: CompileFn) -> None:
-        self._compile = compile_fn
-        self._docs: dict[Key, RawDocument] = {}
-        self._owners: dict[Key, str] = {}
-        self.version = 0
-        self.result: CompileResultLike = compile_fn([])
+def _owner_conflict(where: Location, key: Key, owner: str, source: str) -> Diagnostic:
+    if owner == OWNER_API:
+        how = "delete it with `mecha delete` first, or remove it from this folder"
+    else:
+        how = f"edit or remove it in that folder ({owner.removeprefix('folder:')})"
+    verb = "this folder" if source.startswith("folder:") else "the API"
+    return Diagnostic(
+        where,
+        "metadata.name",
+        f"{key_str(key)} is owned by {owner}; {verb} cannot change it: {how}",
+        Severity.ERROR,
+        OWNER_CONFLICT,
+    )
 
-    @property
-    def config(self) -> Any:
-        return self.result.config
 
-    @property
-    def documents(self) -> Mapping[Key, RawDocument]:
-        return dict(self._docs)
-
-    def owner(self, key: Key) -> str:
-        return self._owners.get(key, "")
-
-    def plan_apply(
-        self, docs: Iterable[RawDocument], source: str, load_diagnostics: Iterable[Diagnostic] = ()
-    ) -> Plan:
-        """Merge docs over the current set (same key replaces)."""
-        return self._plan(docs, (), source, list(load_diagnostics))
-
-    def plan_delete(self, keys: Iterable[Key]) -> Plan:
-        return self._plan((), keys, "", [])
-
-    def plan_replace_source(
-        self, source: str, docs: Iterable[RawDocument], load_diagnostics: Iterable[Diagnostic] = ()
-    ) -> Plan:
-        """GitOps: docs are the complete set for `source`; its documents missing from docs are removed."""
-        docs = list(docs)
-        incoming = {d.key for d in docs}
-        gone = [k for k, owner in self._owners.items() if owner == source and k not in incoming]
-        return self._plan(docs, gone, source, list(load_diagnostics))
-
-    def _plan(
-        self, upserts: Iterable[RawDocument], removals: Iterable[Key], source: str, diags: list[Diagnostic]
-    ) -> Plan:
-        documents, owners = dict(self._docs), dict(self._owners)
-        added: list[Key] = []
-        modified: list[Key] = []
-        removed: list[Key] = []
-        not_found: list[Key] = []
-        seen: dict[Key, Location] = {}
-        for doc in upserts:
-            key = doc.key
-            if key in seen:
-                diags.append(
-                    Diagnostic(
-                        doc.location,
-                        "metadata.name",
-                        f"{key_str(key)} is defined twice in this change (first in {seen[key]})",
-                        Severity.ERROR,
-                        "duplicate",
-                    )
+def plan_change(
+    documents: Mapping[Key, RawDocument],
+    owners: Mapping[Key, str],
+    upserts: Iterable[RawDocument],
+    removals: Iterable[tuple[Key, Location]],
+    source: str,
+    diags: list[Diagnostic],
+) -> Plan:
+    """The candidate set after `source` writes upserts and removes removals (owner rules checked)."""
+    docs, owned = dict(documents), dict(owners)
+    added: list[Key] = []
+    modified: list[Key] = []
+    removed: list[Key] = []
+    not_found: list[Key] = []
+    written: list[Key] = []
+    seen: dict[Key, Location] = {}
+    for doc in upserts:
+        key = doc.key
+        if key in seen:
+            diags.append(
+                Diagnostic(
+                    doc.location,
+                    "metadata.name",
+                    f"{key_str(key)} is defined twice in this change (first in {seen[key]})",
+                    Severity.ERROR,
+                    "duplicate",
                 )
-                continue
-            seen[key] = doc.location
-            old = documents.get(key)
-            if old is None:
-                added.append(key)
-            elif old.body != doc.body:
-                modified.append(key)
-            documents[key] = doc
-            owners[key] = source
-        for key in removals:
-            if key in documents:
-                del documents[key]
-                owners.pop(key, None)
-                removed.append(key)
-            else:
-                not_found.append(key)
-        change = Change(tuple(added), tuple(modified), tuple(removed), tuple(not_found))
-        return Plan(documents, owners, change, diags)
-
-    def evaluate(self, plan: Plan) -> Plan:
-        """Compile the whole candidate set (skipped when planning already found errors)."""
-        if plan.ok and not plan.change.empty:
-            plan.result = self._compile(list(plan.documents.values()))
-        return plan
-
-    def commit(self, plan: Plan) -> int:
-        """Make an evaluated, ok plan current; returns the new version (unchanged when nothing changed)."""
-        if not plan.ok:
-            raise ValueError("refusing to commit a plan with errors")
-        if plan.change.empty:
-            return self.version
-        assert plan.result is not None, "evaluate() before commit()"
-        self._docs, self._owners = plan.documents, plan.owners
-        self.result = plan.result
-        self.version += 1
-        return self.version
-
-    def docs_of_kind(self, *kinds: str) -> list[RawDocument]:
-        return sorted((d for d in self._docs.values() if d.kind in kinds), key=lambda d: d.key)
+            )
+            continue
+        seen[key] = doc.location
+        owner = owned.get(key)
+        if owner is not None and owner != source:
+            diags.append(_owner_conflict(doc.location, key, owner, source))
+            continue
+        old = docs.get(key)
+        if old is None:
+            added.append(key)
+        elif not same_body(old.body, doc.body):
+            modified.append(key)
+        docs[key] = doc
+        owned[key] = source
+        written.append(key)
+    for key, where in removals:
+        owner = owned.get(key)
+        if owner is None:
+            not_found.append(key)
+        elif owner != source:
+            diags.append(_owner_conflict(where, key, owner, source))
+        else:
+            del docs[key]
+            del owned[key]
+            removed.append(key)
+    change = Change(tuple(added), tuple(modified), tuple(removed), tuple(not_found))
+    return Plan(docs, owned, change, diags, source=source, written=tuple(written))

@@ -1,0 +1,119 @@
+"""The accepted config set: documents keyed by (kind, namespace, name), a version, all-or-nothing changes.
+
+A change (apply, delete, or a source replacing its full set) is planned against a copy, compiled as a whole
+and only then committed: first to the backend (one durable transaction), then to the in-memory view the
+proxies are served from. A refused change writes nothing, so the last good config keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from xds.controlplane.store.base import ChangeRecord, StoreBackend, StoredDocument, VersionRecord
+from xds.controlplane.store.memory import MemoryBackend
+from xds.controlplane.store.plan import OWNER_API, CompileFn, CompileResultLike, Key, Plan, plan_change
+from xds.diagnostics import Diagnostic, Location
+from xds.sources import RawDocument
+
+
+class ConfigStore:
+    def __init__(self, compile_fn: CompileFn, backend: StoreBackend | None = None) -> None:
+        self._compile = compile_fn
+        self.backend: StoreBackend = backend if backend is not None else MemoryBackend()
+        self._docs: dict[Key, RawDocument] = {}
+        self._owners: dict[Key, str] = {}
+        self.version = 0
+        self.result: CompileResultLike = compile_fn([])
+
+    async def load(self) -> list[Diagnostic]:
+        """Read the backend and compile what it holds (off the event loop): the stored version is served
+        as it was accepted. Returns the compiler's diagnostics (a store written by an older compiler may hold
+        what this one now refuses: it is served anyway, and the diagnostics say why it would be refused)."""
+        state = await self.backend.load()
+        docs = {d.key: d.raw() for d in state.documents}
+        result = await asyncio.to_thread(self._compile, list(docs.values())) if docs else self.result
+        self._docs = docs
+        self._owners = {d.key: d.owner for d in state.documents}
+        self.version = state.version
+        self.result = result
+        return list(result.diagnostics)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def history(self) -> list[VersionRecord]:
+        return await self.backend.history()
+
+    @property
+    def config(self) -> Any:
+        return self.result.config
+
+    @property
+    def documents(self) -> Mapping[Key, RawDocument]:
+        return dict(self._docs)
+
+    def owner(self, key: Key) -> str:
+        return self._owners.get(key, "")
+
+    def sources(self) -> set[str]:
+        return set(self._owners.values())
+
+    def plan_apply(
+        self, docs: Iterable[RawDocument], source: str, load_diagnostics: Iterable[Diagnostic] = ()
+    ) -> Plan:
+        """Merge docs over the current set (same key replaces; another owner's key is refused)."""
+        return plan_change(self._docs, self._owners, docs, (), source, list(load_diagnostics))
+
+    def plan_delete(
+        self, keys: Iterable[Key], source: str = OWNER_API, where: Mapping[Key, Location] | None = None
+    ) -> Plan:
+        """Remove keys (`where` names the request document of each, for a conflict's diagnostic)."""
+        places = where or {}
+        removals = [(k, places.get(k) or Location(kind=k[0], namespace=k[1], name=k[2])) for k in keys]
+        return plan_change(self._docs, self._owners, (), removals, source, [])
+
+    def plan_replace_source(
+        self, source: str, docs: Iterable[RawDocument], load_diagnostics: Iterable[Diagnostic] = ()
+    ) -> Plan:
+        """GitOps: docs are the complete set for `source`; its documents missing from docs are removed."""
+        docs = list(docs)
+        incoming = {d.key for d in docs}
+        gone = [
+            (k, Location(kind=k[0], namespace=k[1], name=k[2]))
+            for k, owner in self._owners.items()
+            if owner == source and k not in incoming
+        ]
+        return plan_change(self._docs, self._owners, docs, gone, source, list(load_diagnostics))
+
+    def evaluate(self, plan: Plan) -> Plan:
+        """Compile the whole candidate set (skipped when planning already found errors). Pure: may run in a
+        thread."""
+        if plan.ok and not plan.change.empty:
+            plan.result = self._compile(list(plan.documents.values()))
+        return plan
+
+    async def commit(self, plan: Plan) -> int:
+        """Make an evaluated, ok plan current: durable in the backend first, then served. Returns the new
+        version (unchanged when nothing changed). A backend failure (StoreError) leaves both untouched."""
+        if not plan.ok:
+            raise ValueError("refusing to commit a plan with errors")
+        if plan.change.empty:
+            return self.version
+        assert plan.result is not None, "evaluate() before commit()"
+        version = self.version + 1
+        record = ChangeRecord(
+            VersionRecord(version, time.time(), plan.source, plan.change),
+            [StoredDocument.of(plan.documents[k], plan.owners[k]) for k in plan.written],
+            plan.change.removed,
+        )
+        await self.backend.save(record)
+        self._docs, self._owners = plan.documents, plan.owners
+        self.result = plan.result
+        self.version = version
+        return version
+
+    def docs_of_kind(self, *kinds: str) -> list[RawDocument]:
+        return sorted((d for d in self._docs.values() if d.kind in kinds), key=lambda d: d.key)

@@ -1,0 +1,56 @@
+"""A backend that keeps the record in this process only (tests and embedded use without a state folder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xds.controlplane.store.base import (
+    ChangeRecord,
+    StoredDocument,
+    StoredState,
+    StoreVersionConflict,
+    VersionRecord,
+)
+from xds.controlplane.store.plan import Key
+
+
+@dataclass
+class MemoryRecord:
+    """The data itself: share one between MemoryBackends to model a reopen."""
+
+    documents: dict[Key, StoredDocument] = field(default_factory=dict)
+    versions: list[VersionRecord] = field(default_factory=list)
+
+
+class MemoryBackend:
+    def __init__(self, record: MemoryRecord | None = None) -> None:
+        self.record = record if record is not None else MemoryRecord()
+
+    @property
+    def location(self) -> str:
+        return "memory"
+
+    def _version(self) -> int:
+        return self.record.versions[-1].version if self.record.versions else 0
+
+    async def load(self) -> StoredState:
+        return StoredState(self._version(), tuple(self.record.documents.values()))
+
+    async def save(self, record: ChangeRecord) -> None:
+        current = self._version()
+        if record.version.version != current + 1:
+            raise StoreVersionConflict(
+                f"config store {self.location}: holds version {current}, "
+                f"refusing to write version {record.version.version}"
+            )
+        for doc in record.upserts:
+            self.record.documents[doc.key] = doc
+        for key in record.removed:
+            self.record.documents.pop(key, None)
+        self.record.versions.append(record.version)
+
+    async def history(self) -> list[VersionRecord]:
+        return list(self.record.versions)
+
+    async def close(self) -> None:
+        return None

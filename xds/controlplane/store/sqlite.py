@@ -1,0 +1,224 @@
+"""The embedded backend: one SQLite file in the state folder (`<state dir>/config.db`, 0600 in a 0700 folder).
+
+WAL journal with synchronous=FULL: a committed change survives a SIGKILL or a power cut. Every call runs on
+one dedicated thread that owns the connection, so the event loop never waits on the disk. A file that is not
+a Mecha store, is corrupt, or was written by a newer schema is refused with its path; never reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xds.controlplane.store.base import (
+    ChangeRecord,
+    StoredDocument,
+    StoredState,
+    StoreError,
+    StoreVersionConflict,
+    VersionRecord,
+)
+from xds.controlplane.store.plan import Change, Key
+from xds.statedir import ensure_private_dir
+
+DB_FILE = "config.db"
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration in _migrate()
+APPLICATION_ID = 0x4D454348  # PRAGMA application_id "MECH": this file is a Mecha config store
+
+_SCHEMA = """
+CREATE TABLE versions (
+    version INTEGER PRIMARY KEY,          -- 1, 2, 3...: one row per accepted change
+    at      REAL NOT NULL,                -- unix seconds
+    source  TEXT NOT NULL,                -- api | folder:<path>
+    changes TEXT NOT NULL                 -- JSON {"added": [[kind, namespace, name]], "modified", "removed"}
+);
+CREATE TABLE documents (
+    kind        TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    owner       TEXT NOT NULL,            -- api | folder:<path>: the only source allowed to change it
+    api_version TEXT NOT NULL,
+    body        TEXT NOT NULL,            -- the document as JSON
+    yaml        TEXT NOT NULL,            -- the document's YAML text as received
+    file        TEXT NOT NULL,
+    document    INTEGER NOT NULL,         -- index in a multi-document file
+    version     INTEGER NOT NULL REFERENCES versions(version),  -- the version that last wrote it
+    PRIMARY KEY (kind, namespace, name)
+);
+"""
+
+T = TypeVar("T")
+
+
+def _keys(raw: list[Any]) -> tuple[Key, ...]:
+    return tuple((str(k[0]), str(k[1]), str(k[2])) for k in raw)
+
+
+def _row(doc: StoredDocument, version: int) -> tuple[Any, ...]:
+    body = json.dumps(doc.body, default=str)
+    return (*doc.key, doc.owner, doc.api_version, body, doc.text, doc.file, doc.document, version)
+
+
+class SqliteBackend:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecha-store")
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> SqliteBackend:
+        return cls(Path(state_dir) / DB_FILE)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    # ---- opening ---------------------------------------------------------------------------------------
+    def _refuse(self, reason: str) -> StoreError:
+        return StoreError(
+            f"config store {self.path}: {reason}; refusing to start (nothing was changed: restore a backup "
+            "or move the file away to start empty)"
+        )
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        ensure_private_dir(self.path.parent)
+        try:
+            # created 0600 before SQLite touches it (its -wal/-shm files copy the database file's mode)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StoreError(f"config store {self.path}: cannot open: {exc.strerror or exc}") from None
+        db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit (BEGIN IMMEDIATE)
+        try:
+            self._check_and_migrate(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise self._refuse(f"not a readable SQLite database ({exc})") from None
+        except StoreError:
+            db.close()
+            raise
+        self._db = db
+        return db
+
+    def _check_and_migrate(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        schema = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and schema == 0 and tables == 0:  # a new, empty file
+            db.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
+                f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            )
+            return
+        if app_id != APPLICATION_ID:
+            raise self._refuse("this SQLite file is not a Mecha config store")
+        if schema > SCHEMA_VERSION:
+            raise self._refuse(
+                f"written by a newer Mecha (schema {schema}; this version reads up to {SCHEMA_VERSION})"
+            )
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise self._refuse(f"the database is corrupt ({check})")
+
+    # ---- reading ---------------------------------------------------------------------------------------
+    async def load(self) -> StoredState:
+        return await self._run(self._load)
+
+    def _load(self) -> StoredState:
+        db = self._open()
+        try:
+            version = db.execute("SELECT coalesce(max(version), 0) FROM versions").fetchone()[0]
+            rows = db.execute(
+                "SELECT kind, namespace, name, owner, api_version, body, yaml, file, document FROM documents"
+                " ORDER BY kind, namespace, name"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(f"cannot be read ({exc})") from None
+        docs = []
+        for kind, namespace, name, owner, api_version, body, text, file, index in rows:
+            try:
+                parsed = json.loads(body)
+            except ValueError as exc:
+                raise self._refuse(f"document {kind} {namespace}/{name} has a corrupt body ({exc})") from None
+            docs.append(
+                StoredDocument((kind, namespace, name), owner, api_version, parsed, file, int(index), text)
+            )
+        return StoredState(int(version), tuple(docs))
+
+    async def history(self) -> list[VersionRecord]:
+        return await self._run(self._history)
+
+    def _history(self) -> list[VersionRecord]:
+        rows = self._open().execute("SELECT version, at, source, changes FROM versions ORDER BY version")
+        out = []
+        for version, at, source, changes in rows:
+            summary = json.loads(changes)
+            change = Change(
+                _keys(summary.get("added", [])),
+                _keys(summary.get("modified", [])),
+                _keys(summary.get("removed", [])),
+            )
+            out.append(VersionRecord(int(version), float(at), source, change))
+        return out
+
+    # ---- writing ---------------------------------------------------------------------------------------
+    async def save(self, record: ChangeRecord) -> None:
+        await self._run(self._save, record)
+
+    def _save(self, record: ChangeRecord) -> None:
+        db = self._open()
+        new = record.version
+        try:
+            db.execute("BEGIN IMMEDIATE")  # takes the write lock now: the version check below holds
+            try:
+                current = db.execute("SELECT coalesce(max(version), 0) FROM versions").fetchone()[0]
+                if new.version != current + 1:
+                    raise StoreVersionConflict(
+                        f"config store {self.path}: holds version {current}, refusing to write version "
+                        f"{new.version} (another control plane on the same file?)"
+                    )
+                changes = {
+                    "added": new.change.added,
+                    "modified": new.change.modified,
+                    "removed": new.change.removed,
+                }
+                db.execute(
+                    "INSERT INTO versions (version, at, source, changes) VALUES (?, ?, ?, ?)",
+                    (new.version, new.at, new.source, json.dumps(changes)),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO documents (kind, namespace, name, owner, api_version, body, yaml,"
+                    " file, document, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_row(d, new.version) for d in record.upserts],
+                )
+                db.executemany(
+                    "DELETE FROM documents WHERE kind = ? AND namespace = ? AND name = ?", record.removed
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"config store {self.path}: cannot write version {new.version}: {exc}") from None
+
+    async def close(self) -> None:
+        def close_db() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(close_db)
+        self._thread.shutdown(wait=False)
