@@ -26,6 +26,7 @@ import aiohttp
 import yaml
 
 from xds.cli.main import main as mecha
+from xds.controlplane.auth import read_token
 from xds.demo.config import NAMESPACE, SERVICE_PORT, DemoLayout, DemoProxy, DemoWorkload
 from xds.runner.procs import Child
 from xds.runner.stack import Stack, StackOptions
@@ -159,7 +160,8 @@ class DaprStack(Stack):
     def capabilities_env(self, p: DemoProxy) -> dict[str, str]:
         spec = self.specs[p.workloads[0].service]
         # gRPC InvokeService goes back through this proxy's Dapr HTTP listener (mesh routing, retries).
-        return {"MECHA_INVOKE_URL": f"http://127.0.0.1:{p.dapr_http_port}", **spec.capabilities_env}
+        return {"MECHA_INVOKE_URL": f"http://127.0.0.1:{p.dapr_http_port}", **spec.capabilities_env,
+                "MECHA_CONTROL_PLANE_TOKEN_FILE": str(self.o.state_dir / "dapr-reader-token")}  # fmt: skip
 
     async def start_capabilities(self, p: DemoProxy, within_s: float = 20.0) -> Child:
         service = p.workloads[0].service
@@ -219,7 +221,9 @@ class DaprMesh:
 
         def run() -> int:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                return mecha(["apply", "-f", str(path), "--server", self.stack.api])
+                return mecha(["apply", "-f", str(path), "--server", self.stack.api, "--token", token])
+
+        token = read_token(self.stack.o.state_dir) or ""
 
         rc = await asyncio.to_thread(run)
         assert rc == 0, f"mecha apply refused {path}:\n{out.getvalue()}"

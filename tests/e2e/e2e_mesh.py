@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from xds.cli.main import main as mecha
+from xds.controlplane.auth import read_token
 from xds.demo.config import DemoLayout
 from xds.runner.stack import Stack
 
@@ -54,7 +55,7 @@ class Mesh:
         return Counter(await asyncio.gather(*(one() for _ in range(n))))
 
     async def api_get(self, path: str) -> Any:
-        async with self.session.get(self.api + path) as resp:
+        async with self.session.get(self.api + path, headers=self.stack.api_headers()) as resp:
             return await resp.json()
 
     async def cli(self, *argv: str) -> tuple[int, str]:
@@ -63,7 +64,9 @@ class Mesh:
 
         def run() -> int:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                return mecha([*argv, "--server", self.api])
+                return mecha([*argv, "--server", self.api, "--token", token])
+
+        token = read_token(self.stack.o.state_dir) or ""
 
         rc = await asyncio.to_thread(run)
         return rc, out.getvalue()

@@ -22,6 +22,7 @@ import pytest_asyncio
 import yaml
 
 from xds.bootstrap import BootstrapParams, render
+from xds.controlplane.auth import auth_headers
 from xds.demo.config import default_layout, demo_documents
 from xds.runner.procs import Child, Supervisor
 from xds.runner.stack import proxy_synced
@@ -134,6 +135,7 @@ async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str)
 
 async def _json(method: str, url: str, host: str | None = None, **kw: Any) -> tuple[int, Any]:
     headers = {"Host": host} if host else {}
+    headers.update(auth_headers())  # the control plane runs in this folder: its .mecha/api-token
     headers.update(kw.pop("headers", {}))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         async with session.request(method, url, headers=headers, **kw) as resp:

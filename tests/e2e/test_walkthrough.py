@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from xds.controlplane.auth import read_token
 from xds.demo.config import demo_config, make_layout
 from xds.runner.stack import Stack, StackOptions
 
@@ -129,6 +130,7 @@ async def test_bookinfo_then_traffic_shift_then_state_and_pubsub(tmp_path: Path)
     api = stack.api
     try:
         await stack.start(90)
+        server = ("--server", api, "--token", read_token(stack.o.state_dir) or "")
         pp = layout.workload("productpage-v1")
         entry = f"http://127.0.0.1:{layout.proxy_of('productpage-v1').outbound_port}"
         status, body = await _request("GET", f"http://127.0.0.1:{pp.inbound_port}/productpage")
@@ -137,9 +139,9 @@ async def test_bookinfo_then_traffic_shift_then_state_and_pubsub(tmp_path: Path)
 
         # Step 2: shift all traffic to v2; `mecha diff` first shows what changes, `mecha apply` does it.
         (tmp_path / "all-v2.yaml").write_text(ALL_V2)
-        code, out = await _mecha("diff", "-f", str(tmp_path / "all-v2.yaml"), "--server", api)
+        code, out = await _mecha("diff", "-f", str(tmp_path / "all-v2.yaml"), *server)
         assert code == 0 and "RDS" in out, out
-        code, out = await _mecha("apply", "-f", str(tmp_path / "all-v2.yaml"), "--server", api)
+        code, out = await _mecha("apply", "-f", str(tmp_path / "all-v2.yaml"), *server)
         assert code == 0 and "VirtualService default/reviews configured" in out, out
         await stack.wait_synced()
         assert await _versions(entry) == Counter({"v2": 30})
@@ -147,7 +149,7 @@ async def test_bookinfo_then_traffic_shift_then_state_and_pubsub(tmp_path: Path)
         # Step 3: state and pub/sub for reviews only (scopes), applied like any other config.
         topic = f"new-ratings-{uuid.uuid4().hex[:8]}"
         (tmp_path / "reviews-dapr.yaml").write_text(STATE_AND_PUBSUB.format(topic=topic))
-        code, out = await _mecha("apply", "-f", str(tmp_path / "reviews-dapr.yaml"), "--server", api)
+        code, out = await _mecha("apply", "-f", str(tmp_path / "reviews-dapr.yaml"), *server)
         assert code == 0 and "Component default/reviews-state created" in out, out
         reviews_dapr = f"http://127.0.0.1:{layout.proxy_of('reviews-v1').dapr_http_port}/v1.0"
         key = uuid.uuid4().hex
