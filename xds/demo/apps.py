@@ -30,7 +30,8 @@ EVENTS = web.AppKey("events", list)
 
 def _identity(request: web.Request) -> dict[str, object]:
     app = request.app
-    return {"app": app[APP_NAME], "version": app[VERSION], "pid": os.getpid()}
+    # raw_path: the path as received (path_qs re-encodes it and drops a leading "//"): what the app is given
+    return {"app": app[APP_NAME], "version": app[VERSION], "pid": os.getpid(), "raw_path": request.raw_path}
 
 
 async def record_event(request: web.Request) -> web.Response:
