@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -155,3 +158,117 @@ async def test_stack_with_gateway_routes_productpage_through_it(tmp_path: Path) 
     finally:
         await stack.stop()
     assert not pid_alive(gateway.pid)
+
+
+def _listening_sockets(pids: list[int]) -> dict[str, int]:
+    """Each `address:port` some TCP socket of pids LISTENs on (from /proc, like `ss -ltnp`), with its pid."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = pid
+    found: dict[str, int] = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state != "0A" or inode not in inodes:  # 0A: TCP_LISTEN
+                continue
+            hex_ip, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc prints the address as host-order 32-bit words
+            ip = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4)))
+            ip = getattr(ip, "ipv4_mapped", None) or ip  # gRPC's [::ffff:127.0.0.1]
+            found[f"{ip}:{int(hex_port, 16)}"] = inodes[inode]
+    return found
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+
+
+def _wait_for(predicate: Callable[[], bool], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _child(state: Path, name: str) -> dict[str, Any]:
+    info = json.loads((state / "up.json").read_text())
+    return next(c for c in info["children"] if c["name"] == name)
+
+
+def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_once(tmp_path: Path) -> None:
+    """One real `mecha up`: every listening socket of its processes is on loopback; state files 0600 in 0700
+    folders; a killed control plane and capability service come back (printed, up.json updated) and `mecha
+    down` stops the restarted ones; a second `mecha up` right after succeeds (TIME_WAIT is not "in use");
+    SIGKILL of that supervisor leaves no child behind."""
+    offset = _free_offset()
+    state = tmp_path / ".mecha"
+    mecha = [sys.executable, "-m", "xds.cli"]
+    up = [*mecha, "up", "--port-offset", str(offset)]
+    proc = subprocess.Popen(up, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second: subprocess.Popen[str] | None = None
+    try:
+        text = "\n".join(_read_until(proc, "Mecha is up", 120))
+        assert "listens on 127.0.0.1 only" in text
+        info = json.loads((state / "up.json").read_text())
+        assert info["status"] == "up"
+        pids = [c["pid"] for c in info["children"]]
+        listening = _listening_sockets(pids)
+        assert len(listening) >= 20, listening  # control plane, apps, capability services, 5 Envoys
+        wide = {addr: pid for addr, pid in listening.items() if not addr.startswith(("127.0.0.1:", "::1:"))}
+        assert wide == {}, f"listening beyond loopback: {wide}"
+        gateway_port = int(info["gateway"].split(":")[2].split("/")[0])
+        assert f"127.0.0.1:{gateway_port}" in listening
+        modes = _modes(state)
+        assert {k: oct(m) for k, m in modes.items() if Path(state / k).is_dir() and m != 0o700} == {}
+        assert {k: oct(m) for k, m in modes.items() if Path(state / k).is_file() and m != 0o600} == {}
+        assert {"up.json", "bootstrap/ingressgateway.yaml", "logs/control-plane.log"} <= set(modes)
+
+        for name in ("control-plane", "capabilities-reviews-v1"):
+            old = _child(state, name)["pid"]
+            os.kill(old, signal.SIGKILL)
+            restarted = _read_until(proc, f"restarted {name}: pid", 30)
+            assert any(f"warning: {name} (pid {old}) exited with code -9" in line for line in restarted)
+            _wait_for(lambda n=name, o=old: _child(state, n)["pid"] != o, 10, f"{name} in up.json")
+            assert _child(state, name)["restarts"] == 1
+        api = info["api"]
+        _wait_for(lambda: _answers(f"{api}/readyz"), 30, "the restarted control plane's /readyz")
+        live = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
+
+        down = subprocess.run([*mecha, "down"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert proc.wait(timeout=30) == 0
+        assert [pid for pid in live if pid_alive(pid)] == []
+
+        # up again at once, same ports: the sockets the first run closed may sit in TIME_WAIT
+        second = subprocess.Popen(
+            up, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        _read_until(second, "Mecha is up", 120)
+        children = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
+        second.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG stops the children
+        second.wait(timeout=10)
+        _wait_for(lambda: not any(pid_alive(pid) for pid in children), 15, "children of a killed supervisor")
+    finally:
+        for running in (proc, second):
+            if running is not None and running.poll() is None:
+                running.send_signal(signal.SIGINT)
+                running.communicate(timeout=30)
+        subprocess.run([*mecha, "down"], cwd=tmp_path, capture_output=True, timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False

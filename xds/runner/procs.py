@@ -73,6 +73,12 @@ def _open_private_log(path: Path) -> int:
     return fd
 
 
+def touch_private_log(path: Path) -> Path:
+    """Create a log a child opens itself (Envoy's --log-path keeps the mode of an existing file) as 0600."""
+    os.close(_open_private_log(path))
+    return path
+
+
 class Supervisor:
     """Starts children in their own session (Ctrl-C reaches only us), restarts the ones that die (see
     `restart_dead`) and stops them in reverse order. on_change runs after every start/restart (the state

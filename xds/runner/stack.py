@@ -23,7 +23,7 @@ from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FIL
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.diagnose import explain_proxy
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
-from xds.runner.procs import Child, Supervisor, port_in_use
+from xds.runner.procs import Child, Supervisor, port_in_use, touch_private_log
 from xds.statedir import ensure_private_dir, write_private_file
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
@@ -325,7 +325,7 @@ class Stack:
                 initial_fetch_timeout_s=2.0,
             )
             path = write(params, self.o.state_dir / "bootstrap" / f"{proxy_id}.yaml")
-            log = self.logs / f"envoy-{proxy_id}.log"
+            log = touch_private_log(self.logs / f"envoy-{proxy_id}.log")
             argv = [
                 str(envoy),
                 "-c",
