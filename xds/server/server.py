@@ -99,6 +99,7 @@ class _Stream:
     transport: str
     credential: Any = None  # what the authenticator verified (None: the server runs without one)
     task: asyncio.Task[Any] | None = None  # the handler, cancelled when its credential is revoked
+    closed_because: str = ""  # why close_streams ended it (sent to the client as UNAUTHENTICATED)
 
     @property
     def flavour(self) -> str:
@@ -302,6 +303,8 @@ class XdsServer:
         except (CodecError, ProtocolError) as exc:
             await self._reject(context, peer, str(exc), identity.id)
         except asyncio.CancelledError:
+            if stream.closed_because:  # revoked: the client is told why, not just CANCELLED
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, stream.closed_because)
             raise
         except (grpc.aio.AioRpcError, ConnectionError) as exc:
             log.info("proxy %s stream ended: %s", identity.id, exc)
@@ -325,6 +328,7 @@ class XdsServer:
         for stream in list(self._streams.values()):
             if stream.credential is not None and stream.task is not None and revoked(stream.credential):
                 log.warning("proxy %s: credential revoked, closing its stream", stream.identity.id)
+                stream.closed_because = f"credential of proxy {stream.identity.id!r} revoked or expired"
                 stream.task.cancel()
                 closed += 1
         return closed

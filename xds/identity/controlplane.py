@@ -1,0 +1,114 @@
+"""The control plane's side of workload identity: who may open xDS streams and get certificates.
+
+Secure (the default): the xDS port serves TLS with a certificate from the mesh CA, every stream and CSR must
+carry a credential signed by the state folder's key, and workload keys stay with the agents (the control
+plane serves SDS references only). `--insecure-xds` / MECHA_INSECURE_XDS=1 keeps the old plaintext,
+unauthenticated port as a transition (anyone reaching it can be any proxy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from xds.agent.channel import SERVER_NAME
+from xds.ca.authority import CertificateAuthority
+from xds.ca.service import CertificateService
+from xds.identity.authenticator import CredentialAuthenticator
+from xds.identity.credential import Credential, CredentialIssuer, CredentialVerifier
+from xds.identity.revocation import RevocationList
+
+log = logging.getLogger("mecha.identity")
+SERVING_CERT_TTL = timedelta(days=365)
+CA_FOLDER = "ca"  # under the state folder unless MECHA_CA_DIR says otherwise
+
+
+@dataclass
+class XdsIdentity:
+    secure: bool
+    authenticator: CredentialAuthenticator | None = None
+    issuer: CredentialIssuer | None = None
+    ca: CertificateAuthority | None = None
+    server_credentials: grpc.ServerCredentials | None = None
+    handlers: list[grpc.GenericRpcHandler] = field(default_factory=list)
+
+    @property
+    def agent_sds(self) -> bool:
+        """Workload keys come from agents: the translator references their SDS, the CA never mints keys."""
+        return self.secure
+
+    def server_options(self) -> dict[str, Any]:
+        return {
+            "authenticator": self.authenticator,
+            "server_credentials": self.server_credentials,
+            "extra_handlers": self.handlers,
+        }
+
+    def revoke(self, server: Any, jti: str = "", proxy_id: str = "") -> dict[str, Any]:
+        """Revoke one credential or every credential of a proxy; its open streams close at once."""
+        if self.authenticator is None:
+            raise ValueError("the control plane runs with --insecure-xds: there are no credentials to revoke")
+        if bool(jti) == bool(proxy_id):
+            raise ValueError("give exactly one of jti or proxy_id")
+        revocations = self.authenticator.revocations
+        if jti:
+            revocations.revoke_id(jti)
+        else:
+            revocations.revoke_proxy(proxy_id, time.time())
+        closed = server.close_streams(self.authenticator.is_revoked)
+        log.warning("revoked %s; %d open streams closed", f"credential {jti}" if jti else f"proxy {proxy_id}",
+                    closed)  # fmt: skip
+        return {"revoked": jti or proxy_id, "closed_streams": closed}
+
+    def close_expired(self, server: Any, now: float | None = None) -> int:
+        moment = now if now is not None else time.time()
+        return int(server.close_streams(lambda c: isinstance(c, Credential) and c.expires_at <= moment))
+
+
+def xds_identity(settings: Any) -> XdsIdentity:
+    """From the control plane's Settings (insecure_xds, state_dir, ca_dir, trust_domain, xds_host...)."""
+    if settings.insecure_xds:
+        log.warning(
+            "xDS port %s is PLAINTEXT and UNAUTHENTICATED (--insecure-xds): anything that reaches it can "
+            "claim to be any proxy%s",
+            settings.xds_port,
+            " and receive its private key" if settings.mtls else "",
+        )
+        return XdsIdentity(secure=False)
+    if settings.ca_dir is None:  # one root for the serving certificate, the CSR endpoint and the mesh
+        settings.ca_dir = settings.state_dir / CA_FOLDER
+    ca = CertificateAuthority.load_or_create(settings.ca_dir, settings.trust_domain)
+    issuer = CredentialIssuer.load_or_create(settings.state_dir)
+    authenticator = CredentialAuthenticator(
+        CredentialVerifier(issuer.public_key), RevocationList.in_state_dir(settings.state_dir)
+    )
+    dns, ips = _names(settings.xds_host)
+    cert_pem, key_pem = ca.serving_certificate(dns, ips, SERVING_CERT_TTL)
+    service = CertificateService(ca, authenticator, timedelta(seconds=settings.cert_ttl))
+    return XdsIdentity(
+        secure=True,
+        authenticator=authenticator,
+        issuer=issuer,
+        ca=ca,
+        server_credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)]),
+        handlers=[service.handler()],
+    )
+
+
+def _names(host: str) -> tuple[list[str], list[str]]:
+    """DNS and IP SANs of the serving certificate: the fixed name agents check, plus the bound host."""
+    dns, ips = [SERVER_NAME, "localhost"], ["127.0.0.1"]
+    try:
+        ipaddress.ip_address(host)
+        if host not in ips and host not in ("0.0.0.0", "::"):
+            ips.append(host)
+    except ValueError:
+        if host and host not in dns:
+            dns.append(host)
+    return dns, ips
