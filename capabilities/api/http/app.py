@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from capabilities.api.http import configuration, lock, metadata, secrets, sequencer, state
-from capabilities.api.http.common import json_response
+from capabilities.api.http.common import json_response, malformed
+from capabilities.api.http.logfilter import quiet_malformed_http
 from capabilities.blocks.configuration.service import ConfigurationService
 from capabilities.blocks.state.service import StateService
 from capabilities.errors import DaprError
@@ -68,6 +69,12 @@ def _make_middlewares(runtime: Any) -> list[Any]:
             return error_response(DaprError("ERR_METHOD_NOT_ALLOWED", message, 405, "UNIMPLEMENTED"))
         except web.HTTPException:
             raise
+        except (RecursionError, UnicodeError) as exc:
+            # Input no handler could represent (nesting past the interpreter's limit, text that is not
+            # Unicode): the caller's fault, so a 400 and one log line, not a 500 with a traceback.
+            log.info("malformed input on %s %s: %s", request.method, request.path, type(exc).__name__)
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid Unicode ({exc})"
+            return error_response(malformed(f"request input is {reason}"))
         except Exception as exc:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(
@@ -95,6 +102,7 @@ def _optional_module(name: str) -> Any | None:
 
 
 def build_app(runtime: Any) -> web.Application:
+    quiet_malformed_http()
     # aiohttp refuses bodies above client_max_size while reading (chunked uploads included).
     app = web.Application(
         middlewares=_make_middlewares(runtime), client_max_size=runtime.settings.max_body_bytes

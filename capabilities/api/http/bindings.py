@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from capabilities import strict_json
 from capabilities.blocks.bindings import errors, service
 from capabilities.blocks.bindings.contract import InvokeRequest
 
@@ -19,7 +20,7 @@ def parse_body(raw: bytes) -> InvokeRequest:
     if not raw.strip():
         raise errors.malformed('request body is empty; expected {"data", "metadata", "operation"}')
     try:
-        body = json.loads(raw)
+        body = strict_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.malformed(f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):

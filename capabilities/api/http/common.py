@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from capabilities import strict_json
 from capabilities.errors import DaprError
 
+UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})  # JSON is UTF-8 (RFC 8259); ASCII is a subset
 JSON_TYPES = ("application/json", "text/json", "application/cloudevents+json")
 
 
@@ -24,17 +26,18 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
     ctype = request.content_type
     if ctype.startswith(("multipart/", "image/", "audio/", "video/")):
         raise malformed(f"Content-Type {ctype} is not supported here; send a JSON body (application/json)")
+    charset = (request.charset or "utf-8").lower()
+    if charset not in UTF8_NAMES:
+        raise malformed(f"Content-Type charset {charset!r} is not supported; send UTF-8 JSON")
     raw = await request.read()
     if not raw.strip():
         if allow_empty:
             return None
         raise malformed("request body is empty; expected JSON")
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise malformed("body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise malformed(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        return strict_json.loads(raw)
+    except ValueError as exc:
+        raise malformed(str(exc)) from None
 
 
 def query_metadata(request: web.Request) -> dict[str, str]:

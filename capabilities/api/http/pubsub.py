@@ -6,11 +6,11 @@ Only maps HTTP to the block service (capabilities.blocks.pubsub.service) and bac
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from capabilities import strict_json
 from capabilities.api.http.common import empty, json_response, query_metadata
 from capabilities.blocks.pubsub import errors, service
 
@@ -45,7 +45,7 @@ def add_routes(app: web.Application, runtime: Any) -> None:
         pubsub = _pubsub(runtime, name)
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw.strip() else None
+            body = strict_json.loads(raw) if raw.strip() else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.malformed_events(name, topic, f"body is not valid JSON: {exc}") from None
         entries = service.parse_bulk_entries(name, topic, body)

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from capabilities import strict_json
 from capabilities.errors import DaprError
 
 DEFAULT_TYPE = "com.dapr.event.sent"
@@ -76,7 +77,7 @@ def new_envelope(
     }
     if is_json_content_type(content_type):
         try:
-            ce["data"] = json.loads(data) if data else None
+            ce["data"] = strict_json.loads(data) if data else None
         except (ValueError, UnicodeDecodeError):
             ce["data"] = data.decode("utf-8", "replace")  # Dapr falls back to the string form
     elif is_binary_content_type(content_type):
@@ -91,7 +92,7 @@ def from_cloudevent(
 ) -> dict[str, Any]:
     """A caller-supplied structured CloudEvent: keep its fields, set Dapr's routing/trace ones."""
     try:
-        ce = json.loads(body)
+        ce = strict_json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DaprError(
             "ERR_PUBSUB_CLOUD_EVENTS_SER",
