@@ -15,11 +15,12 @@ COPY pyproject.toml README.md ./
 COPY xds ./xds
 COPY capabilities ./capabilities
 COPY envoy ./envoy
-# /var/lib/mecha: the control plane's state folder (config store, API token); compose mounts a named volume
-# there, which starts with this folder's owner and mode.
+# /var/lib/mecha: the control plane's state folder (config store, API token); /var/lib/mecha-reader: only the
+# read-only dapr-reader-token, shared with the capability services. Compose mounts named volumes there, which
+# start with these folders' owner and mode.
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /opt/mecha mecha \
-    && install -d -o mecha -g mecha -m 0700 /var/lib/mecha
+    && install -d -o mecha -g mecha -m 0700 /var/lib/mecha /var/lib/mecha-reader
 COPY compose/apps ./apps
 
 USER mecha
