@@ -20,7 +20,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           labels: {app: reviews, version: v1}
           gateways: [istio-system/ingressgateway]   # gateway mode: Gateway resources it serves
           gateway_ports: {"80": 18080}               # gateway mode: Gateway server port -> bound port
-          bind: 127.0.0.1         # gateway mode: address its listeners bind (default 0.0.0.0, as istiod)
+          bind: 127.0.0.1         # gateway/node mode: address of listeners that default to 0.0.0.0 (istiod)
           tcp_ports: {"9000": 19000}  # TCP/TLS service port -> loopback port of its outbound TCP listener
           locality: us-east/zone-a/rack-1    # optional: locality load balancing is relative to it
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
@@ -176,7 +176,7 @@ class ProxyIdentity:
     gateway_ports: tuple[tuple[int, int], ...] = ()
     tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
     locality: str = ""  # "region/zone/subzone": endpoint priorities and weights are relative to it
-    bind: str = ""  # gateway listeners' address ("" -> 0.0.0.0); `mecha up` says 127.0.0.1
+    bind: str = ""  # gateway/node listeners' address ("" -> 0.0.0.0); `mecha up` says 127.0.0.1
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     dapr_api_token: str | None = field(default=None, repr=False)  # default of every app's dapr_api_token
     app_api_token: str | None = field(default=None, repr=False)  # default of every app's app_api_token

@@ -28,6 +28,7 @@ from xds.statedir import ensure_private_dir, write_private_file
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
 CAPABILITIES_WAIT_S = 15.0
+LOOPBACK = "127.0.0.1"  # `mecha up` runs on one machine: every listener binds here
 
 
 class StackError(RuntimeError):
@@ -134,7 +135,8 @@ def api_tokens(options: StackOptions) -> dict[str, str]:
 
 
 def proxy_metadata(proxy: DemoProxy, tokens: dict[str, str]) -> dict[str, Any]:
-    meta = proxy.metadata()
+    # one machine: node-mode listeners bind loopback too (their default is every interface)
+    meta = {**proxy.metadata(), "bind": LOOPBACK}
     if "DAPR_API_TOKEN" in tokens:
         meta["dapr_api_token"] = tokens["DAPR_API_TOKEN"]
     if "APP_API_TOKEN" in tokens:
@@ -309,7 +311,7 @@ class Stack:
         gw = self.o.layout.gateway
         if self.o.with_gateway and gw is not None:
             # `mecha up` runs on one machine: the gateway listens on loopback (istiod's default is 0.0.0.0)
-            specs.append((gw.id, gw.admin_port, gw.id, {**gw.metadata(), "bind": "127.0.0.1"}))
+            specs.append((gw.id, gw.admin_port, gw.id, {**gw.metadata(), "bind": LOOPBACK}))
         return specs
 
     async def _start_envoys(self, envoy: Path, deadline: float) -> None:

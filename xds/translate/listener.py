@@ -88,7 +88,7 @@ def proxy_listeners(
         return []  # gateway listeners are not translated in this pass (the builder warns)
     out: list[lis.Listener] = []
     if proxy.outbound_port is not None:
-        bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+        bind = proxy.bind or ("0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1")
         port = proxy.outbound_port
         out.append(
             http_listener(
@@ -212,7 +212,7 @@ def proxy_listener_bytes(
         return []
     out: list[tuple[str, bytes]] = []
     if proxy.outbound_port is not None:
-        bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+        bind = proxy.bind or ("0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1")
         port = proxy.outbound_port
         name = f"0.0.0.0_{port}"
         body = http_listener_bytes(

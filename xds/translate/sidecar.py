@@ -127,7 +127,7 @@ def outbound_listener(
     """The proxy's outbound listener (listener.py) with the dynamic forward proxy filter (ALLOW_ANY)."""
     assert proxy.outbound_port is not None
     port = proxy.outbound_port
-    bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+    bind = proxy.bind or ("0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1")
     name = f"0.0.0.0_{port}"
     direction = core.TrafficDirection.OUTBOUND
     return hcm_listener(

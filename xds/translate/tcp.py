@@ -110,7 +110,7 @@ def _tls_chains(
 
 def tcp_listeners(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> list[lis.Listener]:
     out: list[lis.Listener] = []
-    bind = "0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1"
+    bind = proxy.bind or ("0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1")
     for service_port, bound in proxy.tcp_ports:
         matching = [
             (svc, sp)

@@ -64,3 +64,21 @@ def test_mecha_bootstrap_admin_defaults_to_loopback() -> None:
     )  # fmt: skip
     admin = yaml.safe_load(out.stdout)["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"
+
+
+def _node_outbound_address(extra_metadata: dict[str, str]) -> str:
+    layout = make_layout("node", lambda _role, _index: next(_ports))
+    (node,) = layout.proxies
+    proxy = ProxyIdentity.from_node(node.id, {"mecha": {**node.metadata(), **extra_metadata}})
+    docs, _ = load_text(demo_config(layout), "demo.yaml")
+    compiled = compile_documents(docs)
+    assert compiled.config is not None
+    snap = SnapshotBuilder().build(compiled.config, [proxy])[proxy.id]
+    listeners = {n: resource_to_dict(types.LISTENER, r.body) for n, r in snap.of(types.LISTENER).items()}
+    outbound = listeners[f"0.0.0.0_{node.outbound_port}"]
+    return str(outbound["address"]["socketAddress"]["address"])
+
+
+def test_node_mode_outbound_listener_binds_where_its_node_metadata_says() -> None:
+    assert _node_outbound_address({}) == "0.0.0.0"  # node mode serves other hosts by default
+    assert _node_outbound_address({"bind": "127.0.0.1"}) == "127.0.0.1"  # mecha up: one machine
