@@ -1,0 +1,83 @@
+"""What a runner (`mecha up`, tests) needs to put an agent beside an Envoy: the credential its node metadata
+calls for, the agent's command line, and the bootstrap that points Envoy at the agent's sockets."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xds.identity.credential import CredentialIssuer
+from xds.statedir import ensure_private_dir, write_private_file
+
+AGENTS_FOLDER = "agents"  # <state dir>/agents/<proxy id>/: credential (0600) and the sockets (0700 folder)
+
+
+def claims_for(proxy_id: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Namespace, service accounts, labels and mode a proxy with this node metadata legitimately claims
+    (service account: each app's `app` label, else its name, as the translator derives SPIFFE ids)."""
+    apps = metadata.get("apps") or []
+    labels: dict[str, set[str]] = {}
+    for source in [metadata.get("labels") or {}, *[a.get("labels") or {} for a in apps]]:
+        for key, value in source.items():
+            labels.setdefault(str(key), set()).add(str(value))
+    accounts = [str((a.get("labels") or {}).get("app") or a["name"]) for a in apps]
+    if not accounts:
+        accounts = [str((metadata.get("labels") or {}).get("app") or proxy_id)]
+    return {
+        "namespace": str(metadata.get("namespace") or "default"),
+        "service_accounts": list(dict.fromkeys(accounts)),
+        "labels": {k: sorted(v) for k, v in labels.items()},
+        "mode": str(metadata.get("mode") or "sidecar"),
+    }
+
+
+def issue_for(state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], ttl_s: float = 30 * 86400) -> Path:
+    """Sign the proxy's credential with the state folder's key; written 0600 beside its agent's sockets."""
+    token, _ = CredentialIssuer.load_or_create(state_dir).issue(
+        proxy_id, ttl_s=ttl_s, **claims_for(proxy_id, metadata)
+    )
+    folder = ensure_private_dir(state_dir / AGENTS_FOLDER / proxy_id)
+    return write_private_file(folder / "credential.jwt", token + "\n")
+
+
+def agent_argv(
+    credential: Path,
+    control_plane: str,
+    root_cert: Path,
+    socket_dir: Path,
+    trust_domain: str = "cluster.local",
+) -> list[str]:
+    return [
+        sys.executable, "-m", "xds.cli", "agent", "--credential", str(credential), "--control-plane",
+        control_plane, "--root-cert", str(root_cert), "--socket-dir", str(socket_dir),
+        "--trust-domain", trust_domain,
+    ]  # fmt: skip
+
+
+async def start_beside(
+    sup: Any, logs: Path, state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], xds_port: int,
+    bootstrap: Path, deadline: float,
+) -> Path:  # fmt: skip
+    """Issue the proxy's credential, start its agent (a supervised child) and wait for its sockets; returns
+    the bootstrap rewritten to use them. sup/Child: xds.runner.procs (kept out of this module's imports)."""
+    import asyncio
+    import time
+
+    from xds.agent.agent import SDS_SOCKET, XDS_SOCKET
+    from xds.agent.bootstrap import through_agent
+    from xds.runner.procs import Child
+
+    credential = issue_for(state_dir, proxy_id, metadata)
+    sockets = credential.parent
+    argv = agent_argv(credential, f"127.0.0.1:{xds_port}", state_dir / "ca" / "root-cert.pem", sockets)
+    child = await sup.start(Child(f"agent-{proxy_id}", "agent", argv, logs / f"agent-{proxy_id}.log"))
+    while not ((sockets / XDS_SOCKET).exists() and (sockets / SDS_SOCKET).exists()):
+        if child.exited is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"agent of {proxy_id} did not start; log {child.log}:\n{child.log_tail()}")
+        await asyncio.sleep(0.05)
+    out = bootstrap.with_name(f"{bootstrap.stem}.agent.yaml")
+    rendered = await asyncio.to_thread(bootstrap.read_text)
+    write_private_file(out, through_agent(rendered, sockets))
+    return out
