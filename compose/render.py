@@ -217,6 +217,13 @@ def envoy(
     return service
 
 
+def restarting(services: dict[str, Any]) -> dict[str, Any]:
+    """Every container comes back after a crash or a kill (not after `docker compose stop`)."""
+    for service in services.values():
+        service["restart"] = "unless-stopped"
+    return services
+
+
 def networks() -> dict[str, Any]:
     return {"mesh": {"ipam": {"config": [{"subnet": t.COMPOSE_SUBNET}]}}}
 
@@ -248,7 +255,11 @@ def sidecar_compose() -> dict[str, Any]:
     gateway["networks"] = {"mesh": {"ipv4_address": t.GATEWAY_COMPOSE_IP}}
     gateway["ports"] = [published(8080, t.GATEWAY_PORT)]  # the ingress: Gateway bookinfo-gateway, port 80
     services[t.GATEWAY_ID] = gateway
-    return {"services": services, "networks": networks(), "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}}}
+    return {
+        "services": restarting(services),
+        "networks": networks(),
+        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}},
+    }
 
 
 def node_compose() -> dict[str, Any]:
@@ -285,7 +296,11 @@ def node_compose() -> dict[str, Any]:
             "healthcheck": http_health(f"http://127.0.0.1:{w.local_app_port}/healthz"),
             "depends_on": healthy(t.NODE_ID),
         }
-    return {"services": services, "networks": networks(), "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}}}
+    return {
+        "services": restarting(services),
+        "networks": networks(),
+        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}},
+    }
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,0 +1,190 @@
+"""Run the compose files in real containers with podman (Docker-compatible API) and docker-compose.
+
+The product stays Docker-first; podman 4.3's quirks are handled here: a private containers.conf
+(compose/containers/podman-env.sh), health checks run by a loop (no systemd to schedule them), and `down`
+repeated for containers that share a network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy_helpers import COMPOSE, ROOT
+
+IMAGES_SCRIPT = COMPOSE / "containers" / "images.sh"
+PODMAN_ENV = COMPOSE / "containers" / "podman-env.sh"
+HEALTH_INTERVAL_S = 2.0
+
+
+def _podman_env() -> dict[str, str]:
+    """The environment podman-env.sh sets up (CONTAINERS_CONF), taken from a bash that sourced it."""
+    out = subprocess.run(
+        ["bash", "-c", f"source {PODMAN_ENV} && env -0"], capture_output=True, check=True, timeout=30
+    ).stdout
+    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+
+
+def build_images(timeout_s: float = 1500) -> dict[str, str]:
+    """Build base, stand-ins and the Mecha image; returns ENVOY_IMAGE=... and the other image variables."""
+    env = {**os.environ, "MECHA_IMAGE_SOURCE": os.environ.get("MECHA_IMAGE_SOURCE", "worktree")}
+    result = subprocess.run(
+        ["bash", str(IMAGES_SCRIPT)], capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{IMAGES_SCRIPT} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    lines = [line for line in result.stdout.splitlines() if "=" in line]
+    return dict(line.split("=", 1) for line in lines)
+
+
+@dataclass
+class Podman:
+    """`podman system service` on a private socket plus the health-check loop; stopped by PID."""
+
+    workdir: Path
+    env: dict[str, str] = field(default_factory=_podman_env)
+    _service: subprocess.Popen[bytes] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _loop: threading.Thread | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "podman.sock"
+
+    def start(self) -> None:
+        log = (self.workdir / "podman-service.log").open("wb")
+        self._service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            if time.monotonic() > deadline or self._service.poll() is not None:
+                raise RuntimeError(f"podman system service did not start: {self.workdir}/podman-service.log")
+            time.sleep(0.2)
+        self._loop = threading.Thread(target=self._run_health_checks, daemon=True)
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._loop:
+            self._loop.join(timeout=30)
+        if self._service and self._service.poll() is None:
+            self._service.terminate()
+            self._service.wait(timeout=30)
+
+    def _run_health_checks(self) -> None:
+        """Podman schedules health checks with systemd timers; without systemd, run them ourselves."""
+        while not self._stop.wait(HEALTH_INTERVAL_S):
+            ids = self.run("ps", "-q", "--filter", "health=starting").split()
+            ids += self.run("ps", "-q", "--filter", "health=unhealthy").split()
+            ids += self.run("ps", "-q", "--filter", "health=healthy").split()
+            for container in dict.fromkeys(ids):
+                subprocess.run(
+                    ["podman", "healthcheck", "run", container],
+                    env=self.env, capture_output=True, timeout=30, check=False,
+                )  # fmt: skip
+
+    def run(self, *args: str, check: bool = False) -> str:
+        result = subprocess.run(
+            ["podman", *args], env=self.env, capture_output=True, text=True, timeout=120, check=check
+        )
+        return result.stdout
+
+    def containers(self, project: str) -> list[dict[str, object]]:
+        out = self.run(
+            "ps", "-a", "--format", "json", "--filter", f"label=com.docker.compose.project={project}"
+        )
+        return json.loads(out or "[]")
+
+
+@dataclass
+class ComposeProject:
+    podman: Podman
+    file: str
+    name: str
+    images: dict[str, str]
+
+    def compose(
+        self, *args: str, timeout_s: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.podman.env, **self.images, "DOCKER_HOST": f"unix://{self.podman.socket}"}
+        env.pop("MECHA_PUBLISH_ADDRESS", None)  # the default: loopback
+        command = ["docker-compose", "-p", self.name, "-f", str(COMPOSE / self.file), *args]
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
+
+    def health(self) -> dict[str, str]:
+        """Container name -> its status line (e.g. "Up 10 seconds (healthy)")."""
+        return {str(c["Names"][0]): str(c["Status"]) for c in self.podman.containers(self.name)}  # type: ignore[index]
+
+    def wait_healthy(self, within_s: float = 240) -> None:
+        deadline = time.monotonic() + within_s
+        while True:
+            statuses = self.health()
+            if statuses and all("(healthy)" in s for s in statuses.values()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not every container became healthy in {within_s}s: {statuses}")
+            time.sleep(2)
+
+    def exec(self, service: str, *command: str) -> str:
+        return self.compose("exec", "-T", service, *command, timeout_s=60).stdout
+
+    def down(self) -> list[str]:
+        """`down -v` (twice: podman may refuse a namespace owner before its joiners); returns what is left."""
+        ids = [str(c["Id"]) for c in self.podman.containers(self.name)]
+        for _ in range(2):
+            self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+            if not self.podman.containers(self.name):
+                break
+        left = [f"container {c['Names']}" for c in self.podman.containers(self.name)]
+        networks = self.podman.run("network", "ls", "--format", "{{.Name}}").split()
+        left += [f"network {n}" for n in networks if n.startswith(f"{self.name}_")]
+        volumes = self.podman.run("volume", "ls", "--format", "{{.Name}}").split()
+        left += [f"volume {v}" for v in volumes if v.startswith(f"{self.name}_")]
+        left += [f"process {pid}" for pid in _processes_naming(ids)]
+        return left
+
+
+def _processes_naming(container_ids: list[str]) -> list[str]:
+    """PIDs whose command line names one of the containers (conmon, runc, the container's own processes)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(cid in cmdline for cid in container_ids):
+            found.append(proc.name)
+    return found
+
+
+@contextmanager
+def running(project: ComposeProject) -> Iterator[ComposeProject]:
+    """up -d, every container healthy, then always down; nothing may be left."""
+    try:
+        project.compose("up", "-d", "--no-build", timeout_s=600)
+        project.wait_healthy()
+        yield project
+    finally:
+        left = project.down()
+        assert not left, f"left after down: {left}"
+
+
+__all__ = ["ROOT", "ComposeProject", "Podman", "build_images", "running"]
