@@ -81,7 +81,7 @@ class Mesh:
 
 @contextlib.asynccontextmanager
 async def demo_mesh(
-    state_dir: Path, delta: bool, extra_env: dict[str, str] | None = None
+    state_dir: Path, delta: bool, extra_env: dict[str, str] | None = None, with_agents: bool = False
 ) -> AsyncIterator[Mesh]:
     """The demo mesh (control plane, demo apps, one Envoy each; no capability services), torn down after."""
     from xds.demo.config import make_layout
@@ -98,6 +98,7 @@ async def demo_mesh(
         watch_interval=0.2,
         with_capabilities=False,
         extra_env=dict(extra_env or {}),
+        with_agents=with_agents,  # a `mecha agent` per Envoy, TLS xDS with credentials (xds/agent/)
     )
     stack = Stack(options)
     try:

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from xds.cli import analyze, commands
+from xds.cli import analyze, commands, identity
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
 from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="compile config offline (no server)")
     _add_files(p)
     analyze.add_parser(sub)
+    identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         "proxy-status": commands.cmd_proxy_status,
         "proxy-config": commands.cmd_proxy_config,
         "bootstrap": commands.cmd_bootstrap,
+        "credential": identity.cmd_credential,
+        "agent": identity.cmd_agent,
     }
     try:
         if args.command in ("up", "down"):
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print("\n".join(commands.api_error_lines(exc)), file=sys.stderr)
         return 1
-    except commands.UsageError as exc:
+    except (commands.UsageError, identity.IdentityUsageError) as exc:
         print(f"mecha {args.command}: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # e.g. a bad MECHA_* environment variable

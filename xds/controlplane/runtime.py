@@ -89,7 +89,11 @@ class ControlPlane:
         backend = SqliteBackend.in_state_dir(self.settings.state_dir)
         self.store = ConfigStore(pipeline.compile_documents, backend)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
-        self.server = XdsServer(self.cache, max_concurrent_pushes=self.settings.max_concurrent_pushes)
+        from xds.identity.controlplane import xds_identity
+
+        self.identity = xds_identity(self.settings)  # TLS + credentials on the xDS port unless --insecure-xds
+        pushes = self.settings.max_concurrent_pushes
+        self.server = XdsServer(self.cache, max_concurrent_pushes=pushes, **self.identity.server_options())
         self.certs = _certificates(self.settings)  # None unless mTLS is on
         self.builder = self._new_builder()
         self._rotation: asyncio.Task[None] | None = None
@@ -217,8 +221,9 @@ class ControlPlane:
             options["path_normalization"] = self.settings.path_normalization
         if self.certs is None:
             builder = self._pipeline.SnapshotBuilder(**options)
-        else:  # a dry run sees the same certificates
-            builder = self._pipeline.SnapshotBuilder(certs=self.certs, **options)
+        else:  # a dry run sees the same certificates; with agents, SDS references and no key
+            agent = {"agent_sds": True} if self.identity.agent_sds else {}
+            builder = self._pipeline.SnapshotBuilder(certs=self.certs, **options, **agent)
         if hasattr(builder, "credentials"):  # Gateway credentialName folder (a test pipeline may lack it)
             builder.credentials = CredentialStore(self.settings.credentials_folder())
         return builder

@@ -20,6 +20,7 @@ ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<s
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
 ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<name>/tls.crt, tls.key, ca.crt
 ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
+ENV_INSECURE_XDS = "MECHA_INSECURE_XDS"  # 1: plaintext, unauthenticated xDS (transition; xds/identity)
 ENV_ROUTE_TABLES = "MECHA_ROUTE_TABLES"  # auto | single | scoped (xds/translate/scoped.py)
 ROUTE_TABLE_MODES = ("auto", "single", "scoped")
 ENV_PATH_NORMALIZATION = "MECHA_PATH_NORMALIZATION"  # meshConfig.pathNormalization (translate/normalize.py)
@@ -90,6 +91,7 @@ class Settings:
     cert_ttl: float = 86400.0
     ca_dir: Path | None = None
     credentials_dir: Path | None = None  # None: <first config dir>/credentials
+    insecure_xds: bool = False  # plaintext xDS, no workload credentials (docs/security.md: transition only)
     route_tables: str = "auto"  # outbound routing: one table, per-service tables (SRDS), or by mesh size
     path_normalization: str = "BASE"  # NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES (istiod's)
     # config store, API token, CA root (xds/statedir.py: 0700 folder, 0600 files)
@@ -110,6 +112,7 @@ class Settings:
             max_concurrent_pushes=_env_int(ENV_PUSH_THROTTLE, default_push_throttle()),
             watch_interval=_env_float(ENV_WATCH_INTERVAL, 1.0),
             mtls=os.environ.get(ENV_MTLS, "").strip().lower() in ("1", "true", "yes", "on"),
+            insecure_xds=os.environ.get(ENV_INSECURE_XDS, "").strip().lower() in ("1", "true", "yes", "on"),
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,

@@ -109,6 +109,8 @@ class StackOptions:
     app_api_token: str | None = None
     # the layout's ingress gateway Envoy (Gateway bookinfo-gateway); `mecha up` turns it on
     with_gateway: bool = False
+    # a `mecha agent` per Envoy (credential, key, SDS, TLS xDS: xds/agent/); False = --insecure-xds
+    with_agents: bool = False
 
 
 def compile_packages() -> None:
@@ -237,6 +239,8 @@ class Stack:
         # e.g. MECHA_MTLS=1 (the CA + SDS), MECHA_CERT_TTL; the CA root is kept in the state folder so a
         # restarted control plane keeps signing with it (.mecha/ca for `mecha up`)
         env = {"MECHA_CA_DIR": str(self.o.state_dir / "ca"), **self.o.extra_env}
+        if not self.o.with_agents:  # Envoys dial the control plane themselves: plaintext, no credential
+            env.setdefault("MECHA_INSECURE_XDS", "1")
         child = await self.sup.start(
             Child("control-plane", "control-plane", argv, self.logs / "control-plane.log"), env=env
         )
@@ -327,6 +331,11 @@ class Stack:
                 initial_fetch_timeout_s=2.0,
             )
             path = write(params, self.o.state_dir / "bootstrap" / f"{proxy_id}.yaml")
+            if self.o.with_agents:  # Envoy reaches only its agent's Unix sockets: no credential, no key
+                from xds.agent.launch import start_beside
+
+                path = await start_beside(self.sup, self.logs, self.o.state_dir, proxy_id, metadata,
+                                          self.o.xds_port, path, deadline)  # fmt: skip
             log = touch_private_log(self.logs / f"envoy-{proxy_id}.log")
             argv = [
                 str(envoy),
