@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="config store, API token, CA root (default $MECHA_STATE_DIR or ./.mecha; made 0700)",
     )
     serve.add_argument(
+        "--insecure-xds",
+        action="store_true",
+        help="plaintext xDS without workload credentials (transition only; also MECHA_INSECURE_XDS=1)",
+    )
+    serve.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -143,6 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrent_pushes=args.push_throttle,
         route_tables=args.route_tables,
         state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
+        insecure_xds=True if args.insecure_xds else None,
         allowed_hosts=args.allowed_host or None,
     )
     try:

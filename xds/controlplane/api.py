@@ -23,6 +23,7 @@ from xds.controlplane.auth import (
 )
 from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
 from xds.controlplane.envoy_admin import SECTIONS, AdminError, proxy_config, short_rows
+from xds.identity.api import revoke_credential
 from xds.redact import RedactingFilter, Redactor, secret_values
 
 log = logging.getLogger("mecha.api")
@@ -216,6 +217,7 @@ def make_app(
     app.router.add_get("/api/v1/proxies", proxies)
     app.router.add_get("/api/v1/proxies/{proxy}/config/{section}", proxy_section)
     app.router.add_get("/api/v1/dapr", dapr)
+    app.router.add_post("/api/v1/credentials/revoke", revoke_credential)  # xds/identity/api.py
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
