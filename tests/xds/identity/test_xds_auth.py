@@ -21,10 +21,6 @@ from identity_helpers import (
 from xds import types
 
 
-def _has_private_key(outcome_responses: list) -> bool:  # type: ignore[type-arg]
-    return any(b"PRIVATE KEY" in r.raw for r in outcome_responses) if outcome_responses else False
-
-
 async def test_stolen_node_block_without_credential_gets_nothing_over_tls_or_plaintext(
     tmp_path: Path,
 ) -> None:
