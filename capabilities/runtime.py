@@ -34,7 +34,9 @@ class _BlockErrors:
     not_found_status: int
     not_configured_code: str
     not_configured_msg: str
-    not_configured_status: int = 500
+    # daprd answers 500 for some blocks (state, secrets); no store of the block is a caller's configuration
+    # problem, not a server fault, so every block answers 400 (gRPC FAILED_PRECONDITION) here.
+    not_configured_status: int = 400
 
 
 # Dapr's codes/messages for an unknown or missing store, per building block (dapr pkg/messages).

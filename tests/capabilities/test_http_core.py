@@ -157,7 +157,7 @@ async def test_unknown_store_route_and_method(make_sidecar: Any) -> None:
 async def test_no_state_store_configured(make_sidecar: Any) -> None:
     client, _ = await make_sidecar([])
     resp = await client.get("/v1.0/state/any/k")
-    assert resp.status == 500 and (await resp.json())["errorCode"] == "ERR_STATE_STORE_NOT_CONFIGURED"
+    assert resp.status == 400 and (await resp.json())["errorCode"] == "ERR_STATE_STORE_NOT_CONFIGURED"
 
 
 async def test_query_not_supported(make_sidecar: Any, docs_component: Any) -> None:
