@@ -174,7 +174,7 @@ class ControlPlane:
         (config / "mesh.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
         self.proc = spawn(
             [PY, "-m", "xds.cli", "serve", "--port", str(self.api_port), "--xds-port", str(self.xds_port),
-             "--config", str(config), "--watch-interval", "0.2"],
+             "--config", str(config), "--watch-interval", "0.2", "--insecure-xds"],
             self.folder / "control-plane.log",
         )  # fmt: skip
         wait_until(lambda: http_status(f"{self.api}/readyz") == 200, 30, "control plane ready")

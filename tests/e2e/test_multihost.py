@@ -161,7 +161,7 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     try:
         await sup.start(Child("control-plane", "control-plane", [py, "-m", "xds.cli", "serve", "--port",
                         str(api_port), "--xds-port", str(xds_port), "--config", str(tmp / "config"),
-                        "--watch-interval", "0.2"], tmp / "control-plane.log"))  # fmt: skip
+                        "--watch-interval", "0.2", "--insecure-xds"], tmp / "control-plane.log"))  # fmt: skip
         for host in hosts.values():
             for name, (app_port, _) in host.ports.items():
                 service, version = name.rsplit("-", 1)
