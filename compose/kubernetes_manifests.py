@@ -75,6 +75,7 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
             str(t.XDS_PORT),
             "--config",
             "/etc/mecha/config/..data",
+            "--insecure-xds",  # TODO(xds-identity): plaintext bootstraps until the credentials flow lands
         ],
         "ports": [
             {"name": "http-api", "containerPort": t.API_PORT},

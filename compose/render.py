@@ -133,6 +133,9 @@ def control_plane(endpoints_dir: str) -> dict[str, Any]:
             "/etc/mecha/endpoints",
             "--state-dir",
             STATE_DIR,
+            # TODO(xds-identity): the packaged bootstraps speak plaintext xDS; move them to the workload
+            # credentials flow (mecha agent / SDS) and drop this transition flag.
+            "--insecure-xds",
         ],
         # the named volume keeps the state folder (config store, API token) across container restarts
         "volumes": [
