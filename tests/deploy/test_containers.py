@@ -72,7 +72,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Podman, d
 
 
 def _reviews_version(body: str) -> str:
-    return str(json.loads(body)["reviews"]["version"])
+    return str(json.loads(body)["reviews"]["body"]["version"])
 
 
 def _assert_the_mesh_works(project: ComposeProject, inventory_port: int) -> None:
