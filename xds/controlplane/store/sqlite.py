@@ -69,6 +69,7 @@ class SqliteBackend:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecha-store")
 
     @classmethod
@@ -215,6 +216,11 @@ class SqliteBackend:
             raise StoreError(f"config store {self.path}: cannot write version {new.version}: {exc}") from None
 
     async def close(self) -> None:
+        """Idempotent: the control plane and its tests may both close it."""
+        if self._closed:
+            return
+        self._closed = True
+
         def close_db() -> None:
             if self._db is not None:
                 self._db.close()

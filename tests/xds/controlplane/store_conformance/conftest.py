@@ -1,0 +1,39 @@
+"""Backends under test: every test of this folder runs against each. A new backend (PostgreSQL) adds one
+factory here and must pass the same suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from xds.controlplane.store import MemoryBackend, MemoryRecord, SqliteBackend, StoreBackend
+
+
+@dataclass
+class BackendFactory:
+    """open() gives a backend on the same record each time (a restart); all are closed after the test."""
+
+    name: str
+    make: Callable[[], StoreBackend]
+    opened: list[StoreBackend] = field(default_factory=list)
+
+    def open(self) -> StoreBackend:
+        backend = self.make()
+        self.opened.append(backend)
+        return backend
+
+
+@pytest_asyncio.fixture(params=["memory", "sqlite"])
+async def backends(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BackendFactory]:
+    if request.param == "memory":
+        record = MemoryRecord()
+        factory = BackendFactory("memory", lambda: MemoryBackend(record))
+    else:
+        factory = BackendFactory("sqlite", lambda: SqliteBackend.in_state_dir(tmp_path / "state"))
+    yield factory
+    for backend in factory.opened:
+        await backend.close()
