@@ -15,7 +15,7 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.schema import ListOf, MapOf, Obj, Spec, camelize
 from xds.model.specs import SPEC_BY_KIND
 from xds.pipeline import compile_documents, load_paths
-from xds.sources.kinds import Family, classify
+from xds.sources.kinds import Family, classify, unknown_kind_problem
 from xds.sources.loader import RawDocument
 
 HONOURED = "honoured"
@@ -107,6 +107,8 @@ def analyze_documents(
     for doc in docs:
         info, bad_version = classify(doc.api_version, doc.kind)
         if info is None and bad_version is None:
+            if unknown_kind_problem(doc.api_version, doc.kind) is not None:
+                continue  # a typo or a foreign group: reported by compile as an error, not "skipped"
             skipped.setdefault((doc.api_version, doc.kind), []).append(doc.location.file)
             continue
         if info is None:

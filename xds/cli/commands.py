@@ -47,7 +47,11 @@ def read_files(paths: list[str]) -> list[dict[str, str]]:
 def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str = "/api/v1/apply") -> int:
     dry = args.dry_run if dry_run is None else dry_run
     client = Client(args.server, getattr(args, "token", None))
-    outcome = client.post(f"{path}?dry_run={int(bool(dry))}", {"files": read_files(args.file)})
+    query = f"?dry_run={int(bool(dry))}"
+    expected = getattr(args, "expected_version", None)  # optimistic concurrency: 409 if the store moved on
+    if expected is not None:
+        query += f"&expected_version={expected}"
+    outcome = client.post(path + query, {"files": read_files(args.file)})
     print("\n".join(outcome_lines(outcome)))
     if dry and outcome.get("accepted") and "proxies" in outcome:
         print(diff_table(outcome["proxies"]))

@@ -13,6 +13,8 @@ from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_serv
 from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 
+EXPECTED_VERSION_HELP = "refuse (exit 1) unless the config is at this version (GET /api/v1/config)"
+
 
 def _add_server(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -72,12 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply config (all-or-nothing)")
     _add_files(p)
     p.add_argument("--dry-run", action="store_true", help="show per-proxy Envoy changes, apply nothing")
+    p.add_argument("--expected-version", type=int, default=None, help=EXPECTED_VERSION_HELP)
     _add_server(p)
     p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get")
     _add_files(p)
     _add_server(p)
     p = sub.add_parser("delete", help="delete the documents named in the files")
     _add_files(p)
+    p.add_argument("--expected-version", type=int, default=None, help=EXPECTED_VERSION_HELP)
     _add_server(p)
     p = sub.add_parser("validate", help="compile config offline (no server)")
     _add_files(p)

@@ -11,6 +11,7 @@ from typing import Any
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model import parse
 from xds.model.checks import traffic_checks
+from xds.model.dapr_types import component_type_problem
 from xds.model.resources import (
     CarriedResource,
     Component,
@@ -26,7 +27,7 @@ from xds.model.resources import (
 from xds.model.schema import Obj, Report, camelize
 from xds.model.specs import CHECKED_CARRIED, SPEC_BY_KIND
 from xds.model.traffic import Sidecar
-from xds.sources.kinds import Family, classify
+from xds.sources.kinds import Family, classify, unknown_kind_problem
 from xds.sources.loader import RawDocument
 
 _TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
@@ -115,6 +116,10 @@ def _required(spec: dict[str, Any], kind: str, report: Report) -> None:
                 need(r["delegate"].get("name"), f"spec.http[{i}].delegate.name")
     elif kind == "Component":
         need(spec.get("type"), "spec.type")
+        if isinstance(spec.get("type"), str) and spec["type"]:
+            problem = component_type_problem(spec["type"], str(spec.get("version") or ""))
+            if problem is not None:  # the capability service would refuse it at load time
+                report("error", "spec.type", problem, "unknown-component-type")
     elif kind == "Subscription":
         need(spec.get("pubsubname"), "spec.pubsubname")
         need(spec.get("topic"), "spec.topic")
@@ -135,6 +140,10 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             diags.append(Diagnostic(loc, "apiVersion", bad_version, Severity.ERROR, "bad-version"))
             continue
         if info is None:
+            problem = unknown_kind_problem(doc.api_version, doc.kind)
+            if problem is not None:  # a typo would otherwise be "applied" and do nothing
+                diags.append(Diagnostic(loc, "kind", problem, Severity.ERROR, "unknown-kind"))
+                continue
             skipped.append(loc)
             msg = f"skipped: {doc.api_version} {doc.kind} is not a kind Mecha reads"
             diags.append(Diagnostic(loc, "kind", msg, Severity.INFO, "skipped"))

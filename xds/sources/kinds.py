@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -54,3 +55,66 @@ def classify(api_version: str, kind: str) -> tuple[KindInfo | None, str | None]:
         allowed = ", ".join(sorted(info.versions))
         return None, f"{api_version!r} is not a supported version of {kind} (use {group}/{{{allowed}}})"
     return info, None
+
+
+# Groups whose every kind Mecha knows: a kind it does not know there is a typo, not someone else's config.
+MESH_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "dapr.io"})
+# Real kinds of those groups that Mecha does not read: skipped with a note (`mecha analyze` lists them).
+UNREAD_MESH_KINDS = frozenset(
+    {
+        ("networking.istio.io", "EnvoyFilter"),
+        ("networking.istio.io", "WorkloadGroup"),
+        ("networking.istio.io", "ProxyConfig"),
+        ("networking.istio.io", "ExternalService"),  # pre-1.0 Istio (still in istiod's testdata)
+        ("dapr.io", "HTTPEndpoint"),
+    }
+)
+# Kinds a mixed manifest carries next to mesh config, deliberately skipped: Kubernetes' own objects and the
+# other Istio groups. Any other group is refused, so a mistyped apiVersion is not silently ignored.
+SKIPPED_KINDS: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {
+            "Namespace",
+            "Pod",
+            "Service",
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Endpoints",
+            "PersistentVolumeClaim",
+            "PersistentVolume",
+            "LimitRange",
+            "ResourceQuota",
+            "List",
+        }
+    ),
+    "apps": frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}),
+    "batch": frozenset({"Job", "CronJob"}),
+    "autoscaling": frozenset({"HorizontalPodAutoscaler"}),
+    "policy": frozenset({"PodDisruptionBudget"}),
+    "networking.k8s.io": frozenset({"Ingress", "IngressClass", "NetworkPolicy"}),
+    "rbac.authorization.k8s.io": frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}),
+    "apiextensions.k8s.io": frozenset({"CustomResourceDefinition"}),
+    "discovery.k8s.io": frozenset({"EndpointSlice"}),
+    "telemetry.istio.io": frozenset({"Telemetry"}),
+    "extensions.istio.io": frozenset({"WasmPlugin"}),
+}
+
+
+def unknown_kind_problem(api_version: str, kind: str) -> str | None:
+    """Why a kind KIND_TABLE does not hold is refused, or None when it is one Mecha deliberately skips."""
+    group = api_version.rpartition("/")[0]
+    if (group, kind) in UNREAD_MESH_KINDS or kind in SKIPPED_KINDS.get(group, frozenset()):
+        return None
+    if group in MESH_GROUPS:
+        known = sorted(k for g, k in KIND_TABLE if g == group)
+        close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"known kinds: {', '.join(known)}"
+        return f"{group} has no kind {kind!r} ({hint})"
+    near = difflib.get_close_matches(kind, sorted({k for _, k in KIND_TABLE}), n=1, cutoff=0.8)
+    hint = f"; did you mean {near[0]} ({_group_of(near[0])})?" if near else ""
+    return f"{api_version} {kind} is neither mesh config Mecha reads nor a kind it skips{hint}"
+
+
+def _group_of(kind: str) -> str:
+    return next(g for g, k in KIND_TABLE if k == kind)

@@ -21,6 +21,51 @@ try:  # the C loader is ~10x faster on big meshes
 except AttributeError:  # pragma: no cover - libyaml missing
     _Loader = yaml.SafeLoader
 
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A map with the same key twice (PyYAML keeps the last one silently); marks are chunk-relative."""
+
+    def __init__(self, key: object, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", second)
+        self.key = key
+        self.first_mark = first
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc,valid-type]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_at: dict[object, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                earlier = first_at.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeConstructor reports it
+                continue
+            if earlier is not key_node.start_mark:
+                raise DuplicateKeyError(key, earlier, key_node.start_mark)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+# Kubernetes' object names (apimachinery validation): names are DNS-1123 subdomains, namespaces labels
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def name_problem(value: str, namespace: bool) -> str | None:
+    """Why a metadata.name / metadata.namespace is refused (it becomes part of Envoy names and file paths)."""
+    if namespace:
+        limit, pattern, what = 63, _DNS1123_LABEL, "label"
+    else:
+        limit, pattern, what = 253, _DNS1123_SUBDOMAIN, "subdomain"
+    if len(value) > limit:
+        return f"{len(value)} characters: a DNS-1123 {what} has at most {limit}"
+    if not pattern.fullmatch(value):
+        allowed = "lowercase letters, digits and '-'" + ("" if namespace else " in dot-separated parts")
+        return f"{value!r} is not a DNS-1123 {what} ({allowed}, starting and ending with a letter or digit)"
+    return None
+
+
 _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -78,7 +123,13 @@ def load_text(text: str, filename: str = "<inline>") -> tuple[list[RawDocument],
     for index, (first_line, chunk) in enumerate(_split_documents(text)):
         where = Location(file=filename, document=index)
         try:
-            body = yaml.load(chunk, Loader=_Loader)
+            body = yaml.load(chunk, Loader=_StrictLoader)
+        except DuplicateKeyError as exc:
+            assert exc.problem_mark is not None
+            line, first = first_line + exc.problem_mark.line + 1, first_line + exc.first_mark.line + 1
+            msg = f"duplicate key {exc.key!r} at line {line} (first at line {first}; the last would win)"
+            diags.append(Diagnostic(where, str(exc.key), msg, Severity.ERROR, "duplicate-key"))
+            continue
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = first_line + mark.line + 1 if mark is not None else first_line + 1
@@ -116,6 +167,10 @@ def _to_document(body: Any, where: Location, source: str) -> tuple[RawDocument |
         return bad("metadata.name", "missing or not a string")
     if not isinstance(namespace, str):
         return bad("metadata.namespace", "not a string")
+    for fld, value, is_namespace in (("metadata.name", name, False), ("metadata.namespace", namespace, True)):
+        problem = name_problem(value, is_namespace)
+        if problem is not None:
+            return bad(fld, problem)
     loc = Location(where.file, where.document, kind, namespace, name)
     return RawDocument(loc, api_version, kind, body, source), None
 

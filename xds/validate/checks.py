@@ -28,6 +28,7 @@ def validate(config: MeshConfig) -> list[Diagnostic]:
     out += _delegate_cycles(g)
     out += _dr_conflicts(config)
     out += _vs_conflicts(config)
+    out += _hostless_virtual_services(config)
     for vs in config.virtual_services:
         out += _route_checks(vs, config)
         if vs.for_mesh:
@@ -159,6 +160,27 @@ def _dr_conflicts(config: MeshConfig) -> list[Diagnostic]:
         else:
             seen[key] = dr
     return out
+
+
+def _hostless_virtual_services(config: MeshConfig) -> list[Diagnostic]:
+    """No hosts makes a VirtualService a delegate (Istio); one no route delegates to would route nothing."""
+    targets = {
+        (r.delegate.namespace, r.delegate.name)
+        for vs in config.virtual_services
+        for r in vs.http
+        if r.delegate is not None
+    }
+    return [
+        _err(
+            vs.meta,
+            "spec.hosts",
+            "missing: a VirtualService needs hosts (without hosts it is only a delegate, and no route "
+            "delegates to it)",
+            "no-hosts",
+        )
+        for vs in config.virtual_services
+        if vs.is_delegate and (vs.meta.namespace, vs.meta.name) not in targets
+    ]
 
 
 def _vs_conflicts(config: MeshConfig) -> list[Diagnostic]:
