@@ -95,6 +95,9 @@ def dapr_errors(method: F) -> F:
             await abort(context, err)
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
+        except (RecursionError, UnicodeError) as exc:  # input nested too deeply / not Unicode: caller's fault
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid Unicode ({exc})"
+            await abort(context, invalid_argument("ERR_MALFORMED_REQUEST", f"request input is {reason}"))
         except Exception as exc:  # never crash the server: a clear INTERNAL status instead
             log.exception("gRPC %s failed", method.__name__)
             await abort(context, DaprError("ERR_INTERNAL", f"{method.__name__}: {exc}", 500, "INTERNAL"))

@@ -95,6 +95,11 @@ class InvokeApi(ApiBase):
             ) as resp:
                 payload = await resp.read()
                 status, content_type = resp.status, resp.headers.get("content-type", "")
+        except (aiohttp.InvalidURL, ValueError) as exc:  # querystring, content type or metadata not sendable
+            raise DaprError(
+                "ERR_MALFORMED_REQUEST", f"invoke request for {app_id} cannot be sent: {exc}", 400,
+                "INVALID_ARGUMENT",
+            ) from exc  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DaprError(
                 "ERR_DIRECT_INVOKE",

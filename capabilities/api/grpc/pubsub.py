@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import grpc
 from dapr.proto.runtime.v1 import pubsub_pb2
 from google.protobuf import empty_pb2
 
+from capabilities import strict_json
 from capabilities.api.grpc.base import ApiBase, trace_headers
 from capabilities.api.grpc.errors import dapr_errors
 from capabilities.blocks.pubsub import envelope, errors, service
@@ -18,7 +18,7 @@ def bulk_event_value(raw: bytes, content_type: str) -> Any:
     """A gRPC bulk entry carries bytes; the block service takes the JSON value HTTP would have sent."""
     if envelope.is_json_content_type(content_type) or envelope.is_cloudevent_content_type(content_type):
         try:
-            return json.loads(raw)
+            return strict_json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             pass
     return raw.decode("utf-8", "replace")

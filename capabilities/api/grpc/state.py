@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import grpc
@@ -10,6 +9,7 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import state_pb2
 from google.protobuf import empty_pb2
 
+from capabilities import strict_json
 from capabilities.api.grpc.base import ApiBase
 from capabilities.api.grpc.errors import dapr_errors, invalid_argument
 from capabilities.blocks.state.contract import DeleteRequest, Operation, SetRequest
@@ -140,7 +140,7 @@ class StateApi(ApiBase):
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> state_pb2.QueryStateResponse:
         try:
-            document = json.loads(request.query)
+            document = strict_json.loads(request.query)
         except ValueError as exc:
             raise invalid_argument(
                 "ERR_MALFORMED_REQUEST", f"failed to parse JSON query body: {exc}"
