@@ -7,6 +7,8 @@ The real pipeline is exercised end to end in tests/e2e; here the stand-in keeps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import types
 from collections.abc import AsyncIterator, Iterable
@@ -295,3 +297,28 @@ async def test_expected_version_mismatch_is_409_and_writes_nothing(api: Api) -> 
     assert status == 409 and body["current_version"] == current + 1
     status, body = await api.post("/api/v1/apply", COMPONENT, expected_version="seven")
     assert status == 400 and "expected_version" in body["error"]
+
+
+async def test_cli_expected_version_refuses_a_stale_apply_and_delete(api: Api, tmp_path: Path) -> None:
+    from xds.cli.main import main as mecha
+
+    component = tmp_path / "component.yaml"
+    component.write_text(COMPONENT)
+    token = auth_headers(tmp_path / "state")["Authorization"].removeprefix("Bearer ")
+
+    def run(*argv: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = mecha([*argv, "-f", str(component), "--server", api.url, "--token", token])
+        return rc, out.getvalue()
+
+    version = api.cp.store.version
+    rc, text = await asyncio.to_thread(run, "apply", "--expected-version", str(version + 1))
+    assert rc == 1 and f"config is at version {version}, not the expected {version + 1}" in text
+    assert api.cp.store.version == version
+    rc, text = await asyncio.to_thread(run, "apply", "--expected-version", str(version))
+    assert rc == 0 and api.cp.store.version == version + 1, text
+    rc, text = await asyncio.to_thread(run, "delete", "--expected-version", str(version))
+    assert rc == 1 and "not the expected" in text and api.cp.store.version == version + 1
+    rc, text = await asyncio.to_thread(run, "delete", "--expected-version", str(version + 1))
+    assert rc == 0 and "deleted" in text, text
