@@ -121,3 +121,25 @@ def test_wrong_field_types_are_rejected_by_name(guarded: Sidecar) -> None:
             )
         assert err.value.code() == StatusCode.INVALID_ARGUMENT
         assert "key is empty" in err.value.details()
+
+
+def test_deep_json_and_unsendable_invoke_metadata_are_invalid_argument(guarded: Sidecar) -> None:
+    """Found by tests/fuzz/test_dapr_grpc_fuzz.py: both were INTERNAL before (a RecursionError out of
+    json.loads, an aiohttp ValueError on a header with CR/LF)."""
+    from dapr.proto.common.v1 import common_pb2
+    from dapr.proto.runtime.v1 import invoke_pb2, pubsub_pb2
+
+    channel, stub = _stub(guarded)
+    auth = (("dapr-api-token", TOKEN),)
+    deep = pubsub_pb2.BulkPublishRequestEntry(entry_id="1", event=b"[" * 5000 + b"]" * 5000,
+                                              content_type="application/json")  # fmt: skip
+    with channel:
+        # An entry that is not usable JSON is published as text, as for any invalid JSON entry.
+        published = stub.BulkPublishEventAlpha1(
+            pubsub_pb2.BulkPublishRequest(pubsub_name="pubsub", topic="t", entries=[deep]), metadata=auth
+        )
+        assert not published.failedEntries
+        message = common_pb2.InvokeRequest(method="m", content_type="text/plain\r\nX-Injected: 1")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.InvokeService(invoke_pb2.InvokeServiceRequest(id="other", message=message), metadata=auth)
+        assert err.value.code() == StatusCode.INVALID_ARGUMENT, err.value.details()
