@@ -117,6 +117,9 @@ class ControlPlane:
         """Load the config store (StoreError: unreadable, refuse to start), serve xDS from it, then load every
         config folder (refusals are reported, not fatal) and start watching."""
         await self._load_store()  # the first proxy gets exactly the stored version
+        watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
+        # a folder given under a new path takes over the documents of one no longer given (moved config)
+        self.store.adoptable = frozenset(s for s in self.store.sources() - watched if s.startswith("folder:"))
         self.xds_port = await self.server.start(f"{self.settings.xds_host}:{self.settings.xds_port}")
         for folder in self.settings.config_dirs:
             watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
@@ -135,6 +138,7 @@ class ControlPlane:
             watcher.start()
             self._watchers.append(watcher)
         await self._drop_unwatched_folders()
+        self.store.adoptable = frozenset()
         if self.certs is not None:
             self._rotation = asyncio.create_task(self._rotate_certificates(), name="cert-rotation")
         self.ready = True

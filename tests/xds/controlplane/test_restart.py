@@ -75,3 +75,20 @@ async def test_a_folder_no_longer_watched_is_dropped_api_documents_stay(tmp_path
     async with running(tmp_path / "state", new) as cp:
         assert sorted(k[2] for k in cp.store.documents) == ["api", "n"]
         assert cp.store.owner(("ServiceEntry", "default", "api")) == "api"
+
+
+async def test_config_folder_moved_to_a_new_path_is_taken_over(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "a.yaml").write_text(entry("a"))
+    (new / "a.yaml").write_text(entry("a"))  # the same documents under another path
+    async with running(tmp_path / "state", old) as cp:
+        assert cp.store.version == 1
+    async with running(tmp_path / "state", new) as cp:
+        assert list(cp.store.documents) == [("ServiceEntry", "default", "a")]
+        assert cp.store.owner(("ServiceEntry", "default", "a")) == f"folder:{new}"
+        assert all(s["accepted"] for s in cp.source_status.values())
+    async with running(tmp_path / "state", new) as cp:  # and it stays taken over
+        assert cp.store.owner(("ServiceEntry", "default", "a")) == f"folder:{new}"
+        assert cp.store.version == 2

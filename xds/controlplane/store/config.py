@@ -27,6 +27,8 @@ class ConfigStore:
         self._owners: dict[Key, str] = {}
         self.version = 0
         self.result: CompileResultLike = compile_fn([])
+        # owners whose documents a watched folder may take over (folders no longer watched, at start)
+        self.adoptable: frozenset[str] = frozenset()
 
     async def load(self) -> list[Diagnostic]:
         """Read the backend and compile what it holds (off the event loop): the stored version is served
@@ -86,7 +88,9 @@ class ConfigStore:
             for k, owner in self._owners.items()
             if owner == source and k not in incoming
         ]
-        return plan_change(self._docs, self._owners, docs, gone, source, list(load_diagnostics))
+        return plan_change(
+            self._docs, self._owners, docs, gone, source, list(load_diagnostics), self.adoptable
+        )
 
     def evaluate(self, plan: Plan) -> Plan:
         """Compile the whole candidate set (skipped when planning already found errors). Pure: may run in a

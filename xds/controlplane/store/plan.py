@@ -129,8 +129,10 @@ def plan_change(
     removals: Iterable[tuple[Key, Location]],
     source: str,
     diags: list[Diagnostic],
+    adoptable: frozenset[str] = frozenset(),
 ) -> Plan:
-    """The candidate set after `source` writes upserts and removes removals (owner rules checked)."""
+    """The candidate set after `source` writes upserts and removes removals (owner rules checked). A folder
+    may take over the documents of an `adoptable` owner (a folder no longer watched: the config moved)."""
     docs, owned = dict(documents), dict(owners)
     added: list[Key] = []
     modified: list[Key] = []
@@ -153,13 +155,14 @@ def plan_change(
             continue
         seen[key] = doc.location
         owner = owned.get(key)
-        if owner is not None and owner != source:
+        adopted = owner in adoptable and source.startswith("folder:")
+        if owner is not None and owner != source and not adopted:
             diags.append(_owner_conflict(doc.location, key, owner, source))
             continue
         old = docs.get(key)
         if old is None:
             added.append(key)
-        elif not same_body(old.body, doc.body):
+        elif adopted or not same_body(old.body, doc.body):  # a new owner is a change to record
             modified.append(key)
         docs[key] = doc
         owned[key] = source
