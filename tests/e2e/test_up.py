@@ -257,7 +257,7 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
         children = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
         second.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG stops the children
         second.wait(timeout=10)
-        _wait_for(lambda: not any(pid_alive(pid) for pid in children), 15, "children of a killed supervisor")
+        _wait_for(lambda: not any(pid_alive(pid) for pid in children), 60, "children of a killed supervisor")
     finally:
         for running in (proc, second):
             if running is not None and running.poll() is None:
