@@ -51,6 +51,28 @@ Duration = _Scalar(
     "a duration like 1s, 250ms or 1.5s", lambda v: isinstance(v, str) and bool(DURATION_RE.match(v))
 )
 AnyValue = _Scalar("any value", lambda v: True)
+
+
+class _Regex(Spec):
+    """A string Envoy compiles as RE2: refused here when Envoy would refuse it (xds/model/regex.py)."""
+
+    name = "an RE2 regex"
+
+    def check(self, value: Any, path: str, report: Report) -> bool:
+        from xds.model.regex import regex_problem
+
+        if not isinstance(value, str):
+            return self._wrong(value, path, report)
+        if value == "*":  # istiod: a header regex "*" means "present" (no regex reaches Envoy)
+            return True
+        problem = regex_problem(value)
+        if problem is not None:
+            report("error", path, problem, "bad-regex")
+            return False
+        return True
+
+
+Regex = _Regex()
 AnyMap = _Scalar("a map", lambda v: isinstance(v, dict))
 
 

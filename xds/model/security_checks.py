@@ -13,6 +13,7 @@ from xds.diagnostics import Diagnostic, Severity
 from xds.model.gateway import GATEWAY_SPECS
 from xds.model.jwks_fetch import FetchResult, fetch_jwks
 from xds.model.mesh import MeshConfig
+from xds.model.regex import regex_problem
 from xds.model.resources import CarriedResource
 from xds.model.security import ClientTLS, jwks_uri_target, read_jwks_uri, security_policies
 
@@ -63,6 +64,27 @@ def _check_peer(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]:
     return []
 
 
+def authz_regex(key: str, value: str) -> str | None:
+    """The regex the RBAC translation builds from a principal or namespace value (xds/translate/security/
+    rbac.py, as istiod does), or None when it builds a plain exact/prefix/suffix matcher."""
+    if key in ("namespaces", "notNamespaces", "source.namespace"):
+        return f".*/ns/{value.replace('*', '.*')}/.*"
+    if key in ("principals", "notPrincipals", "source.principal") and value.startswith("*") and value != "*":
+        return f"spiffe://.*{value[1:]}"
+    return None
+
+
+def _regex_diags(res: CarriedResource, where: str, key: str, values: Any) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for k, v in enumerate(values or ()):
+        regex = authz_regex(key, str(v))
+        problem = regex_problem(regex) if regex is not None else None
+        if problem is not None:
+            msg = f"{v!r} becomes the Envoy regex {problem}"
+            out.append(_diag(res, f"{where}[{k}]", msg, "bad-regex"))
+    return out
+
+
 def _check_authz(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     unsupported = {
@@ -83,6 +105,8 @@ def _check_authz(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]
             for key in ("serviceAccounts", "notServiceAccounts"):
                 if src.get(key):
                     out.append(_diag(res, f"{where}.{key}", "not supported: use principals", "unsupported"))
+            for key in ("principals", "notPrincipals", "namespaces", "notNamespaces"):
+                out += _regex_diags(res, f"{where}.{key}", key, src.get(key))
             for key in ("ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"):
                 for k, v in enumerate(src.get(key) or ()):
                     if not _is_cidr(str(v)):
@@ -111,6 +135,8 @@ def _check_authz(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnostic]
                 continue
             if not cond.get("values") and not cond.get("notValues"):
                 out.append(_diag(res, where, "needs values or notValues", "required"))
+            for field in ("values", "notValues"):
+                out += _regex_diags(res, f"{where}.{field}", key, cond.get(field))
             if key.startswith("request.headers") and "[" not in key:
                 out.append(_diag(res, f"{where}.key", "use request.headers[<name>]", "bad-key"))
             if key in ("source.ip", "remote.ip", "destination.ip"):

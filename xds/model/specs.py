@@ -16,6 +16,7 @@ from xds.model.schema import (
     Num,
     Obj,
     Port,
+    Regex,
     Spec,
     Str,
     UInt,
@@ -26,7 +27,9 @@ NO = False  # readability: F(spec, NO) = accepted but not translated yet
 NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
 PER_PROXY = "matching on the client's source subnet is not implemented"
 
-STRING_MATCH = Obj({"exact": F(Str), "prefix": F(Str), "regex": F(Str)}, one_of=("exact", "prefix", "regex"))
+STRING_MATCH = Obj(
+    {"exact": F(Str), "prefix": F(Str), "regex": F(Regex)}, one_of=("exact", "prefix", "regex")
+)
 LABELS = MapOf(Str)
 PORT_SELECTOR = Obj({"number": F(Port)})
 DESTINATION = Obj({"host": F(Str), "subset": F(Str), "port": F(PORT_SELECTOR)})
@@ -64,7 +67,7 @@ RETRY = Obj(
     }
 )
 REWRITE = Obj(
-    {"uri": F(Str), "authority": F(Str), "uriRegexRewrite": F(Obj({"match": F(Str), "rewrite": F(Str)}))}
+    {"uri": F(Str), "authority": F(Str), "uriRegexRewrite": F(Obj({"match": F(Regex), "rewrite": F(Str)}))}
 )
 HTTP_ROUTE_DESTINATION = Obj({"destination": F(DESTINATION), "weight": F(Int), "headers": F(HEADERS)})
 REDIRECT = Obj(

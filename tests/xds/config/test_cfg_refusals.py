@@ -193,3 +193,63 @@ def test_delegate_without_hosts_is_accepted() -> None:
     )
     result = compile_text(text)
     assert result.ok, [str(d) for d in errors(result)]
+
+
+# ---- regexes (RE2 as Envoy checks it; test_cfg_envoy.py proves the same cases against a real Envoy) ---
+
+
+def _vs_with(match: str, extra: str = "") -> str:
+    return SERVICE + (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\n"
+        f"spec: {{hosts: [reviews], http: [{{match: [{match}], route: [{{destination: {{host: reviews}}}}]"
+        f"{extra}}}]}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (_vs_with("{headers: {x-user: {regex: '(?=a)'}}}"), "spec.http[0].match[0].headers.x-user.regex"),
+        (_vs_with("{queryParams: {q: {regex: 'a{2,200}'}}}"), "spec.http[0].match[0].queryParams.q.regex"),
+        (_vs_with("{authority: {regex: '(a'}}"), "spec.http[0].match[0].authority.regex"),
+        (
+            _vs_with("{uri: {prefix: /}}", ", corsPolicy: {allowOrigins: [{regex: 'x{1001}'}]}"),
+            "spec.http[0].corsPolicy.allowOrigins[0].regex",
+        ),
+        (
+            _vs_with("{uri: {prefix: /}}", ", rewrite: {uriRegexRewrite: {match: '(?<=a)b', rewrite: x}}"),
+            "spec.http[0].rewrite.uriRegexRewrite.match",
+        ),
+    ],
+)
+def test_regex_envoy_would_refuse_is_refused(text: str, field: str) -> None:
+    (problem,) = _refused(text)
+    assert f"field {field}:" in problem and "mesh.yaml doc 1" in problem, problem
+
+
+def test_header_regex_star_still_means_present() -> None:
+    assert compile_text(_vs_with("{headers: {x-user: {regex: '*'}}}")).ok
+
+
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [
+        ("{principals: ['*/sa/(bad']}", "spec.rules[0].from[0].source.principals[0]"),
+        ("{namespaces: ['ns[']}", "spec.rules[0].from[0].source.namespaces[0]"),
+    ],
+)
+def test_authorization_policy_values_that_become_bad_regexes_are_refused(source: str, field: str) -> None:
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+        f"spec: {{rules: [{{from: [{{source: {source}}}]}}]}}\n"
+    )
+    (problem,) = _refused(text)
+    assert f"field {field}:" in problem and "Envoy regex" in problem, problem
+
+
+def test_authorization_policy_wildcards_are_accepted() -> None:
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+        "spec: {rules: [{from: [{source: {principals: ['*/sa/web', '*'], namespaces: ['team-*']}}]}]}\n"
+    )
+    assert compile_text(text).ok
