@@ -20,6 +20,7 @@ from xds import types
 from xds.cache.snapshot import Resource, Snapshot, changed_names
 from xds.server.codec import DeltaRequest, encode_delta_response
 from xds.server.state import (
+    MAX_NACK_MESSAGE_CHARS,
     Ack,
     Action,
     Nack,
@@ -27,6 +28,7 @@ from xds.server.state import (
     Send,
     StreamStateBase,
     TypeStateBase,
+    clip,
     empty_cluster_load_assignment,
 )
 
@@ -106,9 +108,10 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
                             st.client.pop(name, None)
                         else:
                             st.client[name] = previous
-                st.nack = NackInfo(rejected, req.error_detail.message, req.response_nonce)
+                detail = clip(req.error_detail.message, MAX_NACK_MESSAGE_CHARS)
+                st.nack = NackInfo(rejected, detail, req.response_nonce)
                 st.parked_version = rejected
-                actions.append(Nack(t, rejected, req.error_detail.message))
+                actions.append(Nack(t, rejected, detail))
             elif record is not None:
                 st.acked_version = record.version
                 if req.response_nonce == st.sent_nonce:

@@ -26,7 +26,17 @@ from xds.server.codec import CodecError, decode_delta_request, decode_sotw_reque
 from xds.server.delta import DeltaStreamState
 from xds.server.push import DEFAULT_MAX_CONCURRENT_PUSHES, PushThrottle
 from xds.server.sotw import SotwStreamState
-from xds.server.state import Ack, Action, Converged, Nack, ProtocolError, Send, TypeStatus
+from xds.server.state import (
+    MAX_ECHOED_CHARS,
+    Ack,
+    Action,
+    Converged,
+    Nack,
+    ProtocolError,
+    Send,
+    TypeStatus,
+    clip,
+)
 from xds.server.status import ProxyStatus
 
 log = logging.getLogger(__name__)
@@ -341,6 +351,9 @@ class XdsServer:
         proxy_id: str = "",
         code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
     ) -> None:
+        # ASCII only (gRPC percent-encodes the rest, up to 9 bytes a character) and clipped: the status
+        # message travels in a trailer, and the client's metadata limit (8 KB) would hide the reason.
+        message = clip(message.encode("ascii", "backslashreplace").decode(), 5 * MAX_ECHOED_CHARS)
         self.counters.streams_rejected += 1
         self.counters.errors.append(message)
         del self.counters.errors[:-20]
@@ -388,5 +401,9 @@ class XdsServer:
                 log.exception("on_new_proxy(%s) failed", identity.id)
             finally:
                 self._new_proxy_tasks.pop(identity.id, None)
+                # The proxy left while its first snapshot was built: nothing would ever drop that snapshot
+                # (the cache forgets a proxy when its last stream detaches, which already happened).
+                if self.cache.stream_count(identity.id) == 0:
+                    self.cache.remove(identity.id)
 
         self._new_proxy_tasks[identity.id] = asyncio.ensure_future(run(callback))

@@ -22,6 +22,7 @@ from xds import types
 from xds.cache.snapshot import Resource, Snapshot, changed_names
 from xds.server.codec import SotwRequest, encode_sotw_response
 from xds.server.state import (
+    MAX_NACK_MESSAGE_CHARS,
     Ack,
     Action,
     Nack,
@@ -29,6 +30,7 @@ from xds.server.state import (
     Send,
     StreamStateBase,
     TypeStateBase,
+    clip,
     empty_cluster_load_assignment,
 )
 
@@ -140,11 +142,12 @@ class SotwStreamState(StreamStateBase[SotwTypeState]):
             if req.response_nonce != st.sent_nonce:
                 return actions  # P5: stale nonce (superseded, or from an earlier stream)
             if req.error_detail is not None:
-                st.nack = NackInfo(st.sent_version, req.error_detail.message, st.sent_nonce)
+                detail = clip(req.error_detail.message, MAX_NACK_MESSAGE_CHARS)
+                st.nack = NackInfo(st.sent_version, detail, st.sent_nonce)
                 st.parked_version = st.sent_version
                 st.acked_version = req.version_info
                 self._update_subscription(t, st, req.resource_names)
-                actions.append(Nack(t, st.sent_version, req.error_detail.message))
+                actions.append(Nack(t, st.sent_version, detail))
                 return actions  # A3: nothing owed until the snapshot changes
             st.acked_version = req.version_info
             st.acked_nonce = req.response_nonce

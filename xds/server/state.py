@@ -16,6 +16,20 @@ class ProtocolError(ValueError):
     """A request the server cannot serve; the stream ends with INVALID_ARGUMENT and this message."""
 
 
+# Peer-supplied text that the server repeats (status messages, logs, proxy status) is clipped: a 5,000-char
+# type URL echoed into a gRPC status overflowed the client's 8 KB metadata limit (it saw RESOURCE_EXHAUSTED,
+# not the reason), and every 100 KB NACK message was logged and kept whole.
+MAX_ECHOED_CHARS = 200
+MAX_NACK_MESSAGE_CHARS = 4096
+
+
+def clip(text: str, limit: int) -> str:
+    """text, cut to `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class SyncState(StrEnum):
     SYNCED = "SYNCED"  # the proxy ACKed what the current snapshot holds for this type
     STALE = "STALE"  # sent or pending, not ACKed yet
@@ -143,13 +157,16 @@ class StreamStateBase(Generic[S]):
         if self.fixed_type is not None:
             if type_url and type_url != self.fixed_type:
                 raise ProtocolError(
-                    f"{message}.type_url: {type_url!r} sent on the {types.short_name(self.fixed_type)} stream"
+                    f"{message}.type_url: {clip(repr(type_url), MAX_ECHOED_CHARS)} sent on the "
+                    f"{types.short_name(self.fixed_type)} stream"
                 )
             return self.fixed_type
         if not type_url:
             raise ProtocolError(f"{message}.type_url: required on an ADS stream")
         if type_url not in types.TYPE_ORDER:
-            raise ProtocolError(f"{message}.type_url: unknown or unsupported type {type_url!r}")
+            raise ProtocolError(
+                f"{message}.type_url: unknown or unsupported type {clip(repr(type_url), MAX_ECHOED_CHARS)}"
+            )
         return type_url
 
     def _check_converged(self, actions: list[Action]) -> None:
