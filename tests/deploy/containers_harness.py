@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -52,6 +53,8 @@ class Podman:
     env: dict[str, str] = field(default_factory=_podman_env)
     _service: subprocess.Popen[bytes] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    paused: threading.Event = field(default_factory=threading.Event)  # set: no health checks (during down)
+    _checking: threading.Lock = field(default_factory=threading.Lock)
     _loop: threading.Thread | None = None
 
     @property
@@ -83,14 +86,25 @@ class Podman:
     def _run_health_checks(self) -> None:
         """Podman schedules health checks with systemd timers; without systemd, run them ourselves."""
         while not self._stop.wait(HEALTH_INTERVAL_S):
-            ids = self.run("ps", "-q", "--filter", "health=starting").split()
-            ids += self.run("ps", "-q", "--filter", "health=unhealthy").split()
-            ids += self.run("ps", "-q", "--filter", "health=healthy").split()
-            for container in dict.fromkeys(ids):
-                subprocess.run(
-                    ["podman", "healthcheck", "run", container],
-                    env=self.env, capture_output=True, timeout=30, check=False,
-                )  # fmt: skip
+            if self.paused.is_set():
+                continue
+            with self._checking:
+                self._check_once()
+
+    def pause_health_checks(self) -> None:
+        self.paused.set()
+        with self._checking:  # an in-flight round finishes first
+            pass
+
+    def _check_once(self) -> None:
+        ids = self.run("ps", "-q", "--filter", "health=starting").split()
+        ids += self.run("ps", "-q", "--filter", "health=unhealthy").split()
+        ids += self.run("ps", "-q", "--filter", "health=healthy").split()
+        for container in dict.fromkeys(ids):
+            subprocess.run(
+                ["podman", "healthcheck", "run", container],
+                env=self.env, capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
 
     def run(self, *args: str, check: bool = False) -> str:
         result = subprocess.run(
@@ -147,6 +161,7 @@ class ComposeProject:
     def down(self) -> list[str]:
         """`down -v` (twice: podman may refuse a namespace owner before its joiners); returns what is left."""
         ids = [str(c["Id"]) for c in self.podman.containers(self.name)]
+        self.podman.pause_health_checks()
         for _ in range(2):
             self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
             if not self.podman.containers(self.name):
@@ -156,8 +171,28 @@ class ComposeProject:
         left += [f"network {n}" for n in networks if n.startswith(f"{self.name}_")]
         volumes = self.podman.run("volume", "ls", "--format", "{{.Name}}").split()
         left += [f"volume {v}" for v in volumes if v.startswith(f"{self.name}_")]
+        _end_stale_health_check_sessions(ids)
         left += [f"process {pid}" for pid in _processes_naming(ids)]
+        self.podman.paused.clear()
         return left
+
+
+def _end_stale_health_check_sessions(container_ids: list[str]) -> None:
+    """Podman 4.3 quirk: a `podman healthcheck run` exec session caught by `down` can leave its conmon behind
+    (`conmon ... --exec`) after the container is gone. Those are the harness's own health checks: end them."""
+    for pid in _processes_naming(container_ids):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and b"--exec" in argv:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_naming(container_ids):
+        time.sleep(0.5)
 
 
 def _processes_naming(container_ids: list[str]) -> list[str]:
