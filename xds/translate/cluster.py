@@ -135,9 +135,11 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
     pool = p.connection_pool
     common_lb = clu.ClusterCommonLbConfig()
     od = p.outlier_detection
-    if od is not None and od.min_health_percent is not None:
+    if od is not None:
+        # istiod applyOutlierDetection: always set, 0 when unset (Envoy's default 50 % panic routing would
+        # send traffic to the ejected hosts of a small service)
         common_lb = clu.ClusterCommonLbConfig(
-            healthy_panic_threshold=typ.Percent(value=od.min_health_percent)
+            healthy_panic_threshold=typ.Percent(value=od.min_health_percent or 0)
         )
     from xds.translate.locality import weighted_config  # locality.py imports this module
 
