@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pg_store import private_schema, store_url
 
 from xds.controlplane.store import MemoryBackend, MemoryRecord, SqliteBackend, StoreBackend
+from xds.controlplane.store.postgres import PostgresBackend
 
 
 @dataclass
@@ -27,8 +29,16 @@ class BackendFactory:
         return backend
 
 
-@pytest_asyncio.fixture(params=["memory", "sqlite"])
+@pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
 async def backends(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BackendFactory]:
+    if request.param == "postgresql":  # the real server: one schema per test, dropped after
+        async with private_schema() as schema:
+            url = store_url(schema)
+            factory = BackendFactory("postgresql", lambda: PostgresBackend(url))
+            yield factory
+            for backend in factory.opened:
+                await backend.close()
+        return
     if request.param == "memory":
         record = MemoryRecord()
         factory = BackendFactory("memory", lambda: MemoryBackend(record))
