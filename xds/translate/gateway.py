@@ -38,6 +38,7 @@ from xds.translate.security.credentials import Credential, ca_secret_name, secre
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.proxy import TLS_INSPECTOR
 from xds.translate.security.rbac import applicable, rbac_http_filters, rbac_network_filters, tcp_warnings
+from xds.translate.upgrades import upgrade_fields
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
@@ -161,6 +162,7 @@ def _hcm(
         strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
         use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
         **normalization_fields(normalization),
+        **upgrade_fields(),  # WebSocket (istiod)
     )
     return lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))
 

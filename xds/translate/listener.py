@@ -24,6 +24,7 @@ from xds.translate.normalize import (
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
 from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
+from xds.translate.upgrades import upgrade_bytes, upgrade_fields
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
@@ -69,6 +70,7 @@ def http_listener(
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=TAIL_FILTERS,
         **normalization_fields(normalization),
+        **upgrade_fields(),
     )
     return lis.Listener(
         name=name,
@@ -185,7 +187,7 @@ def _hcm_chain(stat_prefix: str, route_name: str, scoped: bool, normalization: P
     else:
         routing = {"rds": encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)}
     manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=_TAIL_BYTES)
-    manager += normalization_bytes(normalization)
+    manager += normalization_bytes(normalization) + upgrade_bytes()
     typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
     return encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
 

@@ -44,6 +44,7 @@ from xds.translate.pack import Memo, digest, field_number, repeated_field, resou
 from xds.translate.route import ZERO, block_all_vhost, virtual_host
 from xds.translate.scope import ScopedView, host_matches
 from xds.translate.tcp import tcp_proxy_filter
+from xds.translate.upgrades import upgrade_fields
 
 PASSTHROUGH = "PassthroughCluster"
 ALLOW_ANY = "ALLOW_ANY"
@@ -116,6 +117,7 @@ def hcm_listener(
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=_http_filters(allow_any),
         **normalization_fields(normalization),
+        **upgrade_fields(),  # WebSocket (istiod)
     )
     chain = lis.FilterChain(filters=[lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))])
     return lis.Listener(name=name, address=address, filter_chains=[chain], traffic_direction=direction)

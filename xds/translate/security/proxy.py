@@ -27,6 +27,7 @@ from xds.translate.pack import Memo, field_bytes, field_number
 from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.rbac import rbac_http_filters
+from xds.translate.upgrades import upgrade_fields
 
 _TRANSPORT_SOCKET = field_number(clu.Cluster, "transport_socket")
 TLS_INSPECTOR = lis.ListenerFilter(
@@ -54,6 +55,7 @@ def inbound_listener(
         forward_client_cert_details=hcm.HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET,
         set_current_client_cert_details=hcm.HttpConnectionManagerSetCurrentClientCertDetails(uri=True),
         **normalization_fields(normalization),  # RBAC matches the path the app is given
+        **upgrade_fields(),  # WebSocket (istiod)
     )
     chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
     tls_chain = lis.FilterChain(
