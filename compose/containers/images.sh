@@ -80,6 +80,7 @@ fi
 log "building $MECHA from $context/Dockerfile (PYTHON_IMAGE=$PY)"
 podman build -q --build-arg "PYTHON_IMAGE=$PY" -t "$MECHA" -f "$context/Dockerfile" "$context" >/dev/null
 [ "$context" = "$ROOT" ] || rm -rf "$context"
+podman image prune -f >/dev/null  # the previous Mecha image, now untagged (~0.5 GB per rebuild)
 
 cat <<ENV
 ENVOY_IMAGE=$ENVOY

@@ -7,6 +7,7 @@ pure), so xDS streams keep answering ACKs while a big change compiles.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,10 +27,11 @@ from xds.controlplane.store import (
     ConfigStore,
     Key,
     Plan,
-    SqliteBackend,
     StoreError,
+    StoreVersionConflict,
     folder_owner,
 )
+from xds.controlplane.store.open import is_shared, open_backend
 from xds.controlplane.watcher import FolderWatcher
 from xds.diagnostics import Diagnostic, Location
 from xds.proxy import ProxyIdentity
@@ -86,8 +88,10 @@ class ControlPlane:
         self.settings = settings or Settings.from_env()
         self._pipeline = pipeline
         # durable: a restarted control plane serves the last accepted version (xds/controlplane/store/)
-        backend = SqliteBackend.in_state_dir(self.settings.state_dir)
+        backend = open_backend(self.settings.store, self.settings.state_dir)  # StoreError: a bad --store
         self.store = ConfigStore(pipeline.compile_documents, backend)
+        self.replication: Any = None  # a shared store (PostgreSQL): follow its head (replication.py)
+        self.jobs = _periodic_jobs(self.settings, backend)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
         from xds.identity.controlplane import xds_identity
 
@@ -117,6 +121,12 @@ class ControlPlane:
         """Load the config store (StoreError: unreadable, refuse to start), serve xDS from it, then load every
         config folder (refusals are reported, not fatal) and start watching."""
         await self._load_store()  # the first proxy gets exactly the stored version
+        if is_shared(self.settings.store):
+            from xds.controlplane.replication import Replication
+
+            self.replication = Replication(self.store.backend, self.catch_up, self.settings.replica_poll)
+            self.replication.start()
+        self.jobs.start()
         watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
         # a folder given under a new path takes over the documents of one no longer given (moved config)
         self.store.adoptable = frozenset(s for s in self.store.sources() - watched if s.startswith("folder:"))
@@ -171,6 +181,9 @@ class ControlPlane:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.jobs.stop()
+        if self.replication is not None:
+            await self.replication.stop()
         if self._rotation is not None:
             self._rotation.cancel()
             await asyncio.gather(self._rotation, return_exceptions=True)
@@ -185,6 +198,8 @@ class ControlPlane:
     async def _on_new_proxy(self, proxy: ProxyIdentity) -> None:
         """A proxy connected: build its snapshot at once (no debounce, Envoy is waiting for CDS)."""
         self._proxies[proxy.id] = proxy
+        if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
+            await self._catch_up_before_first_response()
         await self._build_and_set([proxy])
 
     def _connected(self) -> list[ProxyIdentity]:
@@ -322,12 +337,28 @@ class ControlPlane:
             )
 
     async def _change(
-        self, make_plan: Callable[[], Plan], dry_run: bool, expected_version: int | None = None
+        self, make_plan: Callable[[], Any], dry_run: bool, expected_version: int | None = None
     ) -> dict[str, Any]:
+        """make_plan: a Plan against the current set (or an awaitable of one), called again when another
+        replica wrote first: the change is then validated against the new head, or refused (409)."""
+        for _attempt in range(CHANGE_ATTEMPTS):
+            outcome = await self._change_once(make_plan, dry_run, expected_version)
+            if outcome is not _REPLAN:
+                return outcome
+        message = "other replicas kept changing the config while this change was validated; retry"
+        refused = Plan({}, {}, Change(), [Diagnostic(Location(), "", message, code=VERSION_CONFLICT)])
+        current = self.store.version
+        return {**self._outcome(refused, dry_run), "current_version": current, "expected_version": current}
+
+    async def _change_once(
+        self, make_plan: Callable[[], Any], dry_run: bool, expected_version: int | None = None
+    ) -> Any:
         async with self._lock:
             if expected_version is not None and expected_version != self.store.version:
                 return self._version_conflict(expected_version, dry_run)
             plan = make_plan()
+            if inspect.isawaitable(plan):
+                plan = await plan
             plan = await asyncio.to_thread(self.store.evaluate, plan)
             if not plan.ok:
                 if not dry_run:
@@ -339,6 +370,10 @@ class ControlPlane:
                 return self._outcome(plan, dry_run)
             try:
                 await self.store.commit(plan)  # durable before anyone is told it was accepted
+            except StoreVersionConflict:
+                # another replica wrote first (the database serialized us): catch up, then plan again
+                await self._catch_up_locked()
+                return _REPLAN
             except StoreError as exc:
                 log.error("%s", exc)
                 metrics.config_refused.inc()
@@ -351,6 +386,56 @@ class ControlPlane:
         async with self._changed:
             self._changed.notify_all()
         return self._outcome(plan, dry_run)
+
+    # ---- replicas ----------------------------------------------------------------------------------------
+    async def catch_up(self) -> bool:
+        """Load the shared store's head when another replica moved it (NOTIFY, the periodic re-read)."""
+        async with self._lock:
+            return await self._catch_up_locked()
+
+    async def _catch_up_locked(self) -> bool:
+        before = self.store.version
+        if not await self.store.refresh():
+            return False
+        log.info("config store: caught up from version %d to %d", before, self.store.version)
+        self._changed_at = time.monotonic()
+        self._debouncer.trigger(self.store.version)
+        async with self._changed:
+            self._changed.notify_all()
+        return True
+
+    async def _catch_up_before_first_response(self) -> None:
+        """The head now, or (store unreachable) the last config: a proxy is never kept waiting long."""
+        try:
+            await asyncio.wait_for(self.catch_up(), FIRST_RESPONSE_CATCH_UP_S)
+        except (StoreError, OSError, TimeoutError) as exc:
+            log.warning("serving %s the last config (version %d): %s", "a new proxy", self.store.version, exc)
+
+    async def rollback(self, version: int, dry_run: bool = False) -> dict[str, Any]:
+        """Re-apply the document set of an earlier version as a new version, validated like any change."""
+
+        async def plan() -> Plan:
+            try:
+                return await self.store.plan_rollback(version)
+            except StoreError as exc:
+                diag = Diagnostic(Location(), "version", str(exc), code="unknown-version")
+                return Plan({}, {}, Change(), [diag])
+
+        outcome = await self._change(plan, dry_run)
+        if any(d.get("code") == "unknown-version" for d in outcome["diagnostics"]):
+            outcome["conflict"] = "not-found"
+        return outcome
+
+    async def history_view(self) -> dict[str, Any]:
+        """Every stored version: who, when, what changed (document names only: no bodies, no secrets)."""
+        versions = await self.store.history()
+        return {
+            "version": self.store.version,
+            "versions": [
+                {"version": v.version, "at": v.at, "source": v.source, "changes": v.change.to_dict()}
+                for v in reversed(versions)
+            ],
+        }
 
     def _dry_run_diff(self, plan: Plan) -> dict[str, Any]:
         proxies = self._connected()
@@ -408,6 +493,30 @@ class ControlPlane:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.store.version != seen), within_s)
             except TimeoutError:
                 pass
+
+
+CHANGE_ATTEMPTS = 3  # plans of one change when other replicas keep writing first
+FIRST_RESPONSE_CATCH_UP_S = 2.0  # at most this long reading the head before a new proxy's first snapshot
+HISTORY_KEEP = 1000  # versions kept for rollback; older ones are compacted by the leader
+_REPLAN = object()  # _change_once: another replica wrote first, plan again
+
+
+def _periodic_jobs(settings: Settings, backend: Any) -> Any:
+    from xds.controlplane.jobs import AdvisoryLockElection, AlwaysLeader, PeriodicJobs
+
+    shared = is_shared(settings.store)
+    election = AdvisoryLockElection(backend, settings.replica_poll) if shared else AlwaysLeader()
+    jobs = PeriodicJobs(election, interval=settings.replica_poll)
+    compact = getattr(backend, "compact", None)
+    if compact is not None:
+
+        async def compact_history() -> None:
+            dropped = await compact(HISTORY_KEEP)
+            if dropped:
+                log.info("config history: compacted %d versions", dropped)
+
+        jobs.add("history-compaction", compact_history, every=3600.0)
+    return jobs
 
 
 def _certificates(settings: Settings) -> Any:

@@ -24,6 +24,7 @@ ENV_INSECURE_XDS = "MECHA_INSECURE_XDS"  # 1: plaintext, unauthenticated xDS (tr
 ENV_ROUTE_TABLES = "MECHA_ROUTE_TABLES"  # auto | single | scoped (xds/translate/scoped.py)
 ROUTE_TABLE_MODES = ("auto", "single", "scoped")
 ENV_PATH_NORMALIZATION = "MECHA_PATH_NORMALIZATION"  # meshConfig.pathNormalization (translate/normalize.py)
+ENV_STORE = "MECHA_STORE"  # postgresql://... shared by replicas; unset: SQLite in the state folder
 
 
 def _env_float(name: str, default: float) -> float:
@@ -97,6 +98,8 @@ class Settings:
     # config store, API token, CA root (xds/statedir.py: 0700 folder, 0600 files)
     state_dir: Path = field(default_factory=default_state_dir)
     allowed_hosts: list[str] = field(default_factory=list)  # more Host names of the API (also env)
+    store: str = ""  # postgresql:// URL of a store shared by replicas; "": <state_dir>/config.db
+    replica_poll: float = 2.0  # seconds between head re-reads of a shared store (a lost NOTIFY)
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""
@@ -117,6 +120,7 @@ class Settings:
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
             route_tables=_env_choice(ENV_ROUTE_TABLES, ROUTE_TABLE_MODES),
+            store=os.environ.get(ENV_STORE, "").strip(),
             path_normalization=_env_path_normalization(),
             credentials_dir=(
                 Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()

@@ -12,9 +12,18 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xds.controlplane.store.base import ChangeRecord, StoreBackend, StoredDocument, VersionRecord
+from xds.controlplane.store.base import ChangeRecord, StoreBackend, StoredDocument, StoreError, VersionRecord
 from xds.controlplane.store.memory import MemoryBackend
-from xds.controlplane.store.plan import OWNER_API, CompileFn, CompileResultLike, Key, Plan, plan_change
+from xds.controlplane.store.plan import (
+    OWNER_API,
+    Change,
+    CompileFn,
+    CompileResultLike,
+    Key,
+    Plan,
+    plan_change,
+    same_body,
+)
 from xds.diagnostics import Diagnostic, Location
 from xds.sources import RawDocument
 
@@ -48,6 +57,40 @@ class ConfigStore:
 
     async def history(self) -> list[VersionRecord]:
         return await self.backend.history()
+
+    async def refresh(self) -> bool:
+        """Catch up with a shared backend whose head moved (another replica wrote): True when a newer version
+        was loaded. Never goes back: the head only grows."""
+        head = getattr(self.backend, "head", None)
+        if head is None or await head() <= self.version:
+            return False
+        await self.load()
+        return True
+
+    async def plan_rollback(self, version: int) -> Plan:
+        """The document set (and owners) of `version` as a new change; StoreError when the backend cannot
+        give it (unknown or compacted version)."""
+        if version < 1 or version > self.version:
+            raise StoreError(f"version {version} is not in the history (the config is at {self.version})")
+        state = await self.backend.documents_at(version)
+        old = {d.key: d for d in state.documents}
+        docs = dict(self._docs)
+        owners = dict(self._owners)
+        added, modified, removed = [], [], []
+        for key, stored in old.items():
+            raw = stored.raw()
+            if key not in docs:
+                added.append(key)
+            elif owners.get(key) != stored.owner or not same_body(docs[key].body, raw.body):
+                modified.append(key)
+            docs[key] = raw
+            owners[key] = stored.owner
+        for key in [k for k in docs if k not in old]:
+            del docs[key]
+            del owners[key]
+            removed.append(key)
+        change = Change(tuple(sorted(added)), tuple(sorted(modified)), tuple(sorted(removed)))
+        return Plan(docs, owners, change, source=f"rollback:{version}", written=tuple(sorted(old)))
 
     @property
     def config(self) -> Any:

@@ -8,6 +8,7 @@ from xds.controlplane.store.base import (
     ChangeRecord,
     StoredDocument,
     StoredState,
+    StoreError,
     StoreVersionConflict,
     VersionRecord,
 )
@@ -20,6 +21,7 @@ class MemoryRecord:
 
     documents: dict[Key, StoredDocument] = field(default_factory=dict)
     versions: list[VersionRecord] = field(default_factory=list)
+    states: dict[int, dict[Key, StoredDocument]] = field(default_factory=dict)  # after each version
 
 
 class MemoryBackend:
@@ -48,6 +50,12 @@ class MemoryBackend:
         for key in record.removed:
             self.record.documents.pop(key, None)
         self.record.versions.append(record.version)
+        self.record.states[record.version.version] = dict(self.record.documents)
+
+    async def documents_at(self, version: int) -> StoredState:
+        if version not in self.record.states:
+            raise StoreError(f"version {version} is not in the history")
+        return StoredState(version, tuple(self.record.states[version].values()))
 
     async def history(self) -> list[VersionRecord]:
         return list(self.record.versions)

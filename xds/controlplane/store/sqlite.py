@@ -28,7 +28,7 @@ from xds.controlplane.store.plan import Change, Key
 from xds.statedir import ensure_private_dir
 
 DB_FILE = "config.db"
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration in _migrate()
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration in _MIGRATIONS
 APPLICATION_ID = 0x4D454348  # PRAGMA application_id "MECH": this file is a Mecha config store
 
 _SCHEMA = """
@@ -52,6 +52,26 @@ CREATE TABLE documents (
     PRIMARY KEY (kind, namespace, name)
 );
 """
+
+# every write of a document (owner NULL: removed), for rollback; the history starts at its oldest version
+_HISTORY = """
+CREATE TABLE document_history (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    owner TEXT, api_version TEXT NOT NULL, body TEXT NOT NULL, yaml TEXT NOT NULL, file TEXT NOT NULL,
+    document INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace, name, version)
+);
+CREATE INDEX document_history_version ON document_history (version);
+"""
+
+# _MIGRATIONS[n - 2] takes user_version n - 1 to n; a store upgraded to 2 can roll back to its head only
+_MIGRATIONS = (
+    _HISTORY
+    + """INSERT INTO document_history SELECT kind, namespace, name,
+        (SELECT coalesce(max(version), 0) FROM versions), owner, api_version, body, yaml, file, document
+        FROM documents;""",
+)
+_HISTORY_COLUMNS = "kind, namespace, name, owner, api_version, body, yaml, file, document, version"
 
 T = TypeVar("T")
 
@@ -120,7 +140,7 @@ class SqliteBackend:
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and schema == 0 and tables == 0:  # a new, empty file
             db.executescript(
-                f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
+                f"BEGIN; {_SCHEMA} {_HISTORY} PRAGMA application_id={APPLICATION_ID}; "
                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             )
             return
@@ -133,6 +153,8 @@ class SqliteBackend:
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise self._refuse(f"the database is corrupt ({check})")
+        for version in range(schema + 1, SCHEMA_VERSION + 1):  # one process: migrated at open
+            db.executescript(f"BEGIN; {_MIGRATIONS[version - 2]} PRAGMA user_version={version}; COMMIT;")
 
     # ---- reading ---------------------------------------------------------------------------------------
     async def load(self) -> StoredState:
@@ -208,12 +230,43 @@ class SqliteBackend:
                 db.executemany(
                     "DELETE FROM documents WHERE kind = ? AND namespace = ? AND name = ?", record.removed
                 )
+                db.executemany(
+                    f"INSERT INTO document_history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_row(d, new.version) for d in record.upserts]
+                    + [(*k, None, "", "", "", "", 0, new.version) for k in record.removed],
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"config store {self.path}: cannot write version {new.version}: {exc}") from None
+
+    async def documents_at(self, version: int) -> StoredState:
+        """The document set right after `version` (rollback); StoreError when unknown or compacted."""
+        return await self._run(self._documents_at, version)
+
+    def _documents_at(self, version: int) -> StoredState:
+        db = self._open()
+        known = db.execute("SELECT count(*) FROM versions WHERE version = ?", (version,)).fetchone()[0]
+        oldest = db.execute("SELECT min(version) FROM document_history").fetchone()[0]
+        if not known:
+            raise StoreError(f"version {version} is not in the history")
+        if oldest is None or version < oldest:
+            raise StoreError(f"version {version} was compacted (the history starts at {oldest})")
+        rows = db.execute(
+            "SELECT h.kind, h.namespace, h.name, h.owner, h.api_version, h.body, h.yaml, h.file, h.document "
+            "FROM document_history h JOIN (SELECT kind, namespace, name, max(version) AS version "
+            "FROM document_history WHERE version <= ? GROUP BY kind, namespace, name) last "
+            "USING (kind, namespace, name, version) ORDER BY h.kind, h.namespace, h.name",
+            (version,),
+        ).fetchall()
+        docs = [
+            StoredDocument((kind, ns, name), owner, api, json.loads(body), file, int(index), text)
+            for kind, ns, name, owner, api, body, text, file, index in rows
+            if owner is not None
+        ]
+        return StoredState(version, tuple(docs))
 
     async def close(self) -> None:
         """Idempotent: the control plane and its tests may both close it."""
