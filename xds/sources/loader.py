@@ -7,7 +7,7 @@ Each multi-document file is split on `---` lines first, so one malformed documen
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,10 @@ from xds.diagnostics import Diagnostic, Location, Severity
 
 try:  # the C loader is ~10x faster on big meshes
     _Loader: Any = yaml.CSafeLoader
+    _Dumper: Any = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover - libyaml missing
     _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -140,12 +142,72 @@ def load_text(text: str, filename: str = "<inline>") -> tuple[list[RawDocument],
             continue
         if body is None:
             continue
-        doc, problem = _to_document(body, where, chunk)
-        if problem is not None:
-            diags.append(problem)
-        if doc is not None:
-            docs.append(doc)
+        for item_where, item_body, item_source in _list_items(body, where, chunk, diags):
+            doc, problem = _to_document(item_body, item_where, item_source)
+            if problem is not None:
+                diags.append(problem)
+            if doc is not None:
+                docs.append(doc)
     return docs, diags
+
+
+def _list_items(
+    body: Any, where: Location, source: str, diags: list[Diagnostic]
+) -> Iterator[tuple[Location, Any, str]]:
+    """The document itself, or the items of a `kind: List` (kubectl get -o yaml), server fields dropped."""
+    if not (isinstance(body, dict) and body.get("kind") == "List" and body.get("apiVersion") == "v1"):
+        yield where, *strip_server_fields(body, source)
+        return
+    items = body.get("items")
+    if items is None:
+        return
+    if not isinstance(items, list):
+        msg = f"a List's items must be a list, got {type(items).__name__}"
+        diags.append(Diagnostic(where, "items", msg, Severity.ERROR, "bad-document"))
+        return
+    for index, item in enumerate(items):
+        item_where = Location(where.file, where.document, item=index)
+        stripped, _ = strip_server_fields(item, "")
+        yield item_where, stripped, _dump(stripped) if isinstance(stripped, dict) else ""
+
+
+# Set by the API server, not by whoever wrote the object: kubectl get prints them, and they change on every
+# read (resourceVersion), so they would make an unchanged export look changed. creationTimestamp is kept: it
+# orders two VirtualServices for one host as istiod does.
+_SERVER_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "selfLink")
+_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def strip_server_fields(body: Any, source: str) -> tuple[Any, str]:
+    """(body without status and server-set metadata, its text); the text is re-made only when changed."""
+    if not isinstance(body, dict):
+        return body, source
+    meta = body.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    noisy = "status" in body or (
+        isinstance(meta, dict)
+        and (
+            any(k in meta for k in _SERVER_METADATA)
+            or (isinstance(annotations, dict) and any(a in annotations for a in _SERVER_ANNOTATIONS))
+        )
+    )
+    if not noisy:
+        return body, source
+    clean = {k: v for k, v in body.items() if k != "status"}
+    if isinstance(meta, dict):
+        clean_meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA}
+        if isinstance(annotations, dict):
+            kept = {k: v for k, v in annotations.items() if k not in _SERVER_ANNOTATIONS}
+            if kept:
+                clean_meta["annotations"] = kept
+            else:
+                clean_meta.pop("annotations", None)
+        clean["metadata"] = clean_meta
+    return clean, _dump(clean)
+
+
+def _dump(body: dict[str, Any]) -> str:
+    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _to_document(body: Any, where: Location, source: str) -> tuple[RawDocument | None, Diagnostic | None]:
@@ -171,7 +233,7 @@ def _to_document(body: Any, where: Location, source: str) -> tuple[RawDocument |
         problem = name_problem(value, is_namespace)
         if problem is not None:
             return bad(fld, problem)
-    loc = Location(where.file, where.document, kind, namespace, name)
+    loc = Location(where.file, where.document, kind, namespace, name, where.item)
     return RawDocument(loc, api_version, kind, body, source), None
 
 
