@@ -14,17 +14,20 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a config document came from. document is the 0-based index in a multi-document file."""
+    """Where a config document came from. document is the 0-based index in a multi-document file; item the
+    0-based index in that document's `items` when it is a `kind: List` (kubectl get -o yaml)."""
 
     file: str = "<inline>"
     document: int = 0
     kind: str = ""
     namespace: str = ""
     name: str = ""
+    item: int | None = None
 
     def __str__(self) -> str:
         who = f"{self.kind} {self.namespace}/{self.name}" if self.kind else "document"
-        return f"{self.file} doc {self.document} ({who})"
+        item = f" item {self.item}" if self.item is not None else ""
+        return f"{self.file} doc {self.document}{item} ({who})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,7 @@ class Diagnostic:
             "field": self.field,
             "code": self.code,
             "message": self.message,
-        }
+        } | ({"item": loc.item} if loc.item is not None else {})
 
 
 @dataclass
