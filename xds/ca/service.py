@@ -8,6 +8,7 @@ namespace or service account is refused with PERMISSION_DENIED naming the SAN.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -68,6 +69,10 @@ class CertificateService:
         ttl = self.max_ttl
         if request.validity_duration > 0:
             ttl = min(ttl, timedelta(seconds=request.validity_duration))
+        # a certificate never outlives the credential it was issued on (revocation by expiry stays true)
+        ttl = min(ttl, timedelta(seconds=cred.expires_at - time.time()))
+        if ttl <= timedelta(0):
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "metadata authorization: credential expired")
         cert_pem = self.ca.sign_public_key(csr.public_key(), requested or allowed, ttl)
         self.issued += 1
         log.info("signed %s for proxy %s (%.0fs)", ", ".join(requested or allowed), cred.proxy_id,

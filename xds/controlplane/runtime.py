@@ -131,6 +131,7 @@ class ControlPlane:
         # a folder given under a new path takes over the documents of one no longer given (moved config)
         self.store.adoptable = frozenset(s for s in self.store.sources() - watched if s.startswith("folder:"))
         self.xds_port = await self.server.start(f"{self.settings.xds_host}:{self.settings.xds_port}")
+        self.identity.start(self.server)  # streams whose credential expires are closed
         for folder in self.settings.config_dirs:
             watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
             await watcher.poll_once()
@@ -184,6 +185,7 @@ class ControlPlane:
         await self.jobs.stop()
         if self.replication is not None:
             await self.replication.stop()
+        await self.identity.stop()
         if self._rotation is not None:
             self._rotation.cancel()
             await asyncio.gather(self._rotation, return_exceptions=True)

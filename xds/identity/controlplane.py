@@ -8,11 +8,14 @@ unauthenticated port as a transition (anyone reaching it can be any proxy).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -26,6 +29,8 @@ from xds.identity.revocation import RevocationList
 
 log = logging.getLogger("mecha.identity")
 SERVING_CERT_TTL = timedelta(days=365)
+ENV_SERVING_CERT_TTL = "MECHA_SERVING_CERT_TTL"  # seconds; the xDS port's certificate, renewed at half of it
+EXPIRY_CHECK_S = 1.0  # how often open streams are checked for an expired credential
 CA_FOLDER = "ca"  # under the state folder unless MECHA_CA_DIR says otherwise
 
 
@@ -37,6 +42,8 @@ class XdsIdentity:
     ca: CertificateAuthority | None = None
     server_credentials: grpc.ServerCredentials | None = None
     handlers: list[grpc.GenericRpcHandler] = field(default_factory=list)
+    serving: ServingCertificate | None = None
+    _expiry: asyncio.Task[None] | None = None
 
     @property
     def agent_sds(self) -> bool:
@@ -70,6 +77,77 @@ class XdsIdentity:
         moment = now if now is not None else time.time()
         return int(server.close_streams(lambda c: isinstance(c, Credential) and c.expires_at <= moment))
 
+    def start(self, server: Any) -> None:
+        """Close streams whose credential expires while they are open (checked every EXPIRY_CHECK_S)."""
+        if self.secure and self._expiry is None:
+            self._expiry = asyncio.create_task(self._close_expired_forever(server), name="credential-expiry")
+
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            await asyncio.gather(self._expiry, return_exceptions=True)
+            self._expiry = None
+
+    async def _close_expired_forever(self, server: Any) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            try:
+                closed = self.close_expired(server)
+            except Exception:  # never let one bad stream stop the check for all others
+                log.exception("closing streams with expired credentials failed")
+                continue
+            if closed:
+                log.warning("%d open xDS streams closed: their credential expired", closed)
+
+
+class ServingCertificate:
+    """The xDS/CA port's TLS certificate, signed by the mesh CA and renewed at half its lifetime.
+
+    gRPC asks `fetch` on every TLS handshake (dynamic server credentials): past half its life a new key and
+    certificate are made and returned, so new connections get the new one; open connections keep theirs (a
+    TLS session is not re-checked), so agents keep their streams."""
+
+    def __init__(self, ca: CertificateAuthority, dns: list[str], ips: list[str], ttl: timedelta) -> None:
+        self.ca, self.dns, self.ips, self.ttl = ca, dns, ips, ttl
+        self._lock = threading.Lock()  # fetch runs on gRPC's threads
+        self.renewals = 0
+        self._config = self._mint()
+
+    def _mint(self) -> grpc.ServerCertificateConfiguration:
+        cert_pem, key_pem = self.ca.serving_certificate(self.dns, self.ips, self.ttl)
+        self._renew_at = datetime.now(UTC) + self.ttl / 2
+        return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)])
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(self._config, self.fetch)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None: keep the current certificate; else the renewed one."""
+        with self._lock:
+            if datetime.now(UTC) < self._renew_at:
+                return None
+            try:
+                self._config = self._mint()
+            except Exception:  # keep serving the current one; the next handshake tries again
+                log.exception("renewing the xDS port's certificate failed")
+                return None
+            self.renewals += 1
+            log.info("xDS port certificate renewed (valid %ss)", int(self.ttl.total_seconds()))
+            return self._config
+
+
+def serving_ttl() -> timedelta:
+    raw = os.environ.get(ENV_SERVING_CERT_TTL, "").strip()
+    if not raw:
+        return SERVING_CERT_TTL
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_SERVING_CERT_TTL}={raw!r}: expected a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"{ENV_SERVING_CERT_TTL}={raw!r}: must be positive")
+    return timedelta(seconds=seconds)
+
 
 def xds_identity(settings: Any) -> XdsIdentity:
     """From the control plane's Settings (insecure_xds, state_dir, ca_dir, trust_domain, xds_host...)."""
@@ -89,15 +167,16 @@ def xds_identity(settings: Any) -> XdsIdentity:
         CredentialVerifier(issuer.public_key), RevocationList.in_state_dir(settings.state_dir)
     )
     dns, ips = _names(settings.xds_host)
-    cert_pem, key_pem = ca.serving_certificate(dns, ips, SERVING_CERT_TTL)
+    serving = ServingCertificate(ca, dns, ips, serving_ttl())
     service = CertificateService(ca, authenticator, timedelta(seconds=settings.cert_ttl))
     return XdsIdentity(
         secure=True,
         authenticator=authenticator,
         issuer=issuer,
         ca=ca,
-        server_credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)]),
+        server_credentials=serving.credentials(),
         handlers=[service.handler()],
+        serving=serving,
     )
 
 

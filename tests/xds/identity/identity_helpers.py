@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from xds import types
 from xds.agent.certs import make_csr
@@ -119,3 +122,14 @@ def issue(cp: ControlPlane, proxy_id: str = "reviews-v1", **kw: Any) -> str:
     kw.setdefault("labels", {"app": ["reviews"], "version": ["v1"]})
     token, _cred = cp.identity.issuer.issue(proxy_id, **kw)
     return token
+
+
+def serving_certificate(port: int, root: Path) -> x509.Certificate:
+    """The certificate a new TLS connection to the xDS port is shown (verified against the mesh root)."""
+    context = ssl.create_default_context(cafile=str(root))
+    context.check_hostname = False  # the name is checked by the agents (SERVER_NAME); here: chain only
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
