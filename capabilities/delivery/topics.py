@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from capabilities import metrics
 from capabilities.blocks.pubsub import envelope
 from capabilities.blocks.pubsub.contract import Message, PubSub
 from capabilities.delivery import postman
@@ -97,9 +98,18 @@ class TopicHandler:
             return
 
         async def attempt() -> Verdict:
-            if self.batcher is not None:
-                return await self.batcher.submit(path, ce)
-            return await postman.deliver(self.runtime.app_channel, path, ce, timeout_s=self.timeout_s)
+            try:
+                if self.batcher is not None:
+                    verdict = await self.batcher.submit(path, ce)
+                else:
+                    verdict = await postman.deliver(
+                        self.runtime.app_channel, path, ce, timeout_s=self.timeout_s
+                    )
+            except Exception:
+                self._count("retry")
+                raise
+            self._count("drop" if verdict is Verdict.DROP else "success")
+            return verdict
 
         policy = self._policy()
         try:
@@ -116,6 +126,9 @@ class TopicHandler:
             log.warning("event %s on %s failed (%s): sending to dead-letter topic %s",
                         ce.get("id"), message.topic, exc, self.sub.dead_letter_topic)  # fmt: skip
             await self._dead_letter(message)
+
+    def _count(self, outcome: str) -> None:
+        metrics.record_delivery(self.runtime.app_id, self.sub.pubsub_name, self.sub.topic, outcome)
 
     async def _dead_letter(self, message: Message) -> None:
         """Publish the original bytes to the dead-letter topic; if that fails too, leave it un-acked."""

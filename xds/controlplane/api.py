@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from xds import metrics
+from xds.controlplane import ui
 from xds.controlplane.auth import (
     PRINCIPAL,
     SCOPE_ADMIN,
@@ -188,8 +189,7 @@ async def dapr(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    body = generate_latest(metrics.REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -206,8 +206,10 @@ async def readyz(request: web.Request) -> web.Response:
 def make_app(
     control_plane: Any, credentials: Credentials, hosts: HostPolicy, redactor: Redactor | None = None
 ) -> web.Application:
+    ui_sessions = ui.UiSessions()
     app = web.Application(
-        middlewares=[guard(credentials, hosts), redact_answers, json_errors], client_max_size=64 * 1024 * 1024
+        middlewares=[guard(credentials, hosts, ui_sessions.principal), redact_answers, json_errors],
+        client_max_size=64 * 1024 * 1024,
     )
     app[CONTROL_PLANE] = control_plane
     app[REDACTOR] = redactor or Redactor()
@@ -219,6 +221,7 @@ def make_app(
     app.router.add_get("/api/v1/dapr", dapr)
     app.router.add_post("/api/v1/credentials/revoke", revoke_credential)  # xds/identity/api.py
     app.router.add_get("/metrics", prometheus)
+    ui.add_routes(app, ui_sessions)  # the dashboard: /ui, /ui/login, /ui/api/state, POST /api/v1/ui/code
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

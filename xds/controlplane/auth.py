@@ -34,6 +34,8 @@ ENV_ALLOWED_HOSTS = "MECHA_ALLOWED_HOSTS"  # comma-separated extra names the API
 
 SCOPE_ADMIN = "admin"  # every endpoint
 SCOPE_DAPR_READ = "dapr:read"  # GET /api/v1/dapr with real values
+SCOPE_UI_READ = "ui:read"  # GET /ui/...: the dashboard's session cookie (xds/controlplane/ui.py)
+UI_LOGIN_PATH = "/ui/login"  # spends a one-time code: no credential, but Host and Origin are checked
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes: no credential, they reveal nothing secret
 BODY_TYPES = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml"})
@@ -184,17 +186,29 @@ def _refuse(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message, "diagnostics": []}, status=status, headers=headers)
 
 
+def is_ui_read(request: web.Request) -> bool:
+    return request.method in ("GET", "HEAD") and (request.path == "/ui" or request.path.startswith("/ui/"))
+
+
 def required_scope(request: web.Request) -> str:
     if request.method in ("GET", "HEAD") and request.path == "/api/v1/dapr":
         return SCOPE_DAPR_READ
+    if is_ui_read(request):
+        return SCOPE_UI_READ
     return SCOPE_ADMIN
 
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def guard(credentials: Credentials, hosts: HostPolicy) -> Middleware:
-    """The middleware: Host, Origin, credential, scope, then the body's content type."""
+SessionPrincipal = Callable[[web.Request], Principal | None]
+
+
+def guard(
+    credentials: Credentials, hosts: HostPolicy, ui_session: SessionPrincipal | None = None
+) -> Middleware:
+    """The middleware: Host, Origin, credential (the bearer token; on /ui reads also the dashboard's
+    session cookie), scope, then the body's content type."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -210,7 +224,11 @@ def guard(credentials: Credentials, hosts: HostPolicy) -> Middleware:
         origin = request.headers.get("Origin")
         if origin is not None and origin.lower() != f"http://{(host or '').lower()}":
             return _refuse(403, f"cross-origin request from {origin!r} refused: the API is not for browsers")
+        if request.path == UI_LOGIN_PATH and request.method == "GET":
+            return await handler(request)  # the one-time code is the credential (ui.py)
         principal = credentials.principal(request.headers.get("Authorization"))
+        if principal is None and ui_session is not None and is_ui_read(request):
+            principal = ui_session(request)
         if principal is None:
             return _refuse(
                 401,

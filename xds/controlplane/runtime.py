@@ -365,6 +365,7 @@ class ControlPlane:
             if not plan.ok:
                 if not dry_run:
                     metrics.config_refused.inc()
+                    self.last_refused = {"at": time.time(), **self._outcome(plan, dry_run)}  # the dashboard
                 return self._outcome(plan, dry_run)
             if dry_run:
                 return self._outcome(plan, dry_run, proxies=self._dry_run_diff(plan))
@@ -384,6 +385,7 @@ class ControlPlane:
                 return {**outcome, "accepted": False, "conflict": "store", "diagnostics": [failed.to_dict()]}
             self._changed_at = time.monotonic()
             metrics.config_accepted.inc()
+            metrics.record_config_change(plan.change)
         self._debouncer.trigger(self.store.version)
         async with self._changed:
             self._changed.notify_all()

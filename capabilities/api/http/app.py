@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from capabilities import metrics as capability_metrics
 from capabilities.api.http import configuration, lock, metadata, secrets, sequencer, state
 from capabilities.api.http.common import json_response, malformed
 from capabilities.api.http.logfilter import quiet_malformed_http
@@ -111,6 +112,7 @@ def build_app(runtime: Any) -> web.Application:
     config_service = ConfigurationService(runtime)
     app[CONFIG_SERVICE_KEY] = config_service
     metadata.add_routes(app, runtime)
+    capability_metrics.install(app, runtime.app_id)  # daprd's metric names
     state.add_routes(app, StateService(runtime))
     secrets.add_routes(app, runtime)
     configuration.add_routes(app, config_service)

@@ -10,7 +10,7 @@ from aiohttp import web
 from capabilities.api.http.common import empty, json_response
 from capabilities.errors import DaprError
 
-UNAUTHENTICATED_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+UNAUTHENTICATED_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound", "/metrics"})
 
 
 def _subscription_rules(spec: dict[str, Any]) -> list[dict[str, str]]:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from capabilities import metrics
 from capabilities.blocks.pubsub import defaults, envelope, errors
 from capabilities.blocks.pubsub.contract import BulkEntry, BulkPublisher, Feature, PubSub
 
@@ -62,7 +63,9 @@ async def publish(pubsub: PubSub, req: PublishRequest) -> None:
     try:
         await pubsub.publish(req.topic, payload, req.metadata)
     except Exception as exc:
+        metrics.record_publish(req.source, req.pubsub_name, req.topic, ok=False)
         raise errors.publish_failed(req.pubsub_name, req.topic, exc) from exc
+    metrics.record_publish(req.source, req.pubsub_name, req.topic, ok=True)
 
 
 def _entry_bytes(event: Any, content_type: str) -> bytes:

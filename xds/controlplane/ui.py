@@ -1,0 +1,231 @@
+"""The web dashboard at /ui: a read-only page over the control plane's own state.
+
+Login: a browser cannot send the API's bearer header on navigation, so `mecha dashboard` trades the token
+for a one-time code (POST /api/v1/ui/code, 60 s, single use) and opens /ui/login?code=...; the login sets a
+session cookie (HttpOnly, SameSite=Strict, path /ui) whose principal may only read the /ui paths. A code in
+a browser's history is already spent; the cookie cannot call the API's writes (CSRF-safe by scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from xds.controlplane.auth import SCOPE_UI_READ, Principal
+from xds.controlplane.auth import UI_LOGIN_PATH as LOGIN_PATH
+from xds.controlplane.envoy_admin import AdminError, admin_get_json
+from xds.controlplane.ui_graph import mesh_graph, outbound_edge_stats
+
+COOKIE = "mecha_ui"
+CODE_TTL_S = 60.0
+SESSION_TTL_S = 12 * 3600.0
+STATS_TTL_S = 0.5  # several tabs polling every second share one scrape of each Envoy
+CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+@dataclass
+class UiSessions:
+    """One-time login codes and the sessions they became (in memory: a restart logs the browser out)."""
+
+    codes: dict[str, float] = field(default_factory=dict)
+    sessions: dict[str, float] = field(default_factory=dict)
+
+    def new_code(self) -> str:
+        self._expire()
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = time.monotonic() + CODE_TTL_S
+        return code
+
+    def redeem(self, code: str) -> str | None:
+        """The code (once, before it expires) -> a new session id."""
+        self._expire()
+        if not code or self.codes.pop(code, None) is None:
+            return None
+        session = secrets.token_urlsafe(32)
+        self.sessions[session] = time.monotonic() + SESSION_TTL_S
+        return session
+
+    def principal(self, request: web.Request) -> Principal | None:
+        """The cookie's principal: reads the dashboard, nothing else."""
+        session = request.cookies.get(COOKIE, "")
+        expires = self.sessions.get(session)
+        if not session or expires is None or expires < time.monotonic():
+            return None
+        return Principal("dashboard", frozenset({SCOPE_UI_READ}))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for table in (self.codes, self.sessions):
+            for key in [k for k, until in table.items() if until < now]:
+                del table[key]
+
+
+UI_SESSIONS = web.AppKey("ui_sessions", UiSessions)
+STATS_CACHE = web.AppKey("ui_stats_cache", dict)
+
+
+# ---- handlers -------------------------------------------------------------------------------------------
+async def new_code(request: web.Request) -> web.Response:
+    """POST /api/v1/ui/code (the operator's token): a one-time login code and the URL that spends it."""
+    code = request.app[UI_SESSIONS].new_code()
+    return web.json_response({"code": code, "path": f"{LOGIN_PATH}?code={code}", "expires_in_s": CODE_TTL_S})
+
+
+async def login(request: web.Request) -> web.Response:
+    session = request.app[UI_SESSIONS].redeem(request.query.get("code", ""))
+    if session is None:
+        return web.Response(
+            status=401,
+            content_type="text/html",
+            text=_page("Login code missing, expired or already used",
+                       "Run <code>mecha dashboard</code> to open the dashboard with a fresh code."),
+        )  # fmt: skip
+    response = web.HTTPSeeOther("/ui/")
+    response.set_cookie(
+        COOKIE, session, httponly=True, samesite="Strict", path="/ui", max_age=int(SESSION_TTL_S)
+    )
+    raise response
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    name = request.match_info.get("name") or "index.html"
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if "/" in name or suffix not in STATIC_TYPES:
+        return web.json_response({"error": f"no dashboard file {name!r}", "diagnostics": []}, status=404)
+    try:
+        text = resources.files("xds.controlplane").joinpath("ui", name).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return web.json_response({"error": f"no dashboard file {name!r}", "diagnostics": []}, status=404)
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": CSP,
+        "X-Frame-Options": "DENY",
+    }
+    return web.Response(text=text, content_type=STATIC_TYPES[suffix], headers=headers)
+
+
+async def redirect_to_index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/ui/")
+
+
+async def state(request: web.Request) -> web.Response:
+    """Everything the page draws, in one answer (the page polls it every second)."""
+    from xds.controlplane.api import CONTROL_PLANE  # api imports this module: late import
+
+    cp = request.app[CONTROL_PLANE]
+    config = cp.config_view()
+    proxies = cp.proxy_status()
+    identities = {p.id: p for p in cp.server.proxies()} if getattr(cp, "server", None) else {}
+    stats, health = await asyncio.gather(_stats(request, proxies), _capability_health(cp, identities))
+    history = await _history(cp)
+    body = {
+        "version": config["version"],
+        "at": time.time(),
+        "proxies": proxies,
+        "graph": mesh_graph(config["documents"], proxies, identities, stats),
+        "documents": [
+            {k: d[k] for k in ("kind", "namespace", "name", "source", "file")} for d in config["documents"]
+        ],
+        "history": history,
+        "last_refused": getattr(cp, "last_refused", None),
+        "dapr": _dapr_components(cp.dapr_view(), identities, health),
+    }
+    return web.json_response(body)
+
+
+async def _history(cp: Any) -> list[dict[str, Any]]:
+    try:
+        records = await cp.store.history()
+    except Exception:  # a store without history (or unreachable): the current version is shown alone
+        return []
+    return [
+        {"version": r.version, "at": r.at, "source": r.source, "change": r.change.to_dict()}
+        for r in records[-20:]
+    ]
+
+
+async def _stats(request: web.Request, proxies: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """proxy id -> outbound cluster counters (upstream_rq_total, upstream_rq_5xx), cached STATS_TTL_S."""
+    cache = request.app[STATS_CACHE]
+    if cache.get("until", 0.0) > time.monotonic():
+        return cache["stats"]
+
+    async def one(proxy: dict[str, Any]) -> tuple[str, dict[str, float]]:
+        if not proxy.get("admin"):
+            return proxy["proxy_id"], {}
+        try:
+            dump = await admin_get_json(
+                proxy["admin"],
+                "/stats?format=json&filter=^cluster\\.outbound\\|.*upstream_rq_(total|5xx)$",
+                2.0,
+            )
+        except AdminError:
+            return proxy["proxy_id"], {}
+        return proxy["proxy_id"], {
+            s["name"]: float(s.get("value") or 0) for s in dump.get("stats", []) if "name" in s
+        }
+
+    scraped = dict(await asyncio.gather(*(one(p) for p in proxies)))
+    stats = outbound_edge_stats(cache, scraped, time.monotonic())
+    cache.update(stats=stats, until=time.monotonic() + STATS_TTL_S)
+    return stats
+
+
+async def _capability_health(cp: Any, identities: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """capability service address -> {"healthy": bool, "detail": str} from its /v1.0/healthz."""
+    import aiohttp
+
+    addresses = {i.capabilities_http for i in identities.values() if i.capabilities_http}
+    addresses |= {a.capabilities_http for i in identities.values() for a in i.apps if a.capabilities_http}
+
+    async def one(session: aiohttp.ClientSession, address: str) -> tuple[str, dict[str, Any]]:
+        try:
+            async with session.get(f"http://{address}/v1.0/healthz") as resp:
+                text = (await resp.text()).strip()[:300]
+                return address, {"healthy": resp.status < 300, "detail": text or f"HTTP {resp.status}"}
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return address, {"healthy": False, "detail": f"unreachable: {exc or type(exc).__name__}"}
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
+        return dict(await asyncio.gather(*(one(session, a) for a in sorted(addresses))))
+
+
+def _dapr_components(view: dict[str, Any], identities: dict[str, Any], health: dict[str, Any]) -> list[dict]:
+    """One row per app: its capability service's health and the components in its scope."""
+    rows = []
+    components = view.get("components", [])
+    for proxy in identities.values():
+        apps = proxy.apps or ()
+        for app in apps:
+            address = app.capabilities_http or proxy.capabilities_http
+            if not address:
+                continue
+            names = [
+                f"{c['metadata']['name']} ({c.get('spec', {}).get('type', '?')})"
+                for c in components
+                if not c.get("scopes") or app.name in c.get("scopes", [])
+            ]
+            rows.append({"app": app.name, "address": address, **health.get(address, {}), "components": names})
+    return sorted(rows, key=lambda r: r["app"])
+
+
+def _page(title: str, body: str) -> str:
+    return f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{body}</p>"
+
+
+def add_routes(app: web.Application, sessions: UiSessions) -> None:
+    app[UI_SESSIONS] = sessions
+    app[STATS_CACHE] = {}
+    app.router.add_post("/api/v1/ui/code", new_code)
+    app.router.add_get(LOGIN_PATH, login)
+    app.router.add_get("/ui", redirect_to_index)
+    app.router.add_get("/ui/api/state", state)
+    app.router.add_get("/ui/", page)
+    app.router.add_get("/ui/{name}", page)
