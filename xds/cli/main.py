@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from xds.cli import analyze, commands, identity
+from xds.cli import analyze, commands, dashboard, identity
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
 from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files(p)
     analyze.add_parser(sub)
     identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent
+    dashboard.add_parser(sub, _add_server)
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "bootstrap": commands.cmd_bootstrap,
         "credential": identity.cmd_credential,
         "agent": identity.cmd_agent,
+        "dashboard": dashboard.cmd_dashboard,
     }
     try:
         if args.command in ("up", "down"):

@@ -87,11 +87,11 @@ async def login(request: web.Request) -> web.Response:
             text=_page("Login code missing, expired or already used",
                        "Run <code>mecha dashboard</code> to open the dashboard with a fresh code."),
         )  # fmt: skip
-    response = web.HTTPSeeOther("/ui/")
+    response = web.Response(status=303, headers={"Location": "/ui/"})  # json_errors rewrites raised ones
     response.set_cookie(
         COOKIE, session, httponly=True, samesite="Strict", path="/ui", max_age=int(SESSION_TTL_S)
     )
-    raise response
+    return response
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -112,7 +112,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 
 async def redirect_to_index(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/ui/")
+    return web.Response(status=302, headers={"Location": "/ui/"})
 
 
 async def state(request: web.Request) -> web.Response:

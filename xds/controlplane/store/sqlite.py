@@ -231,7 +231,7 @@ class SqliteBackend:
                     "DELETE FROM documents WHERE kind = ? AND namespace = ? AND name = ?", record.removed
                 )
                 db.executemany(
-                    f"INSERT INTO document_history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO document_history ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 10)})",
                     [_row(d, new.version) for d in record.upserts]
                     + [(*k, None, "", "", "", "", 0, new.version) for k in record.removed],
                 )
