@@ -14,6 +14,7 @@ from xds.controlplane.store import (
     ChangeRecord,
     ConfigStore,
     StoredDocument,
+    StoreError,
     StoreVersionConflict,
     VersionRecord,
     folder_owner,
@@ -165,3 +166,25 @@ async def test_save_refuses_a_version_out_of_sequence(backends: Any) -> None:
         await backend.save(stale)
     state = await backend.load()
     assert state.version == 0 and list(state.documents) == []
+
+
+async def test_documents_at_each_version_and_rollback_plan(backends: Any) -> None:
+    store = await opened(backends)
+    await accept(store, store.plan_apply([doc("a"), doc("b")], OWNER_API))  # 1
+    await accept(store, store.plan_apply([doc("a", value=2), doc("c")], OWNER_API))  # 2
+    await accept(store, store.plan_delete([("VirtualService", "default", "b")]))  # 3
+    at_1 = await store.backend.documents_at(1)
+    assert {d.key[2]: d.body["spec"]["value"] for d in at_1.documents} == {"a": 1, "b": 1}
+    at_2 = await store.backend.documents_at(2)
+    assert {d.key[2]: d.body["spec"]["value"] for d in at_2.documents} == {"a": 2, "b": 1, "c": 1}
+    plan = store.evaluate(await store.plan_rollback(1))
+    assert plan.ok and plan.source == "rollback:1"
+    assert plan.change.added == (("VirtualService", "default", "b"),)
+    assert plan.change.modified == (("VirtualService", "default", "a"),)
+    assert plan.change.removed == (("VirtualService", "default", "c"),)
+    assert await store.commit(plan) == 4
+    again = await opened(backends)  # the rollback is a new version like any other
+    assert {k[2]: d.body["spec"]["value"] for k, d in again.documents.items()} == {"a": 1, "b": 1}
+    assert (await again.history())[-1].source == "rollback:1"
+    with pytest.raises(StoreError):
+        await again.plan_rollback(9)
