@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.kube.registry import registry_documents
 from xds.model import parse
 from xds.model.checks import traffic_checks
 from xds.model.dapr_types import component_type_problem
@@ -132,6 +133,9 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
     first_seen: dict[tuple[str, str, str], RawDocument] = {}
     used_keys: set[tuple[object, ...]] = set()
     built: dict[str, list[Any]] = {}
+    # Kubernetes Services (+ EndpointSlices, Pods) become ServiceEntries here, then take the ordinary path
+    docs, kube_diags = registry_documents(docs)
+    diags.extend(kube_diags)
 
     for doc in docs:
         loc = doc.location
