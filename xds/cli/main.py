@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from xds.cli import analyze, commands, dashboard, identity
+from xds.cli import analyze, commands, dashboard, identity, store
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
 from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="config store, API token, CA root (default $MECHA_STATE_DIR or ./.mecha; made 0700)",
     )
     serve.add_argument(
+        "--store",
+        default=None,
+        help="postgresql://user@host/db?sslmode=...: a store shared by replicas (default $MECHA_STORE, "
+        "else SQLite in the state folder)",
+    )
+    serve.add_argument(
         "--insecure-xds",
         action="store_true",
         help="plaintext xDS without workload credentials (transition only; also MECHA_INSECURE_XDS=1)",
@@ -87,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files(p)
     analyze.add_parser(sub)
     identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent
+    store.add_parsers(sub, _add_server)  # history, rollback, store migrate
     dashboard.add_parser(sub, _add_server)
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
@@ -155,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
         insecure_xds=True if args.insecure_xds else None,
         allowed_hosts=args.allowed_host or None,
+        store=args.store,
     )
     try:
         asyncio.run(serve(settings))
@@ -182,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "bootstrap": commands.cmd_bootstrap,
         "credential": identity.cmd_credential,
         "agent": identity.cmd_agent,
+        "history": store.cmd_history,
+        "rollback": store.cmd_rollback,
+        "store": store.cmd_store,
         "dashboard": dashboard.cmd_dashboard,
     }
     try:
