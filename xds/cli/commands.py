@@ -51,7 +51,14 @@ def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str =
     expected = getattr(args, "expected_version", None)  # optimistic concurrency: 409 if the store moved on
     if expected is not None:
         query += f"&expected_version={expected}"
-    outcome = client.post(path + query, {"files": read_files(args.file)})
+    address_map = getattr(args, "address_map", None)
+    if address_map:  # kubectl exports converted here, so imported endpoints reach local addresses
+        from xds.cli.kube_import import converted_files
+
+        files = converted_files(args.file, address_map)
+    else:
+        files = read_files(args.file)
+    outcome = client.post(path + query, {"files": files})
     print("\n".join(outcome_lines(outcome)))
     if dry and outcome.get("accepted") and "proxies" in outcome:
         print(diff_table(outcome["proxies"]))

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from xds.cli import analyze, commands, dashboard, identity, store
+from xds.cli import analyze, commands, dashboard, identity, kube_import, store
 from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
 from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files(p)
     p.add_argument("--dry-run", action="store_true", help="show per-proxy Envoy changes, apply nothing")
     p.add_argument("--expected-version", type=int, default=None, help=EXPECTED_VERSION_HELP)
+    p.add_argument("--address-map", default=None, help=kube_import.ADDRESS_MAP_HELP + " (converts locally)")
     _add_server(p)
     p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get")
     _add_files(p)
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="compile config offline (no server)")
     _add_files(p)
     analyze.add_parser(sub)
+    kube_import.add_parser(sub)
     identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent
     store.add_parsers(sub, _add_server)  # history, rollback, store migrate
     dashboard.add_parser(sub, _add_server)
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "delete": commands.cmd_delete,
         "validate": commands.cmd_validate,
         "analyze": analyze.cmd_analyze,
+        "import": kube_import.cmd_import,
         "proxy-status": commands.cmd_proxy_status,
         "proxy-config": commands.cmd_proxy_config,
         "bootstrap": commands.cmd_bootstrap,
@@ -207,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print("\n".join(commands.api_error_lines(exc)), file=sys.stderr)
         return 1
-    except (commands.UsageError, identity.IdentityUsageError) as exc:
+    except kube_import.ImportRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (commands.UsageError, identity.IdentityUsageError, kube_import.ImportUsageError) as exc:
         print(f"mecha {args.command}: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # e.g. a bad MECHA_* environment variable

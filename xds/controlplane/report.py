@@ -9,6 +9,8 @@ from typing import Any
 def diag_line(d: Mapping[str, Any]) -> str:
     """One diagnostic dict (Diagnostic.to_dict()) as `error: file doc N (Kind ns/name) field F: message`."""
     where = f"{d.get('file', '<inline>')} doc {d.get('document', 0)}"
+    if d.get("item") is not None:  # the index within a kubectl `kind: List`
+        where += f" item {d['item']}"
     if d.get("kind"):
         where += f" ({d['kind']} {d.get('namespace', '')}/{d.get('name', '')})"
     fld = f" field {d['field']}" if d.get("field") else ""

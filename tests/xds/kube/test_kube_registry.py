@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kube_export import NOT_READY_POD, PRODUCTPAGE_POD, RATINGS_POD, REVIEWS_PODS, istio_export, kubernetes_export
+from kube_export import (
+    NOT_READY_POD,
+    PRODUCTPAGE_POD,
+    RATINGS_POD,
+    REVIEWS_PODS,
+    istio_export,
+    kubernetes_export,
+)
 
 from xds import types
 from xds.cache.snapshot import Snapshot
@@ -69,7 +76,9 @@ def test_bookinfo_export_routes_each_subset_to_its_pods() -> None:
     assert everyone == sorted((ip, 9080) for _p, ip, _v in REVIEWS_PODS)  # the not-ready pod is left out
     assert NOT_READY_POD[1] not in str(eds)
     assert _addresses(eds["outbound|9080||ratings.default.svc.cluster.local"]) == [(RATINGS_POD[1], 9080)]
-    assert _addresses(eds["outbound|9080||productpage.default.svc.cluster.local"]) == [(PRODUCTPAGE_POD[1], 9080)]
+    assert _addresses(eds["outbound|9080||productpage.default.svc.cluster.local"]) == [
+        (PRODUCTPAGE_POD[1], 9080)
+    ]
 
     routes = _decoded(snap, "RDS")["outbound"]
     vhost = next(v for v in routes["virtual_hosts"] if v["name"] == f"{REVIEWS}:9080")
