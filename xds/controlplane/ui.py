@@ -212,7 +212,10 @@ def _dapr_components(view: dict[str, Any], identities: dict[str, Any], health: d
                 for c in components
                 if not c.get("scopes") or app.name in c.get("scopes", [])
             ]
-            rows.append({"app": app.name, "address": address, **health.get(address, {}), "components": names})
+            health_of = health.get(address, {})
+            rows.append(
+                {"app": app.name, "proxy": proxy.id, "address": address, **health_of, "components": names}
+            )
     return sorted(rows, key=lambda r: r["app"])
 
 

@@ -132,6 +132,12 @@ def mesh_graph(
                         if host:
                             edge(gw["id"], f"svc:{host}", kind="gateway")
 
+    # A service no route splits reaches all its workloads (default round robin).
+    routed = {e["from"] for e in edges.values() if e["to"].startswith("wl:")}
+    for target in [n for n in nodes.values() if n["kind"] == "workload"]:
+        if f"svc:{target['service']}" not in routed:
+            edge(f"svc:{target['service']}", target["id"], kind="route")
+
     # Traffic: what each proxy's outbound clusters carried.
     for proxy_id, per_edge in stats.items():
         source = proxy_of_workload.get(proxy_id) or (f"gw:{proxy_id}" if f"gw:{proxy_id}" in nodes else None)

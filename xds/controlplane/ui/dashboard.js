@@ -44,7 +44,7 @@ function layout(graph) {
   }
   const columns = {};
   for (const n of graph.nodes) (columns[depth[n.id]] = columns[depth[n.id]] || []).push(n);
-  const pos = {}, colW = 150, rowH = 56;
+  const pos = {}, colW = 175, rowH = 60;
   let height = 0;
   for (const [col, nodes] of Object.entries(columns)) {
     nodes.forEach((n, i) => { pos[n.id] = { x: 10 + Number(col) * colW, y: 20 + i * rowH }; });
@@ -58,6 +58,7 @@ function drawGraph(graph) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const { pos, width, height } = layout(graph);
   svg.setAttribute("height", Math.max(260, height));
+  svg.setAttribute("width", Math.max(width, 600));  // natural size: the section scrolls, text stays legible
   svg.setAttribute("viewBox", `0 0 ${Math.max(width, 600)} ${Math.max(260, height)}`);
   const defs = svgEl("defs");
   const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" });
@@ -79,7 +80,7 @@ function drawGraph(graph) {
     if (e.rps !== undefined) parts.push(`${rate(e.rps)} rps`);
     if (e.eps) parts.push(`${rate(e.eps)} err/s`);
     if (parts.length) {
-      svg.appendChild(svgEl("text", { x: (x1 + x2) / 2 - 10, y: (y1 + y2) / 2 - 4, class: "elabel",
+      svg.appendChild(svgEl("text", { x: x2 - 6, y: y2 + 16, "text-anchor": "end", class: "elabel",
         "data-edge": `${e.from}->${e.to}` }, parts.join(" ")));
     }
   }
@@ -119,7 +120,7 @@ function drawDapr(apps) {
   row(t, ["app", "capability service", "components"], true);
   for (const a of apps) {
     const health = a.healthy ? span("SYNCED", "healthy") : span("bad", `failing: ${a.detail || "?"}`);
-    row(t, [a.app, health, a.components.join(", ") || "(none)"]);
+    row(t, [`${a.app} (${a.proxy})`, health, a.components.join(", ") || "(none)"]);
   }
 }
 

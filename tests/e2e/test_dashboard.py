@@ -1,0 +1,146 @@
+"""The dashboard in a real headless Chromium against a running `mecha up`: the demo's graph with the 80/20
+split, live rates, a NACKing proxy shown at the top, and a screenshot (test artifacts; docs with
+MECHA_DOCS_SCREENSHOT=1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_up import _free_offset, _read_until
+
+from xds import types
+from xds.testing.fake_proxy import FakeProxy
+
+pytestmark = pytest.mark.e2e
+DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
+NACK_MESSAGE = "Proto constraint validation failed (dashboard test): route_config_name is required"
+
+
+@pytest.fixture(scope="module")
+def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("up")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(_free_offset())],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _read_until(proc, "Mecha is up", 90)
+        info = json.loads((folder / ".mecha" / "up.json").read_text())
+        info["token"] = (folder / ".mecha" / "api-token").read_text().strip()
+        yield info
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _login_url(info: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        info["api"] + "/api/v1/ui/code", data=b"{}", method="POST",
+        headers={"Authorization": f"Bearer {info['token']}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return info["api"] + json.loads(resp.read())["path"]
+
+
+def _wait(driver: Any, script: str, within: float = 15.0) -> Any:
+    deadline = time.monotonic() + within
+    value = None
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(
+        f"page never satisfied {script!r}; body:\n{driver.find_element('tag name', 'body').text}"
+    )
+
+
+def test_dashboard_shows_the_demo_graph_and_a_nacking_proxy(
+    running_up: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    for _ in range(5):  # traffic for the per-edge rates
+        with urllib.request.urlopen(running_up["productpage"], timeout=10) as resp:
+            assert resp.status == 200
+    browser.get(_login_url(running_up))
+    labels = _wait(
+        browser,
+        "const l=[...document.querySelectorAll('#graph .node text')].map(t=>t.textContent);"
+        "return l.includes('reviews v2') ? l : null;",
+    )
+    assert {"productpage", "reviews", "ratings", "reviews v1", "reviews v2", "ingressgateway"} <= set(labels)
+    edge_labels = _wait(
+        browser,
+        "const l=[...document.querySelectorAll('#graph .elabel')].map(t=>t.dataset.edge+' '+t.textContent);"
+        "return l.some(x=>x.includes('rps')) ? l : null;",
+    )
+    assert any(x.startswith("svc:reviews->wl:reviews:v1 80%") for x in edge_labels), edge_labels
+    assert any(x.startswith("svc:reviews->wl:reviews:v2 20%") for x in edge_labels), edge_labels
+    assert "All proxies SYNCED" in browser.find_element("id", "alerts").text
+
+    async def nack_listeners() -> None:
+        """A proxy that NACKs every listener update (a real xDS stream to the running control plane)."""
+        proxy = FakeProxy(
+            running_up["xds"], "details-v1",
+            nack_if=lambda type_url, _resp: NACK_MESSAGE if type_url == types.LISTENER else None,
+        )  # fmt: skip
+        await proxy.start()
+        try:
+            await proxy.wait_nacked(types.LISTENER, timeout=15)
+            alert = await asyncio.to_thread(
+                _wait,
+                browser,
+                "const a=document.querySelector('#alerts [data-kind=nack]');return a&&a.textContent;",
+            )
+            assert "details-v1" in alert and "NACKED" in alert and NACK_MESSAGE in alert
+            top = browser.execute_script(
+                "return document.querySelector('#alerts [data-kind=nack]').getBoundingClientRect().bottom"
+            )
+            assert top < browser.execute_script("return window.innerHeight")  # visible without scrolling
+            browser.save_screenshot(str(tmp_path / "dashboard.png"))
+            if os.environ.get("MECHA_DOCS_SCREENSHOT") == "1":
+                DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+                browser.save_screenshot(str(DOCS_IMAGE))
+        finally:
+            await proxy.stop()
+
+    asyncio.run(nack_listeners())
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_dashboard_without_login_is_refused(running_up: dict[str, Any]) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(running_up["api"] + "/ui/api/state", timeout=10)
+    assert refused.value.code == 401
