@@ -5,6 +5,8 @@ python -m capabilities --app-id X --dapr-http-port P [--resources-path DIR] [--c
 python -m capabilities --app APPID:HTTP_PORT:GRPC_PORT:APP_URL [--app ...] [--control-plane URL] ...
     node mode: one process, one runtime per --app (own app id, ports, app channel, subscriptions,
     delivery); the other flags (control plane, resources, token, body limit) apply to every runtime.
+    --agent-credential FILE --agent-socket-dir DIR --agent-root-cert PEM --agent-control-plane HOST:PORT
+    embeds the proxy's mecha agent (capabilities/identity_agent.py) on its own thread.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--state-dir", help="the Mecha state folder file components must not touch (env MECHA_STATE_DIR)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from capabilities.identity_agent import add_arguments as add_agent_arguments
+
+    add_agent_arguments(parser)  # --agent-*: the mecha agent embedded on its own thread
     return parser.parse_args(argv)
 
 
@@ -239,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from capabilities.identity_agent import EmbeddedAgent, config_from_args
+
     try:
         all_settings = app_settings_from_args(args)
+        agent_config = config_from_args(args)
     except ValueError as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
@@ -251,8 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError) as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve_apps(all_settings))
+    # the agent first, on its own thread: Envoy's certificate does not wait for (or depend on) the components
+    agent = EmbeddedAgent(agent_config) if agent_config is not None else None
+    if agent is not None:
+        agent.start()
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(serve_apps(all_settings))
+    finally:
+        if agent is not None:
+            agent.stop()
 
 
 if __name__ == "__main__":

@@ -29,10 +29,21 @@ class BootstrapParams:
     admin_host: str = "127.0.0.1"
     delta: bool = False
     initial_fetch_timeout_s: float = 2.0
+    # several control-plane replicas: (host, port) each; empty: the one xds_host:xds_port
+    xds_addresses: tuple[tuple[str, int], ...] = ()
+
+    def xds_endpoints(self) -> list[tuple[str, int]]:
+        return list(self.xds_addresses) or [(self.xds_host, self.xds_port)]
 
     def substitutions(self) -> dict[str, str]:
-        host_is_ip = self.xds_host.replace(".", "").isdigit() or ":" in self.xds_host
+        endpoints = self.xds_endpoints()
+        host_is_ip = all(_is_ip(host) for host, _ in endpoints)
+        lb_endpoints = [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in endpoints
+        ]
         return {
+            "XDS_LB_ENDPOINTS": json.dumps(lb_endpoints),
             "PROXY_ID": json.dumps(self.proxy_id),
             "PROXY_CLUSTER": json.dumps(self.cluster or self.proxy_id),
             "NODE_METADATA_JSON": json.dumps({"mecha": dict(self.metadata)}, sort_keys=True),
@@ -44,6 +55,19 @@ class BootstrapParams:
             "XDS_CLUSTER_TYPE": "STATIC" if host_is_ip else "STRICT_DNS",
             "INITIAL_FETCH_TIMEOUT": f"{self.initial_fetch_timeout_s}s",
         }
+
+
+def _is_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host
+
+
+def parse_xds_address(spec: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6: [::1]:15012) -> (host, port); ValueError names the value and the reason."""
+    host, sep, port = spec.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--xds {spec!r}: expected HOST:PORT (a port from 1 to 65535)")
+    return host, int(port)
 
 
 def render(params: BootstrapParams, template: Path = TEMPLATE) -> str:

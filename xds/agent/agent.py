@@ -61,6 +61,11 @@ class Agent:
         self.rotations = 0
 
     @property
+    def rotation(self) -> asyncio.Task[None] | None:
+        """The rotation task once started (it ends only by cancellation or a bug)."""
+        return self._rotation
+
+    @property
     def xds_socket(self) -> Path:
         return self.config.socket_dir / XDS_SOCKET
 

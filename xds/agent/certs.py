@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from xds.agent.channel import CredentialSource
 from xds.ca.messages import FULL_METHOD, CertificateRequest, CertificateResponse
 from xds.identity.credential import read_unverified
-from xds.statedir import write_private_file
+from xds.statedir import ensure_private_dir, write_private_file
 
 log = logging.getLogger(__name__)
 ROTATE_AT = 0.5  # like istio-agent's SECRET_GRACE_PERIOD_RATIO
@@ -92,11 +94,31 @@ class CertificateClient:
         )
 
 
+CERT_FILES = ("key.pem", "cert-chain.pem", "root-cert.pem")
+DATA_LINK = "..data"
+
+
 def write_cert_files(folder: Path, cert: WorkloadCert) -> None:
-    """What gRPC's file_watcher certificate provider reads (proxyless gRPC): chain, key (0600), root."""
-    write_private_file(folder / "key.pem", cert.key_pem)
-    write_private_file(folder / "cert-chain.pem", cert.chain_pem)
-    write_private_file(folder / "root-cert.pem", cert.root_pem)
+    """What gRPC's file_watcher certificate provider reads (proxyless gRPC): chain, key (0600), root.
+
+    Key and chain change together, as a Kubernetes secret volume does: the three files go into a new
+    0700 folder, `..data` is switched to it with one rename, and key.pem etc. are links through `..data`,
+    so a reader never sees the new key with the old certificate."""
+    ensure_private_dir(folder)
+    version = folder / f"..{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}"
+    for name, data in zip(CERT_FILES, (cert.key_pem, cert.chain_pem, cert.root_pem), strict=True):
+        write_private_file(version / name, data)
+    link = folder / f"{DATA_LINK}.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(version.name)
+    previous = (folder / DATA_LINK).resolve() if (folder / DATA_LINK).is_symlink() else None
+    os.replace(link, folder / DATA_LINK)  # the switch: atomic
+    for name in CERT_FILES:
+        if not (folder / name).is_symlink():  # first write (or plain files of an older agent)
+            (folder / name).unlink(missing_ok=True)
+            (folder / name).symlink_to(Path(DATA_LINK) / name)
+    if previous is not None and previous != version.resolve() and previous.parent == folder.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 async def rotate_forever(
@@ -111,10 +133,15 @@ async def rotate_forever(
         wait = (current.rotate_after() - clock()).total_seconds()
         await asyncio.sleep(max(wait, 0.0))
         try:
-            current = await client.fetch()
+            fresh = await client.fetch()
+            await publish(fresh)
         except CertificateError as exc:
             log.warning("certificate rotation failed (retrying): %s", exc)
             await asyncio.sleep(RETRY_S)
             continue
-        await publish(current)
+        except Exception:  # anything else (a full disk for cert files...): keep rotating, say why
+            log.exception("certificate rotation failed (retrying)")
+            await asyncio.sleep(RETRY_S)
+            continue
+        current = fresh
         log.info("certificate rotated; valid until %s", current.not_after.isoformat())

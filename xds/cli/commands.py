@@ -179,7 +179,7 @@ def _labels(specs: list[str]) -> dict[str, str]:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from xds.bootstrap import BootstrapParams, render
+    from xds.bootstrap import BootstrapParams, parse_xds_address, render
     from xds.proxy import ProxyIdentity, ProxyIdentityError
 
     labels = _labels(args.label)
@@ -209,6 +209,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         metadata=metadata,
         xds_host=args.xds_host,
         delta=args.delta,
+        xds_addresses=tuple(parse_xds_address(a) for a in getattr(args, "xds", [])),
     )
     text = render(params)
     if args.output in (None, "-"):

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dapr-http-port", type=int, default=0)
     p.add_argument("--xds-host", default="127.0.0.1")
     p.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT)
+    p.add_argument(
+        "--xds",
+        action="append",
+        default=[],
+        help="HOST:PORT of a control-plane replica (repeatable: one xDS cluster, one endpoint each)",
+    )
     p.add_argument("--delta", action="store_true", help="use delta xDS (DELTA_GRPC)")
     p.add_argument("-o", "--output", default=None, help="output file (default stdout)")
 

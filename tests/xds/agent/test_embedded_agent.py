@@ -1,0 +1,106 @@
+"""The mecha agent embedded in the capability service (issue #11): rotation keeps going whatever the Dapr
+components do, and the certificate files for proxyless gRPC are written (0600) and replaced on rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from agent_helpers import ServedControlPlane, distinct_serials, serial_in, served_control_plane, wait_http
+
+from xds.agent.agent import SDS_SOCKET, XDS_SOCKET, AgentConfig
+from xds.testing.envoy import free_port
+
+CERT_TTL = {"MECHA_CERT_TTL": "2"}  # a new certificate every second (rotation at half the lifetime)
+BROKEN_REDIS = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: statestore}
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - {name: redisHost, value: "127.0.0.1:%d"}
+  - {name: dialTimeout, value: "200ms"}
+"""
+
+
+@contextlib.asynccontextmanager
+async def capability_service(argv: list[str], log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "capabilities", *argv, stdout=out,
+                                                    stderr=out, env={**os.environ})  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 15)
+
+
+def agent_flags(cp: ServedControlPlane, folder: Path) -> list[str]:
+    return ["--agent-credential", str(cp.credential()), "--agent-control-plane", cp.xds,
+            "--agent-root-cert", str(cp.root), "--agent-socket-dir", str(folder / "sockets"),
+            "--agent-cert-dir", str(folder / "certs")]  # fmt: skip
+
+
+async def test_rotation_continues_while_a_component_is_broken(tmp_path: Path) -> None:
+    async with served_control_plane(tmp_path / "cp", CERT_TTL) as cp:
+        resources = tmp_path / "components"
+        resources.mkdir()
+        (resources / "statestore.yaml").write_text(BROKEN_REDIS % free_port())  # nothing listens there
+        http = free_port()
+        argv = ["--app-id", "reviews", "--dapr-http-port", str(http), "--dapr-grpc-port", "0",
+                "--resources-path", str(resources), *agent_flags(cp, tmp_path)]  # fmt: skip
+        async with capability_service(argv, tmp_path / "capabilities.log") as proc:
+            base = f"http://127.0.0.1:{http}"
+            await wait_http(f"{base}/v1.0/healthz", 30, tmp_path / "capabilities.log", want=500)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{base}/v1.0/state/statestore/k") as resp:
+                    assert resp.status >= 400  # the broken component answers with its reason
+                    assert "statestore" in await resp.text()
+            serials = await distinct_serials(tmp_path / "certs", 6)
+            assert len(serials) >= 4, f"only {len(serials)} certificates in 6 s with a 2 s lifetime"
+            assert proc.returncode is None
+            sockets = tmp_path / "sockets"
+            assert (sockets / SDS_SOCKET).exists() and (sockets / XDS_SOCKET).exists()
+            assert (sockets.stat().st_mode & 0o077) == 0
+            for name in ("key.pem", "cert-chain.pem", "root-cert.pem"):
+                assert ((tmp_path / "certs" / name).stat().st_mode & 0o077) == 0, name
+
+
+async def test_blocked_or_failing_service_loop_does_not_stop_rotation(tmp_path: Path) -> None:
+    """This test's event loop stands in for the capability service's: a component that blocks it (a
+    synchronous call that hangs) or raises on it must not stop the embedded agent."""
+    from capabilities.identity_agent import EmbeddedAgent
+
+    async with served_control_plane(tmp_path / "cp", CERT_TTL) as cp:
+        certs = tmp_path / "certs"
+        config = AgentConfig(cp.credential(), cp.xds, tmp_path / "sockets", cp.root, cert_dir=certs)
+        agent = EmbeddedAgent(config)
+        agent.start()
+        try:
+            assert await asyncio.to_thread(agent.ready.wait, 30), "the embedded agent never got a certificate"
+
+            async def broken_component() -> None:
+                raise RuntimeError("component crashed")
+
+            crashed = asyncio.create_task(broken_component())
+            await asyncio.sleep(0)
+            before = agent.rotations
+            first = serial_in(tmp_path / "certs")
+            time.sleep(4)  # noqa: ASYNC251 - the point: the service's loop is blocked
+            assert agent.rotations >= before + 2, "rotation stopped while the service's loop was blocked"
+            assert serial_in(tmp_path / "certs") != first
+            with pytest.raises(RuntimeError):
+                await crashed
+            assert agent.starts == 1  # never needed a restart
+        finally:
+            await asyncio.to_thread(agent.stop)
+        assert not agent._thread.is_alive()
