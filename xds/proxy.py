@@ -26,6 +26,8 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
           - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
              labels: {app: reviews, version: v1}}
+          # app_protocol (istiod's appProtocol) or port_name (`mysql-main`) of a TCP-family protocol: the
+          # inbound listener proxies TCP (server-speaks-first protocols work), else it is HTTP
           # node mode, per app (optional): its own Dapr listeners on this proxy and its capability runtime
           #   dapr_http_port: 3504, dapr_grpc_port: 50005, capabilities_http: 127.0.0.1:3604,
           #   capabilities_grpc: 127.0.0.1:50105, dapr_api_token: s3cret, app_api_token: app-s3cret
@@ -40,6 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from xds.protocols import is_tcp, port_protocol
 
 
 class ProxyMode(StrEnum):
@@ -138,7 +142,9 @@ class AppBinding:
     app_port: int | None = None
     inbound_port: int | None = None
     app_address: str = "127.0.0.1"
-    app_protocol: str = "http"  # http | grpc (grpc means HTTP/2 to the app)
+    app_protocol: str = "http"  # http | grpc (grpc means HTTP/2 to the app) | tcp, mysql, mongo, redis...
+    port_name: str = ""  # Kubernetes-style port name: `mysql-main` selects MySQL as istiod does
+    protocol: str = "HTTP"  # what the inbound listener speaks (xds.protocols.port_protocol)
     labels: tuple[tuple[str, str], ...] = ()
     # Node mode: this app's own Dapr listeners on the shared proxy and the capability runtime behind them.
     dapr_http_port: int | None = None
@@ -156,6 +162,11 @@ class AppBinding:
     @property
     def has_dapr(self) -> bool:
         return self.dapr_http_port is not None or self.dapr_grpc_port is not None
+
+    @property
+    def is_tcp(self) -> bool:
+        """Inbound traffic is proxied as TCP (tcp-*, mysql-*, mongo-*, redis-* ports, appProtocol tcp)."""
+        return is_tcp(self.protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +226,10 @@ class ProxyIdentity:
                     inbound_port=_port(app.get("inbound_port"), f"apps[{i}].inbound_port"),
                     app_address=str(app.get("app_address") or "127.0.0.1"),
                     app_protocol=str(app.get("app_protocol") or "http"),
+                    port_name=str(app.get("port_name") or ""),
+                    protocol=port_protocol(
+                        str(app.get("app_protocol") or ""), str(app.get("port_name") or "")
+                    ),
                     labels=_labels(app.get("labels"), f"apps[{i}].labels"),
                     dapr_http_port=_port(app.get("dapr_http_port"), f"apps[{i}].dapr_http_port"),
                     dapr_grpc_port=_port(app.get("dapr_grpc_port"), f"apps[{i}].dapr_grpc_port"),

@@ -92,7 +92,7 @@ def _own_routes(proxy: ProxyIdentity) -> list[Resource]:
     return [
         resource(types.ROUTE, f"inbound|{a.inbound_port}||", _inbound_route_config(proxy, a))
         for a in proxy.apps
-        if a.app_port is not None and a.inbound_port is not None
+        if a.app_port is not None and a.inbound_port is not None and not a.is_tcp  # TCP: no routes
     ]
 
 

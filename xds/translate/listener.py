@@ -10,6 +10,7 @@ from envoy_data_plane.envoy.extensions.filters.http.cors import v3 as cors
 from envoy_data_plane.envoy.extensions.filters.http.fault import v3 as fault
 from envoy_data_plane.envoy.extensions.filters.http.router import v3 as router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tcp_proxy
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
@@ -27,6 +28,7 @@ from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
 from xds.translate.upgrades import upgrade_bytes, upgrade_fields
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
+TCP_PROXY = "envoy.filters.network.tcp_proxy"
 ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pack(router.Router()))
 # fault -> cors -> router (istiod's stable tail): empty filters, enabled per route (VS fault / corsPolicy)
 FAULT = hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=AnyMsg.pack(fault.HttpFault()))
@@ -107,6 +109,9 @@ def proxy_listeners(
         if app.inbound_port is None or app.app_port is None:
             continue
         port = app.inbound_port
+        if app.is_tcp:
+            out.append(inbound_tcp_listener(proxy, app))
+            continue
         out.append(
             http_listener(
                 f"virtualInbound_{port}",
@@ -125,6 +130,26 @@ def proxy_listeners(
             )
         )
     return out
+
+
+def inbound_tcp_filter(app: AppBinding) -> lis.Filter:
+    """tcp_proxy to the app (istiod's inbound TCP chain): bytes pass as they come, in either direction."""
+    assert app.app_port is not None
+    cluster = inbound_cluster_name(app.app_port, app.name)
+    config = tcp_proxy.TcpProxy(stat_prefix=cluster, cluster=cluster)
+    return lis.Filter(name=TCP_PROXY, typed_config=AnyMsg.pack(config))
+
+
+def inbound_tcp_listener(proxy: ProxyIdentity, app: AppBinding) -> lis.Listener:
+    """A TCP-family app port (mysql-*, redis-*, tcp-*...): no HTTP codec waits for a request the server
+    never sends first."""
+    assert app.inbound_port is not None
+    return lis.Listener(
+        name=f"virtualInbound_{app.inbound_port}",
+        address=socket(proxy.address, app.inbound_port),
+        filter_chains=[lis.FilterChain(filters=[inbound_tcp_filter(app)])],
+        traffic_direction=core.TrafficDirection.INBOUND,
+    )
 
 
 def inbound_route_config(app: AppBinding) -> rte.RouteConfiguration:
@@ -235,6 +260,9 @@ def proxy_listener_bytes(
             continue
         port = app.inbound_port
         name = f"virtualInbound_{port}"
+        if app.is_tcp:
+            out.append((name, bytes(inbound_tcp_listener(proxy, app))))
+            continue
         body = http_listener_bytes(
             name,
             proxy.address,

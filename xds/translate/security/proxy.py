@@ -21,12 +21,12 @@ from xds.model.mesh import MeshConfig
 from xds.model.security import SecurityPolicies, security_policies
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, socket
-from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name
+from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name, inbound_tcp_filter
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import Memo, field_bytes, field_number
 from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
-from xds.translate.security.rbac import rbac_http_filters
+from xds.translate.security.rbac import rbac_http_filters, rbac_network_filters
 from xds.translate.upgrades import upgrade_fields
 
 _TRANSPORT_SOCKET = field_number(clu.Cluster, "transport_socket")
@@ -43,7 +43,10 @@ def inbound_listener(
     filters: list[hcm.HttpFilter],
     normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
     sds: core.ConfigSource = ADS,
+    tcp_filters: list[lis.Filter] | None = None,
 ) -> lis.Listener:
+    """tcp_filters: network filters (RBAC) before the TCP proxy of a TCP-family app (`app.is_tcp`)."""
+    tcp_filters = tcp_filters or []
     assert app.inbound_port is not None
     port = app.inbound_port
     manager = hcm.HttpConnectionManager(
@@ -58,6 +61,8 @@ def inbound_listener(
         **upgrade_fields(),  # WebSocket (istiod)
     )
     chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
+    if app.is_tcp:  # TCP-family port: network RBAC (as istiod) before the TCP proxy, no HTTP codec
+        chain_filters = [*tcp_filters, inbound_tcp_filter(app)]
     tls_chain = lis.FilterChain(
         name="tls", filters=chain_filters, transport_socket=mtls.downstream_transport_socket(sds)
     )
@@ -119,10 +124,11 @@ class SecurityTranslator:
                 mode = mtls.peer_mode(policies, app.namespace, labels, app.inbound_port)
                 filters = authn_http_filters(policies, app.namespace, labels, config)
                 filters += rbac_http_filters(policies, app.namespace, labels)
-                if not tls_available and mode != mtls.STRICT and not filters:
+                tcp_rbac = rbac_network_filters(policies, app.namespace, labels) if app.is_tcp else []
+                if not tls_available and mode != mtls.STRICT and not filters and not tcp_rbac:
                     continue
                 listener = inbound_listener(
-                    proxy, app, mode, tls_available, filters, self.normalization, self.sds
+                    proxy, app, mode, tls_available, filters, self.normalization, self.sds, tcp_rbac
                 )
                 replaced[listener.name] = Resource.make(types.LISTENER, listener.name, bytes(listener))
             return [replaced.get(r.name, r) for r in plain]
