@@ -44,6 +44,8 @@ class BootstrapParams:
         ]
         return {
             "XDS_LB_ENDPOINTS": json.dumps(lb_endpoints),
+            "XDS_KEEPALIVE_INTERVAL": (REPLICA_KEEPALIVE if len(endpoints) > 1 else KEEPALIVE)[0],
+            "XDS_KEEPALIVE_TIMEOUT": (REPLICA_KEEPALIVE if len(endpoints) > 1 else KEEPALIVE)[1],
             "PROXY_ID": json.dumps(self.proxy_id),
             "PROXY_CLUSTER": json.dumps(self.cluster or self.proxy_id),
             "NODE_METADATA_JSON": json.dumps({"mecha": dict(self.metadata)}, sort_keys=True),
@@ -55,6 +57,14 @@ class BootstrapParams:
             "XDS_CLUSTER_TYPE": "STATIC" if host_is_ip else "STRICT_DNS",
             "INITIAL_FETCH_TIMEOUT": f"{self.initial_fetch_timeout_s}s",
         }
+
+
+# The xDS keepalive: 10 s / 5 s notices a dead control plane (xds/server/server.py KEEPALIVE_SERVER_OPTIONS
+# accepts it). With several replicas a frozen one (SIGSTOP, a hung host) must be left within a few seconds for
+# the proxy to take changes from another: 1 s / 2 s, which replicas on a shared store accept
+# (xds/controlplane/runtime.py REPLICA_KEEPALIVE_SERVER_OPTIONS).
+KEEPALIVE = ("10s", "5s")
+REPLICA_KEEPALIVE = ("1s", "2s")
 
 
 def _is_ip(host: str) -> bool:

@@ -19,7 +19,7 @@ from xds.sources.loader import load_text as _load_text
 from xds.translate.builder import SnapshotBuilder
 from xds.translate.decode import resource_to_dict
 from xds.translate.resiliency import check_resiliencies
-from xds.validate.checks import validate
+from xds.validate.checks import promote_strict, validate
 
 __all__ = [
     "CompileResult",
@@ -47,11 +47,12 @@ class CompileResult:
         return [d for d in self.diagnostics if d.severity is Severity.ERROR]
 
 
-def compile_documents(docs: list[RawDocument]) -> CompileResult:
-    """Model + graph validation. config is None when any error was found (the config is refused)."""
+def compile_documents(docs: list[RawDocument], strict: bool = False) -> CompileResult:
+    """Model + graph validation. config is None when any error was found (the config is refused). strict:
+    references istiod accepts with a warning (missing host/subset/port, a younger duplicate) are refused."""
     model = build_mesh(docs)
     diags = list(model.diagnostics)
-    diags += validate(model.config)
+    diags += promote_strict(validate(model.config)) if strict else validate(model.config)
     diags += check_security(model.config)  # security kinds + Gateway
     diags += check_resiliencies(model.config.resiliencies)  # Dapr policies Envoy cannot express
     ok = not any(d.severity is Severity.ERROR for d in diags)

@@ -97,7 +97,10 @@ class ControlPlane:
 
         self.identity = xds_identity(self.settings)  # TLS + credentials on the xDS port unless --insecure-xds
         pushes = self.settings.max_concurrent_pushes
-        self.server = XdsServer(self.cache, max_concurrent_pushes=pushes, **self.identity.server_options())
+        replicas = {"keepalive_options": replica_keepalive()} if is_shared(self.settings.store) else {}
+        self.server = XdsServer(
+            self.cache, max_concurrent_pushes=pushes, **self.identity.server_options(), **replicas
+        )
         self.certs = _certificates(self.settings)  # None unless mTLS is on
         self.builder = self._new_builder()
         self._rotation: asyncio.Task[None] | None = None
@@ -503,6 +506,19 @@ CHANGE_ATTEMPTS = 3  # plans of one change when other replicas keep writing firs
 FIRST_RESPONSE_CATCH_UP_S = 2.0  # at most this long reading the head before a new proxy's first snapshot
 HISTORY_KEEP = 1000  # versions kept for rollback; older ones are compacted by the leader
 _REPLAN = object()  # _change_once: another replica wrote first, plan again
+REPLICA_MIN_PING_INTERVAL_MS = 500
+
+
+def replica_keepalive() -> tuple[tuple[str, int], ...]:
+    """Replicas accept the faster keepalive of multi-replica bootstraps (xds/bootstrap.py REPLICA_KEEPALIVE: a
+    ping a second), so a proxy leaves a frozen replica within seconds; faster pings still count as strikes."""
+    from xds.server.server import KEEPALIVE_SERVER_OPTIONS
+
+    minimum = "grpc.http2.min_ping_interval_without_data_ms"
+    return tuple(
+        (name, REPLICA_MIN_PING_INTERVAL_MS if name == minimum else value)
+        for name, value in KEEPALIVE_SERVER_OPTIONS
+    )
 
 
 def _periodic_jobs(settings: Settings, backend: Any) -> Any:

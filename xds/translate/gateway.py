@@ -64,7 +64,8 @@ def https_route_name(port: int, server: GatewayServer, gw: Gateway) -> str:
 
 def _bound_vs(gw: Gateway, config: MeshConfig) -> list[VirtualService]:
     out = []
-    for vs in config.virtual_services:
+    # istiod merges the routes of every VirtualService for a host in creation order: the oldest first
+    for vs in sorted(config.virtual_services, key=lambda v: v.age_key):
         for ref in vs.gateways:
             full = ref if "/" in ref else f"{vs.meta.namespace}/{ref}"
             if full == gw.ref:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from dataclasses import replace
 
 import networkx as nx
 
@@ -19,6 +20,28 @@ def _err(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-
 
 def _warn(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-untyped-def]
     return Diagnostic(meta.location, fld, msg, Severity.WARNING, code)
+
+
+# References istiod accepts and routes meanwhile (the route answers 503 until the target exists): warnings,
+# refused only in strict mode (--strict / MECHA_STRICT=1: promote_strict())
+STRICT_ONLY = frozenset({"dangling-host", "unknown-subset", "unknown-port", "vs-duplicate"})
+_MEANWHILE = "accepted as istiod does: the route answers 503 until it exists"
+
+
+def promote_strict(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Strict mode: what istiod would accept with a warning is refused (the warning becomes an error)."""
+    return [
+        replace(d, severity=Severity.ERROR, message=_strict_message(d.message))
+        if d.code in STRICT_ONLY and d.severity is Severity.WARNING
+        else d
+        for d in diags
+    ]
+
+
+def _strict_message(message: str) -> str:
+    if _MEANWHILE in message:
+        return message.replace(_MEANWHILE, "refused in strict mode; istiod would accept it and answer 503")
+    return f"{message} (refused in strict mode)"
 
 
 def validate(config: MeshConfig) -> list[Diagnostic]:
@@ -74,11 +97,11 @@ def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
         meta, fld, ref = data["meta"], data["field"], data["ref"]
         if ref == "host":
             if meta.kind == "DestinationRule":
-                out.append(
-                    _warn(meta, fld, f"host {dst[1]} matches no service in the registry", "dangling-host")
-                )
+                msg = f"host {dst[1]} matches no service in the registry"
+                out.append(_warn(meta, fld, msg, "dr-dangling-host"))
             else:
-                out.append(_err(meta, fld, f"destination host {dst[1]} matches no service", "dangling-host"))
+                msg = f"destination host {dst[1]} matches no service ({_MEANWHILE})"
+                out.append(_warn(meta, fld, msg, "dangling-host"))
         elif ref == "subset":
             host, subset = dst[1], dst[2]
             if not g.nodes.get(("Service", host), {}).get("present"):
@@ -89,8 +112,8 @@ def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
             else:
                 names = ", ".join(s.name for s in rule.subsets) or "none"
                 why = f"DestinationRule {rule.meta.namespace}/{rule.meta.name} defines: {names}"
-            msg = f"subset {subset!r} of host {host} is not defined ({why})"
-            out.append(_err(meta, fld, msg, "unknown-subset"))
+            msg = f"subset {subset!r} of host {host} is not defined ({why}; {_MEANWHILE})"
+            out.append(_warn(meta, fld, msg, "unknown-subset"))
         elif ref == "delegate":
             out.append(
                 _err(
@@ -184,21 +207,32 @@ def _hostless_virtual_services(config: MeshConfig) -> list[Diagnostic]:
 
 
 def _vs_conflicts(config: MeshConfig) -> list[Diagnostic]:
-    claims: dict[tuple[str, tuple[str, ...]], VirtualService] = {}
+    """A second VirtualService for a host: bound to gateways, its routes are merged after the older one's (as
+    istiod's gateway builder does); for sidecars (`mesh`) only the oldest by creationTimestamp routes it."""
+    claims: dict[tuple[str, str], VirtualService] = {}
     out: list[Diagnostic] = []
-    for vs in config.virtual_services:
+    for vs in sorted(config.virtual_services, key=lambda v: v.age_key):
         if vs.is_delegate:
             continue
-        gateways = tuple(sorted(vs.gateways or ("mesh",)))
-        for i, host in enumerate(vs.hosts):
-            first = claims.setdefault((host, gateways), vs)
-            if first is not vs:
-                msg = (
-                    f"host {host} is already routed by VirtualService "
-                    f"{first.meta.namespace}/{first.meta.name} "
-                    f"({first.meta.location.file}) for the same gateways {list(gateways)}"
-                )
-                out.append(_err(vs.meta, f"spec.hosts[{i}]", msg, "vs-conflict"))
+        for gateway in sorted(set(vs.gateways or ("mesh",))):
+            for i, host in enumerate(vs.hosts):
+                first = claims.setdefault((host, gateway), vs)
+                if first is vs:
+                    continue
+                older = f"{first.meta.namespace}/{first.meta.name} ({first.meta.location.file})"
+                if gateway == "mesh":
+                    msg = (
+                        f"host {host} is already routed for sidecars by the older VirtualService {older}: "
+                        "these routes are not applied to sidecars (istiod: the oldest wins)"
+                    )
+                    out.append(_warn(vs.meta, f"spec.hosts[{i}]", msg, "vs-duplicate"))
+                else:
+                    msg = (
+                        f"host {host} on gateway {gateway} is also routed by VirtualService {older}: "
+                        "the routes are merged, the older VirtualService's first (as istiod)"
+                    )
+                    where = f"spec.hosts[{i}]"
+                    out.append(Diagnostic(vs.meta.location, where, msg, Severity.INFO, "vs-merged"))
     return out
 
 
@@ -268,9 +302,9 @@ def _ports(vs: VirtualService, route: HTTPRoute, config: MeshConfig) -> list[Dia
             continue
         if svc.port(dest.port) is None:
             exposed = ", ".join(str(p.number) for p in svc.ports) or "none"
-            msg = f"port {dest.port} is not exposed by {dest.host} (ports: {exposed})"
+            msg = f"port {dest.port} is not exposed by {dest.host} (ports: {exposed}; {_MEANWHILE})"
             out.append(
-                _err(vs.meta, f"spec.http[{route.index}].route[{j}].destination.port", msg, "unknown-port")
+                _warn(vs.meta, f"spec.http[{route.index}].route[{j}].destination.port", msg, "unknown-port")
             )
     return out
 

@@ -11,9 +11,9 @@ from xds.pipeline import CompileResult, SnapshotBuilder, compile_documents, load
 from xds.proxy import ProxyIdentity
 
 
-def compile_text(text: str, filename: str = "mesh.yaml") -> CompileResult:
+def compile_text(text: str, filename: str = "mesh.yaml", strict: bool = False) -> CompileResult:
     docs, diags = load_text(text, filename)
-    result = compile_documents(docs)
+    result = compile_documents(docs, strict=strict)
     result.diagnostics[:0] = diags
     return result
 

@@ -42,8 +42,16 @@ def codes(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return [(d.code, d.field) for d in errors(result)]
 
 
+def warning_codes(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(d.code, d.field) for d in warnings(result)]
+
+
 def test_dangling_destination_host() -> None:
-    result = compile_text(with_vs("  - route: [{destination: {host: ratings}}]"), "vs.yaml")
+    text = with_vs("  - route: [{destination: {host: ratings}}]")
+    lenient = compile_text(text, "vs.yaml")  # istiod accepts it: the route answers 503 meanwhile
+    assert lenient.ok and lenient.config is not None
+    assert warning_codes(lenient) == [("dangling-host", "spec.http[0].route[0].destination.host")]
+    result = compile_text(text, "vs.yaml", strict=True)
     (err,) = errors(result)
     assert (err.code, err.field, err.location.file, err.location.document) == (
         "dangling-host",
@@ -55,12 +63,16 @@ def test_dangling_destination_host() -> None:
 
 
 def test_dangling_mirror_host() -> None:
-    result = compile_text(with_vs("  - route: [{destination: {host: reviews}}]\n    mirror: {host: shadow}"))
+    text = with_vs("  - route: [{destination: {host: reviews}}]\n    mirror: {host: shadow}")
+    assert warning_codes(compile_text(text)) == [("dangling-host", "spec.http[0].mirror.host")]
+    result = compile_text(text, strict=True)
     assert codes(result) == [("dangling-host", "spec.http[0].mirror.host")]
 
 
 def test_unknown_subset_names_the_rule() -> None:
-    result = compile_text(with_vs("  - route: [{destination: {host: reviews, subset: v9}}]"))
+    text = with_vs("  - route: [{destination: {host: reviews, subset: v9}}]")
+    assert compile_text(text).ok
+    result = compile_text(text, strict=True)
     (err,) = errors(result)
     assert (err.code, err.field) == ("unknown-subset", "spec.http[0].route[0].destination.subset")
     assert "DestinationRule default/reviews defines: v1" in err.message
@@ -83,8 +95,13 @@ def test_two_virtual_services_for_one_host() -> None:
     text = with_vs("  - route: [{destination: {host: reviews}}]") + with_vs(
         "  - route: [{destination: {host: reviews}}]", name="reviews-2"
     ).replace(BASE, "")
-    result = compile_text(text)
-    assert codes(result) == [("vs-conflict", "spec.hosts[0]")]
+    result = compile_text(text)  # istiod: the oldest routes sidecars; no timestamps: namespace/name order
+    assert result.ok and result.config is not None
+    assert result.config.mesh_routes_by_host["reviews.default.svc.cluster.local"].meta.name == "reviews"
+    (warn,) = warnings(result)
+    assert (warn.code, warn.field, warn.location.name) == ("vs-duplicate", "spec.hosts[0]", "reviews-2")
+    assert "default/reviews" in warn.message
+    assert codes(compile_text(text, strict=True)) == [("vs-duplicate", "spec.hosts[0]")]
 
 
 def test_delegate_cycle_is_reported_once_with_the_path() -> None:
@@ -117,7 +134,9 @@ def test_unreachable_routes_and_duplicate_matches_are_warnings() -> None:
 
 
 def test_destination_port_must_be_exposed() -> None:
-    result = compile_text(with_vs("  - route: [{destination: {host: reviews, port: {number: 9999}}}]"))
+    text = with_vs("  - route: [{destination: {host: reviews, port: {number: 9999}}}]")
+    assert warning_codes(compile_text(text)) == [("unknown-port", "spec.http[0].route[0].destination.port")]
+    result = compile_text(text, strict=True)
     assert codes(result) == [("unknown-port", "spec.http[0].route[0].destination.port")]
 
 

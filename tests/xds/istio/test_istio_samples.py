@@ -66,11 +66,15 @@ def test_bookinfo_subsets_become_istiod_cluster_names() -> None:
 
 def test_testdata_fault_snake_case_and_dangling_subset() -> None:
     """rule-fault-injection.yaml: `source_labels` (proto field name, accepted by istiod's protojson), a route
-    to host `c` whose DR does not exist (istiod: a cluster name with no endpoints; Mecha refuses it)."""
+    to host `c` whose DR does not exist (istiod: a cluster name with no endpoints; Mecha warns, and refuses it
+    in strict mode)."""
     result = compile_text(sample("testdata-rule-fault-injection.yaml"), "rule-fault-injection.yaml")
     fields = {(d.field, d.code) for d in result.diagnostics}
     assert not any(f.endswith("sourceLabels") for f, _ in fields)  # recognised and honoured, not unknown
     assert not any(d.code == "unknown-field" for d in result.diagnostics)
+    assert result.ok
+    assert ("spec.http[0].route[0].destination.host", "dangling-host") in fields
+    result = compile_text(sample("testdata-rule-fault-injection.yaml"), "rule-fault-injection.yaml", True)
     problems = errors(result)
     assert problems and all(d.location.file == "rule-fault-injection.yaml" for d in problems)
     assert any(

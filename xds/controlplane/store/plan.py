@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from xds.diagnostics import Diagnostic, Location, Severity
@@ -122,6 +123,32 @@ def _owner_conflict(where: Location, key: Key, owner: str, source: str) -> Diagn
     )
 
 
+# ---- creationTimestamp: Istio orders config by it (the oldest VirtualService of a host wins) --------------
+
+
+def created_now() -> str:
+    """Kubernetes' metadata.creationTimestamp format (RFC 3339, UTC, seconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _created(doc: RawDocument) -> str:
+    meta = doc.body.get("metadata")
+    found = meta.get("creationTimestamp") if isinstance(meta, dict) else None
+    return str(found) if found else ""
+
+
+def with_creation_timestamp(doc: RawDocument, old: RawDocument | None, now: str) -> RawDocument:
+    """An Istio document keeps the creationTimestamp it carries, else the stored one, else gets `now` (first
+    accept). Stored in the body, so every backend keeps it across restarts."""
+    if not doc.api_version.split("/", 1)[0].endswith(".istio.io") or _created(doc):
+        return doc
+    meta = doc.body.get("metadata")
+    if not isinstance(meta, dict):
+        return doc  # refused by the compiler anyway
+    stamp = (_created(old) if old is not None else "") or now
+    return replace(doc, body={**doc.body, "metadata": {**meta, "creationTimestamp": stamp}})
+
+
 def plan_change(
     documents: Mapping[Key, RawDocument],
     owners: Mapping[Key, str],
@@ -130,10 +157,12 @@ def plan_change(
     source: str,
     diags: list[Diagnostic],
     adoptable: frozenset[str] = frozenset(),
+    now: str = "",
 ) -> Plan:
     """The candidate set after `source` writes upserts and removes removals (owner rules checked). A folder
     may take over the documents of an `adoptable` owner (a folder no longer watched: the config moved)."""
     docs, owned = dict(documents), dict(owners)
+    now = now or created_now()
     added: list[Key] = []
     modified: list[Key] = []
     removed: list[Key] = []
@@ -160,6 +189,7 @@ def plan_change(
             diags.append(_owner_conflict(doc.location, key, owner, source))
             continue
         old = docs.get(key)
+        doc = with_creation_timestamp(doc, old, now)
         if old is None:
             added.append(key)
         elif adopted or not same_body(old.body, doc.body):  # a new owner is a change to record
