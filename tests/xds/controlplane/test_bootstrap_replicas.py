@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from xds.cli.main import main
+from xds.controlplane.runtime import replica_keepalive
 from xds.testing.envoy import envoy_binary
 
 
@@ -69,3 +70,18 @@ def test_without_xds_the_single_endpoint_stays(tmp_path: Path) -> None:
 def test_bad_xds_address_names_the_value(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bootstrap", "--id", "p1", "--xds", bad]) == 2
     assert f"--xds {bad!r}: expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_replica_keepalive_leaves_a_frozen_replica_fast_and_replicas_accept_it(tmp_path: Path) -> None:
+    out = tmp_path / "bootstrap.yaml"
+    assert (
+        main(["bootstrap", "--id", "p1", "--xds", "127.0.0.1:1", "--xds", "127.0.0.1:2", "-o", str(out)]) == 0
+    )
+    (options,) = xds_cluster(out)["typed_extension_protocol_options"].values()
+    keepalive = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
+    interval, timeout = float(keepalive["interval"].rstrip("s")), float(keepalive["timeout"].rstrip("s"))
+    assert interval * 1.15 + timeout < 4  # a frozen replica is noticed (Envoy's 15 % jitter included)
+    server = dict(replica_keepalive())
+    # pings at the bootstrap's interval are never strikes on a replica (Envoy only adds jitter)
+    assert server["grpc.http2.min_ping_interval_without_data_ms"] <= interval * 1000 / 2
+    assert server["grpc.http2.max_ping_strikes"] == 2  # a ping flood is still cut off
