@@ -15,7 +15,7 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.schema import ListOf, MapOf, Obj, Spec, camelize
 from xds.model.specs import SPEC_BY_KIND
 from xds.pipeline import compile_documents, load_paths
-from xds.sources.kinds import Family, classify, unknown_kind_problem
+from xds.sources.kinds import Family, classify, dropped_kind_reason, unknown_kind_problem
 from xds.sources.loader import RawDocument
 
 HONOURED = "honoured"
@@ -23,6 +23,7 @@ DIFFERS = "differs"
 UNSUPPORTED = "unsupported"
 UNKNOWN = "unknown"  # not a field of the kind at all (typo, newer Istio): refused by `mecha apply`
 DROPPING = (UNSUPPORTED, UNKNOWN)
+DROPPED_KIND = "dropped-kind"  # diagnostic code of a document whose kind Mecha does not honour
 _LABEL = {
     HONOURED: "honoured",
     DIFFERS: "honoured differently",
@@ -68,8 +69,13 @@ class AnalyzeReport:
 
     @property
     def would_drop(self) -> bool:
-        """True when applying this config would lose something: an ignored field or a refused document."""
-        return bool(self.dropped or self.errors)
+        """True when applying this config would lose something: an ignored field, a refused document, or a
+        document of a kind whose effect Mecha does not reproduce (EnvoyFilter, Telemetry, WasmPlugin)."""
+        return bool(self.dropped or self.errors or self.dropped_kinds)
+
+    @property
+    def dropped_kinds(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.code == DROPPED_KIND]
 
     def counts(self) -> Counter[str]:
         return Counter(f.status for f in self.fields)
@@ -109,7 +115,8 @@ def analyze_documents(
         if info is None and bad_version is None:
             if unknown_kind_problem(doc.api_version, doc.kind) is not None:
                 continue  # a typo or a foreign group: reported by compile as an error, not "skipped"
-            skipped.setdefault((doc.api_version, doc.kind), []).append(doc.location.file)
+            if dropped_kind_reason(doc.api_version, doc.kind) is None:  # dropped ones: a diagnostic
+                skipped.setdefault((doc.api_version, doc.kind), []).append(doc.location.file)
             continue
         if info is None:
             continue  # reported by compile as an error

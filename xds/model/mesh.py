@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,7 +28,7 @@ from xds.model.resources import (
 from xds.model.schema import Obj, Report, camelize
 from xds.model.specs import CHECKED_CARRIED, SPEC_BY_KIND
 from xds.model.traffic import Sidecar
-from xds.sources.kinds import Family, classify, unknown_kind_problem
+from xds.sources.kinds import Family, classify, dropped_kind_reason, unknown_kind_problem
 from xds.sources.loader import RawDocument
 
 _TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
@@ -64,17 +64,21 @@ class MeshConfig:
 
     @cached_property
     def mesh_routes_by_host(self) -> dict[str, VirtualService]:
-        """The sidecar VS per host (first by namespace/name; a second one is a validation error)."""
-        out: dict[str, VirtualService] = {}
-        for vs in self.virtual_services:
-            if vs.for_mesh:
-                for host in vs.hosts:
-                    out.setdefault(host, vs)
-        return out
+        """The sidecar VS per host: the oldest (a younger one for the same host is a warning)."""
+        return mesh_route_choice(self.virtual_services)
 
     @cached_property
     def vs_by_ref(self) -> dict[tuple[str, str], VirtualService]:
         return {(v.meta.namespace, v.meta.name): v for v in self.virtual_services}
+
+
+def mesh_route_choice(virtual_services: Iterable[VirtualService]) -> dict[str, VirtualService]:
+    """Host -> the VirtualService sidecars route it with (istiod: the oldest by creationTimestamp)."""
+    out: dict[str, VirtualService] = {}
+    for vs in sorted((v for v in virtual_services if v.for_mesh), key=lambda v: v.age_key):
+        for host in vs.hosts:
+            out.setdefault(host, vs)
+    return out
 
 
 @dataclass
@@ -149,6 +153,11 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
                 diags.append(Diagnostic(loc, "kind", problem, Severity.ERROR, "unknown-kind"))
                 continue
             skipped.append(loc)
+            dropped = dropped_kind_reason(doc.api_version, doc.kind)
+            if dropped is not None:  # Istio config with an effect Mecha does not reproduce: say so
+                msg = f"dropped: {doc.api_version} {doc.kind} is not honoured ({dropped})"
+                diags.append(Diagnostic(loc, "kind", msg, Severity.WARNING, "dropped-kind"))
+                continue
             msg = f"skipped: {doc.api_version} {doc.kind} is not a kind Mecha reads"
             diags.append(Diagnostic(loc, "kind", msg, Severity.INFO, "skipped"))
             continue
@@ -209,7 +218,9 @@ def _model_document_cached(
 ) -> tuple[Any, list[Diagnostic]]:
     loc = doc.location
     fingerprint = doc.source or json.dumps(doc.body, sort_keys=True, default=str)
-    key = (loc.file, loc.document, doc.api_version, doc.kind, loc.namespace, loc.name, fingerprint)
+    # the store stamps creationTimestamp into the body, not the YAML text: part of the key
+    created = creation_timestamp(doc.body)
+    key = (loc.file, loc.document, doc.api_version, doc.kind, loc.namespace, loc.name, fingerprint, created)
     used.add(key)
     found = _doc_cache.entries.get(key)
     if found is None:
@@ -261,9 +272,15 @@ def _annotations(body: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in found.items()))
 
 
+def creation_timestamp(body: dict[str, Any]) -> str:
+    meta = body.get("metadata")
+    found = meta.get("creationTimestamp") if isinstance(meta, dict) else None
+    return str(found) if found else ""
+
+
 def _build(kind: str, meta: Meta, spec: dict[str, Any], body: dict[str, Any]) -> Any:
     if kind == "VirtualService":
-        return parse.virtual_service(meta, spec)
+        return replace(parse.virtual_service(meta, spec), created=creation_timestamp(body))
     if kind == "DestinationRule":
         return parse.destination_rule(meta, spec)
     if kind == "ServiceEntry":

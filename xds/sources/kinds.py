@@ -101,6 +101,20 @@ SKIPPED_KINDS: dict[str, frozenset[str]] = {
 }
 
 
+# Istio kinds that change proxy behaviour Mecha cannot reproduce: accepted (so a whole Istio folder applies)
+# but reported as dropped, a warning on `apply` and an error exit of `analyze`, never silently skipped.
+DROPPED_KINDS: dict[tuple[str, str], str] = {
+    ("networking.istio.io", "EnvoyFilter"): "raw Envoy patches are not applied to Mecha's listeners",
+    ("telemetry.istio.io", "Telemetry"): "tracing, metrics and access-log overrides are not applied",
+    ("extensions.istio.io", "WasmPlugin"): "Wasm filters are not loaded into the proxies",
+}
+
+
+def dropped_kind_reason(api_version: str, kind: str) -> str | None:
+    """Why a kind's documents are dropped (what the proxies will lack), or None when it is not dropped."""
+    return DROPPED_KINDS.get((api_version.rpartition("/")[0], kind))
+
+
 def unknown_kind_problem(api_version: str, kind: str) -> str | None:
     """Why a kind KIND_TABLE does not hold is refused, or None when it is one Mecha deliberately skips."""
     group = api_version.rpartition("/")[0]
