@@ -42,6 +42,7 @@ class _Inputs:
     endpoints: dict[tuple[str, str], RawDocument] = field(default_factory=dict)
     pods: dict[tuple[str, str], RawDocument] = field(default_factory=dict)
     orphan_slices: list[tuple[RawDocument, str]] = field(default_factory=list)
+    used: set[int] = field(default_factory=set)  # id() of the Pods and Endpoints a Service read
 
 
 class _Report:
@@ -72,8 +73,10 @@ def registry_documents(
             inputs.services.append(doc)
         elif key == POD:
             inputs.pods[ref] = doc
+            out.append(doc)  # removed below once a Service reads it; otherwise reported as skipped
         elif key == ENDPOINTS:
             inputs.endpoints[ref] = doc
+            out.append(doc)
         else:
             labels = (doc.body.get("metadata") or {}).get("labels") or {}
             owner = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
@@ -96,7 +99,9 @@ def registry_documents(
     converted = [_service_entry(svc, inputs, address_map or AddressMap(), report) for svc in inputs.services]
     for slot, entry in zip(service_slots, converted, strict=True):
         out[slot] = entry
-    return [d for d in out if d is not None], report.items
+    read = (POD, ENDPOINTS)
+    kept = [d for d in out if d is not None and ((d.group, d.kind) not in read or id(d) not in inputs.used)]
+    return kept, report.items
 
 
 # ---- one Service ----------------------------------------------------------------------------------------
@@ -236,8 +241,14 @@ def _endpoints(
     ref = (svc.location.namespace, svc.location.name)
     slices, legacy = inputs.slices.get(ref, []), inputs.endpoints.get(ref)
     if slices:
+        for doc in slices:  # a not-ready Pod is read too (left out on purpose, not skipped)
+            for e in doc.body.get("endpoints") or [] if isinstance(doc.body.get("endpoints"), list) else []:
+                target = _target_pod(e.get("targetRef") if isinstance(e, dict) else None, ref[0])
+                if target in inputs.pods:
+                    inputs.used.add(id(inputs.pods[target]))
         addresses = _from_slices(slices, publish_not_ready, report)
     elif legacy is not None:
+        inputs.used.add(id(legacy))
         addresses = _from_endpoints(legacy, publish_not_ready, report)
     else:
         msg = "no EndpointSlice or Endpoints for it in the input: no endpoints (export endpointslices too)"
@@ -274,6 +285,7 @@ def _endpoints(
         entry["ports"] = entry_ports
         pod = inputs.pods.get(a.pod) if a.pod else None
         if pod is not None:
+            inputs.used.add(id(pod))
             labels, account = _pod_identity(pod)
             if labels:
                 entry["labels"] = labels

@@ -283,3 +283,15 @@ items:
     ]
     assert "70000" in errors[0].message
     assert "export.yaml doc 0 item 1 (Service default/bad)" in str(errors[0])
+
+
+def test_pods_no_service_reads_are_reported_as_skipped() -> None:
+    extra = """---
+apiVersion: v1
+kind: Pod
+metadata: {name: batch-job-x1, namespace: default, labels: {app: batch}}
+spec: {serviceAccountName: batch}
+"""
+    result = _compile(("k8s.yaml", kubernetes_export() + extra))
+    assert _errors(result) == []
+    assert [(loc.kind, loc.name) for loc in result.skipped] == [("Pod", "batch-job-x1")]
