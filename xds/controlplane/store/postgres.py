@@ -145,7 +145,7 @@ class PostgresBackend:
                 self._pool = await asyncpg.create_pool(
                     self.dsn.dsn,
                     ssl=self.dsn.ssl_context(),
-                    min_size=1,
+                    min_size=0,  # no floor to restore while PostgreSQL is down (asyncpg logs each retry)
                     max_size=self._pool_size,
                     timeout=CONNECT_TIMEOUT,
                     command_timeout=30,
