@@ -21,13 +21,21 @@ from xds.controlplane.store import StoreError
 log = logging.getLogger("mecha.replication")
 
 CatchUp = Callable[[], Awaitable[bool]]
+Report = Callable[[], tuple[str, str, int, list[dict[str, Any]]]]  # (replica id, address, version, streams)
+FLEET_AGE_INTERVALS = 3  # a replica silent for this many intervals is gone from the fleet view
 
 
 class Replication:
-    def __init__(self, backend: Any, catch_up: CatchUp, poll_interval: float = 2.0) -> None:
-        """backend: a PostgresBackend (connect(), channel); catch_up: the control plane's reload."""
+    def __init__(
+        self, backend: Any, catch_up: CatchUp, poll_interval: float = 2.0, report: Report | None = None
+    ) -> None:
+        """backend: a PostgresBackend (connect(), channel); catch_up: the control plane's reload; report: this
+        replica's heartbeat (its xDS streams), written each interval so any replica answers for the fleet."""
         self.backend = backend
         self._catch_up = catch_up
+        self._report = report
+        self.others: list[dict[str, Any]] = []  # the other live replicas' heartbeat rows
+        self.replica_id = ""
         self.poll_interval = poll_interval
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -42,6 +50,18 @@ class Replication:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._drop_listener()
+        if self.replica_id:  # leave the fleet view at once rather than after FLEET_AGE_INTERVALS
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.backend.leave(self.replica_id), self.poll_interval)
+
+    async def _heartbeat(self) -> None:
+        if self._report is None:
+            return
+        replica, address, version, streams = self._report()
+        self.replica_id = replica
+        await self.backend.heartbeat(replica, address, version, streams)
+        rows = await self.backend.fleet(self.poll_interval * FLEET_AGE_INTERVALS)
+        self.others = [r for r in rows if r["id"] != replica]
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._wake.set()
@@ -67,6 +87,7 @@ class Replication:
                 await self._listen()
                 # a commit between the last read and LISTEN is caught here
                 await self._catch_up()
+                await self._heartbeat()
                 if not self.store_reachable:
                     log.info("config store %s reachable again", self.backend.location)
                 self.store_reachable = True
@@ -74,6 +95,7 @@ class Replication:
                 if self.store_reachable:
                     log.error("config store unreachable, serving the last config: %s", exc)
                 self.store_reachable = False
+                self.others = []  # unknown while the store is down: this replica answers for itself
                 await self._drop_listener()
             except Exception:  # never let the replica stop following the store
                 log.exception("catching up with the config store failed")

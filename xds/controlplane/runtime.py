@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -124,16 +125,17 @@ class ControlPlane:
         """Load the config store (StoreError: unreadable, refuse to start), serve xDS from it, then load every
         config folder (refusals are reported, not fatal) and start watching."""
         await self._load_store()  # the first proxy gets exactly the stored version
-        if is_shared(self.settings.store):
-            from xds.controlplane.replication import Replication
-
-            self.replication = Replication(self.store.backend, self.catch_up, self.settings.replica_poll)
-            self.replication.start()
         self.jobs.start()
         watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
         # a folder given under a new path takes over the documents of one no longer given (moved config)
         self.store.adoptable = frozenset(s for s in self.store.sources() - watched if s.startswith("folder:"))
         self.xds_port = await self.server.start(f"{self.settings.xds_host}:{self.settings.xds_port}")
+        if is_shared(self.settings.store):  # follow the store's head; heartbeat this replica's streams
+            from xds.controlplane.replication import Replication
+
+            poll = self.settings.replica_poll
+            self.replication = Replication(self.store.backend, self.catch_up, poll, self._heartbeat_report)
+            self.replication.start()
         self.identity.start(self.server)  # streams whose credential expires are closed
         for folder in self.settings.config_dirs:
             watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
@@ -275,7 +277,25 @@ class ControlPlane:
         return next((p for p in self.server.proxies() if p.id == proxy_id), None)
 
     def proxy_status(self) -> list[dict[str, Any]]:
-        return [status_dict(st) for st in self.server.status()]
+        """This replica's streams and, on a shared store, those of every other live replica (from their
+        heartbeats): any replica answers for the whole fleet; `replica` says which one holds each stream."""
+        local = [status_dict(st) for st in self.server.status()]
+        if self.replication is None:
+            return local
+        here = f"{self.settings.xds_host}:{self.xds_port}"
+        seen = {row["proxy_id"] for row in local}
+        remote = [
+            {**row, "replica": other["address"]}
+            for other in self.replication.others
+            for row in other["proxies"]
+            if row.get("proxy_id") not in seen
+        ]
+        return [{**row, "replica": here} for row in local] + remote
+
+    def _heartbeat_report(self) -> tuple[str, str, int, list[dict[str, Any]]]:
+        address = f"{self.settings.xds_host}:{self.xds_port}"
+        streams = [status_dict(st) for st in self.server.status()]
+        return f"{socket.gethostname()}/{address}", address, self.store.version, streams
 
     # ---- changes -----------------------------------------------------------------------------------------
     def load_text_files(self, files: Iterable[tuple[str, str]]) -> tuple[list[RawDocument], list[Diagnostic]]:

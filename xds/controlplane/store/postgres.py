@@ -329,6 +329,45 @@ class PostgresBackend:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise self._cannot(f"cannot write version {new.version}", exc) from None
 
+    # ---- the fleet: one heartbeat row per replica -----------------------------------------------------
+    async def heartbeat(
+        self, replica: str, address: str, version: int, proxies: list[dict[str, Any]]
+    ) -> None:
+        """This replica is alive, at `version`, holding these xDS streams (for `mecha proxy-status`)."""
+        pool = await self._ensure_pool()
+        await pool.execute(
+            f"INSERT INTO {self._t('replicas')} (id, address, heartbeat_at, version, proxies) VALUES "
+            "($1, $2, extract(epoch from clock_timestamp()), $3, $4) ON CONFLICT (id) DO UPDATE SET "
+            "address = EXCLUDED.address, heartbeat_at = EXCLUDED.heartbeat_at, version = EXCLUDED.version, "
+            "proxies = EXCLUDED.proxies",
+            replica,
+            address,
+            version,
+            json.dumps(proxies, default=str),
+        )
+
+    async def fleet(self, max_age: float) -> list[dict[str, Any]]:
+        """Replicas whose heartbeat is younger than max_age seconds (the database's clock for both)."""
+        pool = await self._ensure_pool()
+        rows = await pool.fetch(
+            f"SELECT id, address, version, proxies FROM {self._t('replicas')} "
+            "WHERE heartbeat_at > extract(epoch from clock_timestamp()) - $1 ORDER BY id",
+            max_age,
+        )
+        return [
+            {
+                "id": r["id"],
+                "address": r["address"],
+                "version": r["version"],
+                "proxies": json.loads(r["proxies"]),
+            }
+            for r in rows
+        ]
+
+    async def leave(self, replica: str) -> None:
+        pool = await self._ensure_pool()
+        await pool.execute(f"DELETE FROM {self._t('replicas')} WHERE id = $1", replica)
+
     async def compact(self, keep: int) -> int:
         """Drop history older than the last `keep` versions (the current documents stay restorable).
         Returns how many version rows went."""
