@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ import pytest
 from aiohttp import web
 
 from xds.bootstrap import BootstrapParams, render
+from xds.cli.main import main as mecha
 from xds.controlplane.auth import auth_headers
 from xds.testing.envoy import EnvoyProcess, free_port
 
@@ -217,6 +219,20 @@ async def envoy(tmp: Path, proxy_id: str, xds: list[Replica]) -> AsyncIterator[t
         await proc.stop()
 
 
+def token(replica: Replica) -> str:
+    return auth_headers(replica.state)["Authorization"].removeprefix("Bearer ")
+
+
+async def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+
+    def run() -> int:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            return mecha(list(argv))
+
+    return await asyncio.to_thread(run), out.getvalue()
+
+
 def config(app_port: int, mark: str) -> str:
     return CONFIG.replace("APP_PORT", str(app_port)).replace("MARK", mark)
 
@@ -310,8 +326,23 @@ async def test_change_applied_on_a_reaches_an_envoy_on_b(tmp_path: Path) -> None
         async with envoy(tmp_path, "only-b", [b]) as (_proc, outbound):
             assert (await a.apply(config(web_app.port, "1")))[0] == 200
             await until_mark(outbound, "1", within=10)
-            assert await b.holds("only-b") and not await a.holds("only-b")
             assert await b.version() == await a.version() == 1
+            # any replica answers for the fleet: A lists the stream B holds (from B's heartbeat)
+            deadline = time.monotonic() + 10
+            while not (
+                rows := [
+                    p for p in (await a.get("/api/v1/proxies"))[1]["proxies"] if p["proxy_id"] == "only-b"
+                ]
+            ):
+                assert time.monotonic() < deadline, "replica a never listed the proxy connected to b"
+                await asyncio.sleep(0.2)
+            assert [r["replica"] for r in rows] == [f"127.0.0.1:{b.xds_port}"]
+            assert rows[0]["types"]["LDS"]["state"] == "SYNCED", rows
+            code, out = await cli("proxy-status", "--server", a.api, "--token", token(a))
+            assert code == 0, out
+            header, line = out.splitlines()[:2]
+            assert header.split()[-1] == "REPLICA" and line.split()[0] == "only-b"
+            assert line.split()[-1] == f"127.0.0.1:{b.xds_port}"
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])

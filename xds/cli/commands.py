@@ -111,7 +111,12 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         print("no proxies connected")
         return 0
     rows, nacks = status_rows(proxies)
-    print(table(("PROXY", "MODE", *TYPE_COLUMNS, "CONFIG"), rows))
+    if any("replica" in p for p in proxies):  # replicas on a shared store: which one holds each stream
+        by_id = {str(p.get("proxy_id", "?")): str(p.get("replica", "-")) for p in proxies}
+        rows = [(*row, by_id.get(row[0], "-")) for row in rows]
+        print(table(("PROXY", "MODE", *TYPE_COLUMNS, "CONFIG", "REPLICA"), rows))
+    else:
+        print(table(("PROXY", "MODE", *TYPE_COLUMNS, "CONFIG"), rows))
     for line in nacks:
         print(line)
     return 0
