@@ -81,7 +81,7 @@ class Mesh:
 
 @contextlib.asynccontextmanager
 async def demo_mesh(
-    state_dir: Path, delta: bool, extra_env: dict[str, str] | None = None, with_agents: bool = False
+    state_dir: Path, delta: bool, extra_env: dict[str, str] | None = None, with_agents: bool = True
 ) -> AsyncIterator[Mesh]:
     """The demo mesh (control plane, demo apps, one Envoy each; no capability services), torn down after."""
     from xds.demo.config import make_layout

@@ -38,6 +38,7 @@ def issue_for(state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], ttl_s
     token, _ = CredentialIssuer.load_or_create(state_dir).issue(
         proxy_id, ttl_s=ttl_s, **claims_for(proxy_id, metadata)
     )
+    ensure_private_dir(state_dir / AGENTS_FOLDER)  # mkdir(parents=True) would leave it 0755
     folder = ensure_private_dir(state_dir / AGENTS_FOLDER / proxy_id)
     return write_private_file(folder / "credential.jwt", token + "\n")
 
@@ -56,28 +57,55 @@ def agent_argv(
     ]  # fmt: skip
 
 
-async def start_beside(
-    sup: Any, logs: Path, state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], xds_port: int,
-    bootstrap: Path, deadline: float,
-) -> Path:  # fmt: skip
-    """Issue the proxy's credential, start its agent (a supervised child) and wait for its sockets; returns
-    the bootstrap rewritten to use them. sup/Child: xds.runner.procs (kept out of this module's imports)."""
+def embedded_agent_argv(
+    credential: Path, control_plane: str, root_cert: Path, trust_domain: str
+) -> list[str]:
+    """The capability service's --agent-* flags: the agent runs inside it (capabilities/identity_agent.py)."""
+    return [
+        "--agent-credential", str(credential), "--agent-control-plane", control_plane,
+        "--agent-root-cert", str(root_cert), "--agent-socket-dir", str(credential.parent),
+        "--agent-trust-domain", trust_domain,
+    ]  # fmt: skip
+
+
+async def wait_for_sockets(child: Any, sockets: Path, deadline: float, what: str) -> None:
+    """Until the agent in `child` (a xds.runner.procs.Child) listens on both sockets; RuntimeError names
+    the child's log."""
     import asyncio
     import time
 
     from xds.agent.agent import SDS_SOCKET, XDS_SOCKET
+
+    while not ((sockets / XDS_SOCKET).exists() and (sockets / SDS_SOCKET).exists()):
+        if child.exited is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start; log {child.log}:\n{child.log_tail()}")
+        await asyncio.sleep(0.05)
+
+
+async def agent_bootstrap(bootstrap: Path, sockets: Path) -> Path:
+    """The bootstrap rewritten to reach only the agent's sockets, beside it as <name>.agent.yaml (0600)."""
+    import asyncio
+
     from xds.agent.bootstrap import through_agent
+
+    out = bootstrap.with_name(f"{bootstrap.stem}.agent.yaml")
+    rendered = await asyncio.to_thread(bootstrap.read_text)
+    write_private_file(out, through_agent(rendered, sockets))
+    return out
+
+
+async def start_beside(
+    sup: Any, logs: Path, state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], xds_port: int,
+    bootstrap: Path, deadline: float,
+) -> Path:  # fmt: skip
+    """Issue the proxy's credential, start its standalone agent (a supervised child) and wait for its
+    sockets; returns the bootstrap rewritten to use them. sup/Child: xds.runner.procs (kept out of this
+    module's imports)."""
     from xds.runner.procs import Child
 
     credential = issue_for(state_dir, proxy_id, metadata)
     sockets = credential.parent
     argv = agent_argv(credential, f"127.0.0.1:{xds_port}", state_dir / "ca" / "root-cert.pem", sockets)
     child = await sup.start(Child(f"agent-{proxy_id}", "agent", argv, logs / f"agent-{proxy_id}.log"))
-    while not ((sockets / XDS_SOCKET).exists() and (sockets / SDS_SOCKET).exists()):
-        if child.exited is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"agent of {proxy_id} did not start; log {child.log}:\n{child.log_tail()}")
-        await asyncio.sleep(0.05)
-    out = bootstrap.with_name(f"{bootstrap.stem}.agent.yaml")
-    rendered = await asyncio.to_thread(bootstrap.read_text)
-    write_private_file(out, through_agent(rendered, sockets))
-    return out
+    await wait_for_sockets(child, sockets, deadline, f"agent of {proxy_id}")
+    return await agent_bootstrap(bootstrap, sockets)

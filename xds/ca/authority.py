@@ -97,11 +97,10 @@ class CertificateAuthority:
             return ca
         ca = cls(trust_domain)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)  # it holds the root key, like the rest of the state folder
             _write_private(key_path, ca._key_pem())
-            tmp = cert_path.with_suffix(".tmp")
-            tmp.write_bytes(ca.root_pem)
-            tmp.replace(cert_path)  # the certificate last: its presence means the pair is complete
+            _write_private(cert_path, ca.root_pem)  # last: its presence means the pair is complete
         except OSError as exc:
             raise ValueError(
                 f"CA directory {directory}: cannot write {exc.filename}: {exc.strerror}"

@@ -109,8 +109,10 @@ class StackOptions:
     app_api_token: str | None = None
     # the layout's ingress gateway Envoy (Gateway bookinfo-gateway); `mecha up` turns it on
     with_gateway: bool = False
-    # a `mecha agent` per Envoy (credential, key, SDS, TLS xDS: xds/agent/); False = --insecure-xds
-    with_agents: bool = False
+    # a `mecha agent` per Envoy (credential, key, SDS, TLS xDS: xds/agent/), embedded in the proxy's
+    # capability service when one runs, else standalone (the gateway); False = --insecure-xds (transition)
+    with_agents: bool = True
+    trust_domain: str = "cluster.local"
 
 
 def compile_packages() -> None:
@@ -158,6 +160,8 @@ class Stack:
         self.sup = Supervisor(on_change=on_change, report=self.report)
         self.logs = options.state_dir / "logs"
         self.notes: list[str] = []
+        # proxy id -> (capability service child, socket folder) of the agents embedded in capability services
+        self._embedded_agents: dict[str, tuple[Child, Path]] = {}
 
     @property
     def api(self) -> str:
@@ -283,6 +287,14 @@ class Stack:
         started = []
         for p in self.o.layout.proxies:
             argv = capabilities_argv(p, self.api)
+            credential = None
+            if self.o.with_agents:  # the proxy's agent runs inside its capability service (own thread)
+                from xds.agent.launch import embedded_agent_argv, issue_for
+
+                credential = issue_for(self.o.state_dir, p.id, proxy_metadata(p, api_tokens(self.o)))
+                root = self.o.state_dir / "ca" / "root-cert.pem"
+                xds = f"{LOOPBACK}:{self.o.xds_port}"
+                argv += embedded_agent_argv(credential, xds, root, self.o.trust_domain)
             log = self.logs / f"capabilities-{p.id}.log"
             # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries);
             # node mode: the first app's (every app's listener has the same invoke routes)
@@ -290,8 +302,10 @@ class Stack:
             env = {"MECHA_INVOKE_URL": f"http://127.0.0.1:{dapr_http}", **api_tokens(self.o),
                    # the read-only credential of GET /api/v1/dapr (a 0600 file the control plane wrote)
                    ENV_CONTROL_PLANE_TOKEN_FILE: str(self.o.state_dir / READER_TOKEN_FILE)}  # fmt: skip
-            child = Child(f"capabilities-{p.id}", "capabilities", argv, log)
-            started.append((p, await self.sup.start(child, env=env)))
+            child = await self.sup.start(Child(f"capabilities-{p.id}", "capabilities", argv, log), env=env)
+            if credential is not None:
+                self._embedded_agents[p.id] = (child, credential.parent)
+            started.append((p, child))
         # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
         budget = min(deadline, time.monotonic() + CAPABILITIES_WAIT_S)
         for p, child in started:
@@ -302,8 +316,9 @@ class Stack:
                     await self._wait_http(child, f"http://127.0.0.1:{port}/v1.0/healthz", budget)
                 shown = ", ".join(f"http://127.0.0.1:{port}" for port in ports)
                 self.report(f"[ready] capabilities {p.id:<12} {shown}")
-            except StackError as exc:  # report and continue with the mesh
+            except StackError as exc:  # report and continue with the mesh (its Envoy gets a standalone agent)
                 await self.sup.stop_child(child)
+                self._embedded_agents.pop(p.id, None)
                 self.notes.append(f"capability service for {p.id} did not start: {exc}")
 
     def _envoy_specs(self) -> list[tuple[str, int, str, dict[str, Any]]]:
@@ -332,10 +347,7 @@ class Stack:
             )
             path = write(params, self.o.state_dir / "bootstrap" / f"{proxy_id}.yaml")
             if self.o.with_agents:  # Envoy reaches only its agent's Unix sockets: no credential, no key
-                from xds.agent.launch import start_beside
-
-                path = await start_beside(self.sup, self.logs, self.o.state_dir, proxy_id, metadata,
-                                          self.o.xds_port, path, deadline)  # fmt: skip
+                path = await self._through_agent(proxy_id, metadata, path, deadline)
             log = touch_private_log(self.logs / f"envoy-{proxy_id}.log")
             argv = [
                 str(envoy),
@@ -370,6 +382,21 @@ class Stack:
                 why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
                 raise StackError(f"{why}\n{exc}") from None
             self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
+
+    async def _through_agent(self, proxy_id: str, metadata: dict[str, Any], bootstrap: Path,
+                             deadline: float) -> Path:  # fmt: skip
+        """The bootstrap on the proxy's agent: the one in its capability service, else a standalone one."""
+        from xds.agent.launch import agent_bootstrap, start_beside, wait_for_sockets
+
+        try:
+            if proxy_id in self._embedded_agents:
+                child, sockets = self._embedded_agents[proxy_id]
+                await wait_for_sockets(child, sockets, deadline, f"agent of {proxy_id} (in {child.name})")
+                return await agent_bootstrap(bootstrap, sockets)
+            return await start_beside(self.sup, self.logs, self.o.state_dir, proxy_id, metadata,
+                                      self.o.xds_port, bootstrap, deadline)  # fmt: skip
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
 
     # ---- waiting -----------------------------------------------------------------------------------------
     async def _wait_http(self, child: Child, url: str, deadline: float) -> None:
