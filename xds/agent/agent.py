@@ -56,7 +56,7 @@ class Agent:
             self._channel, self.credential, config.trust_domain, config.cert_ttl_s
         )
         self._sds = SdsServer(self.proxy_id) if config.with_sds else None
-        self._xds = XdsProxy(self._channel, self.credential) if config.with_xds_proxy else None
+        self._xds = XdsProxy(self._channel, self.credential, self.proxy_id) if config.with_xds_proxy else None
         self._rotation: asyncio.Task[None] | None = None
         self.rotations = 0
 

@@ -7,7 +7,10 @@ the node in the first request; its refusal status reaches Envoy unchanged.
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,13 +20,41 @@ from xds.identity.credential import CredentialError
 from xds.server.server import ADS_SERVICE, SERVICES
 
 log = logging.getLogger(__name__)
+# Tests only: append every response the control plane sends to <dir>/<proxy id>.xds (4-byte big-endian
+# length, then the raw DiscoveryResponse), so a test can prove what crossed the network; the files are 0600.
+ENV_RECORD_DIR = "MECHA_AGENT_RECORD_DIR"
+
+
+class ResponseRecorder:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._out = os.fdopen(fd, "ab", buffering=0)
+
+    def write(self, response: bytes) -> None:
+        self._out.write(struct.pack(">I", len(response)) + response)
+
+    @classmethod
+    def from_env(cls, proxy_id: str) -> ResponseRecorder | None:
+        folder = os.environ.get(ENV_RECORD_DIR, "")
+        return cls(Path(folder) / f"{proxy_id}.xds") if folder else None
+
+
+def read_recording(path: Path) -> list[bytes]:
+    data, out, at = path.read_bytes(), [], 0
+    while at + 4 <= len(data):
+        (size,) = struct.unpack(">I", data[at : at + 4])
+        out.append(data[at + 4 : at + 4 + size])
+        at += 4 + size
+    return out
 
 
 class XdsProxy:
-    def __init__(self, upstream: grpc.aio.Channel, credential: CredentialSource) -> None:
+    def __init__(self, upstream: grpc.aio.Channel, credential: CredentialSource, proxy_id: str = "") -> None:
         self.upstream = upstream
         self.credential = credential
         self._server: grpc.aio.Server | None = None
+        self._recorder = ResponseRecorder.from_env(proxy_id or "proxy")
 
     def _handler(self, method: str) -> grpc.RpcMethodHandler:
         call = self.upstream.stream_stream(f"/{ADS_SERVICE}/{method}")
@@ -36,6 +67,8 @@ class XdsProxy:
             upstream = call(requests, metadata=metadata)
             try:
                 async for response in upstream:
+                    if self._recorder is not None:
+                        self._recorder.write(response)
                     yield response
             except grpc.aio.AioRpcError as exc:  # the control plane's refusal, passed on as it is
                 log.warning("xDS stream ended by the control plane: %s: %s", exc.code().name, exc.details())
