@@ -14,7 +14,7 @@ import pytest
 import yaml
 from deploy_helpers import COMPOSE, ROOT, require_tool
 
-COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml"]
+COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml", "docker-compose.replicas.yaml"]
 ENVOY_IMAGE_REF = "${ENVOY_IMAGE:-envoyproxy/envoy:v"  # every image is a variable with the official default
 APT_HINT = "apt-get update && apt-get install -y docker-compose"
 

@@ -1,0 +1,98 @@
+"""The multi-replica variant of the sidecar topology (docker-compose.replicas.yaml): two control-plane
+replicas sharing one config store in the compose PostgreSQL (`mecha serve --store`), and every Envoy with both
+in its one xDS cluster (`mecha bootstrap --xds HOST:PORT` repeated: bootstrap/replicas/).
+
+Both replicas also answer to the name `control-plane` (a network alias), so the capability services reach
+whichever is up. They share the state volume (API tokens; the config itself is in PostgreSQL); the second
+starts once the first is healthy, so the tokens are created once.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import topology as t
+
+from xds.bootstrap import BootstrapParams, render
+
+REPLICAS = {"control-plane-a": "172.30.89.5", "control-plane-b": "172.30.89.6"}
+STORE = "postgresql://postgres@postgres:5432/mecha?schema=mecha_config&sslmode=disable"
+COMPOSE_FILE = "docker-compose.replicas.yaml"
+XDS_ADDRESSES = tuple((name, t.XDS_PORT) for name in REPLICAS)
+
+
+def sidecar_bootstrap(w: t.Workload) -> str:
+    params = BootstrapParams(
+        proxy_id=w.name,
+        cluster=w.service,
+        xds_port=t.XDS_PORT,
+        admin_host=t.ADMIN_HOST,
+        admin_port=t.SIDECAR.admin,
+        metadata=t.sidecar_metadata(w, w.compose_ip),
+        xds_addresses=XDS_ADDRESSES,
+    )
+    return render(params)
+
+
+def gateway_bootstrap() -> str:
+    params = BootstrapParams(
+        proxy_id=t.GATEWAY_ID,
+        cluster=t.GATEWAY_ID,
+        xds_port=t.XDS_PORT,
+        admin_host=t.ADMIN_HOST,
+        admin_port=t.GATEWAY_ADMIN_PORT,
+        metadata=t.gateway_metadata(),
+        xds_addresses=XDS_ADDRESSES,
+    )
+    return render(params)
+
+
+def _replica(base: dict[str, Any], index: int, name: str, address: str, render_module: Any) -> dict[str, Any]:
+    service = copy.deepcopy(base)
+    command: list[str] = service["command"]
+    command[command.index("--state-dir") : command.index("--state-dir")] = ["--store", STORE]
+    service["networks"] = {"mesh": {"ipv4_address": address, "aliases": [t.CONTROL_PLANE_HOST]}}
+    service["environment"] = {"MECHA_ALLOWED_HOSTS": f"{t.CONTROL_PLANE_HOST},{name}"}
+    # each replica's API on its own host port (15010, 15110)
+    service["ports"] = [render_module.published(t.API_PORT + 100 * index, t.API_PORT)]
+    first = next(iter(REPLICAS))
+    after = ["postgres"] if name == first else ["postgres", first]
+    service["depends_on"] = render_module.healthy(*after)
+    return service
+
+
+def _replica_bootstrap(volume: str) -> str:
+    volume = volume.replace("./bootstrap/gateway/sidecar.yaml", "./bootstrap/replicas/gateway.yaml")
+    return volume.replace("./bootstrap/sidecar/", "./bootstrap/replicas/")
+
+
+def compose(render_module: Any) -> dict[str, Any]:
+    doc = render_module.sidecar_compose()
+    services: dict[str, Any] = doc["services"]
+    base = services.pop("control-plane")
+    replicas = {
+        name: _replica(base, i, name, address, render_module)
+        for i, (name, address) in enumerate(REPLICAS.items())
+    }
+    for service in services.values():
+        depends = service.get("depends_on") or {}
+        if "control-plane" in depends:
+            condition = depends.pop("control-plane")
+            depends.update({name: dict(condition) for name in REPLICAS})
+        if "volumes" in service:  # the Envoys mount the bootstraps that list both replicas
+            service["volumes"] = [_replica_bootstrap(v) for v in service["volumes"]]
+    doc["services"] = render_module.restarting({**replicas, **services})
+    return doc
+
+
+def rendered_files(render_module: Any) -> dict[Path, str]:
+    files = {
+        Path(COMPOSE_FILE): render_module.COMPOSE_HEADER.format(name=COMPOSE_FILE)
+        + render_module.dump(compose(render_module)),
+        Path("bootstrap/replicas/gateway.yaml"): gateway_bootstrap(),
+    }
+    for w in t.WORKLOAD_LIST:
+        files[Path(f"bootstrap/replicas/{w.name}.yaml")] = sidecar_bootstrap(w)
+    return files
