@@ -163,3 +163,28 @@ def test_ingress_gateway_service_publishes_port_80_as_8080(name: str, topology: 
     assert meta["labels"] == {"istio": "ingressgateway"} and meta["gateway_ports"] == {
         "80": topology.GATEWAY_PORT
     }
+
+
+def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_envoy_lists_both() -> None:
+    services = _load("docker-compose.replicas.yaml")["services"]
+    replicas = [n for n in services if n.startswith("control-plane-")]
+    assert replicas == ["control-plane-a", "control-plane-b"] and "control-plane" not in services
+    for name in replicas:
+        command = services[name]["command"]
+        store = command[command.index("--store") + 1]
+        assert store.startswith("postgresql://postgres@postgres:5432/"), store
+        assert "postgres" in services[name]["depends_on"]
+        assert services[name]["networks"]["mesh"]["aliases"] == ["control-plane"]  # the API's compose name
+    assert "control-plane-a" in services["control-plane-b"]["depends_on"]  # the shared tokens are made once
+    envoys = [s for s in services.values() if s["image"].startswith(ENVOY_IMAGE_REF)]
+    assert envoys
+    for envoy in envoys:
+        bootstrap = envoy["volumes"][0].split(":")[0]
+        assert bootstrap.startswith("./bootstrap/replicas/"), bootstrap
+        doc = yaml.safe_load((COMPOSE / bootstrap).read_text())
+        xds = next(c for c in doc["static_resources"]["clusters"] if c["name"] == "mecha_xds")
+        hosts = [
+            e["endpoint"]["address"]["socket_address"]["address"]
+            for e in xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        ]
+        assert hosts == replicas, bootstrap
