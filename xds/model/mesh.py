@@ -27,6 +27,7 @@ from xds.model.resources import (
 )
 from xds.model.schema import Obj, Report, camelize
 from xds.model.specs import CHECKED_CARRIED, SPEC_BY_KIND
+from xds.model.telemetry import is_mesh_config_map, mesh_config_document, telemetry_warnings
 from xds.model.traffic import Sidecar
 from xds.sources.kinds import Family, classify, dropped_kind_reason, unknown_kind_problem
 from xds.sources.loader import RawDocument
@@ -143,6 +144,12 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
 
     for doc in docs:
         loc = doc.location
+        if is_mesh_config_map(doc.api_version, doc.kind, loc.namespace, loc.name):  # istiod's mesh config
+            mesh_doc, problems = mesh_config_document(doc.body, loc)
+            diags.extend(problems)
+            if mesh_doc is not None:
+                built.setdefault("carried", []).append(mesh_doc)
+            continue
         info, bad_version = classify(doc.api_version, doc.kind)
         if bad_version:
             diags.append(Diagnostic(loc, "apiVersion", bad_version, Severity.ERROR, "bad-version"))
@@ -195,6 +202,7 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
         services=services,
         sidecars=_sorted(built.get("Sidecar", [])),
     )
+    diags.extend(telemetry_warnings(config.carried))
     return ModelResult(config, diags, skipped)
 
 

@@ -22,6 +22,7 @@ from xds.model.schema import (
     UInt,
 )
 from xds.model.security import CLIENT_TLS, SECURITY_SPECS
+from xds.model.telemetry import TELEMETRY_SPECS
 
 NO = False  # readability: F(spec, NO) = accepted but not translated yet
 NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
@@ -411,6 +412,9 @@ SPEC_BY_KIND: dict[str, Spec] = {
     "Resiliency": RESILIENCY,
     **SECURITY_SPECS,
     **GATEWAY_SPECS,
+    **TELEMETRY_SPECS,
 }
 # Kinds checked by their table but kept as CarriedResource (xds.model.security/gateway parse them).
-CHECKED_CARRIED: frozenset[str] = frozenset(SECURITY_SPECS) | frozenset(GATEWAY_SPECS)
+CHECKED_CARRIED: frozenset[str] = (
+    frozenset(SECURITY_SPECS) | frozenset(GATEWAY_SPECS) | frozenset(TELEMETRY_SPECS)
+)

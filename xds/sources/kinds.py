@@ -37,6 +37,8 @@ KIND_TABLE: dict[tuple[str, str], KindInfo] = {
         KindInfo("security.istio.io", "PeerAuthentication", _SEC, Family.ISTIO_CARRIED),
         KindInfo("security.istio.io", "AuthorizationPolicy", _SEC, Family.ISTIO_CARRIED),
         KindInfo("security.istio.io", "RequestAuthentication", _SEC, Family.ISTIO_CARRIED),
+        # tracing honoured (xds/model/telemetry.py); metrics and accessLogging reported as not supported
+        KindInfo("telemetry.istio.io", "Telemetry", frozenset({"v1alpha1", "v1"}), Family.ISTIO_CARRIED),
         KindInfo("dapr.io", "Component", _DAPR, Family.DAPR),
         KindInfo("dapr.io", "Subscription", _DAPR, Family.DAPR),
         KindInfo("dapr.io", "Resiliency", _DAPR, Family.DAPR),
@@ -58,7 +60,7 @@ def classify(api_version: str, kind: str) -> tuple[KindInfo | None, str | None]:
 
 
 # Groups whose every kind Mecha knows: a kind it does not know there is a typo, not someone else's config.
-MESH_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "dapr.io"})
+MESH_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.istio.io", "dapr.io"})
 # Real kinds of those groups that Mecha does not read: skipped with a note (`mecha analyze` lists them).
 UNREAD_MESH_KINDS = frozenset(
     {
@@ -96,7 +98,6 @@ SKIPPED_KINDS: dict[str, frozenset[str]] = {
     "rbac.authorization.k8s.io": frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}),
     "apiextensions.k8s.io": frozenset({"CustomResourceDefinition"}),
     "discovery.k8s.io": frozenset({"EndpointSlice"}),
-    "telemetry.istio.io": frozenset({"Telemetry"}),
     "extensions.istio.io": frozenset({"WasmPlugin"}),
 }
 
@@ -105,7 +106,6 @@ SKIPPED_KINDS: dict[str, frozenset[str]] = {
 # but reported as dropped, a warning on `apply` and an error exit of `analyze`, never silently skipped.
 DROPPED_KINDS: dict[tuple[str, str], str] = {
     ("networking.istio.io", "EnvoyFilter"): "raw Envoy patches are not applied to Mecha's listeners",
-    ("telemetry.istio.io", "Telemetry"): "tracing, metrics and access-log overrides are not applied",
     ("extensions.istio.io", "WasmPlugin"): "Wasm filters are not loaded into the proxies",
 }
 

@@ -50,6 +50,7 @@ from xds.translate.security.upstream import any_client_tls
 from xds.translate.sidecar import allow_any_vhosts, allows_any, sidecar_resources
 from xds.translate.source import SourceFilter
 from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
+from xds.translate.tracing import collector_clusters, proxy_tracing, traced_listeners
 
 log = logging.getLogger(__name__)
 _EMPTY = TypeSet.of([])
@@ -286,6 +287,13 @@ class SnapshotBuilder:
             )
             listeners, routes, gateway_secrets = gw.listeners, gw.routes, gw.secrets
             self.warnings += gw.warnings
+        tracing = proxy_tracing(config, proxy)  # None unless a Telemetry/mesh config asks for tracing
+        if tracing is not None:
+            plain = listeners
+            listeners = self.memo.get(
+                ("tracing-lds", proxy.id), (tracing, *plain), lambda: traced_listeners(tracing, proxy, plain)
+            )
+            own_clusters = own_clusters + collector_clusters(config, tracing)
         cds = clusters
         if own_clusters:
             inputs = (clusters, *own_clusters)
