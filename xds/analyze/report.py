@@ -105,7 +105,7 @@ def _walk(value: Any, spec: Spec, path: str, out: list[tuple[str, str, str]]) ->
 
 
 def analyze_documents(
-    docs: Iterable[RawDocument], load_diagnostics: list[Diagnostic] | None = None
+    docs: Iterable[RawDocument], load_diagnostics: list[Diagnostic] | None = None, strict: bool = False
 ) -> AnalyzeReport:
     docs = list(docs)
     report = AnalyzeReport(diagnostics=list(load_diagnostics or []))
@@ -141,7 +141,7 @@ def analyze_documents(
             FieldReport(loc.file, loc.document, doc.kind, loc.namespace, loc.name, p, s, n)
             for p, s, n in rows
         ]
-    result = compile_documents(docs)
+    result = compile_documents(docs, strict=strict)
     report.diagnostics += [d for d in result.diagnostics if d.code not in ("skipped", "unsupported")]
     report.skipped = [
         SkippedKind(api, kind, len(files), tuple(sorted(set(files))))
@@ -150,9 +150,9 @@ def analyze_documents(
     return report
 
 
-def analyze_paths(paths: Iterable[str | Path]) -> AnalyzeReport:
+def analyze_paths(paths: Iterable[str | Path], strict: bool = False) -> AnalyzeReport:
     docs, diags = load_paths(list(paths))
-    return analyze_documents(docs, diags)
+    return analyze_documents(docs, diags, strict)
 
 
 def render_text(report: AnalyzeReport, quiet: bool = False) -> str:

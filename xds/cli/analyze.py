@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from xds.analyze import analyze_paths, render_json, render_text
+from xds.validate.strict import strict_from_env
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("-f", "--file", action="append", required=True, help="YAML file or folder (repeatable)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.add_argument("-q", "--quiet", action="store_true", help="hide fields that are honoured as in Istio")
+    p.add_argument(
+        "--strict", action="store_true", help="routes to missing hosts/subsets: errors (also MECHA_STRICT=1)"
+    )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -23,6 +27,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if missing:
         print(f"mecha analyze: no such file or folder: {', '.join(missing)}")
         return 2
-    report = analyze_paths(args.file)
+    report = analyze_paths(args.file, strict=args.strict or strict_from_env())
     print(render_json(report) if args.output == "json" else render_text(report, quiet=args.quiet))
     return 1 if report.would_drop else 0

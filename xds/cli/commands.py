@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from xds.cli.client import ApiError, Client
-from xds.cli.tables import diff_table, outcome_lines, table
+from xds.cli.tables import config_warning_lines, diff_table, outcome_lines, table
 from xds.controlplane.report import diag_line
 from xds.sources.loader import YAML_SUFFIXES
+from xds.validate.strict import strict_from_env
 
 TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS", "SRDS")  # SRDS: "-" unless the proxy routes by scopes
 
@@ -51,6 +52,8 @@ def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str =
     expected = getattr(args, "expected_version", None)  # optimistic concurrency: 409 if the store moved on
     if expected is not None:
         query += f"&expected_version={expected}"
+    if getattr(args, "strict", False) or strict_from_env():  # refuse routes to missing hosts/subsets
+        query += "&strict=1"
     address_map = getattr(args, "address_map", None)
     if address_map:  # kubectl exports converted here, so imported endpoints reach local addresses
         from xds.cli.kube_import import converted_files
@@ -119,6 +122,8 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         print(table(("PROXY", "MODE", *TYPE_COLUMNS, "CONFIG"), rows))
     for line in nacks:
         print(line)
+    for line in config_warning_lines(data.get("warnings") or []):
+        print(line)
     return 0
 
 
@@ -146,7 +151,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"-f {missing[0]}: no such file or directory")
     docs, load_diags = pipeline.load_paths(paths)
-    result = pipeline.compile_documents(docs)
+    result = pipeline.compile_documents(docs, strict=getattr(args, "strict", False) or strict_from_env())
     diags = [*load_diags, *result.diagnostics]
     for d in diags:
         print(diag_line(d.to_dict()))

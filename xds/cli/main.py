@@ -14,6 +14,7 @@ from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 
 EXPECTED_VERSION_HELP = "refuse (exit 1) unless the config is at this version (GET /api/v1/config)"
+STRICT_HELP = "refuse routes to hosts/subsets/ports that do not exist (istiod accepts; also MECHA_STRICT=1)"
 
 
 def _add_server(p: argparse.ArgumentParser) -> None:
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show per-proxy Envoy changes, apply nothing")
     p.add_argument("--expected-version", type=int, default=None, help=EXPECTED_VERSION_HELP)
     p.add_argument("--address-map", default=None, help=kube_import.ADDRESS_MAP_HELP + " (converts locally)")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     _add_server(p)
     p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get")
     _add_files(p)
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(p)
     p = sub.add_parser("validate", help="compile config offline (no server)")
     _add_files(p)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     analyze.add_parser(sub)
     kube_import.add_parser(sub)
     identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent

@@ -29,13 +29,36 @@ def outcome_lines(outcome: Mapping[str, Any]) -> list[str]:
     changes = outcome.get("changes", {})
     verb = "would apply" if outcome.get("dry_run") else "applied"
     lines.append(f"{verb}: {change_summary(changes)} (config version {outcome.get('version')})")
+    diagnostics = outcome.get("diagnostics", [])
+    skipped = {_doc_name(d) for d in diagnostics if d.get("code") == "skipped"}  # kept, not translated
     for what, label in (("added", "created"), ("modified", "configured"), ("removed", "deleted")):
         for name in changes.get(what, []):
-            lines.append(f"  {name} {label}")
+            lines.append(
+                f"  {name} skipped (not a kind Mecha reads)" if name in skipped else f"  {name} {label}"
+            )
     for name in changes.get("not_found", []):
         lines.append(f"  {name} not found (nothing to delete)")
-    lines += [diag_line(d) for d in outcome.get("diagnostics", [])]  # warnings of an accepted change
+    # the change's own warnings; those the config already had are only counted
+    lines += [diag_line(d) for d in diagnostics if d.get("code") != "skipped"]
+    earlier = int(outcome.get("earlier_warnings") or 0)
+    if earlier:
+        lines.append(
+            f"and {earlier} earlier warning(s) about documents this change did not touch (mecha analyze)"
+        )
     return lines
+
+
+def _doc_name(d: Mapping[str, Any]) -> str:
+    """`Kind namespace/name`, as the change lists name documents."""
+    return f"{d.get('kind', '')} {d.get('namespace', '')}/{d.get('name', '')}"
+
+
+def config_warning_lines(warnings: Iterable[Mapping[str, Any]]) -> list[str]:
+    """proxy-status: routes that still point at a missing host/subset (503 until it exists), though SYNCED."""
+    found = [diag_line(d) for d in warnings]
+    if not found:
+        return []
+    return [f"{len(found)} config warning(s): these routes answer 503 (or are shadowed) until fixed:", *found]
 
 
 def diff_table(proxies: Mapping[str, Mapping[str, Mapping[str, list[str]]]]) -> str:

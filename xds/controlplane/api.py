@@ -24,6 +24,7 @@ from xds.controlplane.auth import (
 )
 from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
 from xds.controlplane.envoy_admin import SECTIONS, AdminError, proxy_config, short_rows
+from xds.controlplane.report import routing_warnings
 from xds.identity.api import revoke_credential
 from xds.redact import RedactingFilter, Redactor, secret_values
 
@@ -111,6 +112,7 @@ async def apply(request: web.Request) -> web.Response:
         await _files(request),
         dry_run=_flag(request, "dry_run"),
         expected_version=int(expected) if expected else None,
+        strict=_flag(request, "strict"),  # refuse what istiod accepts with a warning (missing hosts...)
     )
     return _outcome_response(outcome)
 
@@ -153,7 +155,10 @@ async def config(request: web.Request) -> web.Response:
 
 
 async def proxies(request: web.Request) -> web.Response:
-    return web.json_response({"proxies": request.app[CONTROL_PLANE].proxy_status()})
+    cp = request.app[CONTROL_PLANE]
+    # routes the accepted config sends to a missing host/subset (503 until it exists), as istiod accepts them
+    warnings = [d.to_dict() for d in routing_warnings(getattr(cp.store.result, "diagnostics", []))]
+    return web.json_response({"proxies": cp.proxy_status(), "warnings": warnings})
 
 
 async def proxy_section(request: web.Request) -> web.Response:

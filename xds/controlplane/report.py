@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from xds.diagnostics import Diagnostic, Severity
+from xds.validate.strict import STRICT_ONLY, identity
 
 
 def diag_line(d: Mapping[str, Any]) -> str:
@@ -15,6 +18,23 @@ def diag_line(d: Mapping[str, Any]) -> str:
         where += f" ({d['kind']} {d.get('namespace', '')}/{d.get('name', '')})"
     fld = f" field {d['field']}" if d.get("field") else ""
     return f"{d.get('severity', 'error')}: {where}{fld}: {d.get('message', '')}"
+
+
+def own_diagnostics(
+    diagnostics: Iterable[Diagnostic], earlier: Iterable[Diagnostic]
+) -> tuple[list[Diagnostic], int]:
+    """(what this change brought, how many warnings the accepted config already had): an apply shows its own
+    warnings, not every unrelated file's again. Errors are always shown (they say why it is refused)."""
+    before = {identity(d) for d in earlier}
+    own = [d for d in diagnostics if d.severity is Severity.ERROR or identity(d) not in before]
+    repeated = sum(1 for d in diagnostics if d.severity is Severity.WARNING and identity(d) in before)
+    return own, repeated
+
+
+def routing_warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Warnings about routes that answer 503 until their target exists, or a VirtualService that is shadowed
+    (what proxy-status shows beside the sync state)."""
+    return [d for d in diagnostics if d.severity is Severity.WARNING and d.code in STRICT_ONLY]
 
 
 def change_summary(changes: Mapping[str, list[str]]) -> str:

@@ -19,7 +19,7 @@ from xds import metrics
 from xds.cache.snapshot import Snapshot
 from xds.controlplane.diff import diff_all
 from xds.controlplane.gcpolicy import QuietCollector
-from xds.controlplane.report import change_summary, diag_line
+from xds.controlplane.report import change_summary, diag_line, own_diagnostics
 from xds.controlplane.settings import Settings
 from xds.controlplane.store import (
     OWNER_API,
@@ -37,6 +37,7 @@ from xds.controlplane.watcher import FolderWatcher
 from xds.diagnostics import Diagnostic, Location
 from xds.proxy import ProxyIdentity
 from xds.sources import RawDocument
+from xds.validate.strict import promote_strict
 
 log = logging.getLogger("mecha.controlplane")
 
@@ -308,14 +309,21 @@ class ControlPlane:
         return docs, diags
 
     async def apply(
-        self, files: Iterable[tuple[str, str]], dry_run: bool = False, expected_version: int | None = None
+        self,
+        files: Iterable[tuple[str, str]],
+        dry_run: bool = False,
+        expected_version: int | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
-        """expected_version: refuse (conflict "version") unless the store is at that version."""
+        """expected_version: refuse (conflict "version") unless the store is at that version. strict: refuse
+        what istiod would accept with a warning (also for every change with MECHA_STRICT=1)."""
         docs, diags = self.load_text_files(files)
         if not docs and not diags:
             diags.append(Diagnostic(Location(), "", "no config documents in the request", code="empty"))
         return await self._change(
-            lambda: self.store.plan_apply(docs, OWNER_API, diags), dry_run, expected_version
+            lambda: self.store.plan_apply(docs, OWNER_API, diags).with_strict(strict),
+            dry_run,
+            expected_version,
         )
 
     async def delete(
@@ -385,6 +393,9 @@ class ControlPlane:
             if inspect.isawaitable(plan):
                 plan = await plan
             plan = await asyncio.to_thread(self.store.evaluate, plan)
+            plan.earlier = list(self.store.result.diagnostics)  # before this change: not shown again
+            if (plan.strict or self.settings.strict) and plan.result is not None:  # --strict, MECHA_STRICT=1
+                plan.result.diagnostics[:] = promote_strict(plan.result.diagnostics, plan.earlier)
             if not plan.ok:
                 if not dry_run:
                     metrics.config_refused.inc()
@@ -488,8 +499,9 @@ class ControlPlane:
             "dry_run": dry_run,
             "version": self.store.version,
             "changes": plan.change.to_dict(),
-            "diagnostics": [d.to_dict() for d in plan.all_diagnostics()],
         }
+        own, out["earlier_warnings"] = own_diagnostics(plan.all_diagnostics(), plan.earlier)
+        out["diagnostics"] = [d.to_dict() for d in own]
         if plan.conflict:  # refused because of who asked or when, not what: the API answers 409
             out["conflict"] = plan.conflict
         if proxies is not None:

@@ -100,6 +100,7 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)  # more Host names of the API (also env)
     store: str = ""  # postgresql:// URL of a store shared by replicas; "": <state_dir>/config.db
     replica_poll: float = 2.0  # seconds between head re-reads of a shared store (a lost NOTIFY)
+    strict: bool = False  # MECHA_STRICT=1: refuse routes to missing hosts/subsets istiod would accept
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""
@@ -121,6 +122,7 @@ class Settings:
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
             route_tables=_env_choice(ENV_ROUTE_TABLES, ROUTE_TABLE_MODES),
             store=os.environ.get(ENV_STORE, "").strip(),
+            strict=os.environ.get("MECHA_STRICT", "").strip().lower() in ("1", "true", "yes", "on"),
             path_normalization=_env_path_normalization(),
             credentials_dir=(
                 Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()

@@ -16,7 +16,7 @@ from xds.translate import dapr, resiliency, scoped
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
 from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
-from xds.translate.route import block_all_vhost, delegates_of, virtual_host_bytes
+from xds.translate.route import alias_virtual_hosts, block_all_vhost, delegates_of, virtual_host_bytes
 from xds.translate.scope import ScopedView
 
 _RC_NAME = field_number(rte.RouteConfiguration, "name")
@@ -202,8 +202,12 @@ class MeshBuilder:
 
     def _outbound_vhosts(self, config: MeshConfig, namespace: str, view: ScopedView | None = None) -> Blob:
         parts: list[bytes] = []
-        for svc in config.services if view is None else view.services:
+        services = config.services if view is None else view.services
+        for svc in services:
             parts += self._vhost(svc, config, namespace, view)
+        rcfg = config if view is None else view.route_config
+        # VirtualService hosts that are no registry service (istiod: domains of their own virtual host)
+        parts += [bytes(v) for v in alias_virtual_hosts(rcfg, services, namespace)]
         parts.append(_BLOCK_ALL)
 
         def build() -> Blob:

@@ -26,7 +26,7 @@ from xds.translate.listener import (
 from xds.translate.locality import depends_on_proxy, grouped, locality_cla, topology_labels
 from xds.translate.pack import resource
 from xds.translate.resiliency import site_callers
-from xds.translate.route import virtual_host
+from xds.translate.route import alias_virtual_hosts, virtual_host
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.sidecar import catch_all_vhost, sidecar_extras
 from xds.translate.source import config_for, proxy_labels
@@ -97,6 +97,7 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
             vs = rcfg.mesh_routes_by_host.get(svc.host)
             for i, port in enumerate(p for p in svc.ports if p.is_http):
                 vhosts.append(virtual_host(svc, port, vs, rcfg, ns, i == 0))
+        vhosts += alias_virtual_hosts(rcfg, view.services, ns)  # VirtualService hosts not in the registry
         vhosts.append(catch_all_vhost(view.scope.sidecar))
         name = outbound_route_name(proxy)
         rc = rte.RouteConfiguration(

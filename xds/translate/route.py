@@ -6,6 +6,7 @@ concatenation of its header and those vhost bodies, so a one-route change re-ser
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
@@ -516,7 +517,10 @@ def virtual_host(
     with_bare: bool,
 ) -> rte.VirtualHost:
     vhost = _vhost_shell(service, port, namespace, with_bare)
-    vhost.routes = vs_routes(vs, port, config) if vs is not None else [default_route(service, port)]
+    routes = vs_routes(vs, port, config) if vs is not None else []
+    # istiod: a VirtualService that yields no route here (sourceLabels excluded every http route, or it has
+    # only tcp/tls routes) leaves the host its default route, not an empty virtual host (404)
+    vhost.routes = routes or [default_route(service, port)]
     return vhost
 
 
@@ -528,7 +532,8 @@ def virtual_host_bytes(
     namespace: str,
     with_bare: bool,
 ) -> bytes:
-    routes = vs_routes_bytes(vs, port, config) if vs is not None else [default_route_bytes(service, port)]
+    routes = vs_routes_bytes(vs, port, config) if vs is not None else []
+    routes = routes or [default_route_bytes(service, port)]  # as virtual_host(): no route left, the default
     return encode(
         rte.VirtualHost,
         name=f"{service.host}:{port.number}",
@@ -552,3 +557,58 @@ def block_all_vhost() -> rte.VirtualHost:
         ],
         include_request_attempt_count=True,
     )
+
+
+# ---- VirtualService hosts that are not registry services (e.g. `uk.bookinfo.com` bound to `mesh`) ----------
+
+
+def _alias_ports(vs: VirtualService, config: MeshConfig) -> list[int]:
+    """istiod buildSidecarVirtualHostsForVirtualService: the HTTP ports of the VS's registry hosts; with none,
+    the ports its routes send to (Mecha has one outbound listener, not one per port)."""
+    ports = {
+        p.number
+        for h in vs.hosts
+        if (svc := config.service_by_host.get(h)) is not None
+        for p in svc.ports
+        if p.is_http
+    }
+    if not ports:
+        ports = {
+            destination_port(rd.destination, config, 80)
+            for route in expand_delegates(vs, config)
+            for rd in route.route
+        }
+    return sorted(ports) or [80]
+
+
+def alias_virtual_hosts(
+    config: MeshConfig, services: Iterable[Service], namespace: str
+) -> list[rte.VirtualHost]:
+    """One virtual host per (non-registry host, port) of the mesh VirtualServices: domains `host` (first port
+    only: a domain may appear once) and `host:port`. A host that is already a service's domain is skipped
+    (Envoy refuses a domain twice), as is `*` (the catch-all's)."""
+    taken = {
+        d
+        for svc in services
+        for p in svc.ports
+        if p.is_http
+        for d in service_domains(svc, p, namespace, True)
+    }
+    out: list[rte.VirtualHost] = []
+    for host, vs in sorted(config.mesh_routes_by_host.items()):
+        if host in config.service_by_host or host == "*" or host in taken:
+            continue
+        for i, number in enumerate(_alias_ports(vs, config)):
+            routes = vs_routes(vs, ServicePort(number=number, protocol="HTTP"), config)
+            if not routes:
+                continue
+            domains = [host, f"{host}:{number}"] if i == 0 else [f"{host}:{number}"]
+            out.append(
+                rte.VirtualHost(
+                    name=f"{host}:{number}",
+                    domains=domains,
+                    routes=routes,
+                    include_request_attempt_count=True,
+                )
+            )
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from dataclasses import replace
 
 import networkx as nx
 
@@ -12,6 +11,7 @@ from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPMatch, HTTPRoute, VirtualService
 from xds.validate.graph import build_graph
+from xds.validate.strict import MEANWHILE
 
 
 def _err(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-untyped-def]
@@ -20,28 +20,6 @@ def _err(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-
 
 def _warn(meta, fld: str, msg: str, code: str) -> Diagnostic:  # type: ignore[no-untyped-def]
     return Diagnostic(meta.location, fld, msg, Severity.WARNING, code)
-
-
-# References istiod accepts and routes meanwhile (the route answers 503 until the target exists): warnings,
-# refused only in strict mode (--strict / MECHA_STRICT=1: promote_strict())
-STRICT_ONLY = frozenset({"dangling-host", "unknown-subset", "unknown-port", "vs-duplicate"})
-_MEANWHILE = "accepted as istiod does: the route answers 503 until it exists"
-
-
-def promote_strict(diags: list[Diagnostic]) -> list[Diagnostic]:
-    """Strict mode: what istiod would accept with a warning is refused (the warning becomes an error)."""
-    return [
-        replace(d, severity=Severity.ERROR, message=_strict_message(d.message))
-        if d.code in STRICT_ONLY and d.severity is Severity.WARNING
-        else d
-        for d in diags
-    ]
-
-
-def _strict_message(message: str) -> str:
-    if _MEANWHILE in message:
-        return message.replace(_MEANWHILE, "refused in strict mode; istiod would accept it and answer 503")
-    return f"{message} (refused in strict mode)"
 
 
 def validate(config: MeshConfig) -> list[Diagnostic]:
@@ -54,11 +32,8 @@ def validate(config: MeshConfig) -> list[Diagnostic]:
     out += _hostless_virtual_services(config)
     for vs in config.virtual_services:
         out += _route_checks(vs, config)
-        if vs.for_mesh:
-            for i, host in enumerate(vs.hosts):
-                if host not in config.service_by_host:
-                    msg = f"host {host} matches no service: these routes are not applied"
-                    out.append(_warn(vs.meta, f"spec.hosts[{i}]", msg, "unknown-host"))
+        # a host that is no registry service is served as istiod does: its own virtual host on the ports of
+        # the VirtualService's services, else of its destinations (xds.translate.route.alias_virtual_hosts)
     out += _service_checks(config)
     return out
 
@@ -100,7 +75,7 @@ def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
                 msg = f"host {dst[1]} matches no service in the registry"
                 out.append(_warn(meta, fld, msg, "dr-dangling-host"))
             else:
-                msg = f"destination host {dst[1]} matches no service ({_MEANWHILE})"
+                msg = f"destination host {dst[1]} matches no service ({MEANWHILE})"
                 out.append(_warn(meta, fld, msg, "dangling-host"))
         elif ref == "subset":
             host, subset = dst[1], dst[2]
@@ -112,7 +87,7 @@ def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
             else:
                 names = ", ".join(s.name for s in rule.subsets) or "none"
                 why = f"DestinationRule {rule.meta.namespace}/{rule.meta.name} defines: {names}"
-            msg = f"subset {subset!r} of host {host} is not defined ({why}; {_MEANWHILE})"
+            msg = f"subset {subset!r} of host {host} is not defined ({why}; {MEANWHILE})"
             out.append(_warn(meta, fld, msg, "unknown-subset"))
         elif ref == "delegate":
             out.append(
@@ -302,7 +277,7 @@ def _ports(vs: VirtualService, route: HTTPRoute, config: MeshConfig) -> list[Dia
             continue
         if svc.port(dest.port) is None:
             exposed = ", ".join(str(p.number) for p in svc.ports) or "none"
-            msg = f"port {dest.port} is not exposed by {dest.host} (ports: {exposed}; {_MEANWHILE})"
+            msg = f"port {dest.port} is not exposed by {dest.host} (ports: {exposed}; {MEANWHILE})"
             out.append(
                 _warn(vs.meta, f"spec.http[{route.index}].route[{j}].destination.port", msg, "unknown-port")
             )

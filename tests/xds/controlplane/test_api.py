@@ -220,7 +220,7 @@ async def test_unknown_proxy_and_section_are_json_404(api: Api) -> None:
     status, body = await api.get("/api/v1/proxies/nope/config/secrets")
     assert status == 404 and "unknown section" in body["error"]
     status, body = await api.get("/api/v1/proxies")
-    assert status == 200 and body == {"proxies": []}
+    assert status == 200 and body == {"proxies": [], "warnings": []}
 
 
 async def test_watched_folder_refusal_is_reported_and_last_good_kept(api: Api, tmp_path: Path) -> None:

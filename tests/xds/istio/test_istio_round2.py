@@ -136,3 +136,18 @@ spec:
     rds = decoded(SnapshotBuilder().build(result.config, [gw])[gw.id], "RDS")
     (vhost,) = [v for rc in rds.values() for v in rc["virtual_hosts"] if "web.example.com" in v["domains"]]
     assert [r["match"]["prefix"] for r in vhost["routes"]] == ["/old", "/young"]
+
+
+def test_mesh_virtual_service_host_outside_the_registry_gets_a_virtual_host() -> None:
+    # istiod: VirtualService hosts that are no service become domains of a virtual host on the port
+    text = service_entry("web") + _vs(
+        "uk", "  - route: [{destination: {host: web}}]", hosts='["uk.bookinfo.com"]'
+    )
+    result = compile_text(text)
+    assert result.ok and not [d for d in result.diagnostics if d.code == "unknown-host"]
+    rds = decoded(snapshot(text), "RDS")["outbound"]
+    (vhost,) = [v for v in rds["virtual_hosts"] if v["name"] == "uk.bookinfo.com:9080"]
+    assert vhost["domains"] == ["uk.bookinfo.com", "uk.bookinfo.com:9080"]
+    assert [r["route"]["cluster"] for r in vhost["routes"]] == [
+        "outbound|9080||web.default.svc.cluster.local"
+    ]

@@ -90,6 +90,12 @@ class Plan:
     result: CompileResultLike | None = None
     source: str = ""  # who asked: `api` or `folder:<path>` (recorded with the version)
     written: tuple[Key, ...] = ()  # documents this change (re)writes, changed or not (their file may move)
+    strict: bool = False  # refuse what istiod accepts with a warning (`mecha apply --strict`)
+    earlier: list[Diagnostic] = field(default_factory=list)  # the accepted config's, before this change
+
+    def with_strict(self, strict: bool) -> Plan:
+        self.strict = strict
+        return self
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,82 @@
+"""What `mecha apply` tells its author (issue #14 items 2, 7): a route to a missing host is accepted with a
+warning (refused with --strict or MECHA_STRICT=1); only the change's own warnings are shown, with a count of
+the earlier ones; kinds Mecha skips are said to be skipped, not created."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from xds.cli.tables import config_warning_lines, outcome_lines
+from xds.controlplane.report import routing_warnings
+from xds.controlplane.runtime import ControlPlane
+from xds.controlplane.settings import Settings
+
+
+def vs(name: str, host: str) -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}]
+  http: [{{route: [{{destination: {{host: {host}}}}}]}}]
+"""
+
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"
+
+
+@asynccontextmanager
+async def running(state: Path, strict: bool = False) -> AsyncIterator[ControlPlane]:
+    settings = Settings(xds_port=0, watch=False, state_dir=state, strict=strict)
+    settings.insecure_xds = True  # no workload credentials in this test
+    cp = ControlPlane(settings)
+    await cp.start()
+    try:
+        yield cp
+    finally:
+        await cp.stop()
+
+
+def codes(outcome: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(d["name"], d["code"]) for d in outcome["diagnostics"]]
+
+
+async def test_missing_host_is_a_warning_strict_refuses_it(tmp_path: Path) -> None:
+    async with running(tmp_path / "lenient") as cp:
+        outcome = await cp.apply([("a.yaml", vs("a", "later"))])
+        assert outcome["accepted"] and codes(outcome) == [("a", "dangling-host")]
+        refused = await cp.apply([("b.yaml", vs("b", "later"))], strict=True)  # mecha apply --strict
+        assert not refused["accepted"] and codes(refused) == [("b", "dangling-host")]
+        assert refused["diagnostics"][0]["severity"] == "error"
+    async with running(tmp_path / "strict", strict=True) as cp:  # MECHA_STRICT=1
+        assert not (await cp.apply([("a.yaml", vs("a", "later"))]))["accepted"]
+
+
+async def test_apply_shows_its_own_warnings_and_counts_the_earlier_ones(tmp_path: Path) -> None:
+    async with running(tmp_path) as cp:
+        await cp.apply([("a.yaml", vs("a", "later"))])
+        outcome = await cp.apply([("b.yaml", vs("b", "elsewhere"))])
+        assert codes(outcome) == [("b", "dangling-host")]  # not a.yaml's warning again
+        assert outcome["earlier_warnings"] == 1
+        lines = outcome_lines(outcome)
+        assert any("1 earlier warning(s)" in line for line in lines)
+        assert not any("a.yaml" in line for line in lines)
+
+
+async def test_skipped_kinds_are_reported_as_skipped(tmp_path: Path) -> None:
+    async with running(tmp_path) as cp:
+        outcome = await cp.apply([("ns.yaml", NAMESPACE)])
+        lines = outcome_lines(outcome)
+        assert "  Namespace default/shop skipped (not a kind Mecha reads)" in lines, lines
+        assert not any("created" in line for line in lines)
+
+
+async def test_proxy_status_lists_routes_that_answer_503(tmp_path: Path) -> None:
+    async with running(tmp_path) as cp:
+        await cp.apply([("a.yaml", vs("a", "later"))])
+        lines = config_warning_lines(d.to_dict() for d in routing_warnings(cp.store.result.diagnostics))
+        assert lines[0].startswith("1 config warning(s)")
+        assert "a.yaml" in lines[1] and "later.default.svc.cluster.local" in lines[1]
