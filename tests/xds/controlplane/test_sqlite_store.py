@@ -148,3 +148,29 @@ def test_mecha_serve_refuses_to_start_on_a_corrupt_store(tmp_path: Path) -> None
     )
     assert run.returncode == 1, run.stderr
     assert f"config store {tmp_path / DB_FILE}" in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_schema_1_store_is_migrated_at_start_and_rolls_back_from_its_head(tmp_path: Path) -> None:
+    """A store written before the history table (schema 1) keeps its documents; rollback works from the
+    version it had when it was upgraded, and an older one is refused by name."""
+    store = await applied(tmp_path)
+    docs, _ = load_text(COMPONENT.replace("name: store", "name: second"), "d.yaml")
+    await store.commit(store.evaluate(store.plan_apply(docs, OWNER_API)))
+    await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as db:  # what schema 1 looked like
+        db.execute("DROP TABLE document_history")
+        db.execute("PRAGMA user_version = 1")
+    again = ConfigStore(compile_docs, SqliteBackend.in_state_dir(tmp_path))
+    await again.load()
+    try:
+        assert again.version == 2 and len(again.documents) == 2
+        with sqlite3.connect(tmp_path / DB_FILE) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        with pytest.raises(StoreError, match="version 1 was compacted"):
+            await again.plan_rollback(1)
+        docs, _ = load_text(COMPONENT.replace("name: store", "name: third"), "e.yaml")
+        await again.commit(again.evaluate(again.plan_apply(docs, OWNER_API)))
+        plan = again.evaluate(await again.plan_rollback(2))
+        assert plan.ok and [k[2] for k in plan.change.removed] == ["third"]
+    finally:
+        await again.close()
