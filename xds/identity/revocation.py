@@ -43,6 +43,21 @@ class RevocationList:
         self._proxies[proxy_id] = now if now is not None else time.time()
         self._save()
 
+    def snapshot(self) -> tuple[set[str], dict[str, float]]:
+        """(revoked ids, proxy -> cutoff): what replicas share through the config store."""
+        return set(self._ids), dict(self._proxies)
+
+    def merge(self, ids: set[str], proxies: dict[str, float]) -> bool:
+        """Add revocations made elsewhere (another replica); True when something was new. Never un-revokes."""
+        new_ids = ids - self._ids
+        later = {p: c for p, c in proxies.items() if c > self._proxies.get(p, float("-inf"))}
+        if not new_ids and not later:
+            return False
+        self._ids |= new_ids
+        self._proxies.update(later)
+        self._save()
+        return True
+
     def is_revoked(self, cred: Credential) -> bool:
         cutoff = self._proxies.get(cred.proxy_id)
         return cred.jti in self._ids or (cutoff is not None and cred.issued_at <= cutoff)
