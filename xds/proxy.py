@@ -8,7 +8,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
       cluster: reviews          # informational
       metadata:
         mecha:
-          mode: sidecar         # sidecar | node | gateway
+          mode: sidecar         # sidecar | node | gateway | proxyless (also: metadata GENERATOR: grpc)
           namespace: default
           address: 127.0.0.1    # where other proxies reach this proxy's inbound listeners
           admin: 127.0.0.1:15000
@@ -50,6 +50,7 @@ class ProxyMode(StrEnum):
     SIDECAR = "sidecar"
     NODE = "node"
     GATEWAY = "gateway"
+    PROXYLESS = "proxyless"  # a gRPC app's own xDS client (no Envoy): node metadata GENERATOR grpc, as istiod
 
 
 class ProxyIdentityError(ValueError):
@@ -204,11 +205,14 @@ class ProxyIdentity:
         meta = (metadata or {}).get("mecha") or {}
         if not isinstance(meta, Mapping):
             raise ProxyIdentityError("node.metadata.mecha: expected a map")
+        # istiod picks its gRPC generator from GENERATOR: grpc (what istio-agent writes for proxyless apps)
+        default_mode = "proxyless" if (metadata or {}).get("GENERATOR") == "grpc" else "sidecar"
         try:
-            mode = ProxyMode(str(meta.get("mode", "sidecar")))
+            mode = ProxyMode(str(meta.get("mode", default_mode)))
         except ValueError:
             raise ProxyIdentityError(
-                f"node.metadata.mecha.mode: {meta.get('mode')!r} is not one of sidecar, node, gateway"
+                f"node.metadata.mecha.mode: {meta.get('mode')!r} is not one of "
+                f"{', '.join(m.value for m in ProxyMode)}"
             ) from None
         namespace = str(meta.get("namespace") or "default")
         apps: list[AppBinding] = []

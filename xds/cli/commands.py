@@ -15,6 +15,7 @@ from xds.sources.loader import YAML_SUFFIXES
 from xds.validate.strict import strict_from_env
 
 TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS", "SRDS")  # SRDS: "-" unless the proxy routes by scopes
+BAD_STATES = frozenset({"NACKED", "STALE"})  # proxy-status exits 1 when any type of any proxy is in one
 
 
 class UsageError(RuntimeError):
@@ -109,7 +110,7 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
     proxies = data.get("proxies", [])
     if args.output == "json":
         print(json.dumps(proxies, indent=2, sort_keys=True))
-        return 0
+        return 1 if unsynced(proxies) else 0
     if not proxies:
         print("no proxies connected")
         return 0
@@ -124,7 +125,16 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         print(line)
     for line in config_warning_lines(data.get("warnings") or []):
         print(line)
-    return 0
+    return 1 if unsynced(proxies) else 0
+
+
+def unsynced(proxies: list[dict[str, Any]]) -> list[str]:
+    """Proxy ids with any xDS type NACKED or STALE: `mecha proxy-status` then exits 1, as a script wants."""
+    return [
+        str(row.get("proxy_id", "?"))
+        for row in proxies
+        if any(_type_state(row, short)[0] in BAD_STATES for short in (row.get("types") or {}))
+    ]
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:
@@ -188,6 +198,20 @@ def _labels(specs: list[str]) -> dict[str, str]:
     return labels
 
 
+def _write_proxyless_bootstrap(args: argparse.Namespace, metadata: dict[str, Any]) -> int:
+    from xds.translate.proxyless import grpc_bootstrap
+
+    uri = args.xds_uri or f"{args.xds_host}:{args.xds_port}"
+    text = grpc_bootstrap(args.id, uri, metadata, args.cert_dir or None)
+    if args.output in (None, "-"):
+        print(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote {args.output} (gRPC xDS bootstrap for {args.id}, xDS {uri}): GRPC_XDS_BOOTSTRAP=<it>")
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from xds.bootstrap import BootstrapParams, parse_xds_address, render
     from xds.proxy import ProxyIdentity, ProxyIdentityError
@@ -208,10 +232,14 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     }
     if args.dapr_http_port:
         metadata["dapr_http_port"] = args.dapr_http_port
+    if args.mode == "proxyless":  # a gRPC app: no listeners of its own, so no ports in its metadata
+        metadata = {k: metadata[k] for k in ("mode", "namespace", "labels")}
     try:
         ProxyIdentity.from_node(args.id, {"mecha": metadata})  # same checks the server applies
     except ProxyIdentityError as exc:
         raise UsageError(str(exc)) from None
+    if args.mode == "proxyless":
+        return _write_proxyless_bootstrap(args, metadata)
     params = BootstrapParams(
         proxy_id=args.id,
         xds_port=args.xds_port,

@@ -24,7 +24,7 @@ ISSUER = "mecha-controlplane"
 AUDIENCE = "mecha-xds"
 ALGORITHM = "EdDSA"
 SIGNING_KEY_FILE = "identity/signing-key.pem"  # under the state folder
-MODES = ("sidecar", "node", "gateway")
+MODES = ("sidecar", "node", "gateway", "proxyless")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # DNS-1123-ish: also a safe SPIFFE path segment
 
 

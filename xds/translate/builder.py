@@ -42,6 +42,12 @@ from xds.translate.locality_eds import LocalityEndpoints
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, parse_path_normalization
 from xds.translate.pack import Memo, field_number, repeated_field, resource
+from xds.translate.proxyless import (
+    proxyless_clusters,
+    proxyless_listeners,
+    proxyless_routes,
+    weighted_localities,
+)
 from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
 from xds.translate.security.credentials import CredentialStore
@@ -235,6 +241,9 @@ class SnapshotBuilder:
         view = self._view(config, proxy)
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
+        if proxy.mode is ProxyMode.PROXYLESS:  # a gRPC client's own xDS: api_listeners, no Envoy
+            args = (config, proxy, view, clusters, endpoints, changed_at, config_version)
+            return self._proxyless_snapshot(*args)
         # Sidecar ingress/egress ports and ALLOW_ANY (a catch-all for unknown hosts) need the single table
         extras = sidecar_resources(self.memo, config, view, proxy, self.normalization)
         scopes = self._scopes and proxy.outbound_port is not None and proxy.mode is not ProxyMode.GATEWAY
@@ -316,6 +325,61 @@ class SnapshotBuilder:
         secrets = self.security.secrets(config, proxy) + gateway_secrets
         sds = self._typeset(proxy.id, types.SECRET, tuple(secrets), secrets) if secrets else _EMPTY
         sets[types.SECRET] = sds
+        return Snapshot(
+            MappingProxyType({t: sets[t].resources for t in types.TYPE_ORDER}),
+            MappingProxyType({t: sets[t].version for t in types.TYPE_ORDER}),
+            changed_at,
+            config_version,
+        )
+
+    def _proxyless_snapshot(
+        self,
+        config: MeshConfig,
+        proxy: ProxyIdentity,
+        view: ScopedView | None,
+        clusters: TypeSet,
+        endpoints: TypeSet,
+        changed_at: float,
+        config_version: str,
+    ) -> Snapshot:
+        """istiod's grpcgen: LDS api_listeners and per-service RDS over the mesh's clusters and endpoints."""
+        services = config.services if view is None else view.services
+        rcfg = config if view is None else view.route_config
+        listeners = self.memo.get(
+            ("proxyless-lds", proxy.id),
+            (proxy, services),
+            lambda: [resource(types.LISTENER, x.name, x) for x in proxyless_listeners(services, proxy)],
+        )
+        routes = self.memo.get(
+            ("proxyless-rds", proxy.id),
+            (proxy, services, rcfg.virtual_services, config.destination_rules),
+            lambda: [resource(types.ROUTE, x.name, x) for x in proxyless_routes(services, rcfg, proxy)],
+        )
+        cds = self.memo.get(
+            ("proxyless-cds", clusters.version),
+            (clusters,),
+            lambda: TypeSet.of(
+                [resource(types.CLUSTER, c.name, c) for c in proxyless_clusters(clusters.resources)]
+            ),
+        )
+        eds = self.memo.get(
+            ("proxyless-eds", endpoints.version),
+            (endpoints,),
+            lambda: TypeSet.of(
+                [
+                    resource(types.ENDPOINT, n, weighted_localities(r.body))
+                    for n, r in endpoints.resources.items()
+                ]
+            ),
+        )
+        sets = {
+            types.CLUSTER: cds,
+            types.ENDPOINT: eds,
+            types.LISTENER: self._typeset(proxy.id, types.LISTENER, tuple(listeners), listeners),
+            types.SCOPED_ROUTE: _EMPTY,
+            types.ROUTE: self._typeset(proxy.id, types.ROUTE, tuple(routes), routes),
+            types.SECRET: _EMPTY,
+        }
         return Snapshot(
             MappingProxyType({t: sets[t].resources for t in types.TYPE_ORDER}),
             MappingProxyType({t: sets[t].version for t in types.TYPE_ORDER}),

@@ -1,0 +1,154 @@
+"""Proxyless gRPC (istiod's pilot/pkg/networking/grpcgen): what a grpcio client with `xds:///host:port` and a
+GRPC_XDS_BOOTSTRAP is served, with no Envoy in the path.
+
+- LDS: one `api_listener` per service host:port, under every name a client may dial (`reviews:9080` in its
+  own namespace, `reviews.default:9080`, `reviews.default.svc:9080`, the FQDN), each an HttpConnectionManager
+  whose routes come by RDS as `<fqdn>:<port>` (istiod's clusterKey naming), with gRPC's supported filters:
+  fault (VirtualService fault injection) then router.
+- RDS: the service's virtual host, built by the same code as a sidecar's (weights, header matches, retries,
+  fault; gRPC takes timeouts from `max_stream_duration`, which the route carries too).
+- CDS/EDS: one plain EDS cluster per outbound cluster of the mesh, round robin (istiod's edsCluster: gRPC
+  refuses Envoy's LEAST_REQUEST and SDS), over the mesh's endpoints with every locality weighted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from envoy_data_plane.envoy.config.cluster import v3 as clu
+from envoy_data_plane.envoy.config.core import v3 as core
+from envoy_data_plane.envoy.config.endpoint import v3 as ep
+from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.google.protobuf import Any as AnyMsg
+
+from xds.model.mesh import MeshConfig
+from xds.model.resources import Service, ServicePort
+from xds.proxy import ProxyIdentity
+from xds.translate.common import ADS, socket
+from xds.translate.listener import FAULT, ROUTER
+from xds.translate.route import virtual_host
+
+# Names the gRPC bootstrap's certificate_providers use (istio-agent's names in its generated bootstrap)
+CERT_PROVIDER = "default"
+ROOT_CERT_NAME = "ROOTCA"
+
+
+def dial_names(svc: Service, port: ServicePort, client_namespace: str) -> list[str]:
+    """Every `host:port` a client may put after `xds:///` for this service port (istiod tryFindFQDN)."""
+    name, ns = svc.host.split(".")[0], svc.namespace
+    hosts = [svc.host]
+    if svc.host.endswith(f".{ns}.svc.cluster.local"):
+        hosts += [f"{name}.{ns}", f"{name}.{ns}.svc"]
+        if ns == client_namespace:
+            hosts.append(name)
+    return [f"{h}:{port.number}" for h in hosts]
+
+
+def route_name(svc: Service, port: ServicePort) -> str:
+    return f"{svc.host}:{port.number}"
+
+
+def api_listener(name: str, route: str, port: int) -> lis.Listener:
+    manager = hcm.HttpConnectionManager(
+        rds=hcm.Rds(config_source=ADS, route_config_name=route),
+        http_filters=[FAULT, ROUTER],  # gRPC's supported filters; the router must be last
+    )
+    return lis.Listener(
+        name=name,
+        address=socket("0.0.0.0", port),
+        api_listener=lis.ApiListener(api_listener=AnyMsg.pack(manager)),
+    )
+
+
+def _http_ports(services: Iterable[Service]) -> Iterator[tuple[Service, ServicePort]]:
+    for svc in services:
+        for port in svc.ports:
+            if port.is_http:
+                yield svc, port
+
+
+def proxyless_listeners(services: Iterable[Service], proxy: ProxyIdentity) -> list[lis.Listener]:
+    return [
+        api_listener(name, route_name(svc, port), port.number)
+        for svc, port in _http_ports(services)
+        for name in dial_names(svc, port, proxy.namespace)
+    ]
+
+
+def proxyless_routes(
+    services: Iterable[Service], config: MeshConfig, proxy: ProxyIdentity
+) -> list[rte.RouteConfiguration]:
+    """One RouteConfiguration per service port, holding that service's virtual host only."""
+    out = []
+    for svc, port in _http_ports(services):
+        vs = config.mesh_routes_by_host.get(svc.host)
+        ns = proxy.namespace if svc.namespace == proxy.namespace else ""
+        vhost = virtual_host(svc, port, vs, config, ns, True)
+        vhost.domains = ["*"]  # the listener already chose the service; gRPC matches the dialled name
+        out.append(rte.RouteConfiguration(name=route_name(svc, port), virtual_hosts=[vhost]))
+    return out
+
+
+def eds_cluster(name: str) -> clu.Cluster:
+    """istiod grpcgen edsCluster: EDS over ADS, round robin (gRPC NACKs the LEAST_REQUEST Envoy gets)."""
+    return clu.Cluster(
+        name=name,
+        type=clu.ClusterDiscoveryType.EDS,
+        eds_cluster_config=clu.ClusterEdsClusterConfig(service_name=name, eds_config=ADS),
+        lb_policy=clu.ClusterLbPolicy.ROUND_ROBIN,
+    )
+
+
+def proxyless_clusters(names: Iterable[str]) -> list[clu.Cluster]:
+    """One EDS cluster per outbound cluster of the mesh (default and subsets)."""
+    return [eds_cluster(n) for n in sorted(names) if n.startswith("outbound|")]
+
+
+def weighted_localities(body: bytes) -> ep.ClusterLoadAssignment:
+    """A mesh ClusterLoadAssignment with a locality and a weight on every group: gRPC refuses a group without
+    a locality and ignores one without load_balancing_weight (istiod sets it to the endpoint count)."""
+    cla = ep.ClusterLoadAssignment.parse(body)
+    for group in cla.endpoints:
+        if group.locality is None:  # gRPC requires the field (istiod always sets it)
+            group.locality = core.Locality()
+        if not group.load_balancing_weight:
+            group.load_balancing_weight = max(1, len(group.lb_endpoints))
+    return cla
+
+
+def grpc_bootstrap(
+    proxy_id: str,
+    server_uri: str,
+    metadata: dict[str, Any],
+    cert_dir: str | None = None,
+) -> str:
+    """The GRPC_XDS_BOOTSTRAP JSON of a proxyless workload.
+
+    server_uri: the local agent's xDS socket (`unix:///…/xds.sock`: the agent adds the workload credential the
+    control plane requires on every stream, as istio-agent does for proxyless clients), or host:port of a
+    control plane started with --insecure-xds. cert_dir: where the agent writes cert-chain.pem, key.pem and
+    root-cert.pem (gRPC's file_watcher certificate provider reads them for mTLS).
+    """
+    doc: dict[str, Any] = {
+        "xds_servers": [
+            {"server_uri": server_uri, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}
+        ],
+        "node": {"id": proxy_id, "cluster": proxy_id, "metadata": {"GENERATOR": "grpc", "mecha": metadata}},
+    }
+    if cert_dir:
+        doc["certificate_providers"] = {
+            CERT_PROVIDER: {
+                "plugin_name": "file_watcher",
+                "config": {
+                    "certificate_file": f"{cert_dir}/cert-chain.pem",
+                    "private_key_file": f"{cert_dir}/key.pem",
+                    "ca_certificate_file": f"{cert_dir}/root-cert.pem",
+                    "refresh_interval": "900s",
+                },
+            }
+        }
+    return json.dumps(doc, indent=2)
