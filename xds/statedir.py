@@ -40,3 +40,35 @@ def write_private_file(path: Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---- where clients (the CLI, tests) find the running mesh's folder and token -----------------------------
+# Kept here, free of aiohttp and the server modules, so `mecha apply` and friends start at once.
+API_TOKEN_FILE = "api-token"
+ENV_TOKEN = "MECHA_TOKEN"  # the CLI's token (content); else the token file of the state folder
+
+
+def find_state_dir(start: Path | None = None) -> Path | None:
+    """$MECHA_STATE_DIR, else the nearest `.mecha` folder in start (the current folder) or its parents."""
+    if os.environ.get(ENV_STATE_DIR):
+        return Path(os.environ[ENV_STATE_DIR]).expanduser()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_STATE_DIR).is_dir():
+            return folder / DEFAULT_STATE_DIR
+    return None
+
+
+def read_token(state_dir: Path | None = None, name: str = API_TOKEN_FILE) -> str | None:
+    folder = state_dir if state_dir is not None else find_state_dir()
+    if folder is None:
+        return None
+    try:
+        return (folder / name).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def api_token(explicit: str | None = None, state_dir: Path | None = None) -> str | None:
+    """--token, else $MECHA_TOKEN, else the state folder's api-token file."""
+    return explicit or os.environ.get(ENV_TOKEN) or read_token(state_dir)

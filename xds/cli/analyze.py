@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xds.analyze import analyze_paths, render_json, render_text
 from xds.validate.strict import strict_from_env
 
 
@@ -15,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="per field: honoured, honoured differently or ignored (exit 1 if anything is dropped)",
     )
     p.add_argument("-f", "--file", action="append", required=True, help="YAML file or folder (repeatable)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format")
     p.add_argument("-q", "--quiet", action="store_true", help="hide fields that are honoured as in Istio")
     p.add_argument(
         "--strict", action="store_true", help="routes to missing hosts/subsets: errors (also MECHA_STRICT=1)"
@@ -23,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from xds.analyze import analyze_paths, render_json, render_text  # the whole compiler: not for --help
+
     missing = [f for f in args.file if not Path(f).exists()]
     if missing:
         print(f"mecha analyze: no such file or folder: {', '.join(missing)}")

@@ -6,16 +6,48 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from xds.controlplane.auth import ENV_TOKEN, api_token
+from xds.statedir import ENV_TOKEN, api_token, find_state_dir
 
 DEFAULT_SERVER = "http://127.0.0.1:15010"
 ENV_SERVER = "MECHA_SERVER"
+UP_FILE = "up.json"  # written by `mecha up` in its state folder (xds/runner/up.py PID_FILE)
+SERVER_HELP = (
+    f"control-plane API URL (default: the running `mecha up` of .mecha/{UP_FILE} in this folder or a parent, "
+    f"else ${ENV_SERVER}, else {DEFAULT_SERVER}; e.g. --server http://127.0.0.1:15110)"
+)
+
+
+def running_mesh_api(start: Path | None = None) -> str | None:
+    """The API URL of the `mecha up` whose state folder is nearest (its up.json, while its pid lives)."""
+    folder = find_state_dir(start)
+    if folder is None:
+        return None
+    try:
+        info = json.loads((folder / UP_FILE).read_text())
+        pid, api = int(info.get("pid") or 0), info.get("api")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    if not pid or not isinstance(api, str) or not _pid_alive(pid):
+        return None  # a stale file: the mesh it names is gone
+    return api
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def default_server() -> str:
-    return os.environ.get(ENV_SERVER) or DEFAULT_SERVER
+    """A running `mecha up` found from here (so --port-offset needs no --server), else $MECHA_SERVER."""
+    return running_mesh_api() or os.environ.get(ENV_SERVER) or DEFAULT_SERVER
 
 
 class ServerUnavailable(RuntimeError):

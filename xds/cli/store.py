@@ -16,7 +16,7 @@ from xds.cli.tables import outcome_lines, table
 
 def add_parsers(sub: Any, add_server: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("history", help="accepted config versions: who, when, what changed")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     add_server(p)
     p = sub.add_parser("rollback", help="re-apply the config of an earlier version as a new version")
     p.add_argument("version", type=int, help="a version from `mecha history`")

@@ -24,11 +24,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from xds.statedir import DEFAULT_STATE_DIR, ENV_STATE_DIR, ensure_private_dir
+# client-side lookups live in xds.statedir (no aiohttp); re-exported for existing callers
+from xds.statedir import (  # noqa: F401
+    API_TOKEN_FILE,
+    ENV_TOKEN,
+    api_token,
+    ensure_private_dir,
+    find_state_dir,
+    read_token,
+)
 
-API_TOKEN_FILE = "api-token"
 READER_TOKEN_FILE = "dapr-reader-token"
-ENV_TOKEN = "MECHA_TOKEN"  # the CLI's token (content); else the token file of the state folder
 ENV_CONTROL_PLANE_TOKEN_FILE = "MECHA_CONTROL_PLANE_TOKEN_FILE"  # capability services: the reader token file
 ENV_ALLOWED_HOSTS = "MECHA_ALLOWED_HOSTS"  # comma-separated extra names the API answers to (Host header)
 
@@ -108,33 +114,7 @@ class Credentials:
         return found
 
 
-# ---- client side: where the CLI and the tests find the token --------------------------------------------
-def find_state_dir(start: Path | None = None) -> Path | None:
-    """$MECHA_STATE_DIR, else the nearest `.mecha` folder in start (the current folder) or its parents."""
-    if os.environ.get(ENV_STATE_DIR):
-        return Path(os.environ[ENV_STATE_DIR]).expanduser()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / DEFAULT_STATE_DIR).is_dir():
-            return folder / DEFAULT_STATE_DIR
-    return None
-
-
-def read_token(state_dir: Path | None = None, name: str = API_TOKEN_FILE) -> str | None:
-    folder = state_dir if state_dir is not None else find_state_dir()
-    if folder is None:
-        return None
-    try:
-        return (folder / name).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def api_token(explicit: str | None = None, state_dir: Path | None = None) -> str | None:
-    """--token, else $MECHA_TOKEN, else the state folder's api-token file."""
-    return explicit or os.environ.get(ENV_TOKEN) or read_token(state_dir)
-
-
+# ---- client side: where the CLI and the tests find the token (xds/statedir.py: no aiohttp there) ----------
 def auth_headers(state_dir: Path | None = None, token: str | None = None) -> dict[str, str]:
     """{"Authorization": "Bearer ..."} for API calls (empty when no token is found)."""
     found = token or (read_token(state_dir) if state_dir is not None else api_token())

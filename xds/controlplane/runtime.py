@@ -135,7 +135,15 @@ class ControlPlane:
             from xds.controlplane.replication import Replication
 
             poll = self.settings.replica_poll
-            self.replication = Replication(self.store.backend, self.catch_up, poll, self._heartbeat_report)
+            authenticator = self.identity.authenticator  # None with --insecure-xds: nothing to revoke
+            self.replication = Replication(
+                self.store.backend,
+                self.catch_up,
+                poll,
+                self._heartbeat_report,
+                revocations=authenticator.revocations if authenticator is not None else None,
+                on_revoked=lambda: authenticator and self.server.close_streams(authenticator.is_revoked),
+            )
             self.replication.start()
         self.identity.start(self.server)  # streams whose credential expires are closed
         for folder in self.settings.config_dirs:
