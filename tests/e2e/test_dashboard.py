@@ -39,6 +39,7 @@ def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         _read_until(proc, "Mecha is up", 90)
         info = json.loads((folder / ".mecha" / "up.json").read_text())
         info["token"] = (folder / ".mecha" / "api-token").read_text().strip()
+        info["state_dir"] = str(folder / ".mecha")
         yield info
     finally:
         proc.send_signal(signal.SIGINT)
@@ -46,6 +47,21 @@ def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _credentialed_channel(state: Path, target: str, proxy_id: str) -> Any:
+    """What a proxy's agent opens: TLS checked against the mesh root, with the proxy's credential."""
+    import grpc
+
+    from xds.agent.channel import SERVER_NAME
+    from xds.agent.launch import issue_for
+
+    token = issue_for(state, proxy_id, {"mode": "sidecar", "namespace": "default"}).read_text().strip()
+    creds = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials((state / "ca" / "root-cert.pem").read_bytes()),
+        grpc.access_token_call_credentials(token),  # authorization: Bearer <credential>
+    )
+    return grpc.aio.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", SERVER_NAME)])
 
 
 @pytest.fixture
@@ -115,6 +131,7 @@ def test_dashboard_shows_the_demo_graph_and_a_nacking_proxy(
         proxy = FakeProxy(
             running_up["xds"], "details-v1",
             nack_if=lambda type_url, _resp: NACK_MESSAGE if type_url == types.LISTENER else None,
+            channel=_credentialed_channel(Path(running_up["state_dir"]), running_up["xds"], "details-v1"),
         )  # fmt: skip
         await proxy.start()
         try:
