@@ -27,13 +27,23 @@ FLEET_AGE_INTERVALS = 3  # a replica silent for this many intervals is gone from
 
 class Replication:
     def __init__(
-        self, backend: Any, catch_up: CatchUp, poll_interval: float = 2.0, report: Report | None = None
+        self,
+        backend: Any,
+        catch_up: CatchUp,
+        poll_interval: float = 2.0,
+        report: Report | None = None,
+        revocations: Any = None,
+        on_revoked: Callable[[], object] | None = None,
     ) -> None:
         """backend: a PostgresBackend (connect(), channel); catch_up: the control plane's reload; report: this
         replica's heartbeat (its xDS streams), written each interval so any replica answers for the fleet."""
         self.backend = backend
         self._catch_up = catch_up
         self._report = report
+        # workload-credential revocations (xds/identity RevocationList: snapshot/merge) shared by every
+        # replica; on_revoked closes this replica's streams of a credential revoked elsewhere
+        self.revocations = revocations
+        self._on_revoked = on_revoked
         self.others: list[dict[str, Any]] = []  # the other live replicas' heartbeat rows
         self.replica_id = ""
         self.poll_interval = poll_interval
@@ -54,6 +64,13 @@ class Replication:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.backend.leave(self.replica_id), self.poll_interval)
 
+    async def _share_revocations(self) -> None:
+        if self.revocations is None:
+            return
+        ids, proxies = await self.backend.share_revocations(*self.revocations.snapshot())
+        if self.revocations.merge(ids, proxies) and self._on_revoked is not None:
+            self._on_revoked()
+
     async def _heartbeat(self) -> None:
         if self._report is None:
             return
@@ -62,6 +79,11 @@ class Replication:
         await self.backend.heartbeat(replica, address, version, streams)
         rows = await self.backend.fleet(self.poll_interval * FLEET_AGE_INTERVALS)
         self.others = [r for r in rows if r["id"] != replica]
+
+    async def wake(self) -> None:
+        """Run a round now (tests, and callers that know the store moved) and let it happen."""
+        self._wake.set()
+        await asyncio.sleep(0.05)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._wake.set()
@@ -88,6 +110,7 @@ class Replication:
                 # a commit between the last read and LISTEN is caught here
                 await self._catch_up()
                 await self._heartbeat()
+                await self._share_revocations()
                 if not self.store_reachable:
                     log.info("config store %s reachable again", self.backend.location)
                 self.store_reachable = True

@@ -4,6 +4,7 @@ ControlPlanes (replicas) on one store."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from xds.controlplane.settings import Settings
 from xds.controlplane.store import StoreError
 from xds.controlplane.store.migrations import SCHEMA_VERSION
 from xds.controlplane.store.postgres import PostgresBackend
+from xds.identity.credential import Credential
 
 SE = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -118,7 +120,8 @@ async def test_older_schema_waits_for_migrate(schema: str) -> None:
     backend = PostgresBackend(store_url(schema))
     await backend.load()
     conn = await asyncpg.connect(PG_BASE)
-    await conn.execute(f'DROP TABLE "{schema}".replicas; UPDATE "{schema}".schema_info SET version = 1')
+    tables = f'"{schema}".replicas, "{schema}".revocations'  # what schema 1 did not have
+    await conn.execute(f'DROP TABLE {tables}; UPDATE "{schema}".schema_info SET version = 1')
     with pytest.raises(StoreError, match="run `mecha store migrate"):
         await PostgresBackend(store_url(schema)).load()
     assert await backend.migrate() == (1, SCHEMA_VERSION)
@@ -232,3 +235,30 @@ async def test_rollback_and_history_across_replicas(schema: str, tmp_path: Path)
         ]
         missing = await a.rollback(42)
         assert not missing["accepted"] and missing["conflict"] == "not-found"
+
+
+async def test_a_revocation_on_one_replica_holds_on_the_other(schema: str, tmp_path: Path) -> None:
+    url = store_url(schema)
+    settings = [
+        Settings(xds_port=0, watch=False, state_dir=tmp_path / n, store=url, replica_poll=0.5) for n in "ab"
+    ]
+    a, b = ControlPlane(settings[0]), ControlPlane(settings[1])  # secure xDS: workload credentials
+    await a.start()
+    await b.start()
+    try:
+        issued = Credential("p1", "default", ("reviews",), issued_at=int(time.time()) - 5, jti="j-old")
+        assert b.identity.authenticator is not None and a.identity.authenticator is not None
+        assert not b.identity.authenticator.is_revoked(issued)
+        a.identity.revoke(a.server, proxy_id="p1")
+        a.identity.revoke(a.server, jti="j-other")
+        async with asyncio.timeout(10):
+            while not b.identity.authenticator.is_revoked(issued):
+                await b.replication.wake()
+        other = Credential("p2", "default", ("x",), issued_at=int(time.time()), jti="j-other")
+        assert b.identity.authenticator.is_revoked(other)
+        later = Credential("p1", "default", ("reviews",), issued_at=int(time.time()) + 60, jti="j-new")
+        assert not b.identity.authenticator.is_revoked(later)  # a credential issued after stays valid
+        assert b.identity.authenticator.revocations.path.exists()  # kept across b's restarts too
+    finally:
+        await a.stop()
+        await b.stop()

@@ -67,5 +67,14 @@ CREATE TABLE "{schema}".replicas (             -- heartbeat and xDS streams of e
 );
 """
 
-POSTGRES_MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+_V3 = """
+CREATE TABLE "{schema}".revocations (          -- workload credentials revoked on any replica
+    kind   text NOT NULL CHECK (kind IN ('id', 'proxy')),
+    key    text NOT NULL,                      -- a credential id (jti) or a proxy id
+    cutoff double precision NOT NULL DEFAULT 0, -- proxy: credentials issued at or before this are revoked
+    PRIMARY KEY (kind, key)
+);
+"""
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(POSTGRES_MIGRATIONS)

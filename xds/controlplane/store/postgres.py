@@ -364,6 +364,25 @@ class PostgresBackend:
             for r in rows
         ]
 
+    async def share_revocations(
+        self, ids: set[str], proxies: dict[str, float]
+    ) -> tuple[set[str], dict[str, float]]:
+        """Add this replica's revocations (a union: the later cutoff wins, none removed); return them all."""
+        pool = await self._ensure_pool()
+        table = self._t("revocations")
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO {table} (kind, key, cutoff) VALUES ($1, $2, $3) ON CONFLICT (kind, key) "
+                f"DO UPDATE SET cutoff = greatest({table}.cutoff, EXCLUDED.cutoff)",
+                [("id", jti, 0.0) for jti in sorted(ids)]
+                + [("proxy", p, c) for p, c in sorted(proxies.items())],
+            )
+            rows = await conn.fetch(f"SELECT kind, key, cutoff FROM {table}")
+        return (
+            {r["key"] for r in rows if r["kind"] == "id"},
+            {r["key"]: float(r["cutoff"]) for r in rows if r["kind"] == "proxy"},
+        )
+
     async def leave(self, replica: str) -> None:
         pool = await self._ensure_pool()
         await pool.execute(f"DELETE FROM {self._t('replicas')} WHERE id = $1", replica)
