@@ -19,6 +19,7 @@ from capabilities.config.settings import Settings
 from capabilities.errors import DaprError
 from capabilities.resiliency import Resiliency
 from capabilities.sharing import SharedComponents
+from capabilities.tracing import TRACING
 
 __all__ = ["RUNTIME_VERSION", "Runtime", "Settings"]
 
@@ -243,6 +244,7 @@ class Runtime:
                 await self._load(raw, current)
             self.subscriptions_docs = merged.subscriptions
             self.configurations_docs = merged.configurations
+            TRACING.configure(merged.configurations, self.app_id or "daprd")  # spec.tracing
             if mark_ready:
                 self.components_ready.set()
         await self._notify()

@@ -62,11 +62,15 @@ def verdict_of(status: int, body: bytes) -> tuple[Verdict, str]:
         return Verdict.RETRY, f"app replied unknown status {status_text!r}"
 
 
-async def deliver(app_channel: Any, path: str, ce: dict[str, Any], *, timeout_s: float) -> Verdict:
-    """POST one CloudEvent; return SUCCESS or DROP, raise RetryDelivery otherwise."""
+async def deliver(
+    app_channel: Any, path: str, ce: dict[str, Any], *, timeout_s: float, trace: dict[str, str] | None = None
+) -> Verdict:
+    """POST one CloudEvent; return SUCCESS or DROP, raise RetryDelivery otherwise.
+    trace: the delivery span's traceparent/tracestate, sent instead of the CloudEvent's (daprd)."""
     try:
+        headers = {**_headers(ce), **(trace or {})}
         response = await app_channel.call(
-            "POST", app_path(path), body=envelope.encode(ce), headers=_headers(ce), timeout=timeout_s
+            "POST", app_path(path), body=envelope.encode(ce), headers=headers, timeout=timeout_s
         )
     except Exception as exc:  # app down / timeout: the message must be retried, not lost
         raise RetryDelivery(f"delivering event {ce.get('id')} to {path}: {exc}") from exc

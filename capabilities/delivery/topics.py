@@ -22,6 +22,7 @@ from capabilities.blocks.pubsub.contract import Message, PubSub
 from capabilities.delivery import postman
 from capabilities.delivery.postman import RetryDelivery, Verdict
 from capabilities.delivery.subscriptions import Subscription
+from capabilities.tracing import TRACING, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ class TopicHandler:
                 if self.batcher is not None:
                     verdict = await self.batcher.submit(path, ce)
                 else:
-                    verdict = await postman.deliver(
-                        self.runtime.app_channel, path, ce, timeout_s=self.timeout_s
-                    )
+                    # a CONSUMER span, child of the publish span in the CloudEvent (no-op untraced)
+                    with TRACING.span(f"pubsub/{message.topic}", "CONSUMER", trace_carrier(ce)) as trace:
+                        verdict = await postman.deliver(
+                            self.runtime.app_channel, path, ce, timeout_s=self.timeout_s, trace=trace
+                        )
             except Exception:
                 self._count("retry")
                 raise

@@ -19,7 +19,10 @@ from collections.abc import Callable
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 # Headers worth propagating from productpage to reviews (Istio's bookinfo forwards the same kind).
-_PROPAGATE = ("end-user", "x-request-id", "x-demo-fail", "x-demo-key", "x-b3-traceid")
+_PROPAGATE = (
+    *("end-user", "x-request-id", "x-demo-fail", "x-demo-key", "x-b3-traceid"),
+    *("traceparent", "tracestate"),  # W3C trace context (mesh tracing, docs/operations.md#tracing)
+)
 APP_NAME = web.AppKey("app_name", str)
 VERSION = web.AppKey("version", str)
 PROXY = web.AppKey("proxy", str)
@@ -40,7 +43,8 @@ async def record_event(request: web.Request) -> web.Response:
         event = await request.json()
     except ValueError:
         event = await request.text()
-    request.app[EVENTS].append({"topic": request.match_info["topic"], "event": event})
+    trace = request.headers.get("traceparent", "")  # the delivery span's, when tracing is on
+    request.app[EVENTS].append({"topic": request.match_info["topic"], "event": event, "traceparent": trace})
     return web.json_response({"status": "SUCCESS"})
 
 

@@ -18,6 +18,7 @@ from capabilities.api.http.logfilter import quiet_malformed_http
 from capabilities.blocks.configuration.service import ConfigurationService
 from capabilities.blocks.state.service import StateService
 from capabilities.errors import DaprError
+from capabilities.tracing import TRACING, traced_http
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def _make_middlewares(runtime: Any) -> list[Any]:
     async def dapr_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             check(request)
+            if TRACING.enabled:  # Configuration spec.tracing (capabilities/tracing.py)
+                return await traced_http(request, handler)
             return await handler(request)
         except DaprError as err:
             return error_response(err)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from capabilities import metrics
 from capabilities.blocks.pubsub import defaults, envelope, errors
 from capabilities.blocks.pubsub.contract import BulkEntry, BulkPublisher, Feature, PubSub
+from capabilities.tracing import TRACING, has_current_span
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,19 @@ def build_payload(req: PublishRequest, component_features: set[str]) -> bytes:
 async def publish(pubsub: PubSub, req: PublishRequest) -> None:
     if not req.topic:
         raise errors.topic_empty(req.pubsub_name)
+    if not TRACING.enabled:
+        return await _publish(pubsub, req)
+    # a PRODUCER span, child of the API call's span (HTTP) or of the request's traceparent (gRPC); the
+    # CloudEvent carries the span's traceparent, as daprd does, so the delivery continues this trace
+    carrier = None if has_current_span() else {"traceparent": req.traceparent, "tracestate": req.tracestate}
+    with TRACING.span(f"pubsub/{req.topic}", "PRODUCER", carrier, pubsub=req.pubsub_name) as headers:
+        traced = replace(
+            req, traceparent=headers.get("traceparent", ""), tracestate=headers.get("tracestate", "")
+        )
+        await _publish(pubsub, traced)
+
+
+async def _publish(pubsub: PubSub, req: PublishRequest) -> None:
     payload = build_payload(req, pubsub.features())
     try:
         await pubsub.publish(req.topic, payload, req.metadata)
