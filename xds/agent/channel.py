@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import grpc
@@ -13,8 +14,31 @@ from xds.identity.credential import read_token_file
 SERVER_NAME = "mecha-controlplane"
 
 
+def channel_target(spec: str) -> str:
+    """`host:port` as is; `host:port,host:port,...` (control-plane replicas) as one gRPC target over every
+    address (gRPC's ipv4:/ipv6: lists, pick_first): a stream that fails opens again on another replica."""
+    if "," not in spec:
+        return spec
+    addresses: list[str] = []
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"control plane {item!r}: expected HOST:PORT")
+        for *_, sockaddr in socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM):
+            ip = str(sockaddr[0])
+            address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            if address not in addresses:
+                addresses.append(address)
+    families = {"ipv6" if a.startswith("[") else "ipv4" for a in addresses}
+    if len(families) != 1:
+        raise ValueError(f"control plane {spec!r}: give IPv4 or IPv6 replicas, not both")
+    return f"{families.pop()}:{','.join(addresses)}"
+
+
 def open_channel(target: str, root_cert: Path | None) -> grpc.aio.Channel:
-    """root_cert None: plaintext (only against a control plane started with --insecure-xds)."""
+    """root_cert None: plaintext (only against a control plane started with --insecure-xds). target: one
+    host:port, or several comma-separated (replicas)."""
+    target = channel_target(target)
     options = [
         ("grpc.keepalive_time_ms", 10_000),
         ("grpc.keepalive_timeout_ms", 5_000),
