@@ -10,6 +10,7 @@ import networkx as nx
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPMatch, HTTPRoute, VirtualService
+from xds.model.traffic import Sidecar
 from xds.validate.graph import build_graph
 from xds.validate.strict import MEANWHILE
 
@@ -35,18 +36,35 @@ def validate(config: MeshConfig) -> list[Diagnostic]:
         # a host that is no registry service is served as istiod does: its own virtual host on the ports of
         # the VirtualService's services, else of its destinations (xds.translate.route.alias_virtual_hosts)
     out += _service_checks(config)
+    out += _default_sidecars(config)
+    return out
+
+
+def _default_sidecars(config: MeshConfig) -> list[Diagnostic]:
+    """istioctl analyze (DefaultSelectorAnalyzer, IST0111): more than one Sidecar without a workload selector
+    in a namespace; istiod applies only one of them (here: the first by name), each is reported."""
+    by_namespace: dict[str, list[Sidecar]] = defaultdict(list)
+    for sidecar in config.sidecars:
+        if sidecar.workload_selector is None:
+            by_namespace[sidecar.meta.namespace].append(sidecar)
+    out: list[Diagnostic] = []
+    for namespace, found in sorted(by_namespace.items()):
+        if len(found) < 2:
+            continue
+        names = ", ".join(f"{s.meta.namespace}/{s.meta.name}" for s in found)
+        msg = (
+            f"the Sidecars {names} in namespace {namespace} have no workload selector: only "
+            f"{found[0].meta.namespace}/{found[0].meta.name} applies (istioctl analyze IST0111)"
+        )
+        out += [_warn(s.meta, "spec.workloadSelector", msg, "sidecars-without-selector") for s in found]
     return out
 
 
 def _service_checks(config: MeshConfig) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for se in config.service_entries:
-        for i, port in enumerate(se.ports):
-            if not port.is_http:
-                msg = (
-                    f"protocol {port.protocol}: gets a cluster but no listener/route (TCP not supported yet)"
-                )
-                out.append(_warn(se.meta, f"spec.ports[{i}].protocol", msg, "unsupported"))
+        # TCP/TLS/HTTPS... ports are served by a local TCP listener on each proxy that lists the port in
+        # its node metadata `tcp_ports` (xds.translate.tcp): nothing to report
         if se.resolution != "STATIC":
             continue
         for i, ep in enumerate(se.endpoints):
@@ -64,7 +82,7 @@ def _service_checks(config: MeshConfig) -> list[Diagnostic]:
     return out
 
 
-def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
+def _dangling(g: nx.MultiDiGraph, config: MeshConfig) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for _src, dst, data in sorted(g.edges(data=True), key=lambda e: (str(e[0]), e[2]["field"])):
         if g.nodes[dst].get("present"):
@@ -129,7 +147,7 @@ def _dangling(g: nx.DiGraph, config: MeshConfig) -> list[Diagnostic]:
     return out
 
 
-def _delegate_cycles(g: nx.DiGraph) -> list[Diagnostic]:
+def _delegate_cycles(g: nx.MultiDiGraph) -> list[Diagnostic]:
     delegates = nx.DiGraph(
         (u, v, d) for u, v, d in g.edges(data=True) if d["ref"] == "delegate" and g.nodes[v].get("present")
     )

@@ -26,7 +26,7 @@ def meta_node(meta: Meta) -> Node:
     return (meta.kind, meta.namespace, meta.name)
 
 
-def _destination_edges(g: nx.DiGraph, src: Node, meta: Meta, dest: Destination, field: str) -> None:
+def _destination_edges(g: nx.MultiDiGraph, src: Node, meta: Meta, dest: Destination, field: str) -> None:
     g.add_edge(src, service_node(dest.host), field=f"{field}.host", meta=meta, ref="host", dest=dest)
     if dest.subset:
         g.add_edge(
@@ -39,9 +39,10 @@ def _destination_edges(g: nx.DiGraph, src: Node, meta: Meta, dest: Destination, 
         )
 
 
-def build_graph(config: MeshConfig) -> nx.DiGraph:
-    """Nodes carry `present=True` when the target exists; dangling references point at absent nodes."""
-    g: nx.DiGraph = nx.DiGraph()
+def build_graph(config: MeshConfig) -> nx.MultiDiGraph:
+    """Nodes carry `present=True` when the target exists; dangling references point at absent nodes. A
+    multigraph: two routes of one VirtualService to the same missing host are two edges, each reported."""
+    g: nx.MultiDiGraph = nx.MultiDiGraph()
     for svc in config.services:
         g.add_node(service_node(svc.host), present=True, service=svc)
     for dr in config.destination_rules:

@@ -151,3 +151,41 @@ def test_mesh_virtual_service_host_outside_the_registry_gets_a_virtual_host() ->
     assert [r["route"]["cluster"] for r in vhost["routes"]] == [
         "outbound|9080||web.default.svc.cluster.local"
     ]
+
+
+def test_tcp_and_https_service_entry_ports_are_not_reported_as_unsupported() -> None:
+    text = service_entry("db", port=5432, protocol="TCP") + service_entry("api", port=443, protocol="HTTPS")
+    result = compile_text(text)
+    assert result.ok
+    assert [str(d) for d in result.diagnostics if "not supported" in d.message] == []
+
+
+def test_every_route_to_a_missing_destination_is_named() -> None:
+    text = service_entry("web") + _vs(
+        "web",
+        "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: gone}}]\n"
+        "  - match: [{uri: {prefix: /b}}]\n    route: [{destination: {host: gone}}]\n"
+        "  - route: [{destination: {host: gone, subset: v1}}]",
+    )
+    fields = [d.field for d in compile_text(text).diagnostics if d.code == "dangling-host"]
+    assert fields == [
+        "spec.http[0].route[0].destination.host",
+        "spec.http[1].route[0].destination.host",
+        "spec.http[2].route[0].destination.host",
+    ]
+
+
+def test_two_namespace_wide_sidecars_warn_as_istioctl_analyze() -> None:
+    sidecar = """---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  egress: [{{hosts: ["./*"]}}]
+"""
+    result = compile_text(sidecar.format(name="a") + sidecar.format(name="b"))
+    assert result.ok
+    found = [(d.location.name, d.code) for d in result.diagnostics if d.code == "sidecars-without-selector"]
+    assert found == [("a", "sidecars-without-selector"), ("b", "sidecars-without-selector")]
+    message = next(d.message for d in result.diagnostics if d.code == "sidecars-without-selector")
+    assert "shop/a, shop/b" in message and "no workload selector" in message
