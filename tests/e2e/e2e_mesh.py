@@ -117,3 +117,18 @@ async def demo_mesh(
 
 def demo_yaml_path(mesh: Mesh) -> Path:
     return mesh.stack.config_dir / "demo.yaml"
+
+
+async def through_agent(stack: Stack, proxy_id: str, metadata: dict[str, Any], bootstrap_yaml: str) -> str:
+    """A test's own Envoy (bootstrap rendered by xds.testing.envoy.bootstrap_for) reaches the stack's secure
+    xDS port as `mecha up`'s do: through a standalone `mecha agent` with the proxy's credential (supervised by
+    the stack); returns the bootstrap that points at the agent's Unix sockets."""
+    import time
+
+    from xds.agent.launch import start_beside
+    from xds.statedir import write_private_file
+
+    path = write_private_file(stack.o.state_dir / "bootstrap" / f"{proxy_id}.yaml", bootstrap_yaml)
+    out = await start_beside(stack.sup, stack.logs, stack.o.state_dir, proxy_id, metadata, stack.o.xds_port,
+                             path, time.monotonic() + 30)  # fmt: skip
+    return await asyncio.to_thread(out.read_text)

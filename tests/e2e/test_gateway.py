@@ -17,7 +17,7 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from e2e_certs import self_signed
-from e2e_mesh import Mesh
+from e2e_mesh import Mesh, through_agent
 
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
@@ -124,6 +124,7 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayM
             "gateway_ports": {str(k): v for k, v in bound.items()},
         }
         text, _admin = bootstrap_for("ingress-gateway", stack.o.xds_port, meta)
+        text = await through_agent(stack, "ingress-gateway", meta, text)  # the xDS port wants a credential
         envoy = EnvoyProcess(text, state / "gateway-envoy", name="ingress-gateway")
         await envoy.start(wait_ready=True, timeout=20)
         await stack.wait_synced(["ingress-gateway"], time.monotonic() + 20)
