@@ -262,3 +262,38 @@ async def test_a_revocation_on_one_replica_holds_on_the_other(schema: str, tmp_p
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_replicas_sharing_the_identity_files_accept_each_others_credentials(
+    schema: str, tmp_path: Path
+) -> None:
+    """The CA root and the credential signing key are files every replica mounts (never in the database):
+    a credential issued by one replica is accepted by the other, and both sign under the same root."""
+    url = store_url(schema)
+    shared = tmp_path / "shared-state"
+    first = Settings(xds_port=0, watch=False, state_dir=shared, store=url, replica_poll=0.5)
+    a = ControlPlane(first)
+    b = ControlPlane(Settings(xds_port=0, watch=False, state_dir=shared, store=url, replica_poll=0.5))
+    assert a.identity.issuer is not None and b.identity.authenticator is not None
+    token, _ = a.identity.issuer.issue("p1", "default", ["reviews"])
+    assert b.identity.authenticator.verifier.verify(token).proxy_id == "p1"
+    assert a.identity.ca is not None and b.identity.ca is not None
+    assert a.identity.ca.root_pem == b.identity.ca.root_pem
+    await a.start()
+    try:
+        await a.apply([entry("one")])
+        a.identity.revoke(a.server, proxy_id="p9")
+        await a.replication.wake()
+    finally:
+        await a.stop()
+    conn = await asyncpg.connect(PG_BASE)
+    try:  # no key went into the store (nor into its backups)
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+        assert len(tables) >= 6
+        for row in tables:
+            content = str(await conn.fetch(f'SELECT * FROM "{schema}".{row["table_name"]}'))
+            assert "PRIVATE KEY" not in content and "BEGIN" not in content, row["table_name"]
+    finally:
+        await conn.close()
