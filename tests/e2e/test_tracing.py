@@ -69,12 +69,14 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, int]]:
+def receiver(stack: Stack) -> Iterator[tuple[Receiver, int]]:
+    """Started after the stack: a gRPC server's threads in this process break the children's fork()."""
     collector = Receiver()
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    (stack.config_dir / "tracing.yaml").write_text(tracing_config(port))
     yield collector, port
     server.stop(None)
 
@@ -117,7 +119,7 @@ scopes: [reviews]
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     layout = make_layout("sidecar", lambda _role="", _index=0: free_port())
     options = StackOptions(
         layout=layout,
@@ -131,7 +133,6 @@ async def stack(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator
     running = Stack(options)
     try:
         await running.start(90)
-        (running.config_dir / "tracing.yaml").write_text(tracing_config(receiver[1]))
         yield running
     finally:
         await running.stop()
