@@ -294,7 +294,7 @@ def _build(kind: str, meta: Meta, spec: dict[str, Any], body: dict[str, Any]) ->
     if kind == "ServiceEntry":
         return parse.service_entry(meta, spec)
     if kind == "WorkloadEntry":
-        return parse.workload_entry(meta, spec)
+        return parse.workload_entry(meta, spec, body)  # status conditions: endpoint health
     if kind == "Sidecar":
         return parse.sidecar(meta, spec)
     if kind == "Component":

@@ -7,10 +7,14 @@ import binascii
 import ipaddress
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from xds.model.resources import (
+    DRAINING,
+    HEALTHY,
+    UNHEALTHY,
     Component,
     ConnectionPool,
     Delegate,
@@ -441,8 +445,23 @@ def sidecar(meta: Meta, spec: dict[str, Any]) -> Sidecar:
     )
 
 
-def workload_entry(meta: Meta, spec: dict[str, Any]) -> WorkloadEntry:
-    return WorkloadEntry(meta, workload_endpoint(spec, f"WorkloadEntry {meta.namespace}/{meta.name}"))
+def workload_entry(meta: Meta, spec: dict[str, Any], body: dict[str, Any] | None = None) -> WorkloadEntry:
+    endpoint = workload_endpoint(spec, f"WorkloadEntry {meta.namespace}/{meta.name}")
+    health = endpoint_health((body or {}).get("status"))
+    return WorkloadEntry(meta, replace(endpoint, health=health) if health != HEALTHY else endpoint)
+
+
+def endpoint_health(status: Any) -> str:
+    """istiod's WorkloadEntry status: condition Healthy False -> UNHEALTHY; Mecha's Draining True wins."""
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    found = {
+        str(c.get("type")): str(c.get("status"))
+        for c in (conditions if isinstance(conditions, list) else [])
+        if isinstance(c, dict)
+    }
+    if found.get("Draining") == "True":
+        return DRAINING
+    return UNHEALTHY if found.get("Healthy") == "False" else HEALTHY
 
 
 def _scopes(body: dict[str, Any]) -> tuple[str, ...]:

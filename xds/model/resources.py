@@ -213,6 +213,10 @@ class ServicePort:
         return self.protocol.upper() in ("HTTP2", "GRPC", "GRPC-WEB")
 
 
+# Endpoint health (WorkloadEntry status conditions Healthy / Draining, from registration.py)
+HEALTHY, UNHEALTHY, DRAINING = "HEALTHY", "UNHEALTHY", "DRAINING"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpoint:
     address: str
@@ -222,6 +226,7 @@ class WorkloadEndpoint:
     source: str = ""  # e.g. "WorkloadEntry default/reviews-v1" (diagnostics, analyze)
     locality: str = ""  # region/zone/subzone
     service_account: str = ""  # serviceAccount: the SPIFFE identity spiffe://<td>/ns/<ns>/sa/<sa>
+    health: str = HEALTHY  # HEALTHY | UNHEALTHY (left out of EDS) | DRAINING (EDS health_status DRAINING)
 
     def port_for(self, port: ServicePort) -> int:
         named = dict(self.ports).get(port.name) if port.name else None

@@ -20,7 +20,7 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from xds.model.resources import Labels, Service, ServicePort, TrafficPolicy, WorkloadEndpoint
 from xds.model.traffic import LocalityLb
 from xds.translate.common import socket
-from xds.translate.endpoint import cla_bytes, selected_endpoints
+from xds.translate.endpoint import cla_bytes, eds_health, in_eds, selected_endpoints
 
 MESH_DEFAULT = LocalityLb(enabled=True)  # meshConfig.localityLbSetting default
 REGION, ZONE, SUBZONE = (
@@ -71,7 +71,7 @@ def weighted_config(policy: TrafficPolicy | None) -> bool:
 
 def _picked(svc: Service, port: ServicePort, subset_labels: Labels | None) -> list[WorkloadEndpoint]:
     return sorted(
-        (e for e in svc.endpoints if subset_labels is None or e.matches(subset_labels)),
+        (e for e in svc.endpoints if in_eds(e) and (subset_labels is None or e.matches(subset_labels))),
         key=lambda e: (e.address, e.port_for(port), e.weight),
     )
 
@@ -225,6 +225,7 @@ def locality_cla(
                     ep.LbEndpoint(
                         endpoint=ep.Endpoint(address=socket(e.address, e.port_for(port))),
                         load_balancing_weight=e.weight or None,
+                        health_status=eds_health(e.health),
                     )
                     for e in g.members
                 ],

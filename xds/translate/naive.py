@@ -18,6 +18,7 @@ from xds.translate.builder import _own_routes, own_cluster_specs
 from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites, token_reject_routes
+from xds.translate.endpoint import eds_health, in_eds
 from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
     outbound_route_name,
@@ -47,7 +48,7 @@ def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> lis
                 endpoints = [
                     e
                     for e in sorted(listed, key=lambda e: (e.address, e.port_for(port), e.weight))
-                    if labels is None or e.matches(labels)
+                    if (labels is None or e.matches(labels)) and in_eds(e)
                 ]
                 cla = ep.ClusterLoadAssignment(
                     cluster_name=name,
@@ -57,6 +58,7 @@ def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> lis
                                 ep.LbEndpoint(
                                     endpoint=ep.Endpoint(address=socket(e.address, e.port_for(port))),
                                     load_balancing_weight=e.weight or None,
+                                    health_status=eds_health(e.health),
                                 )
                                 for e in endpoints
                             ]
