@@ -1,8 +1,10 @@
-"""The honoured-fields table of docs/migration-from-istio.md, generated from the field tables.
+"""docs/migration-from-istio.md's honoured-fields table and "What differs" section, generated from the field
+tables and from xds.analyze.differences (whose claims about fields the field tables must confirm).
 
     .venv/bin/python -m xds.analyze.doc_table --write docs/migration-from-istio.md
 
-rewrites the text between the BEGIN/END markers; tests/xds/istio/test_docs_table.py fails when it is stale.
+rewrites the text between each pair of BEGIN/END markers; tests/xds/istio/test_docs_table.py fails when
+either is stale.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from xds.analyze import differences
 from xds.model.schema import field_table
 from xds.model.specs import SPEC_BY_KIND
 from xds.sources.kinds import KIND_TABLE, Family
 
 BEGIN = "<!-- BEGIN honoured-fields (generated: python -m xds.analyze.doc_table --write) -->"
 END = "<!-- END honoured-fields -->"
+DIFF_BEGIN = "<!-- BEGIN differences (generated: python -m xds.analyze.doc_table --write) -->"
+DIFF_END = "<!-- END differences -->"
 _STATUS = {"honoured": "yes", "differs": "differently", "unsupported": "**no**"}
 
 
@@ -35,12 +40,17 @@ def markdown_table() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def splice(document: str) -> str:
-    head, sep, rest = document.partition(BEGIN)
-    _, sep2, tail = rest.partition(END)
+def _splice_between(document: str, begin: str, end: str, body: str) -> str:
+    head, sep, rest = document.partition(begin)
+    _, sep2, tail = rest.partition(end)
     if not sep or not sep2:
-        raise ValueError(f"markers {BEGIN!r} / {END!r} not found")
-    return f"{head}{BEGIN}\n{markdown_table()}{END}{tail}"
+        raise ValueError(f"markers {begin!r} / {end!r} not found")
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
+def splice(document: str) -> str:
+    document = _splice_between(document, DIFF_BEGIN, DIFF_END, differences.markdown())
+    return _splice_between(document, BEGIN, END, markdown_table())
 
 
 def main(argv: list[str]) -> int:
