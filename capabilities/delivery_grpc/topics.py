@@ -51,6 +51,23 @@ class TopicSubscription:
     def raw_payload(self) -> bool:
         return self.metadata.get("rawPayload", "").lower() == "true"
 
+    def to_metadata(self) -> dict[str, Any]:
+        """The /v1.0/metadata `subscriptions[]` entry, as daprd lists an app's ListTopicSubscriptions."""
+        rules = [{"match": r.match, "path": r.path} for r in self.rules]
+        if self.default_path:
+            rules.append({"match": "", "path": self.default_path})
+        entry: dict[str, Any] = {
+            "pubsubname": self.pubsub_name,
+            "topic": self.topic,
+            "rules": {"rules": rules},
+            "type": "PROGRAMMATIC",
+        }
+        if self.dead_letter_topic:
+            entry["deadLetterTopic"] = self.dead_letter_topic
+        if self.metadata:
+            entry["metadata"] = dict(self.metadata)
+        return entry
+
     @classmethod
     def from_proto(cls, sub: appcallback_pb2.TopicSubscription) -> TopicSubscription:
         bulk = sub.bulk_subscribe

@@ -47,6 +47,11 @@ class StreamingConfigurationService(ConfigurationService):
         if queue is not None and items:
             queue.put_nowait(items)
 
+    def _ended(self, sub_id: str, error: DaprError) -> None:
+        queue = self.queues.get(sub_id)
+        if queue is not None:
+            queue.put_nowait(error)  # the stream ends with this error (SubscribeConfiguration)
+
     @property
     def active(self) -> int:
         return len(self._subscriptions)
@@ -84,6 +89,8 @@ class ConfigurationApi(ApiBase):
                 items = await queue.get()
                 if items is _END:
                     return
+                if isinstance(items, DaprError):  # its component was removed or refused a re-subscribe
+                    await abort(context, items)
                 yield configuration_pb2.SubscribeConfigurationResponse(id=sub_id, items=_items(items))
         finally:
             self.config.queues.pop(sub_id, None)

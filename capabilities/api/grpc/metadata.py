@@ -94,22 +94,7 @@ class MetadataApi(ApiBase):
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> metadata_pb2.GetMetadataResponse:
         response = to_proto(metadata_document(self.runtime), app_protocol=self.app_protocol)
-        delivery = getattr(self.runtime, "grpc_app_delivery", None)
-        for sub in getattr(delivery, "app_subscriptions", []):  # from the gRPC app's ListTopicSubscriptions
-            response.subscriptions.append(
-                metadata_pb2.PubsubSubscription(
-                    pubsub_name=sub.pubsub_name,
-                    topic=sub.topic,
-                    metadata=sub.metadata,
-                    dead_letter_topic=sub.dead_letter_topic,
-                    rules=metadata_pb2.PubsubSubscriptionRules(
-                        rules=[
-                            metadata_pb2.PubsubSubscriptionRule(match=r.match, path=r.path) for r in sub.rules
-                        ]
-                    ),
-                    type=SUB_TYPES["PROGRAMMATIC"],
-                )
-            )
+        # a gRPC app's ListTopicSubscriptions are in the document (HTTP and gRPC tell the same)
         for pubsub_name, topic in sorted(set(getattr(self, "active_streams", {}).values())):
             response.subscriptions.append(
                 metadata_pb2.PubsubSubscription(

@@ -14,6 +14,7 @@ from aiohttp import web
 from capabilities import metrics as capability_metrics
 from capabilities.api.http import configuration, lock, metadata, secrets, sequencer, state
 from capabilities.api.http.common import json_response, malformed
+from capabilities.api.http.invoke import unknown_app_error
 from capabilities.api.http.logfilter import quiet_malformed_http
 from capabilities.blocks.configuration.service import ConfigurationService
 from capabilities.blocks.state.service import StateService
@@ -59,6 +60,8 @@ def _make_middlewares(runtime: Any) -> list[Any]:
         except web.HTTPRequestEntityTooLarge:
             return error_response(_too_large(request, max_body))
         except web.HTTPNotFound:
+            if (unknown_app := unknown_app_error(request)) is not None:  # as daprd: 500 ERR_DIRECT_INVOKE
+                return error_response(unknown_app)
             return error_response(
                 DaprError(
                     "ERR_NOT_FOUND",

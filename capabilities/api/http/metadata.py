@@ -47,6 +47,13 @@ def declarative_subscriptions(docs: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def _grpc_app_subscriptions(runtime: Any) -> list[dict[str, Any]]:
+    """What an APP_PROTOCOL=grpc app declared in ListTopicSubscriptions (HTTP delivery records its own in
+    runtime.programmatic_subscriptions; gRPC delivery keeps them on its GrpcAppDelivery)."""
+    delivery = getattr(runtime, "grpc_app_delivery", None)
+    return [sub.to_metadata() for sub in getattr(delivery, "app_subscriptions", [])]
+
+
 def metadata_document(runtime: Any) -> dict[str, Any]:
     from capabilities.runtime import RUNTIME_VERSION
 
@@ -71,7 +78,8 @@ def metadata_document(runtime: Any) -> dict[str, Any]:
         "components": components,
         "httpEndpoints": [],
         "subscriptions": declarative_subscriptions(runtime.subscriptions_docs)
-        + list(runtime.programmatic_subscriptions),
+        + list(runtime.programmatic_subscriptions)
+        + _grpc_app_subscriptions(runtime),
         "appConnectionProperties": app_props,
         "extended": dict(runtime.extended_metadata),
     }

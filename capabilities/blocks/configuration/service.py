@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe
@@ -13,12 +15,28 @@ from capabilities.errors import DaprError
 
 log = logging.getLogger(__name__)
 
+Deliver = Callable[[dict[str, ConfigItem]], Awaitable[None]]
+
+
+@dataclass
+class _Source:
+    """What a subscription was made on, so it can be made again when its component is reloaded."""
+
+    keys: list[str]
+    metadata: dict[str, str]
+    store: Any  # the component instance subscribed to
+    deliver: Deliver
+
 
 class ConfigurationService:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self._subscriptions: dict[str, tuple[str, Unsubscribe]] = {}
+        self._sources: dict[str, _Source] = {}
         self.delivered = 0  # updates POSTed to the app (observability/tests)
+        on_change = getattr(runtime, "on_config_change", None)
+        if on_change is not None:  # an edited component is a new instance: follow it (follow_reloads)
+            on_change(self.follow_reloads)
 
     async def get(self, store_name: str, keys: list[str], metadata: dict[str, str]) -> dict[str, ConfigItem]:
         store = self.runtime.component("configuration", store_name)
@@ -46,7 +64,51 @@ class ConfigurationService:
             message = f"failed to subscribe {keys} from Configuration store {store_name}: {describe(exc)}"
             raise DaprError("ERR_CONFIGURATION_SUBSCRIBE", message, 500) from exc
         self._subscriptions[sub_id] = (store_name, unsubscribe)
+        self._sources[sub_id] = _Source(list(keys), dict(metadata), store, deliver)
         return sub_id
+
+    async def follow_reloads(self) -> None:
+        """After a config change: a subscription whose component was edited (a new instance) is made again on
+        the new one and gets the keys' current values as an update; one whose component is gone, or whose
+        new instance refuses it, ends with the error (the old instance is closed: it would go silent)."""
+        for sub_id in list(self._sources):
+            entry, source = self._subscriptions.get(sub_id), self._sources.get(sub_id)
+            if entry is None or source is None:
+                continue
+            store_name, old_unsubscribe = entry
+            current = self.runtime.components("configuration").get(store_name)
+            if current is source.store:
+                continue
+            try:
+                await old_unsubscribe()
+            except Exception as exc:  # the closed instance may not know it any more
+                log.debug("configuration subscription %s: old unsubscribe: %s", sub_id, exc)
+            if current is None:
+                gone = f"configuration store {store_name} not found (removed)"
+                self._end(sub_id, DaprError("ERR_CONFIGURATION_STORE_NOT_FOUND", gone, 400))
+                continue
+            try:
+                unsubscribe = await current.subscribe(source.keys, source.metadata, source.deliver)
+                values = await current.get(source.keys, source.metadata)
+            except Exception as exc:
+                message = (f"failed to subscribe {source.keys} from Configuration store {store_name} "
+                           f"after it was reloaded: {describe(exc)}")  # fmt: skip
+                self._end(sub_id, DaprError("ERR_CONFIGURATION_SUBSCRIBE", message, 500))
+                continue
+            self._subscriptions[sub_id] = (store_name, unsubscribe)
+            source.store = current
+            log.info("configuration subscription %s follows the reloaded store %s", sub_id, store_name)
+            await source.deliver(values)
+
+    def _end(self, sub_id: str, error: DaprError) -> None:
+        """The subscription cannot continue: drop it and tell its subscriber (HTTP: the log only)."""
+        self._subscriptions.pop(sub_id, None)
+        self._sources.pop(sub_id, None)
+        log.warning("configuration subscription %s ended: %s", sub_id, error.message)
+        self._ended(sub_id, error)
+
+    def _ended(self, sub_id: str, error: DaprError) -> None:
+        """Hook for subclasses that hold a stream for the subscription."""
 
     async def unsubscribe(self, store_name: str, sub_id: str) -> None:
         self.runtime.component("configuration", store_name)
@@ -55,6 +117,7 @@ class ConfigurationService:
             message = f"failed to unsubscribe to configuration request {sub_id}: subscription does not exist"
             raise DaprError("ERR_CONFIGURATION_UNSUBSCRIBE", message, 500)
         del self._subscriptions[sub_id]
+        self._sources.pop(sub_id, None)
         await entry[1]()
 
     async def _deliver(self, store_name: str, sub_id: str, items: dict[str, ConfigItem]) -> None:
@@ -78,6 +141,7 @@ class ConfigurationService:
                 log.warning("configuration update %s/%s not delivered: %s", store_name, key, exc)
 
     async def close(self) -> None:
+        self._sources.clear()
         for sub_id in list(self._subscriptions):
             _, unsubscribe = self._subscriptions.pop(sub_id)
             try:
