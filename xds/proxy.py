@@ -23,6 +23,7 @@ under node.metadata["mecha"], so the control plane keeps no per-proxy port table
           bind: 127.0.0.1         # gateway/node mode: address of listeners that default to 0.0.0.0 (istiod)
           tcp_ports: {"9000": 19000}  # TCP/TLS service port -> loopback port of its outbound TCP listener
           locality: us-east/zone-a/rack-1    # optional: locality load balancing is relative to it
+          workload_group: reviews-v1   # optional: register this proxy's endpoint in that WorkloadGroup
           apps:                 # the workloads this proxy fronts (one in sidecar mode, many in node mode)
           - {name: reviews, namespace: default, app_port: 9081, inbound_port: 15006,
              labels: {app: reviews, version: v1}}
@@ -188,6 +189,7 @@ class ProxyIdentity:
     gateway_ports: tuple[tuple[int, int], ...] = ()
     tcp_ports: tuple[tuple[int, int], ...] = ()  # (service port, bound port): outbound TCP/TLS listeners
     locality: str = ""  # "region/zone/subzone": endpoint priorities and weights are relative to it
+    workload_group: str = ""  # WorkloadGroup of its namespace to register in (controlplane/registration.py)
     bind: str = ""  # gateway/node listeners' address ("" -> 0.0.0.0); `mecha up` says 127.0.0.1
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     dapr_api_token: str | None = field(default=None, repr=False)  # default of every app's dapr_api_token
@@ -284,6 +286,7 @@ class ProxyIdentity:
             gateway_ports=gw_ports,
             tcp_ports=tcp_ports,
             locality=_locality(meta.get("locality")),
+            workload_group=str(meta.get("workload_group") or ""),
             bind=_bind(meta.get("bind")),
             dapr_api_token=_token(meta.get("dapr_api_token"), "dapr_api_token"),
             app_api_token=_token(meta.get("app_api_token"), "app_api_token"),

@@ -29,6 +29,10 @@ def add_parsers(
     p.add_argument("--service-account", action="append", default=[], help="repeatable; default: --proxy-id")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE the proxy may claim (repeatable)")
     p.add_argument("--mode", choices=["sidecar", "node", "gateway", "proxyless"], default="sidecar")
+    p.add_argument("--workload-group", default="", help="WorkloadGroup the proxy may auto-register in")
+    p.add_argument(
+        "--address", action="append", default=[], help="IP/CIDR its endpoint may register (repeatable)"
+    )
     p.add_argument("--ttl", type=float, default=365 * 86400, help="seconds (default one year)")
     p.add_argument("--state-dir", default=None, help="where the signing key is (default $MECHA_STATE_DIR)")
     p.add_argument("-o", "--output", required=True, help="credential file (written 0600)")
@@ -71,6 +75,8 @@ def _issue(args: argparse.Namespace) -> int:
             parse_labels(args.label),
             args.mode,
             args.ttl,
+            workload_group=args.workload_group,
+            addresses=args.address,
         )
     except CredentialError as exc:
         raise IdentityUsageError(str(exc)) from None

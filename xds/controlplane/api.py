@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from xds import metrics
-from xds.controlplane import history_api, ui
+from xds.controlplane import history_api, registration_api, ui
 from xds.controlplane.auth import (
     PRINCIPAL,
     SCOPE_ADMIN,
@@ -226,6 +226,7 @@ def make_app(
     app.router.add_get("/api/v1/dapr", dapr)
     app.router.add_post("/api/v1/credentials/revoke", revoke_credential)  # xds/identity/api.py
     history_api.add_routes(app)  # GET /api/v1/config/history, POST /api/v1/config/rollback
+    registration_api.add_routes(app)  # POST /api/v1/workloads/health (workload credential), GET workloads
     app.router.add_get("/metrics", prometheus)
     ui.add_routes(app, ui_sessions)  # the dashboard: /ui, /ui/login, /ui/api/state, POST /api/v1/ui/code
     app.router.add_get("/healthz", healthz)

@@ -43,6 +43,7 @@ SCOPE_DAPR_READ = "dapr:read"  # GET /api/v1/dapr with real values
 SCOPE_UI_READ = "ui:read"  # GET /ui/...: the dashboard's session cookie (xds/controlplane/ui.py)
 UI_LOGIN_PATH = "/ui/login"  # spends a one-time code: no credential, but Host and Origin are checked
 
+WORKLOAD_REPORT_PATH = "/api/v1/workloads/health"  # a proxy's own health: its workload credential, no token
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes: no credential, they reveal nothing secret
 BODY_TYPES = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -206,6 +207,8 @@ def guard(
             return _refuse(403, f"cross-origin request from {origin!r} refused: the API is not for browsers")
         if request.path == UI_LOGIN_PATH and request.method == "GET":
             return await handler(request)  # the one-time code is the credential (ui.py)
+        if request.path == WORKLOAD_REPORT_PATH and request.method == "POST":
+            return await handler(request)  # the workload credential is checked there (registration_api.py)
         principal = credentials.principal(request.headers.get("Authorization"))
         if principal is None and ui_session is not None and is_ui_read(request):
             principal = ui_session(request)

@@ -94,6 +94,18 @@ class ControlPlane:
         self.store = ConfigStore(pipeline.compile_documents, backend)
         self.replication: Any = None  # a shared store (PostgreSQL): follow its head (replication.py)
         self.jobs = _periodic_jobs(self.settings, backend)
+        from xds.controlplane.registration import Registration
+
+        # auto-registered WorkloadEntries follow the connected proxies; the leader cleans up (registration.py)
+        self.registration = Registration(
+            self.store,
+            lambda plan: self._change(plan, False),
+            self._connections,
+            controller=socket.gethostname(),
+            grace_s=self.settings.registration_grace,
+        )
+        cleanup_every = min(5.0, self.settings.registration_grace / 2)
+        self.jobs.add("endpoint-clean-up", self.registration.clean_up, every=cleanup_every)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
         from xds.identity.controlplane import xds_identity
 
@@ -146,6 +158,8 @@ class ControlPlane:
             )
             self.replication.start()
         self.identity.start(self.server)  # streams whose credential expires are closed
+        self.registration.controller = f"{socket.gethostname()}/{self.settings.xds_host}:{self.xds_port}"
+        self.registration.start()
         for folder in self.settings.config_dirs:
             watcher = FolderWatcher(Path(folder), self._on_folder_change, self.settings.watch_interval)
             await watcher.poll_once()
@@ -196,6 +210,7 @@ class ControlPlane:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.registration.stop()
         await self.jobs.stop()
         if self.replication is not None:
             await self.replication.stop()
@@ -214,9 +229,14 @@ class ControlPlane:
     async def _on_new_proxy(self, proxy: ProxyIdentity) -> None:
         """A proxy connected: build its snapshot at once (no debounce, Envoy is waiting for CDS)."""
         self._proxies[proxy.id] = proxy
+        self.registration.poke()  # its WorkloadEntry, when it names a WorkloadGroup
         if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
             await self._catch_up_before_first_response()
         await self._build_and_set([proxy])
+
+    def _connections(self) -> list[tuple[ProxyIdentity, float]]:
+        """(proxy, when its stream opened) per open stream: registration tells a restarted proxy apart."""
+        return self.server.connections()
 
     def _connected(self) -> list[ProxyIdentity]:
         """Proxies with an open stream; forget snapshots of those that left."""

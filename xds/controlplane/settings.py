@@ -101,6 +101,9 @@ class Settings:
     store: str = ""  # postgresql:// URL of a store shared by replicas; "": <state_dir>/config.db
     replica_poll: float = 2.0  # seconds between head re-reads of a shared store (a lost NOTIFY)
     strict: bool = False  # MECHA_STRICT=1: refuse routes to missing hosts/subsets istiod would accept
+    # auto-registered WorkloadEntries outlive their proxy's stream this long (istiod's
+    # PILOT_WORKLOAD_ENTRY_GRACE_PERIOD, 10 s): a restarting proxy keeps its entry; MECHA_REGISTRATION_GRACE
+    registration_grace: float = 10.0
 
     def credentials_folder(self) -> Path | None:
         """Where Gateway `tls.credentialName` certificates live (istiod reads Kubernetes Secrets)."""
@@ -124,6 +127,7 @@ class Settings:
             store=os.environ.get(ENV_STORE, "").strip(),
             strict=os.environ.get("MECHA_STRICT", "").strip().lower() in ("1", "true", "yes", "on"),
             path_normalization=_env_path_normalization(),
+            registration_grace=_env_float("MECHA_REGISTRATION_GRACE", 10.0),
             credentials_dir=(
                 Path(os.environ[ENV_CREDENTIALS_DIR]).expanduser()
                 if os.environ.get(ENV_CREDENTIALS_DIR)

@@ -105,4 +105,21 @@ def overclaim(cred: Credential, identity: ProxyIdentity) -> str:
             if not cred.allows_label(key, value):
                 where = f"node.metadata.mecha.apps[{i}].labels.{key}"
                 return f"{where}: {value!r} is not a label the credential allows"
+    return registration_overclaim(cred, identity)
+
+
+def registration_overclaim(cred: Credential, identity: ProxyIdentity) -> str:
+    """A proxy naming a workload group registers an endpoint: only the group and addresses its credential
+    names (a stolen proxy id cannot put itself behind another service, or point callers elsewhere)."""
+    if not identity.workload_group:
+        return ""
+    where = "node.metadata.mecha"
+    if identity.workload_group != cred.workload_group:
+        allowed = f"({cred.workload_group!r})" if cred.workload_group else "(none: it may not register)"
+        return f"{where}.workload_group: {identity.workload_group!r} is not the credential's group {allowed}"
+    if not cred.allows_address(identity.address):
+        return (
+            f"{where}.address: {identity.address!r} is not an address the credential allows "
+            f"({', '.join(cred.addresses)})"
+        )
     return ""

@@ -7,6 +7,7 @@ the signing key (Ed25519, 0600 in the state folder); anyone holding the public h
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 import uuid
@@ -44,12 +45,23 @@ class Credential:
     jti: str = ""
     issued_at: int = 0
     expires_at: int = 0
+    # auto-registration (xds/controlplane/registration.py): the WorkloadGroup it may join, and the addresses
+    # (IPs or CIDRs) its endpoint may have; no group: the proxy registers nothing
+    workload_group: str = ""
+    addresses: tuple[str, ...] = ()
 
     def spiffe_ids(self, trust_domain: str) -> tuple[str, ...]:
         return tuple(f"spiffe://{trust_domain}/ns/{self.namespace}/sa/{sa}" for sa in self.service_accounts)
 
     def allows_label(self, key: str, value: str) -> bool:
         return value in self.labels.get(key, ())
+
+    def allows_address(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False  # a name could resolve anywhere: registration needs an IP the credential covers
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.addresses)
 
 
 def parse_labels(items: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -61,6 +73,17 @@ def parse_labels(items: Iterable[str]) -> dict[str, tuple[str, ...]]:
             raise CredentialError(f"label {item!r}: expected KEY=VALUE")
         out.setdefault(key, []).append(value)
     return {k: tuple(sorted(set(v))) for k, v in out.items()}
+
+
+def _check_networks(addresses: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for text in addresses:
+        try:
+            out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            problem = f"address {text!r}: expected an IP address or a CIDR (10.0.0.0/24)"
+            raise CredentialError(problem) from None
+    return tuple(sorted(set(out)))
 
 
 def _check_name(value: str, where: str) -> str:
@@ -106,6 +129,8 @@ class CredentialIssuer:
         mode: str = "sidecar",
         ttl_s: float = 365 * 86400,
         now: float | None = None,
+        workload_group: str = "",
+        addresses: Iterable[str] = (),
     ) -> tuple[str, Credential]:
         """A signed token and the credential it carries."""
         if not proxy_id or len(proxy_id) > 253 or any(c.isspace() for c in proxy_id):
@@ -118,6 +143,11 @@ class CredentialIssuer:
             raise CredentialError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         if ttl_s <= 0:
             raise CredentialError(f"ttl: must be positive, got {ttl_s}")
+        networks = _check_networks(addresses)
+        if workload_group:
+            _check_name(workload_group, "workload group")
+            if not networks:
+                raise CredentialError("address: a workload group credential needs --address (IP or CIDR)")
         issued = int(now if now is not None else time.time())
         cred = Credential(
             proxy_id=proxy_id,
@@ -128,6 +158,8 @@ class CredentialIssuer:
             jti=uuid.uuid4().hex,
             issued_at=issued,
             expires_at=issued + int(ttl_s),
+            workload_group=workload_group,
+            addresses=networks,
         )
         claims = {
             "iss": ISSUER,
@@ -141,6 +173,8 @@ class CredentialIssuer:
             "iat": cred.issued_at,
             "exp": cred.expires_at,
         }
+        if cred.workload_group:
+            claims |= {"wg": cred.workload_group, "addr": list(cred.addresses)}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), cred
 
 
@@ -170,8 +204,9 @@ class CredentialVerifier:
 def credential_from_claims(claims: Mapping[str, object]) -> Credential:
     labels = claims.get("labels") or {}
     sas = claims.get("sa") or []
-    if not isinstance(labels, Mapping) or not isinstance(sas, list):
-        raise CredentialError("credential invalid: labels must be a map and sa a list")
+    addresses = claims.get("addr") or []
+    if not isinstance(labels, Mapping) or not isinstance(sas, list) or not isinstance(addresses, list):
+        raise CredentialError("credential invalid: labels must be a map, sa and addr lists")
     return Credential(
         proxy_id=str(claims["sub"]),
         namespace=str(claims.get("ns") or ""),
@@ -183,6 +218,8 @@ def credential_from_claims(claims: Mapping[str, object]) -> Credential:
         jti=str(claims["jti"]),
         issued_at=int(claims.get("iat") or 0),  # type: ignore[call-overload]
         expires_at=int(claims.get("exp") or 0),  # type: ignore[call-overload]
+        workload_group=str(claims.get("wg") or ""),
+        addresses=tuple(str(a) for a in addresses),
     )
 
 

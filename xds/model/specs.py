@@ -23,6 +23,7 @@ from xds.model.schema import (
 )
 from xds.model.security import CLIENT_TLS, SECURITY_SPECS
 from xds.model.telemetry import TELEMETRY_SPECS
+from xds.model.workload_group import WORKLOAD_GROUP_SPECS
 
 NO = False  # readability: F(spec, NO) = accepted but not translated yet
 NOT_L4 = "Mecha's TCP listeners are bound on loopback ports from node metadata, so there is no VIP to match"
@@ -413,8 +414,12 @@ SPEC_BY_KIND: dict[str, Spec] = {
     **SECURITY_SPECS,
     **GATEWAY_SPECS,
     **TELEMETRY_SPECS,
+    **WORKLOAD_GROUP_SPECS,
 }
 # Kinds checked by their table but kept as CarriedResource (xds.model.security/gateway parse them).
 CHECKED_CARRIED: frozenset[str] = (
-    frozenset(SECURITY_SPECS) | frozenset(GATEWAY_SPECS) | frozenset(TELEMETRY_SPECS)
+    frozenset(SECURITY_SPECS)
+    | frozenset(GATEWAY_SPECS)
+    | frozenset(TELEMETRY_SPECS)
+    | frozenset(WORKLOAD_GROUP_SPECS)
 )

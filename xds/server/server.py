@@ -206,6 +206,10 @@ class XdsServer:
             seen.setdefault(stream.identity.id, stream.identity)
         return list(seen.values())
 
+    def connections(self) -> list[tuple[ProxyIdentity, float]]:
+        """(identity, opened at) of every open stream: cheap enough to poll (auto-registration)."""
+        return [(stream.identity, stream.connected_at) for stream in self._streams.values()]
+
     def status(self) -> list[ProxyStatus]:
         """Per connected proxy: who, how, and per type snapshot/sent/ACKed versions and NACKs."""
         grouped: dict[str, list[_Stream]] = {}

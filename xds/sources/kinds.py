@@ -32,6 +32,8 @@ KIND_TABLE: dict[tuple[str, str], KindInfo] = {
         KindInfo("networking.istio.io", "DestinationRule", _NET, Family.ISTIO_NETWORKING),
         KindInfo("networking.istio.io", "ServiceEntry", _NET, Family.ISTIO_NETWORKING),
         KindInfo("networking.istio.io", "WorkloadEntry", _NET, Family.ISTIO_NETWORKING),
+        # template of auto-registered WorkloadEntries (xds/controlplane/registration.py)
+        KindInfo("networking.istio.io", "WorkloadGroup", _NET, Family.ISTIO_CARRIED),
         KindInfo("networking.istio.io", "Gateway", _NET, Family.ISTIO_CARRIED),
         KindInfo("networking.istio.io", "Sidecar", _NET, Family.ISTIO_NETWORKING),
         KindInfo("security.istio.io", "PeerAuthentication", _SEC, Family.ISTIO_CARRIED),
@@ -65,7 +67,6 @@ MESH_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.
 UNREAD_MESH_KINDS = frozenset(
     {
         ("networking.istio.io", "EnvoyFilter"),
-        ("networking.istio.io", "WorkloadGroup"),
         ("networking.istio.io", "ProxyConfig"),
         ("networking.istio.io", "ExternalService"),  # pre-1.0 Istio (still in istiod's testdata)
         ("dapr.io", "HTTPEndpoint"),
