@@ -71,8 +71,13 @@ async def test_slow_backend_gets_504_at_route_timeout(mesh: Mesh) -> None:
 
 async def test_invalid_config_is_refused_and_routing_keeps_working(mesh: Mesh, tmp_path: Path) -> None:
     bad = tmp_path / "bad-subset.yaml"
-    bad.write_text(_reviews_vs(route="- destination: {host: reviews, subset: v9}"))
-    rc, out = await mesh.cli("apply", "-f", str(bad))
+    # another name: the folder owns VirtualService reviews (an API write to it is an owner conflict)
+    bad.write_text(
+        _reviews_vs(route="- destination: {host: reviews, subset: v9}").replace(
+            "{name: reviews,", "{name: extra,"
+        )
+    )
+    rc, out = await mesh.cli("apply", "-f", str(bad), "--strict")  # istiod accepts it; strict mode refuses
     assert rc == 1, out
     assert str(bad) in out and "subset" in out and "v9" in out
     assert "refused" in out
@@ -147,12 +152,13 @@ async def test_watched_folder_picks_up_add_and_remove(mesh: Mesh) -> None:
         broken = mesh.stack.config_dir / "broken.yaml"
         broken.write_text(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\n"
-            "spec: {hosts: [ratings], http: [{route: [{destination: {host: ratings, subset: nope}}]}]}\n"
+            "spec: {hosts: [ratings], http: [{route: [{destination: {host: ratings}, weight: 60}, "
+            "{destination: {host: ratings}, weight: 30}]}]}\n"  # weights must sum to 100
         )
         try:
             source = await _eventually_source_refused(mesh)
             assert any(
-                d["file"].endswith("broken.yaml") and "subset" in d["field"] for d in source["diagnostics"]
+                d["file"].endswith("broken.yaml") and d["code"] == "bad-weight" for d in source["diagnostics"]
             ), source
             status, body = await mesh.call("details", "/")
             assert status == 200 and body["app"] == "ratings"  # last good set keeps serving
