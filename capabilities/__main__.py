@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from capabilities.apphealth import AppHealth, AppHealthConfig, WorkloadReporter, drain
 from capabilities.config.settings import Settings
 
 log = logging.getLogger("capabilities")
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from capabilities.identity_agent import add_arguments as add_agent_arguments
 
     add_agent_arguments(parser)  # --agent-*: the mecha agent embedded on its own thread
+    from capabilities.apphealth import add_arguments as add_health_arguments
+
+    add_health_arguments(parser)  # daprd's --enable-app-health-check ... (capabilities/apphealth.py)
     return parser.parse_args(argv)
 
 
@@ -155,7 +159,11 @@ async def serve(settings: Settings) -> int:
     return await serve_apps([settings])
 
 
-async def serve_apps(all_settings: list[Settings]) -> int:
+async def serve_apps(
+    all_settings: list[Settings],
+    health: AppHealthConfig | None = None,
+    reporter: WorkloadReporter | None = None,
+) -> int:
     """Host one runtime per Settings in this event loop; SIGINT/SIGTERM, or one runtime failing to start,
     stops them all. Returns the process exit code (1 when any runtime failed)."""
     from capabilities.runtime import Runtime
@@ -173,14 +181,19 @@ async def serve_apps(all_settings: list[Settings]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_all)
     try:
-        codes = await asyncio.gather(*(_serve_runtime(r, stop_all) for r in runtimes))
+        codes = await asyncio.gather(*(_serve_runtime(r, stop_all, health, reporter) for r in runtimes))
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return max(codes, default=0)
 
 
-async def _serve_runtime(runtime: Any, on_failure: Any) -> int:
+async def _serve_runtime(
+    runtime: Any,
+    on_failure: Any,
+    health: AppHealthConfig | None = None,
+    reporter: WorkloadReporter | None = None,
+) -> int:
     """Start order is tuned for start-up time: HTTP listens first (healthz answers at once), the component
     load (control-plane fetch, backend connects) runs while the gRPC API is imported and bound, and
     healthz/outbound turns 204 only when both components and the gRPC API are ready."""
@@ -224,7 +237,13 @@ async def _serve_runtime(runtime: Any, on_failure: Any) -> int:
             runtime.app_id, settings.http_host, settings.http_port, len(runtime.component_specs),
             loop_name(asyncio.get_running_loop()),
         )  # fmt: skip
+        checker = AppHealth(runtime, health, reporter) if health is not None else None
+        if checker is not None:
+            checker.start()
         await runtime.shutdown_requested.wait()
+        if checker is not None:
+            await checker.stop()
+        await drain(runtime, reporter)  # DRAINING in EDS, subscriptions stop pulling, in-flight ones finish
     except ConfigError as exc:
         log.error("app %r: %s", runtime.app_id, exc)
         code = 1
@@ -244,11 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from capabilities.apphealth import config_from_args as health_config_from_args
+    from capabilities.apphealth import reporter_for
     from capabilities.identity_agent import EmbeddedAgent, config_from_args
 
     try:
         all_settings = app_settings_from_args(args)
         agent_config = config_from_args(args)
+        health = health_config_from_args(args)
+        credential = args.workload_credential or args.agent_credential
+        reporter = reporter_for(all_settings[0].control_plane, credential)
     except ValueError as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
@@ -265,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         agent.start()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(serve_apps(all_settings))
+            return runner.run(serve_apps(all_settings, health, reporter))
     finally:
         if agent is not None:
             agent.stop()

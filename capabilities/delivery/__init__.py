@@ -51,6 +51,7 @@ class DeliveryManager:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.paused = ""  # why deliveries are paused (unhealthy app, shutting down); "" = delivering
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="delivery:start")
@@ -121,7 +122,7 @@ class DeliveryManager:
     async def reconcile(self) -> None:
         """Make the live subscriptions match desired(); also (re)start input bindings."""
         async with self._lock:
-            if self._stopped:
+            if self._stopped or self.paused:
                 return
             grpc_app = self.app_speaks_grpc()
             wanted = {} if grpc_app else {(s.pubsub_name, s.topic): s for s in self.desired()}
@@ -173,6 +174,27 @@ class DeliveryManager:
         except Exception as exc:
             log.warning("unsubscribing %s/%s: %s", *key, exc)
         await active.handler.close()
+
+    async def pause(self, reason: str) -> None:
+        """Stop pulling (daprd with an unhealthy app): every subscription and input binding is stopped;
+        in-flight deliveries finish, un-acked messages stay with the broker for the next subscriber."""
+        async with self._lock:
+            if self.paused:
+                return
+            self.paused = reason
+            for key in list(self.active):
+                await self._stop_one(key)
+            await self.bindings.close()
+        log.warning("deliveries to app %s paused: %s", self.runtime.app_id, reason)
+
+    async def resume(self) -> None:
+        """Subscribe again (the app is healthy again); nothing happens before the first reconcile."""
+        if not self.paused:
+            return
+        self.paused = ""
+        log.info("deliveries to app %s resumed", self.runtime.app_id)
+        if self.ready.is_set():
+            await self.reconcile()
 
     async def stop(self) -> None:
         self._stopped = True

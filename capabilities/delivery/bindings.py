@@ -117,4 +117,5 @@ class InputBindings:
     async def close(self) -> None:
         for name in list(self.reading):
             await self._stop(name)
+        self.not_subscribed.clear()  # asked again after a pause (the app may read it by then)
         await asyncio.sleep(0)
