@@ -11,7 +11,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 EXAMPLES: dict[str, str] = {
     "serve": "mecha serve --config ./mesh --port 15010 --xds-port 15012",
     "apply": "mecha apply -f mesh/                # or -f vs.yaml -f dr.yaml, or -f - (stdin)",
-    "diff": "mecha diff -f mesh/reviews-split.yaml -o yaml",
+    "diff": "mecha diff -f mesh/reviews-split.yaml",
     "delete": "mecha delete -f mesh/reviews-split.yaml",
     "validate": "mecha validate -f mesh/               # offline: no control plane needed",
     "analyze": "mecha analyze -f mesh/ -q",

@@ -21,10 +21,11 @@ import aiohttp
 from xds.bootstrap import BootstrapParams, write
 from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE, auth_headers
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
+from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
 from xds.runner.procs import Child, Supervisor, port_in_use, touch_private_log
-from xds.statedir import ensure_private_dir, write_private_file
+from xds.statedir import ensure_private_dir
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
 CAPABILITIES_WAIT_S = 15.0
@@ -214,8 +215,10 @@ class Stack:
         ensure_private_dir(self.o.state_dir)
         ensure_private_dir(self.logs)
         await asyncio.to_thread(compile_packages)
-        if self.o.config_dir is None:
-            write_private_file(self.config_dir / "demo.yaml", demo_config(self.o.layout, self.o.knobs))
+        if self.o.config_dir is None:  # the demo's file; a user's edit of it is kept (xds/runner/demofile.py)
+            if kept := write_demo_config(self.config_dir, demo_config(self.o.layout, self.o.knobs)):
+                self.notes.append(kept)
+                self.report(f"note: {kept}")
         await self._start_control_plane(deadline)
         await self._start_apps(deadline)
         await self._start_capabilities(deadline)
