@@ -34,6 +34,7 @@ class Child:
     deaths_in_a_row: int = 0
     restart_at: float | None = None  # monotonic time of the scheduled restart after a death
     last_exit: int | None = None
+    admin: str = ""  # an Envoy's admin host:port (loopback): drained through it before it is stopped
 
     @property
     def pid(self) -> int | None:
@@ -170,14 +171,50 @@ class Supervisor:
                 pass
             await proc.wait()
 
-    async def stop_all(self, grace: float = 5.0) -> None:
-        """Envoys first (they drain), then apps and capability services, then the control plane."""
+    async def stop_all(self, grace: float = 5.0, drain_s: float | None = None) -> None:
+        """Drain, wait, stop: capability services get SIGTERM first (their endpoint is reported DRAINING,
+        subscriptions stop pulling) while each Envoy drains its listeners (/drain_listeners?graceful); after
+        drain_s (callers' EDS says DRAINING, in-flight requests finish) the Envoys stop, then apps, then the
+        control plane."""
+        wait = drain_seconds() if drain_s is None else drain_s
+        envoys = [c for c in self.children if c.kind == "envoy" and c.admin and c.exited is None and c.proc]
+        if wait > 0 and envoys:
+            capabilities = [c for c in self.children if c.kind == "capabilities"]
+            terminating = asyncio.gather(*(self.stop_child(c, grace + wait) for c in capabilities))
+            await asyncio.gather(*(drain_listeners(c.admin) for c in envoys))
+            await asyncio.sleep(wait)
+            await terminating
         order = {"envoy": 0, "app": 1, "capabilities": 1, "control-plane": 2}
         by_stage: dict[int, list[Child]] = {}
         for child in self.children:
             by_stage.setdefault(order.get(child.kind, 1), []).append(child)
         for stage in sorted(by_stage):
             await asyncio.gather(*(self.stop_child(c, grace) for c in by_stage[stage]))
+
+
+DRAIN_SECONDS = 2.0  # default bounded drain time (MECHA_DRAIN_SECONDS): one EDS push plus in-flight requests
+
+
+def drain_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("MECHA_DRAIN_SECONDS", DRAIN_SECONDS)))
+    except ValueError:
+        return DRAIN_SECONDS
+
+
+async def drain_listeners(admin: str, timeout_s: float = 2.0) -> bool:
+    """POST /drain_listeners?graceful on an Envoy's (loopback) admin: connections are told to close after
+    their current request, listeners stop after --drain-time-s. False when Envoy did not answer."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.post(f"http://{admin}/drain_listeners?graceful") as resp,
+        ):
+            return resp.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -373,9 +373,9 @@ class Stack:
                 "--service-node",
                 proxy_id,
             ]
-            child = await self.sup.start(
-                Child(f"envoy-{proxy_id}", "envoy", argv, self.logs / f"envoy-{proxy_id}.out")
-            )
+            out, admin = self.logs / f"envoy-{proxy_id}.out", f"127.0.0.1:{admin_port}"
+            # admin: drained through it before it is stopped (procs.py stop_all)
+            child = await self.sup.start(Child(f"envoy-{proxy_id}", "envoy", argv, out, admin=admin))
             started.append((proxy_id, admin_port, child))
         for proxy_id, admin_port, child in started:
             await self._wait_http(child, f"http://127.0.0.1:{admin_port}/ready", deadline)
