@@ -15,6 +15,7 @@ from xds.sources.loader import YAML_SUFFIXES
 from xds.validate.strict import strict_from_env
 
 TYPE_COLUMNS = ("CDS", "LDS", "EDS", "RDS", "SRDS")  # SRDS: "-" unless the proxy routes by scopes
+BAD_STATES = frozenset({"NACKED", "STALE"})  # proxy-status exits 1 when any type of any proxy is in one
 
 
 class UsageError(RuntimeError):
@@ -109,7 +110,7 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
     proxies = data.get("proxies", [])
     if args.output == "json":
         print(json.dumps(proxies, indent=2, sort_keys=True))
-        return 0
+        return 1 if unsynced(proxies) else 0
     if not proxies:
         print("no proxies connected")
         return 0
@@ -124,7 +125,16 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         print(line)
     for line in config_warning_lines(data.get("warnings") or []):
         print(line)
-    return 0
+    return 1 if unsynced(proxies) else 0
+
+
+def unsynced(proxies: list[dict[str, Any]]) -> list[str]:
+    """Proxy ids with any xDS type NACKED or STALE: `mecha proxy-status` then exits 1, as a script wants."""
+    return [
+        str(row.get("proxy_id", "?"))
+        for row in proxies
+        if any(_type_state(row, short)[0] in BAD_STATES for short in (row.get("types") or {}))
+    ]
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:

@@ -25,10 +25,12 @@ def add_parsers(
     csub = cred.add_subparsers(dest="credential_command", required=True, metavar="ACTION")
     p = csub.add_parser("issue", help="sign a credential with the state folder's key (0600 file)")
     p.add_argument("--proxy-id", required=True, help="the proxy's node.id")
-    p.add_argument("--namespace", default="default")
+    p.add_argument("--namespace", default="default", help="the workload's namespace")
     p.add_argument("--service-account", action="append", default=[], help="repeatable; default: --proxy-id")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE the proxy may claim (repeatable)")
-    p.add_argument("--mode", choices=["sidecar", "node", "gateway", "proxyless"], default="sidecar")
+    p.add_argument(
+        "--mode", choices=["sidecar", "node", "gateway", "proxyless"], default="sidecar", help="proxy mode"
+    )
     p.add_argument("--workload-group", default="", help="WorkloadGroup the proxy may auto-register in")
     p.add_argument(
         "--address", action="append", default=[], help="IP/CIDR its endpoint may register (repeatable)"
@@ -47,7 +49,7 @@ def add_parsers(
     p.add_argument("--root-cert", default=None, help="mesh root PEM (default <state dir>/ca/root-cert.pem)")
     p.add_argument("--socket-dir", required=True, help="folder (made 0700) for xds.sock and sds.sock")
     p.add_argument("--cert-dir", default=None, help="also write cert-chain.pem, key.pem, root-cert.pem here")
-    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
     p.add_argument("--cert-ttl", type=float, default=0, help="certificate lifetime to ask for (s)")
     p.add_argument("--insecure", action="store_true", help="plaintext (a control plane with --insecure-xds)")
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from pathlib import Path
 
-from xds.cli import analyze, commands, dashboard, identity, kube_import, store
-from xds.cli.client import ENV_SERVER, ApiError, ServerUnavailable, default_server
-from xds.controlplane.auth import ENV_ALLOWED_HOSTS, ENV_TOKEN
+# Only light modules here: every command pays for these imports, `mecha --help` included (a test checks
+# that grpc, aiohttp, networkx, envoy_data_plane and cryptography stay out); heavy ones load in handlers.
+from xds.cli import analyze, commands, dashboard, identity, kube_import, options, store, version
+from xds.cli.client import SERVER_HELP, ApiError, ServerUnavailable
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
+from xds.statedir import ENV_TOKEN
+
+ENV_ALLOWED_HOSTS = "MECHA_ALLOWED_HOSTS"  # = xds.controlplane.auth's (that module imports aiohttp)
 
 EXPECTED_VERSION_HELP = "refuse (exit 1) unless the config is at this version (GET /api/v1/config)"
 STRICT_HELP = "refuse routes to hosts/subsets/ports that do not exist (istiod accepts; also MECHA_STRICT=1)"
@@ -21,7 +23,7 @@ def _add_server(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
         default=None,
-        help=f"control-plane API URL (default ${ENV_SERVER} or {default_server()})",
+        help=SERVER_HELP,
     )
     p.add_argument(
         "--token",
@@ -102,12 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parser(sub, _add_server)
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     _add_server(p)
     p = sub.add_parser("proxy-config", help="what a proxy's Envoy actually runs (from its admin API)")
-    p.add_argument("proxy")
-    p.add_argument("section", choices=["clusters", "listeners", "routes", "endpoints"])
-    p.add_argument("-o", "--output", choices=["short", "json"], default="short")
+    p.add_argument("proxy", help="proxy id, as `mecha proxy-status` lists it")
+    p.add_argument("section", choices=["clusters", "listeners", "routes", "endpoints"], help="what to show")
+    p.add_argument("-o", "--output", choices=["short", "json"], default="short", help="output format")
     _add_server(p)
 
     p = sub.add_parser(
@@ -123,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xds-uri", default="", help="proxyless: xDS server URI, e.g. the agent's unix:///…/xds.sock")
     p.add_argument("--cert-dir", default="", help="proxyless: the agent's certificate folder (mTLS)")
     p.add_argument("--app", action="append", default=[], help="NAME:APP_PORT:INBOUND_PORT (repeatable)")
-    p.add_argument("--namespace", default="default")
+    p.add_argument("--namespace", default="default", help="the workload's namespace")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE workload label (repeatable)")
     p.add_argument("--address", default="127.0.0.1", help="where other proxies reach this one")
-    p.add_argument("--admin-port", type=int, default=15000)
-    p.add_argument("--outbound-port", type=int, default=15001)
-    p.add_argument("--dapr-http-port", type=int, default=0)
-    p.add_argument("--xds-host", default="127.0.0.1")
-    p.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT)
+    p.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin API port")
+    p.add_argument("--outbound-port", type=int, default=15001, help="the app's outbound listener port")
+    p.add_argument("--dapr-http-port", type=int, default=0, help="Dapr HTTP listener port (0: none)")
+    p.add_argument("--xds-host", default="127.0.0.1", help="control plane's xDS address")
+    p.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT, help="control plane's xDS port")
     p.add_argument(
         "--xds",
         action="append",
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output file (default stdout)")
 
     p = sub.add_parser("up", help="run the control plane, demo apps and Envoys on this machine")
-    p.add_argument("--mode", choices=["sidecar", "node"], default="sidecar")
+    p.add_argument(
+        "--mode", choices=["sidecar", "node"], default="sidecar", help="an Envoy per app, or one per machine"
+    )
     p.add_argument(
         "--demo", action="store_true", help="use the embedded demo config (default without --config)"
     )
@@ -156,11 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".mecha", help="logs, pid file, bootstraps (default ./.mecha)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
     p = sub.add_parser("down", help="stop a running `mecha up` (from its pid file)")
-    p.add_argument("--state-dir", default=".mecha")
-    return parser
+    p.add_argument("--state-dir", default=".mecha", help="the state folder of the `mecha up` to stop")
+    version.add_parser(sub, _add_server)
+    return options.finish(parser)  # defaults and an example in every --help; --log-level after the command
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from xds.controlplane.serve import StartupError, serve
     from xds.controlplane.settings import Settings
 
@@ -194,6 +201,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging
+
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -215,13 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": store.cmd_rollback,
         "store": store.cmd_store,
         "dashboard": dashboard.cmd_dashboard,
+        "version": version.cmd_version,
     }
     try:
         if args.command in ("up", "down"):
             from xds.runner import up
 
             return up.run_up(args) if args.command == "up" else up.run_down(args)
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe (`| head`) shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as a process killed by SIGPIPE: `mecha proxy-status | head` ends without a traceback
     except ServerUnavailable as exc:
         print(f"mecha {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -239,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _quiet_stdout() -> None:
+    """The reader went away: point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
