@@ -31,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from xds_fleet_security import FleetSecurity  # noqa: E402
+
 from xds import types  # noqa: E402
 from xds.cache import Snapshot, SnapshotCache  # noqa: E402
 from xds.proxy import AppBinding, ProxyIdentity  # noqa: E402
@@ -133,10 +135,24 @@ def synthetic_rebuilder(n_services: int, fleet: list[ProxyIdentity]) -> tuple[Re
 # ---------------------------------------------------------------- fake proxy workers (separate processes)
 
 
-async def worker(port: int, ids: list[str], delta: bool) -> None:
+async def worker(port: int, ids: list[str], delta: bool, tokens: str = "", root: str = "") -> None:
+    """Fake proxies, each on its own connection (as real proxies are); with tokens/root: TLS + credential."""
+    import json
+
     from xds.testing.fake_proxy import FakeProxy
 
-    proxies = [FakeProxy(f"127.0.0.1:{port}", pid, delta=delta) for pid in ids]
+    creds, by_id = None, {}
+    if tokens:
+        from xds_fleet_security import channel_credentials
+
+        creds, by_id = channel_credentials(Path(root)), json.loads(Path(tokens).read_text())  # noqa: ASYNC240
+
+    def proxy(pid: str) -> FakeProxy:
+        metadata = [("authorization", f"Bearer {by_id[pid]}")] if creds is not None else []
+        return FakeProxy(f"127.0.0.1:{port}", pid, delta=delta, channel_credentials=creds,
+                         call_metadata=metadata, own_connection=True)  # fmt: skip
+
+    proxies = [proxy(pid) for pid in ids]
     for p in proxies:
         await p.start()
     stop = asyncio.Event()
@@ -146,17 +162,23 @@ async def worker(port: int, ids: list[str], delta: bool) -> None:
         await p.stop()
 
 
-async def start_worker(port: int, ids: list[str], delta: bool) -> asyncio.subprocess.Process:
+async def start_worker(
+    port: int, ids: list[str], delta: bool, security: FleetSecurity | None = None
+) -> asyncio.subprocess.Process:
     args = [sys.executable, __file__, "--worker", "--port", str(port), "--ids", ",".join(ids)]
     if delta:
         args.append("--delta")
+    if security is not None:
+        args += ["--tokens", str(security.tokens_file(ids)), "--root", str(security.root_file)]
     return await asyncio.create_subprocess_exec(*args)
 
 
-async def start_workers(port: int, ids: list[str], delta: bool, n: int) -> list[asyncio.subprocess.Process]:
+async def start_workers(
+    port: int, ids: list[str], delta: bool, n: int, security: FleetSecurity | None = None
+) -> list[asyncio.subprocess.Process]:
     """Fake proxies split round-robin over n processes, so their own CPU is not one core's queue."""
     groups = [ids[i::n] for i in range(max(1, n))]
-    return [await start_worker(port, g, delta) for g in groups if g]
+    return [await start_worker(port, g, delta, security) for g in groups if g]
 
 
 async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
@@ -178,6 +200,14 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size of a process (this one by default), from /proc."""
+    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -209,6 +239,37 @@ async def wait_synced(server: XdsServer, count: int, timeout: float) -> None:  #
     for s in server.status():
         states[s.state] = states.get(s.state, 0) + 1
     raise TimeoutError(f"not all {count} proxies SYNCED after {timeout}s: {states}")
+
+
+async def sync_order(server: XdsServer, count: int, timeout: float, poll: float = 0.25) -> dict[str, float]:  # noqa: ASYNC109
+    """Seconds from now until each proxy was first seen with every type SYNCED (polled); TimeoutError
+    names how many are in which state when `count` proxies are not all SYNCED within `timeout`."""
+    started = time.monotonic()
+    synced: dict[str, float] = {}
+    while time.monotonic() - started < timeout:
+        status = server.status()
+        now = time.monotonic() - started
+        for s in status:
+            if s.proxy_id not in synced and s.state is SyncState.SYNCED:
+                synced[s.proxy_id] = now
+        if len(synced) >= count and len(status) == count and all(s.state is SyncState.SYNCED for s in status):
+            return synced
+        await asyncio.sleep(poll)
+    states: dict[str, int] = {}
+    for s in server.status():
+        states[s.state] = states.get(s.state, 0) + 1
+    raise TimeoutError(f"not all {count} proxies SYNCED after {timeout}s ({len(synced)} were): {states}")
+
+
+def sync_report(order: dict[str, float], real_prefix: str = "envoy") -> str:
+    """Where the real Envoys landed among all proxies (rank by time first seen SYNCED)."""
+    ranked = sorted(order.items(), key=lambda kv: kv[1])
+    ranks = [i + 1 for i, (pid, _) in enumerate(ranked) if pid.startswith(real_prefix)]
+    times = [order[pid] for pid, _ in ranked if pid.startswith(real_prefix)]
+    return (
+        f"real Envoys SYNCED at rank {ranks} of {len(ranked)} "
+        f"({', '.join(f'{t:.1f}' for t in times)} s; first 10 % = rank <= {max(1, len(ranked) // 10)})"
+    )
 
 
 def row(label: str, values: list[float]) -> str:
@@ -248,12 +309,18 @@ async def run(args: argparse.Namespace) -> None:
         if type_url == types.ROUTE:
             acks.setdefault((proxy_id, version), time.monotonic())
 
+    workdir = Path(tempfile.mkdtemp(prefix="xds-push-bench-"))
+    security = FleetSecurity(workdir) if args.tls else None
     cache = SnapshotCache()
-    server = XdsServer(cache, ack_listener=on_ack, max_concurrent_pushes=args.max_pushes)
+    server = XdsServer(
+        cache,
+        ack_listener=on_ack,
+        max_concurrent_pushes=args.max_pushes,
+        **(security.server_options() if security is not None else {}),
+    )
     port = await server.start("127.0.0.1:0")
     for p in fleet:
         cache.set_snapshot(p.id, snaps[p.id])
-    workdir = Path(tempfile.mkdtemp(prefix="xds-push-bench-"))
     envoys: list[EnvoyProcess] = []
     procs: list[asyncio.subprocess.Process] = []
     profiler = None
@@ -262,16 +329,37 @@ async def run(args: argparse.Namespace) -> None:
             yaml_text, _ = bootstrap_for(
                 p.id, port, {"mode": "sidecar"}, delta=args.delta, initial_fetch_timeout_s=5
             )
+            if security is not None:
+                yaml_text = security.secure_bootstrap(yaml_text, p.id)
             e = EnvoyProcess(yaml_text, workdir, name=p.id, log_level="warning")
             await e.start(wait_ready=False)
             envoys.append(e)
-        procs = await start_workers(port, [p.id for p in fleet[args.envoys :]], args.delta, args.workers)
+        cpu_start = cpu_seconds(os.getpid())
+        fake_ids = [p.id for p in fleet[args.envoys :]]
+        procs = await start_workers(port, fake_ids, args.delta, args.workers, security)
+        sync_profiler = None
+        if args.profile_sync:
+            import cProfile
+
+            sync_profiler = cProfile.Profile()
+            sync_profiler.enable()
         t = time.perf_counter()
-        await wait_synced(server, len(fleet), timeout=150)
+        order = await sync_order(server, len(fleet), timeout=args.sync_timeout)
+        sync_s = time.perf_counter() - t
+        cp_cpu = cpu_seconds(os.getpid()) - cpu_start
+        if sync_profiler is not None:
+            sync_profiler.disable()
+            sync_profiler.dump_stats(args.profile_sync)
+        transport = "TLS + credential per stream" if security is not None else "plaintext, no credential"
         print(
             f"{len(fleet)} proxies ({args.envoys} Envoy, {n_fake} fake in {len(procs)} processes, "
-            f"{'delta' if args.delta else 'SotW'} ADS) SYNCED in {time.perf_counter() - t:.1f} s"
+            f"{'delta' if args.delta else 'SotW'} ADS, {transport}) SYNCED in {sync_s:.1f} s; "
+            f"control plane {cp_cpu:.1f} CPU-s = {cp_cpu / len(fleet) * 1000:.1f} CPU-ms per proxy sync; "
+            f"RSS {rss_mb():.0f} MB (load {os.getloadavg()[0]:.1f})"
         )
+        print(sync_report(order))
+        if args.sync_only:
+            return
         if args.profile:
             import cProfile
 
@@ -383,12 +471,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes running the fake proxies")
     parser.add_argument("--max-pushes", type=int, default=100)
     parser.add_argument("--profile", default="", help="write a cProfile of the timed runs to this file")
+    parser.add_argument(
+        "--tls", action="store_true", help="TLS + a workload credential per stream (as mecha serves)"
+    )
+    parser.add_argument("--sync-only", action="store_true", help="stop after the full sync (no push runs)")
+    parser.add_argument("--sync-timeout", type=float, default=150.0)
+    parser.add_argument("--profile-sync", default="", help="write a cProfile of the full sync to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--root", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--ids", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(worker(args.port, [i for i in args.ids.split(",") if i], args.delta))
+        ids = [i for i in args.ids.split(",") if i]
+        asyncio.run(worker(args.port, ids, args.delta, args.tokens, args.root))
         return
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     asyncio.run(run(args))

@@ -97,8 +97,18 @@ class FakeProxy:
         nack_if: NackPolicy | None = None,
         route_names: Callable[[Iterable[bytes]], Iterable[str]] | None = None,
         channel: grpc.aio.Channel | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        call_metadata: Iterable[tuple[str, str]] = (),
+        own_connection: bool = False,
     ) -> None:
+        """channel_credentials: TLS to the server (with SERVER_NAME as the name checked, as agents do);
+        call_metadata: sent on the stream (the workload credential: ("authorization", "Bearer ...")).
+        own_connection: this proxy's channel gets its own TCP (and TLS) connection, as a real proxy has;
+        by default gRPC lets channels of one process to the same target share one connection."""
         self.target = target
+        self.channel_credentials = channel_credentials
+        self.call_metadata = tuple(call_metadata)
+        self.own_connection = own_connection
         self.proxy_id = proxy_id
         self.metadata = dict(metadata or {})
         self.delta = delta
@@ -128,11 +138,22 @@ class FakeProxy:
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = self._open_channel()
         method = "DeltaAggregatedResources" if self.delta else "StreamAggregatedResources"
-        self._call = self._channel.stream_stream(ADS + method)()
+        self._call = self._channel.stream_stream(ADS + method)(metadata=self.call_metadata or None)
         await self._request(types.CLUSTER)
         self._reader = loop.create_task(self._read_loop(), name=f"fake-proxy-{self.proxy_id}")
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        options: list[tuple[str, Any]] = []
+        if self.own_connection:
+            options.append(("grpc.use_local_subchannel_pool", 1))
+        if self.channel_credentials is None:
+            return grpc.aio.insecure_channel(self.target, options=options)
+        from xds.agent.channel import SERVER_NAME
+
+        options.append(("grpc.ssl_target_name_override", SERVER_NAME))
+        return grpc.aio.secure_channel(self.target, self.channel_credentials, options=options)
 
     async def stop(self) -> None:
         """Cancel the stream (and close the channel if this proxy opened it)."""
