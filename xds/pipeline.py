@@ -19,7 +19,8 @@ from xds.sources.loader import load_text as _load_text
 from xds.translate.builder import SnapshotBuilder
 from xds.translate.decode import resource_to_dict
 from xds.translate.resiliency import check_resiliencies
-from xds.validate.checks import promote_strict, validate
+from xds.validate.checks import validate
+from xds.validate.strict import promote_strict
 
 __all__ = [
     "CompileResult",
