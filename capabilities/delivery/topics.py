@@ -104,7 +104,9 @@ class TopicHandler:
                     verdict = await self.batcher.submit(path, ce)
                 else:
                     # a CONSUMER span, child of the publish span in the CloudEvent (no-op untraced)
-                    with TRACING.span(f"pubsub/{message.topic}", "CONSUMER", trace_carrier(ce)) as trace:
+                    with TRACING.span(
+                        f"pubsub/{message.topic}", "CONSUMER", trace_carrier(ce), app=self.runtime.app_id
+                    ) as trace:
                         verdict = await postman.deliver(
                             self.runtime.app_channel, path, ce, timeout_s=self.timeout_s, trace=trace
                         )

@@ -57,9 +57,16 @@ class AppCallbackChannel:
         return self._metadata
 
     async def call(
-        self, method: Any, request: Any, timeout_s: float = DEFAULT_TIMEOUT_S, **extra: Any
+        self,
+        method: Any,
+        request: Any,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        trace: tuple[tuple[str, Any], ...] = (),
+        **extra: Any,
     ) -> Any:
-        return await method(request, metadata=self._metadata, timeout=timeout_s, **extra)
+        """`trace`: the trace context metadata of this call (capabilities.tracing.grpc_trace_metadata)."""
+        return await method(request, metadata=self._metadata + trace, timeout=timeout_s, **extra)
 
     async def wait_ready(self, *, interval_s: float = 0.2, timeout_s: float | None = None) -> None:
         """Wait until the app answers gRPC (HealthCheck; UNIMPLEMENTED also proves it is up)."""

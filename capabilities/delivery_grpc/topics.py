@@ -21,6 +21,7 @@ from capabilities.delivery.postman import RetryDelivery, Verdict
 from capabilities.delivery_grpc import events
 from capabilities.delivery_grpc.bulk import BulkSender, GrpcBulkBatcher
 from capabilities.delivery_grpc.channel import AppCallbackChannel
+from capabilities.tracing import TRACING, grpc_trace_metadata, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,12 @@ def _cel_matcher() -> Any:
 
 
 async def deliver_event(
-    channel: AppCallbackChannel, sub: TopicSubscription, message: Message, *, timeout_s: float
+    channel: AppCallbackChannel, sub: TopicSubscription, message: Message, *, timeout_s: float, app: str = ""
 ) -> int:
-    """Send one message to the app; return the final status (SUCCESS/DROP) or raise DeliveryFailed."""
+    """Send one message to the app; return the final status (SUCCESS/DROP) or raise DeliveryFailed.
+
+    Traced as the HTTP delivery is: a CONSUMER span of `app`, child of the publish span in the CloudEvent,
+    whose context reaches the app as traceparent/tracestate metadata."""
     event = events.to_cloud_event(message, pubsub_name=sub.pubsub_name, raw_payload=sub.raw_payload)
     if event.expired:
         log.info("dropping expired event %s on topic %s", event.cloud_event.get("id"), sub.topic)
@@ -125,8 +129,19 @@ async def deliver_event(
         pubsub_name=sub.pubsub_name,
         path=choose_path(sub, event.cloud_event),
     )
+    with TRACING.span(f"pubsub/{sub.topic}", "CONSUMER", trace_carrier(event.cloud_event), app=app) as trace:
+        return await _call_app(channel, request, sub, timeout_s, grpc_trace_metadata(trace))
+
+
+async def _call_app(
+    channel: AppCallbackChannel,
+    request: Any,
+    sub: TopicSubscription,
+    timeout_s: float,
+    trace: tuple[tuple[str, Any], ...],
+) -> int:
     try:
-        reply = await channel.call(channel.app.OnTopicEvent, request, timeout_s=timeout_s)
+        reply = await channel.call(channel.app.OnTopicEvent, request, timeout_s=timeout_s, trace=trace)
     except grpc.aio.AioRpcError as err:
         if err.code() == grpc.StatusCode.UNIMPLEMENTED:
             log.warning("non-retriable error from app for event %s: %s", request.id, err.details())
@@ -188,7 +203,9 @@ class TopicDelivery:
         async def deliver(message: Message) -> int:
             if batcher is not None:
                 return await deliver_in_bulk(batcher, sub, message)
-            return await deliver_event(self.channel, sub, message, timeout_s=self.timeout_s)
+            return await deliver_event(
+                self.channel, sub, message, timeout_s=self.timeout_s, app=self.runtime.app_id
+            )
 
         async def handler(message: Message) -> None:
             try:

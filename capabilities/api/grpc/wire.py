@@ -5,6 +5,9 @@
   Python exception name; daprd (grpc-go) answers INTERNAL "grpc: error unmarshalling request: ...". The
   deserializer returns a marker instead of raising and the wrapper aborts before any servicer code runs.
 
+Unary calls also get a SERVER span named after the method (as daprd's gRPC API spans) when the app traces
+(capabilities/tracing.py), child of the caller's traceparent metadata.
+
 Wrapping the handlers once (instead of a grpc.aio ServerInterceptor, which runs per call and builds new
 handlers each time) keeps these checks to one function call per RPC.
 """
@@ -18,6 +21,7 @@ import grpc
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from capabilities.api.grpc.auth import check_token
+from capabilities.tracing import TRACING, grpc_trace_carrier
 
 
 class _Malformed:
@@ -59,7 +63,7 @@ async def _admit(token: str, request: Any, context: grpc.aio.ServicerContext) ->
         await context.abort(grpc.StatusCode.INTERNAL, _message(request))
 
 
-def _wrap(handler: grpc.RpcMethodHandler, token: str) -> grpc.RpcMethodHandler:
+def _wrap(handler: grpc.RpcMethodHandler, token: str, span_name: str, app: str) -> grpc.RpcMethodHandler:
     kwargs = {
         "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
@@ -96,7 +100,11 @@ def _wrap(handler: grpc.RpcMethodHandler, token: str) -> grpc.RpcMethodHandler:
 
     async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await _admit(token, request, context)
-        return await unary_behaviour(request, context)
+        if not TRACING.enabled_for(app):
+            return await unary_behaviour(request, context)
+        carrier = grpc_trace_carrier(context.invocation_metadata())
+        with TRACING.span(span_name, "SERVER", carrier, app=app):  # an abort (error status) marks it failed
+            return await unary_behaviour(request, context)
 
     return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
 
@@ -118,6 +126,10 @@ def add_dapr_service(server: grpc.aio.Server, servicer: Any, *, token: str) -> N
     """Register `servicer` as dapr.proto.runtime.v1.Dapr with every handler guarded."""
     capture = _Capture()
     dapr_pb2_grpc.add_DaprServicer_to_server(servicer, capture)
-    guarded = {name: _wrap(handler, token) for name, handler in capture.handlers.items()}
+    app = str(getattr(getattr(servicer, "runtime", None), "app_id", "") or "")
+    guarded = {
+        name: _wrap(handler, token, f"/{capture.service}/{name}", app)
+        for name, handler in capture.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, guarded),))
     server.add_registered_method_handlers(capture.service, guarded)

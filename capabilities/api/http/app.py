@@ -52,8 +52,8 @@ def _make_middlewares(runtime: Any) -> list[Any]:
     async def dapr_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             check(request)
-            if TRACING.enabled:  # Configuration spec.tracing (capabilities/tracing.py)
-                return await traced_http(request, handler)
+            if TRACING.enabled_for(runtime.app_id):  # Configuration spec.tracing (capabilities/tracing.py)
+                return await traced_http(request, handler, runtime.app_id)
             return await handler(request)
         except DaprError as err:
             return error_response(err)

@@ -60,12 +60,14 @@ def build_payload(req: PublishRequest, component_features: set[str]) -> bytes:
 async def publish(pubsub: PubSub, req: PublishRequest) -> None:
     if not req.topic:
         raise errors.topic_empty(req.pubsub_name)
-    if not TRACING.enabled:
+    if not TRACING.enabled_for(req.source):
         return await _publish(pubsub, req)
     # a PRODUCER span, child of the API call's span (HTTP) or of the request's traceparent (gRPC); the
     # CloudEvent carries the span's traceparent, as daprd does, so the delivery continues this trace
     carrier = None if has_current_span() else {"traceparent": req.traceparent, "tracestate": req.tracestate}
-    with TRACING.span(f"pubsub/{req.topic}", "PRODUCER", carrier, pubsub=req.pubsub_name) as headers:
+    with TRACING.span(
+        f"pubsub/{req.topic}", "PRODUCER", carrier, app=req.source, pubsub=req.pubsub_name
+    ) as headers:
         traced = replace(
             req, traceparent=headers.get("traceparent", ""), tracestate=headers.get("tracestate", "")
         )
