@@ -7,10 +7,13 @@ snapshots = SnapshotBuilder().build(result.config, proxies, changed_at, version)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
+from xds.model.jwks_fetch import resolve_jwks
 from xds.model.mesh import MeshConfig, build_mesh
 from xds.model.security_checks import check_security
 from xds.sources.loader import RawDocument
@@ -33,6 +36,9 @@ __all__ = [
 ]
 
 
+Inputs = ResolvedInputs | Callable[[MeshConfig], ResolvedInputs] | None
+
+
 @dataclass
 class CompileResult:
     config: MeshConfig | None
@@ -48,16 +54,23 @@ class CompileResult:
         return [d for d in self.diagnostics if d.severity is Severity.ERROR]
 
 
-def compile_documents(docs: list[RawDocument], strict: bool = False) -> CompileResult:
+def compile_documents(docs: list[RawDocument], strict: bool = False, inputs: Inputs = None) -> CompileResult:
     """Model + graph validation. config is None when any error was found (the config is refused). strict:
-    references istiod accepts with a warning (missing host/subset/port, a younger duplicate) are refused."""
+    references istiod accepts with a warning (missing host/subset/port, a younger duplicate) are refused.
+    inputs: the JWKS/credentials the config names, resolved with its version (or a function resolving them
+    from the model: xds/controlplane/inputs.py); None: JWKS are fetched/read now (mecha validate)."""
     model = build_mesh(docs)
+    if inputs is None:
+        inputs = ResolvedInputs.of(resolve_jwks(model.config, EMPTY_INPUTS), [])
+    elif not isinstance(inputs, ResolvedInputs):
+        inputs = inputs(model.config)
+    config = replace(model.config, inputs=inputs)
     diags = list(model.diagnostics)
-    diags += promote_strict(validate(model.config)) if strict else validate(model.config)
-    diags += check_security(model.config)  # security kinds + Gateway
-    diags += check_resiliencies(model.config.resiliencies)  # Dapr policies Envoy cannot express
+    diags += promote_strict(validate(config)) if strict else validate(config)
+    diags += check_security(config)  # security kinds + Gateway
+    diags += check_resiliencies(config.resiliencies)  # Dapr policies Envoy cannot express
     ok = not any(d.severity is Severity.ERROR for d in diags)
-    return CompileResult(model.config if ok else None, diags, model.skipped)
+    return CompileResult(config if ok else None, diags, model.skipped)
 
 
 def load_paths(paths: list[str | Path]) -> tuple[list[RawDocument], list[Diagnostic]]:

@@ -19,6 +19,12 @@ from xds import metrics
 from xds.cache.snapshot import Snapshot
 from xds.controlplane.diff import diff_all
 from xds.controlplane.gcpolicy import QuietCollector
+from xds.controlplane.inputs import (
+    SOURCE_CREDENTIALS,
+    SOURCE_JWKS_REFRESH,
+    InputResolver,
+    jwks_refresh_interval,
+)
 from xds.controlplane.report import change_summary, diag_line, own_diagnostics
 from xds.controlplane.settings import Settings
 from xds.controlplane.store import (
@@ -26,6 +32,7 @@ from xds.controlplane.store import (
     VERSION_CONFLICT,
     Change,
     ConfigStore,
+    InputRefresh,
     Key,
     Plan,
     StoreError,
@@ -91,7 +98,11 @@ class ControlPlane:
         self._pipeline = pipeline
         # durable: a restarted control plane serves the last accepted version (xds/controlplane/store/)
         backend = open_backend(self.settings.store, self.settings.state_dir)  # StoreError: a bad --store
-        self.store = ConfigStore(pipeline.compile_documents, backend)
+        # JWKS and credential certificates are resolved with each change and stored with its version
+        # (inputs.py): every replica serves the stored copy (a test pipeline may not take inputs)
+        takes_inputs = "inputs" in inspect.signature(pipeline.compile_documents).parameters
+        resolver = InputResolver(self.settings.credentials_folder()) if takes_inputs else None
+        self.store = ConfigStore(pipeline.compile_documents, backend, resolver)
         self.replication: Any = None  # a shared store (PostgreSQL): follow its head (replication.py)
         self.jobs = _periodic_jobs(self.settings, backend)
         from xds.controlplane.registration import Registration
@@ -106,6 +117,8 @@ class ControlPlane:
         )
         cleanup_every = min(5.0, self.settings.registration_grace / 2)
         self.jobs.add("endpoint-clean-up", self.registration.clean_up, every=cleanup_every)
+        self.jobs.add("jwks-refresh", self.refresh_jwks, every=jwks_refresh_interval())
+        self.jobs.add("credentials-check", self.check_credentials, every=CREDENTIALS_CHECK_S)
         self.cache = SnapshotCache(on_new_proxy=self._on_new_proxy)
         from xds.identity.controlplane import xds_identity
 
@@ -280,7 +293,8 @@ class ControlPlane:
             agent = {"agent_sds": True} if self.identity.agent_sds else {}
             builder = self._pipeline.SnapshotBuilder(certs=self.certs, **options, **agent)
         if hasattr(builder, "credentials"):  # Gateway credentialName folder (a test pipeline may lack it)
-            builder.credentials = CredentialStore(self.settings.credentials_folder())
+            stored = self.store.resolver is not None  # certificates from the version, keys from the files
+            builder.credentials = CredentialStore(self.settings.credentials_folder(), stored=stored)
         return builder
 
     async def _rotate_certificates(self) -> None:
@@ -367,11 +381,41 @@ class ControlPlane:
         )
 
     async def _on_credentials_change(self, folder: Path) -> None:
-        """A file under the credentials folder changed: rebuild (unchanged credentials are the same objects,
-        so only the gateways whose certificate changed get a new SDS secret)."""
+        """A file under the credentials folder changed: the certificates are read again into a new version
+        (source inputs:credentials) that every replica serves; only the gateways whose certificate changed
+        get a new SDS secret. On a shared store the leader alone writes it (replicas mount the same files)."""
+        if self.store.resolver is None:  # a test pipeline: rebuild from the files
+            self._changed_at = time.monotonic()
+            self._debouncer.trigger(self.store.version)
+            return
+        if not self.jobs.leader:
+            return
         log.info("credentials folder %s changed", folder)
-        self._changed_at = time.monotonic()
-        self._debouncer.trigger(self.store.version)
+        await self.refresh_inputs(InputRefresh(credentials=True), SOURCE_CREDENTIALS)
+
+    async def check_credentials(self) -> None:
+        """The leader's job: credential files renewed while no watcher saw it (a restart, another mount)."""
+        resolver = self.store.resolver
+        if resolver is not None and await asyncio.to_thread(
+            resolver.credentials_differ, self.store.config, self.store.inputs
+        ):
+            await self.refresh_inputs(InputRefresh(credentials=True), SOURCE_CREDENTIALS)
+
+    async def refresh_jwks(self) -> None:
+        """The leader's periodic job (istiod: PILOT_JWT_PUB_KEY_REFRESH_INTERVAL): fetch every JWKS again."""
+        if self.store.inputs.jwks and self.store.resolver is not None:
+            await self.refresh_inputs(InputRefresh(jwks=True), SOURCE_JWKS_REFRESH)
+
+    async def refresh_inputs(self, refresh: InputRefresh, source: str) -> dict[str, Any]:
+        """Resolve the current config's inputs again: a new version when they differ, validated like any
+        change (a JWKS that is no longer valid is refused and the last good one keeps serving)."""
+        outcome = await self._change(lambda: self.store.plan_refresh_inputs(source, refresh), False)
+        changed = outcome["changes"].get("inputs")
+        if not outcome["accepted"]:
+            log.error("%s refused:\n%s", source, "\n".join(diag_line(d) for d in outcome["diagnostics"]))
+        elif changed:
+            log.info("%s: version %d (%s)", source, outcome["version"], ", ".join(changed))
+        return outcome
 
     async def _on_folder_change(self, folder: Path) -> None:
         source = folder_owner(folder)
@@ -563,6 +607,7 @@ class ControlPlane:
 
 
 CHANGE_ATTEMPTS = 3  # plans of one change when other replicas keep writing first
+CREDENTIALS_CHECK_S = 10.0  # the leader compares the credential files with the stored version's
 FIRST_RESPONSE_CATCH_UP_S = 2.0  # at most this long reading the head before a new proxy's first snapshot
 HISTORY_KEEP = 1000  # versions kept for rollback; older ones are compacted by the leader
 _REPLAN = object()  # _change_once: another replica wrote first, plan again

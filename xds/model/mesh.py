@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.kube.registry import registry_documents
 from xds.model import parse
 from xds.model.checks import traffic_checks
@@ -50,6 +51,7 @@ class MeshConfig:
     carried: tuple[CarriedResource, ...] = ()
     services: tuple[Service, ...] = ()  # derived, sorted by host
     sidecars: tuple[Sidecar, ...] = ()
+    inputs: ResolvedInputs = EMPTY_INPUTS  # JWKS and credentials resolved with the version (inputs.py)
 
     @cached_property
     def service_by_host(self) -> dict[str, Service]:

@@ -301,21 +301,14 @@ def jwks_uri_target(uri: str, hosts: Mapping[str, object], namespace: str) -> tu
     return None
 
 
-# http(s) jwksUri outside the mesh: fetched by the control plane at apply time (xds.model.jwks_fetch) and
-# inlined as local_jwks, like istiod's "istiod fetches" mode. uri -> JWKS text of the latest fetch.
-FETCHED_JWKS: dict[str, str] = {}
-
-
-def _jwt_rule(raw: dict[str, Any]) -> JwtRule:
+def _jwt_rule(raw: dict[str, Any], resolved: Mapping[str, str]) -> JwtRule:
+    """resolved: uri -> JWKS text of http(s) jwksUris outside the mesh and file:// ones, resolved with the
+    version (xds.inputs): inlined as local_jwks, like istiod's "istiod fetches" mode. The translator
+    reads nothing itself, so every replica inlines the same stored copy."""
     uri = str(raw.get("jwksUri") or "")
     jwks = str(raw.get("jwks") or "")
-    if not jwks and uri.startswith("file://"):
-        try:
-            jwks = read_jwks_uri(uri)
-        except OSError:
-            jwks = ""  # reported by validation
-    elif not jwks and uri:
-        jwks = FETCHED_JWKS.get(uri, "")  # empty for in-mesh URIs: remote_jwks through the mesh cluster
+    if not jwks and uri:
+        jwks = resolved.get(uri, "")  # empty for in-mesh URIs: remote_jwks through the mesh cluster
     return JwtRule(
         issuer=str(raw.get("issuer") or ""),
         audiences=_t(raw.get("audiences")),
@@ -362,7 +355,9 @@ def _operation(raw: dict[str, Any]) -> Operation:
     )
 
 
-def parse_policy(res: CarriedResource) -> PeerAuthentication | AuthorizationPolicy | RequestAuthentication:
+def parse_policy(
+    res: CarriedResource, jwks: tuple[tuple[str, str], ...] = ()
+) -> PeerAuthentication | AuthorizationPolicy | RequestAuthentication:
     spec: dict[str, Any] = json.loads(res.spec_json)
     kind = res.meta.kind
     if kind == "PeerAuthentication":
@@ -391,20 +386,25 @@ def parse_policy(res: CarriedResource) -> PeerAuthentication | AuthorizationPoli
         )
     if kind == "RequestAuthentication":
         rules_raw = spec.get("jwtRules") or ()
-        return RequestAuthentication(res.meta, _selector(spec), tuple(_jwt_rule(r) for r in rules_raw))
+        resolved = dict(jwks)
+        rules = tuple(_jwt_rule(r, resolved) for r in rules_raw)
+        return RequestAuthentication(res.meta, _selector(spec), rules)
     raise ValueError(f"{kind} is not a security kind")
 
 
 @lru_cache(maxsize=8)
-def security_policies(carried: tuple[CarriedResource, ...]) -> SecurityPolicies:
-    """Typed policies of a config (memoized on the carried tuple: unchanged config -> the same object)."""
+def security_policies(
+    carried: tuple[CarriedResource, ...], jwks: tuple[tuple[str, str], ...] = ()
+) -> SecurityPolicies:
+    """Typed policies of a config (memoized on the carried tuple and the resolved JWKS, config.inputs:
+    unchanged config -> the same object)."""
     peer: list[PeerAuthentication] = []
     authz: list[AuthorizationPolicy] = []
     authn: list[RequestAuthentication] = []
     for res in carried:
         if res.meta.kind not in SECURITY_SPECS:
             continue
-        policy = parse_policy(res)
+        policy = parse_policy(res, jwks)
         if isinstance(policy, PeerAuthentication):
             peer.append(policy)
         elif isinstance(policy, AuthorizationPolicy):

@@ -10,12 +10,12 @@ import re
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Severity
+from xds.inputs import JwksInput
 from xds.model.gateway import GATEWAY_SPECS
-from xds.model.jwks_fetch import FetchResult, fetch_jwks
 from xds.model.mesh import MeshConfig
 from xds.model.regex import regex_problem
 from xds.model.resources import CarriedResource
-from xds.model.security import ClientTLS, jwks_uri_target, read_jwks_uri, security_policies
+from xds.model.security import ClientTLS
 
 # `when` keys translated (istio-mapping.md §8); request.auth.claims[...] is checked separately
 WHEN_KEYS = {
@@ -165,24 +165,10 @@ def _check_jwks(res: CarriedResource, text: str, where: str) -> list[Diagnostic]
     return []
 
 
-def _remote_jwks_uris(config: MeshConfig) -> list[str]:
-    """http(s) jwksUris that do not name a mesh service: the control plane fetches them."""
-    out: list[str] = []
-    for res in config.carried:
-        if res.meta.kind != "RequestAuthentication":
-            continue
-        for rule in json.loads(res.spec_json).get("jwtRules") or ():
-            uri = str(rule.get("jwksUri") or "")
-            if rule.get("jwks") or not uri.startswith(("http://", "https://")):
-                continue
-            if jwks_uri_target(uri, config.service_by_host, res.meta.namespace) is None:
-                out.append(uri)
-    return out
-
-
 def _check_authn(
-    res: CarriedResource, spec: dict[str, Any], fetched: dict[str, FetchResult] | None = None
+    res: CarriedResource, spec: dict[str, Any], resolved: dict[str, JwksInput] | None = None
 ) -> list[Diagnostic]:
+    """resolved: the config's JWKS inputs by uri (config.inputs: fetched / read when the change was made)."""
     out: list[Diagnostic] = []
     for key in ("targetRef", "targetRefs"):
         if spec.get(key) is not None:
@@ -204,7 +190,7 @@ def _check_authn(
         elif jwks:
             out += _check_jwks(res, jwks, f"{where}.jwks")
         elif uri:
-            got = (fetched or {}).get(str(uri))
+            got = (resolved or {}).get(str(uri))
             if str(uri).startswith(("http://", "https://")):
                 if got is not None and got.error and not got.stale:
                     msg = f"cannot fetch the JWKS from {uri}: {got.error}"
@@ -218,14 +204,14 @@ def _check_authn(
             elif not str(uri).startswith("file://"):
                 msg = f"{uri!r}: expected an http://, https:// or file:// URI"
                 out.append(_diag(res, f"{where}.jwksUri", msg, "unsupported"))
+            elif got is None or (got.error and not got.text):
+                msg = f"cannot read {uri}: {got.error if got else 'not resolved'}"
+                out.append(_diag(res, f"{where}.jwksUri", msg, "io"))
             else:
-                try:
-                    text = read_jwks_uri(str(uri))
-                except OSError as exc:
-                    msg = f"cannot read {uri}: {exc.strerror or exc}"
-                    out.append(_diag(res, f"{where}.jwksUri", msg, "io"))
-                else:
-                    out += _check_jwks(res, text, f"{where}.jwksUri")
+                if got.stale:
+                    msg = f"cannot read {uri} again ({got.error}); keeping the previous copy"
+                    out.append(_diag(res, f"{where}.jwksUri", msg, "io", warn=True))
+                out += _check_jwks(res, got.text, f"{where}.jwksUri")
         else:
             out.append(_diag(res, where, "needs jwks (inline) or jwksUri", "required"))
         for j, h in enumerate(rule.get("fromHeaders") or ()):
@@ -349,16 +335,13 @@ def check_security(config: MeshConfig) -> list[Diagnostic]:
     namespace_wide: dict[str, CarriedResource] = {}
     gateway_refs: set[str] = set()
     out += check_client_tls(config)
-    remote = _remote_jwks_uris(config)
-    fetched = {r.uri: r for r in fetch_jwks(remote)} if remote else {}
-    if remote:
-        security_policies.cache_clear()  # translation must see the JWKS just fetched
+    resolved = config.inputs.jwks_by_uri()
     for res in config.carried:
         check = _CHECKS.get(res.meta.kind)
         if check is None:
             continue
         spec = json.loads(res.spec_json)
-        out += _check_authn(res, spec, fetched) if check is _check_authn else check(res, spec)
+        out += _check_authn(res, spec, resolved) if check is _check_authn else check(res, spec)
         if res.meta.kind == "PeerAuthentication" and not (spec.get("selector") or {}).get("matchLabels"):
             first = namespace_wide.setdefault(res.meta.namespace, res)
             if first is not res:

@@ -286,10 +286,11 @@ class SnapshotBuilder:
         gateway_secrets: list[Resource] = []
         if proxy.mode is ProxyMode.GATEWAY:
             # credentialName files are re-checked every build; unchanged ones are the same objects
-            creds = self.credentials.load(credential_names(proxy, config))
+            creds = self.credentials.load(credential_names(proxy, config), config.inputs)
+            memo_key = (proxy, config.carried, config.inputs, config.virtual_services, config.services)
             gw = self.memo.get(
                 ("gateway", proxy.id),
-                (proxy, config.carried, config.virtual_services, config.services, *creds.values()),
+                (*memo_key, *creds.values()),
                 lambda: gateway_resources(
                     proxy, config, creds, self.credentials.describe, self.normalization
                 ),

@@ -276,7 +276,7 @@ def gateway_resources(
     routes: list[Resource] = []
     warnings: list[Diagnostic] = []
     where = Location(file="<proxy>", kind="Proxy", namespace=proxy.namespace, name=proxy.id)
-    policies = security_policies(config.carried)
+    policies = security_policies(config.carried, config.inputs.jwks_texts())
     labels = proxy.label_map
     http_filters = authn_http_filters(policies, proxy.namespace, labels, config)
     http_filters += rbac_http_filters(policies, proxy.namespace, labels)

@@ -120,8 +120,11 @@ async def test_older_schema_waits_for_migrate(schema: str) -> None:
     backend = PostgresBackend(store_url(schema))
     await backend.load()
     conn = await asyncpg.connect(PG_BASE)
-    tables = f'"{schema}".replicas, "{schema}".revocations'  # what schema 1 did not have
-    await conn.execute(f'DROP TABLE {tables}; UPDATE "{schema}".schema_info SET version = 1')
+    tables = f'"{schema}".replicas, "{schema}".revocations, "{schema}".resolved_inputs'  # not in schema 1
+    await conn.execute(
+        f'DROP TABLE {tables}; ALTER TABLE "{schema}".versions DROP COLUMN inputs; '
+        f'UPDATE "{schema}".schema_info SET version = 1'
+    )
     with pytest.raises(StoreError, match="run `mecha store migrate"):
         await PostgresBackend(store_url(schema)).load()
     assert await backend.migrate() == (1, SCHEMA_VERSION)

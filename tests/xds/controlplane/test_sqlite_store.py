@@ -159,6 +159,8 @@ async def test_schema_1_store_is_migrated_at_start_and_rolls_back_from_its_head(
     await store.close()
     with sqlite3.connect(tmp_path / DB_FILE) as db:  # what schema 1 looked like
         db.execute("DROP TABLE document_history")
+        db.execute("DROP TABLE resolved_inputs")  # schema 3
+        db.execute("ALTER TABLE versions DROP COLUMN inputs")
         db.execute("PRAGMA user_version = 1")
     again = ConfigStore(compile_docs, SqliteBackend.in_state_dir(tmp_path))
     await again.load()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from xds.controlplane.store.plan import Change, Key
 from xds.diagnostics import Location
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.sources import RawDocument
 
 
@@ -67,6 +68,7 @@ class VersionRecord:
 class StoredState:
     version: int  # 0: nothing accepted yet
     documents: Sequence[StoredDocument] = field(default_factory=tuple)
+    inputs: ResolvedInputs = EMPTY_INPUTS  # the JWKS/credentials this version was accepted with
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ChangeRecord:
     version: VersionRecord
     upserts: Sequence[StoredDocument]
     removed: Sequence[Key]
+    inputs: ResolvedInputs = EMPTY_INPUTS  # stored in the same transaction, keyed by content hash
 
 
 class StoreBackend(Protocol):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
 
 from xds.controlplane.store.base import ChangeRecord, StoreBackend, StoredDocument, StoreError, VersionRecord
 from xds.controlplane.store.memory import MemoryBackend
@@ -19,18 +20,33 @@ from xds.controlplane.store.plan import (
     Change,
     CompileFn,
     CompileResultLike,
+    InputRefresh,
     Key,
     Plan,
     plan_change,
     same_body,
 )
 from xds.diagnostics import Diagnostic, Location
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.sources import RawDocument
 
 
+class Resolver(Protocol):
+    def resolving(self, previous: ResolvedInputs, refresh: InputRefresh) -> Callable[[Any], ResolvedInputs]:
+        """A function of the compiled model (MeshConfig) giving its inputs: `previous`'s copies are reused
+        unless `refresh` says to fetch/read them again."""
+        ...
+
+
 class ConfigStore:
-    def __init__(self, compile_fn: CompileFn, backend: StoreBackend | None = None) -> None:
+    def __init__(
+        self, compile_fn: CompileFn, backend: StoreBackend | None = None, resolver: Resolver | None = None
+    ) -> None:
+        """resolver: resolves the inputs a change names (JWKS, credential files: xds/controlplane/inputs.py);
+        compile_fn then takes inputs= (resolved inputs, or a function of the model giving them)."""
         self._compile = compile_fn
+        self.resolver = resolver
+        self.inputs: ResolvedInputs = EMPTY_INPUTS  # those of the current version
         self.backend: StoreBackend = backend if backend is not None else MemoryBackend()
         self._docs: dict[Key, RawDocument] = {}
         self._owners: dict[Key, str] = {}
@@ -45,10 +61,14 @@ class ConfigStore:
         what this one now refuses: it is served anyway, and the diagnostics say why it would be refused)."""
         state = await self.backend.load()
         docs = {d.key: d.raw() for d in state.documents}
-        result = await asyncio.to_thread(self._compile, list(docs.values())) if docs else self.result
+        if docs:  # served with the inputs stored with it: nothing is fetched or read again here
+            result = await asyncio.to_thread(self._compile_with, list(docs.values()), state.inputs)
+        else:
+            result = self.result
         self._docs = docs
         self._owners = {d.key: d.owner for d in state.documents}
         self.version = state.version
+        self.inputs = state.inputs
         self.result = result
         return list(result.diagnostics)
 
@@ -90,7 +110,16 @@ class ConfigStore:
             del owners[key]
             removed.append(key)
         change = Change(tuple(sorted(added)), tuple(sorted(modified)), tuple(sorted(removed)))
-        return Plan(docs, owners, change, source=f"rollback:{version}", written=tuple(sorted(old)))
+        plan = Plan(docs, owners, change, source=f"rollback:{version}", written=tuple(sorted(old)))
+        plan.inputs = state.inputs  # the JWKS/certificates of that version come back too
+        return plan
+
+    def plan_refresh_inputs(self, source: str, refresh: InputRefresh) -> Plan:
+        """The same documents with inputs resolved again (JWKS refresh, a credential file changed): a new
+        version when they differ, recorded as `source` (inputs:...)."""
+        plan = Plan(dict(self._docs), dict(self._owners), Change(), source=source)
+        plan.refresh = refresh
+        return plan
 
     @property
     def config(self) -> Any:
@@ -136,11 +165,29 @@ class ConfigStore:
         )
 
     def evaluate(self, plan: Plan) -> Plan:
-        """Compile the whole candidate set (skipped when planning already found errors). Pure: may run in a
-        thread."""
-        if plan.ok and not plan.change.empty:
-            plan.result = self._compile(list(plan.documents.values()))
+        """Resolve the inputs the candidate set names and compile it (skipped when planning already found
+        errors). Off the event loop: may run in a thread (resolving may fetch a JWKS)."""
+        if not plan.ok or (plan.change.empty and plan.refresh is None and plan.inputs is None):
+            return plan
+        docs = list(plan.documents.values())
+        if self.resolver is None:
+            plan.result = self._compile(docs)
+            return plan
+        given = plan.inputs
+        if given is None:
+            given = self.resolver.resolving(self.inputs, plan.refresh or InputRefresh())
+        plan.result = self._compile_with(docs, given)
+        config = plan.result.config if plan.result.ok else None
+        if config is not None:
+            plan.inputs = config.inputs
+            plan.change = replace(plan.change, inputs=plan.inputs.changes_from(self.inputs))
         return plan
+
+    def _compile_with(self, docs: list[RawDocument], inputs: Any) -> CompileResultLike:
+        if self.resolver is None:
+            return self._compile(docs)
+        compile_inputs: Any = self._compile
+        return compile_inputs(docs, inputs=inputs)  # type: ignore[no-any-return]
 
     async def commit(self, plan: Plan) -> int:
         """Make an evaluated, ok plan current: durable in the backend first, then served. Returns the new
@@ -151,14 +198,17 @@ class ConfigStore:
             return self.version
         assert plan.result is not None, "evaluate() before commit()"
         version = self.version + 1
+        inputs = plan.inputs if plan.inputs is not None else self.inputs
         record = ChangeRecord(
             VersionRecord(version, time.time(), plan.source, plan.change),
             [StoredDocument.of(plan.documents[k], plan.owners[k]) for k in plan.written],
             plan.change.removed,
+            inputs,
         )
         await self.backend.save(record)
         self._docs, self._owners = plan.documents, plan.owners
         self.result = plan.result
+        self.inputs = inputs
         self.version = version
         return version
 

@@ -13,6 +13,7 @@ from xds.controlplane.store.base import (
     VersionRecord,
 )
 from xds.controlplane.store.plan import Key
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 
 
 @dataclass
@@ -22,6 +23,7 @@ class MemoryRecord:
     documents: dict[Key, StoredDocument] = field(default_factory=dict)
     versions: list[VersionRecord] = field(default_factory=list)
     states: dict[int, dict[Key, StoredDocument]] = field(default_factory=dict)  # after each version
+    inputs: dict[int, ResolvedInputs] = field(default_factory=dict)  # each version's resolved inputs
 
 
 class MemoryBackend:
@@ -36,7 +38,9 @@ class MemoryBackend:
         return self.record.versions[-1].version if self.record.versions else 0
 
     async def load(self) -> StoredState:
-        return StoredState(self._version(), tuple(self.record.documents.values()))
+        version = self._version()
+        inputs = self.record.inputs.get(version, EMPTY_INPUTS)
+        return StoredState(version, tuple(self.record.documents.values()), inputs)
 
     async def save(self, record: ChangeRecord) -> None:
         current = self._version()
@@ -51,11 +55,13 @@ class MemoryBackend:
             self.record.documents.pop(key, None)
         self.record.versions.append(record.version)
         self.record.states[record.version.version] = dict(self.record.documents)
+        self.record.inputs[record.version.version] = record.inputs
 
     async def documents_at(self, version: int) -> StoredState:
         if version not in self.record.states:
             raise StoreError(f"version {version} is not in the history")
-        return StoredState(version, tuple(self.record.states[version].values()))
+        inputs = self.record.inputs.get(version, EMPTY_INPUTS)
+        return StoredState(version, tuple(self.record.states[version].values()), inputs)
 
     async def history(self) -> list[VersionRecord]:
         return list(self.record.versions)

@@ -76,5 +76,20 @@ CREATE TABLE "{schema}".revocations (          -- workload credentials revoked o
 );
 """
 
-POSTGRES_MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# inputs resolved with a version (JWKS, credential certificates: xds/inputs.py), once per distinct content
+_V4 = """
+ALTER TABLE "{schema}".versions ADD COLUMN inputs text NOT NULL DEFAULT '';  -- resolved_inputs.hash, '' none
+CREATE TABLE "{schema}".resolved_inputs (
+    hash text PRIMARY KEY,                     -- SHA-256 of body
+    body text NOT NULL                         -- JSON: JWKS texts, credential certificates (never a key)
+);
+"""
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+
+# The embedded SQLite store's schema 3 (its migrations live in sqlite.py; this one is shared in shape)
+SQLITE_INPUTS = """
+ALTER TABLE versions ADD COLUMN inputs TEXT NOT NULL DEFAULT '';
+CREATE TABLE resolved_inputs (hash TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
 SCHEMA_VERSION = len(POSTGRES_MIGRATIONS)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.inputs import ResolvedInputs
 from xds.sources import RawDocument
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -63,18 +64,49 @@ class Change:
     modified: tuple[Key, ...] = ()
     removed: tuple[Key, ...] = ()
     not_found: tuple[Key, ...] = ()  # delete of documents the store does not hold
+    inputs: tuple[str, ...] = ()  # resolved inputs that changed: "jwks <uri>", "credential <name>"
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.modified or self.removed)
+        return not (self.added or self.modified or self.removed or self.inputs)
 
     def to_dict(self) -> dict[str, list[str]]:
-        return {
+        out = {
             "added": [key_str(k) for k in self.added],
             "modified": [key_str(k) for k in self.modified],
             "removed": [key_str(k) for k in self.removed],
             "not_found": [key_str(k) for k in self.not_found],
         }
+        if self.inputs:
+            out["inputs"] = list(self.inputs)
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What a backend stores of it (JSON): `Change.of_record` reads it back."""
+        out: dict[str, Any] = {"added": self.added, "modified": self.modified, "removed": self.removed}
+        if self.inputs:
+            out["inputs"] = self.inputs
+        return out
+
+    @classmethod
+    def of_record(cls, summary: Mapping[str, Any]) -> Change:
+        def keys(raw: list[Any]) -> tuple[Key, ...]:
+            return tuple((str(k[0]), str(k[1]), str(k[2])) for k in raw)
+
+        return cls(
+            keys(summary.get("added", [])),
+            keys(summary.get("modified", [])),
+            keys(summary.get("removed", [])),
+            inputs=tuple(str(i) for i in summary.get("inputs", [])),
+        )
+
+
+@dataclass(frozen=True)
+class InputRefresh:
+    """Which resolved inputs a change fetches / reads again instead of reusing the stored copy."""
+
+    jwks: bool = False
+    credentials: bool = False
 
 
 @dataclass
@@ -92,6 +124,10 @@ class Plan:
     written: tuple[Key, ...] = ()  # documents this change (re)writes, changed or not (their file may move)
     strict: bool = False  # refuse what istiod accepts with a warning (`mecha apply --strict`)
     earlier: list[Diagnostic] = field(default_factory=list)  # the accepted config's, before this change
+    # the JWKS/credentials this version is compiled with: None until evaluated (resolved then), preset by a
+    # rollback (the inputs of the version it returns to)
+    inputs: ResolvedInputs | None = None
+    refresh: InputRefresh | None = None  # re-resolve inputs although no document changed (source inputs:...)
 
     def with_strict(self, strict: bool) -> Plan:
         self.strict = strict

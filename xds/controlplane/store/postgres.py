@@ -28,7 +28,8 @@ from xds.controlplane.store.base import (
     VersionRecord,
 )
 from xds.controlplane.store.migrations import APPLICATION, POSTGRES_MIGRATIONS, SCHEMA_VERSION
-from xds.controlplane.store.plan import Change, Key
+from xds.controlplane.store.plan import Change
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 
 log = logging.getLogger("mecha.store")
 
@@ -235,11 +236,25 @@ class PostgresBackend:
                     "SELECT kind, namespace, name, owner, api_version, body, yaml, file, document FROM "
                     f"{self._t('documents')} ORDER BY kind, namespace, name"
                 )
+                inputs = await self._inputs_of(conn, int(version))
         except StoreError:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise self._cannot("cannot be read", exc) from None
-        return StoredState(int(version), tuple(_document(r) for r in rows))
+        return StoredState(int(version), tuple(_document(r) for r in rows), inputs)
+
+    async def _inputs_of(self, conn: asyncpg.Connection, version: int) -> ResolvedInputs:
+        body = await conn.fetchval(
+            f"SELECT r.body FROM {self._t('versions')} v JOIN {self._t('resolved_inputs')} r "
+            "ON r.hash = v.inputs WHERE v.version = $1",
+            version,
+        )
+        try:
+            return ResolvedInputs.from_json(body) if body else EMPTY_INPUTS
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"config store {self.location}: the resolved inputs of version {version} are corrupt ({exc})"
+            ) from None
 
     async def documents_at(self, version: int) -> StoredState:
         """The document set as it was right after `version` (for rollback)."""
@@ -260,11 +275,12 @@ class PostgresBackend:
                     "ORDER BY kind, namespace, name, version DESC",
                     version,
                 )
+                inputs = await self._inputs_of(conn, version)
         except StoreError:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise self._cannot("cannot read the history", exc) from None
-        return StoredState(version, tuple(_document(r) for r in rows if r["owner"] is not None))
+        return StoredState(version, tuple(_document(r) for r in rows if r["owner"] is not None), inputs)
 
     async def history(self) -> list[VersionRecord]:
         pool = await self._ensure_pool()
@@ -289,18 +305,22 @@ class PostgresBackend:
                         f"config store {self.location}: holds version {current}, refusing to write version "
                         f"{new.version} (another replica wrote first)"
                     )
-                changes = {
-                    "added": new.change.added,
-                    "modified": new.change.modified,
-                    "removed": new.change.removed,
-                }
+                digest = record.inputs.digest
+                if digest:  # once per distinct content: most versions share their predecessor's
+                    await conn.execute(
+                        f"INSERT INTO {self._t('resolved_inputs')} (hash, body) VALUES ($1, $2) "
+                        "ON CONFLICT (hash) DO NOTHING",
+                        digest,
+                        record.inputs.to_json(),
+                    )
                 await conn.execute(
-                    f"INSERT INTO {self._t('versions')} (version, at, source, changes) "
-                    "VALUES ($1, $2, $3, $4)",
+                    f"INSERT INTO {self._t('versions')} (version, at, source, changes, inputs) "
+                    "VALUES ($1, $2, $3, $4, $5)",
                     new.version,
                     new.at,
                     new.source,
-                    json.dumps(changes),
+                    json.dumps(new.change.record()),
+                    digest,
                 )
                 columns = "kind, namespace, name, owner, api_version, body, yaml, file, document"
                 rows = [_row(d) for d in record.upserts]
@@ -407,6 +427,10 @@ class PostgresBackend:
             )
             await conn.execute(f"DELETE FROM {self._t('document_history')} WHERE version < $1", floor)
             status = await conn.execute(f"DELETE FROM {self._t('versions')} WHERE version < $1", floor)
+            await conn.execute(
+                f"DELETE FROM {self._t('resolved_inputs')} WHERE hash NOT IN "
+                f"(SELECT inputs FROM {self._t('versions')})"
+            )
             return int(status.split()[-1])
 
     async def close(self) -> None:
@@ -439,13 +463,6 @@ def _document(row: asyncpg.Record) -> StoredDocument:
     )
 
 
-def _keys(raw: list[Any]) -> tuple[Key, ...]:
-    return tuple((str(k[0]), str(k[1]), str(k[2])) for k in raw)
-
-
 def _version_record(row: asyncpg.Record) -> VersionRecord:
-    summary = json.loads(row["changes"])
-    change = Change(
-        _keys(summary.get("added", [])), _keys(summary.get("modified", [])), _keys(summary.get("removed", []))
-    )
+    change = Change.of_record(json.loads(row["changes"]))
     return VersionRecord(int(row["version"]), float(row["at"]), row["source"], change)

@@ -24,11 +24,13 @@ from xds.controlplane.store.base import (
     StoreVersionConflict,
     VersionRecord,
 )
-from xds.controlplane.store.plan import Change, Key
+from xds.controlplane.store.migrations import SQLITE_INPUTS
+from xds.controlplane.store.plan import Change
+from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.statedir import ensure_private_dir
 
 DB_FILE = "config.db"
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration in _MIGRATIONS
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration in _MIGRATIONS
 APPLICATION_ID = 0x4D454348  # PRAGMA application_id "MECH": this file is a Mecha config store
 
 _SCHEMA = """
@@ -70,14 +72,11 @@ _MIGRATIONS = (
     + """INSERT INTO document_history SELECT kind, namespace, name,
         (SELECT coalesce(max(version), 0) FROM versions), owner, api_version, body, yaml, file, document
         FROM documents;""",
+    SQLITE_INPUTS,
 )
 _HISTORY_COLUMNS = "kind, namespace, name, owner, api_version, body, yaml, file, document, version"
 
 T = TypeVar("T")
-
-
-def _keys(raw: list[Any]) -> tuple[Key, ...]:
-    return tuple((str(k[0]), str(k[1]), str(k[2])) for k in raw)
 
 
 def _row(doc: StoredDocument, version: int) -> tuple[Any, ...]:
@@ -140,7 +139,7 @@ class SqliteBackend:
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and schema == 0 and tables == 0:  # a new, empty file
             db.executescript(
-                f"BEGIN; {_SCHEMA} {_HISTORY} PRAGMA application_id={APPLICATION_ID}; "
+                f"BEGIN; {_SCHEMA} {_HISTORY} {SQLITE_INPUTS} PRAGMA application_id={APPLICATION_ID}; "
                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             )
             return
@@ -164,6 +163,7 @@ class SqliteBackend:
         db = self._open()
         try:
             version = db.execute("SELECT coalesce(max(version), 0) FROM versions").fetchone()[0]
+            inputs = self._inputs_of(db, version)
             rows = db.execute(
                 "SELECT kind, namespace, name, owner, api_version, body, yaml, file, document FROM documents"
                 " ORDER BY kind, namespace, name"
@@ -179,7 +179,17 @@ class SqliteBackend:
             docs.append(
                 StoredDocument((kind, namespace, name), owner, api_version, parsed, file, int(index), text)
             )
-        return StoredState(int(version), tuple(docs))
+        return StoredState(int(version), tuple(docs), inputs)
+
+    def _inputs_of(self, db: sqlite3.Connection, version: int) -> ResolvedInputs:
+        row = db.execute(
+            "SELECT r.body FROM versions v JOIN resolved_inputs r ON r.hash = v.inputs WHERE v.version = ?",
+            (version,),
+        ).fetchone()
+        try:
+            return ResolvedInputs.from_json(row[0]) if row else EMPTY_INPUTS
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._refuse(f"the resolved inputs of version {version} are corrupt ({exc})") from None
 
     async def history(self) -> list[VersionRecord]:
         return await self._run(self._history)
@@ -188,12 +198,7 @@ class SqliteBackend:
         rows = self._open().execute("SELECT version, at, source, changes FROM versions ORDER BY version")
         out = []
         for version, at, source, changes in rows:
-            summary = json.loads(changes)
-            change = Change(
-                _keys(summary.get("added", [])),
-                _keys(summary.get("modified", [])),
-                _keys(summary.get("removed", [])),
-            )
+            change = Change.of_record(json.loads(changes))
             out.append(VersionRecord(int(version), float(at), source, change))
         return out
 
@@ -213,14 +218,15 @@ class SqliteBackend:
                         f"config store {self.path}: holds version {current}, refusing to write version "
                         f"{new.version} (another control plane on the same file?)"
                     )
-                changes = {
-                    "added": new.change.added,
-                    "modified": new.change.modified,
-                    "removed": new.change.removed,
-                }
+                digest = record.inputs.digest
+                if digest:  # once per distinct content: most versions share their predecessor's
+                    db.execute(
+                        "INSERT OR IGNORE INTO resolved_inputs (hash, body) VALUES (?, ?)",
+                        (digest, record.inputs.to_json()),
+                    )
                 db.execute(
-                    "INSERT INTO versions (version, at, source, changes) VALUES (?, ?, ?, ?)",
-                    (new.version, new.at, new.source, json.dumps(changes)),
+                    "INSERT INTO versions (version, at, source, changes, inputs) VALUES (?, ?, ?, ?, ?)",
+                    (new.version, new.at, new.source, json.dumps(new.change.record()), digest),
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO documents (kind, namespace, name, owner, api_version, body, yaml,"
@@ -266,7 +272,39 @@ class SqliteBackend:
             for kind, ns, name, owner, api, body, text, file, index in rows
             if owner is not None
         ]
-        return StoredState(version, tuple(docs))
+        return StoredState(version, tuple(docs), self._inputs_of(db, version))
+
+    async def compact(self, keep: int) -> int:
+        """Drop history older than the last `keep` versions (as the PostgreSQL store does; the leader's
+        periodic job). Returns how many version rows went."""
+        return await self._run(self._compact, keep)
+
+    def _compact(self, keep: int) -> int:
+        db = self._open()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            head = db.execute("SELECT coalesce(max(version), 0) FROM versions").fetchone()[0]
+            floor = head - keep + 1
+            if floor <= 1:
+                db.execute("ROLLBACK")
+                return 0
+            # the newest entry of every document at or below the floor becomes its entry at the floor
+            db.execute(
+                f"INSERT OR REPLACE INTO document_history ({_HISTORY_COLUMNS}) "
+                "SELECT h.kind, h.namespace, h.name, h.owner, h.api_version, h.body, h.yaml, h.file, "
+                "h.document, ? FROM document_history h JOIN (SELECT kind, namespace, name, max(version) AS "
+                "version FROM document_history WHERE version <= ? GROUP BY kind, namespace, name) last "
+                "USING (kind, namespace, name, version) WHERE h.version < ? AND h.owner IS NOT NULL",
+                (floor, floor, floor),
+            )
+            db.execute("DELETE FROM document_history WHERE version < ?", (floor,))
+            dropped = db.execute("DELETE FROM versions WHERE version < ?", (floor,)).rowcount
+            db.execute("DELETE FROM resolved_inputs WHERE hash NOT IN (SELECT inputs FROM versions)")
+            db.execute("COMMIT")
+            return int(dropped)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         """Idempotent: the control plane and its tests may both close it."""

@@ -103,7 +103,7 @@ class SecurityTranslator:
         self.normalization = normalization
 
     def policies(self, config: MeshConfig) -> SecurityPolicies:
-        return security_policies(config.carried)
+        return security_policies(config.carried, config.inputs.jwks_texts())
 
     # ---- LDS -------------------------------------------------------------------------------------------
     def listeners(self, config: MeshConfig, proxy: ProxyIdentity, plain: list[Resource]) -> list[Resource]:
