@@ -25,12 +25,16 @@ def claims_for(proxy_id: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
     accounts = [str((a.get("labels") or {}).get("app") or a["name"]) for a in apps]
     if not accounts:
         accounts = [str((metadata.get("labels") or {}).get("app") or proxy_id)]
-    return {
+    claims: dict[str, Any] = {
         "namespace": str(metadata.get("namespace") or "default"),
         "service_accounts": list(dict.fromkeys(accounts)),
         "labels": {k: sorted(v) for k, v in labels.items()},
         "mode": str(metadata.get("mode") or "sidecar"),
     }
+    if metadata.get("workload_group"):  # auto-registration: that group, at exactly the node's address
+        claims["workload_group"] = str(metadata["workload_group"])
+        claims["addresses"] = [str(metadata.get("address") or "127.0.0.1")]
+    return claims
 
 
 def issue_for(state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], ttl_s: float = 30 * 86400) -> Path:
