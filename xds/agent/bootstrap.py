@@ -34,7 +34,8 @@ def through_agent(rendered: str, socket_dir: Path) -> str:
     """A bootstrap rendered from envoy/bootstrap.yaml with its xDS cluster moved onto the agent's sockets."""
     doc = yaml.safe_load(rendered)
     clusters = [c for c in doc["static_resources"]["clusters"] if c["name"] not in (XDS_CLUSTER, SDS_CLUSTER)]
-    socket_dir = socket_dir.resolve()
+    if not socket_dir.is_absolute():  # an absolute one is kept as given: it may name a container's path
+        socket_dir = socket_dir.resolve()
     clusters += [
         _pipe_cluster(XDS_CLUSTER, socket_dir / "xds.sock"),
         _pipe_cluster(SDS_CLUSTER, socket_dir / "sds.sock"),

@@ -250,12 +250,20 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         xds_addresses=tuple(parse_xds_address(a) for a in getattr(args, "xds", [])),
     )
     text = render(params)
+    agent_line = ""
+    if getattr(args, "agent_dir", None):  # credential issued by the API; Envoy talks to its agent only
+        from xds.cli import bootstrap_agent
+
+        text, agent_line = bootstrap_agent.agent_mode(args, metadata, text)
     if args.output in (None, "-"):
         print(text)
     else:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         print(f"wrote {args.output} (proxy {args.id}, {args.mode} mode, xDS {args.xds_host}:{args.xds_port})")
+    if agent_line:
+        out = sys.stderr if args.output in (None, "-") else sys.stdout  # stdout may be the bootstrap itself
+        print(f"run its agent beside Envoy:\n  {agent_line}", file=out)
     return 0
 
 

@@ -8,7 +8,17 @@ from pathlib import Path
 
 # Only light modules here: every command pays for these imports, `mecha --help` included (a test checks
 # that grpc, aiohttp, networkx, envoy_data_plane and cryptography stay out); heavy ones load in handlers.
-from xds.cli import analyze, commands, dashboard, identity, kube_import, options, store, version
+from xds.cli import (
+    analyze,
+    bootstrap_agent,
+    commands,
+    dashboard,
+    identity,
+    kube_import,
+    options,
+    store,
+    version,
+)
 from xds.cli.client import SERVER_HELP, ApiError, ServerUnavailable
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.statedir import ENV_TOKEN
@@ -141,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--delta", action="store_true", help="use delta xDS (DELTA_GRPC)")
     p.add_argument("-o", "--output", default=None, help="output file (default stdout)")
+    p.add_argument("--agent-dir", default=None, help=bootstrap_agent.AGENT_DIR_HELP)
+    p.add_argument(
+        "--credential-ttl", type=float, default=365 * 86400, help="--agent-dir: credential lifetime (s)"
+    )
+    _add_server(p)  # --agent-dir: the API that issues the credential
 
     p = sub.add_parser("up", help="run the control plane, demo apps and Envoys on this machine")
     p.add_argument(
@@ -188,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
         route_tables=args.route_tables,
         state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
         insecure_xds=True if args.insecure_xds else None,
+        mtls=False if args.no_mtls else None,
         allowed_hosts=args.allowed_host or None,
         store=args.store,
     )

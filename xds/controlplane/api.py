@@ -25,7 +25,7 @@ from xds.controlplane.auth import (
 from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
 from xds.controlplane.envoy_admin import SECTIONS, AdminError, proxy_config, short_rows
 from xds.controlplane.report import routing_warnings
-from xds.identity.api import revoke_credential
+from xds.identity.api import issue_credential, revoke_credential
 from xds.redact import RedactingFilter, Redactor, secret_values
 
 log = logging.getLogger("mecha.api")
@@ -66,6 +66,8 @@ async def redact_answers(request: web.Request, handler: Any) -> web.StreamRespon
     principal = request.get(PRINCIPAL)
     if request.path == "/api/v1/dapr" and principal is not None and not principal.may(SCOPE_ADMIN):
         return response  # the reader credential: real values
+    if request.path == "/api/v1/credentials" and response.status == 200:
+        return response  # the workload credential just issued is the answer (operator only: the guard)
     is_json = isinstance(response, web.Response) and response.content_type == "application/json"
     if not is_json or not isinstance(response.body, bytes):
         return response
@@ -224,7 +226,8 @@ def make_app(
     app.router.add_get("/api/v1/proxies", proxies)
     app.router.add_get("/api/v1/proxies/{proxy}/config/{section}", proxy_section)
     app.router.add_get("/api/v1/dapr", dapr)
-    app.router.add_post("/api/v1/credentials/revoke", revoke_credential)  # xds/identity/api.py
+    app.router.add_post("/api/v1/credentials", issue_credential)  # xds/identity/api.py
+    app.router.add_post("/api/v1/credentials/revoke", revoke_credential)
     history_api.add_routes(app)  # GET /api/v1/config/history, POST /api/v1/config/rollback
     registration_api.add_routes(app)  # POST /api/v1/workloads/health (workload credential), GET workloads
     app.router.add_get("/metrics", prometheus)
