@@ -147,6 +147,7 @@ def mesh_config_document(
         return None, diags
     if MESH_TRACING.check(mesh, "data.mesh", report):
         _check_providers(mesh, report)
+        _check_legacy_tracing(mesh, report)
     if any(d.severity is Severity.ERROR for d in diags):
         return None, diags
     meta = Meta(MESH_CONFIG_KIND, location.namespace, location.name, location)
@@ -192,6 +193,33 @@ def _check_providers(mesh: dict[str, Any], report: Report) -> None:
         for key in ("service", "port"):
             if not otel.get(key):
                 report("error", f"{where}.opentelemetry.{key}", "required field is missing", "required")
+
+
+LEGACY_TRACERS = ("zipkin", "lightstep", "datadog", "stackdriver", "openCensusAgent")
+
+
+def _check_legacy_tracing(mesh: dict[str, Any], report: Report) -> None:
+    """istiod's pre-Telemetry tracing (enableTracing + defaultConfig.tracing.<tracer>) builds Envoy's tracer
+    from the proxy config; Mecha does not: say so on the field, with what to write instead."""
+    legacy = ((mesh.get("defaultConfig") or {}).get("tracing")) or {}
+    if mesh.get("enableTracing") is False:
+        return
+    for tracer in LEGACY_TRACERS:
+        if not isinstance(legacy, dict) or legacy.get(tracer) is None:
+            continue
+        where = f"data.mesh.defaultConfig.tracing.{tracer}"
+        address = (legacy.get(tracer) or {}).get("address") if isinstance(legacy.get(tracer), dict) else None
+        if address:
+            where += ".address"
+        report(
+            "warning",
+            where,
+            f"legacy proxy tracing (enableTracing + defaultConfig.tracing.{tracer}) is not configured in "
+            f"Envoy{f': no spans go to {address}' if address else ''}; declare the collector under "
+            "extensionProviders with opentelemetry: {service, port} and select it with a Telemetry "
+            "tracing.providers or defaultProviders.tracing",
+            "unsupported",
+        )
 
 
 def tracing_settings(carried: Iterable[CarriedResource]) -> TracingSettings:
