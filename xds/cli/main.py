@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="plaintext xDS without workload credentials (transition only; also MECHA_INSECURE_XDS=1)",
     )
     serve.add_argument(
+        "--no-mtls",
+        action="store_true",
+        help="a mesh without a CA: no workload certificates, config that needs them is refused "
+        "(also MECHA_MTLS=0)",
+    )
+    serve.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-offset", type=int, default=0, help="shift every default port by N")
     p.add_argument("--state-dir", default=".mecha", help="logs, pid file, bootstraps (default ./.mecha)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
+    p.add_argument(
+        "--no-mtls", action="store_true", help="a mesh without a CA (plaintext; MECHA_MTLS=0)"
+    )
     p = sub.add_parser("down", help="stop a running `mecha up` (from its pid file)")
     p.add_argument("--state-dir", default=".mecha", help="the state folder of the `mecha up` to stop")
     version.add_parser(sub, _add_server)

@@ -468,6 +468,13 @@ class ControlPlane:
             plan.earlier = list(self.store.result.diagnostics)  # before this change: not shown again
             if (plan.strict or self.settings.strict) and plan.result is not None:  # --strict, MECHA_STRICT=1
                 plan.result.diagnostics[:] = promote_strict(plan.result.diagnostics, plan.earlier)
+            if not self.settings.mtls and plan.result is not None and plan.result.config is not None:
+                # no CA: what needs certificates is refused now rather than answering 503 later
+                from xds.validate.no_ca import check_without_ca
+
+                found, accepted = check_without_ca(plan.result.config, self.store.config)
+                plan.result.diagnostics += found
+                plan.earlier += accepted
             if not plan.ok:
                 if not dry_run:
                     metrics.config_refused.inc()

@@ -15,7 +15,8 @@ ENV_DEBOUNCE_AFTER = "MECHA_DEBOUNCE_AFTER"  # seconds, like PILOT_DEBOUNCE_AFTE
 ENV_DEBOUNCE_MAX = "MECHA_DEBOUNCE_MAX"  # seconds, like PILOT_DEBOUNCE_MAX (10s)
 ENV_PUSH_THROTTLE = "MECHA_PUSH_THROTTLE"  # concurrent per-proxy pushes, like PILOT_PUSH_THROTTLE
 ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched folders
-ENV_MTLS = "MECHA_MTLS"  # 1/true: run the CA, give every proxy a SPIFFE cert over SDS, auto-mTLS
+# the CA, a SPIFFE certificate for every proxy (from its agent), auto-mTLS: on unless 0/false (or --no-mtls)
+ENV_MTLS = "MECHA_MTLS"
 ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<sa> (cluster.local)
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
 ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<name>/tls.crt, tls.key, ca.crt
@@ -53,6 +54,18 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_bool(name: str) -> bool | None:
+    """None when unset: the caller picks the default."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={raw!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
 def _env_choice(name: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name, "").strip().lower() or choices[0]
     if raw not in choices:
@@ -87,6 +100,8 @@ class Settings:
     debounce_after: float = 0.1
     debounce_max: float = 10.0
     max_concurrent_pushes: int = field(default_factory=default_push_throttle)
+    # Settings.from_env (mecha serve / up) turns it on, as istiod always runs its CA; off here so that an
+    # in-process control plane built by hand has no CA unless asked
     mtls: bool = False
     trust_domain: str = "cluster.local"
     cert_ttl: float = 86400.0
@@ -118,7 +133,6 @@ class Settings:
             debounce_max=_env_float(ENV_DEBOUNCE_MAX, 10.0),
             max_concurrent_pushes=_env_int(ENV_PUSH_THROTTLE, default_push_throttle()),
             watch_interval=_env_float(ENV_WATCH_INTERVAL, 1.0),
-            mtls=os.environ.get(ENV_MTLS, "").strip().lower() in ("1", "true", "yes", "on"),
             insecure_xds=os.environ.get(ENV_INSECURE_XDS, "").strip().lower() in ("1", "true", "yes", "on"),
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
@@ -137,4 +151,9 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)
+        if overrides.get("mtls") is None:
+            # on by default; with --insecure-xds there are no agents, so the CA would have to ship each
+            # proxy's private key over a plaintext, unauthenticated port: off unless MECHA_MTLS=1 asks
+            explicit = _env_bool(ENV_MTLS)
+            settings.mtls = explicit if explicit is not None else not settings.insecure_xds
         return settings

@@ -107,6 +107,7 @@ def run_up(args: argparse.Namespace) -> int:
         config_dir=config_dir,
         extra_config_dirs=folders[1:],
         with_gateway=True,
+        extra_env={"MECHA_MTLS": "0"} if args.no_mtls else {},
     )
     try:
         return asyncio.run(_up(options, args.timeout))
