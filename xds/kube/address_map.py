@@ -5,6 +5,16 @@ The file is a YAML map, one entry per endpoint or endpoint port:
     10.244.0.12: 127.0.0.1:19081          # a Pod IP (every port keeps its number unless the value has one)
     10.244.0.13:9080: 127.0.0.1:19082     # one port of a Pod IP
     default/reviews-v3-6d7f5b8c9a-p2vnr: 127.0.0.1   # a Pod by namespace/name
+
+The same map is also a document the control plane reads (so `mecha apply` of raw kubectl files, the API and
+`mecha import --address-map` give the same registry), its entries under spec.addresses:
+
+    apiVersion: mecha.io/v1alpha1
+    kind: AddressMap
+    metadata: {name: cluster-to-local}
+    spec:
+      addresses:
+        10.244.0.12: 127.0.0.1:19081
 """
 
 from __future__ import annotations
@@ -73,6 +83,13 @@ class AddressMap:
             raise AddressMapError(f"--address-map {path}: cannot read: {exc}") from None
         return cls.parse(raw, f"--address-map {path}")
 
+    def merged(self, other: AddressMap) -> tuple[AddressMap, list[str]]:
+        """Both maps' entries; the keys they map to different targets (this map's target is kept)."""
+        entries = dict(other.entries)
+        conflicts = [_show(key) for key, target in self.entries.items() if entries.get(key, target) != target]
+        entries.update(self.entries)
+        return AddressMap(entries), conflicts
+
     def resolve(self, address: str, pod: str, port: int) -> tuple[str, int] | None:
         """Where (address, port) of the Pod `pod` (namespace/name, or '') is reached; None when not mapped."""
         for key in ((address, port), (pod, port), (address, None), (pod, None)):
@@ -80,3 +97,7 @@ class AddressMap:
             if found is not None:
                 return found[0], found[1] if found[1] is not None else port
         return None
+
+
+def _show(key: tuple[str, int | None]) -> str:
+    return key[0] if key[1] is None else f"{key[0]}:{key[1]}"

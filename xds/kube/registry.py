@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
-from xds.kube.address_map import AddressMap
+from xds.kube.address_map import AddressMap, AddressMapError
 from xds.kube.protocol import convert_protocol
 from xds.sources.loader import RawDocument
 
@@ -24,7 +24,10 @@ SERVICE = ("", "Service")
 ENDPOINT_SLICE = ("discovery.k8s.io", "EndpointSlice")
 ENDPOINTS = ("", "Endpoints")
 POD = ("", "Pod")
-KUBE_REGISTRY_KINDS = frozenset({SERVICE, ENDPOINT_SLICE, ENDPOINTS, POD})
+# Mecha's own kind: where imported endpoints are reached from here (xds/kube/address_map.py)
+ADDRESS_MAP = ("mecha.io", "AddressMap")
+ADDRESS_MAP_VERSIONS = frozenset({"mecha.io/v1alpha1"})
+KUBE_REGISTRY_KINDS = frozenset({SERVICE, ENDPOINT_SLICE, ENDPOINTS, POD, ADDRESS_MAP})
 DOMAIN_SUFFIX = "svc.cluster.local"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
@@ -61,13 +64,17 @@ def registry_documents(
     out: list[RawDocument | None] = []
     inputs = _Inputs()
     service_slots: list[int] = []
+    report = _Report()
+    map_docs: list[RawDocument] = []
     for doc in docs:
         key = (doc.group, doc.kind)
         if key not in KUBE_REGISTRY_KINDS:
             out.append(doc)
             continue
         ref = (doc.location.namespace, doc.location.name)
-        if key == SERVICE:
+        if key == ADDRESS_MAP:  # read, never served: it only rewrites the endpoints of the Services below
+            map_docs.append(doc)
+        elif key == SERVICE:
             service_slots.append(len(out))
             out.append(doc)  # replaced below
             inputs.services.append(doc)
@@ -84,10 +91,10 @@ def registry_documents(
                 inputs.orphan_slices.append((doc, f"no {SERVICE_NAME_LABEL} label"))
                 continue
             inputs.slices.setdefault((doc.location.namespace, owner), []).append(doc)
+    address_map = _with_documents(address_map or AddressMap(), map_docs, report)
     if not inputs.services and not inputs.slices and not inputs.endpoints and not inputs.pods:
-        return [d for d in out if d is not None], []
+        return [d for d in out if d is not None], report.items
 
-    report = _Report()
     names = {(s.location.namespace, s.location.name) for s in inputs.services}
     for (namespace, owner), found in sorted(inputs.slices.items()):
         if (namespace, owner) not in names:
@@ -96,12 +103,37 @@ def registry_documents(
             )
     for doc, why in inputs.orphan_slices:
         report(doc.location, "metadata.labels", f"ignored: {why}", Severity.WARNING, "kube-orphan")
-    converted = [_service_entry(svc, inputs, address_map or AddressMap(), report) for svc in inputs.services]
+    converted = [_service_entry(svc, inputs, address_map, report) for svc in inputs.services]
     for slot, entry in zip(service_slots, converted, strict=True):
         out[slot] = entry
     read = (POD, ENDPOINTS)
     kept = [d for d in out if d is not None and ((d.group, d.kind) not in read or id(d) not in inputs.used)]
     return kept, report.items
+
+
+def _with_documents(address_map: AddressMap, docs: list[RawDocument], report: _Report) -> AddressMap:
+    """The --address-map file's entries plus every AddressMap document's; a bad one is an error naming it."""
+    for doc in sorted(docs, key=lambda d: (d.location.namespace, d.location.name)):
+        if doc.api_version not in ADDRESS_MAP_VERSIONS:
+            msg = f"{doc.api_version!r} is not a supported version of AddressMap (use mecha.io/v1alpha1)"
+            report(doc.location, "apiVersion", msg, Severity.ERROR, "bad-version")
+            continue
+        spec = doc.body.get("spec")
+        raw = spec.get("addresses") if isinstance(spec, dict) else None
+        if not isinstance(raw, dict) or not raw:
+            msg = "expected a non-empty map of 'pod IP[:port]' or 'namespace/pod[:port]' to 'host[:port]'"
+            report(doc.location, "spec.addresses", msg, Severity.ERROR, "kube-address-map")
+            continue
+        try:
+            found = AddressMap.parse(raw, "spec.addresses")
+        except AddressMapError as exc:
+            report(doc.location, "spec.addresses", str(exc), Severity.ERROR, "kube-address-map")
+            continue
+        address_map, conflicts = address_map.merged(found)
+        if conflicts:
+            msg = f"maps {', '.join(conflicts)} elsewhere already (--address-map or another AddressMap)"
+            report(doc.location, "spec.addresses", msg, Severity.ERROR, "kube-address-map")
+    return address_map
 
 
 # ---- one Service ----------------------------------------------------------------------------------------
@@ -275,7 +307,7 @@ def _endpoints(
                 number = mapped[1]
             entry_ports[p.entry_name] = number
         if len(hosts) > 1:
-            msg = f"--address-map sends the ports of {a.ip} to different hosts ({', '.join(sorted(hosts))})"
+            msg = f"the address map sends the ports of {a.ip} to different hosts ({', '.join(sorted(hosts))})"
             report(a.where, a.fld, msg, Severity.ERROR, "kube-address-map")
             return None
         if hosts:
@@ -299,7 +331,11 @@ def _endpoints(
             report(a.where, f"{a.fld}.targetRef", msg, Severity.WARNING, "kube-no-pod")
         out.append(entry)
     if unmapped:
-        how = "not in --address-map" if address_map else "mecha import/apply --address-map points them here"
+        how = (
+            "not in the address map"
+            if address_map
+            else "an AddressMap document or mecha import/apply --address-map points them here"
+        )
         shown = ", ".join(unmapped[:3]) + (", ..." if len(unmapped) > 3 else "")
         msg = (
             f"{len(unmapped)} endpoint(s) keep their cluster address ({shown}): reachable only where Pod IPs "
