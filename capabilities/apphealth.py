@@ -113,8 +113,17 @@ class WorkloadReporter:
 
 
 def reporter_for(control_plane: str | None, credential: str | None) -> WorkloadReporter | None:
+    """A reporter when there is a control plane and a credential naming a workload group (a proxy that did
+    not auto-register has no entry to report on: its reports would only be refused)."""
     if not control_plane or not credential:
         return None
+    from xds.identity.credential import CredentialError, read_token_file, read_unverified
+
+    try:
+        if not read_unverified(read_token_file(Path(credential))).workload_group:
+            return None
+    except CredentialError as exc:  # not readable yet: keep reporting, the control plane decides
+        log.warning("workload credential %s: %s", credential, exc)
     return WorkloadReporter(control_plane, Path(credential))
 
 

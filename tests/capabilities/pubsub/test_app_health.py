@@ -124,3 +124,22 @@ def test_daprd_flags_and_env() -> None:
         config_from_args(
             parser.parse_args([]), env={"APP_HEALTH_CHECK": "1", "APP_HEALTH_PROBE_INTERVAL": "x"}
         )
+
+
+def test_reporter_only_for_a_credential_naming_a_workload_group(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from capabilities.apphealth import reporter_for
+    from xds.identity.credential import CredentialIssuer
+
+    issuer = CredentialIssuer(Ed25519PrivateKey.generate())
+    plain, _ = issuer.issue("reviews-v1", "default", ["reviews"])
+    grouped, _ = issuer.issue(
+        "reviews-v1", "default", ["reviews"], workload_group="reviews", addresses=["10.0.0.1"]
+    )
+    (tmp_path / "plain.jwt").write_text(plain)
+    (tmp_path / "grouped.jwt").write_text(grouped)
+    assert reporter_for("http://127.0.0.1:15010", str(tmp_path / "plain.jwt")) is None
+    assert reporter_for(None, str(tmp_path / "grouped.jwt")) is None
+    reporter = reporter_for("http://127.0.0.1:15010/", str(tmp_path / "grouped.jwt"))
+    assert reporter is not None and reporter.url == "http://127.0.0.1:15010/api/v1/workloads/health"
