@@ -2,8 +2,8 @@
 warned when it is applied, never left to fail at runtime.
 
 In Istio every workload holds a certificate, so these are harmless there. Here, without one:
-* ISTIO_MUTUAL (DestinationRule, Gateway server) references SDS secrets no proxy has: the cluster or listener
-  never warms (CDS STALE) and every request answers 503 -> refused;
+* a DestinationRule's ISTIO_MUTUAL references SDS secrets no proxy has: the cluster never warms (CDS STALE)
+  and every request answers 503 -> refused (a Gateway server's ISTIO_MUTUAL is refused on any mesh);
 * STRICT PeerAuthentication closes the inbound port to every caller (no client holds a certificate)
   -> refused;
 * AuthorizationPolicy peer identities (`principals`, `namespaces`, `source.principal`, `source.namespace`)
@@ -47,15 +47,10 @@ def _findings(config: Any) -> Iterator[Diagnostic]:
     yield from _destination_rules(config)
     for res in config.carried:
         kind = res.meta.kind
-        if kind not in ("PeerAuthentication", "AuthorizationPolicy", "Gateway"):
-            continue
-        spec = json.loads(res.spec_json)
         if kind == "PeerAuthentication":
-            yield from _peer_authentication(res.meta.location, spec)
+            yield from _peer_authentication(res.meta.location, json.loads(res.spec_json))
         elif kind == "AuthorizationPolicy":
-            yield from _authorization_policy(res.meta.location, spec)
-        else:
-            yield from _gateway(res.meta.location, spec)
+            yield from _authorization_policy(res.meta.location, json.loads(res.spec_json))
 
 
 def _error(location: Any, field: str, message: str) -> Diagnostic:
@@ -126,10 +121,3 @@ def _peer_conditions(rule: dict[str, Any], base: str) -> Iterable[tuple[str, boo
                 yield f"{base}.when[{k}].values", True
             if cond.get("notValues"):
                 yield f"{base}.when[{k}].notValues", False
-
-
-def _gateway(location: Any, spec: dict[str, Any]) -> Iterator[Diagnostic]:
-    for i, server in enumerate(spec.get("servers") or ()):
-        if ((server or {}).get("tls") or {}).get("mode") == "ISTIO_MUTUAL":
-            msg = "ISTIO_MUTUAL needs the mesh certificates: the listener would never warm (503)"
-            yield _error(location, f"spec.servers[{i}].tls.mode", msg)
