@@ -110,6 +110,8 @@ class Runtime:
         self.programmatic_subscriptions: list[dict[str, Any]] = []
         self.extended_metadata: dict[str, str] = {"daprRuntimeVersion": RUNTIME_VERSION}
         self.init_errors: dict[str, str] = {}  # component name -> why it is not serving
+        # every component that failed, ignoreErrors or not: name -> (type, why); /v1.0/metadata shows them
+        self.component_failures: dict[str, tuple[str, str]] = {}
         self.components_ready = asyncio.Event()
         # API servers healthz/outbound waits for besides components; serve() clears it until gRPC listens.
         self.servers_ready = asyncio.Event()
@@ -236,6 +238,8 @@ class Runtime:
                 await self._close(self._loaded.pop(name))
             for name in [n for n in self.init_errors if n not in wanted]:
                 del self.init_errors[name]
+            for name in [n for n in self.component_failures if n not in wanted]:
+                del self.component_failures[name]
             # Secret stores first: other components' secretKeyRefs are resolved through them.
             for raw in sorted(wanted.values(), key=lambda c: c.block != "secretstores"):
                 current = self._loaded.get(raw.name)
@@ -260,6 +264,7 @@ class Runtime:
         except Exception as exc:
             reason = exc.message if isinstance(exc, DaprError) else (str(exc) or type(exc).__name__)
             message = f"{raw.source}: component {raw.name} ({raw.type}/{raw.version}): init failed: {reason}"
+            self.component_failures[raw.name] = (raw.type, message)
             if raw.ignore_errors:
                 log.warning("%s (ignored: spec.ignoreErrors)", message)
             else:
@@ -267,6 +272,7 @@ class Runtime:
                 self.init_errors[raw.name] = message
             return
         self.init_errors.pop(raw.name, None)
+        self.component_failures.pop(raw.name, None)
         self._loaded[raw.name] = _Loaded(raw, spec, instance)
         log.info("component loaded: %s (%s/%s)", spec.name, spec.type, spec.version)
         if current is not None:

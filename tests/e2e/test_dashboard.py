@@ -161,3 +161,41 @@ def test_dashboard_without_login_is_refused(running_up: dict[str, Any]) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(running_up["api"] + "/ui/api/state", timeout=10)
     assert refused.value.code == 401
+
+
+def test_dashboard_shows_a_failing_component_at_the_top(
+    running_up: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """A Redis state store on a closed port, ignoreErrors: true (the sidecars stay up): the component itself
+    is shown failing, with the capability service's reason, at the top without scrolling. Runs last: the
+    broken component stays in the module's mesh."""
+    from xds.testing.envoy import free_port
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: broken-store, namespace: default}}
+spec:
+  type: state.redis
+  version: v1
+  ignoreErrors: true
+  metadata: [{{name: redisHost, value: "127.0.0.1:{free_port()}"}}]
+"""
+    )
+    applied = subprocess.run(
+        [sys.executable, "-m", "xds.cli", "apply", "-f", str(broken)],
+        cwd=Path(running_up["state_dir"]).parent, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    browser.get(_login_url(running_up))
+    failing = "document.querySelector('#alerts [data-component=\"broken-store\"]')"
+    alert = _wait(browser, f"const a={failing};return a&&a.textContent;", within=30)
+    assert "broken-store (state.redis)" in alert and "is failing" in alert, alert
+    bottom = browser.execute_script(f"return {failing}.getBoundingClientRect().bottom")
+    assert bottom < browser.execute_script("return window.innerHeight")  # visible without scrolling
+    # the components table marks that component, not the others of the app
+    marked = browser.execute_script(
+        "return [...document.querySelectorAll('#dapr [data-component] span.bad')].map(s=>s.textContent)"
+    )
+    assert marked and all(m.startswith("broken-store") for m in marked), marked

@@ -189,8 +189,17 @@ async def _capability_health(cp: Any, identities: dict[str, Any]) -> dict[str, d
         try:
             async with session.get(f"http://{address}/v1.0/healthz") as resp:
                 text = (await resp.text()).strip()[:300]
-                return address, {"healthy": resp.status < 300, "detail": text or f"HTTP {resp.status}"}
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                health = {"healthy": resp.status < 300, "detail": text or f"HTTP {resp.status}"}
+            # each component's own health (the capability service's componentStatus)
+            async with session.get(f"http://{address}/v1.0/metadata") as resp:
+                doc = await resp.json() if resp.status == 200 else {}
+            health["component_status"] = {
+                str(c.get("name")): {"healthy": bool(c.get("healthy")), "error": str(c.get("error") or "")}
+                for c in doc.get("componentStatus") or []
+                if isinstance(c, dict)
+            }
+            return address, health
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return address, {"healthy": False, "detail": f"unreachable: {exc or type(exc).__name__}"}
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
@@ -207,15 +216,21 @@ def _dapr_components(view: dict[str, Any], identities: dict[str, Any], health: d
             address = app.capabilities_http or proxy.capabilities_http
             if not address:
                 continue
-            names = [
-                f"{c['metadata']['name']} ({c.get('spec', {}).get('type', '?')})"
-                for c in components
-                if not c.get("scopes") or app.name in c.get("scopes", [])
-            ]
-            health_of = health.get(address, {})
+            health_of = dict(health.get(address, {}))
+            status = health_of.pop("component_status", {})
+            names, states = [], []
+            for c in components:
+                if c.get("scopes") and app.name not in c.get("scopes", []):
+                    continue
+                name = str(c["metadata"]["name"])
+                names.append(f"{name} ({c.get('spec', {}).get('type', '?')})")
+                # unknown until the capability service answers (it may not have loaded the component yet)
+                of = status.get(name, {"healthy": None, "error": ""})
+                states.append({"name": name, "type": c.get("spec", {}).get("type", "?"), **of})
             rows.append(
-                {"app": app.name, "proxy": proxy.id, "address": address, **health_of, "components": names}
-            )
+                {"app": app.name, "proxy": proxy.id, "address": address, **health_of, "components": names,
+                 "component_health": states}
+            )  # fmt: skip
     return sorted(rows, key=lambda r: r["app"])
 
 

@@ -82,6 +82,15 @@ def metadata_document(runtime: Any) -> dict[str, Any]:
         + _grpc_app_subscriptions(runtime),
         "appConnectionProperties": app_props,
         "extended": dict(runtime.extended_metadata),
+        # Mecha: each component's health, the failed ones (ignoreErrors: true keeps the sidecar up) with why;
+        # daprd only logs them. The dashboard reads this.
+        "componentStatus": [
+            {"name": c["name"], "type": c["type"], "healthy": True, "error": ""} for c in components
+        ]
+        + [
+            {"name": name, "type": kind, "healthy": False, "error": error}
+            for name, (kind, error) in sorted(runtime.component_failures.items())
+        ],
     }
 
 

@@ -120,7 +120,16 @@ function drawDapr(apps) {
   row(t, ["app", "capability service", "components"], true);
   for (const a of apps) {
     const health = a.healthy ? span("SYNCED", "healthy") : span("bad", `failing: ${a.detail || "?"}`);
-    row(t, [`${a.app} (${a.proxy})`, health, a.components.join(", ") || "(none)"]);
+    const comps = el("div", {});
+    for (const c of a.component_health || []) {
+      const cls = c.healthy === false ? "bad" : c.healthy ? "healthy" : "";
+      const line = el("div", { "data-component": c.name });
+      line.appendChild(span(cls, `${c.name} (${c.type})`));
+      if (c.error) line.appendChild(el("div", { class: "msg" }, c.error));
+      comps.appendChild(line);
+    }
+    if (!comps.firstChild) comps.textContent = "(none)";
+    row(t, [`${a.app} (${a.proxy})`, health, comps]);
   }
 }
 
@@ -169,7 +178,12 @@ function drawAlerts(state) {
     }
   }
   for (const a of state.dapr) {
-    if (!a.healthy) {
+    const failed = (a.component_health || []).filter((c) => c.healthy === false);
+    for (const c of failed) {
+      alerts.appendChild(el("div", { class: "alert", "data-kind": "component", "data-component": c.name },
+        `Component ${c.name} (${c.type}) of ${a.app} is failing: ${c.error}`));
+    }
+    if (!a.healthy && !failed.length) {
       alerts.appendChild(el("div", { class: "alert", "data-kind": "component" },
         `Capability service of ${a.app} is failing: ${a.detail}`));
     }
