@@ -29,6 +29,15 @@ _RC_FLAGS = bytes(
 )
 
 
+def _all_scope_keys(svc: Service) -> tuple[str, ...]:
+    keys, short = scoped.scope_keys(svc)
+    return (*keys, short) if short else keys
+
+
+def _vhost_host(vhost: rte.VirtualHost) -> str:
+    return vhost.name.rpartition(":")[0]
+
+
 @dataclass(frozen=True)
 class TypeSet:
     """One type's resources, frozen, with the Snapshot-compatible version. Shared by identity."""
@@ -246,9 +255,36 @@ class MeshBuilder:
                 if vhosts:
                     members.setdefault(tables[svc.host], []).append(vhosts)
             items = [self._route_table(name, parts, view) for name, parts in members.items()]
+            aliases, _scopes = self._alias_scopes(config, view)
+            items += [aliases] if aliases is not None else []
             found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
                 key, tuple(items), lambda: TypeSet.of(items)
             )
+        return found  # type: ignore[return-value]
+
+    def _alias_scopes(
+        self, config: MeshConfig, view: ScopedView | None
+    ) -> tuple[Resource | None, list[Resource]]:
+        """VirtualService hosts that are no registry service (e.g. `uk.bookinfo.com` bound to `mesh`): the
+        virtual hosts the single table holds for them, in one table `outbound|aliases`, and a scope per host
+        pointing at it. A host that is a service's scope key (a short name included) keeps the service's."""
+        key = ("aliases",) if view is None else ("aliases", *view.scope.key)
+        found = self._this_build.get(key)
+        if found is None:
+            services = config.services if view is None else view.services
+            rcfg = config if view is None else view.route_config
+            service_keys = {k for svc in services for k in _all_scope_keys(svc)}
+            vhosts = [
+                v for v in alias_virtual_hosts(rcfg, services, "") if _vhost_host(v) not in service_keys
+            ]
+            table: Resource | None = None
+            scopes: list[Resource] = []
+            if vhosts:
+                body = repeated_field(_RC_VHOSTS, [*(bytes(v) for v in vhosts), _BLOCK_ALL])
+                table = route_config_resource(scoped.ALIAS_TABLE, Blob(body, digest(body)))
+                hosts = sorted({_vhost_host(v) for v in vhosts})
+                scopes = [scoped.scope_resource(h, scoped.ALIAS_TABLE) for h in hosts]
+            found = self._this_build[key] = (table, scopes)
         return found  # type: ignore[return-value]
 
     def _route_table(self, name: str, parts: list[list[bytes]], view: ScopedView | None) -> Resource:
@@ -279,10 +315,12 @@ class MeshBuilder:
                         items += shared
                         if short is not None and svc.namespace == namespace:
                             items.append(short)
+                items += alias_scopes
                 return self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
 
+            _table, alias_scopes = self._alias_scopes(config, view)
             found = self._this_build[key] = self.memo.group(  # type: ignore[assignment]
-                ("srds-all", *key[1:]), (tables, *services), walk
+                ("srds-all", *key[1:]), (tables, *alias_scopes, *services), walk
             )
         return found  # type: ignore[return-value]
 

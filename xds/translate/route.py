@@ -6,7 +6,7 @@ concatenation of its header and those vhost bodies, so a one-route change re-ser
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
@@ -582,11 +582,16 @@ def _alias_ports(vs: VirtualService, config: MeshConfig) -> list[int]:
 
 
 def alias_virtual_hosts(
-    config: MeshConfig, services: Iterable[Service], namespace: str
+    config: MeshConfig,
+    services: Iterable[Service],
+    namespace: str,
+    only_port: int | None = None,
+    selected: Callable[[VirtualService, str], bool] = lambda _vs, _host: True,
 ) -> list[rte.VirtualHost]:
     """One virtual host per (non-registry host, port) of the mesh VirtualServices: domains `host` (first port
     only: a domain may appear once) and `host:port`. A host that is already a service's domain is skipped
-    (Envoy refuses a domain twice), as is `*` (the catch-all's)."""
+    (Envoy refuses a domain twice), as is `*` (the catch-all's). only_port: that port's virtual hosts only
+    (a Sidecar egress listener's table), `host` among their domains; selected: which (VS, host) to keep."""
     taken = {
         d
         for svc in services
@@ -596,13 +601,16 @@ def alias_virtual_hosts(
     }
     out: list[rte.VirtualHost] = []
     for host, vs in sorted(config.mesh_routes_by_host.items()):
-        if host in config.service_by_host or host == "*" or host in taken:
+        if host in config.service_by_host or host == "*" or host in taken or not selected(vs, host):
             continue
         for i, number in enumerate(_alias_ports(vs, config)):
+            if only_port is not None and number != only_port:
+                continue
             routes = vs_routes(vs, ServicePort(number=number, protocol="HTTP"), config)
             if not routes:
                 continue
-            domains = [host, f"{host}:{number}"] if i == 0 else [f"{host}:{number}"]
+            bare = i == 0 or only_port is not None
+            domains = [host, f"{host}:{number}"] if bare else [f"{host}:{number}"]
             out.append(
                 rte.VirtualHost(
                     name=f"{host}:{number}",

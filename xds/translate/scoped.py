@@ -14,8 +14,10 @@ does not change when a VirtualService does.
 
 Used when every outbound name is exact (a scope key cannot be a wildcard) and the proxy's Sidecar, if any,
 has no egress/ingress ports and no ALLOW_ANY (a catch-all for unknown hosts); otherwise the proxy keeps the
-single table. A Sidecar-scoped proxy gets the scopes and tables of the services it sees. A host no scope
-knows gets Envoy's 404 (the single table answers 502 from its catch-all virtual host).
+single table. A Sidecar-scoped proxy gets the scopes and tables of the services it sees. A VirtualService
+host that is no registry service (`uk.bookinfo.com` bound to `mesh`) gets a scope of its own pointing at
+`outbound|aliases`, which holds the same virtual hosts the single table gives it. A host no scope knows gets
+Envoy's 404 (the single table answers 502 from its catch-all virtual host).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from xds.translate.common import ADS, protocol_options
 from xds.translate.pack import encode
 
 SCOPES_NAME = "outbound"
+# the virtual hosts of VirtualService hosts that are no registry service, each host a scope of its own
+ALIAS_TABLE = "outbound|aliases"
 INTERNAL_LISTENER = "outbound-internal"
 INTERNAL_CLUSTER = "outbound-internal"
 INTERNAL_CLUSTER_H2 = "outbound-internal-h2"  # gRPC invocation (dapr-grpc) needs HTTP/2 end to end
@@ -84,6 +88,8 @@ def wants_scopes(mode: str, config: MeshConfig) -> bool:
         return False
     if any("*" in s.host for s in config.services):
         return False  # a scope key is an exact host; wildcard ServiceEntry hosts need the single table
+    if any("*" in h and h != "*" for h in config.mesh_routes_by_host):
+        return False  # likewise a wildcard VirtualService host (its own virtual host in the single table)
     return mode == "scoped" or len(config.services) >= AUTO_MIN_SERVICES
 
 

@@ -33,7 +33,7 @@ from xds import types
 from xds.cache.snapshot import Resource
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Service, ServicePort
+from xds.model.resources import Service, ServicePort, VirtualService
 from xds.model.traffic import EgressListener, IngressListener, Sidecar
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
@@ -41,7 +41,7 @@ from xds.translate.listener import HCM_NAME, TAIL_FILTERS
 from xds.translate.mesh import Blob
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import Memo, digest, field_number, repeated_field, resource
-from xds.translate.route import ZERO, block_all_vhost, virtual_host
+from xds.translate.route import ZERO, alias_virtual_hosts, block_all_vhost, virtual_host
 from xds.translate.scope import ScopedView, host_matches
 from xds.translate.tcp import tcp_proxy_filter
 from xds.translate.upgrades import upgrade_fields
@@ -249,13 +249,21 @@ def egress_route(
 ) -> rte.RouteConfiguration:
     """Route configuration "<port>": the listed hosts' vhosts on that port (bare names too: clients send
     to this port directly), then the catch-all."""
+    assert entry.port is not None
     rcfg = view.route_config
     vhosts = []
-    for svc, port in _egress_services(view, entry, proxy):
+    listed = _egress_services(view, entry, proxy)
+    for svc, port in listed:
         if port.is_http:
             vs = rcfg.mesh_routes_by_host.get(svc.host)
             ns = proxy.namespace if svc.namespace == proxy.namespace else ""
             vhosts.append(virtual_host(svc, port, vs, rcfg, ns, True))
+
+    def listed_here(vs: VirtualService, host: str) -> bool:
+        return egress_allows(entry, proxy.namespace, vs.meta.namespace, host)
+
+    # VirtualService hosts that are no registry service, when this entry lists them (as the single table)
+    vhosts += alias_virtual_hosts(rcfg, [s for s, _ in listed], proxy.namespace, entry.port, listed_here)
     vhosts.append(catch_all_vhost(view.scope.sidecar))
     return rte.RouteConfiguration(
         name=str(entry.port),
