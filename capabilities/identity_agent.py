@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--agent-cert-dir", metavar="DIR", help="also write cert-chain.pem, key.pem, "
                        "root-cert.pem here (proxyless gRPC)")  # fmt: skip
     group.add_argument("--agent-trust-domain", default="cluster.local")
+    group.add_argument("--agent-socket-group", type=int, metavar="GID", help="Envoy's group in another "
+                       "container: sockets 0660, folder 0710 for it")  # fmt: skip
     group.add_argument("--agent-insecure", action="store_true",
                        help="plaintext (only a control plane started with --insecure-xds)")  # fmt: skip
 
@@ -60,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig | None:
         root_cert=root,
         trust_domain=args.agent_trust_domain,
         cert_dir=Path(args.agent_cert_dir) if args.agent_cert_dir else None,
+        socket_group=getattr(args, "agent_socket_group", None),
     )
 
 

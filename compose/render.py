@@ -20,6 +20,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # compose/ is not a package: load topology.py / kubernetes.py beside us
 
+import agents  # noqa: E402
 import kubernetes_manifests  # noqa: E402
 import topology as t  # noqa: E402
 
@@ -104,6 +105,7 @@ SHARE_READER_TOKEN = (
     "os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); "
     "os.write(fd, (token + chr(10)).encode()); os.close(fd); os.execvp(sys.argv[1], sys.argv[1:])"
 )
+GATEWAY_AGENT_IP = "172.30.89.31"  # the ingress gateway's standalone agent (beside GATEWAY_COMPOSE_IP)
 READER_TOKEN_ENV = {"MECHA_CONTROL_PLANE_TOKEN_FILE": f"{READER_DIR}/dapr-reader-token"}
 
 
@@ -133,9 +135,6 @@ def control_plane(endpoints_dir: str) -> dict[str, Any]:
             "/etc/mecha/endpoints",
             "--state-dir",
             STATE_DIR,
-            # TODO(xds-identity): the packaged bootstraps speak plaintext xDS; move them to the workload
-            # credentials flow (mecha agent / SDS) and drop this transition flag.
-            "--insecure-xds",
         ],
         # the named volume keeps the state folder (config store, API token) across container restarts
         "volumes": [
@@ -144,8 +143,9 @@ def control_plane(endpoints_dir: str) -> dict[str, Any]:
             f"{STATE_VOLUME}:{STATE_DIR}",
             f"{READER_VOLUME}:{READER_DIR}",
         ],
-        # the capability services call it by its compose name (the API refuses unknown Host names)
-        "environment": {"MECHA_ALLOWED_HOSTS": t.CONTROL_PLANE_HOST},
+        # the capability services call it by its compose name (the API refuses unknown Host names); the mesh
+        # CA is on: workload certificates come from the agents (xDS is TLS + credentials by default)
+        "environment": {"MECHA_ALLOWED_HOSTS": t.CONTROL_PLANE_HOST, "MECHA_MTLS": "1"},
         "ports": [published(t.API_PORT, t.API_PORT)],
         "healthcheck": http_health(f"http://127.0.0.1:{t.API_PORT}/readyz"),
         "networks": {"mesh": {"ipv4_address": "172.30.89.2"}},
@@ -170,11 +170,13 @@ def capabilities(app_id: str, http_port: int, grpc_port: int, app_port: int, net
             f"http://{t.CONTROL_PLANE_HOST}:{t.API_PORT}",
             "--app-port",
             str(app_port),
+            *agents.embedded_agent_args(agents.control_plane_address()),
         ],
         "environment": {**COMPOSE_BACKEND_ENV, **READER_TOKEN_ENV},
-        "volumes": [f"{READER_VOLUME}:{READER_DIR}:ro"],
+        "group_add": [str(agents.ENVOY_GID)],  # the embedded agent shares its sockets with Envoy's group
+        "volumes": [f"{READER_VOLUME}:{READER_DIR}:ro", *agents.agent_volumes(netns)],
         "healthcheck": http_health(f"http://127.0.0.1:{http_port}/v1.0/healthz"),
-        "depends_on": healthy(netns, "control-plane", "redis", "postgres"),
+        "depends_on": {**healthy(netns, "control-plane", "redis", "postgres"), **credentials_issued()},
     }
 
 
@@ -185,20 +187,50 @@ def node_capabilities() -> dict[str, Any]:
     command = ["python", "-m", "capabilities", "--control-plane", control_plane]
     for w in t.WORKLOAD_LIST:
         command += ["--app", w.node_app_spec]
+    command += agents.embedded_agent_args(agents.control_plane_address())
     urls = [f"http://127.0.0.1:{w.local_capabilities_http_port}/v1.0/healthz" for w in t.WORKLOAD_LIST]
     return {
         "image": image("MECHA_IMAGE", MECHA_IMAGE),
         "network_mode": f"service:{t.NODE_ID}",
         "command": command,
         "environment": {**COMPOSE_BACKEND_ENV, **READER_TOKEN_ENV},
-        "volumes": [f"{READER_VOLUME}:{READER_DIR}:ro"],
+        "group_add": [str(agents.ENVOY_GID)],
+        "volumes": [f"{READER_VOLUME}:{READER_DIR}:ro", *agents.agent_volumes(t.NODE_ID)],
         "healthcheck": http_health(*urls),
-        "depends_on": healthy(t.NODE_ID, "control-plane", "redis", "postgres"),
+        "depends_on": {
+            t.NODE_ID: {"condition": "service_started"},  # its Envoy gets config through this agent
+            **healthy("control-plane", "redis", "postgres"),
+            **credentials_issued(),
+        },
     }
 
 
+def credentials_issued() -> dict[str, dict[str, str]]:
+    return {agents.SERVICE: {"condition": "service_completed_successfully"}}
+
+
+def identity_services(proxies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The deploy-time `credentials` service and the standalone agent of the ingress gateway."""
+    return {
+        agents.SERVICE: agents.credentials_service(
+            proxies, image("MECHA_IMAGE", MECHA_IMAGE), STATE_VOLUME, healthy("control-plane")
+        ),
+        f"{t.GATEWAY_ID}-agent": agents.standalone_agent(
+            t.GATEWAY_ID, image("MECHA_IMAGE", MECHA_IMAGE), agents.control_plane_address(), GATEWAY_AGENT_IP
+        ),
+    }
+
+
+def identity_volumes(proxies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for proxy_id in proxies:
+        out[agents.credential_volume(proxy_id)] = {}
+        out[agents.socket_volume(proxy_id)] = {}
+    return out
+
+
 def envoy(
-    bootstrap: str, admin_port: int, netns: str | None, after: list[str], base_id: int = 0
+    bootstrap: str, admin_port: int, netns: str | None, after: list[str], proxy_id: str, base_id: int = 0
 ) -> dict[str, Any]:
     """An Envoy container. base_id: distinct per Envoy sharing a network namespace (two Envoys with the same
     base id collide on its domain socket: `unable to bind domain socket with base_id=0`)."""
@@ -211,6 +243,7 @@ def envoy(
         "volumes": [
             f"./{bootstrap}:/etc/envoy/envoy.yaml:ro",
             f"./{ENVOY_READY_SCRIPT}:{ENVOY_READY_MOUNT}:ro",
+            agents.envoy_volume(proxy_id),  # its agent's sockets: the only way to the control plane
         ],
         "healthcheck": envoy_health(admin_port),
         "depends_on": healthy(*after),
@@ -223,7 +256,7 @@ def envoy(
 def restarting(services: dict[str, Any]) -> dict[str, Any]:
     """Every container comes back after a crash or a kill (not after `docker compose stop`)."""
     for service in services.values():
-        service["restart"] = "unless-stopped"
+        service.setdefault("restart", "unless-stopped")  # the one-shot `credentials` says "no"
     return services
 
 
@@ -252,23 +285,39 @@ def sidecar_compose() -> dict[str, Any]:
             w.service, p.capabilities_http, p.capabilities_grpc, p.app, w.name
         )
         services[f"{w.name}-envoy"] = envoy(
-            f"bootstrap/sidecar/{w.name}.yaml", p.admin, w.name, [w.name, "control-plane"]
+            f"bootstrap/sidecar/{w.name}.yaml", p.admin, w.name, [w.name, f"{w.name}-capabilities"], w.name
         )
-    gateway = envoy("bootstrap/gateway/sidecar.yaml", t.GATEWAY_ADMIN_PORT, None, ["control-plane"])
+    proxies = sidecar_proxies()
+    services.update(identity_services(proxies))
+    gateway = envoy(
+        "bootstrap/gateway/sidecar.yaml", t.GATEWAY_ADMIN_PORT, None, [f"{t.GATEWAY_ID}-agent"], t.GATEWAY_ID
+    )
     gateway["networks"] = {"mesh": {"ipv4_address": t.GATEWAY_COMPOSE_IP}}
     gateway["ports"] = [published(8080, t.GATEWAY_PORT)]  # the ingress: Gateway bookinfo-gateway, port 80
     services[t.GATEWAY_ID] = gateway
     return {
         "services": restarting(services),
         "networks": networks(),
-        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}},
+        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}, **identity_volumes(proxies)},
     }
+
+
+def sidecar_proxies() -> dict[str, dict[str, Any]]:
+    """Proxy id -> node metadata of every Envoy in the sidecar topology (what each credential allows)."""
+    proxies = {w.name: t.sidecar_metadata(w, w.compose_ip) for w in t.WORKLOAD_LIST}
+    return {**proxies, t.GATEWAY_ID: t.gateway_metadata()}
+
+
+def node_proxies() -> dict[str, dict[str, Any]]:
+    return {t.NODE_ID: t.node_metadata(), t.GATEWAY_ID: t.gateway_metadata()}
 
 
 def node_compose() -> dict[str, Any]:
     """One node: its Envoy owns the network namespace; every app and the capability service join it."""
     services: dict[str, Any] = {**backends(), "control-plane": control_plane("local")}
-    node = envoy("bootstrap/node/node-a.yaml", t.NODE_ADMIN_PORT, None, ["control-plane"])
+    # the node's Envoy owns the network namespace its capability service (and agent) joins: it starts first
+    # and dials the agent's socket until it is there
+    node = envoy("bootstrap/node/node-a.yaml", t.NODE_ADMIN_PORT, None, ["control-plane"], t.NODE_ID)
     productpage, orders = t.workload("productpage-v1"), t.workload("orders-v1")
     node["networks"] = {"mesh": {"ipv4_address": t.NODE_COMPOSE_IP}}
     node["ports"] = [
@@ -283,9 +332,12 @@ def node_compose() -> dict[str, Any]:
         "bootstrap/gateway/node.yaml",
         t.GATEWAY_ADMIN_PORT,
         t.NODE_ID,
-        [t.NODE_ID, "control-plane"],
+        [t.NODE_ID, f"{t.GATEWAY_ID}-agent"],
+        t.GATEWAY_ID,
         base_id=1,
     )
+    proxies = node_proxies()
+    services.update(identity_services(proxies))
     services[f"{t.NODE_ID}-capabilities"] = node_capabilities()
     for w in t.WORKLOAD_LIST:  # each app talks to its own Dapr listeners on the node's Envoy
         services[w.name] = {
@@ -302,7 +354,7 @@ def node_compose() -> dict[str, Any]:
     return {
         "services": restarting(services),
         "networks": networks(),
-        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}},
+        "volumes": {STATE_VOLUME: {}, READER_VOLUME: {}, **identity_volumes(proxies)},
     }
 
 
@@ -333,14 +385,14 @@ def rendered_files() -> dict[Path, str]:
         + dump(sidecar_compose()),
         Path("docker-compose.node.yaml"): COMPOSE_HEADER.format(name="docker-compose.node.yaml")
         + dump(node_compose()),
-        Path("bootstrap/node/node-a.yaml"): t.compose_node_bootstrap(),
-        Path("bootstrap/gateway/sidecar.yaml"): t.compose_gateway_bootstrap("sidecar"),
-        Path("bootstrap/gateway/node.yaml"): t.compose_gateway_bootstrap("node"),
+        Path("bootstrap/node/node-a.yaml"): agents.bootstrap(t.compose_node_bootstrap()),
+        Path("bootstrap/gateway/sidecar.yaml"): agents.bootstrap(t.compose_gateway_bootstrap("sidecar")),
+        Path("bootstrap/gateway/node.yaml"): agents.bootstrap(t.compose_gateway_bootstrap("node")),
     }
     for topology in ("local", "compose-sidecar"):
         files[Path(f"endpoints/{topology}/workloads.yaml")] = HEADER + dump_all(t.endpoints(topology))
     for w in t.WORKLOAD_LIST:
-        files[Path(f"bootstrap/sidecar/{w.name}.yaml")] = t.compose_sidecar_bootstrap(w)
+        files[Path(f"bootstrap/sidecar/{w.name}.yaml")] = agents.bootstrap(t.compose_sidecar_bootstrap(w))
     ready_script = (HERE / ENVOY_READY_SCRIPT).read_text()
     k8s = kubernetes_manifests.manifests(HERE / "config", MECHA_IMAGE, ENVOY_IMAGE, ready_script)
     for name, docs in k8s.items():

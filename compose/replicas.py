@@ -1,6 +1,7 @@
 """The multi-replica variant of the sidecar topology (docker-compose.replicas.yaml): two control-plane
-replicas sharing one config store in the compose PostgreSQL (`mecha serve --store`), and every Envoy with both
-in its one xDS cluster (`mecha bootstrap --xds HOST:PORT` repeated: bootstrap/replicas/).
+replicas sharing one config store in the compose PostgreSQL (`mecha serve --store`), and every Envoy's agent
+dialing both (`--control-plane a:15012,b:15012`: one gRPC channel, a dead replica skipped). The bootstraps
+in bootstrap/replicas/ are rendered with both replicas, then pointed at the agent's sockets like the others.
 
 Both replicas also answer to the name `control-plane` (a network alias), so the capability services reach
 whichever is up. They share the state volume (API tokens; the config itself is in PostgreSQL); the second
@@ -13,6 +14,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import agents
 import topology as t
 
 from xds.bootstrap import BootstrapParams, render
@@ -21,6 +23,7 @@ REPLICAS = {"control-plane-a": "172.30.89.5", "control-plane-b": "172.30.89.6"}
 STORE = "postgresql://postgres@postgres:5432/mecha?schema=mecha_config&sslmode=disable"
 COMPOSE_FILE = "docker-compose.replicas.yaml"
 XDS_ADDRESSES = tuple((name, t.XDS_PORT) for name in REPLICAS)
+AGENT_CONTROL_PLANE = agents.control_plane_address(list(REPLICAS))
 
 
 def sidecar_bootstrap(w: t.Workload) -> str:
@@ -33,7 +36,7 @@ def sidecar_bootstrap(w: t.Workload) -> str:
         metadata=t.sidecar_metadata(w, w.compose_ip),
         xds_addresses=XDS_ADDRESSES,
     )
-    return render(params)
+    return agents.bootstrap(render(params))
 
 
 def gateway_bootstrap() -> str:
@@ -46,7 +49,7 @@ def gateway_bootstrap() -> str:
         metadata=t.gateway_metadata(),
         xds_addresses=XDS_ADDRESSES,
     )
-    return render(params)
+    return agents.bootstrap(render(params))
 
 
 def _replica(base: dict[str, Any], index: int, name: str, address: str, render_module: Any) -> dict[str, Any]:
@@ -81,8 +84,12 @@ def compose(render_module: Any) -> dict[str, Any]:
         if "control-plane" in depends:
             condition = depends.pop("control-plane")
             depends.update({name: dict(condition) for name in REPLICAS})
-        if "volumes" in service:  # the Envoys mount the bootstraps that list both replicas
+        if "volumes" in service:  # the Envoys mount the bootstraps rendered for replicas
             service["volumes"] = [_replica_bootstrap(v) for v in service["volumes"]]
+        command = service.get("command")
+        if isinstance(command, list):  # every agent (embedded or standalone) dials both replicas
+            single = agents.control_plane_address()
+            service["command"] = [AGENT_CONTROL_PLANE if arg == single else arg for arg in command]
     doc["services"] = render_module.restarting({**replicas, **services})
     return doc
 

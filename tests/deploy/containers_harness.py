@@ -149,7 +149,8 @@ class ComposeProject:
         deadline = time.monotonic() + within_s
         while True:
             statuses = self.health()
-            if statuses and all("(healthy)" in s for s in statuses.values()):
+            # every container healthy; the one-shot `credentials` container done (exited 0)
+            if statuses and all("(healthy)" in s or s.startswith("Exited (0)") for s in statuses.values()):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"not every container became healthy in {within_s}s: {statuses}")

@@ -24,7 +24,8 @@ def _identity(path: Path) -> ProxyIdentity:
 
 
 def test_every_bootstrap_is_valid_for_envoy() -> None:
-    assert len(BOOTSTRAPS) == 9  # 6 sidecars, the node, the ingress gateway of each compose file
+    # 6 sidecars (and their replicas-variant copies), the node, the ingress gateway of each compose file
+    assert len(BOOTSTRAPS) == 16
     assert {"sidecar.yaml", "node.yaml"} <= {p.name for p in BOOTSTRAPS if p.parent.name == "gateway"}
     for path in BOOTSTRAPS:
         result = subprocess.run(
@@ -47,8 +48,11 @@ def test_sidecar_bootstraps_carry_their_pod(topology: ModuleType) -> None:
             (w.service, topology.SIDECAR.app, topology.SIDECAR.inbound)
         ]
         assert proxy.label_map == {"app": w.service, "version": w.version}
-        xds = yaml.safe_load(path.read_text())["static_resources"]["clusters"][0]
-        assert xds["type"] == "STRICT_DNS"  # the control plane is found by its compose service name
+        # xDS and SDS only through the agent's sockets (issue #11): no network address, no credential
+        clusters = {c["name"]: c for c in yaml.safe_load(path.read_text())["static_resources"]["clusters"]}
+        for name, socket in (("mecha_xds", "xds.sock"), ("sds-grpc", "sds.sock")):
+            endpoint = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            assert endpoint["address"] == {"pipe": {"path": f"/var/lib/mecha-agent/sockets/{socket}"}}
 
 
 def test_node_bootstrap_fronts_every_app_on_mecha_up_ports(topology: ModuleType) -> None:

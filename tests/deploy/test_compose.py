@@ -55,7 +55,7 @@ def test_generated_files_are_identical_to_a_fresh_render(render: ModuleType) -> 
 def test_the_freshness_check_notices_an_edit(render: ModuleType, tmp_path: Path) -> None:
     shutil.copytree(COMPOSE, tmp_path / "compose", ignore=shutil.ignore_patterns("__pycache__"))
     edited = tmp_path / "compose" / "bootstrap" / "sidecar" / "reviews-v2.yaml"
-    edited.write_text(edited.read_text().replace("15012", "15013"))
+    edited.write_text(edited.read_text().replace("xds.sock", "xds2.sock"))
     assert render.stale_files(tmp_path / "compose") == [str(Path("bootstrap/sidecar/reviews-v2.yaml"))]
 
 
@@ -70,13 +70,20 @@ def test_envoy_image_matches_the_wheel_version(render: ModuleType) -> None:
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_start_order_health_checks_and_mounts(name: str) -> None:
     services = _load(name)["services"]
+    one_shot = {n for n, s in services.items() if s.get("restart") == "no"}
+    assert one_shot == {"credentials"}, one_shot  # issues every workload credential, then exits
     for svc_name, svc in services.items():
-        assert "healthcheck" in svc, f"{svc_name} has no health check"
+        assert svc_name in one_shot or "healthcheck" in svc, f"{svc_name} has no health check"
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, f"{svc_name} depends on unknown {dep}"
-            assert cond == {"condition": "service_healthy"}, f"{svc_name} -> {dep}"
+            if dep in one_shot:
+                assert cond == {"condition": "service_completed_successfully"}, f"{svc_name} -> {dep}"
+            elif svc_name == "node-a-capabilities" and dep == "node-a":  # its agent configures that Envoy
+                assert cond == {"condition": "service_started"}
+            else:
+                assert cond == {"condition": "service_healthy"}, f"{svc_name} -> {dep}"
         netns = svc.get("network_mode", "")
-        if netns:
+        if netns and netns != "none":  # "none": the credentials service needs no network
             owner = netns.removeprefix("service:")
             assert owner in services and "network_mode" not in services[owner]
             assert owner in svc["depends_on"], f"{svc_name} must start after {owner}"
@@ -165,7 +172,7 @@ def test_ingress_gateway_service_publishes_port_80_as_8080(name: str, topology: 
     }
 
 
-def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_envoy_lists_both() -> None:
+def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_agent_dials_both() -> None:
     services = _load("docker-compose.replicas.yaml")["services"]
     replicas = [n for n in services if n.startswith("control-plane-")]
     assert replicas == ["control-plane-a", "control-plane-b"] and "control-plane" not in services
@@ -183,8 +190,13 @@ def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_envoy_li
         assert bootstrap.startswith("./bootstrap/replicas/"), bootstrap
         doc = yaml.safe_load((COMPOSE / bootstrap).read_text())
         xds = next(c for c in doc["static_resources"]["clusters"] if c["name"] == "mecha_xds")
-        hosts = [
-            e["endpoint"]["address"]["socket_address"]["address"]
-            for e in xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
-        ]
-        assert hosts == replicas, bootstrap
+        endpoint = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        assert endpoint["address"]["pipe"]["path"] == "/var/lib/mecha-agent/sockets/xds.sock", bootstrap
+    # the agents (embedded in the capability services, standalone for the gateway) hold the replica list
+    both = ",".join(f"{r}:15012" for r in replicas)
+    dialers = [s["command"] for s in services.values() if "--agent-control-plane" in s.get("command", [])]
+    dialers += [s["command"] for s in services.values() if s.get("command", [None])[:2] == ["mecha", "agent"]]
+    assert len(dialers) == 7  # six sidecars and the gateway
+    for command in dialers:
+        flag = "--agent-control-plane" if "--agent-control-plane" in command else "--control-plane"
+        assert command[command.index(flag) + 1] == both, command

@@ -16,7 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from containers_harness import ComposeProject, Podman, build_images, running
+import yaml
+from containers_harness import COMPOSE, ComposeProject, Podman, build_images, running
 from deploy_helpers import require_tool
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
@@ -75,7 +76,9 @@ def _reviews_version(body: str) -> str:
     return str(json.loads(body)["reviews"]["body"]["version"])
 
 
-def _assert_the_mesh_works(project: ComposeProject, inventory_port: int) -> None:
+def _assert_the_mesh_works(
+    project: ComposeProject, inventory_port: int, control_plane: str = "control-plane"
+) -> None:
     status, body = _get("http://127.0.0.1:9080/productpage")
     assert status == 200, body
     for _ in range(5):
@@ -98,10 +101,54 @@ def _assert_the_mesh_works(project: ComposeProject, inventory_port: int) -> None
     )
     status, body = _get("http://127.0.0.1:8080/productpage")
     assert status == 200, f"ingress gateway: {status} {body}"
-    rows = json.loads(project.exec("control-plane", "mecha", "proxy-status", "-o", "json"))
+    rows = json.loads(project.exec(control_plane, "mecha", "proxy-status", "-o", "json"))
     assert rows, "no proxy connected"
     text = json.dumps(rows)
     assert "SYNCED" in text and "NACKED" not in text and "STALE" not in text, text
+
+
+# Run inside another container on the compose network: the node block of reviews-v1's bootstrap, no
+# credential, one ADS request for its Secret and its listeners, over plaintext and over TLS (with the mesh
+# root: the attacker can get it); prints what came back per transport.
+ATTACK = """
+import json, sys, grpc
+from xds import types
+from xds.server.codec import SotwRequest, encode_sotw_request
+from xds.testing.fake_proxy import node_bytes
+node_id, meta, root = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3].encode()
+method = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+out = {}
+for transport in ("plaintext", "tls"):
+    if transport == "plaintext":
+        channel = grpc.insecure_channel("control-plane:15012")
+    else:
+        creds = grpc.ssl_channel_credentials(root)
+        channel = grpc.secure_channel("control-plane:15012", creds,
+                                      options=[("grpc.ssl_target_name_override", "mecha-controlplane")])
+    got, status = [], ""
+    for type_url in (types.SECRET, types.LISTENER):
+        request = encode_sotw_request(SotwRequest(node=node_bytes(node_id, meta), type_url=type_url))
+        call = channel.stream_stream(method)(iter([request]), timeout=5)
+        try:
+            for response in call:
+                got.append(len(response))
+        except grpc.RpcError as exc:
+            status = exc.code().name
+    out[transport] = {"responses": got, "status": status}
+print(json.dumps(out))
+"""
+
+
+def _attack_from_another_container(project: ComposeProject, victim: str, from_service: str) -> None:
+    node = yaml.safe_load((COMPOSE / "bootstrap" / "sidecar" / f"{victim}.yaml").read_text())["node"]
+    root = project.exec("control-plane", "cat", "/var/lib/mecha/ca/root-cert.pem")
+    assert "BEGIN CERTIFICATE" in root
+    meta = json.dumps(node["metadata"]["mecha"])
+    outcome = json.loads(project.exec(from_service, "python", "-c", ATTACK, node["id"], meta, root))
+    for transport in ("plaintext", "tls"):
+        assert outcome[transport]["responses"] == [], outcome  # no config, no secret
+    assert outcome["plaintext"]["status"] == "UNAVAILABLE", outcome  # the port speaks TLS only
+    assert outcome["tls"]["status"] == "UNAUTHENTICATED", outcome  # no credential
 
 
 def _config_version() -> int:
@@ -115,6 +162,19 @@ def test_sidecar_compose_in_containers(podman: tuple[Podman, dict[str, str]]) ->
     project = ComposeProject(service, "docker-compose.sidecar.yaml", "mecha-e2e-sidecar", images)
     with running(project):
         _assert_the_mesh_works(project, inventory_port=9080)
+        # issue #11: another container on the compose network cannot be reviews-v1 (no credential)
+        _attack_from_another_container(project, "reviews-v1", "ratings-v1")
+        # Envoy (uid 101) reached its agent's sockets; the app container does not even see them
+        listing = project.exec("reviews-v1", "sh", "-c", "ls /var/lib/mecha-agent 2>&1 || true")
+        assert "xds.sock" not in listing and "sockets" not in listing, listing
+
+
+def test_replicas_compose_in_containers(podman: tuple[Podman, dict[str, str]]) -> None:
+    """Issue #12: the multi-replica control plane file, started for real: every agent dials both replicas."""
+    service, images = podman
+    project = ComposeProject(service, "docker-compose.replicas.yaml", "mecha-e2e-replicas", images)
+    with running(project):
+        _assert_the_mesh_works(project, inventory_port=9080, control_plane="control-plane-a")
 
 
 def test_node_compose_in_containers_and_its_unhappy_paths(podman: tuple[Podman, dict[str, str]]) -> None:

@@ -43,6 +43,9 @@ class AgentConfig:
     cert_dir: Path | None = None  # proxyless gRPC: write cert-chain.pem, key.pem, root-cert.pem here
     with_sds: bool = True
     with_xds_proxy: bool = True
+    # Envoy in another container (compose, Kubernetes) runs as another user: its group may reach the sockets
+    # (folder 0710, sockets 0660, this group), nobody else; None: owner only (0700 / 0600)
+    socket_group: int | None = None
 
 
 class Agent:
@@ -81,18 +84,34 @@ class Agent:
                     f"socket folder {self.config.socket_dir}: {path} is too long for a Unix socket"
                 )
         ensure_private_dir(self.config.socket_dir)  # 0700: only the workload's user reaches the sockets
+        self._share_with_group(self.config.socket_dir, 0o710)
         self.cert = await self._first_certificate(first_cert_within_s)
         await self._publish(self.cert)
         if self._sds is not None:
             self.sds_socket.unlink(missing_ok=True)
             await self._sds.start(str(self.sds_socket))
             os.chmod(self.sds_socket, 0o600)
+            self._share_with_group(self.sds_socket, 0o660)
         if self._xds is not None:
             self.xds_socket.unlink(missing_ok=True)
             await self._xds.start(str(self.xds_socket))
             os.chmod(self.xds_socket, 0o600)
+            self._share_with_group(self.xds_socket, 0o660)
         self._rotation = asyncio.create_task(rotate_forever(self._certs, self.cert, self._publish))
         log.info("agent for %s ready: xDS %s, SDS %s", self.proxy_id, self.xds_socket, self.sds_socket)
+
+    def _share_with_group(self, path: Path, mode: int) -> None:
+        """The socket group (Envoy's) may traverse the folder and connect; it cannot list or read files."""
+        if self.config.socket_group is None:
+            return
+        try:
+            os.chown(path, -1, self.config.socket_group)  # the agent must be a member of that group
+        except PermissionError:
+            raise PermissionError(
+                f"socket group {self.config.socket_group}: cannot give {path} to it (run the agent with "
+                "that group among its groups, e.g. compose group_add)"
+            ) from None
+        os.chmod(path, mode)
 
     async def _first_certificate(self, within_s: float) -> WorkloadCert:
         loop = asyncio.get_running_loop()

@@ -49,6 +49,12 @@ def add_parsers(
     p.add_argument("--root-cert", default=None, help="mesh root PEM (default <state dir>/ca/root-cert.pem)")
     p.add_argument("--socket-dir", required=True, help="folder (made 0700) for xds.sock and sds.sock")
     p.add_argument("--cert-dir", default=None, help="also write cert-chain.pem, key.pem, root-cert.pem here")
+    p.add_argument(
+        "--socket-group",
+        type=int,
+        default=None,
+        help="GID of Envoy's user in another container: sockets 0660 and folder 0710 for that group only",
+    )
     p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
     p.add_argument("--cert-ttl", type=float, default=0, help="certificate lifetime to ask for (s)")
     p.add_argument("--insecure", action="store_true", help="plaintext (a control plane with --insecure-xds)")
@@ -106,6 +112,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         trust_domain=args.trust_domain,
         cert_ttl_s=args.cert_ttl,
         cert_dir=Path(args.cert_dir) if args.cert_dir else None,
+        socket_group=args.socket_group,
     )
 
     async def main() -> None:
