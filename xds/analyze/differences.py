@@ -92,7 +92,9 @@ DIFFERENCES: tuple[Difference, ...] = (
             A `mesh` VirtualService host that is no service (`uk.bookinfo.com`) gets its own virtual host,
             with the host and `host:port` as domains, on the ports of the VirtualService's registry hosts
             or else of its destinations (istiod adds such hosts to the destination port's route
-            configuration). Not yet in the per-group route tables of `--route-tables scoped`.
+            configuration). With `--route-tables scoped` each such host is a scope of its own pointing at
+            the table `outbound|aliases` (the same virtual hosts; a wildcard host keeps the single table),
+            and a Sidecar egress listener whose `hosts` list it routes it on its port.
             """
         ),
     ),
@@ -198,7 +200,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         _p(
             """
             As istiod, a DestinationRule with `outlierDetection` always sets the cluster's
-            `healthy_panic_threshold` (`minHealthPercent`, 0 when unset: panic routing off).
+            `healthy_panic_threshold` (`minHealthPercent`, 0 when unset: panic routing off), and
+            `max_ejection_percent` only when given: Envoy's default 10 % then ejects no host of a service
+            with fewer than ten endpoints, in Istio as here (set `maxEjectionPercent` for small services).
+            AuthorizationPolicy `hosts`/`notHosts` match case-insensitively, as the current istiod emits
+            (its HostMatcher sets `ignoreCase`; issue #14's "case-sensitive" was checked against istio/istio
+            86c9f01f: `pilot/pkg/security/authz/matcher/header.go` and the golden
+            `builder/testdata/http/allow-full-rule-out.yaml`).
             """
         ),
         (Claim("DestinationRule", "spec.trafficPolicy.outlierDetection.minHealthPercent", HONOURED),),
