@@ -242,7 +242,8 @@ class SnapshotBuilder:
         if view is not None:
             clusters, endpoints = self.mesh.scoped_clusters(config, view)
         if proxy.mode is ProxyMode.PROXYLESS:  # a gRPC client's own xDS: api_listeners, no Envoy
-            args = (config, proxy, view, clusters, endpoints, changed_at, config_version)
+            secure = self._secure_clusters(config, clusters)  # ISTIO_MUTUAL ones become grpcgen mTLS
+            args = (config, proxy, view, secure, endpoints, changed_at, config_version)
             return self._proxyless_snapshot(*args)
         # Sidecar ingress/egress ports and ALLOW_ANY (a catch-all for unknown hosts) need the single table
         extras = sidecar_resources(self.memo, config, view, proxy, self.normalization)

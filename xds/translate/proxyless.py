@@ -8,13 +8,16 @@ GRPC_XDS_BOOTSTRAP is served, with no Envoy in the path.
 - RDS: the service's virtual host, built by the same code as a sidecar's (weights, header matches, retries,
   fault; gRPC takes timeouts from `max_stream_duration`, which the route carries too).
 - CDS/EDS: one plain EDS cluster per outbound cluster of the mesh, round robin (istiod's edsCluster: gRPC
-  refuses Envoy's LEAST_REQUEST and SDS), over the mesh's endpoints with every locality weighted.
+  refuses Envoy's LEAST_REQUEST and SDS), over the mesh's endpoints with every locality weighted. Where a
+  sidecar's cluster is ISTIO_MUTUAL (auto-mTLS or a DestinationRule), the proxyless one carries istiod's
+  grpcgen UpstreamTlsContext: the same SNI and peer SANs, certificates from the bootstrap's `file_watcher`
+  certificate provider (the files the workload's agent writes) instead of SDS.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from envoy_data_plane.envoy.config.cluster import v3 as clu
@@ -23,6 +26,7 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.mesh import MeshConfig
@@ -31,6 +35,7 @@ from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, socket
 from xds.translate.listener import FAULT, ROUTER
 from xds.translate.route import virtual_host
+from xds.translate.security.mtls import TLS_SOCKET
 
 # Names the gRPC bootstrap's certificate_providers use (istio-agent's names in its generated bootstrap)
 CERT_PROVIDER = "default"
@@ -103,9 +108,55 @@ def eds_cluster(name: str) -> clu.Cluster:
     )
 
 
-def proxyless_clusters(names: Iterable[str]) -> list[clu.Cluster]:
-    """One EDS cluster per outbound cluster of the mesh (default and subsets)."""
-    return [eds_cluster(n) for n in sorted(names) if n.startswith("outbound|")]
+def proxyless_clusters(sidecar_clusters: Mapping[str, Any]) -> list[clu.Cluster]:
+    """One EDS cluster per outbound cluster of the mesh (default and subsets); sidecar_clusters: name ->
+    Resource (packed Cluster) of the mesh's sidecar clusters, whose ISTIO_MUTUAL contexts are carried over."""
+    out = []
+    for name in sorted(n for n in sidecar_clusters if n.startswith("outbound|")):
+        cluster = eds_cluster(name)
+        mesh_tls = _istio_mutual(clu.Cluster.parse(sidecar_clusters[name].body))
+        if mesh_tls is not None:
+            cluster.transport_socket = core.TransportSocket(
+                name=TLS_SOCKET, typed_config=AnyMsg.pack(mesh_tls)
+            )
+        out.append(cluster)
+    return out
+
+
+def _istio_mutual(sidecar: clu.Cluster) -> tls.UpstreamTlsContext | None:
+    """The grpcgen form of a sidecar cluster's mesh mTLS context (SDS `default`/`ROOTCA`), else None."""
+    socket_ = sidecar.transport_socket
+    if socket_ is None or socket_.name != TLS_SOCKET or socket_.typed_config is None:
+        return None
+    context = tls.UpstreamTlsContext.parse(socket_.typed_config.value)
+    common = context.common_tls_context
+    combined = common.combined_validation_context if common is not None else None
+    secrets = [c.name for c in (common.tls_certificate_sds_secret_configs if common is not None else [])]
+    if combined is None or secrets != [CERT_PROVIDER]:
+        return None  # SIMPLE/MUTUAL with files: not the mesh's certificates
+    typed = (
+        combined.default_validation_context.match_typed_subject_alt_names
+        if combined.default_validation_context
+        else []
+    )
+    sans = [t.matcher for t in typed]
+    return tls.UpstreamTlsContext(
+        common_tls_context=tls.CommonTlsContext(
+            tls_certificate_provider_instance=tls.CertificateProviderPluginInstance(
+                CERT_PROVIDER, CERT_PROVIDER
+            ),
+            combined_validation_context=tls.CommonTlsContextCombinedCertificateValidationContext(
+                # gRPC (gRFC A29) matches match_subject_alt_names against the peer's URI SANs, as istiod sends
+                default_validation_context=tls.CertificateValidationContext(
+                    match_subject_alt_names=sans,
+                    ca_certificate_provider_instance=tls.CertificateProviderPluginInstance(
+                        CERT_PROVIDER, ROOT_CERT_NAME
+                    ),
+                ),
+            ),
+        ),
+        sni=context.sni,
+    )
 
 
 def weighted_localities(body: bytes) -> ep.ClusterLoadAssignment:
