@@ -6,7 +6,8 @@ GRPC_XDS_BOOTSTRAP is served, with no Envoy in the path.
   whose routes come by RDS as `<fqdn>:<port>` (istiod's clusterKey naming), with gRPC's supported filters:
   fault (VirtualService fault injection) then router.
 - RDS: the service's virtual host, built by the same code as a sidecar's (weights, header matches, retries,
-  fault; gRPC takes timeouts from `max_stream_duration`, which the route carries too).
+  fault; gRPC ignores `timeout` and reads `max_stream_duration`, which istiod's setTimeout sets for proxyless
+  nodes: a VirtualService timeout is copied there, with `grpc_timeout_header_max`).
 - CDS/EDS: one plain EDS cluster per outbound cluster of the mesh, round robin (istiod's edsCluster: gRPC
   refuses Envoy's LEAST_REQUEST and SDS), over the mesh's endpoints with every locality weighted. Where a
   sidecar's cluster is ISTIO_MUTUAL (auto-mTLS or a DestinationRule), the proxyless one carries istiod's
@@ -94,8 +95,21 @@ def proxyless_routes(
         ns = proxy.namespace if svc.namespace == proxy.namespace else ""
         vhost = virtual_host(svc, port, vs, config, ns, True)
         vhost.domains = ["*"]  # the listener already chose the service; gRPC matches the dialled name
+        for route in vhost.routes:
+            _grpc_timeout(route)
         out.append(rte.RouteConfiguration(name=route_name(svc, port), virtual_hosts=[vhost]))
     return out
+
+
+def _grpc_timeout(route: rte.Route) -> None:
+    """istiod setTimeout for proxyless gRPC: the route's timeout as max_stream_duration (and the cap on a
+    client's grpc-timeout header); gRPC does not read RouteAction.timeout."""
+    action = route.route
+    if action is None or action.timeout is None or not action.timeout.total_seconds():
+        return
+    action.max_stream_duration = rte.RouteActionMaxStreamDuration(
+        max_stream_duration=action.timeout, grpc_timeout_header_max=action.timeout
+    )
 
 
 def eds_cluster(name: str) -> clu.Cluster:

@@ -86,3 +86,32 @@ def test_istio_mutual_cluster_uses_the_file_watcher_provider() -> None:
 
 def test_plaintext_clusters_stay_plaintext() -> None:
     assert tls_of(proxyless_clusters(with_ca=True)["outbound|50052||plain.default.svc.cluster.local"]) is None
+
+
+TIMEOUT_VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: greeter, namespace: default}
+spec:
+  hosts: [greeter]
+  http: [{route: [{destination: {host: greeter}}], timeout: 2s}]
+"""
+
+
+def test_route_timeout_reaches_grpc_as_max_stream_duration() -> None:
+    """gRPC ignores RouteAction.timeout: istiod copies it to max_stream_duration for proxyless clients."""
+    from datetime import timedelta
+
+    from envoy_data_plane.envoy.config.route import v3 as rte
+
+    docs, _ = pipeline.load_text(MESH + "---\n" + TIMEOUT_VS, "mesh.yaml")
+    result = pipeline.compile_documents(docs)
+    assert result.config is not None
+    client = ProxyIdentity.from_node("client-1", {"GENERATOR": "grpc", "mecha": {"namespace": "default"}})
+    snapshot = pipeline.SnapshotBuilder().build(result.config, [client])["client-1"]
+    routes = {n: rte.RouteConfiguration.parse(r.body) for n, r in snapshot.resources[types.ROUTE].items()}
+    action = routes["greeter.default.svc.cluster.local:50051"].virtual_hosts[0].routes[0].route
+    assert action.max_stream_duration is not None
+    assert action.max_stream_duration.max_stream_duration == timedelta(seconds=2)
+    assert action.max_stream_duration.grpc_timeout_header_max == timedelta(seconds=2)
+    plain = routes["plain.default.svc.cluster.local:50052"].virtual_hosts[0].routes[0].route
+    assert plain.max_stream_duration is None  # no timeout: none imposed
