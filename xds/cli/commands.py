@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xds.cli.client import ApiError, Client
-from xds.cli.tables import config_warning_lines, diff_table, outcome_lines, table
+from xds.cli.tables import config_warning_lines, content_lines, diff_table, outcome_lines, table
 from xds.controlplane.report import diag_line
 from xds.sources.loader import YAML_SUFFIXES
 from xds.validate.strict import strict_from_env
@@ -66,11 +66,27 @@ def cmd_apply(args: argparse.Namespace, dry_run: bool | None = None, path: str =
     print("\n".join(outcome_lines(outcome)))
     if dry and outcome.get("accepted") and "proxies" in outcome:
         print(diff_table(outcome["proxies"]))
+        for line in content_lines(outcome["proxies"]):
+            print(line)
     return 0 if outcome.get("accepted") else 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    return cmd_apply(args, dry_run=True)
+    """The dry run with the content: a unified diff (as YAML) of each changed Envoy resource, shown once for
+    all the proxies that get the same change; -o yaml/json print the whole outcome for scripts."""
+    output = getattr(args, "output", "text")
+    if output == "text":
+        return cmd_apply(args, dry_run=True)
+    client = Client(args.server, getattr(args, "token", None))
+    query = "?dry_run=1" + ("&strict=1" if getattr(args, "strict", False) or strict_from_env() else "")
+    outcome = client.post("/api/v1/apply" + query, {"files": read_files(args.file)})
+    if output == "json":
+        print(json.dumps(outcome, indent=2, sort_keys=True))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(outcome, sort_keys=True, default_flow_style=False, width=100), end="")
+    return 0 if outcome.get("accepted") else 1
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

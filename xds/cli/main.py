@@ -103,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address-map", default=None, help=kube_import.ADDRESS_MAP_HELP + " (converts locally)")
     p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     _add_server(p)
-    p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get")
+    p = sub.add_parser("diff", help="= apply --dry-run: what each proxy would get, diffed per resource")
     _add_files(p)
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "yaml", "json"],
+        default="text",
+        help="text: a table and a unified diff (YAML) of each changed resource; yaml/json: the whole outcome",
+    )
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     _add_server(p)
     p = sub.add_parser("delete", help="delete the documents named in the files")
     _add_files(p)

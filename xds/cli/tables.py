@@ -78,5 +78,19 @@ def diff_table(proxies: Mapping[str, Mapping[str, Mapping[str, list[str]]]]) -> 
     return "\n".join(out)
 
 
+def content_lines(proxies: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """The unified diff of each changed resource (the dry run's "content"), each distinct one once, headed by
+    the proxies it applies to (a route change usually reaches many proxies identically)."""
+    by_diff: dict[str, list[str]] = {}
+    for proxy, per_type in proxies.items():
+        for changes in per_type.values():
+            for text in (changes.get("content") or {}).values():
+                by_diff.setdefault(text, []).append(proxy)
+    out: list[str] = []
+    for text, owners in by_diff.items():
+        out += ["", f"# proxies: {', '.join(sorted(set(owners)))}", text.rstrip("\n")]
+    return out
+
+
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())

@@ -561,7 +561,7 @@ class ControlPlane:
         proposed = self._new_builder().build(
             plan.result.config, proxies, changed_at=time.monotonic(), config_version="dry-run"
         )
-        return diff_all(self._snapshots, proposed)
+        return diff_all(self._snapshots, proposed, with_content=True)  # `mecha diff` shows the content
 
     def _version_conflict(self, expected: int, dry_run: bool) -> dict[str, Any]:
         current = self.store.version
