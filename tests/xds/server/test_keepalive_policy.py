@@ -28,6 +28,13 @@ def seconds(duration: str) -> float:
 
 def xds_keepalive(doc: dict[str, Any]) -> dict[str, Any]:
     xds = next(c for c in doc["static_resources"]["clusters"] if c["name"] == "mecha_xds")
+    endpoints = [
+        e["endpoint"]["address"] for g in xds["load_assignment"]["endpoints"] for e in g["lb_endpoints"]
+    ]
+    if all("pipe" in address for address in endpoints):
+        # Compose with agents: Envoy reaches its local mecha agent over a Unix socket, and the agent's own
+        # channel to the control plane keeps alive (xds/agent/channel.py); nothing to check here.
+        pytest.skip("mecha_xds reaches a local agent over a Unix socket")
     (options,) = xds["typed_extension_protocol_options"].values()
     return dict(options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"])
 
