@@ -151,6 +151,9 @@ class AppHealth:
                 await self._task
 
     async def probe(self) -> bool:
+        grpc_delivery = getattr(self.runtime, "grpc_app_delivery", None)
+        if grpc_delivery is not None:
+            return await self._probe_grpc(grpc_delivery.channel)
         try:
             response = await self.runtime.app_channel.call(
                 "GET", self.config.path, body=None, headers={}, timeout=self.config.timeout_s
@@ -159,6 +162,18 @@ class AppHealth:
             log.debug("app health probe failed: %s", exc)
             return False
         return 200 <= response.status < 300
+
+    async def _probe_grpc(self, channel: Any) -> bool:
+        """daprd probes a gRPC app with AppCallbackHealthCheck/HealthCheck (the path is for HTTP apps); an app
+        that does not implement it (UNIMPLEMENTED) fails the probe, as in daprd."""
+        from google.protobuf import empty_pb2
+
+        try:
+            await channel.call(channel.health.HealthCheck, empty_pb2.Empty(), timeout_s=self.config.timeout_s)
+        except Exception as exc:
+            log.debug("app health probe (gRPC HealthCheck) failed: %s", exc)
+            return False
+        return True
 
     async def check_once(self) -> None:
         if await self.probe():
@@ -171,16 +186,13 @@ class AppHealth:
             await self._set(False)
 
     async def _set(self, healthy: bool) -> None:
-        from capabilities.delivery import manager_for
-
         first = self.healthy is None
         self.healthy = healthy
         self.transitions += 1
         if not (first and healthy):
             log.warning("app %s is %s", self.runtime.app_id, "healthy again" if healthy else "unhealthy")
-        manager = manager_for(self.runtime)
-        if manager is not None:
-            await (manager.resume() if healthy else manager.pause("app unhealthy"))
+        for deliveries in _deliveries(self.runtime):
+            await (deliveries.resume() if healthy else deliveries.pause("app unhealthy"))
         if self.reporter is not None:
             message = "" if healthy else f"GET {self.config.path}: {self.failures} failed probes"
             await self.reporter.report(healthy=healthy, message=message)
@@ -197,10 +209,16 @@ class AppHealth:
 async def drain(runtime: Any, reporter: WorkloadReporter | None) -> None:
     """SIGTERM: the endpoint is marked DRAINING first (callers stop sending), then subscriptions and input
     bindings stop pulling; in-flight deliveries finish (or, unacked, go back to the broker)."""
-    from capabilities.delivery import manager_for
-
     if reporter is not None:
         await reporter.report(draining=True)
-    manager = manager_for(runtime)
-    if manager is not None:
-        await manager.pause("shutting down")
+    for deliveries in _deliveries(runtime):
+        await deliveries.pause("shutting down")
+
+
+def _deliveries(runtime: Any) -> list[Any]:
+    """What delivers to the app: the HTTP delivery manager and, for APP_PROTOCOL=grpc, the gRPC one (each has
+    pause(reason) / resume())."""
+    from capabilities.delivery import manager_for
+
+    found = [manager_for(runtime), getattr(runtime, "grpc_app_delivery", None)]
+    return [d for d in found if d is not None]

@@ -34,6 +34,7 @@ class GrpcAppDelivery:
         self._list_errors: list[str] = []
         self._closed = False
         self._lock = asyncio.Lock()
+        self.paused = ""  # why deliveries are paused (unhealthy app, shutting down); "" = delivering
 
     async def run(self) -> None:
         await self.channel.wait_ready()
@@ -55,6 +56,8 @@ class GrpcAppDelivery:
         if not self._listed or self._closed:
             return
         async with self._lock:
+            if self.paused:  # resume() reconciles again
+                return
             errors: list[str] = []
             wanted = list(self.app_subscriptions)
             seen = {(s.pubsub_name, s.topic) for s in wanted}
@@ -86,6 +89,26 @@ class GrpcAppDelivery:
                 if message not in self.errors:
                     log.error("gRPC app delivery: %s", message)
             self.errors = self._list_errors + errors
+
+    async def pause(self, reason: str) -> None:
+        """Stop pulling (daprd with an unhealthy app, or shutting down): every topic subscription and input
+        binding reader stops; in-flight deliveries finish, un-acked messages stay with the broker."""
+        async with self._lock:
+            if self.paused:
+                return
+            self.paused = reason
+            for key in reversed(list(self.topics.active)):
+                await self.topics.unsubscribe(key)
+            await self.bindings.close()
+        log.warning("deliveries to gRPC app %s paused: %s", self.runtime.app_id, reason)
+
+    async def resume(self) -> None:
+        """Subscribe again (the app is healthy again); before the app's lists are read this only clears."""
+        if not self.paused:
+            return
+        self.paused = ""
+        log.info("deliveries to gRPC app %s resumed", self.runtime.app_id)
+        await self.reconcile()
 
     def _error(self, message: str) -> None:
         log.error("gRPC app delivery: %s", message)

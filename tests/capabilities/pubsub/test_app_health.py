@@ -143,3 +143,58 @@ def test_reporter_only_for_a_credential_naming_a_workload_group(tmp_path: Path) 
     assert reporter_for(None, str(tmp_path / "grouped.jwt")) is None
     reporter = reporter_for("http://127.0.0.1:15010/", str(tmp_path / "grouped.jwt"))
     assert reporter is not None and reporter.url == "http://127.0.0.1:15010/api/v1/workloads/health"
+
+
+@pytest.mark.backend
+async def test_unhealthy_app_gets_no_input_binding_events_until_healthy(
+    make_sidecar: Any, fake_app: Any
+) -> None:
+    """Input bindings pause as subscriptions do: events stay in the RabbitMQ queue, none lost, none twice."""
+    need_server("RabbitMQ", "127.0.0.1", 5672)
+    queue = f"bhealth-{uuid.uuid4().hex[:8]}"
+    amqp = "amqp://guest:guest@127.0.0.1:5672/"
+    docs = [component("jobs", "bindings.rabbitmq", host=amqp, queueName=queue)]
+    try:
+        app = await fake_app()
+        app.reply("/jobs")  # the app reads the binding (OPTIONS /jobs answers 200)
+        _client, runtime = await started(make_sidecar, f"b-{uuid.uuid4().hex[:6]}", docs, app)
+        manager = manager_for(runtime)
+        assert manager is not None and "jobs" in manager.bindings.reading
+        sender, _ = await started(make_sidecar, "sender", docs)
+        health = AppHealth(runtime, AppHealthConfig(path="/healthz", threshold=1))
+
+        def received() -> list[int]:
+            return [body["n"] for body in app.received.get("/jobs", [])]
+
+        async def send(numbers: range) -> None:
+            for n in numbers:
+                body = {"operation": "create", "data": {"n": n}}
+                assert (await sender.post("/v1.0/bindings/jobs", json=body)).status in (200, 204)
+
+        await health.check_once()
+        await send(range(0, 4))
+        await app.wait_for(lambda: len(received()) == 4)
+
+        app.reply("/healthz", (500, None))
+        await health.check_once()
+        assert health.healthy is False and manager.paused and not manager.bindings.reading
+        await send(range(4, 8))
+        await asyncio.sleep(1.0)
+        assert sorted(received()) == list(range(4)), "a paused app reads no binding events"
+
+        await health.check_once()
+        assert health.healthy is True and "jobs" in manager.bindings.reading
+        await app.wait_for(lambda: len(received()) >= 8, limit_s=20)
+        await asyncio.sleep(0.5)
+        assert sorted(received()) == list(range(8)), "every event exactly once"
+    finally:
+        await _delete_queue(queue)
+
+
+async def _delete_queue(queue: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
