@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from xds import types
 from xds.cache.snapshot import Resource, Snapshot, changed_names
 from xds.server.codec import DeltaRequest, encode_delta_response
+from xds.server.held import HeldVersions
+from xds.server.sotw import shared_names
 from xds.server.state import (
     MAX_NACK_MESSAGE_CHARS,
     Ack,
@@ -43,8 +45,10 @@ class _Outstanding:
 
 @dataclass(slots=True)
 class DeltaTypeState(TypeStateBase):
-    # name -> version the proxy holds (as far as we know)
-    client: dict[str, str] = field(default_factory=dict)
+    # subscribed names: one frozenset shared by every stream asking the same (replaced, never mutated)
+    names: frozenset[str] = frozenset()  # type: ignore[assignment]
+    # name -> version the proxy holds (as far as we know): a shared snapshot mapping + this stream's changes
+    client: HeldVersions = field(default_factory=HeldVersions)
     outstanding: dict[str, _Outstanding] = field(default_factory=dict)  # nonce -> response awaiting ACK
     told_missing: set[str] = field(default_factory=set)
     must_report: set[str] = field(default_factory=set)  # D5: "*" + name unsubscribed
@@ -77,12 +81,13 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             st.client.update((sys.intern(k), v) for k, v in req.initial_resource_versions.items())
             if not req.subscribe and t in types.WILDCARD_TYPES:
                 st.wildcard = True  # legacy wildcard: first CDS/LDS request names nothing
+        names = set(st.names) if req.subscribe or req.unsubscribe else None
         for name in req.subscribe:
             if name == "*":
                 st.wildcard = True
                 continue
             name = sys.intern(name)  # one string object per name across all streams, not one per stream
-            st.names.add(name)
+            names.add(name)  # type: ignore[union-attr]
             st.told_missing.discard(name)
             if not first:
                 st.client.pop(name, None)  # D4: an explicit subscribe is always answered
@@ -90,13 +95,15 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             if name == "*":
                 st.wildcard = False
                 for held in list(st.client):
-                    if held not in st.names:
+                    if held not in names:  # type: ignore[operator]
                         st.client.pop(held)
                 continue
-            st.names.discard(name)
+            names.discard(name)  # type: ignore[union-attr]
             st.told_missing.discard(name)
             if st.client.pop(name, None) is not None and st.wildcard:
                 st.must_report.add(name)  # D5: still wanted through "*": re-send or report removed
+        if names is not None:
+            st.names = shared_names(names)
 
         if req.response_nonce:
             record = st.outstanding.pop(req.response_nonce, None)
@@ -201,7 +208,7 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             wanted.update(present.keys())
         upserts: list[Resource] = []
         removed: list[str] = []
-        for name in sorted(wanted | st.client.keys() | st.must_report):
+        for name in sorted(wanted.union(st.client, st.must_report)):
             res = self._resolve(t, st, name, present) if name in wanted else None
             if res is not None:
                 if st.client.get(name) != res.version:
@@ -273,6 +280,7 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             if name in st.names:
                 st.told_missing.add(name)
             st.must_report.discard(name)
+        st.client.maybe_rebase(snap.of(t))  # after a full send: refer to the snapshot's mapping, hold nothing
         if t == types.CLUSTER:
             self._force_eds_for_rewarmed(upserts, previous)
         st.outstanding[nonce] = _Outstanding(version, previous)
