@@ -17,7 +17,7 @@ REBASE_AFTER = 64
 class HeldVersions(MutableMapping[str, str]):
     """name -> version: `base`'s resources at their versions, overridden by `own` (None = not held)."""
 
-    __slots__ = ("base", "own", "_own_at_last_try")
+    __slots__ = ("_own_at_last_try", "base", "own")
 
     def __init__(self, base: Mapping[str, Resource] = _EMPTY) -> None:
         self.base = base
