@@ -418,6 +418,20 @@ def encode_delta_response(
     return b"".join(parts)
 
 
+def encode_delta_response_without_nonce(
+    system_version_info: str, type_url: str, resources: Sequence[Resource], removed: Sequence[str] = ()
+) -> bytes:
+    """encode_delta_response minus its nonce: the part many streams share (the first full response of every
+    proxy with the same view); a stream appends nonce_field(its nonce): protobuf fields come in any order."""
+    whole = encode_delta_response(system_version_info, type_url, "", resources)
+    return whole + b"".join(_len_field(0x32, name.encode()) for name in removed)
+
+
+def nonce_field(nonce: str) -> bytes:
+    """The nonce field (5) of a DiscoveryResponse / DeltaDiscoveryResponse."""
+    return _str_field(0x2A, nonce)
+
+
 @dataclass(slots=True)
 class DecodedResource:
     name: str

@@ -13,12 +13,18 @@ snapshot version changes. Clusters re-sent in CDS get their CLA re-sent (Envoy r
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xds import types
 from xds.cache.snapshot import Resource, Snapshot, changed_names
-from xds.server.codec import DeltaRequest, encode_delta_response
+from xds.server.codec import (
+    DeltaRequest,
+    encode_delta_response,
+    encode_delta_response_without_nonce,
+    nonce_field,
+)
 from xds.server.held import HeldVersions
 from xds.server.sotw import shared_names
 from xds.server.state import (
@@ -40,7 +46,29 @@ _REMOVALS_LAST = (types.CLUSTER, types.ENDPOINT)
 @dataclass(slots=True)
 class _Outstanding:
     version: str
-    previous: dict[str, str | None]  # name -> version the proxy held before this response (None: absent)
+    # name -> version the proxy held before this response (None: absent); None: it held nothing of the type
+    previous: dict[str, str | None] | None
+
+
+@dataclass(slots=True, eq=False)
+class _FirstAnswer:
+    """The first response of a type to a stream that holds nothing: the same for every stream asking the same
+    names of the same mapping, so computed, and encoded (once a second stream asks), once for all of them."""
+
+    present: Mapping[str, Resource]
+    names: frozenset[str]
+    upserts: list[Resource]
+    removed: list[str]
+    extras: dict[str, str]  # upserts that are not the mapping's own resources (empty CLAs): name -> version
+    covers: bool  # every resource of `present` is upserted
+    uses: int = 0
+    body: bytes = b""
+    body_version: str = ""
+
+
+# (type, mapping, names, wildcard) -> _FirstAnswer, for the few views new streams ask at a time
+_FIRST_ANSWERS: OrderedDict[tuple[str, int, int, bool], _FirstAnswer] = OrderedDict()
+_FIRST_ANSWERS_KEPT = 16
 
 
 @dataclass(slots=True)
@@ -109,7 +137,9 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             record = st.outstanding.pop(req.response_nonce, None)
             if req.error_detail is not None:
                 rejected = record.version if record else st.sent_version
-                if record is not None:
+                if record is not None and record.previous is None:
+                    st.client = HeldVersions()  # its first response of the type was refused: it holds none
+                elif record is not None:
                     for name, previous in record.previous.items():
                         if previous is None:
                             st.client.pop(name, None)
@@ -170,6 +200,23 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             if (held is None and name not in st.told_missing) or held == empty.version:
                 return empty
         return res
+
+    def _first_answer(self, t: str, st: DeltaTypeState, snap: Snapshot) -> _FirstAnswer:
+        """_diff for a stream holding nothing of the type (nothing told missing or owed a report either)."""
+        present = snap.of(t)
+        key = (t, id(present), id(st.names), st.wildcard)
+        found = _FIRST_ANSWERS.get(key)
+        if found is not None and found.present is present and found.names is st.names:
+            _FIRST_ANSWERS.move_to_end(key)
+            st.evaluated_map = None if t == types.ENDPOINT else present  # as _diff leaves it
+            return found
+        upserts, removed = self._diff(t, st, snap)
+        extras = {r.name: r.version for r in upserts if present.get(r.name) is not r}
+        covers = len(upserts) - len(extras) == len(present)
+        found = _FIRST_ANSWERS[key] = _FirstAnswer(present, st.names, upserts, removed, extras, covers)
+        while len(_FIRST_ANSWERS) > _FIRST_ANSWERS_KEPT:
+            _FIRST_ANSWERS.popitem(last=False)
+        return found
 
     def _diff(self, t: str, st: DeltaTypeState, snap: Snapshot) -> tuple[list[Resource], list[str]]:
         present = snap.of(t)
@@ -250,7 +297,12 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
                 return
             st.parked_version = None
         st.evaluated_version = version
-        upserts, removed = self._diff(t, st, snap)
+        first: _FirstAnswer | None = None
+        if st.client.empty and not st.told_missing and not st.must_report:
+            first = self._first_answer(t, st, snap)
+            upserts, removed = first.upserts, first.removed
+        else:
+            upserts, removed = self._diff(t, st, snap)
         if not upserts and not removed:
             if not st.outstanding:
                 # The proxy already holds exactly this snapshot's resources (e.g. the config that was good
@@ -260,9 +312,39 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             return
         if split and removed and t in _REMOVALS_LAST:
             self._deferred_removals.append((t, removed))
-            removed = []
-        if upserts or removed:
+            removed, first = [], None
+        if first is not None and first.covers:
+            self._emit_first(t, st, first, actions)
+        elif upserts or removed:
             self._emit(t, st, upserts, removed, actions)
+
+    def _emit_first(self, t: str, st: DeltaTypeState, first: _FirstAnswer, actions: list[Action]) -> None:
+        """_emit of a shared first answer: the stream then holds the mapping itself (plus its extras), and the
+        encoded response is shared but for the nonce."""
+        snap = self.snapshot
+        assert snap is not None
+        version = snap.version(t)
+        nonce = self._next_nonce()
+        st.client = HeldVersions(first.present)
+        st.client.update(first.extras)
+        for name in first.removed:
+            if name in st.names:
+                st.told_missing.add(name)
+        eds = self.types.get(types.ENDPOINT)
+        if t == types.CLUSTER and eds is not None:  # as _force_eds_for_rewarmed (no cluster was held)
+            eds.evaluated_version = None
+            eds.evaluated_map = None
+        st.outstanding[nonce] = _Outstanding(version, None)
+        st.sent_version, st.sent_nonce = version, nonce
+        first.uses += 1
+        if first.uses == 1:  # most first answers (a proxy's own RDS names) are never asked again
+            payload = encode_delta_response(version, t, nonce, first.upserts, first.removed)
+        else:
+            if first.body_version != version or not first.body:
+                first.body = encode_delta_response_without_nonce(version, t, first.upserts, first.removed)
+                first.body_version = version
+            payload = first.body + nonce_field(nonce)
+        actions.append(Send(t, nonce, version, payload, len(first.upserts), len(first.removed)))
 
     def _emit(
         self, t: str, st: DeltaTypeState, upserts: list[Resource], removed: list[str], actions: list[Action]

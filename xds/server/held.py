@@ -24,6 +24,11 @@ class HeldVersions(MutableMapping[str, str]):
         self.own: dict[str, str | None] = {}
         self._own_at_last_try = 0
 
+    @property
+    def empty(self) -> bool:
+        """Holds nothing (own entries only exist beside a base, or as names held)."""
+        return not self.own and not self.base
+
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         own = self.own
         if name in own:

@@ -173,3 +173,39 @@ def test_delta_held_versions_follow_a_push_and_a_nack() -> None:
     assert again.resource_count == 3  # c1, c2001 (reverted by the NACK) and c3
     st.handle_request(dreq(C, nonce=again.nonce))
     assert dict(st.types[C].client) == {n: r.version for n, r in third.of(C).items()}
+
+
+def test_first_responses_of_streams_with_the_same_view_are_one_encoding() -> None:
+    """New proxies with the same view get the same first CDS/EDS response but for the nonce: it is computed
+    and encoded once (the body bytes are one object), and every copy decodes to the snapshot's resources."""
+    from xds.server import delta as delta_module
+
+    snapshot = snap(BIG)
+    streams = [DeltaStreamState(ads=True) for _ in range(3)]
+    payloads = []
+    for st in streams:
+        st.set_snapshot(snapshot)
+        (s,) = sends(st.handle_request(dreq(C)))
+        payloads.append(s.payload)
+    decoded = [decode_delta_response(p) for p in payloads]
+    assert len({d.nonce for d in decoded}) == 1  # each stream's own counter: "1"
+    for d in decoded:
+        assert sorted(r.name for r in d.resources) == sorted(BIG[C])
+        assert {r.name: r.version for r in d.resources} == {n: r.version for n, r in snapshot.of(C).items()}
+    shared = [a for a in delta_module._FIRST_ANSWERS.values() if a.present is snapshot.of(C)]
+    assert len(shared) == 1 and shared[0].uses == 3
+    body = shared[0].body
+    assert body and payloads[1].startswith(body) and payloads[2].startswith(body)
+
+
+def test_nacked_first_response_leaves_the_stream_holding_nothing() -> None:
+    """A proxy that refuses its first CDS response holds none of it: the next snapshot sends all again."""
+    snapshot = snap(BIG)
+    st = DeltaStreamState(ads=True)
+    st.set_snapshot(snapshot)
+    (s,) = sends(st.handle_request(dreq(C)))
+    st.handle_request(dreq(C, nonce=s.nonce, error="refused"))
+    assert len(st.types[C].client) == 0
+    second = snap({**BIG, C: {**BIG[C], "c1": "changed"}})
+    (again,) = [x for x in sends(st.set_snapshot(second)) if x.type_url == C]
+    assert again.resource_count == len(BIG[C])
