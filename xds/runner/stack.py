@@ -20,6 +20,7 @@ import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
 from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE, auth_headers
+from xds.controlplane.report import diag_line
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
@@ -34,6 +35,41 @@ LOOPBACK = "127.0.0.1"  # `mecha up` runs on one machine: every listener binds h
 
 class StackError(RuntimeError):
     """Something could not start; the message names the component and points at its log."""
+
+
+class ProxyRefused(StackError):
+    """An Envoy NACKed the config it was sent: the message is Envoy's, on one line."""
+
+
+PROGRESS_EVERY_S = 2.0
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def nack_line(row: dict[str, Any]) -> str:
+    """'<proxy> refused the <TYPE> config (NACK): <Envoy's message>' for a NACKED proxy, else ''."""
+    parts = []
+    for short, entry in (row.get("types") or {}).items():
+        if isinstance(entry, dict) and (entry.get("state") or entry.get("status")) == "NACKED":
+            message = one_line(str(entry.get("nack_message") or entry.get("error") or "no message"))
+            parts.append(f"{row.get('proxy_id')} refused the {short} config (NACK): {message}")
+    return "; ".join(parts)
+
+
+async def all_or_first_error(*steps: Any) -> None:
+    """Run the steps concurrently; the first failure cancels the others and is raised as itself (not as an
+    ExceptionGroup), so `mecha up` prints one clear message."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for step in steps:
+                group.create_task(step)
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def envoy_binary() -> Path:
@@ -219,12 +255,29 @@ class Stack:
             if kept := write_demo_config(self.config_dir, demo_config(self.o.layout, self.o.knobs)):
                 self.notes.append(kept)
                 self.report(f"note: {kept}")
-        await self._start_control_plane(deadline)
-        await self._start_apps(deadline)
-        await self._start_capabilities(deadline)
-        await self._start_envoys(envoy, deadline)
+        if self._serial_start():
+            await self._start_control_plane(deadline)
+            await self._start_apps(deadline)
+            await self._start_capabilities(deadline)
+            await self._start_envoys(envoy, deadline)
+            return
+        # Concurrently, not one after the other: the apps need nothing, the capability services and Envoys
+        # need the control plane (credentials, xDS); each part reports as it becomes ready.
+        control_plane = await self._launch_control_plane()
+        apps = await self._launch_apps()
+        await self._control_plane_ready(control_plane, deadline)
+        await self._refused_config_at_start()
+        capabilities = await self._launch_capabilities()
+        await all_or_first_error(
+            self._wait_apps(apps, deadline),
+            self._wait_capabilities(capabilities, deadline),
+            self._start_envoys(envoy, deadline),
+        )
 
     async def _start_control_plane(self, deadline: float) -> None:
+        await self._control_plane_ready(await self._launch_control_plane(), deadline)
+
+    async def _launch_control_plane(self) -> Child:
         argv = [
             sys.executable,
             "-m",
@@ -248,18 +301,53 @@ class Stack:
         env = {"MECHA_CA_DIR": str(self.o.state_dir / "ca"), **self.o.extra_env}
         if not self.o.with_agents:  # Envoys dial the control plane themselves: plaintext, no credential
             env.setdefault("MECHA_INSECURE_XDS", "1")
-        child = await self.sup.start(
+        return await self.sup.start(
             Child("control-plane", "control-plane", argv, self.logs / "control-plane.log"), env=env
         )
+
+    async def _control_plane_ready(self, child: Child, deadline: float) -> None:
         await self._wait_http(child, f"{self.api}/readyz", deadline)
         self.report(f"[ready] control plane        API {self.api}  xDS 127.0.0.1:{self.o.xds_port}")
+
+    async def _refused_config_at_start(self) -> None:
+        """A config folder the control plane refused at start: say so now, with its first error, rather than
+        starting Envoys on an empty config (they would report SYNCED at version 0)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(f"{self.api}/api/v1/config", headers=self.api_headers()) as resp:
+                view = await resp.json() if resp.status == 200 else {}
+        for source, status in (view.get("sources") or {}).items():
+            if status.get("accepted") is False:
+                diags = status.get("diagnostics") or []
+                errors = [d for d in diags if d.get("severity") == "error"] or diags
+                first = one_line(diag_line(errors[0])) if errors else "refused"
+                more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+                log = self.logs / "control-plane.log"
+                raise StackError(
+                    f"the control plane refused the config of {source}: {first}{more}; fix it and start "
+                    f"again (`mecha validate -f <folder>` checks it offline; log {log})"
+                )
 
     async def start_control_plane_again(self, within_s: float = 20.0) -> Child:
         """Restart after a kill (tests): same ports, same folder."""
         await self._start_control_plane(time.monotonic() + within_s)
         return self.sup.children[-1]
 
+    def _serial_start(self) -> bool:
+        """A subclass (tests) that brings its own apps or capability services starts them in order, as these
+        hooks were written for: its capability services may need its apps, its Envoys their agents."""
+        own = type(self)
+        return (
+            own._start_apps is not Stack._start_apps
+            or own._start_capabilities is not Stack._start_capabilities
+        )
+
     async def _start_apps(self, deadline: float) -> None:
+        await self._wait_apps(await self._launch_apps(), deadline)
+
+    async def _start_capabilities(self, deadline: float) -> None:
+        await self._wait_capabilities(await self._launch_capabilities(), deadline)
+
+    async def _launch_apps(self) -> list[tuple[Any, Child]]:
         children = []
         for w in self.o.layout.workloads:
             proxy = self.o.layout.proxy_of(w.name)
@@ -277,16 +365,19 @@ class Stack:
             ]
             child = Child(w.name, "app", argv, self.logs / f"{w.name}.log")
             children.append((w, await self.sup.start(child, env=app_dapr_env(self.o.layout, w.name))))
+        return children
+
+    async def _wait_apps(self, children: list[tuple[Any, Child]], deadline: float) -> None:
         for w, child in children:
             await self._wait_http(child, f"http://127.0.0.1:{w.app_port}/healthz", deadline)
             self.report(f"[ready] app {w.name:<16} http://127.0.0.1:{w.app_port}")
 
-    async def _start_capabilities(self, deadline: float) -> None:
+    async def _launch_capabilities(self) -> list[tuple[DemoProxy, Child]]:
         if not self.o.with_capabilities:
-            return
+            return []
         if not capabilities_available():
             self.notes.append("capability service not started: the `capabilities` package has no __main__")
-            return
+            return []
         started = []
         for p in self.o.layout.proxies:
             argv = capabilities_argv(p, self.api)
@@ -309,6 +400,9 @@ class Stack:
             if credential is not None:
                 self._embedded_agents[p.id] = (child, credential.parent)
             started.append((p, child))
+        return started
+
+    async def _wait_capabilities(self, started: list[tuple[DemoProxy, Child]], deadline: float) -> None:
         # Optional part: a bounded wait, so a slow capability service cannot starve the Envoys.
         budget = min(deadline, time.monotonic() + CAPABILITIES_WAIT_S)
         for p, child in started:
@@ -377,14 +471,33 @@ class Stack:
             # admin: drained through it before it is stopped (procs.py stop_all)
             child = await self.sup.start(Child(f"envoy-{proxy_id}", "envoy", argv, out, admin=admin))
             started.append((proxy_id, admin_port, child))
-        for proxy_id, admin_port, child in started:
-            await self._wait_http(child, f"http://127.0.0.1:{admin_port}/ready", deadline)
-            try:
-                await self.wait_synced([proxy_id], deadline)
-            except StackError as exc:  # say whether Envoy reached the control plane at all
-                why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
-                raise StackError(f"{why}\n{exc}") from None
-            self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
+        waiting = {proxy_id for proxy_id, _a, _c in started}
+        progress = asyncio.create_task(self._envoy_progress(waiting, len(started)))
+        try:
+            await all_or_first_error(*(self._envoy_ready(*one, deadline, waiting) for one in started))
+        finally:
+            progress.cancel()
+
+    async def _envoy_ready(self, proxy_id: str, admin_port: int, child: Child, deadline: float,
+                           waiting: set[str]) -> None:  # fmt: skip
+        await self._wait_http(child, f"http://127.0.0.1:{admin_port}/ready", deadline)
+        try:
+            await self.wait_synced([proxy_id], deadline)
+        except ProxyRefused:  # Envoy's own message, already one line: no need to explain the connection
+            raise
+        except StackError as exc:  # say whether Envoy reached the control plane at all
+            why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
+            raise StackError(f"{why}\n{exc}") from None
+        waiting.discard(proxy_id)
+        self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
+
+    async def _envoy_progress(self, waiting: set[str], total: int) -> None:
+        """While Envoys start: every PROGRESS_EVERY_S, how many are synced and which are still awaited."""
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            if waiting:
+                self.report(f"  ... Envoys: {total - len(waiting)}/{total} SYNCED, waiting for "
+                            + ", ".join(sorted(waiting)))  # fmt: skip
 
     async def _through_agent(self, proxy_id: str, metadata: dict[str, Any], bootstrap: Path,
                              deadline: float) -> Path:  # fmt: skip
@@ -394,8 +507,13 @@ class Stack:
         try:
             if proxy_id in self._embedded_agents:
                 child, sockets = self._embedded_agents[proxy_id]
-                await wait_for_sockets(child, sockets, deadline, f"agent of {proxy_id} (in {child.name})")
-                return await agent_bootstrap(bootstrap, sockets)
+                try:
+                    await wait_for_sockets(child, sockets, deadline, f"agent of {proxy_id} (in {child.name})")
+                    return await agent_bootstrap(bootstrap, sockets)
+                except RuntimeError:
+                    if child.exited is None and proxy_id in self._embedded_agents:
+                        raise
+                    # its capability service failed while we waited (started concurrently): a standalone one
             return await start_beside(self.sup, self.logs, self.o.state_dir, proxy_id, metadata,
                                       self.o.xds_port, bootstrap, deadline)  # fmt: skip
         except RuntimeError as exc:
@@ -442,6 +560,9 @@ class Stack:
             synced = {str(r.get("proxy_id")) for r in rows if proxy_synced(r)}
             if wanted <= synced:
                 return
+            refused = [nack_line(r) for r in rows if str(r.get("proxy_id")) in wanted and nack_line(r)]
+            if refused:  # Envoy rejected the config: waiting longer cannot help
+                raise ProxyRefused("; ".join(refused))
             await asyncio.sleep(0.1)
         raise StackError(
             f"proxies {sorted(wanted)} not SYNCED in time (see {self.logs / 'control-plane.log'}); "
@@ -465,12 +586,14 @@ class Stack:
             "mode": layout.mode,
             "productpage": f"http://127.0.0.1:{pp.inbound_port}/productpage",
             "mesh_entry": f"http://127.0.0.1:{pp_proxy.outbound_port}",
+            "productpage_proxy": pp_proxy.id,  # node mode: the node's proxy, not productpage-v1
             "apps": {
                 w.name: {
                     "app": f"http://127.0.0.1:{w.app_port}",
                     "via_proxy": f"http://127.0.0.1:{w.inbound_port}",
                     # the app's DAPR_HTTP_PORT (node mode: its own listener on the node proxy)
                     "dapr": f"http://127.0.0.1:{w.dapr_http_port or layout.proxy_of(w.name).dapr_http_port}",
+                    "dapr_grpc": f"127.0.0.1:{app_dapr_env(layout, w.name)['DAPR_GRPC_PORT']}",
                 }
                 for w in layout.workloads
             },

@@ -43,11 +43,13 @@ def _summary(info: dict[str, Any]) -> list[str]:
         f"  metrics:                          {info['metrics']}",
         f"  config folder (watched):          {info['config_dir']}",
         "  Envoy admin: " + "  ".join(f"{k} {v}" for k, v in info["admin"].items()),
-        "  apps (direct / via proxy inbound / Dapr API, the app's DAPR_HTTP_PORT):",
+        "  apps (direct / via proxy inbound / Dapr HTTP API = DAPR_HTTP_PORT / Dapr gRPC = DAPR_GRPC_PORT):",
     ]
     for name, u in info["apps"].items():
-        lines.append(f"    {name:<15} {u['app']}  {u['via_proxy']}  {u.get('dapr', '')}")
+        dapr = f"{u.get('dapr', '')}  {u.get('dapr_grpc', '')}"
+        lines.append(f"    {name:<15} {u['app']}  {u['via_proxy']}  {dapr}")
     mesh = info["mesh_entry"]
+    pp_proxy = info.get("productpage_proxy", "productpage-v1")  # node mode: the node's proxy
     lines += [
         "",
         "Try:",
@@ -58,7 +60,7 @@ def _summary(info: dict[str, Any]) -> list[str]:
         f"  curl -s -H 'Host: reviews' '{mesh}/fail?n=1&key=demo'           # retried: attempt 2",
         f"  curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'Host: reviews' '{mesh}/slow?ms=3000'  # 504",
         f"  mecha proxy-status --server {info['api']}",
-        f"  mecha proxy-config productpage-v1 routes --server {info['api']}",
+        f"  mecha proxy-config {pp_proxy} routes --server {info['api']}",
         "",
         "Logs: " + str(Path(info["state_dir"]) / "logs") + "   Stop: Ctrl-C (or `mecha down`)",
     ]
