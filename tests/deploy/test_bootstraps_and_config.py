@@ -77,12 +77,17 @@ def test_config_folder_compiles_with_each_topologys_endpoints(endpoints: str) ->
 
 
 def test_a_bad_edit_of_the_shared_config_is_reported_with_file_and_field(tmp_path: Path) -> None:
-    text = (COMPOSE / "config" / "mesh.yaml").read_text().replace("subset: v2}", "subset: v3}", 1)
+    """Weights that do not sum to 100 are refused (an unknown subset no longer is: istiod accepts it)."""
+    good = (COMPOSE / "config" / "mesh.yaml").read_text()
+    text = good.replace("subset: v1}, weight: 80}", "subset: v1}, weight: 70}", 1)
+    assert text != good, "the shared config no longer has the 80/20 split this test edits"
     (tmp_path / "mesh.yaml").write_text(text)
     docs, _ = pipeline.load_paths([str(tmp_path), str(COMPOSE / "endpoints" / "local")])
-    errors = [d for d in pipeline.compile_documents(docs).diagnostics if str(d.severity) == "error"]
-    assert errors and "v3" in str(errors[0].message)
-    assert "mesh.yaml" in str(errors[0].location.file)
+    result = pipeline.compile_documents(docs)
+    errors = [d for d in result.diagnostics if str(d.severity) == "error"]
+    assert [e.code for e in errors] == ["bad-weight"] and "90" in errors[0].message, errors
+    assert "mesh.yaml" in str(errors[0].location.file) and errors[0].location.name == "reviews"
+    assert result.config is None  # refused as a whole: the last good config keeps serving
 
 
 def test_local_endpoints_are_mecha_ups_endpoints() -> None:
