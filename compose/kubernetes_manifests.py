@@ -2,6 +2,19 @@
 containers (app, Envoy, capability service), its bootstrap ConfigMap and a Service with a fixed ClusterIP, and
 the ingress gateway (istio-system).
 
+Workload identity (issue #11), as compose does it (compose/agents.py), the Kubernetes way:
+- The control plane keeps its state (credential signing key, mesh CA, config store) on a
+  PersistentVolumeClaim; its xDS port serves TLS and wants a workload credential on every stream (no
+  --insecure-xds).
+- Each proxy's credential is a Secret `mecha-credential-<proxy id>` (credential.jwt, root-cert.pem) made by
+  kubernetes/issue-credentials.sh: it signs inside the control plane's pod with `kubectl exec` (the signing
+  key never leaves its volume) and pipes the result into `kubectl create secret`. No in-cluster Job holds
+  the operator token or the signing key: either one could mint any identity, so it stays off the cluster.
+- The agent runs inside the capability-service container (--agent-*) of each workload pod, as a `mecha
+  agent` container in the gateway's pod. It alone mounts the credential Secret; it serves xds.sock and
+  sds.sock in an emptyDir it shares with Envoy only (pod fsGroup = Envoy's group 101: folder 0710, sockets
+  0660 for that group). Envoy's bootstrap reaches nothing but those two sockets.
+
 Every Envoy's admin listens on loopback only; its readiness is an exec probe running compose/probes/
 envoy-ready.sh (shipped in the bootstrap ConfigMap): ready = listeners and clusters received, none NACKed.
 
@@ -11,13 +24,20 @@ Mecha does not watch the Kubernetes API: endpoints are WorkloadEntries at each w
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
+import agents
 import topology as t
 import yaml
 
 SYSTEM_NS = "mecha-system"
+STATE_CLAIM = "mecha-state"  # PersistentVolumeClaim of the control plane's state folder
+CONTROL_PLANE_DEPLOYMENT = "mecha-control-plane"
+ISSUE_SCRIPT = "issue-credentials.sh"  # rendered beside the manifests
+CREDENTIAL_VOLUME, AGENT_VOLUME = "credential", "agent"
+READ_BY_GROUP = 0o440  # Secret files: root-owned, readable by the pod's fsGroup (the agent is a member)
 K8S_BACKEND_ENV = {
     "MECHA_REDIS_HOST": "redis.default.svc.cluster.local:6379",
     "MECHA_POSTGRES_URL": "postgres://postgres@postgres.default.svc.cluster.local:5432/mecha",
@@ -44,15 +64,47 @@ def _envoy_ready_probe(admin_port: int) -> dict[str, Any]:
 
 
 def _envoy_container(envoy_image: str, ports: list[dict[str, Any]], admin_port: int) -> dict[str, Any]:
-    """Envoy with its bootstrap and readiness script from one ConfigMap mounted at /etc/envoy."""
+    """Envoy with its bootstrap and readiness script from one ConfigMap mounted at /etc/envoy, and its
+    agent's socket folder (the only way to the control plane). It runs as the image's envoy user."""
     return {
         "name": "envoy",
         "image": envoy_image,
         "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "info"],
         "ports": ports,
         "readinessProbe": _envoy_ready_probe(admin_port),
-        "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True}],
+        "securityContext": {"runAsUser": agents.ENVOY_GID, "runAsGroup": agents.ENVOY_GID},
+        "volumeMounts": [
+            {"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True},
+            {"name": AGENT_VOLUME, "mountPath": agents.AGENT_DIR},
+        ],
     }
+
+
+def credential_secret(proxy_id: str) -> str:
+    return f"mecha-credential-{proxy_id}"
+
+
+def _agent_mounts() -> list[dict[str, Any]]:
+    """The agent's two volumes: its credential (read-only) and the socket folder it shares with Envoy."""
+    return [
+        {"name": CREDENTIAL_VOLUME, "mountPath": agents.CREDENTIAL_DIR, "readOnly": True},
+        {"name": AGENT_VOLUME, "mountPath": agents.AGENT_DIR},
+    ]
+
+
+def _identity_volumes(proxy_id: str) -> list[dict[str, Any]]:
+    secret = {"secretName": credential_secret(proxy_id), "defaultMode": READ_BY_GROUP}
+    return [{"name": CREDENTIAL_VOLUME, "secret": secret}, {"name": AGENT_VOLUME, "emptyDir": {}}]
+
+
+def _pod_security() -> dict[str, Any]:
+    """fsGroup: Envoy's group owns the emptyDir and the Secret files and is added to every container's
+    groups, so the agent may give its sockets to that group (--agent-socket-group)."""
+    return {"fsGroup": agents.ENVOY_GID}
+
+
+def _agent_address() -> str:
+    return agents.control_plane_address([t.K8S_CONTROL_PLANE_HOST])
 
 
 def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
@@ -75,7 +127,14 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
             str(t.XDS_PORT),
             "--config",
             "/etc/mecha/config/..data",
-            "--insecure-xds",  # TODO(xds-identity): plaintext bootstraps until the credentials flow lands
+            "--state-dir",
+            agents.STATE_DIR,
+        ],
+        # the capability services call the API by its Service name (unknown Host names are refused); the
+        # mesh CA is on: xDS is TLS + a workload credential per stream, certificates come from the agents
+        "env": [
+            {"name": "MECHA_ALLOWED_HOSTS", "value": t.K8S_CONTROL_PLANE_HOST},
+            {"name": "MECHA_MTLS", "value": "1"},
         ],
         "ports": [
             {"name": "http-api", "containerPort": t.API_PORT},
@@ -83,7 +142,10 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
         ],
         "readinessProbe": _http_probe("/readyz", t.API_PORT),
         "livenessProbe": _http_probe("/healthz", t.API_PORT),
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/mecha/config", "readOnly": True}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/mecha/config", "readOnly": True},
+            {"name": "state", "mountPath": agents.STATE_DIR},
+        ],
     }
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}},
@@ -94,17 +156,29 @@ def control_plane(config_dir: Path, image: str) -> list[dict[str, Any]]:
             "data": files,
         },
         {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(STATE_CLAIM, SYSTEM_NS, **labels),
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+        {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta("mecha-control-plane", SYSTEM_NS, **labels),
+            "metadata": _meta(CONTROL_PLANE_DEPLOYMENT, SYSTEM_NS, **labels),
             "spec": {
                 "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one writer of the ReadWriteOnce state volume at a time
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        # the image's user `mecha` writes the state volume (signing key and CA key 0600)
+                        "securityContext": {"fsGroup": agents.AGENT_UID},
                         "containers": [container],
-                        "volumes": [{"name": "config", "configMap": {"name": "mecha-config"}}],
+                        "volumes": [
+                            {"name": "config", "configMap": {"name": "mecha-config"}},
+                            {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}},
+                        ],
                     },
                 },
             },
@@ -152,16 +226,22 @@ def workload(w: t.Workload, image: str, envoy_image: str, ready_script: str) -> 
             f"http://{t.K8S_CONTROL_PLANE_HOST}:{t.API_PORT}",
             "--app-port",
             str(p.app),
+            *agents.embedded_agent_args(_agent_address()),
         ],
         "env": [{"name": k, "value": v} for k, v in K8S_BACKEND_ENV.items()],
         "readinessProbe": _http_probe("/v1.0/healthz", p.capabilities_http),
+        "securityContext": {"runAsUser": agents.AGENT_UID, "runAsGroup": agents.AGENT_UID},
+        "volumeMounts": _agent_mounts(),  # the embedded agent: the credential is mounted here only
     }
     return [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta(f"{w.name}-bootstrap", t.NAMESPACE, **labels),
-            "data": {"envoy.yaml": t.kubernetes_bootstrap(w), ENVOY_READY_KEY: ready_script},
+            "data": {
+                "envoy.yaml": agents.bootstrap(t.kubernetes_bootstrap(w)),
+                ENVOY_READY_KEY: ready_script,
+            },
         },
         {
             "apiVersion": "apps/v1",
@@ -173,8 +253,12 @@ def workload(w: t.Workload, image: str, envoy_image: str, ready_script: str) -> 
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "securityContext": _pod_security(),
                         "containers": [app, envoy, caps],
-                        "volumes": [{"name": "bootstrap", "configMap": {"name": f"{w.name}-bootstrap"}}],
+                        "volumes": [
+                            {"name": "bootstrap", "configMap": {"name": f"{w.name}-bootstrap"}},
+                            *_identity_volumes(w.name),
+                        ],
                     },
                 },
             },
@@ -219,9 +303,26 @@ def backend(name: str, image: str, port: int, env: dict[str, str], args: list[st
     ]
 
 
-def gateway(envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
+def standalone_agent(image: str) -> dict[str, Any]:
+    """`mecha agent` beside an Envoy that has no capability service (the gateway)."""
+    sockets = f"test -S {agents.SOCKET_DIR}/xds.sock && test -S {agents.SOCKET_DIR}/sds.sock"
+    return {
+        "name": "agent",
+        "image": image,
+        "command": [
+            *["mecha", "agent", "--credential", agents.CREDENTIAL_FILE, "--root-cert", agents.ROOT_FILE],
+            *["--control-plane", _agent_address(), "--socket-dir", agents.SOCKET_DIR],
+            *["--socket-group", str(agents.ENVOY_GID)],
+        ],
+        "readinessProbe": {"exec": {"command": ["sh", "-c", sockets]}, "periodSeconds": 2},
+        "securityContext": {"runAsUser": agents.AGENT_UID, "runAsGroup": agents.AGENT_UID},
+        "volumeMounts": _agent_mounts(),
+    }
+
+
+def gateway(image: str, envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
     """The ingress gateway (Gateway bookinfo-gateway's selector istio: ingressgateway) in istio-system, as
-    Istio runs it: port 80 of a LoadBalancer Service in front of the Envoy's 8080."""
+    Istio runs it: port 80 of a LoadBalancer Service in front of the Envoy's 8080, its agent beside it."""
     ns, name = t.GATEWAY_NAMESPACE, f"istio-{t.GATEWAY_ID}"
     labels = {"istio": "ingressgateway", "app": name}
     envoy = _envoy_container(
@@ -234,7 +335,7 @@ def gateway(envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
             "kind": "ConfigMap",
             "metadata": _meta(f"{name}-bootstrap", ns, **labels),
             "data": {
-                "envoy.yaml": t.gateway_bootstrap(t.K8S_CONTROL_PLANE_HOST),
+                "envoy.yaml": agents.bootstrap(t.gateway_bootstrap(t.K8S_CONTROL_PLANE_HOST)),
                 ENVOY_READY_KEY: ready_script,
             },
         },
@@ -248,8 +349,12 @@ def gateway(envoy_image: str, ready_script: str) -> list[dict[str, Any]]:
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "containers": [envoy],
-                        "volumes": [{"name": "bootstrap", "configMap": {"name": f"{name}-bootstrap"}}],
+                        "securityContext": _pod_security(),
+                        "containers": [envoy, standalone_agent(image)],
+                        "volumes": [
+                            {"name": "bootstrap", "configMap": {"name": f"{name}-bootstrap"}},
+                            *_identity_volumes(t.GATEWAY_ID),
+                        ],
                     },
                 },
             },
@@ -288,5 +393,47 @@ def manifests(
         "control-plane.yaml": control_plane(config_dir, image),
         "backends.yaml": backends,
         "apps.yaml": apps,
-        "gateway.yaml": gateway(envoy_image, ready_script),
+        "gateway.yaml": gateway(image, envoy_image, ready_script),
     }
+
+
+def proxies() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Proxy id -> (namespace, node metadata) of every Envoy the manifests run."""
+    out = {w.name: (t.NAMESPACE, t.sidecar_metadata(w, "0.0.0.0")) for w in t.WORKLOAD_LIST}
+    out[t.GATEWAY_ID] = (t.GATEWAY_NAMESPACE, t.gateway_metadata())
+    return out
+
+
+# inside the control plane's container: sign into a private temporary folder, print, remove; its status
+_SIGN_IN_POD = (
+    'umask 077; d=$(mktemp -d); "$@" -o "$d/credential.jwt" >&2 && cat "$d/credential.jwt"; '
+    's=$?; rm -rf "$d"; exit $s'
+)
+
+
+def issue_script() -> str:
+    """kubernetes/issue-credentials.sh: each proxy's credential signed inside the control plane's pod,
+    stored as its Secret (re-run to renew: `kubectl apply` replaces them; restart the pods to reload)."""
+    exec_cp = f"kubectl -n {SYSTEM_NS} exec deploy/{CONTROL_PLANE_DEPLOYMENT} --"
+    lines = [
+        "#!/bin/sh",
+        f"# Generated by compose/render.py from compose/{Path(__file__).name}: edit that, then render again.",
+        "# Run once control-plane.yaml is ready, before apps.yaml and gateway.yaml (their pods wait for",
+        "# their Secret). Needs kubectl exec on the control plane's pod and create/apply on Secrets.",
+        "set -eu",
+        'work=$(mktemp -d) && trap \'rm -rf "$work"\' EXIT && chmod 0700 "$work"',
+        f'{exec_cp} cat {agents.STATE_DIR}/ca/root-cert.pem > "$work/root-cert.pem"',
+        "# issue NAMESPACE SECRET -- mecha credential issue ARGS: signed where the key lives (never copied)",
+        "issue() {",
+        "  ns=$1 secret=$2 && shift 3",
+        f'  {exec_cp} sh -c \'{_SIGN_IN_POD}\' sh "$@" > "$work/credential.jwt"',
+        '  kubectl -n "$ns" create secret generic "$secret" --from-file="$work/credential.jwt" \\',
+        '    --from-file="$work/root-cert.pem" --dry-run=client -o yaml | kubectl apply -f -',
+        "}",
+    ]
+    for proxy_id, (namespace, metadata) in proxies().items():
+        argv = agents.issue_argv(proxy_id, metadata, "OUT")
+        at = argv.index("-o")
+        del argv[at : at + 2]  # issue() writes into the pod's own temporary folder
+        lines.append(shlex.join(["issue", namespace, credential_secret(proxy_id), "--", *argv]))
+    return "\n".join(lines) + "\n"

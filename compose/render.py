@@ -397,6 +397,7 @@ def rendered_files() -> dict[Path, str]:
     k8s = kubernetes_manifests.manifests(HERE / "config", MECHA_IMAGE, ENVOY_IMAGE, ready_script)
     for name, docs in k8s.items():
         files[Path("kubernetes") / name] = HEADER + dump_all(docs)
+    files[Path("kubernetes") / kubernetes_manifests.ISSUE_SCRIPT] = kubernetes_manifests.issue_script()
     import replicas  # docker-compose.replicas.yaml: two control-plane replicas on PostgreSQL
 
     files.update(replicas.rendered_files(sys.modules[__name__]))
