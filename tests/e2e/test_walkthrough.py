@@ -116,6 +116,13 @@ async def _versions(entry: str, n: int = 30) -> Counter[str]:
     return seen
 
 
+def _replace_file(path: Path, text: str) -> None:
+    """Write as `sed -i` does (a new file renamed over the old): the watcher never reads half a file."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 async def test_bookinfo_then_traffic_shift_then_state_and_pubsub(tmp_path: Path) -> None:
     _require_redis()
     ports = _Ports()
@@ -137,13 +144,23 @@ async def test_bookinfo_then_traffic_shift_then_state_and_pubsub(tmp_path: Path)
         assert status == 200 and body["reviews"]["status"] == 200
         assert set(await _versions(entry)) <= {"v1", "v2"}
 
-        # Step 2: shift all traffic to v2; `mecha diff` first shows what changes, `mecha apply` does it.
+        # Step 2: shift all traffic to v2 by editing the watched folder (as the doc's sed does); the folder
+        # owns VirtualService reviews, so `mecha apply` of it is refused, naming the folder.
         (tmp_path / "all-v2.yaml").write_text(ALL_V2)
-        code, out = await _mecha("diff", "-f", str(tmp_path / "all-v2.yaml"), *server)
-        assert code == 0 and "RDS" in out, out
         code, out = await _mecha("apply", "-f", str(tmp_path / "all-v2.yaml"), *server)
-        assert code == 0 and "VirtualService default/reviews configured" in out, out
+        assert code == 1 and str(config) in out, out
+        assert "VirtualService default/reviews is owned by folder" in out, out
+        bookinfo = config / "bookinfo.yaml"
+        edited = bookinfo.read_text().replace("weight: 80", "weight: 0").replace("weight: 20", "weight: 100")
+        _replace_file(bookinfo, edited)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the folder is polled, then pushed
+            if await _versions(entry, 10) == Counter({"v2": 10}):
+                break
+            await asyncio.sleep(0.2)
         await stack.wait_synced()
+        code, out = await _mecha("proxy-status", *server)
+        assert code == 0, out  # exits 1 while any proxy is STALE or NACKED
         assert await _versions(entry) == Counter({"v2": 30})
 
         # Step 3: state and pub/sub for reviews only (scopes), applied like any other config.
