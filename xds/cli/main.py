@@ -10,6 +10,7 @@ from pathlib import Path
 # that grpc, aiohttp, networkx, envoy_data_plane and cryptography stay out); heavy ones load in handlers.
 from xds.cli import (
     analyze,
+    apps,
     bootstrap_agent,
     commands,
     dashboard,
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="stop a running `mecha up` (from its pid file)")
     p.add_argument("--state-dir", default=".mecha", help="the state folder of the `mecha up` to stop")
     version.add_parser(sub, _add_server)
+    apps.add_parsers(sub)  # list, logs, invoke, publish
     return options.finish(parser)  # defaults and an example in every --help; --log-level after the command
 
 
@@ -258,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         "store": store.cmd_store,
         "dashboard": dashboard.cmd_dashboard,
         "version": version.cmd_version,
+        "list": apps.cmd_list,
+        "logs": apps.cmd_logs,
+        "invoke": apps.cmd_invoke,
+        "publish": apps.cmd_publish,
     }
     try:
         if args.command in ("up", "down"):
@@ -279,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     except kube_import.ImportRefused as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    except (commands.UsageError, identity.IdentityUsageError, kube_import.ImportUsageError) as exc:
+    except (
+        commands.UsageError,
+        identity.IdentityUsageError,
+        kube_import.ImportUsageError,
+        apps.AppsError,
+    ) as exc:
         print(f"mecha {args.command}: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # e.g. a bad MECHA_* environment variable
