@@ -35,6 +35,11 @@ def add_parsers(
     p.add_argument(
         "--address", action="append", default=[], help="IP/CIDR its endpoint may register (repeatable)"
     )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="shared by scaled replicas: node ids <proxy-id>.<instance> too (the agent adds its host name)",
+    )
     p.add_argument("--ttl", type=float, default=365 * 86400, help="seconds (default one year)")
     p.add_argument("--state-dir", default=None, help="where the signing key is (default $MECHA_STATE_DIR)")
     p.add_argument("-o", "--output", required=True, help="credential file (written 0600)")
@@ -85,6 +90,7 @@ def _issue(args: argparse.Namespace) -> int:
             args.ttl,
             workload_group=args.workload_group,
             addresses=args.address,
+            instances=args.instances,
         )
     except CredentialError as exc:
         raise IdentityUsageError(str(exc)) from None

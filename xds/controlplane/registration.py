@@ -288,17 +288,25 @@ class Registration:
 
     # ---- health -------------------------------------------------------------------------------------------
     async def report(
-        self, cred: Credential, healthy: bool | None, draining: bool | None, message: str = ""
+        self,
+        cred: Credential,
+        healthy: bool | None,
+        draining: bool | None,
+        message: str = "",
+        proxy_id: str = "",
     ) -> dict[str, Any]:
-        """Set the Healthy / Draining conditions of the caller's own entry (its credential names it)."""
+        """Set the Healthy / Draining conditions of the caller's own entry (its credential names it; an
+        instance credential's caller names which of its instances, <id>.<instance>)."""
         if not cred.workload_group:
             raise RegistrationError(403, f"credential of proxy {cred.proxy_id!r} names no workload group")
-        key = ("WorkloadEntry", cred.namespace, entry_name(cred.workload_group, cred.proxy_id))
+        proxy_id = proxy_id or cred.proxy_id
+        if not cred.allows_proxy_id(proxy_id):
+            problem = f"field 'proxy_id': {proxy_id!r} is not a proxy the credential names"
+            raise RegistrationError(403, problem)
+        key = ("WorkloadEntry", cred.namespace, entry_name(cred.workload_group, proxy_id))
         doc = self._entries().get(key)
         if doc is None:
-            raise RegistrationError(
-                404, f"proxy {cred.proxy_id!r} has no registered workload entry ({key[2]})"
-            )
+            raise RegistrationError(404, f"proxy {proxy_id!r} has no registered workload entry ({key[2]})")
         body = _copy(doc.body)
         conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
         changed = False
@@ -314,7 +322,7 @@ class Registration:
                 changed = True
         if changed:
             body["status"] = {"conditions": [conditions[k] for k in sorted(conditions)]}
-            outcome = await self._write([body], f"health report of {cred.proxy_id}")
+            outcome = await self._write([body], f"health report of {proxy_id}")
             if not outcome.get("accepted"):
                 raise RegistrationError(409, "the health report was not stored; retry")
         return {"entry": f"{key[1]}/{key[2]}", "changed": changed, "conditions": body.get("status", {})}

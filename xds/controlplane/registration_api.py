@@ -1,9 +1,10 @@
 """Workload registration over the API.
 
-POST /api/v1/workloads/health {"healthy": bool, "draining": bool, "message": str}: a proxy's capability
-service (app health check) or its shutdown path reports on its own WorkloadEntry. Authenticated by the
-workload credential (Authorization: Bearer <token of `mecha credential issue`>), not by the API token: the
-credential names the entry, so a workload can only ever change its own endpoint.
+POST /api/v1/workloads/health {"healthy": bool, "draining": bool, "message": str, "proxy_id": str}: a
+proxy's capability service (app health check) or its shutdown path reports on its own WorkloadEntry
+(proxy_id: which instance, for a credential shared by scaled replicas). Authenticated by the workload
+credential (Authorization: Bearer <token of `mecha credential issue`>), not by the API token: the credential
+names the entry, so a workload can only ever change its own endpoint.
 GET /api/v1/workloads: registered entries and proxies refused registration (API token, like every read).
 """
 
@@ -47,9 +48,12 @@ async def report_health(request: web.Request) -> web.Response:
         body = json.loads(await request.text() or "{}")
         if not isinstance(body, dict):
             raise ValueError("expected a JSON object")
-        unknown = sorted(set(body) - {"healthy", "draining", "message"})
+        unknown = sorted(set(body) - {"healthy", "draining", "message", "proxy_id"})
         if unknown:
-            raise ValueError(f"field {unknown[0]!r}: unknown (use healthy, draining, message)")
+            raise ValueError(f"field {unknown[0]!r}: unknown (use healthy, draining, message, proxy_id)")
+        proxy_id = body.get("proxy_id") or ""
+        if not isinstance(proxy_id, str):
+            raise ValueError(f"field 'proxy_id': expected a string, got {proxy_id!r:.40}")
         healthy, draining = _flag(body, "healthy"), _flag(body, "draining")
         if healthy is None and draining is None:
             raise ValueError("field 'healthy' or 'draining': one is required")
@@ -57,7 +61,7 @@ async def report_health(request: web.Request) -> web.Response:
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return _error(400, f"workload health report: {exc}")
     try:
-        outcome = await cp.registration.report(cred, healthy, draining, message)
+        outcome = await cp.registration.report(cred, healthy, draining, message, proxy_id)
     except RegistrationError as exc:
         return _error(exc.status, exc.message)
     return web.json_response(outcome)

@@ -83,8 +83,9 @@ class CredentialAuthenticator:
 
 def overclaim(cred: Credential, identity: ProxyIdentity) -> str:
     """ "" when the node claims nothing beyond the credential; else the first field that claims more."""
-    if identity.id != cred.proxy_id:
-        return f"node.id: {identity.id!r} is not the proxy the credential names ({cred.proxy_id!r})"
+    if not cred.allows_proxy_id(identity.id):
+        named = f"{cred.proxy_id!r} or {cred.proxy_id}.<instance>" if cred.instances else repr(cred.proxy_id)
+        return f"node.id: {identity.id!r} is not the proxy the credential names ({named})"
     if str(identity.mode) != cred.mode:
         return f"node.metadata.mecha.mode: {identity.mode!s} is not the credential's mode ({cred.mode})"
     if identity.namespace != cred.namespace:

@@ -27,6 +27,9 @@ ALGORITHM = "EdDSA"
 SIGNING_KEY_FILE = "identity/signing-key.pem"  # under the state folder
 MODES = ("sidecar", "node", "gateway", "proxyless")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # DNS-1123-ish: also a safe SPIFFE path segment
+# an instance credential's node ids: <proxy id>.<instance>, the instance one DNS label (a container hostname)
+INSTANCE_SEPARATOR = "."
+INSTANCE_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class CredentialError(ValueError):
@@ -49,6 +52,16 @@ class Credential:
     # (IPs or CIDRs) its endpoint may have; no group: the proxy registers nothing
     workload_group: str = ""
     addresses: tuple[str, ...] = ()
+    # scaled replicas sharing one credential (compose --scale): node ids <proxy_id>.<instance> are allowed too
+    instances: bool = False
+
+    def allows_proxy_id(self, proxy_id: str) -> bool:
+        if proxy_id == self.proxy_id:
+            return True
+        prefix = self.proxy_id + INSTANCE_SEPARATOR
+        return self.instances and proxy_id.startswith(prefix) and bool(
+            INSTANCE_LABEL.match(proxy_id[len(prefix) :])
+        )
 
     def spiffe_ids(self, trust_domain: str) -> tuple[str, ...]:
         return tuple(f"spiffe://{trust_domain}/ns/{self.namespace}/sa/{sa}" for sa in self.service_accounts)
@@ -62,6 +75,22 @@ class Credential:
         except ValueError:
             return False  # a name could resolve anywhere: registration needs an IP the credential covers
         return any(ip in ipaddress.ip_network(net, strict=False) for net in self.addresses)
+
+
+def instance_label(hostname: str) -> str:
+    """A host name as the instance part of a node id (one DNS label: lowercase, at most 63 characters)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", hostname.lower().split(".")[0])[:63].strip("-")
+    if not INSTANCE_LABEL.match(label):
+        raise CredentialError(f"host name {hostname!r}: no instance name can be made of it")
+    return label
+
+
+def node_id_of(cred: Credential, hostname: str) -> str:
+    """The node id a proxy runs as: the credential's, or <id>.<instance> (its container's host name) when the
+    credential is shared by scaled replicas; the agent and the capability service's reports agree on it."""
+    if not cred.instances:
+        return cred.proxy_id
+    return f"{cred.proxy_id}{INSTANCE_SEPARATOR}{instance_label(hostname)}"
 
 
 def parse_labels(items: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -131,6 +160,7 @@ class CredentialIssuer:
         now: float | None = None,
         workload_group: str = "",
         addresses: Iterable[str] = (),
+        instances: bool = False,
     ) -> tuple[str, Credential]:
         """A signed token and the credential it carries."""
         if not proxy_id or len(proxy_id) > 253 or any(c.isspace() for c in proxy_id):
@@ -160,6 +190,7 @@ class CredentialIssuer:
             expires_at=issued + int(ttl_s),
             workload_group=workload_group,
             addresses=networks,
+            instances=instances,
         )
         claims = {
             "iss": ISSUER,
@@ -175,6 +206,8 @@ class CredentialIssuer:
         }
         if cred.workload_group:
             claims |= {"wg": cred.workload_group, "addr": list(cred.addresses)}
+        if cred.instances:
+            claims["inst"] = True
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), cred
 
 
@@ -220,6 +253,7 @@ def credential_from_claims(claims: Mapping[str, object]) -> Credential:
         expires_at=int(claims.get("exp") or 0),  # type: ignore[call-overload]
         workload_group=str(claims.get("wg") or ""),
         addresses=tuple(str(a) for a in addresses),
+        instances=claims.get("inst") is True,
     )
 
 
