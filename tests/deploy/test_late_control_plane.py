@@ -90,9 +90,11 @@ async def test_envoy_waits_for_a_late_control_plane_then_routes(tmp_path: Path) 
         )  # fmt: skip
         assert status.returncode == 2 and "no control plane at" in status.stderr
         await asyncio.sleep(2)  # the control plane comes up 2 s later
-        # this Envoy dials the control plane itself (no agent): the plaintext transition port
+        # this Envoy dials the control plane itself (no agent): the plaintext transition port; its own state
+        # folder, so nothing is left in ./.mecha between runs
         serve = [sys.executable, "-m", "xds.cli", "serve", "--port", str(api_port), "--xds-port",
-                 str(xds_port), "--config", str(config), "--insecure-xds"]  # fmt: skip
+                 str(xds_port), "--config", str(config), "--insecure-xds",
+                 "--state-dir", str(tmp_path / "state")]  # fmt: skip
         await sup.start(Child("control-plane", "control-plane", serve, tmp_path / "cp.log"))
         await _until(lambda: _is(xds_connected(admin), True), 20)
         await envoy.wait_ready(20)

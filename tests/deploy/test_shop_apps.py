@@ -44,13 +44,18 @@ async def test_orders_flow_into_inventory(tmp_path: Path, monkeypatch: pytest.Mo
     backend_available("127.0.0.1", 5432, "PostgreSQL")
     monkeypatch.setenv("MECHA_REDIS_HOST", "127.0.0.1:6379")
     monkeypatch.setenv("MECHA_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    # the run's own state folder (config store, tokens): nothing leaks between runs through ./.mecha;
+    # the capability services find their reader token in it through the inherited environment
+    state = tmp_path / "state"
+    monkeypatch.setenv("MECHA_STATE_DIR", str(state))
     api_port, xds_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     py, sup = sys.executable, Supervisor()
     ports = {app: (free_port(), free_port()) for app in ("orders", "inventory")}  # (app, capabilities)
     try:
         config = ["--config", str(COMPOSE / "config"), "--config", str(COMPOSE / "endpoints" / "local")]
-        serve = [py, "-m", "xds.cli", "serve", "--port", str(api_port), "--xds-port", str(xds_port), *config]
+        serve = [py, "-m", "xds.cli", "serve", "--port", str(api_port), "--xds-port", str(xds_port), *config,
+                 "--state-dir", str(state)]  # fmt: skip
         await sup.start(Child("control-plane", "control-plane", serve, tmp_path / "cp.log"))
         await _wait_ok(f"{api}/readyz")
         for app, (app_port, caps_port) in ports.items():
