@@ -135,7 +135,7 @@ async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str)
 
 async def _json(method: str, url: str, host: str | None = None, **kw: Any) -> tuple[int, Any]:
     headers = {"Host": host} if host else {}
-    headers.update(auth_headers())  # the control plane runs in this folder: its .mecha/api-token
+    headers.update(auth_headers())  # the API token of $MECHA_STATE_DIR (the fixture's state folder)
     headers.update(kw.pop("headers", {}))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         async with session.request(method, url, headers=headers, **kw) as resp:
@@ -158,10 +158,15 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     sup, envoys = Supervisor(), []
     api = f"http://127.0.0.1:{api_port}"
     py = sys.executable
+    # the module's own state folder (config store, tokens), not ./.mecha: nothing leaks between runs; the
+    # capability services (reader token) and this module's API calls find it through MECHA_STATE_DIR
+    env = pytest.MonkeyPatch()
+    env.setenv("MECHA_STATE_DIR", str(tmp / "state"))
     try:
         await sup.start(Child("control-plane", "control-plane", [py, "-m", "xds.cli", "serve", "--port",
                         str(api_port), "--xds-port", str(xds_port), "--config", str(tmp / "config"),
-                        "--watch-interval", "0.2", "--insecure-xds"], tmp / "control-plane.log"))  # fmt: skip
+                        "--watch-interval", "0.2", "--insecure-xds", "--state-dir", str(tmp / "state")],
+                        tmp / "control-plane.log"))  # fmt: skip
         for host in hosts.values():
             for name, (app_port, _) in host.ports.items():
                 service, version = name.rsplit("-", 1)
@@ -193,6 +198,7 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
         for envoy in envoys:
             await envoy.stop()
         await sup.stop_all()
+        env.undo()
 
 
 async def _ok(url: str) -> bool:
