@@ -172,9 +172,13 @@ class ControlPlane:
         config = self.folder / "config"
         config.mkdir(parents=True, exist_ok=True)
         (config / "mesh.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        # its own state folder (store, tokens) beside the config, not ./.mecha: runs cannot leak into each
+        # other; the capability services spawned after it find its reader token through MECHA_STATE_DIR
+        state = self.folder / "state"
+        os.environ["MECHA_STATE_DIR"] = str(state)
         self.proc = spawn(
             [PY, "-m", "xds.cli", "serve", "--port", str(self.api_port), "--xds-port", str(self.xds_port),
-             "--config", str(config), "--watch-interval", "0.2", "--insecure-xds"],
+             "--config", str(config), "--watch-interval", "0.2", "--insecure-xds", "--state-dir", str(state)],
             self.folder / "control-plane.log",
         )  # fmt: skip
         wait_until(lambda: http_status(f"{self.api}/readyz") == 200, 30, "control plane ready")
