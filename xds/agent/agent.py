@@ -21,6 +21,7 @@ from xds.agent.certs import (
     write_cert_files,
 )
 from xds.agent.channel import CredentialSource, open_channel
+from xds.agent.node import rewrite_for
 from xds.agent.sds import SdsServer
 from xds.agent.xdsproxy import XdsProxy
 from xds.identity.credential import read_unverified
@@ -52,14 +53,18 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.credential = CredentialSource(config.credential_file)
-        self.proxy_id = read_unverified(self.credential.token()).proxy_id
+        credential = read_unverified(self.credential.token())
+        # scaled replicas: <proxy id>.<host name> at this container's address, else the bootstrap's node
+        self.node = rewrite_for(credential, config.control_plane)
+        self.proxy_id = self.node.node_id if self.node is not None else credential.proxy_id
         self.cert: WorkloadCert | None = None
         self._channel = open_channel(config.control_plane, config.root_cert)
         self._certs = CertificateClient(
             self._channel, self.credential, config.trust_domain, config.cert_ttl_s
         )
         self._sds = SdsServer(self.proxy_id) if config.with_sds else None
-        self._xds = XdsProxy(self._channel, self.credential, self.proxy_id) if config.with_xds_proxy else None
+        xds = XdsProxy(self._channel, self.credential, self.proxy_id, self.node)
+        self._xds = xds if config.with_xds_proxy else None
         self._rotation: asyncio.Task[None] | None = None
         self.rotations = 0
 

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from xds.agent.channel import CredentialSource
+from xds.agent.node import DELTA_NODE, SOTW_NODE, NodeRewrite, rewritten
 from xds.identity.credential import CredentialError
 from xds.server.server import ADS_SERVICE, SERVICES
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 # Tests only: append every response the control plane sends to <dir>/<proxy id>.xds (4-byte big-endian
 # length, then the raw DiscoveryResponse), so a test can prove what crossed the network; the files are 0600.
 ENV_RECORD_DIR = "MECHA_AGENT_RECORD_DIR"
+AGENT_SERVER_OPTIONS: tuple[tuple[str, int], ...] = ()
 
 
 class ResponseRecorder:
@@ -50,9 +52,16 @@ def read_recording(path: Path) -> list[bytes]:
 
 
 class XdsProxy:
-    def __init__(self, upstream: grpc.aio.Channel, credential: CredentialSource, proxy_id: str = "") -> None:
+    def __init__(
+        self,
+        upstream: grpc.aio.Channel,
+        credential: CredentialSource,
+        proxy_id: str = "",
+        rewrite: NodeRewrite | None = None,
+    ) -> None:
         self.upstream = upstream
         self.credential = credential
+        self.rewrite = rewrite  # an instance credential's node id and address (xds/agent/node.py)
         self._server: grpc.aio.Server | None = None
         self._recorder = ResponseRecorder.from_env(proxy_id or "proxy")
 
@@ -64,6 +73,9 @@ class XdsProxy:
                 metadata = self.credential.metadata()
             except CredentialError as exc:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"mecha agent: {exc}")
+            if self.rewrite is not None:
+                node_field = DELTA_NODE if method.startswith("Delta") else SOTW_NODE
+                requests = rewritten(requests, node_field, self.rewrite)
             upstream = call(requests, metadata=metadata)
             try:
                 async for response in upstream:

@@ -59,8 +59,10 @@ class Credential:
         if proxy_id == self.proxy_id:
             return True
         prefix = self.proxy_id + INSTANCE_SEPARATOR
-        return self.instances and proxy_id.startswith(prefix) and bool(
-            INSTANCE_LABEL.match(proxy_id[len(prefix) :])
+        return (
+            self.instances
+            and proxy_id.startswith(prefix)
+            and bool(INSTANCE_LABEL.match(proxy_id[len(prefix) :]))
         )
 
     def spiffe_ids(self, trust_domain: str) -> tuple[str, ...]:

@@ -86,3 +86,61 @@ def test_node_id_comes_from_the_host_name_for_instance_credentials() -> None:
     assert instance_label("web_1") == "web-1"
     with pytest.raises(CredentialError, match="host name"):
         instance_label("---")
+
+
+def test_rewritten_request_keeps_everything_but_the_node_id_and_address() -> None:
+    from xds.agent.node import SOTW_NODE, NodeRewrite, rewrite_request
+    from xds.server.codec import SotwRequest, decode_sotw_request, encode_sotw_request
+    from xds.server.server import identity_from_node
+    from xds.testing.fake_proxy import node_bytes
+
+    meta = member("0.0.0.0")
+    raw = encode_sotw_request(SotwRequest(node=node_bytes("reviews-v1", meta), type_url=types.CLUSTER,
+                                          resource_names=["a", "b"], response_nonce="7"))  # fmt: skip
+    out = decode_sotw_request(rewrite_request(raw, SOTW_NODE, NodeRewrite("reviews-v1.c1", "172.30.89.7")))
+    assert (out.type_url, out.resource_names, out.response_nonce) == (types.CLUSTER, ["a", "b"], "7")
+    identity = identity_from_node(out.node, "request")
+    assert (identity.id, identity.address) == ("reviews-v1.c1", "172.30.89.7")
+    assert (identity.workload_group, identity.label_map) == ("reviews", {"app": "reviews", "version": "v1"})
+    assert identity.apps[0].inbound_port == 15006
+    ack = encode_sotw_request(SotwRequest(type_url=types.CLUSTER, response_nonce="8"))
+    assert rewrite_request(ack, SOTW_NODE, NodeRewrite("x", "1.2.3.4")) == ack  # no node: untouched
+
+
+async def test_agent_registers_its_instance_at_the_address_that_routes_to_the_control_plane(
+    tmp_path: Path,
+) -> None:
+    """One bootstrap for every replica (node id reviews-v1, address 0.0.0.0): the agent makes it
+    reviews-v1.<host name> at the address it reaches the control plane from."""
+    import socket
+
+    from xds.agent.agent import Agent, AgentConfig
+    from xds.server.codec import SotwRequest, encode_sotw_request
+    from xds.testing.fake_proxy import node_bytes
+
+    async with secure_control_plane(tmp_path / "cp") as cp:
+        await applied(cp)
+        assert cp.xds_port is not None
+        token = credential(cp, "reviews-v1", instances=True, addresses=["127.0.0.0/8"])
+        (tmp_path / "credential.jwt").write_text(token)
+        config = AgentConfig(
+            tmp_path / "credential.jwt", f"127.0.0.1:{cp.xds_port}", tmp_path / "s", root_of(cp)
+        )
+        agent = Agent(config)
+        await agent.start()
+        try:
+            request = encode_sotw_request(
+                SotwRequest(node=node_bytes("reviews-v1", member("0.0.0.0")), type_url=types.CLUSTER)
+            )
+            async with grpc.aio.insecure_channel(f"unix:{agent.xds_socket}") as ch:
+                call = ch.stream_stream("/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+                                        "StreamAggregatedResources")()  # fmt: skip
+                await call.write(request)
+                await call.read()
+                name = f"reviews-reviews-v1-{instance_label(socket.gethostname())}"
+                body = await until(lambda: entry(cp, name))
+                assert body["spec"]["address"] == "127.0.0.1"
+                assert body["metadata"]["annotations"]["mecha.io/proxyId"] == agent.proxy_id
+                call.cancel()
+        finally:
+            await agent.stop()
