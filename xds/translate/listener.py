@@ -34,6 +34,12 @@ ROUTER = hcm.HttpFilter(name="envoy.filters.http.router", typed_config=AnyMsg.pa
 FAULT = hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=AnyMsg.pack(fault.HttpFault()))
 CORS = hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=AnyMsg.pack(cors.Cors()))
 TAIL_FILTERS = [FAULT, CORS, ROUTER]
+# Inbound and Dapr listeners: their route tables never carry a VirtualService route, so fault and CORS would
+# run on every request for nothing. The outbound listener (and its internal twin) keeps them even without a
+# VirtualService fault/corsPolicy: a route change then travels as RDS alone and applies to open connections
+# at once, where adding a filter changes the listener and leaves pooled connections on the old filter chain
+# until they drain (docs/benchmarks.md, "Where the Envoy time goes").
+ROUTER_ONLY = [ROUTER]
 
 
 # Route configuration names do not carry the proxy's listener port: proxies whose ports differ (every sidecar
@@ -65,12 +71,13 @@ def http_listener(
     route_name: str,
     direction: core.TrafficDirection | None = None,
     normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+    http_filters: list[hcm.HttpFilter] = TAIL_FILTERS,
 ) -> lis.Listener:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
-        http_filters=TAIL_FILTERS,
+        http_filters=http_filters,
         **normalization_fields(normalization),
         **upgrade_fields(),
     )
@@ -121,12 +128,20 @@ def proxy_listeners(
                 inbound_route_name(app),
                 core.TrafficDirection.INBOUND,
                 normalization,
+                ROUTER_ONLY,
             )
         )
     for site in dapr_sites(proxy):  # the proxy's Dapr listeners, then each node-mode app's own
         out.append(
             http_listener(
-                site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route, None, normalization
+                site.listener,
+                "127.0.0.1",
+                site.port,
+                site.stat_prefix,
+                site.route,
+                None,
+                normalization,
+                ROUTER_ONLY,
             )
         )
     return out
@@ -184,6 +199,7 @@ def inbound_route_config(app: AppBinding) -> rte.RouteConfiguration:
 _HCM_TYPE_URL = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
 _ADS_BYTES = bytes(ADS)
 _TAIL_BYTES = [bytes(f) for f in TAIL_FILTERS]
+_ROUTER_ONLY_BYTES = [bytes(f) for f in ROUTER_ONLY]
 
 
 def http_listener_bytes(
@@ -195,23 +211,32 @@ def http_listener_bytes(
     direction: core.TrafficDirection | None = None,
     scoped: bool = False,
     normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+    router_only: bool = False,
 ) -> bytes:
-    """scoped: route by SRDS scopes (xds.translate.scoped) instead of the RDS table route_name."""
+    """scoped: route by SRDS scopes (xds.translate.scoped) instead of the RDS table route_name.
+    router_only: no fault/CORS filters (a table without VirtualService routes)."""
     return encode(
         lis.Listener,
         name=name,
         address=bytes(socket(address, port)),
-        filter_chains=[_hcm_chain(stat_prefix, route_name, scoped, normalization)],
+        filter_chains=[_hcm_chain(stat_prefix, route_name, scoped, normalization, router_only)],
         traffic_direction=int(direction or 0),
     )
 
 
-def _hcm_chain(stat_prefix: str, route_name: str, scoped: bool, normalization: PathNormalization) -> bytes:
+def _hcm_chain(
+    stat_prefix: str,
+    route_name: str,
+    scoped: bool,
+    normalization: PathNormalization,
+    router_only: bool = False,
+) -> bytes:
     if scoped:
         routing = {"scoped_routes": scoped_routes_bytes()}
     else:
         routing = {"rds": encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)}
-    manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=_TAIL_BYTES)
+    filters = _ROUTER_ONLY_BYTES if router_only else _TAIL_BYTES
+    manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=filters)
     manager += normalization_bytes(normalization) + upgrade_bytes()
     typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
     return encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
@@ -271,11 +296,18 @@ def proxy_listener_bytes(
             inbound_route_name(app),
             core.TrafficDirection.INBOUND,
             normalization=normalization,
+            router_only=True,
         )
         out.append((name, body))
     for site in dapr_sites(proxy):
         body = http_listener_bytes(
-            site.listener, "127.0.0.1", site.port, site.stat_prefix, site.route, normalization=normalization
+            site.listener,
+            "127.0.0.1",
+            site.port,
+            site.stat_prefix,
+            site.route,
+            normalization=normalization,
+            router_only=True,
         )
         out.append((site.listener, body))
     return out
