@@ -10,6 +10,11 @@ Paths, measured one after another in the same run, each for --duration seconds:
              listener (B's Envoy) -> target app. Envoy routes this itself: the capability services are
              not on the path (their CPU during the run is reported to prove it)
   bare       -> static Envoy 1 -> static Envoy 2 -> target app (same two hops, static config, no xDS)
+With --mtls the control plane runs its CA (MECHA_MTLS=1: the sidecars talk mutual TLS, as `mecha up` does by
+default) and the bare pair is a bare mTLS pair (bench/invoke_filters_bench.py's certificates and TLS
+contexts), so both sides pay the same handshakes and record encryption.
+envoy_cpu_us_per_request: CPU (user+sys, /proc) of both Envoys of a path per request: the figure that holds
+under load; mesh_over_bare = its ratio (goal <= 1.1).
 The load generator is a separate process (a lean HTTP/1.1 client on uvloop, no cyclic GC while measuring):
 open loop, requests scheduled at a fixed rate over N keep-alive connections; latency is measured from the
 scheduled send time, so queueing is counted.
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,12 +40,11 @@ from mesh_rig import (
     ControlPlane,
     Sidecar,
     cpu_seconds,
-    free_port,
     http_status,
+    http_text,
     percentiles,
     rss_mib,
     spawn,
-    start_static_envoy,
     stop,
     wait_until,
 )
@@ -134,33 +139,41 @@ def run_loadgen(url: str, args: argparse.Namespace) -> dict[str, object]:
 
 # ---- the benchmark ----------------------------------------------------------------------------------------
 def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    from invoke_filters_bench import Pair, write_certs
+
+    if args.mtls:
+        os.environ["MECHA_MTLS"] = "1"  # the CA with --insecure-xds: secrets over ADS, as agents serve them
     caller, target = Sidecar.fresh("caller"), Sidecar.fresh("target")
     cp = ControlPlane(folder=folder)
     cp.start([*caller.docs(), *target.docs()])
     procs = [spawn([PY, str(HERE), "--serve", str(target.app_port)], folder / "target.log")]
     caps = {}
+    envoys = []
     for car in (caller, target):
-        procs.append(spawn(car.envoy_argv(cp.xds_port, folder), folder / f"envoy-{car.service}.out"))
+        envoys.append(spawn(car.envoy_argv(cp.xds_port, folder), folder / f"envoy-{car.service}.out"))
         caps[car.service] = spawn(car.capabilities_argv(cp.api), folder / f"capabilities-{car.service}.log")
-    procs += list(caps.values())
-    bare_in, bare_mid = free_port(), free_port()
+    procs += envoys + list(caps.values())
+    bare: Pair | None = None
     try:
         wait_until(lambda: http_status(f"http://127.0.0.1:{target.app_port}/healthz") == 200, 20, "target")
         for car in (caller, target):
             wait_until(car.envoy_ready, 30, f"envoy {car.service}")
         mesh_url = f"{caller.dapr_http}/v1.0/invoke/target/method/hello"
         wait_until(lambda: http_status(mesh_url) == 200, 30, "invoke through the mesh")
-        procs.append(start_static_envoy(bare_mid, target.app_port, folder))
-        procs.append(start_static_envoy(bare_in, bare_mid, folder))
+        bare = Pair("bare", set(), target.app_port, folder, write_certs(folder) if args.mtls else None)
         result: dict[str, object] = {
             "rate": args.rate, "connections": args.connections, "duration_s": args.duration,
+            "mtls": args.mtls, "load_average_before": os.getloadavg(),
         }  # fmt: skip
         result["direct"] = run_loadgen(f"http://127.0.0.1:{target.app_port}/hello", args)
         pids = {name: proc.pid for name, proc in caps.items()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        envoy_cpu = lambda: sum(cpu_seconds(p.pid) for p in envoys)  # noqa: E731
+        mesh_cpu = envoy_cpu()
         t = time.perf_counter()
         result["mesh"] = run_loadgen(mesh_url, args)
         wall = time.perf_counter() - t
+        mesh_cpu = envoy_cpu() - mesh_cpu
         result["capability_services_during_mesh_run"] = {
             name: {
                 "cpu_percent": round((cpu_seconds(pid) - cpu_before[name]) / wall * 100, 2),
@@ -168,14 +181,34 @@ def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
             }
             for name, pid in pids.items()
         }
-        result["bare_two_envoys"] = run_loadgen(f"http://127.0.0.1:{bare_in}/hello", args)
-        for path in ("mesh", "bare_two_envoys"):
+        bare_cpu = bare.cpu()
+        result["bare_two_envoys"] = run_loadgen(bare.url, args)
+        bare_cpu = bare.cpu() - bare_cpu
+        if args.mtls:  # proof that the mesh hop was TLS: the target's inbound listener counted handshakes
+            stats = http_text(f"{target.admin}/stats?filter=listener.*ssl.handshake$", 5)
+            result["target_inbound_tls_handshakes"] = sum(
+                int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if ":" in line
+            )
+        for path, cpu in (("mesh", mesh_cpu), ("bare_two_envoys", bare_cpu)):
             row, direct = result[path], result["direct"]
             assert isinstance(row, dict) and isinstance(direct, dict)
             row["added_p50_ms"] = round(row["p50_ms"] - direct["p50_ms"], 3)
             row["added_p99_ms"] = round(row["p99_ms"] - direct["p99_ms"], 3)
+            row["envoy_cpu_us_per_request"] = round(cpu / max(1, row["n"] + row["errors"]) * 1e6, 1)
+        mesh_row, bare_row = result["mesh"], result["bare_two_envoys"]
+        assert isinstance(mesh_row, dict) and isinstance(bare_row, dict)
+        result["mesh_over_bare"] = {
+            "envoy_cpu": round(
+                mesh_row["envoy_cpu_us_per_request"] / bare_row["envoy_cpu_us_per_request"], 3
+            ),
+            "added_p50": round(mesh_row["added_p50_ms"] / bare_row["added_p50_ms"], 3),
+            "added_p99": round(mesh_row["added_p99_ms"] / bare_row["added_p99_ms"], 3),
+        }
+        result["load_average_after"] = os.getloadavg()
         return result
     finally:
+        if bare is not None:
+            bare.stop()
         for proc in reversed(procs):
             stop(proc)
         cp.stop()
@@ -188,6 +221,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument(
+        "--mtls", action="store_true", help="mesh with its CA (mutual TLS) vs a bare mTLS pair"
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
