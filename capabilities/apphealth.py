@@ -99,6 +99,7 @@ class WorkloadReporter:
 
         try:
             token = (await asyncio.to_thread(self.credential_file.read_text)).strip()
+            fields = {**fields, **_instance_of(token)}
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
@@ -110,6 +111,20 @@ class WorkloadReporter:
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("workload report %s failed: %s", fields, exc)
         return False
+
+
+def _instance_of(token: str) -> dict[str, str]:
+    """A credential shared by scaled replicas: which one reports ({"proxy_id": <id>.<host name>}, the node id
+    the embedded agent gives this replica's Envoy)."""
+    import socket
+
+    from xds.identity.credential import CredentialError, node_id_of, read_unverified
+
+    try:
+        cred = read_unverified(token)
+    except CredentialError:
+        return {}  # the control plane says what is wrong with it
+    return {"proxy_id": node_id_of(cred, socket.gethostname())} if cred.instances else {}
 
 
 def reporter_for(control_plane: str | None, credential: str | None) -> WorkloadReporter | None:
