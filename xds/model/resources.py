@@ -125,10 +125,18 @@ class VirtualService:
     tcp: tuple[L4Route, ...] = ()
     tls: tuple[L4Route, ...] = ()
     export_to: tuple[str, ...] = ()  # empty = everywhere ("*")
+    # metadata.creationTimestamp (RFC 3339; the store sets it at first accept): the oldest VirtualService
+    # of a host wins, as istiod sorts config by creation time
+    created: str = ""
 
     @property
     def is_delegate(self) -> bool:
         return not self.hosts
+
+    @property
+    def age_key(self) -> tuple[str, str, str]:
+        """istiod sortConfigByCreationTime: oldest first, then namespace, name (no timestamp: first)."""
+        return (self.created, self.meta.namespace, self.meta.name)
 
     @property
     def for_mesh(self) -> bool:
