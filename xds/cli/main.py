@@ -17,6 +17,7 @@ from xds.cli import (
     identity,
     kube_import,
     options,
+    run,
     store,
     version,
 )
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".mecha", help="the state folder of the `mecha up` to stop")
     version.add_parser(sub, _add_server)
     apps.add_parsers(sub)  # list, logs, invoke, publish
+    run.add_parser(sub)  # run: your app with its sidecar in the mesh
     return options.finish(parser)  # defaults and an example in every --help; --log-level after the command
 
 
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "logs": apps.cmd_logs,
         "invoke": apps.cmd_invoke,
         "publish": apps.cmd_publish,
+        "run": run.cmd_run,
     }
     try:
         if args.command in ("up", "down"):

@@ -26,6 +26,7 @@ EXAMPLES: dict[str, str] = {
     "logs": "mecha logs reviews --tail 20",
     "invoke": "mecha invoke ratings ratings/1            # GET; -d '{...}' for a POST",
     "publish": "mecha publish pubsub orders '{\"id\": 1}'",
+    "run": "mecha run --app-id orders --app-port 8080 -- python app.py",
     "history": "mecha history",
     "rollback": "mecha rollback 3",
     "dashboard": "mecha dashboard",
