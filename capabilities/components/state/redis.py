@@ -22,15 +22,18 @@ from capabilities.blocks.state.contract import (
 from capabilities.components.redis_base import RedisComponent
 
 # KEYS[i] = key of op i; ARGV[1] = JSON [{t: "s"|"d", e: etag|"", f: 0|1, ttl: n (-1 = none)}];
-# ARGV[i+1] = data of op i
+# ARGV[i+1] = data of op i. The current version is read only for an op with an ETag or first-write: a plain
+# last-write save (the common one) is HINCRBY + HSET + PERSIST.
 MULTI_SCRIPT = """
 local ops = cjson.decode(ARGV[1])
 for i, op in ipairs(ops) do
-  local cur = redis.call('HGET', KEYS[i], 'version')
-  if op.e ~= '' then
-    if (not cur) or cur ~= op.e then return redis.error_reply('ETAG_MISMATCH ' .. KEYS[i]) end
-  elseif op.t == 's' and op.f == 1 and cur then
-    return redis.error_reply('ETAG_MISMATCH ' .. KEYS[i])
+  if op.e ~= '' or (op.t == 's' and op.f == 1) then
+    local cur = redis.call('HGET', KEYS[i], 'version')
+    if op.e ~= '' then
+      if (not cur) or cur ~= op.e then return redis.error_reply('ETAG_MISMATCH ' .. KEYS[i]) end
+    elseif cur then
+      return redis.error_reply('ETAG_MISMATCH ' .. KEYS[i])
+    end
   end
 end
 for i, op in ipairs(ops) do

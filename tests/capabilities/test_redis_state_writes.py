@@ -1,0 +1,84 @@
+"""The Redis state store's write script on a real Redis (issue #17 trimmed it: the current version is read
+only for an op with an ETag or first-write). Every concurrency rule still holds: a plain save bumps the
+version, a matching ETag writes, a stale or absent one is a mismatch, first-write refuses an existing key,
+and a transaction applies nothing when one ETag fails."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from capabilities import registry
+from capabilities.blocks.state.contract import DeleteRequest, ETagError, SetRequest
+from capabilities.components.spec import ComponentSpec
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _redis_up(), reason="Redis not running on 127.0.0.1:6379")
+
+
+@pytest_asyncio.fixture
+async def store() -> AsyncIterator[object]:
+    spec = ComponentSpec(name="writes", type="state.redis", metadata={"redisHost": "127.0.0.1:6379"})
+    s = registry.create(spec)
+    await s.init()
+    yield s
+    await s.close()
+
+
+def key() -> str:
+    return f"test-writes-{uuid.uuid4().hex}"
+
+
+async def test_plain_saves_bump_the_version(store) -> None:  # type: ignore[no-untyped-def]
+    k = key()
+    await store.set(SetRequest(key=k, value=b"1"))
+    assert (await store.get(k)).etag == "1"
+    await store.set(SetRequest(key=k, value=b"2"))
+    item = await store.get(k)
+    assert (item.value, item.etag) == (b"2", "2")
+    await store.delete(DeleteRequest(key=k))
+
+
+async def test_matching_etag_writes_stale_or_missing_one_is_a_mismatch(store) -> None:  # type: ignore[no-untyped-def]
+    k = key()
+    await store.set(SetRequest(key=k, value=b"1"))
+    await store.set(SetRequest(key=k, value=b"2", etag="1"))
+    with pytest.raises(ETagError) as stale:
+        await store.set(SetRequest(key=k, value=b"3", etag="1"))
+    assert stale.value.kind == "mismatch"
+    assert (await store.get(k)).value == b"2"
+    with pytest.raises(ETagError):
+        await store.set(SetRequest(key=key(), value=b"x", etag="1"))  # no such key: nothing to match
+    await store.delete(DeleteRequest(key=k))
+
+
+async def test_first_write_refuses_an_existing_key_only(store) -> None:  # type: ignore[no-untyped-def]
+    k = key()
+    await store.set(SetRequest(key=k, value=b"1", first_write=True))
+    with pytest.raises(ETagError):
+        await store.set(SetRequest(key=k, value=b"2", first_write=True))
+    assert (await store.get(k)).value == b"1"
+    await store.delete(DeleteRequest(key=k))
+
+
+async def test_a_transaction_with_one_stale_etag_applies_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    a, b = key(), key()
+    await store.set(SetRequest(key=a, value=b"a1"))
+    await store.set(SetRequest(key=b, value=b"b1"))
+    with pytest.raises(ETagError):
+        await store.multi([SetRequest(key=a, value=b"a2"), SetRequest(key=b, value=b"b2", etag="9")])
+    assert (await store.get(a)).value == b"a1" and (await store.get(b)).value == b"b1"
+    await store.multi([DeleteRequest(key=a), DeleteRequest(key=b)])
+    assert await store.get(a) is None and await store.get(b) is None
