@@ -73,8 +73,8 @@ class CertificateService:
         ttl = min(ttl, timedelta(seconds=cred.expires_at - time.time()))
         if ttl <= timedelta(0):
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "metadata authorization: credential expired")
-        cert_pem = self.ca.sign_public_key(csr.public_key(), requested or allowed, ttl)
+        chain = self.ca.sign_public_key(csr.public_key(), requested or allowed, ttl)
         self.issued += 1
         log.info("signed %s for proxy %s (%.0fs)", ", ".join(requested or allowed), cred.proxy_id,
                  ttl.total_seconds())  # fmt: skip
-        return CertificateResponse(cert_chain=[cert_pem.decode(), self.ca.root_pem.decode()])
+        return CertificateResponse(cert_chain=[pem.decode() for pem in chain])  # leaf ... trust bundle

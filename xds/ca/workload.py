@@ -68,8 +68,17 @@ class WorkloadCertificates:
         self.rotate_at = rotate_at
         self._clock = clock or (lambda: datetime.now(UTC))
         self._held: dict[str, _Held] = {}
-        self.root = root_secret(ca.root_pem)
+        self._root_pem = ca.root_pem
+        self._root = root_secret(self._root_pem)
         self.issued = 0  # certificates issued so far (metrics, bench)
+
+    @property
+    def root(self) -> Resource:
+        """ROOTCA from the CA's current bundle (it changes when plug-in CA files are rotated)."""
+        bundle = self.ca.root_pem
+        if self._root_pem is not bundle and self._root_pem != bundle:
+            self._root, self._root_pem = root_secret(bundle), bundle
+        return self._root
 
     @property
     def trust_domain(self) -> str:
