@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -194,10 +194,17 @@ class ProxyIdentity:
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     dapr_api_token: str | None = field(default=None, repr=False)  # default of every app's dapr_api_token
     app_api_token: str | None = field(default=None, repr=False)  # default of every app's app_api_token
+    # verified, not claimed: the service accounts of the stream's credential (set by the xDS server after
+    # the authenticator accepted it; empty without one, --insecure-xds). Its certificate's identities.
+    service_accounts: tuple[str, ...] = ()
 
     @property
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
+
+    def with_service_accounts(self, accounts: tuple[str, ...] | list[str]) -> ProxyIdentity:
+        """This identity as verified by a credential naming these service accounts."""
+        return replace(self, service_accounts=tuple(accounts))
 
     @classmethod
     def from_node(cls, node_id: str, metadata: Mapping[str, Any] | None) -> ProxyIdentity:

@@ -181,31 +181,49 @@ spec: {{host: {BACKEND_HOST}, trafficPolicy: {{tls: {{mode: SIMPLE, sni: {BACKEN
 # ---- 2. service accounts + principals ----------------------------------------------------------------------
 
 
+async def proxy_warnings(mesh: Mesh, proxy_id: str) -> list[str]:
+    rows = (await mesh.api_get("/api/v1/proxies"))["proxies"]
+    return [w for row in rows if row["proxy_id"] == proxy_id for w in row.get("warnings", [])]
+
+
 async def test_principal_of_a_workload_entry_service_account(secure_mesh: Mesh, tmp_path: Path) -> None:
+    """As in Istio, a workload's identity is its credential's service account: a WorkloadEntry claiming
+    another one changes neither the principal its calls carry nor the SAN its clients expect (they would
+    refuse the real peer), and is reported naming both accounts."""
     demo = demo_yaml_path(secure_mesh)
     original = demo.read_text()
     docs = list(yaml.safe_load_all(original))
     for d in docs:
         if d and d["kind"] == "WorkloadEntry" and d["metadata"]["name"] == "productpage-v1":
             d["spec"]["serviceAccount"] = "bookinfo-productpage"
+    # productpage's credential (mecha up issues it from the node metadata) names service account productpage
     policy = """apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ratings-from-productpage, namespace: default}
 spec:
   selector: {matchLabels: {app: ratings}}
   rules:
-  - from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/productpage"]}}]
 """
     try:
         demo.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         await apply(secure_mesh, tmp_path, "principal.yaml", policy)
 
-        async def only_productpage() -> tuple[int, int] | None:
+        async def only_productpage() -> tuple[int, int, int] | None:
             pp = await status_of(secure_mesh, "ratings", "/ratings")
             other = await call_from(secure_mesh, "reviews-v1", "ratings", "/ratings")
-            return (pp, other) if (pp, other) == (200, 403) else None
+            # productpage as a server: its clients expect its credential's identity, not the entry's
+            served = await call_from(secure_mesh, "reviews-v1", "productpage", "/healthz")
+            return (pp, other, served) if (pp, other, served) == (200, 403, 200) else None
 
         await eventually(only_productpage)
+
+        async def warned() -> list[str]:
+            return await proxy_warnings(secure_mesh, "productpage-v1")
+
+        (warning,) = await eventually(warned)
+        assert "'bookinfo-productpage'" in warning and "(productpage)" in warning, warning
+        assert "WorkloadEntry default/productpage-v1" in warning
     finally:
         demo.write_text(original)
         await delete(secure_mesh, tmp_path, "principal.yaml")
@@ -214,6 +232,7 @@ spec:
         return await call_from(secure_mesh, "reviews-v1", "ratings", "/ratings") == 200
 
     await eventually(open_again)
+    assert await proxy_warnings(secure_mesh, "productpage-v1") == []
 
 
 # ---- 3. dry-run --------------------------------------------------------------------------------------------

@@ -129,6 +129,10 @@ class ControlPlane:
             self.cache, max_concurrent_pushes=pushes, **self.identity.server_options(), **replicas
         )
         self.certs = _certificates(self.settings)  # None unless mTLS is on
+        from xds.identity.peers import EndpointIdentities
+
+        # endpoints served by connected proxies: the SAN is their credential's account (identity/peers.py)
+        self.endpoint_identities = EndpointIdentities()
         self.builder = self._new_builder()
         self._rotation: asyncio.Task[None] | None = None
         self._debouncer = Debouncer(
@@ -245,7 +249,9 @@ class ControlPlane:
         self.registration.poke()  # its WorkloadEntry, when it names a WorkloadGroup
         if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
             await self._catch_up_before_first_response()
-        await self._build_and_set([proxy])
+        # its credential may change what its clients expect of its endpoints: then every proxy is rebuilt
+        changed = self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies())
+        await self._build_and_set(self._connected() if changed else [proxy])
 
     def _connections(self) -> list[tuple[ProxyIdentity, float]]:
         """(proxy, when its stream opened) per open stream: registration tells a restarted proxy apart."""
@@ -260,6 +266,7 @@ class ControlPlane:
         return list(live.values())
 
     async def _push_all(self, _changes: list[int]) -> None:
+        self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies())
         await self._build_and_set(self._connected())
 
     async def _build_and_set(self, proxies: list[ProxyIdentity]) -> None:
@@ -323,6 +330,9 @@ class ControlPlane:
         """This replica's streams and, on a shared store, those of every other live replica (from their
         heartbeats): any replica answers for the whole fleet; `replica` says which one holds each stream."""
         local = [status_dict(st) for st in self.server.status()]
+        for row in local:  # a WorkloadEntry claiming another identity than this proxy's credential
+            if warnings := self.endpoint_identities.warnings_for(row["proxy_id"]):
+                row["warnings"] = warnings
         if self.replication is None:
             return local
         here = f"{self.settings.xds_host}:{self.xds_port}"
@@ -581,6 +591,11 @@ class ControlPlane:
         }
         own, out["earlier_warnings"] = own_diagnostics(plan.all_diagnostics(), plan.earlier)
         out["diagnostics"] = [d.to_dict() for d in own]
+        if plan.ok and getattr(plan.result, "config", None) is not None:  # credentials of connected proxies
+            from xds.identity.peers import endpoint_accounts
+
+            _, mismatches = endpoint_accounts(plan.result.config, self.server.proxies())
+            out["diagnostics"] += [m.to_dict() for m in mismatches]
         if plan.conflict:  # refused because of who asked or when, not what: the API answers 409
             out["conflict"] = plan.conflict
         if proxies is not None:

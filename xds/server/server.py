@@ -276,6 +276,8 @@ class XdsServer:
             )
             state._resolve_type(first.type_url, where)  # reject a bad first type before registering
             credential = self._authenticate(context, identity)
+            if credential is not None:  # the translator trusts the credential's accounts, not the node
+                identity = identity.with_service_accounts(credential.service_accounts)
         except (CodecError, ProtocolError) as exc:
             await self._reject(context, peer, str(exc))
             return

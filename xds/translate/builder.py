@@ -225,7 +225,7 @@ class SnapshotBuilder:
         policies = self.security.policies(config)
         return self.memo.get(
             ("mtls-cds", clusters.version),
-            (clusters, policies, config.services, config.destination_rules),
+            (clusters, policies, config.services, config.destination_rules, self.security.endpoint_accounts),
             lambda: TypeSet.of(self.security.clusters(config, list(clusters.resources.values()))),
         )
 

@@ -182,5 +182,18 @@ def service_uses_mtls(service: Service, port: ServicePort, policies: SecurityPol
     return True
 
 
-def service_sans(service: Service, trust_domain: str) -> list[str]:
-    return sorted({endpoint_spiffe_id(e, service, trust_domain) for e in service.endpoints})
+def service_sans(
+    service: Service, trust_domain: str, verified: tuple[tuple[str, tuple[str, ...]], ...] = ()
+) -> list[str]:
+    """The endpoints' identities; verified: endpoint source -> the service accounts of the credentials of
+    the connected proxies serving it (xds/identity/peers.py), which win over the WorkloadEntry's."""
+    by_source = dict(verified)
+    out: set[str] = set()
+    for e in service.endpoints:
+        accounts = by_source.get(e.source)
+        if accounts:
+            ns = _we_namespace(e, service.namespace)
+            out.update(spiffe_id(trust_domain, ns, account) for account in accounts)
+        else:
+            out.add(endpoint_spiffe_id(e, service, trust_domain))
+    return sorted(out)

@@ -101,6 +101,9 @@ class SecurityTranslator:
         self.agent_sds = agent_sds
         self.sds = mtls.AGENT_SDS if agent_sds else ADS
         self.normalization = normalization
+        # endpoint source -> service accounts of the credentials of the connected proxies serving it: the
+        # SANs clients expect (xds/identity/peers.py; set by the control plane before each build)
+        self.endpoint_accounts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def policies(self, config: MeshConfig) -> SecurityPolicies:
         return security_policies(config.carried, config.inputs.jwks_texts())
@@ -159,9 +162,9 @@ class SecurityTranslator:
             out.append(
                 self.memo.get(
                     ("mtls-cluster", r.name),
-                    (r, svc, policies, td, rule, auto),
+                    (r, svc, policies, td, rule, auto, self.endpoint_accounts),
                     lambda r=r, svc=svc, port=port, subset=subset, rule=rule: self._secure(
-                        r, svc, port, subset, policies, td, rule, auto, self.sds
+                        r, svc, port, subset, policies, td, rule, auto, self.sds, self.endpoint_accounts
                     ),
                 )
             )
@@ -169,13 +172,22 @@ class SecurityTranslator:
 
     @staticmethod
     def _secure(  # type: ignore[no-untyped-def]
-        r: Resource, svc, port, subset: str, policies: SecurityPolicies, td: str, rule, auto: bool, sds
+        r: Resource,
+        svc,
+        port,
+        subset: str,
+        policies: SecurityPolicies,
+        td: str,
+        rule,
+        auto: bool,
+        sds,
+        verified: tuple[tuple[str, tuple[str, ...]], ...] = (),
     ) -> Resource:
         settings = upstream.effective_tls(rule, subset, port.number)
         if settings is not None:  # an explicit DestinationRule tls wins over auto-mTLS
-            sock = upstream.transport_socket(settings, svc, port.number, subset, td, sds)
+            sock = upstream.transport_socket(settings, svc, port.number, subset, td, sds, verified)
         elif auto and mtls.service_uses_mtls(svc, port, policies):
-            sans = upstream.mesh_sans(svc, td)
+            sans = upstream.mesh_sans(svc, td, verified)
             sock = mtls.upstream_transport_socket(port.number, subset, svc.host, sans, sds=sds)
         else:
             sock = None

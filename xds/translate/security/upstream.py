@@ -84,9 +84,12 @@ def _any_tls(rules: tuple[DestinationRule, ...]) -> bool:
     )
 
 
-def mesh_sans(service: Service, trust_domain: str) -> list[str]:
-    """istiod: the destination's service accounts plus the ServiceEntry's subjectAltNames."""
-    return sorted({*mtls.service_sans(service, trust_domain), *service.subject_alt_names})
+def mesh_sans(
+    service: Service, trust_domain: str, verified: tuple[tuple[str, tuple[str, ...]], ...] = ()
+) -> list[str]:
+    """istiod: the destination's service accounts plus the ServiceEntry's subjectAltNames (verified: the
+    credentials' accounts of endpoints served by connected proxies, mtls.service_sans)."""
+    return sorted({*mtls.service_sans(service, trust_domain, verified), *service.subject_alt_names})
 
 
 def _file(path: str) -> core.DataSource:
@@ -130,12 +133,13 @@ def transport_socket(
     subset: str,
     trust_domain: str,
     sds: core.ConfigSource | None = None,
+    verified: tuple[tuple[str, tuple[str, ...]], ...] = (),
 ) -> core.TransportSocket | None:
-    """None = plaintext (DISABLE)."""
+    """None = plaintext (DISABLE). verified: see mesh_sans."""
     if settings.mode == "DISABLE":
         return None
     if settings.mode == "ISTIO_MUTUAL":
-        sans = list(settings.subject_alt_names) or mesh_sans(service, trust_domain)
+        sans = list(settings.subject_alt_names) or mesh_sans(service, trust_domain, verified)
         return mtls.upstream_transport_socket(port, subset, service.host, sans, settings.sni, sds or ADS)
     ctx = simple_context(settings, service.host)
     return core.TransportSocket(name=mtls.TLS_SOCKET, typed_config=AnyMsg.pack(ctx))
