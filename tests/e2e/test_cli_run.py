@@ -141,6 +141,7 @@ def test_run_joins_the_mesh_and_leaves_nothing(up: dict[str, Any], tmp_path: Pat
             proc.communicate()
     assert proc.returncode == 0, "\n".join(lines)
     assert "== APP == hello-app listening" in lines, lines
+    assert not [line for line in lines if line.startswith("warning:")], lines  # deleted and revoked
     assert not [pid for pid in started if _alive(pid)], "processes left behind"
     assert not record_file.exists()
     assert not (up["folder"] / ".mecha" / "run" / "hello" / "credential.jwt").exists()
