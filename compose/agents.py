@@ -57,7 +57,15 @@ def issue_argv(proxy_id: str, metadata: dict[str, Any], out: str) -> list[str]:
     for key, values in sorted(claims["labels"].items()):
         for value in values:
             argv += ["--label", f"{key}={value}"]
+    if claims.get("workload_group"):  # a scalable replica: its group, any address of the compose network,
+        # node ids <proxy id>.<instance> (every replica shares this credential)
+        argv += ["--workload-group", claims["workload_group"], "--address", t.COMPOSE_SUBNET, "--instances"]
     return argv
+
+
+def scalable(metadata: dict[str, Any]) -> bool:
+    """A replica that auto-registers runs as one container (xds/runner/pod.py): no socket volume."""
+    return bool(metadata.get("workload_group"))
 
 
 def _issue_script(proxies: dict[str, dict[str, Any]]) -> str:
@@ -68,8 +76,9 @@ def _issue_script(proxies: dict[str, dict[str, Any]]) -> str:
             shlex.join(issue_argv(proxy_id, metadata, f"{creds}/credential.jwt")),
             f"cp {STATE_DIR}/ca/root-cert.pem {creds}/root-cert.pem",
             f"chown -R {AGENT_UID}:{AGENT_UID} {creds} && chmod 0700 {creds} && chmod 0600 {creds}/*",
-            f"chown {AGENT_UID}:{ENVOY_GID} {sockets} && chmod 0750 {sockets}",
         ]
+        if not scalable(metadata):
+            lines.append(f"chown {AGENT_UID}:{ENVOY_GID} {sockets} && chmod 0750 {sockets}")
     return "\n".join(lines) + "\n"
 
 
@@ -78,9 +87,10 @@ def credentials_service(
 ) -> dict[str, Any]:
     """The one-shot service that issues every proxy's credential (proxy id -> its node metadata)."""
     volumes = [f"{state_volume}:{STATE_DIR}"]
-    for proxy_id in proxies:
-        volumes += [f"{credential_volume(proxy_id)}:/credentials/{proxy_id}",
-                    f"{socket_volume(proxy_id)}:/agents/{proxy_id}"]  # fmt: skip
+    for proxy_id, metadata in proxies.items():
+        volumes.append(f"{credential_volume(proxy_id)}:/credentials/{proxy_id}")
+        if not scalable(metadata):
+            volumes.append(f"{socket_volume(proxy_id)}:/agents/{proxy_id}")
     return {
         "image": image,
         "user": "0",  # reads the control plane's signing key, gives each volume to the agent's uid

@@ -223,9 +223,10 @@ def identity_services(proxies: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def identity_volumes(proxies: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for proxy_id in proxies:
+    for proxy_id, metadata in proxies.items():
         out[agents.credential_volume(proxy_id)] = {}
-        out[agents.socket_volume(proxy_id)] = {}
+        if not agents.scalable(metadata):  # a replica's sockets stay inside its container
+            out[agents.socket_volume(proxy_id)] = {}
     return out
 
 
@@ -269,24 +270,11 @@ def sidecar_compose() -> dict[str, Any]:
     services: dict[str, Any] = {**backends(), "control-plane": control_plane("compose-sidecar")}
     p = t.SIDECAR
     for w in t.WORKLOAD_LIST:
-        app: dict[str, Any] = {
-            "image": image("MECHA_IMAGE", MECHA_IMAGE),
-            "command": w.command(p.app, p.outbound, p.dapr_http),
-            "healthcheck": http_health(f"http://127.0.0.1:{p.app}/healthz"),
-            "networks": {"mesh": {"ipv4_address": w.compose_ip}},
-            "depends_on": healthy("control-plane"),
-        }
-        if w.service == "productpage":
-            app["ports"] = [published(9080, p.inbound)]  # the demo's entry: productpage through its proxy
+        services[w.name] = replica(w)
+        if w.service == "productpage":  # the demo's entry: productpage through its proxy
+            services[w.name]["ports"] = [published(9080, p.inbound)]
         if w.service == "orders":
-            app["ports"] = [published(9081, p.inbound)]
-        services[w.name] = app
-        services[f"{w.name}-capabilities"] = capabilities(
-            w.service, p.capabilities_http, p.capabilities_grpc, p.app, w.name
-        )
-        services[f"{w.name}-envoy"] = envoy(
-            f"bootstrap/sidecar/{w.name}.yaml", p.admin, w.name, [w.name, f"{w.name}-capabilities"], w.name
-        )
+            services[w.name]["ports"] = [published(9081, p.inbound)]
     proxies = sidecar_proxies()
     services.update(identity_services(proxies))
     gateway = envoy(
@@ -302,9 +290,52 @@ def sidecar_compose() -> dict[str, Any]:
     }
 
 
+POD_DRAIN_SECONDS = 3  # SIGTERM: DRAINING reaches callers' EDS and in-flight requests finish (< stop timeout)
+
+
+def replica(w: t.Workload) -> dict[str, Any]:
+    """One scalable replica of a workload (`--scale reviews-v1=3`): app, capability service (embedded agent)
+    and Envoy in one container (xds/runner/pod.py, one user each), no fixed address: the agent registers
+    the replica in its WorkloadGroup at the address it got, under <name>.<host name>."""
+    p = t.SIDECAR
+    capabilities_argv = [
+        "python", "-m", "capabilities", "--app-id", w.service, "--dapr-http-port", str(p.capabilities_http),
+        "--dapr-grpc-port", str(p.capabilities_grpc), "--control-plane",
+        f"http://{t.CONTROL_PLANE_HOST}:{t.API_PORT}", "--app-port", str(p.app),
+        # a new replica takes traffic once its app answers (the WorkloadGroup has a probe)
+        "--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-threshold", "2",
+        *agents.embedded_agent_args(agents.control_plane_address()),
+    ]  # fmt: skip
+    envoy_argv = ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "warning", "--disable-hot-restart",
+                  "--drain-strategy", "immediate", "--drain-time-s", "2"]  # fmt: skip
+    command = [
+        "python", "-m", "xds.runner.pod", "--agent-dir", agents.AGENT_DIR, "--admin", f"127.0.0.1:{p.admin}",
+        "--drain-seconds", str(POD_DRAIN_SECONDS), "--capabilities", shlex.join(capabilities_argv),
+        "--envoy", shlex.join(envoy_argv), "--app", shlex.join(w.command(p.app, p.outbound, p.dapr_http)),
+    ]  # fmt: skip
+    probe = "import sys, urllib.request; [urllib.request.urlopen(u, timeout=2) for u in sys.argv[1:]]"
+    urls = [f"http://127.0.0.1:{p.app}/healthz", f"http://127.0.0.1:{p.capabilities_http}/v1.0/healthz"]
+    ready = f"bash {ENVOY_READY_MOUNT} {p.admin} && " + shlex.join(["python", "-c", probe, *urls])
+    return {
+        "image": image("MECHA_IMAGE", MECHA_IMAGE),
+        "user": "0",  # the launcher gives each process its own user (agent, Envoy, app)
+        "command": command,
+        "environment": {**COMPOSE_BACKEND_ENV, **READER_TOKEN_ENV},
+        "volumes": [
+            f"./bootstrap/sidecar/{w.name}.yaml:/etc/envoy/envoy.yaml:ro",
+            f"./{ENVOY_READY_SCRIPT}:{ENVOY_READY_MOUNT}:ro",
+            f"{READER_VOLUME}:{READER_DIR}:ro",
+            f"{agents.credential_volume(w.name)}:{agents.CREDENTIAL_DIR}:ro",  # shared by the replicas
+        ],
+        "healthcheck": {"test": ["CMD-SHELL", ready], "interval": "2s", "timeout": "5s", "retries": 30},
+        "stop_grace_period": f"{POD_DRAIN_SECONDS + 7}s",
+        "depends_on": {**healthy("control-plane", "redis", "postgres"), **credentials_issued()},
+    }
+
+
 def sidecar_proxies() -> dict[str, dict[str, Any]]:
     """Proxy id -> node metadata of every Envoy in the sidecar topology (what each credential allows)."""
-    proxies = {w.name: t.sidecar_metadata(w, w.compose_ip) for w in t.WORKLOAD_LIST}
+    proxies = {w.name: t.scalable_sidecar_metadata(w) for w in t.WORKLOAD_LIST}
     return {**proxies, t.GATEWAY_ID: t.gateway_metadata()}
 
 

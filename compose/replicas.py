@@ -33,7 +33,7 @@ def sidecar_bootstrap(w: t.Workload) -> str:
         xds_port=t.XDS_PORT,
         admin_host=t.ADMIN_HOST,
         admin_port=t.SIDECAR.admin,
-        metadata=t.sidecar_metadata(w, w.compose_ip),
+        metadata=t.scalable_sidecar_metadata(w),
         xds_addresses=XDS_ADDRESSES,
     )
     return agents.bootstrap(render(params))
@@ -89,7 +89,8 @@ def compose(render_module: Any) -> dict[str, Any]:
         command = service.get("command")
         if isinstance(command, list):  # every agent (embedded or standalone) dials both replicas
             single = agents.control_plane_address()
-            service["command"] = [AGENT_CONTROL_PLANE if arg == single else arg for arg in command]
+            # (a replica's launcher holds the capability service's command line as one argument)
+            service["command"] = [arg.replace(single, AGENT_CONTROL_PLANE) for arg in command]
     doc["services"] = render_module.restarting({**replicas, **services})
     return doc
 

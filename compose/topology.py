@@ -94,10 +94,6 @@ class Workload:
         )
 
     @property
-    def compose_ip(self) -> str:
-        return f"172.30.89.{10 + self.index}"
-
-    @property
     def cluster_ip(self) -> str:
         return f"10.96.89.{10 + self.index}"
 
@@ -161,12 +157,28 @@ def workload_entry(w: Workload, address: str, port: int) -> dict[str, Any]:
     }
 
 
+def workload_group(w: Workload) -> dict[str, Any]:
+    """The WorkloadGroup a scalable compose workload's replicas register in (issue #15): no address here,
+    each replica's agent reports its own; a replica takes traffic once its app health check passed."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "WorkloadGroup",
+        "metadata": {"name": w.name, "namespace": NAMESPACE},
+        "spec": {
+            "metadata": {"labels": w.labels},
+            "template": {"ports": {"http": SIDECAR.app}, "serviceAccount": w.service},
+            "probe": {"httpGet": {"path": "/healthz", "port": SIDECAR.app}, "periodSeconds": 1},
+        },
+    }
+
+
 def endpoints(topology: str) -> list[dict[str, Any]]:
-    """WorkloadEntries of one topology: local | compose-sidecar | kubernetes."""
+    """Endpoints of one topology: WorkloadEntries (local, kubernetes) or, in compose sidecar mode where
+    replicas register themselves, WorkloadGroups."""
     if topology == "local":
         return [workload_entry(w, "127.0.0.1", w.local_inbound_port) for w in WORKLOAD_LIST]
     if topology == "compose-sidecar":
-        return [workload_entry(w, w.compose_ip, SIDECAR.inbound) for w in WORKLOAD_LIST]
+        return [workload_group(w) for w in WORKLOAD_LIST]
     if topology == "kubernetes":  # each workload's Service has a fixed ClusterIP in front of port 15006
         return [workload_entry(w, w.cluster_ip, SIDECAR.inbound) for w in WORKLOAD_LIST]
     raise ValueError(f"unknown topology {topology!r}: local, compose-sidecar or kubernetes")
@@ -204,6 +216,12 @@ def sidecar_metadata(w: Workload, address: str) -> dict[str, Any]:
     }
 
 
+def scalable_sidecar_metadata(w: Workload) -> dict[str, Any]:
+    """A compose replica's node metadata: every replica of the service shares it; the agent beside each one
+    makes the node id <name>.<host name> and the address its container has (xds/agent/node.py)."""
+    return {**sidecar_metadata(w, "0.0.0.0"), "workload_group": w.name}
+
+
 def node_metadata(address: str = "0.0.0.0") -> dict[str, Any]:
     return {
         "mode": "node",
@@ -235,7 +253,7 @@ def compose_sidecar_bootstrap(w: Workload) -> str:
         xds_port=XDS_PORT,
         admin_host=ADMIN_HOST,
         admin_port=SIDECAR.admin,
-        metadata=sidecar_metadata(w, w.compose_ip),
+        metadata=scalable_sidecar_metadata(w),
     )
     return render(params)
 

@@ -43,7 +43,9 @@ def test_sidecar_bootstraps_carry_their_pod(topology: ModuleType) -> None:
         path = COMPOSE / "bootstrap" / "sidecar" / f"{w.name}.yaml"
         proxy = _identity(path)
         assert proxy.id == w.name and proxy.mode is ProxyMode.SIDECAR
-        assert proxy.address == w.compose_ip
+        # every replica shares this bootstrap: its agent sets <name>.<host name> and the replica's address,
+        # registered in the workload's WorkloadGroup (issue #15)
+        assert proxy.address == "0.0.0.0" and proxy.workload_group == w.name
         assert [(a.name, a.app_port, a.inbound_port) for a in proxy.apps] == [
             (w.service, topology.SIDECAR.app, topology.SIDECAR.inbound)
         ]
@@ -73,7 +75,9 @@ def test_config_folder_compiles_with_each_topologys_endpoints(endpoints: str) ->
     errors = [d for d in [*load_diags, *result.diagnostics] if str(d.severity) == "error"]
     assert errors == []
     kinds = sorted(d.kind for d in docs)
-    assert kinds.count("WorkloadEntry") == 6 and kinds.count("Component") == 4
+    # compose sidecar replicas register themselves in their WorkloadGroup (issue #15)
+    endpoint_kind = "WorkloadGroup" if endpoints == "compose-sidecar" else "WorkloadEntry"
+    assert kinds.count(endpoint_kind) == 6 and kinds.count("Component") == 4
 
 
 def test_a_bad_edit_of_the_shared_config_is_reported_with_file_and_field(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import shlex
 import shutil
 import subprocess
 from importlib.metadata import version
@@ -41,7 +43,7 @@ def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
     shutil.copytree(COMPOSE, tmp_path / "compose", ignore=shutil.ignore_patterns("__pycache__"))
     path = tmp_path / "compose" / "docker-compose.sidecar.yaml"
     doc = yaml.safe_load(path.read_text())
-    doc["services"]["ratings-v1-envoy"]["healthcheck_typo"] = {"test": ["CMD", "true"]}
+    doc["services"]["ratings-v1"]["healthcheck_typo"] = {"test": ["CMD", "true"]}
     path.write_text(yaml.safe_dump(doc))
     result = _compose_config(path)
     assert result.returncode != 0
@@ -93,17 +95,34 @@ def test_start_order_health_checks_and_mounts(name: str) -> None:
                 assert (COMPOSE / host).exists(), f"{svc_name}: {host} does not exist"
 
 
-def test_sidecar_mode_gives_every_app_its_own_envoy_and_capability_service(topology: ModuleType) -> None:
+def test_sidecar_mode_runs_each_app_as_one_scalable_replica(topology: ModuleType) -> None:
+    """`--scale reviews-v1=3` and a recreated container need no edit (issue #15): each replica is one
+    container (app, capability service with its agent, Envoy), no fixed address, no static WorkloadEntry."""
     services = _load("docker-compose.sidecar.yaml")["services"]
     for w in topology.WORKLOAD_LIST:
-        assert services[f"{w.name}-envoy"]["network_mode"] == f"service:{w.name}"
-        assert services[f"{w.name}-capabilities"]["network_mode"] == f"service:{w.name}"
-        assert services[w.name]["networks"]["mesh"]["ipv4_address"] == w.compose_ip
-        assert services[f"{w.name}-envoy"]["volumes"][0] == (
-            f"./bootstrap/sidecar/{w.name}.yaml:/etc/envoy/envoy.yaml:ro"
-        )
+        svc = services[w.name]
+        assert f"{w.name}-envoy" not in services and f"{w.name}-capabilities" not in services
+        assert "ipv4_address" not in json.dumps(svc.get("networks") or {}), svc
+        assert svc["command"][:3] == ["python", "-m", "xds.runner.pod"]
+        assert f"./bootstrap/sidecar/{w.name}.yaml:/etc/envoy/envoy.yaml:ro" in svc["volumes"]
+        assert not [v for v in svc["volumes"] if v.startswith("agent-")]  # its sockets stay inside it
     envoys = [n for n, s in services.items() if s["image"].startswith(ENVOY_IMAGE_REF)]
-    assert len(envoys) == len(topology.WORKLOAD_LIST) + 1  # + the ingress gateway
+    assert envoys == [topology.GATEWAY_ID]
+    groups = COMPOSE / "endpoints" / "compose-sidecar" / "workloads.yaml"
+    docs = list(yaml.safe_load_all(groups.read_text()))
+    assert {d["kind"] for d in docs} == {"WorkloadGroup"}
+    assert sorted(d["metadata"]["name"] for d in docs) == sorted(w.name for w in topology.WORKLOAD_LIST)
+
+
+def test_replica_credentials_allow_instances_on_the_compose_network_only(topology: ModuleType) -> None:
+    """The credential a service's replicas share names their group, the compose subnet and instances of
+    their own proxy id: nothing more (the control plane checks it: tests/xds/identity)."""
+    script = _load("docker-compose.sidecar.yaml")["services"]["credentials"]["command"][2]
+    for w in topology.WORKLOAD_LIST:
+        line = next(x for x in script.splitlines() if f"--proxy-id {w.name} " in x)
+        assert f"--workload-group {w.name} --address {topology.COMPOSE_SUBNET} --instances" in line, line
+    gateway = next(x for x in script.splitlines() if f"--proxy-id {topology.GATEWAY_ID} " in x)
+    assert "--instances" not in gateway and "--workload-group" not in gateway
 
 
 def test_node_mode_shares_one_envoy_and_one_capability_service(topology: ModuleType) -> None:
@@ -195,6 +214,10 @@ def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_agent_di
     # the agents (embedded in the capability services, standalone for the gateway) hold the replica list
     both = ",".join(f"{r}:15012" for r in replicas)
     dialers = [s["command"] for s in services.values() if "--agent-control-plane" in s.get("command", [])]
+    for service in services.values():  # a replica's launcher holds its capability service's command line
+        command = service.get("command") or []
+        if "--capabilities" in command:
+            dialers.append(shlex.split(command[command.index("--capabilities") + 1]))
     dialers += [s["command"] for s in services.values() if s.get("command", [None])[:2] == ["mecha", "agent"]]
     assert len(dialers) == 7  # six sidecars and the gateway
     for command in dialers:

@@ -65,7 +65,7 @@ async def _eventually(argv: list[str], want_ok: bool, within_s: float) -> subpro
 
 @pytest.mark.parametrize(
     ("compose_file", "service"),
-    [("docker-compose.sidecar.yaml", "ratings-v1-envoy"), ("docker-compose.node.yaml", "node-a")],
+    [("docker-compose.sidecar.yaml", "ingressgateway"), ("docker-compose.node.yaml", "node-a")],
 )
 async def test_envoy_health_check_passes_only_once_configured(
     compose_file: str, service: str, render: ModuleType, tmp_path: Path
