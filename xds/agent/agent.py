@@ -8,10 +8,14 @@ holds no credential and no key ever crosses the network (istio-agent's design).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from xds.agent.certs import (
     CertificateClient,
@@ -24,6 +28,7 @@ from xds.agent.channel import CredentialSource, open_channel
 from xds.agent.node import rewrite_for
 from xds.agent.sds import SdsServer
 from xds.agent.xdsproxy import XdsProxy
+from xds.ca.watch import reload_interval
 from xds.identity.credential import read_unverified
 from xds.statedir import ensure_private_dir
 
@@ -66,6 +71,8 @@ class Agent:
         xds = XdsProxy(self._channel, self.credential, self.proxy_id, self.node)
         self._xds = xds if config.with_xds_proxy else None
         self._rotation: asyncio.Task[None] | None = None
+        self._root_watch: asyncio.Task[None] | None = None
+        self._file_roots: list[bytes] = []  # PEM blocks of the root file, as last read
         self.rotations = 0
 
     @property
@@ -103,6 +110,8 @@ class Agent:
             os.chmod(self.xds_socket, 0o600)
             self._share_with_group(self.xds_socket, 0o660)
         self._rotation = asyncio.create_task(rotate_forever(self._certs, self.cert, self._publish))
+        if self.config.root_cert is not None:
+            self._root_watch = asyncio.create_task(self._follow_root_file(self.config.root_cert))
         log.info("agent for %s ready: xDS %s, SDS %s", self.proxy_id, self.xds_socket, self.sds_socket)
 
     def _share_with_group(self, path: Path, mode: int) -> None:
@@ -130,6 +139,7 @@ class Agent:
                 await asyncio.sleep(0.2)
 
     async def _publish(self, cert: WorkloadCert) -> None:
+        cert = self._with_file_roots(cert)
         self.cert = cert
         self.rotations += 1
         if self._sds is not None:
@@ -137,14 +147,56 @@ class Agent:
         if self.config.cert_dir is not None:
             await asyncio.to_thread(write_cert_files, self.config.cert_dir, cert)
 
+    async def _follow_root_file(self, path: Path) -> None:
+        """Root rotation: when the trust bundle file changes (old + new roots during the overlap), Envoy's
+        ROOTCA gets it at once with the same certificate, so a peer signed under the new root is trusted
+        before this workload's own certificate rotates."""
+        interval = reload_interval()
+        self._file_roots = _roots(await asyncio.to_thread(_read_or_none, path))
+        while True:
+            await asyncio.sleep(interval)
+            roots = _roots(await asyncio.to_thread(_read_or_none, path))
+            if not roots or roots == self._file_roots:
+                continue  # missing, mid-copy or unchanged: keep what Envoy has
+            self._file_roots = roots
+            if self.cert is not None:
+                await self._publish(self.cert)
+                log.warning("trust bundle %s changed: it holds %d root(s)", path, len(roots))
+
+    def _with_file_roots(self, cert: WorkloadCert) -> WorkloadCert:
+        """ROOTCA = the CA's bundle plus any root of the agent's root file it lacks (a CSR answered before
+        the control plane re-read its files must not take the new root away again)."""
+        held = _roots(cert.root_pem)
+        missing = [r for r in self._file_roots if r not in held]
+        if not missing:
+            return cert
+        return dataclasses.replace(cert, root_pem=cert.root_pem.rstrip(b"\n") + b"\n" + b"".join(missing))
+
     async def stop(self) -> None:
-        if self._rotation is not None:
-            self._rotation.cancel()
-            await asyncio.gather(self._rotation, return_exceptions=True)
+        for task in (self._rotation, self._root_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for server in (self._xds, self._sds):
             if server is not None:
                 await server.stop()
         await self._channel.close()
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _roots(bundle: bytes | None) -> list[bytes]:
+    """Each certificate of a PEM bundle (normalised), [] for a missing or unreadable file."""
+    try:
+        certs = x509.load_pem_x509_certificates(bundle) if bundle else []
+    except ValueError:
+        return []
+    return [c.public_bytes(serialization.Encoding.PEM) for c in certs]
 
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:

@@ -23,6 +23,7 @@ import grpc
 from xds.agent.channel import SERVER_NAME
 from xds.ca.authority import CertificateAuthority
 from xds.ca.service import CertificateService
+from xds.ca.watch import reload_interval, watch_plugin_ca
 from xds.identity.authenticator import CredentialAuthenticator
 from xds.identity.credential import Credential, CredentialIssuer, CredentialVerifier
 from xds.identity.revocation import RevocationList
@@ -44,6 +45,7 @@ class XdsIdentity:
     handlers: list[grpc.GenericRpcHandler] = field(default_factory=list)
     serving: ServingCertificate | None = None
     _expiry: asyncio.Task[None] | None = None
+    _ca_watch: asyncio.Task[None] | None = None
 
     @property
     def agent_sds(self) -> bool:
@@ -81,12 +83,17 @@ class XdsIdentity:
         """Close streams whose credential expires while they are open (checked every EXPIRY_CHECK_S)."""
         if self.secure and self._expiry is None:
             self._expiry = asyncio.create_task(self._close_expired_forever(server), name="credential-expiry")
+        if self.ca is not None and self.ca.plugin_dir is not None and self._ca_watch is None:
+            renew = self.serving.renew_if_untrusted if self.serving is not None else None
+            watch = watch_plugin_ca(self.ca, reload_interval(), renew)
+            self._ca_watch = asyncio.create_task(watch, name="plugin-ca-watch")
 
     async def stop(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            await asyncio.gather(self._expiry, return_exceptions=True)
-            self._expiry = None
+        for task in (self._expiry, self._ca_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._expiry = self._ca_watch = None
 
     async def _close_expired_forever(self, server: Any) -> None:
         while True:
@@ -115,8 +122,15 @@ class ServingCertificate:
 
     def _mint(self) -> grpc.ServerCertificateConfiguration:
         cert_pem, key_pem = self.ca.serving_certificate(self.dns, self.ips, self.ttl)
-        self._renew_at = datetime.now(UTC) + self.ttl / 2
+        self._renew_at, self._cert_pem = datetime.now(UTC) + self.ttl / 2, cert_pem
         return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)])
+
+    def renew_if_untrusted(self) -> None:
+        """After a plug-in CA reload: renewed at the next handshake once its root left the bundle (while the
+        old root stays, agents that know only it keep connecting)."""
+        with self._lock:
+            if not self.ca.trusts(self._cert_pem):
+                self._renew_at = datetime.now(UTC)
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(self._config, self.fetch)
