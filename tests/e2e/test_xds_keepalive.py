@@ -5,26 +5,39 @@ gRPC's default server ping policy answered that with GOAWAY too_many_pings about
 one real Envoy on one stream for MECHA_SOAK_SECONDS (default 600) and fails at the first reconnect, and a
 control test shows the same watch fails with gRPC's defaults. A SIGSTOPped control plane must still be
 detected by Envoy within the keepalive interval (plus jitter) and timeout.
+
+Through a local `mecha agent` (Envoy -> Unix socket -> agent -> TLS -> `mecha serve`) the same holds: the
+soak runs a second Envoy behind a real agent beside the direct one (CI pays the soak once), and a SIGSTOPped
+control plane is noticed by the agent's channel keepalive, which resets Envoy's stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
+from xds.agent.agent import XDS_SOCKET
+from xds.agent.bootstrap import through_agent
+from xds.agent.channel import keepalive_options as agent_keepalive_options
 from xds.cache import SnapshotCache
 from xds.server import XdsServer
 from xds.server.server import KEEPALIVE_SERVER_OPTIONS
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 from xds.testing.resources import simple_snapshot
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "xds" / "agent"))  # agent_helpers: a real `mecha serve`
+from agent_helpers import SIDECAR_META, ServedControlPlane, served_control_plane
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +62,9 @@ RECONNECT_SIGNS = (
 # its log (one "proxy ... connected" line per stream) on stdout.
 SERVER_PROGRAM = """
 import asyncio, logging, sys
+from xds.agent.agent import XDS_SOCKET
+from xds.agent.bootstrap import through_agent
+from xds.agent.channel import keepalive_options as agent_keepalive_options
 from xds.cache import SnapshotCache
 from xds.server import XdsServer
 from xds.server.server import KEEPALIVE_SERVER_OPTIONS
@@ -101,11 +117,95 @@ def reconnect_problem(stats: dict[str, int], server: XdsServer) -> str:
     return ", ".join(problems)
 
 
+AGENT_PROXY = "reviews-v1"
+# The agent's log line when its upstream stream ends (xds/agent/xdsproxy.py): Envoy's stream is ended with it.
+AGENT_STREAM_ENDED = "xDS stream to the control plane ended"
+
+
+@dataclass
+class AgentPath:
+    """A real Envoy whose bootstrap reaches only a real `mecha agent`, which dials a real `mecha serve`."""
+
+    control_plane: ServedControlPlane
+    envoy: EnvoyProcess
+    agent_log: Path
+
+    @property
+    def agent_keepalive(self) -> tuple[float, float]:
+        """(interval, timeout) in seconds of the agent's channel to the control plane."""
+        options = dict(agent_keepalive_options(self.control_plane.xds))
+        return options["grpc.keepalive_time_ms"] / 1000, options["grpc.keepalive_timeout_ms"] / 1000
+
+    def stream_ends(self) -> list[str]:
+        return [line for line in self.agent_log.read_text().splitlines() if AGENT_STREAM_ENDED in line]
+
+
+@contextlib.asynccontextmanager
+async def envoy_through_agent(folder: Path) -> AsyncIterator[AgentPath]:
+    """Yields once Envoy holds an ADS stream through the agent and has taken a first CDS response."""
+    async with served_control_plane(folder / "cp", {}) as cp:
+        sockets, agent_log = folder / "agent", folder / "agent.log"
+        credential = cp.credential(AGENT_PROXY)
+        argv = [sys.executable, "-m", "xds.cli", "agent", "--credential", str(credential), "--control-plane",
+                cp.xds, "--root-cert", str(cp.root), "--socket-dir", str(sockets)]  # fmt: skip
+        with agent_log.open("wb") as out:
+            agent = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
+        rendered, _ = bootstrap_for(AGENT_PROXY, cp.xds_port, SIDECAR_META)
+        envoy = EnvoyProcess(through_agent(rendered, sockets), folder, name="through-agent")
+        path = AgentPath(cp, envoy, agent_log)
+        try:
+            for _ in range(300):
+                if (sockets / XDS_SOCKET).exists():
+                    break
+                assert agent.returncode is None, agent_log.read_text()
+                await asyncio.sleep(0.1)
+            await envoy.start(timeout=30)  # ready after its initial fetch timeout at the latest
+            for _ in range(300):
+                stats = await envoy_stats(envoy)
+                if stats.get("cluster_manager.cds.update_success", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"no config through the agent: {stats}\n{agent_log.read_text()[-2000:]}")
+            yield path
+        finally:
+            await envoy.stop()
+            if agent.returncode is None:
+                agent.terminate()
+            await agent.wait()
+
+
+async def apply_service_entry(cp: ServedControlPlane, host: str) -> None:
+    """A new ServiceEntry through the control plane's API (operator token): one more cluster for Envoy."""
+    text = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}}}\nspec:\n"
+            f"  hosts: [{host}]\n  resolution: STATIC\n  ports: [{{number: 8080, name: http}}]\n"
+            f"  endpoints: [{{address: 127.0.0.1}}]\n")  # fmt: skip
+    token = (cp.state / "api-token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=20)) as http:
+        body = {"files": [{"name": f"{host}.yaml", "text": text}]}
+        async with http.post(f"http://127.0.0.1:{cp.api_port}/api/v1/apply", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+def agent_path_problem(stats: dict[str, int], path: AgentPath) -> str:
+    """Why the Envoy behind the agent no longer holds the one connection and one ADS stream it opened."""
+    problems = [f"{name}={stats[name]}" for name in RECONNECT_SIGNS if stats.get(name, 0)]
+    for name in ("cluster.mecha_xds.upstream_cx_total", "cluster.mecha_xds.upstream_rq_total"):
+        if stats.get(name) != 1:  # one connection to the agent, one ADS stream on it
+            problems.append(f"{name}={stats.get(name)}")
+    if stats.get("control_plane.connected_state") != 1:
+        problems.append(f"connected_state={stats.get('control_plane.connected_state')}")
+    problems += [f"agent: {line}" for line in path.stream_ends()]
+    return ", ".join(problems)
+
+
 async def hold_one_stream(
-    tmp_path: Path, seconds: float, keepalive_options: Sequence[tuple[str, int]]
+    tmp_path: Path, seconds: float, keepalive_options: Sequence[tuple[str, int]], with_agent: bool = False
 ) -> int:
-    """One real Envoy on one ADS stream for `seconds`; AssertionError naming the signs at the first
-    reconnect. Returns how many times the stats were checked."""
+    """One real Envoy on one ADS stream for `seconds` (with_agent: and a second one behind a real agent,
+    watched together); AssertionError naming the signs at the first reconnect. Returns how many times the
+    stats were checked."""
     cache = SnapshotCache()
     server = XdsServer(cache, keepalive_options=keepalive_options)
     xds_port = await server.start("127.0.0.1:0")
@@ -114,18 +214,25 @@ async def hold_one_stream(
     envoy = EnvoyProcess(bootstrap, tmp_path, name="soak")
     checks = 0
     try:
-        await envoy.start(timeout=15)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while True:
-            stats = await envoy_stats(envoy)
-            checks += 1
-            problem = reconnect_problem(stats, server)
-            elapsed = loop.time() - started
-            assert not problem, f"xDS reconnect after {elapsed:.0f} s: {problem}"
-            if elapsed >= seconds:
-                return checks
-            await asyncio.sleep(POLL_SECONDS)
+        async with contextlib.AsyncExitStack() as stack:
+            agent_path = None
+            if with_agent:
+                agent_path = await stack.enter_async_context(envoy_through_agent(tmp_path / "through-agent"))
+            await envoy.start(timeout=15)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while True:
+                stats = await envoy_stats(envoy)
+                checks += 1
+                problem = reconnect_problem(stats, server)
+                elapsed = loop.time() - started
+                assert not problem, f"xDS reconnect after {elapsed:.0f} s: {problem}"
+                if agent_path is not None:
+                    problem = agent_path_problem(await envoy_stats(agent_path.envoy), agent_path)
+                    assert not problem, f"xDS reconnect through the agent after {elapsed:.0f} s: {problem}"
+                if elapsed >= seconds:
+                    return checks
+                await asyncio.sleep(POLL_SECONDS)
     finally:
         await envoy.stop()
         await server.stop(0)
@@ -134,7 +241,8 @@ async def hold_one_stream(
 @pytest.mark.soak
 @pytest.mark.timeout(SOAK_SECONDS + 120)
 async def test_envoy_keeps_one_xds_stream_for_the_soak(tmp_path: Path) -> None:
-    checks = await hold_one_stream(tmp_path, SOAK_SECONDS, KEEPALIVE_SERVER_OPTIONS)
+    """Both paths at once: Envoy -> control plane, and Envoy -> agent -> `mecha serve`."""
+    checks = await hold_one_stream(tmp_path, SOAK_SECONDS, KEEPALIVE_SERVER_OPTIONS, with_agent=True)
     assert checks >= SOAK_SECONDS / (POLL_SECONDS + 5)  # the stats were really watched all along
 
 
@@ -213,3 +321,48 @@ async def test_frozen_control_plane_is_detected_then_reconnected(tmp_path: Path)
         await server.wait()
         if reader is not None:
             await reader
+
+
+async def test_frozen_control_plane_behind_the_agent_resets_envoys_stream(tmp_path: Path) -> None:
+    """The agent's channel keepalive notices a SIGSTOPped `mecha serve` and ends Envoy's stream (Envoy's own
+    keepalive only reaches the live agent); after SIGCONT Envoy is served again through the agent."""
+    async with envoy_through_agent(tmp_path) as path:
+        envoy, cp = path.envoy, path.control_plane
+        interval, timeout = path.agent_keepalive
+        before = await envoy_stats(envoy)
+        assert not agent_path_problem(before, path), agent_path_problem(before, path)
+        loop = asyncio.get_running_loop()
+        os.kill(cp.pid, signal.SIGSTOP)
+        try:
+            frozen_at = loop.time()
+            deadline = frozen_at + interval * (1 + KEEPALIVE_JITTER) + timeout + DETECTION_SLACK
+            while True:
+                stats = await envoy_stats(envoy)
+                if path.stream_ends() and stats.get("cluster.mecha_xds.upstream_rq_total", 0) >= 2:
+                    break
+                assert loop.time() < deadline, (
+                    f"frozen control plane unnoticed through the agent within {deadline - frozen_at:.0f} s: "
+                    f"{stats}\nagent log:\n{path.agent_log.read_text()[-2000:]}"
+                )
+                await asyncio.sleep(0.2)
+            assert "UNAVAILABLE" in path.stream_ends()[0], path.stream_ends()
+            # Only the stream was reset: Envoy's connection to the live agent stays, its pings answered.
+            assert stats["cluster.mecha_xds.upstream_cx_total"] == 1, stats
+            assert stats.get("cluster.mecha_xds.http2.keepalive_timeout", 0) == 0, stats
+            updates = stats.get("cluster_manager.cds.update_success", 0)
+        finally:
+            os.kill(cp.pid, signal.SIGCONT)
+        resumed_at = loop.time()
+        # Envoy is served again through the agent: a change made after SIGCONT reaches it.
+        await apply_service_entry(cp, "after-sigcont")
+        while True:
+            stats = await envoy_stats(envoy)
+            _, clusters = await envoy.admin_get("/clusters")
+            if stats.get("cluster_manager.cds.update_success", 0) > updates and "after-sigcont" in clusters:
+                break
+            assert loop.time() < resumed_at + 60, (
+                f"no config through the agent after SIGCONT: {stats}\n{path.agent_log.read_text()[-2000:]}"
+            )
+            await asyncio.sleep(0.2)
+        assert stats.get("control_plane.connected_state") == 1, stats
+        assert stats["cluster.mecha_xds.upstream_cx_total"] == 1, stats

@@ -7,12 +7,20 @@ from typing import Any
 
 import yaml
 
+from xds.bootstrap import KEEPALIVE
 from xds.translate.security.mtls import SDS_CLUSTER
 
 XDS_CLUSTER = "mecha_xds"
 
 
-def _pipe_cluster(name: str, path: Path) -> dict[str, Any]:
+def _pipe_cluster(name: str, path: Path, keepalive: bool = False) -> dict[str, Any]:
+    """keepalive: HTTP/2 pings so Envoy notices a frozen agent (the agent's server accepts them: xdsproxy.py
+    AGENT_SERVER_OPTIONS); the single-control-plane numbers even with replicas, whose failover is the agent's
+    job (its channel pings them faster)."""
+    http2: dict[str, Any] = {}
+    if keepalive:
+        interval, timeout = KEEPALIVE
+        http2["connection_keepalive"] = {"interval": interval, "timeout": timeout}
     return {
         "name": name,
         "type": "STATIC",
@@ -20,7 +28,7 @@ def _pipe_cluster(name: str, path: Path) -> dict[str, Any]:
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
+                "explicit_http_config": {"http2_protocol_options": http2},
             }
         },
         "load_assignment": {
@@ -37,7 +45,7 @@ def through_agent(rendered: str, socket_dir: Path) -> str:
     if not socket_dir.is_absolute():  # an absolute one is kept as given: it may name a container's path
         socket_dir = socket_dir.resolve()
     clusters += [
-        _pipe_cluster(XDS_CLUSTER, socket_dir / "xds.sock"),
+        _pipe_cluster(XDS_CLUSTER, socket_dir / "xds.sock", keepalive=True),
         _pipe_cluster(SDS_CLUSTER, socket_dir / "sds.sock"),
     ]
     doc["static_resources"]["clusters"] = clusters

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import grpc
 
+from xds.bootstrap import KEEPALIVE, REPLICA_KEEPALIVE
 from xds.identity.credential import read_token_file
 
 # The name in the control plane's serving certificate (xds/controlplane/identity.py); checked whatever
@@ -35,15 +36,33 @@ def channel_target(spec: str) -> str:
     return f"{families.pop()}:{','.join(addresses)}"
 
 
+def _ms(duration: str) -> int:
+    return int(float(duration.removesuffix("s")) * 1000)
+
+
+def keepalive_options(spec: str) -> tuple[tuple[str, int], ...]:
+    """The channel pings the control plane as a direct Envoy's bootstrap would (xds/bootstrap.py): a dead or
+    frozen one fails the open ADS call, which ends Envoy's stream (Envoy's own keepalive only reaches this
+    live agent). Replicas (several addresses) get the faster replica numbers so a frozen one is left within
+    seconds. max_pings_without_data 0: gRPC clients otherwise stop pinging after 2 pings on a stream that
+    sends nothing (a synced ADS stream), and a control plane frozen later would go unnoticed."""
+    interval, timeout = REPLICA_KEEPALIVE if "," in spec else KEEPALIVE
+    return (
+        ("grpc.keepalive_time_ms", _ms(interval)),
+        ("grpc.keepalive_timeout_ms", _ms(timeout)),
+        # A keepalive ping due while another ping is unanswered (gRPC's BDP probe sends them too) only waits
+        # for that one, whose own timeout is 1 min by default: bound every ping by the keepalive timeout.
+        ("grpc.http2.ping_timeout_ms", _ms(timeout)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    )
+
+
 def open_channel(target: str, root_cert: Path | None) -> grpc.aio.Channel:
     """root_cert None: plaintext (only against a control plane started with --insecure-xds). target: one
     host:port, or several comma-separated (replicas)."""
+    options = [*keepalive_options(target), ("grpc.max_receive_message_length", -1)]
     target = channel_target(target)
-    options = [
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
-        ("grpc.max_receive_message_length", -1),
-    ]
     if root_cert is None:
         return grpc.aio.insecure_channel(target, options=options)
     creds = grpc.ssl_channel_credentials(root_certificates=root_cert.read_bytes())

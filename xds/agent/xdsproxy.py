@@ -18,13 +18,16 @@ import grpc
 from xds.agent.channel import CredentialSource
 from xds.agent.node import DELTA_NODE, SOTW_NODE, NodeRewrite, rewritten
 from xds.identity.credential import CredentialError
-from xds.server.server import ADS_SERVICE, SERVICES
+from xds.server.server import ADS_SERVICE, KEEPALIVE_SERVER_OPTIONS, SERVICES
 
 log = logging.getLogger(__name__)
 # Tests only: append every response the control plane sends to <dir>/<proxy id>.xds (4-byte big-endian
 # length, then the raw DiscoveryResponse), so a test can prove what crossed the network; the files are 0600.
 ENV_RECORD_DIR = "MECHA_AGENT_RECORD_DIR"
-AGENT_SERVER_OPTIONS: tuple[tuple[str, int], ...] = ()
+# Envoy pings its agent as it would the control plane (connection_keepalive in the agent-mode bootstrap, so a
+# frozen agent is noticed): the same ping policy accepts it, and the agent's own pings free a frozen Envoy's
+# upstream stream.
+AGENT_SERVER_OPTIONS = KEEPALIVE_SERVER_OPTIONS
 
 
 class ResponseRecorder:
@@ -82,8 +85,10 @@ class XdsProxy:
                     if self._recorder is not None:
                         self._recorder.write(response)
                     yield response
-            except grpc.aio.AioRpcError as exc:  # the control plane's refusal, passed on as it is
-                log.warning("xDS stream ended by the control plane: %s: %s", exc.code().name, exc.details())
+            except grpc.aio.AioRpcError as exc:
+                # The control plane's refusal, or its connection lost (keepalive: dead or frozen), passed on
+                # as it is: Envoy opens a new stream, which this channel takes to a live replica if any.
+                log.warning("xDS stream to the control plane ended: %s: %s", exc.code().name, exc.details())
                 await context.abort(exc.code(), exc.details() or "")
             finally:
                 upstream.cancel()
@@ -92,7 +97,7 @@ class XdsProxy:
 
     async def start(self, socket_path: str) -> None:
         sotw, delta, _ = SERVICES[ADS_SERVICE]
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=AGENT_SERVER_OPTIONS)
         handler = grpc.method_handlers_generic_handler(
             ADS_SERVICE, {sotw: self._handler(sotw), delta: self._handler(delta)}
         )

@@ -32,6 +32,7 @@ class ServedControlPlane:
     api_port: int
     xds_port: int
     log: Path
+    pid: int = 0  # the `mecha serve` process (tests SIGSTOP it)
 
     @property
     def xds(self) -> str:
@@ -56,6 +57,7 @@ async def served_control_plane(state: Path, env: dict[str, str]) -> AsyncIterato
     full_env.pop("MECHA_INSECURE_XDS", None)
     with cp.log.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log, env=full_env)
+    cp.pid = proc.pid
     try:
         await wait_http(f"http://127.0.0.1:{cp.api_port}/readyz", 30, cp.log)
         yield cp
