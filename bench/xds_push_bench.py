@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import statistics
@@ -150,14 +151,29 @@ async def worker(port: int, ids: list[str], delta: bool, tokens: str = "", root:
     def proxy(pid: str) -> FakeProxy:
         metadata = [("authorization", f"Bearer {by_id[pid]}")] if creds is not None else []
         return FakeProxy(f"127.0.0.1:{port}", pid, delta=delta, channel_credentials=creds,
-                         call_metadata=metadata, own_connection=True)  # fmt: skip
+                         call_metadata=metadata, own_connection=True, keep_bodies=False)  # fmt: skip
 
-    proxies = [proxy(pid) for pid in ids]
-    for p in proxies:
+    def report_close(pid: str, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.result() is not None:  # None: stopped by us
+            print(f"fake proxy {pid}: stream ended {fut.result()}", file=sys.stderr)
+
+    async def start(p: FakeProxy) -> None:
         await p.start()
+        assert p.closed is not None
+        p.closed.add_done_callback(functools.partial(report_close, p.proxy_id))
+
+    # Each starts on its own, as proxies do: one whose connection is slow to come up delays no other.
+    proxies = [proxy(pid) for pid in ids]
+    starts = [asyncio.ensure_future(start(p)) for p in proxies]
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
+    unstarted = sum(not t.done() for t in starts)
+    if unstarted:
+        print(f"worker: {unstarted} fake proxies still opening their stream", file=sys.stderr)
+    silent = [p.proxy_id for p in proxies if p.responses == 0]
+    if silent:
+        print(f"worker: {len(silent)} of {len(proxies)} fake proxies never got a response", file=sys.stderr)
     for p in proxies:
         await p.stop()
 
@@ -258,7 +274,11 @@ async def sync_order(server: XdsServer, count: int, timeout: float, poll: float 
     states: dict[str, int] = {}
     for s in server.status():
         states[s.state] = states.get(s.state, 0) + 1
-    raise TimeoutError(f"not all {count} proxies SYNCED after {timeout}s ({len(synced)} were): {states}")
+    c = server.counters
+    raise TimeoutError(
+        f"not all {count} proxies SYNCED after {timeout}s ({len(synced)} were): {states}; streams opened "
+        f"{c.streams_opened}, rejected {c.streams_rejected} {c.errors[-3:]}"
+    )
 
 
 def sync_report(order: dict[str, float], real_prefix: str = "envoy") -> str:
@@ -347,6 +367,9 @@ async def run(args: argparse.Namespace) -> None:
         order = await sync_order(server, len(fleet), timeout=args.sync_timeout)
         sync_s = time.perf_counter() - t
         cp_cpu = cpu_seconds(os.getpid()) - cpu_start
+        load_cpu = cpu_by_group(
+            {"fake workers": [p.pid for p in procs], "Envoys": [e.pid for e in envoys if e.pid]}
+        )
         if sync_profiler is not None:
             sync_profiler.disable()
             sync_profiler.dump_stats(args.profile_sync)
@@ -358,6 +381,9 @@ async def run(args: argparse.Namespace) -> None:
             f"RSS {rss_mb():.0f} MB (load {os.getloadavg()[0]:.1f})"
         )
         print(sync_report(order))
+        print(
+            "load generators' CPU over the sync: " + ", ".join(f"{k} {v:.1f} s" for k, v in load_cpu.items())
+        )
         if args.sync_only:
             return
         if args.profile:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -84,6 +85,24 @@ def scope_route_name(body: bytes) -> str:
     return string_field(body, 2)
 
 
+_DECODED: OrderedDict[tuple[bool, bytes], DecodedResponse] = OrderedDict()
+
+
+def _decode(raw: bytes, delta: bool) -> DecodedResponse:
+    """Decoded once per process for identical large payloads (every new proxy with the same view gets the
+    same first responses, nonce included): a load generator of hundreds of proxies then spends its CPU on
+    the protocol, not on re-parsing the same bytes. The result is shared: read, never changed."""
+    if len(raw) < 65536:
+        return decode_delta_response(raw) if delta else decode_sotw_response(raw)
+    key = (delta, raw)
+    found = _DECODED.get(key)
+    if found is None:
+        found = _DECODED[key] = decode_delta_response(raw) if delta else decode_sotw_response(raw)
+        while len(_DECODED) > 8:
+            _DECODED.popitem(last=False)
+    return found
+
+
 class FakeProxy:
     """A fake Envoy on one ADS stream. Call start(), then wait_acked(); stop() when done."""
 
@@ -100,11 +119,14 @@ class FakeProxy:
         channel_credentials: grpc.ChannelCredentials | None = None,
         call_metadata: Iterable[tuple[str, str]] = (),
         own_connection: bool = False,
+        keep_bodies: bool = True,
     ) -> None:
         """channel_credentials: TLS to the server (with SERVER_NAME as the name checked, as agents do);
         call_metadata: sent on the stream (the workload credential: ("authorization", "Bearer ...")).
         own_connection: this proxy's channel gets its own TCP (and TLS) connection, as a real proxy has;
-        by default gRPC lets channels of one process to the same target share one connection."""
+        by default gRPC lets channels of one process to the same target share one connection.
+        keep_bodies=False: keep only the bodies it reads itself (listeners, scoped routes), for load tests."""
+        self.keep_bodies = keep_bodies
         self.target = target
         self.channel_credentials = channel_credentials
         self.call_metadata = tuple(call_metadata)
@@ -238,9 +260,7 @@ class FakeProxy:
                 raw = await self._call.read()
                 if raw is grpc.aio.EOF:
                     break
-                await self._on_response(
-                    decode_delta_response(raw) if self.delta else decode_sotw_response(raw)
-                )
+                await self._on_response(_decode(raw, self.delta))
             code = await self._call.code()
             if not self.closed.done():
                 self.closed.set_result(code)
@@ -262,8 +282,9 @@ class FakeProxy:
             return
         held = self.resources.setdefault(t, {})
         if self.delta:
+            keep = self.keep_bodies or t in (types.LISTENER, types.SCOPED_ROUTE)
             for res in resp.resources:
-                held[res.name] = res.body
+                held[res.name] = res.body if keep else b""
             for name in resp.removed:
                 held.pop(name, None)
         elif t in types.WILDCARD_TYPES:
