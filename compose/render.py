@@ -328,6 +328,7 @@ def replica(w: t.Workload) -> dict[str, Any]:
             f"{agents.credential_volume(w.name)}:{agents.CREDENTIAL_DIR}:ro",  # shared by the replicas
         ],
         "healthcheck": {"test": ["CMD-SHELL", ready], "interval": "2s", "timeout": "5s", "retries": 30},
+        "networks": ["mesh"],  # any free address: the agent reports the one it got
         "stop_grace_period": f"{POD_DRAIN_SECONDS + 7}s",
         "depends_on": {**healthy("control-plane", "redis", "postgres"), **credentials_issued()},
     }
