@@ -59,10 +59,18 @@ def test_demo_layout_metadata_parses_as_proxy_identity() -> None:
 
 
 def test_demo_config_endpoints_point_at_proxy_inbound_listeners() -> None:
+    # node mode: static WorkloadEntries at the node's inbound listeners
+    node = default_layout("node", offset=7)
+    entries = {d["metadata"]["name"]: d for d in demo_documents(node) if d["kind"] == "WorkloadEntry"}
+    assert entries["reviews-v2"]["spec"]["ports"]["http"] == node.workload("reviews-v2").inbound_port
+    # sidecar mode: each sidecar registers itself in its WorkloadGroup (issue #15), no static entry
     layout = default_layout("sidecar", offset=7)
     docs = demo_documents(layout)
-    entries = {d["metadata"]["name"]: d for d in docs if d["kind"] == "WorkloadEntry"}
-    assert entries["reviews-v2"]["spec"]["ports"]["http"] == layout.workload("reviews-v2").inbound_port
+    assert not [d for d in docs if d["kind"] == "WorkloadEntry"]
+    groups = {d["metadata"]["name"]: d for d in docs if d["kind"] == "WorkloadGroup"}
+    assert sorted(groups) == sorted(w.name for w in layout.workloads)
+    for proxy in layout.proxies:
+        assert proxy.metadata()["workload_group"] in groups
     vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "reviews")
     split = vs["spec"]["http"][1]["route"]
     assert [(r["destination"]["subset"], r["weight"]) for r in split] == [("v1", 80), ("v2", 20)]

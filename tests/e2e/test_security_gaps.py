@@ -193,9 +193,14 @@ async def test_principal_of_a_workload_entry_service_account(secure_mesh: Mesh, 
     demo = demo_yaml_path(secure_mesh)
     original = demo.read_text()
     docs = list(yaml.safe_load_all(original))
-    for d in docs:
-        if d and d["kind"] == "WorkloadEntry" and d["metadata"]["name"] == "productpage-v1":
-            d["spec"]["serviceAccount"] = "bookinfo-productpage"
+    # the sidecar registers its own entry (issue #15); a static one for the same endpoint claims another
+    # account (as an edited WorkloadEntry would)
+    port = secure_mesh.layout.workload("productpage-v1").inbound_port
+    labels = {"app": "productpage", "version": "v1"}
+    spec = {"address": "127.0.0.1", "ports": {"http": port}, "labels": labels,
+            "serviceAccount": "bookinfo-productpage"}  # fmt: skip
+    docs.append({"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
+                 "metadata": {"name": "productpage-v1", "namespace": "default"}, "spec": spec})  # fmt: skip
     # productpage's credential (mecha up issues it from the node metadata) names service account productpage
     policy = """apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

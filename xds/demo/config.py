@@ -125,6 +125,7 @@ class DemoProxy:
                 del meta[key]
         if self.mode == "sidecar":
             meta["labels"] = self.workloads[0].labels
+            meta["workload_group"] = self.workloads[0].name  # registers itself (demo_documents)
         return meta
 
 
@@ -293,7 +294,11 @@ def demo_documents(layout: DemoLayout, knobs: RoutingKnobs | None = None) -> lis
             }
         )
     for w in layout.workloads:
-        docs.append(
+        if layout.mode == "sidecar":  # each sidecar registers its endpoint in its group when it connects
+            spec = {"metadata": {"labels": w.labels}, "template": {"ports": {"http": layout.service_port}}}
+            docs.append({"apiVersion": net, "kind": "WorkloadGroup", "metadata": _meta(w.name), "spec": spec})
+            continue
+        docs.append(  # node mode keeps static entries (a static example stays tested)
             {
                 "apiVersion": net,
                 "kind": "WorkloadEntry",

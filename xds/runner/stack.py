@@ -488,6 +488,8 @@ class Stack:
         except StackError as exc:  # say whether Envoy reached the control plane at all
             why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
             raise StackError(f"{why}\n{exc}") from None
+        if proxy_id in {p.id for p in self.o.layout.proxies if p.mode == "sidecar"}:
+            await self.wait_registered(proxy_id, deadline)  # its endpoint is in EDS: callers can reach it
         waiting.discard(proxy_id)
         self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
 
@@ -568,6 +570,26 @@ class Stack:
             f"proxies {sorted(wanted)} not SYNCED in time (see {self.logs / 'control-plane.log'}); "
             f"status: {json.dumps(rows)[:2000]}"
         )
+
+    async def wait_registered(self, proxy_id: str, deadline: float) -> None:
+        """Until the proxy's WorkloadEntry is registered in its WorkloadGroup; StackError says why not."""
+        data: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
+                    session.get(f"{self.api}/api/v1/workloads", headers=self.api_headers()) as resp,
+                ):
+                    data = await resp.json()
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                data = {}
+            rows = data.get("workloads") or []
+            if any((r.get("annotations") or {}).get("mecha.io/proxyId") == proxy_id for r in rows):
+                return
+            await asyncio.sleep(0.1)
+        why = (data.get("refused") or {}).get(proxy_id) or "no WorkloadEntry registered"
+        log = self.logs / "control-plane.log"
+        raise StackError(f"proxy {proxy_id} not registered in time: {why} (see {log})")
 
     async def stop(self) -> None:
         await self.sup.stop_all()
