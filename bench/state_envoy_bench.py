@@ -15,7 +15,11 @@ the numbers are latencies, not throughput). Paths measured in the same run:
   bare hop in process   the same with the trivial server inside the bench process (the reference used before;
               it saves the wake-up of a second process, so it understates a separate server's cost)
 added = envoy - direct (p50/p99); added_vs_bare_hop_p50_ms = envoy - bare hop through Envoy - direct: what
-Envoy + capability service add over one bare Envoy hop and the backend. Goal: that added p50 < 0.3 ms.
+Envoy + capability service add over one bare Envoy hop and the backend. For a save the same is also given
+against a bare hop doing what a save does on the wire (added_vs_bare_post_hop_p50_ms: a POST of the same body,
+204 back, through the bare Envoy; a GET without a body is cheaper for the client, Envoy and the server alike)
+and, on Redis, against the store's own write script called directly (direct_script: EVALSHA of the ETag
+script, what a save costs Redis itself; a plain SET is not the same work). Goal: that added p50 < 0.3 ms.
 service_cpu_us_per_request: CPU (user+sys, /proc) of the capability service process per request.
 """
 
@@ -110,6 +114,18 @@ async def direct_ops(backend: str) -> tuple[Callable, Callable, Callable]:
     return rget, rset, client.aclose
 
 
+async def redis_script_save() -> Callable[[], Awaitable[object]]:
+    """The Redis store's own write, called directly: its component's multi() with one plain save."""
+    from capabilities.blocks.state.contract import SetRequest
+
+    store = registry.create(
+        ComponentSpec(name="direct-script", type="state.redis", metadata={"redisHost": "127.0.0.1:6379"})
+    )
+    await store.init()
+    raw = json.dumps(VALUE).encode()
+    return lambda: store.set(SetRequest(key="bench-direct-script-k1", value=raw))
+
+
 # The trivial server as its own process, on the event loop `python -m capabilities` uses (same comparison).
 TRIVIAL_SERVER = """
 import asyncio, sys
@@ -119,9 +135,14 @@ from capabilities.eventloop import loop_factory
 async def hello(_r):
     return web.Response(body=b'{"ok":true}', content_type="application/json")
 
+async def post(r):
+    await r.read()
+    return web.Response(status=204)
+
 async def main(port):
     app = web.Application()
     app.router.add_get("/hello", hello)
+    app.router.add_post("/hello", post)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -198,7 +219,20 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                 "direct": percentiles(inproc_direct),
                 "through_envoy": percentiles(inproc_envoy),
             }
+
+            async def post_hello(base: str) -> None:
+                async with session.post(f"{base}/hello", data=BODY) as r:
+                    await r.read()
+                    assert r.status == 204, r.status
+
+            direct_post = await timed(n, lambda: post_hello(f"http://127.0.0.1:{trivial_port}"))
+            envoy_post = await timed(n, lambda: post_hello(f"http://127.0.0.1:{hop_port}"))
+            out["bare_post_hop"] = {
+                "direct": percentiles(direct_post),
+                "through_envoy": percentiles(envoy_post),
+            }
             hop_p50 = {
+                "bare_post_hop": percentiles(envoy_post)["p50_ms"],
                 "bare_hop": out["bare_hop"]["through_envoy"]["p50_ms"],  # type: ignore[index]
                 "bare_hop_in_process": percentiles(inproc_envoy)["p50_ms"],
             }
@@ -228,6 +262,18 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                         ),
                         "service_cpu_us_per_request": round(cpu_per_request * 1e6, 1),
                     }
+                    if op_name == "save":
+                        row = rows[op_name]
+                        assert isinstance(row, dict)
+                        row["added_vs_bare_post_hop_p50_ms"] = round(
+                            pe["p50_ms"] - hop_p50["bare_post_hop"] - pd["p50_ms"], 3
+                        )
+                        if backend == "redis":
+                            script = percentiles(await timed(n, await redis_script_save()))
+                            row["direct_script"] = script
+                            row["added_vs_bare_post_hop_and_script_p50_ms"] = round(
+                                pe["p50_ms"] - hop_p50["bare_post_hop"] - script["p50_ms"], 3
+                            )
                 await close()
                 out[backend] = rows
     finally:
