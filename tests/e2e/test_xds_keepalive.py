@@ -74,7 +74,12 @@ async def main() -> None:
     port, proxy_id, listen, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     cache = SnapshotCache()
     cache.set_snapshot(proxy_id, simple_snapshot(listen, {"a": backend}, "a"))
-    await XdsServer(cache).start("127.0.0.1:" + port)
+    if sys.argv[5:] == ["replica"]:  # a replica on a shared store: accepts the faster replica keepalive
+        from xds.controlplane.runtime import replica_keepalive
+
+        await XdsServer(cache, keepalive_options=replica_keepalive()).start("127.0.0.1:" + port)
+    else:
+        await XdsServer(cache).start("127.0.0.1:" + port)
     print("ready", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     await asyncio.Event().wait()
@@ -366,3 +371,93 @@ async def test_frozen_control_plane_behind_the_agent_resets_envoys_stream(tmp_pa
             await asyncio.sleep(0.2)
         assert stats.get("control_plane.connected_state") == 1, stats
         assert stats["cluster.mecha_xds.upstream_cx_total"] == 1, stats
+
+
+@dataclass
+class BareServer:
+    """SERVER_PROGRAM in its own process; its log collected."""
+
+    proc: asyncio.subprocess.Process
+    log: bytearray
+    reader: asyncio.Future[None]
+
+    def open_streams(self, proxy_id: str) -> int:
+        text = self.log.decode()
+        return text.count(f"proxy {proxy_id} connected") - text.count(f"proxy {proxy_id} disconnected")
+
+
+@contextlib.asynccontextmanager
+async def bare_server(
+    port: int, proxy_id: str, listen: int, backend: int, *extra: str
+) -> AsyncIterator[BareServer]:
+    argv = [sys.executable, "-c", SERVER_PROGRAM, str(port), proxy_id, str(listen), str(backend), *extra]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+    )
+    assert proc.stdout is not None
+    log = bytearray()
+
+    async def collect(stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            log.extend(line)
+
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
+        server = BareServer(proc, log, asyncio.ensure_future(collect(proc.stdout)))
+        yield server
+    finally:
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        await proc.wait()
+
+
+async def test_agent_leaves_a_frozen_replica_for_the_other(tmp_path: Path) -> None:
+    """The agent dialing two replicas (one channel over both addresses, replica keepalive): the replica that
+    holds Envoy's stream is SIGSTOPped; the agent notices within its keepalive, ends Envoy's stream, and the
+    stream Envoy reopens reaches the other replica."""
+    from xds.agent.channel import CredentialSource, open_channel
+    from xds.agent.xdsproxy import XdsProxy
+
+    proxy_id, listen, backend = "replicated-1", free_port(), free_port()
+    ports = [free_port(), free_port()]
+    target = ",".join(f"127.0.0.1:{port}" for port in ports)
+    options = dict(agent_keepalive_options(target))
+    interval, timeout = options["grpc.keepalive_time_ms"] / 1000, options["grpc.keepalive_timeout_ms"] / 1000
+    credential = tmp_path / "credential.jwt"
+    credential.write_text("unchecked-by-bare-servers\n")
+    sockets = tmp_path / "agent"
+    sockets.mkdir(mode=0o700)
+    async with contextlib.AsyncExitStack() as stack:
+        fleet = [
+            await stack.enter_async_context(bare_server(port, proxy_id, listen, backend, "replica"))
+            for port in ports
+        ]
+        channel = open_channel(target, None)
+        stack.push_async_callback(channel.close)
+        proxy = XdsProxy(channel, CredentialSource(credential), proxy_id)
+        await proxy.start(str(sockets / XDS_SOCKET))
+        stack.push_async_callback(proxy.stop)
+        rendered, _ = bootstrap_for(proxy_id, ports[0], {"mode": "sidecar"})
+        envoy = EnvoyProcess(through_agent(rendered, sockets), tmp_path, name="replicated")
+        await envoy.start(timeout=30)
+        stack.push_async_callback(envoy.stop)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not any(server.open_streams(proxy_id) == 1 for server in fleet):
+            assert loop.time() < deadline, [server.log.decode() for server in fleet]
+            await asyncio.sleep(0.1)
+        used = next(server for server in fleet if server.open_streams(proxy_id) == 1)
+        other = next(server for server in fleet if server is not used)
+
+        os.kill(used.proc.pid, signal.SIGSTOP)
+        frozen_at = loop.time()
+        # the keepalive, then Envoy's retry backoff (up to ~1 s at first) and the other replica's handshake
+        deadline = frozen_at + interval * (1 + KEEPALIVE_JITTER) + timeout + DETECTION_SLACK + 2
+        while other.open_streams(proxy_id) != 1:
+            assert loop.time() < deadline, f"no stream on the other replica: {other.log.decode()}"
+            await asyncio.sleep(0.1)
+        stats = await envoy_stats(envoy)
+        assert stats["cluster.mecha_xds.upstream_rq_total"] >= 2, stats  # Envoy's stream was reset
+        assert stats["cluster.mecha_xds.upstream_cx_total"] == 1, stats  # on its one connection to the agent
+        assert stats.get("control_plane.connected_state") == 1, stats
