@@ -5,8 +5,8 @@ Envoy's HTTP/2 keepalive on the mecha_xds cluster is how a proxy notices a dead 
 a 10 s keepalive with GOAWAY too_many_pings every ~40 s; tests/e2e/test_xds_keepalive.py shows it with a real
 Envoy. Two paths are checked against the policy they meet:
 - direct: Envoy -> the control plane (its KEEPALIVE_SERVER_OPTIONS, replicas' faster replica_keepalive());
-- through a local `mecha agent` (compose, Kubernetes, `mecha bootstrap --agent-dir`): Envoy -> the agent's
-  Unix socket (the agent's local gRPC server policy), and the agent's own channel -> the control plane.
+- through a local `mecha agent` (compose, Kubernetes, `mecha bootstrap --agent-dir`, `mecha up`): Envoy -> the
+  agent's Unix socket (the agent's local gRPC server policy), and the agent's channel -> the control plane.
 """
 
 from __future__ import annotations
@@ -60,6 +60,18 @@ def bootstraps() -> list[tuple[str, dict[str, Any]]]:
     # what `mecha bootstrap --agent-dir` and `mecha up` write (compose files below come from the same code)
     found.append(("through_agent(envoy/bootstrap.yaml)", yaml.safe_load(through_agent(rendered, Path("/s")))))
     found += [(str(p.relative_to(ROOT)), yaml.safe_load(p.read_text())) for p in COMPOSE_BOOTSTRAPS]
+    found += kubernetes_bootstraps()
+    return found
+
+
+def kubernetes_bootstraps() -> list[tuple[str, dict[str, Any]]]:
+    """The Envoy bootstraps the Kubernetes manifests carry in ConfigMaps (envoy.yaml)."""
+    found = []
+    for manifest in sorted((ROOT / "compose" / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if doc and doc.get("kind") == "ConfigMap" and "envoy.yaml" in (doc.get("data") or {}):
+                name = f"{manifest.relative_to(ROOT)}:{doc['metadata']['name']}"
+                found.append((name, yaml.safe_load(doc["data"]["envoy.yaml"])))
     return found
 
 
@@ -81,8 +93,9 @@ def assert_policy_accepts(policy: dict[str, int], interval_ms: float, what: str)
     assert policy["grpc.http2.max_ping_strikes"] > 0, what
 
 
-def test_compose_bootstraps_are_found() -> None:
+def test_compose_and_kubernetes_bootstraps_are_found() -> None:
     assert len(COMPOSE_BOOTSTRAPS) >= 3
+    assert len(kubernetes_bootstraps()) >= 2
     assert sum(through_a_pipe(doc) for _, doc in bootstraps()) >= len(COMPOSE_BOOTSTRAPS)
 
 
