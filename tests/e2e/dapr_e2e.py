@@ -3,7 +3,7 @@ real Envoy per app (module name is unique: tests/ folders are not packages).
 
 Each app is reached by its capability service through its own proxy's inbound listener (delivery goes
 app <- B's Envoy <- B's capability service), and every capability service watches the control plane for
-Dapr Components (`mecha apply`). The Istio side (ServiceEntry/WorkloadEntry per app) is written to a watched
+Dapr Components (`mecha apply`). The Istio side (ServiceEntry/WorkloadGroup per app) is written to a watched
 folder; tests push more with `mecha apply`.
 """
 
@@ -110,12 +110,14 @@ def mesh_documents(layout: DemoLayout) -> list[dict[str, Any]]:
                 },
             }
         )
+        # each sidecar registers its own WorkloadEntry in its group when it connects (its node metadata names
+        # the group, as in the demo: xds/demo/config.py); the entry's port is the proxy's inbound listener
         docs.append(
             {
                 "apiVersion": "networking.istio.io/v1",
-                "kind": "WorkloadEntry",
+                "kind": "WorkloadGroup",
                 "metadata": {"name": w.name, "namespace": NAMESPACE},
-                "spec": {"address": "127.0.0.1", "ports": {"http": w.inbound_port}, "labels": w.labels},
+                "spec": {"metadata": {"labels": w.labels}, "template": {"ports": {"http": SERVICE_PORT}}},
             }
         )
     return docs
