@@ -46,6 +46,7 @@ from xds.translate.proxyless import (
     proxyless_clusters,
     proxyless_listeners,
     proxyless_routes,
+    proxyless_server_listeners,
     weighted_localities,
 )
 from xds.translate.resiliency import site_callers
@@ -351,6 +352,15 @@ class SnapshotBuilder:
             ("proxyless-lds", proxy.id),
             (proxy, services),
             lambda: [resource(types.LISTENER, x.name, x) for x in proxyless_listeners(services, proxy)],
+        )
+        policies, tls_available = self.security.policies(config), self.security.certs is not None
+        listeners = listeners + self.memo.get(  # a grpc.server(xds=True)'s inbound listeners
+            ("proxyless-inbound", proxy.id),
+            (proxy, config.services, policies, tls_available),
+            lambda: [
+                resource(types.LISTENER, x.name, x)
+                for x in proxyless_server_listeners(config.services, proxy, policies, tls_available)
+            ],
         )
         routes = self.memo.get(
             ("proxyless-rds", proxy.id),

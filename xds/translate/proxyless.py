@@ -13,6 +13,11 @@ GRPC_XDS_BOOTSTRAP is served, with no Envoy in the path.
   sidecar's cluster is ISTIO_MUTUAL (auto-mTLS or a DestinationRule), the proxyless one carries istiod's
   grpcgen UpstreamTlsContext: the same SNI and peer SANs, certificates from the bootstrap's `file_watcher`
   certificate provider (the files the workload's agent writes) instead of SDS.
+- LDS for gRPC servers (grpcgen buildInboundListeners): a `grpc.server(xds=True)` asks for
+  `xds.istio.io/grpc/lds/inbound/<ip>:<port>` (the bootstrap's server_listener_resource_name_template) for
+  each port it listens on. Each port where this proxy is a service's endpoint gets one filter chain: mTLS
+  (client certificate required, the same file_watcher provider) or plaintext from PeerAuthentication, then
+  RBAC (ALLOW / DENY, the only actions gRPC takes) and a router with a non-forwarding route.
 """
 
 from __future__ import annotations
@@ -25,18 +30,23 @@ from envoy_data_plane.envoy.config.cluster import v3 as clu
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.config.rbac import v3 as rbac
 from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.http.rbac import v3 as http_rbac
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Service, ServicePort
+from xds.model.resources import Service, ServicePort, WorkloadEndpoint
+from xds.model.security import SecurityPolicies
 from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, socket
 from xds.translate.listener import FAULT, ROUTER
 from xds.translate.route import virtual_host
+from xds.translate.security import mtls
 from xds.translate.security.mtls import TLS_SOCKET
+from xds.translate.security.rbac import RBAC_FILTER, applicable, rbac_configs
 
 # Names the gRPC bootstrap's certificate_providers use (istio-agent's names in its generated bootstrap)
 CERT_PROVIDER = "default"
@@ -153,24 +163,132 @@ def _istio_mutual(sidecar: clu.Cluster) -> tls.UpstreamTlsContext | None:
         if combined.default_validation_context
         else []
     )
-    sans = [t.matcher for t in typed]
     return tls.UpstreamTlsContext(
-        common_tls_context=tls.CommonTlsContext(
-            tls_certificate_provider_instance=tls.CertificateProviderPluginInstance(
-                CERT_PROVIDER, CERT_PROVIDER
-            ),
-            combined_validation_context=tls.CommonTlsContextCombinedCertificateValidationContext(
-                # gRPC (gRFC A29) matches match_subject_alt_names against the peer's URI SANs, as istiod sends
-                default_validation_context=tls.CertificateValidationContext(
-                    match_subject_alt_names=sans,
-                    ca_certificate_provider_instance=tls.CertificateProviderPluginInstance(
-                        CERT_PROVIDER, ROOT_CERT_NAME
-                    ),
+        common_tls_context=_grpc_common([t.matcher for t in typed]), sni=context.sni
+    )
+
+
+def _grpc_common(sans: list[Any]) -> tls.CommonTlsContext:
+    """istiod grpcgen buildCommonTLSContext: certificate and CA from the bootstrap's file_watcher provider."""
+    return tls.CommonTlsContext(
+        tls_certificate_provider_instance=tls.CertificateProviderPluginInstance(CERT_PROVIDER, CERT_PROVIDER),
+        combined_validation_context=tls.CommonTlsContextCombinedCertificateValidationContext(
+            # gRPC (gRFC A29) matches match_subject_alt_names against the peer's URI SANs, as istiod sends
+            default_validation_context=tls.CertificateValidationContext(
+                match_subject_alt_names=sans,
+                ca_certificate_provider_instance=tls.CertificateProviderPluginInstance(
+                    CERT_PROVIDER, ROOT_CERT_NAME
                 ),
             ),
         ),
-        sni=context.sni,
     )
+
+
+# ---- gRPC servers (istiod grpcgen buildInboundListeners) -------------------------------------------------
+
+SERVER_LISTENER_PREFIX = "xds.istio.io/grpc/lds/inbound/"  # istio-agent's grpcxds.ServerListenerNamePrefix
+_GRPC_RBAC_ACTIONS = {rbac.RbacAction.DENY: f"{RBAC_FILTER}.DENY", rbac.RbacAction.ALLOW: RBAC_FILTER}
+
+
+def _is_this_proxy(e: WorkloadEndpoint, svc: Service, proxy: ProxyIdentity) -> bool:
+    """An endpoint of the proxy's namespace whose labels the proxy carries (istiod: the proxy's instances)."""
+    mine = proxy.label_map
+    namespace = mtls._we_namespace(e, svc.namespace)
+    return namespace == proxy.namespace and bool(e.labels) and all(mine.get(k) == v for k, v in e.labels)
+
+
+def served_ports(
+    services: Iterable[Service], proxy: ProxyIdentity
+) -> dict[int, tuple[Service, ServicePort, str]]:
+    """The port the gRPC server listens on -> (service, service port, endpoint address) it serves there."""
+    out: dict[int, tuple[Service, ServicePort, str]] = {}
+    for svc, port in _http_ports(services):
+        for e in svc.endpoints:
+            if _is_this_proxy(e, svc, proxy):
+                out.setdefault(e.port_for(port), (svc, port, e.address))
+    return out
+
+
+def server_listener_names(address: str, port: int) -> list[str]:
+    """Names a server bound to the wildcard (either family) or to the endpoint's address asks for."""
+    hosts = ["0.0.0.0", "[::]", f"[{address}]" if ":" in address else address]
+    return [f"{SERVER_LISTENER_PREFIX}{h}:{port}" for h in dict.fromkeys(hosts)]
+
+
+def server_mode(
+    policies: SecurityPolicies,
+    proxy: ProxyIdentity,
+    svc: Service,
+    port: ServicePort,
+    listen_port: int,
+    tls_available: bool,
+) -> str:
+    """STRICT or DISABLE. gRPC servers cannot tell TLS from plaintext on one port (gRFC A36 matches no
+    transport_protocol), so PERMISSIVE is what clients are told: mTLS where the mesh's auto-mTLS makes them
+    use it (istiod: the tlsMode=istio label), else plaintext."""
+    mode = mtls.peer_mode(policies, proxy.namespace, proxy.label_map, listen_port)
+    if mode == mtls.PERMISSIVE:
+        auto = proxy.label_map.get(mtls.TLS_MODE_LABEL) == "istio" or mtls.service_uses_mtls(
+            svc, port, policies
+        )
+        mode = mtls.STRICT if tls_available and auto else mtls.DISABLE
+    return mode
+
+
+def grpc_rbac_filters(policies: SecurityPolicies, proxy: ProxyIdentity) -> list[hcm.HttpFilter]:
+    """DENY then ALLOW (gRPC refuses other actions: AUDIT and dry-run policies are left out, as istiod)."""
+    out = []
+    for config in rbac_configs(applicable(policies, proxy.namespace, proxy.label_map)):
+        if config.rules is None or config.rules.action not in _GRPC_RBAC_ACTIONS:
+            continue
+        name = _GRPC_RBAC_ACTIONS[config.rules.action]
+        out.append(hcm.HttpFilter(name=name, typed_config=AnyMsg.pack(http_rbac.Rbac(rules=config.rules))))
+    return out
+
+
+def server_listener(name: str, mode: str, filters: list[hcm.HttpFilter]) -> lis.Listener:
+    host, _, port = name.removeprefix(SERVER_LISTENER_PREFIX).rpartition(":")
+    manager = hcm.HttpConnectionManager(
+        # inline (grpc-go#4924): one route that only lets the server's own handlers answer
+        route_config=rte.RouteConfiguration(
+            name="inbound",
+            virtual_hosts=[
+                rte.VirtualHost(
+                    name="inbound",
+                    domains=["*"],
+                    routes=[
+                        rte.Route(
+                            match=rte.RouteMatch(prefix="/"), non_forwarding_action=rte.NonForwardingAction()
+                        )
+                    ],
+                )
+            ],
+        ),
+        http_filters=[*filters, ROUTER],
+    )
+    suffix = "mtls" if mode == mtls.STRICT else "plaintext"
+    chain = lis.FilterChain(
+        name=f"inbound-{suffix}",
+        filters=[lis.Filter(name=f"inbound-hcm{suffix}", typed_config=AnyMsg.pack(manager))],
+    )
+    if mode == mtls.STRICT:
+        context = tls.DownstreamTlsContext(
+            common_tls_context=_grpc_common([]), require_client_certificate=True
+        )
+        chain.transport_socket = core.TransportSocket(name=TLS_SOCKET, typed_config=AnyMsg.pack(context))
+    # gRPC checks the listener's address against the one it serves on; no listener filters (it NACKs them)
+    return lis.Listener(name=name, address=socket(host.strip("[]"), int(port)), filter_chains=[chain])
+
+
+def proxyless_server_listeners(
+    services: Iterable[Service], proxy: ProxyIdentity, policies: SecurityPolicies, tls_available: bool
+) -> list[lis.Listener]:
+    filters = grpc_rbac_filters(policies, proxy)
+    out = []
+    for listen_port, (svc, port, address) in sorted(served_ports(services, proxy).items()):
+        mode = server_mode(policies, proxy, svc, port, listen_port, tls_available)
+        out += [server_listener(n, mode, filters) for n in server_listener_names(address, listen_port)]
+    return out
 
 
 def weighted_localities(body: bytes) -> ep.ClusterLoadAssignment:
@@ -203,6 +321,8 @@ def grpc_bootstrap(
             {"server_uri": server_uri, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}
         ],
         "node": {"id": proxy_id, "cluster": proxy_id, "metadata": {"GENERATOR": "grpc", "mecha": metadata}},
+        # what a grpc.server(xds=True) asks for, per address it listens on (istio-agent's grpcxds bootstrap)
+        "server_listener_resource_name_template": f"{SERVER_LISTENER_PREFIX}%s",
     }
     if cert_dir:
         doc["certificate_providers"] = {
