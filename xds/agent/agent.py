@@ -67,7 +67,8 @@ class Agent:
         self._certs = CertificateClient(
             self._channel, self.credential, config.trust_domain, config.cert_ttl_s
         )
-        self._sds = SdsServer(self.proxy_id) if config.with_sds else None
+        # Envoy asks for secrets with its bootstrap's node id (the credential's, before any rewrite)
+        self._sds = SdsServer(credential.proxy_id) if config.with_sds else None
         xds = XdsProxy(self._channel, self.credential, self.proxy_id, self.node)
         self._xds = xds if config.with_xds_proxy else None
         self._rotation: asyncio.Task[None] | None = None

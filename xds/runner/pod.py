@@ -29,6 +29,7 @@ from pathlib import Path
 from xds.runner.procs import drain_listeners
 
 AGENT_UID = 10001  # user `mecha` of the Mecha image
+AGENT_HOME = "/opt/mecha"  # its home there
 ENVOY_UID = 101  # Envoy's user and group (as in the Envoy image): the agent shares its sockets with gid 101
 APP_UID = 65534  # nobody: the app reaches neither the credential nor the sockets
 
@@ -40,11 +41,20 @@ class Role:
     uid: int
     gid: int
     groups: tuple[int, ...] = ()
+    home: str = "/tmp"  # not root's: libraries look for their files there (~/.postgresql)
 
 
 async def _spawn(role: Role, as_root: bool) -> asyncio.subprocess.Process:
-    users = {"user": role.uid, "group": role.gid, "extra_groups": list(role.groups)} if as_root else {}
-    return await asyncio.create_subprocess_exec(*role.argv, stdin=asyncio.subprocess.DEVNULL, **users)
+    if not as_root:
+        return await asyncio.create_subprocess_exec(*role.argv, stdin=asyncio.subprocess.DEVNULL)
+    return await asyncio.create_subprocess_exec(
+        *role.argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        user=role.uid,
+        group=role.gid,
+        extra_groups=list(role.groups),
+        env={**os.environ, "HOME": role.home},
+    )
 
 
 async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
@@ -108,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_root = os.geteuid() == 0 and not args.keep_user  # else every process runs as this user
     prepare_agent_dir(Path(args.agent_dir), as_root)
     roles = [
-        Role("capabilities", shlex.split(args.capabilities), AGENT_UID, AGENT_UID, (ENVOY_UID,)),
+        Role("capabilities", shlex.split(args.capabilities), AGENT_UID, AGENT_UID, (ENVOY_UID,), AGENT_HOME),
         Role("envoy", shlex.split(args.envoy), ENVOY_UID, ENVOY_UID),
         Role("app", shlex.split(args.app), APP_UID, APP_UID),
     ]

@@ -3,6 +3,7 @@ each and report on their own entry; nothing else the credential does not name is
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -115,7 +116,7 @@ async def test_agent_registers_its_instance_at_the_address_that_routes_to_the_co
     import socket
 
     from xds.agent.agent import Agent, AgentConfig
-    from xds.server.codec import SotwRequest, encode_sotw_request
+    from xds.server.codec import SotwRequest, decode_sotw_response, encode_sotw_request
     from xds.testing.fake_proxy import node_bytes
 
     async with secure_control_plane(tmp_path / "cp") as cp:
@@ -141,6 +142,18 @@ async def test_agent_registers_its_instance_at_the_address_that_routes_to_the_co
                 body = await until(lambda: entry(cp, name))
                 assert body["spec"]["address"] == "127.0.0.1"
                 assert body["metadata"]["annotations"]["mecha.io/proxyId"] == agent.proxy_id
+                call.cancel()
+            # SDS: Envoy asks with its bootstrap's node id and gets the workload certificate
+            node = node_bytes("reviews-v1", member("0.0.0.0"))
+            secrets = encode_sotw_request(
+                SotwRequest(node=node, type_url=types.SECRET, resource_names=["default"])
+            )
+            async with grpc.aio.insecure_channel(f"unix:{agent.sds_socket}") as ch:
+                call = ch.stream_stream("/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+                                        "StreamAggregatedResources")()  # fmt: skip
+                await call.write(secrets)
+                response = decode_sotw_response(await asyncio.wait_for(call.read(), 5))
+                assert response.type_url == types.SECRET and len(response.resources) == 1
                 call.cancel()
         finally:
             await agent.stop()
