@@ -160,16 +160,16 @@ async def test_weighted_80_20(mesh: tuple[Rig, Greeters, Path]) -> None:
 async def test_header_match_routes_to_v2(mesh: tuple[Rig, Greeters, Path]) -> None:
     _, _, bootstrap = mesh
     got = await _client(bootstrap, "--target", TARGET, "-n", "30", "--header", "x-canary=yes")
-    assert got == {"versions": {"v2": 30}, "errors": {}}
+    assert got == {"versions": {"v2": 30}, "errors": {}, "peers": []}
 
 
 async def test_retry_succeeds_after_a_failing_first_attempt(mesh: tuple[Rig, Greeters, Path]) -> None:
     _, _, bootstrap = mesh
     retried = await _client(bootstrap, "--target", "xds:///flaky:50052", "-n", "10")
-    assert retried == {"versions": {"v1": 10}, "errors": {}}
+    assert retried == {"versions": {"v1": 10}, "errors": {}, "peers": []}
     # the same server without retries: every call fails, so the retries above did the work
     refused = await _client(bootstrap, "--target", "xds:///flaky-noretry:50052", "-n", "5")
-    assert refused == {"versions": {}, "errors": {"UNAVAILABLE": 5}}
+    assert refused == {"versions": {}, "errors": {"UNAVAILABLE": 5}, "peers": []}
 
 
 async def test_live_change_reaches_a_running_client(mesh: tuple[Rig, Greeters, Path]) -> None:
