@@ -63,6 +63,14 @@ class Principal:
 
 
 # ---- token files ---------------------------------------------------------------------------------------
+def _new_token() -> str:
+    """A random token that never starts with '-': `mecha ... --token VALUE` would read it as an option."""
+    token = secrets.token_urlsafe(32)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(32)
+    return token
+
+
 def load_or_create_token(path: Path) -> str:
     """The token in path; a new random one (created 0600, never replacing a concurrent writer's) if absent."""
     try:
@@ -76,7 +84,7 @@ def load_or_create_token(path: Path) -> str:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600 from the start
     try:
         with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
+            out.write(_new_token() + "\n")
         try:
             os.link(tmp, path)  # atomic create-if-absent: two servers starting at once share one token
         except FileExistsError:

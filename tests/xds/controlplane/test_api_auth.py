@@ -310,3 +310,15 @@ async def test_cli_client_uses_the_state_folder_token(
         await asyncio.to_thread(Client(server.url).get, "/api/v1/config")
     explicit = Client(server.url, token=server.token())
     assert "version" in await asyncio.to_thread(explicit.get, "/api/v1/config")
+
+
+def test_a_new_token_never_starts_with_a_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mecha apply --token VALUE` reads a VALUE starting with '-' as an option ('expected one argument'):
+    1 token in 64 from token_urlsafe did, and an e2e fixture's apply failed on it."""
+    from xds.controlplane import auth
+
+    second = "M7e1fyLzazww0l7S6sbtTnkktmC_y7RZhCLLr79KAY"
+    drawn = iter(["-" + second, second])
+    monkeypatch.setattr(auth.secrets, "token_urlsafe", lambda _n: next(drawn))
+    token = auth.load_or_create_token(tmp_path / API_TOKEN_FILE)
+    assert token == second  # drawn again
