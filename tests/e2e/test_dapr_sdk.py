@@ -61,7 +61,12 @@ def _greeter_docs(port: int) -> list[dict]:
             "apiVersion": "networking.istio.io/v1",
             "kind": "WorkloadEntry",
             "metadata": {"name": "greeter-v1", "namespace": "default"},
-            "spec": {"address": "127.0.0.1", "ports": {"grpc": port}, "labels": {"app": "greeter"}},
+            # no sidecar: plaintext (mTLS is on by default and Mecha takes a WorkloadEntry for a proxy)
+            "spec": {
+                "address": "127.0.0.1",
+                "ports": {"grpc": port},
+                "labels": {"app": "greeter", "security.istio.io/tlsMode": "disabled"},
+            },
         },
     ]
 
@@ -120,8 +125,10 @@ async def sdk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SdkMesh
         ),
     ]
     greeter_port = PortPool()()
-    greeter = _start_greeter(greeter_port)
     mesh = await start_dapr_mesh(specs, tmp)
+    # after the stack: a gRPC server's threads in this process broke the children's fork (a capability
+    # service aborted with 'epoll_wait error: Bad file descriptor')
+    greeter = _start_greeter(greeter_port)
     secrets = tmp / "secrets.json"
     secrets.write_text(json.dumps({"db-password": "s3cret"}))
     docs = [
