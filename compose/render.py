@@ -433,6 +433,9 @@ def rendered_files() -> dict[Path, str]:
     import replicas  # docker-compose.replicas.yaml: two control-plane replicas on PostgreSQL
 
     files.update(replicas.rendered_files(sys.modules[__name__]))
+    import kubernetes_replicas  # kubernetes/replicas/: two control-plane replicas on PostgreSQL
+
+    files.update(kubernetes_replicas.rendered_files(sys.modules[__name__]))
     return files
 
 

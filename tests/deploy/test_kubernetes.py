@@ -135,7 +135,7 @@ def test_pods_run_envoy_beside_an_agent() -> None:
 
 
 def test_no_manifest_serves_plaintext_xds() -> None:
-    for path in sorted(K8S.iterdir()):
+    for path in sorted(p for p in K8S.rglob("*") if p.is_file()):  # replicas/ included
         assert "--insecure-xds" not in path.read_text(), path.name
         assert "MECHA_INSECURE_XDS" not in path.read_text(), path.name
     container = _find("Deployment", "mecha-control-plane")["spec"]["template"]["spec"]["containers"][0]
@@ -239,3 +239,163 @@ def test_issued_credentials_admit_each_envoy_node_and_nothing_more(tmp_path: Pat
         assert overclaim(cred, nodes[secret]) == "", secret
         others = [n for name, n in nodes.items() if name != secret]
         assert all(overclaim(cred, other) for other in others), f"{secret} admits another proxy's node"
+
+
+# ---- the multi-replica variant (issue #13): kubernetes/replicas/ ----------------------------------------
+
+REPLICAS = K8S / "replicas"
+REPLICA_FILES = ["postgres.yaml", "control-plane.yaml", "apps.yaml", "gateway.yaml"]
+XDS_TARGET = "dns:///mecha-control-plane-xds.mecha-system.svc.cluster.local:15012"
+
+
+def _replica_docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((REPLICAS / name).read_text()) if d]
+
+
+def _replica_find(kind: str, name: str) -> dict[str, Any]:
+    for file in REPLICA_FILES:
+        for doc in _replica_docs(file):
+            if doc["kind"] == kind and doc["metadata"]["name"] == name:
+                return doc
+    raise AssertionError(f"no {kind} {name} in kubernetes/replicas")
+
+
+def _replica_control_plane() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, control-plane container) of the replicas' Deployment."""
+    pod = _replica_find("Deployment", "mecha-control-plane")["spec"]["template"]["spec"]
+    return pod, _container(pod, "control-plane")
+
+
+def _volume_of(pod: dict[str, Any], container: dict[str, Any], path: str) -> dict[str, Any]:
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == path)
+    return dict(next(v for v in pod["volumes"] if v["name"] == mount["name"]))
+
+
+@pytest.mark.parametrize("name", REPLICA_FILES)
+def test_replica_manifests_match_the_kubernetes_schema(name: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (test extra)")
+    docs = _replica_docs(name)
+    assert docs
+    for doc in docs:
+        kv.validate(doc, "1.30.0", strict=True)
+
+
+def test_two_control_plane_replicas_on_the_store_from_a_secret() -> None:
+    deployment = _replica_find("Deployment", "mecha-control-plane")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod, container = _replica_control_plane()
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MECHA_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "mecha-store", "key": "url"}
+    assert "value" not in env["MECHA_STORE"]  # the URL (with its password) is never in the manifest
+    assert env["MECHA_MTLS"]["value"] == "1"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # nothing exclusive to one pod: no ReadWriteOnce claim shared by the replicas
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+    budget = _replica_find("PodDisruptionBudget", "mecha-control-plane")["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_demo_postgres_holds_the_password_of_the_store_secret() -> None:
+    statefulset = _replica_find("StatefulSet", "mecha-postgres")
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mecha-store", "key": "password"}
+    script = (REPLICAS / "create-secrets.sh").read_text()
+    url = next(line for line in script.splitlines() if line.startswith("url="))
+    user, host = env["POSTGRES_USER"]["value"], statefulset["spec"]["serviceName"]
+    assert f"postgresql://{user}:$password@{host}.mecha-system.svc.cluster.local:5432/" in url
+    assert _replica_find("Service", host)["spec"]["clusterIP"] == "None"
+
+
+def test_every_replica_mounts_the_cacerts_and_gets_the_shared_signing_key() -> None:
+    pod, container = _replica_control_plane()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    cacerts = _volume_of(pod, container, env["MECHA_CA_DIR"])
+    assert cacerts["secret"]["secretName"] == "cacerts"
+    assert next(m for m in container["volumeMounts"] if m["mountPath"] == env["MECHA_CA_DIR"])["readOnly"]
+    # the signing key reaches each pod's state folder from one Secret, in memory, copied before the start
+    state_dir = container["command"][container["command"].index("--state-dir") + 1]
+    state = _volume_of(pod, container, state_dir)
+    assert state["emptyDir"]["medium"] == "Memory"
+    (init,) = pod["initContainers"]
+    keys = _volume_of(pod, init, "/etc/mecha/keys")
+    assert keys["secret"]["secretName"] == "mecha-control-plane-keys"
+    copy = init["command"][-1]
+    assert "$k/signing-key.pem $s/identity/signing-key.pem" in copy and f"s={state_dir};" in copy
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert all(m["name"] != keys["name"] for m in container["volumeMounts"])  # serve reads its own copy
+
+
+def test_agents_dial_every_replica_through_the_headless_service() -> None:
+    xds = _replica_find("Service", "mecha-control-plane-xds")["spec"]
+    assert xds["clusterIP"] == "None"
+    deployment = _replica_find("Deployment", "mecha-control-plane")
+    assert xds["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["port"] for p in xds["ports"]] == [15012]
+    pods = [
+        doc["spec"]["template"]["spec"]
+        for file in ("apps.yaml", "gateway.yaml")
+        for doc in _replica_docs(file)
+        if doc["kind"] == "Deployment"
+    ]
+    assert len(pods) == 7  # six workloads and the ingress gateway
+    for pod in pods:
+        agent = next(c for c in pod["containers"] if _is_agent(c))
+        argv = agent["command"]
+        flag = "--agent-control-plane" if "--agent-control-plane" in argv else "--control-plane"
+        assert argv[argv.index(flag) + 1] == XDS_TARGET
+
+
+def test_the_agent_pings_a_dns_name_of_replicas_at_the_replica_rate() -> None:
+    """A dns:/// target is several replicas behind one name: the channel pings as fast as for a list (a
+    frozen replica is left within seconds) and the replicas' ping policy accepts it."""
+    from xds.agent.channel import channel_target, keepalive_options
+    from xds.bootstrap import REPLICA_KEEPALIVE
+    from xds.controlplane.runtime import replica_keepalive
+
+    options = dict(keepalive_options(XDS_TARGET))
+    interval_ms = int(float(REPLICA_KEEPALIVE[0].removesuffix("s")) * 1000)
+    assert options["grpc.keepalive_time_ms"] == interval_ms
+    assert interval_ms >= dict(replica_keepalive())["grpc.http2.min_ping_interval_without_data_ms"]
+    assert channel_target(XDS_TARGET) == XDS_TARGET  # gRPC resolves (and re-resolves) the name itself
+
+
+def test_replica_credentials_are_signed_in_a_replica_with_the_cacerts_root() -> None:
+    script = (REPLICAS / "issue-credentials.sh").read_text()
+    _pod, container = _replica_control_plane()
+    ca_dir = next(e["value"] for e in container["env"] if e["name"] == "MECHA_CA_DIR")
+    assert f"cat {ca_dir}/root-cert.pem" in script
+    assert "exec deploy/mecha-control-plane" in script
+    base = {s: argv for s, (_ns, argv) in _issue_lines().items()}
+    issued = [shlex.split(line) for line in script.splitlines() if line.startswith("issue ")]
+    assert {line[2]: line[7:] for line in issued} == base  # the same credentials as one replica's
+
+
+def test_create_secrets_makes_the_shared_keys_with_mecha_and_never_replaces_them(tmp_path: Path) -> None:
+    script = (REPLICAS / "create-secrets.sh").read_text()
+    assert 'mecha keys init --state-dir "$work/state"' in script
+    assert 'get secret "$name"' in script and "exists: kept" in script
+    state = tmp_path / "state"
+    assert mecha(["keys", "init", "--state-dir", str(state)]) == 0
+    for name in ("identity/signing-key.pem", "ca/root-cert.pem", "ca/root-key.pem", "api-token"):
+        assert (state / name).stat().st_mode & 0o077 == 0, name
+    signing = (state / "identity/signing-key.pem").read_bytes()
+    assert mecha(["keys", "init", "--state-dir", str(state)]) == 0  # kept: credentials stay valid
+    assert (state / "identity/signing-key.pem").read_bytes() == signing
+    # what it made is what a control plane signs with and serves as the mesh root
+    from xds.ca.authority import CertificateAuthority
+
+    issuer = CredentialIssuer.load_or_create(state)
+    token, _ = issuer.issue("p", "default", ["p"])
+    assert CredentialVerifier(issuer.public_key).verify(token).proxy_id == "p"
+    ca = CertificateAuthority.load_or_create(state / "ca")
+    assert ca.root_pem == (state / "ca/root-cert.pem").read_bytes()
+
+
+def test_keys_init_names_a_folder_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert mecha(["keys", "init", "--state-dir", str(tmp_path / "taken")]) != 0
+    assert "taken" in capsys.readouterr().err

@@ -36,6 +36,15 @@ def channel_target(spec: str) -> str:
     return f"{families.pop()}:{','.join(addresses)}"
 
 
+DNS_SCHEME = "dns:///"  # one name for every replica (a Kubernetes headless Service): gRPC resolves it
+
+
+def replicas(spec: str) -> bool:
+    """Several control-plane replicas: a list, or a dns:/// name whose records gRPC's resolver spreads over
+    (and re-resolves when a stream breaks, so a replaced pod's new address is found)."""
+    return "," in spec or spec.startswith(DNS_SCHEME)
+
+
 def _ms(duration: str) -> int:
     return int(float(duration.removesuffix("s")) * 1000)
 
@@ -46,7 +55,7 @@ def keepalive_options(spec: str) -> tuple[tuple[str, int], ...]:
     live agent). Replicas (several addresses) get the faster replica numbers so a frozen one is left within
     seconds. max_pings_without_data 0: gRPC clients otherwise stop pinging after 2 pings on a stream that
     sends nothing (a synced ADS stream), and a control plane frozen later would go unnoticed."""
-    interval, timeout = REPLICA_KEEPALIVE if "," in spec else KEEPALIVE
+    interval, timeout = REPLICA_KEEPALIVE if replicas(spec) else KEEPALIVE
     return (
         ("grpc.keepalive_time_ms", _ms(interval)),
         ("grpc.keepalive_timeout_ms", _ms(timeout)),

@@ -31,7 +31,7 @@ class NodeRewrite:
 def route_address(control_plane: str) -> str:
     """The local address the kernel picks to reach the control plane (a UDP connect sends nothing).
     control_plane: host:port, or several comma-separated (replicas: the first one decides)."""
-    first = control_plane.split(",")[0].strip()
+    first = control_plane.split(",")[0].strip().removeprefix("dns:///")  # a dns:/// name: its host
     host, sep, port = first.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"control plane {first!r}: expected HOST:PORT")

@@ -15,6 +15,7 @@ from xds.cli import (
     commands,
     dashboard,
     identity,
+    keys,
     kube_import,
     options,
     run,
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_parser(sub)
     kube_import.add_parser(sub)
     identity.add_parsers(sub, _add_server)  # credential issue|revoke, agent
+    keys.add_parser(sub)  # keys init: what replicas share, made beforehand
     store.add_parsers(sub, _add_server)  # history, rollback, store migrate
     dashboard.add_parser(sub, _add_server)
 
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "bootstrap": commands.cmd_bootstrap,
         "credential": identity.cmd_credential,
         "agent": identity.cmd_agent,
+        "keys": keys.cmd_keys,
         "history": store.cmd_history,
         "rollback": store.cmd_rollback,
         "store": store.cmd_store,

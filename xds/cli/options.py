@@ -36,6 +36,8 @@ EXAMPLES: dict[str, str] = {
     "issue": "mecha credential issue --proxy-id reviews-v1 -o reviews.cred",
     "revoke": "mecha credential revoke --proxy-id reviews-v1",
     "migrate": "mecha store migrate --store postgresql://mecha@127.0.0.1/mecha",
+    "keys": "mecha keys init --state-dir ./replica-keys   # then hand its files to every replica",
+    "init": "mecha keys init --state-dir ./replica-keys   # then hand its files to every replica",
 }
 
 
