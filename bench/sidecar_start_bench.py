@@ -2,6 +2,13 @@
 
 Run: .venv/bin/python bench/sidecar_start_bench.py [--runs 10]
 
+Two paths, interleaved in each run (their ratio is the agent's cost):
+  direct  the old path: a control plane with --insecure-xds, Envoy dials it with a plaintext bootstrap
+  agent   the default secure path: a second control plane with its CA (TLS xDS), the proxy's credential
+          issued beforehand (not timed, as at deploy time); the capability service starts with its embedded
+          agent (--agent-* flags); as `mecha up` does, Envoy is spawned once the agent's sockets exist, on a
+          bootstrap that reaches only them (ADS and SDS over Unix sockets); `sockets` times that moment
+
 One control plane (started once, not timed) holds a ServiceEntry for the app and two in-memory components.
 Each run spawns a fresh sidecar (new proxy id, new ports) and times, from the spawn of both processes:
   envoy        admin /ready answers LIVE and the Dapr HTTP listener pushed by the control plane is listed
@@ -20,13 +27,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from mesh_rig import PY, ROOT, ControlPlane, Sidecar, component, http_status, median_ms, spawn, stop
+import yaml
+from mesh_rig import (
+    PY,
+    ROOT,
+    ControlPlane,
+    Sidecar,
+    component,
+    http_status,
+    median_ms,
+    spawn,
+    stop,
+    wait_until,
+)
+
+from xds.agent.bootstrap import through_agent
+from xds.agent.launch import embedded_agent_argv, issue_for
+from xds.statedir import write_private_file
 
 
 def compiled_copy(folder: Path) -> Path:
@@ -35,6 +60,73 @@ def compiled_copy(folder: Path) -> Path:
     shutil.copytree(ROOT / "capabilities", src / "capabilities", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([PY, "-m", "compileall", "-q", str(src / "capabilities")], check=True)
     return src
+
+
+class SecureControlPlane(ControlPlane):
+    """The default control plane: TLS xDS, its CA signs workload certificates, credentials required."""
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state"
+
+    @property
+    def root_cert(self) -> Path:
+        return self.state / "ca" / "root-cert.pem"
+
+    def start(self, docs: list[dict[str, Any]]) -> None:
+        config = self.folder / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "mesh.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        self.proc = spawn(
+            [PY, "-m", "xds.cli", "serve", "--port", str(self.api_port), "--xds-port", str(self.xds_port),
+             "--config", str(config), "--watch-interval", "0.2", "--state-dir", str(self.state)],
+            self.folder / "control-plane.log",
+        )  # fmt: skip
+        wait_until(lambda: http_status(f"{self.api}/readyz") == 200, 30, "secure control plane ready")
+        wait_until(self.root_cert.is_file, 10, "mesh root written")
+
+
+def agent_sidecar(cp: SecureControlPlane, folder: Path, cwd: Path | None = None) -> dict[str, float]:
+    """The secure path: credential beforehand (untimed), then capability service + agent, sockets, Envoy."""
+    car = Sidecar.fresh("app")
+    credential = issue_for(cp.state, car.proxy.id, car.proxy.metadata())
+    sockets = credential.parent
+    direct_argv = car.envoy_argv(cp.xds_port, folder)
+    plain = Path(direct_argv[direct_argv.index("-c") + 1])
+    bootstrap = write_private_file(plain.with_name(f"{plain.stem}.agent.yaml"),
+                                   through_agent(plain.read_text(), sockets))  # fmt: skip
+    envoy_argv = [*direct_argv]
+    envoy_argv[envoy_argv.index("-c") + 1] = str(bootstrap)
+    agent = embedded_agent_argv(credential, f"127.0.0.1:{cp.xds_port}", cp.root_cert, "cluster.local")
+    cap_argv = car.capabilities_argv(cp.api, *agent)
+    env = {"MECHA_STATE_DIR": str(cp.state)}
+    procs = []
+    done: dict[str, float] = {}
+    cap_health = f"http://127.0.0.1:{car.proxy.capabilities_http_port}/v1.0/healthz/outbound"
+    t0 = time.perf_counter()
+    procs.append(spawn(cap_argv, folder / "capabilities-agent.log", env=env, cwd=cwd))
+    try:
+        deadline = t0 + 30
+        while time.perf_counter() < deadline:
+            now = time.perf_counter
+            if "sockets" not in done and (sockets / "xds.sock").exists() and (sockets / "sds.sock").exists():
+                done["sockets"] = now() - t0
+                procs.append(spawn(envoy_argv, folder / "envoy.out"))
+            if "sockets" in done and "envoy" not in done and car.envoy_ready():
+                done["envoy"] = now() - t0
+            if "capabilities" not in done and http_status(cap_health) == 204:
+                done["capabilities"] = now() - t0
+            if "envoy" in done and "capabilities" in done:
+                if http_status(f"{car.dapr_http}/v1.0/healthz/outbound") == 204:
+                    done["sidecar"] = now() - t0
+                    break
+            time.sleep(0.003)
+        else:
+            raise TimeoutError(f"agent sidecar not ready in 30 s (got {done}); logs in {folder}")
+    finally:
+        for proc in procs:
+            stop(proc)
+    return done
 
 
 def one_sidecar(
@@ -81,25 +173,38 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mecha-start-"))
     cwd = compiled_copy(folder) if args.compiled else None
-    cp = ControlPlane(folder=folder)
+    cp = ControlPlane(folder=folder / "direct")
+    secure = SecureControlPlane(folder=folder / "agent")
     app = Sidecar.fresh("app")
-    cp.start(
-        [*app.docs(), component("statestore", "state.in-memory"), component("pubsub", "pubsub.in-memory")]
-    )
-    rows: dict[str, list[float]] = {"envoy": [], "capabilities": [], "sidecar": [], "bare_envoy": []}
+    docs = [*app.docs(), component("statestore", "state.in-memory"), component("pubsub", "pubsub.in-memory")]
+    cp.start(docs)
+    secure.start(docs)
+    direct_keys = ("envoy", "capabilities", "sidecar")
+    agent_keys = ("sockets", "envoy", "capabilities", "sidecar")
+    rows: dict[str, list[float]] = {
+        k: [] for k in (*direct_keys, "bare_envoy", *(f"agent_{k}" for k in agent_keys))
+    }
     try:
         for _ in range(args.runs):
             full = one_sidecar(cp, folder, with_capabilities=True, cwd=cwd)
-            for key in ("envoy", "capabilities", "sidecar"):
+            for key in direct_keys:
                 rows[key].append(full[key])
             rows["bare_envoy"].append(one_sidecar(cp, folder, with_capabilities=False)["envoy"])
+            through = agent_sidecar(secure, folder, cwd=cwd)
+            for key in agent_keys:
+                rows[f"agent_{key}"].append(through[key])
     finally:
         cp.stop()
-    result = {f"{k}_median_ms": median_ms(v) for k, v in rows.items()}
+        secure.stop()
+    result: dict[str, Any] = {f"{k}_median_ms": median_ms(v) for k, v in rows.items()}
+    result["agent_to_direct_sidecar_ratio"] = round(
+        result["agent_sidecar_median_ms"] / result["sidecar_median_ms"], 2
+    )
     result.update({f"{k}_all_ms": [round(x * 1000) for x in v] for k, v in rows.items()})
     result["runs"] = args.runs
     result["compiled"] = args.compiled
     result["goal_ms"] = 500
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -15,8 +15,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # grpc, cryptography and the Envoy protos load only when the agent is on
-    from xds.agent.agent import Agent, AgentConfig
+if TYPE_CHECKING:  # grpc, cryptography and the Envoy protos load only on the agent's thread
+    from xds.agent.agent import Agent
+    from xds.agent.config import AgentConfig
 
 log = logging.getLogger("capabilities.agent")
 RESTART_S = 1.0
@@ -44,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig | None:
     """None when --agent-credential is not given; ValueError names the missing or wrong flag."""
     if not args.agent_credential:
         return None
-    from xds.agent.agent import AgentConfig
+    from xds.agent.config import AgentConfig
 
     if not args.agent_socket_dir:
         raise ValueError("--agent-socket-dir is required with --agent-credential")

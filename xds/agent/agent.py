@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +24,7 @@ from xds.agent.certs import (
     write_cert_files,
 )
 from xds.agent.channel import CredentialSource, open_channel
+from xds.agent.config import AgentConfig
 from xds.agent.node import rewrite_for
 from xds.agent.sds import SdsServer
 from xds.agent.xdsproxy import XdsProxy
@@ -36,22 +36,7 @@ log = logging.getLogger("mecha.agent")
 XDS_SOCKET = "xds.sock"
 SDS_SOCKET = "sds.sock"
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
-
-
-@dataclass
-class AgentConfig:
-    credential_file: Path
-    control_plane: str  # host:port of the control plane's xDS/CA port
-    socket_dir: Path
-    root_cert: Path | None = None  # the mesh root that signs the control plane's TLS certificate
-    trust_domain: str = "cluster.local"
-    cert_ttl_s: float = 0  # ask for this lifetime (0: the CA's)
-    cert_dir: Path | None = None  # proxyless gRPC: write cert-chain.pem, key.pem, root-cert.pem here
-    with_sds: bool = True
-    with_xds_proxy: bool = True
-    # Envoy in another container (compose, Kubernetes) runs as another user: its group may reach the sockets
-    # (folder 0710, sockets 0660, this group), nobody else; None: owner only (0700 / 0600)
-    socket_group: int | None = None
+__all__ = ["SDS_SOCKET", "XDS_SOCKET", "Agent", "AgentConfig", "run_agent"]
 
 
 class Agent:
