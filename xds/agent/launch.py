@@ -83,7 +83,7 @@ async def wait_for_sockets(child: Any, sockets: Path, deadline: float, what: str
     while not ((sockets / XDS_SOCKET).exists() and (sockets / SDS_SOCKET).exists()):
         if child.exited is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start; log {child.log}:\n{child.log_tail()}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)  # Envoy starts after this: 50 ms steps cost ~25 ms of sidecar start
 
 
 async def agent_bootstrap(bootstrap: Path, sockets: Path) -> Path:
