@@ -154,6 +154,7 @@ class AppHealth:
         self.healthy: bool | None = None  # None: not probed yet (deliveries start as without checks)
         self.failures = 0
         self.transitions = 0
+        self.unreported = False  # the last report was not stored: sent again at the next probe
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -191,6 +192,8 @@ class AppHealth:
         return True
 
     async def check_once(self) -> None:
+        if self.unreported and self.healthy is not None:  # e.g. sent before the proxy registered (404)
+            await self._report(self.healthy)
         if await self.probe():
             self.failures = 0
             if self.healthy is not True:
@@ -208,9 +211,12 @@ class AppHealth:
             log.warning("app %s is %s", self.runtime.app_id, "healthy again" if healthy else "unhealthy")
         for deliveries in _deliveries(self.runtime):
             await (deliveries.resume() if healthy else deliveries.pause("app unhealthy"))
+        await self._report(healthy)
+
+    async def _report(self, healthy: bool) -> None:
         if self.reporter is not None:
             message = "" if healthy else f"GET {self.config.path}: {self.failures} failed probes"
-            await self.reporter.report(healthy=healthy, message=message)
+            self.unreported = not await self.reporter.report(healthy=healthy, message=message)
 
     async def _loop(self) -> None:
         while True:

@@ -39,3 +39,30 @@ async def test_reports_name_the_instance_only_for_instance_credentials(tmp_path:
     shared, own = received
     assert shared == {"draining": True, "proxy_id": f"reviews-v1.{instance_label(socket.gethostname())}"}
     assert own == {"draining": True}
+
+
+async def test_a_report_the_control_plane_did_not_store_is_sent_again() -> None:
+    """The first probe can pass before the proxy registered (404): the entry would stay unhealthy for ever
+    (a group with a probe waits for a report) unless the report is sent again."""
+    from types import SimpleNamespace
+
+    from capabilities.apphealth import AppHealth, AppHealthConfig
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.answers, self.sent = [False, True], []
+
+        async def report(self, **fields: Any) -> bool:
+            self.sent.append(fields["healthy"])
+            return self.answers.pop(0) if self.answers else True
+
+    class Healthy(AppHealth):
+        async def probe(self) -> bool:
+            return True
+
+    reporter = Reporter()
+    health = Healthy(SimpleNamespace(app_id="reviews"), AppHealthConfig(), reporter)  # type: ignore[arg-type]
+    await health.check_once()  # not stored
+    await health.check_once()  # sent again, stored
+    await health.check_once()  # nothing new to say
+    assert reporter.sent == [True, True] and not health.unreported
