@@ -110,6 +110,16 @@ def mesh_documents(layout: DemoLayout) -> list[dict[str, Any]]:
                 },
             }
         )
+        if layout.mode != "sidecar":  # a node proxy names no group: static entries, as in the demo
+            docs.append(
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "WorkloadEntry",
+                    "metadata": {"name": w.name, "namespace": NAMESPACE},
+                    "spec": {"address": "127.0.0.1", "ports": {"http": w.inbound_port}, "labels": w.labels},
+                }
+            )
+            continue
         # each sidecar registers its own WorkloadEntry in its group when it connects (its node metadata names
         # the group, as in the demo: xds/demo/config.py); the entry's port is the proxy's inbound listener
         docs.append(
