@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 from collections import Counter
@@ -47,6 +48,7 @@ ALLOWED_INTERNAL_REASONS = {
     "ERR_INVOKE_OUTPUT_BINDING": "daprd: ErrInvokeOutputBinding (a binding operation failed)",
     "ERR_SECRET_GET": "daprd: ErrSecretGet (a secret the store does not hold)",
     "ERR_CONFIGURATION_UNSUBSCRIBE": "daprd: ErrConfigurationUnsubscribe (unknown subscription id)",
+    "ERR_DIRECT_INVOKE": "daprd: ErrDirectInvoke (an unknown app id: 'failed to invoke, id: ...')",
 }
 UNMARSHAL = "grpc: error unmarshalling request"
 # grpcio's asyncio client replaces the server's status by this one when its write loses the race with the
@@ -164,12 +166,23 @@ def error_reason(trailing: Any) -> str:
     return ""
 
 
+def _invoked_error_code(details: str) -> str:
+    """InvokeService goes through the HTTP invoke path: the errorCode of its daprd-style JSON error body."""
+    try:
+        body = json.loads(details)
+    except ValueError:
+        return ""
+    return str(body.get("errorCode", "")) if isinstance(body, dict) else ""
+
+
 def verdict(method: MethodDescriptor, code: grpc.StatusCode, details: str, trailing: Any) -> str | None:
     """None when the final status is acceptable; otherwise a description for the failure report."""
     if code not in FAULT_CODES:
         return None
     if code == grpc.StatusCode.INTERNAL and (
-        details.startswith(UNMARSHAL) or error_reason(trailing) in ALLOWED_INTERNAL_REASONS
+        details.startswith(UNMARSHAL)
+        or error_reason(trailing) in ALLOWED_INTERNAL_REASONS
+        or _invoked_error_code(details) in ALLOWED_INTERNAL_REASONS
     ):
         return None
     if method.client_streaming and details == CLIENT_WRITE_RACE:
