@@ -175,9 +175,11 @@ def api_tokens(options: StackOptions) -> dict[str, str]:
     return out
 
 
-def proxy_metadata(proxy: DemoProxy, tokens: dict[str, str]) -> dict[str, Any]:
+def proxy_metadata(proxy: DemoProxy, tokens: dict[str, str], register: bool = True) -> dict[str, Any]:
     # one machine: node-mode listeners bind loopback too (their default is every interface)
     meta = {**proxy.metadata(), "bind": LOOPBACK}
+    if not register:  # a user's --config folder brings its own endpoints, not the demo's WorkloadGroups
+        meta.pop("workload_group", None)
     if "DAPR_API_TOKEN" in tokens:
         meta["dapr_api_token"] = tokens["DAPR_API_TOKEN"]
     if "APP_API_TOKEN" in tokens:
@@ -385,7 +387,8 @@ class Stack:
             if self.o.with_agents:  # the proxy's agent runs inside its capability service (own thread)
                 from xds.agent.launch import embedded_agent_argv, issue_for
 
-                credential = issue_for(self.o.state_dir, p.id, proxy_metadata(p, api_tokens(self.o)))
+                metadata = proxy_metadata(p, api_tokens(self.o), self.registers)
+                credential = issue_for(self.o.state_dir, p.id, metadata)
                 root = self.o.state_dir / "ca" / "root-cert.pem"
                 xds = f"{LOOPBACK}:{self.o.xds_port}"
                 argv += embedded_agent_argv(credential, xds, root, self.o.trust_domain)
@@ -420,8 +423,9 @@ class Stack:
 
     def _envoy_specs(self) -> list[tuple[str, int, str, dict[str, Any]]]:
         """(proxy id, admin port, cluster, node metadata) of every Envoy to start."""
+        tokens = api_tokens(self.o)
         specs = [
-            (p.id, p.admin_port, p.workloads[0].service, proxy_metadata(p, api_tokens(self.o)))
+            (p.id, p.admin_port, p.workloads[0].service, proxy_metadata(p, tokens, self.registers))
             for p in self.o.layout.proxies
         ]
         gw = self.o.layout.gateway
@@ -488,7 +492,7 @@ class Stack:
         except StackError as exc:  # say whether Envoy reached the control plane at all
             why = await explain_proxy(proxy_id, f"127.0.0.1:{admin_port}", f"127.0.0.1:{self.o.xds_port}")
             raise StackError(f"{why}\n{exc}") from None
-        if proxy_id in {p.id for p in self.o.layout.proxies if p.mode == "sidecar"}:
+        if self.registers and proxy_id in {p.id for p in self.o.layout.proxies if p.mode == "sidecar"}:
             await self.wait_registered(proxy_id, deadline)  # its endpoint is in EDS: callers can reach it
         waiting.discard(proxy_id)
         self.report(f"[ready] envoy {proxy_id:<14} admin http://127.0.0.1:{admin_port}  LIVE, xDS SYNCED")
@@ -570,6 +574,11 @@ class Stack:
             f"proxies {sorted(wanted)} not SYNCED in time (see {self.logs / 'control-plane.log'}); "
             f"status: {json.dumps(rows)[:2000]}"
         )
+
+    @property
+    def registers(self) -> bool:
+        """The demo's sidecars register in its WorkloadGroups; with a user's --config they do not."""
+        return self.o.config_dir is None
 
     async def wait_registered(self, proxy_id: str, deadline: float) -> None:
         """Until the proxy's WorkloadEntry is registered in its WorkloadGroup; StackError says why not."""
