@@ -283,6 +283,9 @@ def sidecar_compose() -> dict[str, Any]:
     gateway["networks"] = {"mesh": {"ipv4_address": t.GATEWAY_COMPOSE_IP}}
     gateway["ports"] = [published(8080, t.GATEWAY_PORT)]  # the ingress: Gateway bookinfo-gateway, port 80
     services[t.GATEWAY_ID] = gateway
+    for service in services.values():  # replicas take any free address, which a fixed one could be: none
+        if isinstance(service.get("networks"), dict):
+            service["networks"] = ["mesh"]
     return {
         "services": restarting(services),
         "networks": networks(),

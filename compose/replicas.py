@@ -56,7 +56,7 @@ def _replica(base: dict[str, Any], index: int, name: str, address: str, render_m
     service = copy.deepcopy(base)
     command: list[str] = service["command"]
     command[command.index("--state-dir") : command.index("--state-dir")] = ["--store", STORE]
-    service["networks"] = {"mesh": {"ipv4_address": address, "aliases": [t.CONTROL_PLANE_HOST]}}
+    service["networks"] = {"mesh": {"aliases": [t.CONTROL_PLANE_HOST]}}  # any address: replicas scale
     service["environment"] = {"MECHA_ALLOWED_HOSTS": f"{t.CONTROL_PLANE_HOST},{name}"}
     # each replica's API on its own host port (15010, 15110)
     service["ports"] = [render_module.published(t.API_PORT + 100 * index, t.API_PORT)]

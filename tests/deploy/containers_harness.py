@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from deploy_helpers import COMPOSE, ROOT
 
 IMAGES_SCRIPT = COMPOSE / "containers" / "images.sh"
@@ -127,11 +128,12 @@ class ComposeProject:
     images: dict[str, str]
 
     def compose(
-        self, *args: str, timeout_s: float = 600, check: bool = True
+        self, *args: str, timeout_s: float = 600, check: bool = True, override: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.podman.env, **self.images, "DOCKER_HOST": f"unix://{self.podman.socket}"}
         env.pop("MECHA_PUBLISH_ADDRESS", None)  # the default: loopback
-        command = ["docker-compose", "-p", self.name, "-f", str(COMPOSE / self.file), *args]
+        files = ["-f", str(COMPOSE / self.file), *(["-f", str(override)] if override else [])]
+        command = ["docker-compose", "-p", self.name, *files, *args]
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
         )
@@ -140,6 +142,17 @@ class ComposeProject:
                 f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             )
         return result
+
+    def scale(self, service: str, count: int) -> None:
+        """`up --scale` on the running project. Podman reports the network's IPAM option driver=host-local,
+        which compose v1 then wants in the file ('needs to be recreated'): an override names podman's."""
+        native = json.loads(self.podman.run("network", "inspect", f"{self.name}_mesh") or "[{}]")[0]
+        doc = yaml.safe_load((COMPOSE / self.file).read_text())["networks"]
+        doc["mesh"]["ipam"]["options"] = dict(native.get("ipam_options") or {"driver": "host-local"})
+        override = self.podman.workdir / f"{self.name}-ipam.yaml"
+        override.write_text(yaml.safe_dump({"networks": doc}))
+        args = ("up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={count}", service)
+        self.compose(*args, override=override)
 
     def health(self) -> dict[str, str]:
         """Container name -> its status line (e.g. "Up 10 seconds (healthy)")."""

@@ -142,7 +142,7 @@ def test_compose_addresses_fit_the_network(topology: ModuleType) -> None:
         addresses = [  # fixed ones (a scalable replica takes any free address: a list, no ipv4_address)
             s["networks"]["mesh"]["ipv4_address"]
             for s in doc["services"].values()
-            if isinstance(s.get("networks"), dict)
+            if isinstance(s.get("networks"), dict) and "ipv4_address" in (s["networks"]["mesh"] or {})
         ]
         assert len(addresses) == len(set(addresses)), f"{name}: an address is used twice"
         assert all(ipaddress.ip_address(a) in subnet for a in addresses)

@@ -161,12 +161,20 @@ def test_sidecar_compose_in_containers(podman: tuple[Podman, dict[str, str]]) ->
     service, images = podman
     project = ComposeProject(service, "docker-compose.sidecar.yaml", "mecha-e2e-sidecar", images)
     with running(project):
+        _until_all_registered(project)
         _assert_the_mesh_works(project, inventory_port=9080)
         # issue #11: another container on the compose network cannot be reviews-v1 (no credential)
         _attack_from_another_container(project, "reviews-v1", "ratings-v1")
-        # Envoy (uid 101) reached its agent's sockets; the app container does not even see them
-        listing = project.exec("reviews-v1", "sh", "-c", "ls /var/lib/mecha-agent 2>&1 || true")
-        assert "xds.sock" not in listing and "sockets" not in listing, listing
+        # Envoy (uid 101) reached its agent's sockets; the app's user (65534) in the same replica reaches
+        # neither the sockets nor the credential
+        peek = "ls /var/lib/mecha-agent/sockets 2>&1; cat /var/lib/mecha-credential/credential.jwt 2>&1; true"
+        seen = project.compose(
+            "exec", "-T", "-u", "65534", "reviews-v1", "sh", "-c", peek, timeout_s=60
+        ).stdout
+        assert seen.count("Permission denied") == 2 and "xds.sock" not in seen and "eyJ" not in seen, seen
+        # issue #15: replicas follow the containers, no YAML edit
+        _replace_under_load(project, "reviews-v1")
+        _scale_under_load(project, "reviews-v1")
 
 
 def test_replicas_compose_in_containers(podman: tuple[Podman, dict[str, str]]) -> None:
@@ -192,6 +200,135 @@ def test_node_compose_in_containers_and_its_unhappy_paths(podman: tuple[Podman, 
         # an app killed under 200 req/s: compose restarts it (restart policy); traffic recovers
         failures, total = _kill_under_load(project, "reviews-v1")
         print(f"\nkill reviews-v1 under load: {failures} failed of {total} requests")
+
+
+class Load:
+    """~200 req/s on productpage (-> reviews -> ratings) from 4 threads; every answer's status is kept."""
+
+    def __init__(self) -> None:
+        self.results: list[int] = []
+        self._stop = threading.Event()
+        self._workers = [threading.Thread(target=self._run) for _ in range(4)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.results.append(_get("http://127.0.0.1:9080/productpage")[0])
+            except OSError:
+                self.results.append(0)
+            time.sleep(max(0.0, 0.005 - (time.monotonic() - started)))
+
+    def __enter__(self) -> Load:
+        for worker in self._workers:
+            worker.start()
+        time.sleep(2)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        time.sleep(2)
+        self._stop.set()
+        for worker in self._workers:
+            worker.join()
+
+    def failed(self) -> list[int]:
+        return [code for code in self.results if code != 200]
+
+
+def _replicas(project: ComposeProject, service: str) -> dict[str, str]:
+    """Running containers of a service -> their address on the compose network."""
+    out = {}
+    for c in project.podman.containers(project.name):
+        name = str(c["Names"][0])  # type: ignore[index]
+        if name.startswith(f"{project.name}_{service}_") and str(c.get("State")) == "running":
+            inspect = json.loads(project.podman.run("inspect", name))[0]
+            nets = inspect["NetworkSettings"]["Networks"]
+            out[name] = next(iter(nets.values()))["IPAddress"]
+    return out
+
+
+def _synced_instances(project: ComposeProject, service: str) -> set[str]:
+    """Connected proxies of a service's replicas (<service>.<host name>), none NACKED or STALE."""
+    argv = ("exec", "-T", "control-plane", "mecha", "proxy-status", "-o", "json")
+    status = project.compose(*argv, check=False)
+    rows = json.loads(status.stdout)  # exit 1 while a proxy is STALE: the rows still say who is there
+    ids = {str(r.get("proxy_id")) for r in rows}
+    assert "NACKED" not in json.dumps(rows), rows
+    return {i for i in ids if i.startswith(f"{service}.")}
+
+
+def _until_all_registered(project: ComposeProject) -> None:
+    """Healthy containers are not yet endpoints: each replica registers, then its first app health report
+    puts its entry into EDS (the WorkloadGroups have a probe)."""
+
+    def versions() -> set[str]:
+        got = set()
+        for headers in ({}, {"end-user": "jason"}):
+            status, body = _get("http://127.0.0.1:9080/productpage", headers)
+            if status == 200 and isinstance(json.loads(body)["reviews"]["body"], dict):
+                got.add(_reviews_version(body))
+        return got
+
+    _until(lambda: versions() == {"v1", "v2"} or None, 90, "reviews v1 and v2 registered and healthy")
+
+
+def _scale(project: ComposeProject, service: str, count: int) -> None:
+    project.scale(service, count)
+
+
+def _until_serving(project: ComposeProject, service: str, count: int) -> dict[str, str]:
+    def ready() -> dict[str, str] | None:
+        replicas = _replicas(project, service)
+        healthy = [n for n, s in project.health().items() if n in replicas and "(healthy)" in s]
+        return replicas if len(healthy) == count == len(replicas) else None
+
+    replicas = _until(ready, 120, f"{count} healthy {service} replicas")
+    _until(lambda: len(_synced_instances(project, service)) == count, 60, f"{count} {service} proxies")
+    return replicas  # type: ignore[return-value]
+
+
+def _caller_hosts(project: ComposeProject, subset: str) -> dict[str, int]:
+    """productpage's Envoy: successful requests per reviews host of a subset (admin /clusters)."""
+    probe = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:15000/clusters').read().decode())"
+    out: dict[str, int] = {}
+    for line in project.exec("productpage-v1", "python", "-c", probe).splitlines():
+        if line.startswith(f"outbound|9080|{subset}|reviews") and "::rq_success::" in line:
+            host = line.split("::")[1]
+            out[host.split(":")[0]] = int(line.rsplit("::", 1)[1])
+    return out
+
+
+def _replace_under_load(project: ComposeProject, service: str) -> None:
+    """A replica replaced by a new container with a new address under load, no YAML edit: the new one
+    registers itself, the old one drains (compose has no start-first: the new replica starts, then the
+    old one stops), 0 failed requests."""
+    ((old_name, old_ip),) = _replicas(project, service).items()
+    with Load() as load:
+        _scale(project, service, 2)
+        _until_serving(project, service, 2)
+        project.podman.run("stop", "-t", "15", old_name, check=True)
+        project.podman.run("rm", old_name, check=True)
+        ((new_name, new_ip),) = _until_serving(project, service, 1).items()
+        _until(lambda: _caller_hosts(project, "v1").get(new_ip, 0) > 0, 30, "the new replica gets traffic")
+    print(
+        f"\nreplaced {service} {old_ip} -> {new_ip} under load: "
+        f"{len(load.failed())} of {len(load.results)} failed"
+    )
+    assert new_ip != old_ip and new_name != old_name
+    assert len(load.results) > 500 and load.failed() == [], load.failed()[:20]
+
+
+def _scale_under_load(project: ComposeProject, service: str) -> None:
+    """1 -> 3 replicas under load: the new ones get traffic; 3 -> 1: the removed ones drain; 0 failed."""
+    with Load() as load:
+        _scale(project, service, 3)
+        replicas = _until_serving(project, service, 3)
+        _until(lambda: all(_caller_hosts(project, "v1").get(ip, 0) > 0 for ip in replicas.values()), 30,
+               "every new replica gets traffic")  # fmt: skip
+        _scale(project, service, 1)
+        _until_serving(project, service, 1)
+    print(f"\nscaled {service} 1 -> 3 -> 1 under load: {len(load.failed())} of {len(load.results)} failed")
+    assert len(load.results) > 500 and load.failed() == [], load.failed()[:20]
 
 
 def _kill_under_load(project: ComposeProject, victim: str) -> tuple[int, int]:
