@@ -214,7 +214,8 @@ class ControlPlane:
     async def _drop_unwatched_folders(self) -> None:
         """Documents of a folder no longer given with --config go, as if the folder had been emptied."""
         watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
-        for source in sorted(self.store.sources() - watched - {OWNER_API}):
+        folders = {s for s in self.store.sources() if s.startswith(folder_owner(""))}  # not api, registration
+        for source in sorted(folders - watched):
             outcome = await self._change(lambda s=source: self.store.plan_replace_source(s, []), False)
             if outcome["accepted"]:
                 log.info("%s is no longer watched: %s", source, change_summary(outcome["changes"]))

@@ -92,3 +92,25 @@ async def test_config_folder_moved_to_a_new_path_is_taken_over(tmp_path: Path) -
     async with running(tmp_path / "state", new) as cp:  # and it stays taken over
         assert cp.store.owner(("ServiceEntry", "default", "a")) == f"folder:{new}"
         assert cp.store.version == 2
+
+
+async def test_auto_registered_entries_survive_a_restart(tmp_path: Path) -> None:
+    """Registration owns its WorkloadEntries (no folder): a restart dropped them as an unwatched folder's, so
+    every registered endpoint left EDS until its proxy reconnected (503s through a control-plane restart)."""
+    from xds.controlplane.registration import OWNER_REGISTRATION
+    from xds.pipeline import load_text
+
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(entry("a"))
+    registered = (
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+        "metadata: {name: a-a-v1, namespace: default}\nspec: {address: 127.0.0.1, labels: {app: a}}\n"
+    )
+    key = ("WorkloadEntry", "default", "a-a-v1")
+    async with running(tmp_path / "state", folder) as cp:
+        docs, _ = load_text(registered, "registration")
+        outcome = await cp._change(lambda: cp.store.plan_apply(docs, OWNER_REGISTRATION), False)
+        assert outcome["accepted"], outcome
+    async with running(tmp_path / "state", folder) as cp:
+        assert key in cp.store.documents and cp.store.owner(key) == OWNER_REGISTRATION
