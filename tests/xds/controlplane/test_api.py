@@ -31,6 +31,13 @@ from xds.proxy import ProxyIdentity
 from xds.sources import RawDocument, load_paths, load_text
 
 
+class StandInConfig(list[RawDocument]):
+    """The stand-in's config: its documents, and nothing for the no-CA checks (no mTLS) to refuse."""
+
+    destination_rules = ()
+    carried = ()
+
+
 @dataclass
 class Result:
     config: list[RawDocument]
@@ -57,7 +64,7 @@ def compile_documents(docs: list[RawDocument]) -> Result:
                 if subset and subset not in subsets:
                     field_path = f"spec.http[{i}].route[{j}].destination.subset"
                     diags.append(Diagnostic(d.location, field_path, f"unknown subset {subset!r}"))
-    return Result(sorted(docs, key=lambda d: d.key), diags)
+    return Result(StandInConfig(sorted(docs, key=lambda d: d.key)), diags)
 
 
 class SnapshotBuilder:
