@@ -135,12 +135,11 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     )
     cp = ControlPlane(settings, pipeline=FAKE_PIPELINE)
     runner, port = await start_api(cp, "127.0.0.1", 0)
-    await cp.start()
-    session = aiohttp.ClientSession(headers=auth_headers(tmp_path / "state"))  # the operator's token
-    try:
-        yield Api(cp, f"http://127.0.0.1:{port}", session)
+    try:  # a start that fails still stops what it started (the module hung on a failed start)
+        await cp.start()
+        async with aiohttp.ClientSession(headers=auth_headers(tmp_path / "state")) as session:  # operator
+            yield Api(cp, f"http://127.0.0.1:{port}", session)
     finally:
-        await session.close()
         await cp.stop()
         await runner.cleanup()
 
