@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from xds.ca.plugin import SigningKey, is_plugin_dir, load_plugin_ca
+from xds.ca.plugin import SigningKey, chains_to, is_plugin_dir, load_plugin_ca
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ROOT_TTL = timedelta(days=3650)
@@ -128,6 +128,10 @@ class CertificateAuthority:
     def chain_pem(self) -> bytes:
         """Intermediates between a leaf and the bundle's root (empty for Mecha's own root)."""
         return self._signer.chain_pem
+
+    def trusts(self, chain_pem: bytes) -> bool:
+        """Whether a chain this CA signed earlier still leads to a root of the current bundle."""
+        return chains_to(chain_pem, self.root_pem)
 
     def reload(self) -> bool:
         """Re-read the plug-in files; True when they changed. ValueError (naming the file) leaves the CA

@@ -112,6 +112,20 @@ def load_plugin_ca(directory: Path) -> PluginCa:
     return PluginCa(key, cert, chain_pem, tuple(roots), raw[ROOT_CERT_FILE], digest)
 
 
+def chains_to(chain_pem: bytes, bundle_pem: bytes) -> bool:
+    """Whether a served chain (leaf first, then intermediates) still leads to a root of the bundle."""
+    certs, roots = x509.load_pem_x509_certificates(chain_pem), x509.load_pem_x509_certificates(bundle_pem)
+    current = certs[0]
+    for _ in range(MAX_CHAIN):
+        if any(_signed_by(current, root) for root in roots):
+            return True
+        issuer = next((c for c in certs[1:] if _signed_by(current, c)), None)
+        if issuer is None or issuer == current:
+            return False
+        current = issuer
+    return False
+
+
 def _chain_to_root(
     directory: Path, cert: x509.Certificate, chain: list[x509.Certificate], roots: list[x509.Certificate]
 ) -> list[x509.Certificate]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from xds.model.mesh import MeshConfig
+from xds.model.mesh import MeshConfig, mesh_route_choice
 from xds.model.resources import DestinationRule, Service, VirtualService
 from xds.model.traffic import Sidecar
 from xds.proxy import ProxyIdentity
@@ -95,14 +95,10 @@ class ScopedView:
 
     @cached_property
     def routes_by_host(self) -> dict[str, VirtualService]:
-        """The sidecar VS per host among those exported to this namespace (first by namespace/name)."""
+        """The sidecar VS per host among those exported to this namespace (the oldest)."""
         ns = self.scope.namespace
-        out: dict[str, VirtualService] = {}
-        for vs in self.config.virtual_services:
-            if vs.for_mesh and exported_to(vs.export_to, vs.meta.namespace, ns):
-                for host in vs.hosts:
-                    out.setdefault(host, vs)
-        return out
+        visible = (v for v in self.config.virtual_services if exported_to(v.export_to, v.meta.namespace, ns))
+        return mesh_route_choice(visible)
 
     def rule_for(self, host: str) -> DestinationRule | None:
         """istiod lookup order: the proxy's namespace, then the service's, then any exported DR."""
