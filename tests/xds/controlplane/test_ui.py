@@ -4,6 +4,7 @@ cookie may and may not do (attacker's view), DNS rebinding, and what the state a
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,11 @@ from xds.controlplane.auth import API_TOKEN_FILE, READER_TOKEN_FILE
 from xds.controlplane.runtime import ControlPlane
 from xds.controlplane.settings import Settings
 from xds.controlplane.ui import COOKIE
-from xds.demo.config import default_layout, demo_documents
+from xds.demo.config import default_layout, demo_config, demo_documents
+
+# demo_registration: the WorkloadEntries the demo's sidecars register (a helper of the security tests)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "security"))
+from demo_registration import registered_json_documents
 
 YAML = {"Content-Type": "application/yaml"}
 BAD_VS = """apiVersion: networking.istio.io/v1
@@ -130,7 +135,10 @@ async def test_dns_rebinding_host_is_refused_on_ui_and_login(ui: Ui) -> None:
 
 
 async def test_state_shows_demo_graph_with_weights_and_the_last_refused_change(ui: Ui) -> None:
-    docs = "\n---\n".join(json.dumps(d) for d in demo_documents(default_layout("sidecar")))
+    layout = default_layout("sidecar")
+    # the sidecars register their endpoints through WorkloadGroups: apply the entries they would write
+    registered = registered_json_documents(demo_config(layout), layout)
+    docs = "\n---\n".join([json.dumps(d) for d in demo_documents(layout)] + registered)
     async with aiohttp.ClientSession() as cli:
         async with cli.post(ui.url + "/api/v1/apply", data=docs, headers={**YAML, **ui.bearer()}) as resp:
             assert resp.status == 200, await resp.text()

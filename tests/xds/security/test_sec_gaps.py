@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from conftest import compile_text, config_of, decoded
+from demo_registration import demo_proxies, with_registered_entries
 
 from xds.ca import CertificateAuthority, WorkloadCertificates
 from xds.ca.authority import ROOT_KEY_FILE
-from xds.demo.config import demo_config, make_layout
+from xds.demo.config import demo_config, demo_documents, make_layout
 from xds.model.schema import field_table
 from xds.model.security import AuthzRule, Operation, Source, security_policies
 from xds.model.specs import SPEC_BY_KIND
@@ -31,7 +33,9 @@ from xds.translate.security.upstream import system_ca_bundle
 
 _ports = itertools.count(31000)
 LAYOUT = make_layout("sidecar", lambda _r, _i: next(_ports))
-PROXIES = [ProxyIdentity.from_node(p.id, {"mecha": p.metadata()}) for p in LAYOUT.proxies]
+PROXIES = demo_proxies(LAYOUT)
+# the sidecars register through WorkloadGroups at runtime: add the entries they would write
+DEMO = with_registered_entries(demo_config(LAYOUT), LAYOUT)
 NET = "networking.istio.io/v1"
 SEC = "security.istio.io/v1"
 RATINGS = "outbound|9080||ratings.default.svc.cluster.local"
@@ -44,7 +48,7 @@ def doc(kind: str, name: str, spec: str, group: str = NET, ns: str = "default", 
 
 
 def build(extra: str = "", mtls: bool = True, proxies: list[ProxyIdentity] | None = None) -> dict[str, Any]:
-    config = config_of(demo_config(LAYOUT) + extra)
+    config = config_of(DEMO + extra)
     certs = WorkloadCertificates(CertificateAuthority()) if mtls else None
     return SnapshotBuilder(certs=certs).build(config, proxies or PROXIES)
 
@@ -120,13 +124,13 @@ def test_bad_tls_settings_are_refused_naming_the_field(tmp_path: Path) -> None:
         f"trafficPolicy: {{tls: {{mode: MUTUAL, caCertificates: {tmp_path / 'missing.pem'}}}}}, "
         "subsets: [{name: v1, trafficPolicy: {tls: {mode: ISTIO_MUTUAL, privateKey: /k.pem}}}]"
     )
-    result = compile_text(demo_config(LAYOUT) + bad, "dr.yaml")
+    result = compile_text(DEMO + bad, "dr.yaml")
     assert not result.ok
     fields = {(d.field, d.code) for d in result.errors}
     assert ("spec.trafficPolicy.tls.clientCertificate", "required") in fields
     assert ("spec.trafficPolicy.tls.caCertificates", "io") in fields
     assert ("spec.subsets[0].trafficPolicy.tls.privateKey", "conflict") in fields
-    unknown = compile_text(demo_config(LAYOUT) + ratings_dr("trafficPolicy: {tls: {mode: SIMPLE, bogus: 1}}"))
+    unknown = compile_text(DEMO + ratings_dr("trafficPolicy: {tls: {mode: SIMPLE, bogus: 1}}"))
     assert ("spec.trafficPolicy.tls.bogus", "unknown-field") in {(d.field, d.code) for d in unknown.errors}
 
 
@@ -134,10 +138,13 @@ def test_bad_tls_settings_are_refused_naming_the_field(tmp_path: Path) -> None:
 
 
 def _with_service_account(sa: str, workload: str = "ratings-v1") -> str:
-    text = demo_config(LAYOUT)
-    marker = f"name: {workload}\n  namespace: default\nspec:\n"
-    assert marker in text
-    return text.replace(marker, marker + f"  serviceAccount: {sa}\n")
+    """The demo whose `workload` group names `sa`: the entry its sidecar registers carries it."""
+    docs = demo_documents(LAYOUT)
+    (group,) = [d for d in docs if d["kind"] == "WorkloadGroup" and d["metadata"]["name"] == workload]
+    group["spec"]["template"]["serviceAccount"] = sa
+    text = with_registered_entries(yaml.safe_dump_all(docs, sort_keys=False), LAYOUT)
+    assert f"kind: WorkloadEntry\nmetadata:\n  name: {workload}-{workload}\n" in text
+    return text
 
 
 def test_workload_entry_service_account_is_the_identity_and_the_san() -> None:
@@ -244,7 +251,7 @@ GATEWAY_PROXY = ProxyIdentity.from_node(
 
 
 def _gateway_text(servers: str, vs: str, policies: str = "") -> str:
-    return demo_config(LAYOUT) + doc("Gateway", "g", f"{{servers: {servers}}}") + vs + policies
+    return DEMO + doc("Gateway", "g", f"{{servers: {servers}}}") + vs + policies
 
 
 def test_tcp_gateway_chain_gets_network_rbac_before_tcp_proxy() -> None:
@@ -376,7 +383,7 @@ def test_jwks_uri_of_a_mesh_service_is_fetched_by_the_proxy_through_its_cluster(
 def test_other_jwks_uris_are_fetched_at_apply_time_and_inlined(jwks_server: str) -> None:
     provider = _jwt_provider(_authn(f"{jwks_server}/jwks.json"))
     assert json.loads(provider["localJwks"]["inlineString"]) == json.loads(JWKS)
-    result = compile_text(demo_config(LAYOUT) + _authn(f"{jwks_server}/broken"), "ra.yaml")
+    result = compile_text(DEMO + _authn(f"{jwks_server}/broken"), "ra.yaml")
     assert not result.ok
     (err,) = [d for d in result.errors if d.field == "spec.jwtRules[0].jwksUri"]
     assert "cannot fetch the JWKS" in err.message and "HTTP 500" in err.message
@@ -388,9 +395,7 @@ def test_other_jwks_uris_are_fetched_at_apply_time_and_inlined(jwks_server: str)
 
 def test_dry_run_policies_become_shadow_rules() -> None:
     annotated = "{istio.io/dry-run: 'true'}"
-    text = demo_config(LAYOUT) + doc(
-        "AuthorizationPolicy", "d", "{action: DENY, rules: [{}]}", SEC, annotations=annotated
-    )
+    text = DEMO + doc("AuthorizationPolicy", "d", "{action: DENY, rules: [{}]}", SEC, annotations=annotated)
     text += doc("AuthorizationPolicy", "a", "{rules: [{}]}", SEC)
     policies = list(security_policies(config_of(text).carried).authz)
     assert [p.dry_run for p in policies] == [False, True]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from conftest import config_of, decoded
+from demo_registration import demo_proxies, with_registered_entries
 
 from xds.ca import CertificateAuthority, WorkloadCertificates
 from xds.demo.config import demo_config, make_layout
@@ -16,7 +17,9 @@ from xds.translate.security.mtls import peer_mode
 
 _ports = itertools.count(30000)
 LAYOUT = make_layout("sidecar", lambda _r, _i: next(_ports))
-PROXIES = [ProxyIdentity.from_node(p.id, {"mecha": p.metadata()}) for p in LAYOUT.proxies]
+PROXIES = demo_proxies(LAYOUT)
+# the sidecars register through WorkloadGroups at runtime: add the entries they would write
+DEMO = with_registered_entries(demo_config(LAYOUT), LAYOUT)
 REVIEWS_PORT = LAYOUT.workload("reviews-v1").inbound_port
 
 
@@ -31,7 +34,7 @@ def peer(name: str, ns: str, spec: str) -> str:
 
 
 def build(extra: str = "", mtls: bool = True) -> dict:  # type: ignore[type-arg]
-    config = config_of(demo_config(LAYOUT) + extra)
+    config = config_of(DEMO + extra)
     certs = WorkloadCertificates(CertificateAuthority()) if mtls else None
     return SnapshotBuilder(certs=certs).build(config, PROXIES)
 
@@ -128,7 +131,7 @@ def test_rbac_and_jwt_filters_are_ordered_before_the_router() -> None:
         "envoy.filters.http.rbac",
         "envoy.filters.http.router",
     ]
-    pol = security_policies(config_of(demo_config(LAYOUT) + extra).carried)
+    pol = security_policies(config_of(DEMO + extra).carried)
     auth = jwt_authentication(jwt_rules_for(pol, "default", {"app": "reviews"}))
     assert {n: p.issuer for n, p in auth.providers.items()} == {"origins-0": "a", "origins-1": "z"}
 
@@ -150,7 +153,7 @@ def test_gateway_blackhole_and_redirect() -> None:
         " {port: {number: 81, protocol: HTTP, name: r}, hosts: ['*'], tls: {httpsRedirect: true}}]}"
     )
     routes = "[{match: [{port: 81}], route: [{destination: {host: reviews}}]}]"
-    text = demo_config(LAYOUT) + doc("Gateway", "g", "default", servers, net)
+    text = DEMO + doc("Gateway", "g", "default", servers, net)
     text += doc(
         "VirtualService", "v", "default", f"{{hosts: [shop.example.com], gateways: [g], http: {routes}}}", net
     )
