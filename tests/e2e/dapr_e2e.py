@@ -287,6 +287,7 @@ async def start_dapr_mesh(
         api_port=ports(),
         xds_port=ports(),
         config_dir=config,
+        register=True,  # mesh_documents() declares a WorkloadGroup per sidecar: they register in it
         watch_interval=0.2,
         extra_env=dict(control_plane_env or {}),
     )

@@ -149,6 +149,9 @@ class StackOptions:
     # a `mecha agent` per Envoy (credential, key, SDS, TLS xDS: xds/agent/), embedded in the proxy's
     # capability service when one runs, else standalone (the gateway); False = --insecure-xds (transition)
     with_agents: bool = True
+    # sidecars register in their WorkloadGroups (node metadata workload_group); None: only with the generated
+    # demo config (a user's --config brings its own endpoints)
+    register: bool | None = None
     trust_domain: str = "cluster.local"
 
 
@@ -578,7 +581,7 @@ class Stack:
     @property
     def registers(self) -> bool:
         """The demo's sidecars register in its WorkloadGroups; with a user's --config they do not."""
-        return self.o.config_dir is None
+        return self.o.config_dir is None if self.o.register is None else self.o.register
 
     async def wait_registered(self, proxy_id: str, deadline: float) -> None:
         """Until the proxy's WorkloadEntry is registered in its WorkloadGroup; StackError says why not."""
