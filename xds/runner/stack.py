@@ -155,6 +155,25 @@ class StackOptions:
     trust_domain: str = "cluster.local"
 
 
+def declared_workload_groups(folders: list[Path]) -> set[str]:
+    """Names of the WorkloadGroups the YAML files in these folders declare (unreadable files: none)."""
+    import yaml  # only when a user's config folder is given
+
+    names: set[str] = set()
+    for folder in folders:
+        for path in sorted(folder.rglob("*.y*ml")):
+            try:
+                docs = list(yaml.safe_load_all(path.read_text()))
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                continue
+            for doc in docs:
+                if isinstance(doc, dict) and doc.get("kind") == "WorkloadGroup":
+                    name = (doc.get("metadata") or {}).get("name")
+                    if isinstance(name, str):
+                        names.add(name)
+    return names
+
+
 def compile_packages() -> None:
     """Byte-compile our own packages once. From a source checkout with PYTHONDONTWRITEBYTECODE set (common in
     development images), every process would otherwise recompile them: ~60 ms of CPU per capability service
@@ -580,8 +599,15 @@ class Stack:
 
     @property
     def registers(self) -> bool:
-        """The demo's sidecars register in its WorkloadGroups; with a user's --config they do not."""
-        return self.o.config_dir is None if self.o.register is None else self.o.register
+        """The sidecars register in their WorkloadGroups: always with the generated demo config; with a
+        user's --config only when it declares those groups (e.g. the demo's Bookinfo YAML copied into it)."""
+        if self.o.register is not None:
+            return self.o.register
+        if self.o.config_dir is None:
+            return True
+        groups = {p.metadata().get("workload_group") for p in self.o.layout.proxies} - {None}
+        folders = [self.o.config_dir, *self.o.extra_config_dirs]
+        return bool(groups) and groups <= declared_workload_groups(folders)
 
     async def wait_registered(self, proxy_id: str, deadline: float) -> None:
         """Until the proxy's WorkloadEntry is registered in its WorkloadGroup; StackError says why not."""
