@@ -29,9 +29,11 @@ def reader_token() -> str | None:
     $MECHA_CONTROL_PLANE_TOKEN_FILE, else dapr-reader-token in $MECHA_STATE_DIR or the nearest .mecha/."""
     if os.environ.get("MECHA_CONTROL_PLANE_TOKEN"):
         return os.environ["MECHA_CONTROL_PLANE_TOKEN"].strip()
-    candidates = [Path(os.environ["MECHA_CONTROL_PLANE_TOKEN_FILE"])] if os.environ.get(
-        "MECHA_CONTROL_PLANE_TOKEN_FILE"
-    ) else []
+    candidates = (
+        [Path(os.environ["MECHA_CONTROL_PLANE_TOKEN_FILE"])]
+        if os.environ.get("MECHA_CONTROL_PLANE_TOKEN_FILE")
+        else []
+    )
     if os.environ.get("MECHA_STATE_DIR"):
         candidates.append(Path(os.environ["MECHA_STATE_DIR"]) / "dapr-reader-token")
     here = Path.cwd()

@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="sidecar",
         help="proxyless: GRPC_XDS_BOOTSTRAP JSON for a gRPC app's own xDS client (no Envoy)",
     )
-    p.add_argument("--xds-uri", default="", help="proxyless: xDS server URI, e.g. the agent's unix:///…/xds.sock")
+    p.add_argument(
+        "--xds-uri", default="", help="proxyless: xDS server URI, e.g. the agent's unix:///…/xds.sock"
+    )
     p.add_argument("--cert-dir", default="", help="proxyless: the agent's certificate folder (mTLS)")
     p.add_argument("--app", action="append", default=[], help="NAME:APP_PORT:INBOUND_PORT (repeatable)")
     p.add_argument("--namespace", default="default", help="the workload's namespace")
@@ -192,9 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-offset", type=int, default=0, help="shift every default port by N")
     p.add_argument("--state-dir", default=".mecha", help="logs, pid file, bootstraps (default ./.mecha)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for everything to be ready")
-    p.add_argument(
-        "--no-mtls", action="store_true", help="a mesh without a CA (plaintext; MECHA_MTLS=0)"
-    )
+    p.add_argument("--no-mtls", action="store_true", help="a mesh without a CA (plaintext; MECHA_MTLS=0)")
     p = sub.add_parser("down", help="stop a running `mecha up` (from its pid file)")
     p.add_argument("--state-dir", default=".mecha", help="the state folder of the `mecha up` to stop")
     version.add_parser(sub, _add_server)

@@ -48,9 +48,7 @@ def _expected_sans(connected: list[ProxyIdentity]) -> tuple[list[str], EndpointI
     clusters = decoded(builder.build(config, [client])["reviews-v1"], "CDS")
     cluster = clusters["outbound|9080||productpage.default.svc.cluster.local"]
     context = cluster["transportSocket"]["typedConfig"]["commonTlsContext"]
-    matchers = context["combinedValidationContext"]["defaultValidationContext"][
-        "matchTypedSubjectAltNames"
-    ]
+    matchers = context["combinedValidationContext"]["defaultValidationContext"]["matchTypedSubjectAltNames"]
     return sorted(m["matcher"]["exact"] for m in matchers), identities
 
 
