@@ -284,7 +284,10 @@ async def test_malformed_http_is_logged_in_one_line(server: Server, caplog: pyte
             writer.close()
             assert answer.split(b" ")[1] == b"400", answer
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
-    assert records and all(r.exc_info is None and "malformed HTTP" in r.getMessage() for r in records)
+    # one WARNING line each, no traceback (the capability service installs the same kind of filter on this
+    # logger; whichever runs first rewrites the record, so only the behaviour is asserted)
+    assert records and all(r.exc_info is None and r.levelno == logging.WARNING for r in records)
+    assert all("\n" not in r.getMessage() and "Content-Length" in r.getMessage() for r in records)
 
 
 # ---- the CLI finds the token ------------------------------------------------------------------------------
