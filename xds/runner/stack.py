@@ -155,6 +155,13 @@ class StackOptions:
     trust_domain: str = "cluster.local"
 
 
+def _version(row: dict[str, Any]) -> int:
+    try:
+        return int(row.get("config_version") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def declared_workload_groups(folders: list[Path]) -> set[str]:
     """Names of the WorkloadGroups the YAML files in these folders declare (unreadable files: none)."""
     import yaml  # only when a user's config folder is given
@@ -284,6 +291,7 @@ class Stack:
             await self._start_apps(deadline)
             await self._start_capabilities(deadline)
             await self._start_envoys(envoy, deadline)
+            await self._converged(deadline)
             return
         # Concurrently, not one after the other: the apps need nothing, the capability services and Envoys
         # need the control plane (credentials, xDS); each part reports as it becomes ready.
@@ -297,6 +305,24 @@ class Stack:
             self._wait_capabilities(capabilities, deadline),
             self._start_envoys(envoy, deadline),
         )
+        await self._converged(deadline)
+
+    async def _converged(self, deadline: float) -> None:
+        """Every proxy holds the config version that includes the sidecars' registrations: a registered
+        endpoint is in the store before the debounced push reaches the callers (else a first call is 503)."""
+        if not self.registers:
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(f"{self.api}/readyz") as resp:
+                head = int((await resp.json()).get("version", 0))
+        wanted = {p.id for p in self.o.layout.proxies}
+        while time.monotonic() < deadline:
+            rows = await self.proxies()
+            held = {str(r.get("proxy_id")) for r in rows if proxy_synced(r) and _version(r) >= head}
+            if wanted <= held:
+                return
+            await asyncio.sleep(0.05)
+        raise StackError(f"proxies {sorted(wanted)} did not reach config version {head} in time")
 
     async def _start_control_plane(self, deadline: float) -> None:
         await self._control_plane_ready(await self._launch_control_plane(), deadline)
