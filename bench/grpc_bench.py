@@ -13,7 +13,7 @@ and prints p50 / p99 / mean per path plus the added latency over the backend.
 
     .venv/bin/python bench/grpc_bench.py [iterations=2000]
 
-Needs Redis on 127.0.0.1:6379 (see /work/shared/services.md).
+Needs Redis on 127.0.0.1:6379 (docs/operations.md, "Backing servers").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Pure incremental (delta) stream state: feed requests and snapshots, get actions back (no I/O).
 
-Rules (ids from shared/reference/xds-protocol.md): nonce on every response; ACK/NACK by error_detail (D1);
-subscription changes are honoured whatever the nonce (D2); initial_resource_versions skip unchanged resources
+Rules (xDS protocol checklist ids, as the tests name them): nonce on every response; ACK/NACK by
+error_detail (D1); subscription changes are honoured whatever the nonce (D2); initial_resource_versions skip unchanged resources
 on reconnect (D3); an explicit (re)subscribe is always answered (D4); unsubscribe of unknown names is ignored,
 except "*" + name where the name is reported (D5); requested-but-missing names go to removed_resources (D6),
 except EDS names, which get an empty CLA so Envoy finishes warming; only changed resources are sent (D7).

@@ -1,6 +1,6 @@
 """Pure state-of-the-world stream state: feed requests and snapshots, get actions back (no I/O).
 
-Rules (checklist ids from shared/reference/xds-protocol.md):
+Rules (ids of the xDS protocol checklist the tests name):
 - nonce per response (P1); version per type (P3); a stale nonce is ignored (P5); only changes are sent (P7);
 - NACK = error_detail; the type is parked until its snapshot version changes (A1-A3);
 - wildcard / legacy wildcard for CDS/LDS (S2); newly requested names are answered even when the request
