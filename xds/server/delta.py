@@ -2,9 +2,10 @@
 
 Rules (xDS protocol checklist ids, as the tests name them): nonce on every response; ACK/NACK by
 error_detail (D1); subscription changes are honoured whatever the nonce (D2); initial_resource_versions skip
-unchanged resources on reconnect (D3); an explicit (re)subscribe is always answered (D4); unsubscribe of unknown names is ignored,
-except "*" + name where the name is reported (D5); requested-but-missing names go to removed_resources (D6),
-except EDS names, which get an empty CLA so Envoy finishes warming; only changed resources are sent (D7).
+unchanged resources on reconnect (D3); an explicit (re)subscribe is always answered (D4); unsubscribe of
+unknown names is ignored, except "*" + name where the name is reported (D5); requested-but-missing names go to
+removed_resources (D6), except EDS names, which get an empty CLA so Envoy finishes warming; only changed
+resources are sent (D7).
 ADS order on a snapshot change: CDS upserts, EDS upserts, LDS, RDS, SDS, then CDS removals, EDS removals.
 A NACK reverts what the server believes the proxy holds for that response and parks the type until its
 snapshot version changes. Clusters re-sent in CDS get their CLA re-sent (Envoy re-warms them).
