@@ -103,22 +103,26 @@ def write_cert_files(folder: Path, cert: WorkloadCert) -> None:
 
     Key and chain change together, as a Kubernetes secret volume does: the three files go into a new
     0700 folder, `..data` is switched to it with one rename, and key.pem etc. are links through `..data`,
-    so a reader never sees the new key with the old certificate."""
+    so a reader never sees the new key with the old certificate. The generation `..data` leaves stays until
+    the next switch: a reader that resolved the link just before this one can still read all its files.
+    At most two generations exist at any time (older ones are removed before the new one is written)."""
     ensure_private_dir(folder)
+    data = folder / DATA_LINK
+    current = data.resolve() if data.is_symlink() else None
+    for old in folder.glob("..2*"):  # generation folders (`..<UTC timestamp>`), not `..data`
+        if old.is_dir() and not old.is_symlink() and old.resolve() != current:
+            shutil.rmtree(old, ignore_errors=True)
     version = folder / f"..{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}"
-    for name, data in zip(CERT_FILES, (cert.key_pem, cert.chain_pem, cert.root_pem), strict=True):
-        write_private_file(version / name, data)
+    for name, content in zip(CERT_FILES, (cert.key_pem, cert.chain_pem, cert.root_pem), strict=True):
+        write_private_file(version / name, content)
     link = folder / f"{DATA_LINK}.tmp"
     link.unlink(missing_ok=True)
     link.symlink_to(version.name)
-    previous = (folder / DATA_LINK).resolve() if (folder / DATA_LINK).is_symlink() else None
-    os.replace(link, folder / DATA_LINK)  # the switch: atomic
+    os.replace(link, data)  # the switch: atomic
     for name in CERT_FILES:
         if not (folder / name).is_symlink():  # first write (or plain files of an older agent)
             (folder / name).unlink(missing_ok=True)
             (folder / name).symlink_to(Path(DATA_LINK) / name)
-    if previous is not None and previous != version.resolve() and previous.parent == folder.resolve():
-        shutil.rmtree(previous, ignore_errors=True)
 
 
 async def rotate_forever(
