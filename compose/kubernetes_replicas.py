@@ -292,10 +292,7 @@ def create_secrets_script() -> str:
 def issue_script() -> str:
     """The one-replica issue-credentials.sh: signed inside a replica's pod (its copy of the shared key);
     the mesh root is read from the cacerts mount, not from the state folder."""
-    script = k.issue_script().replace(f"{agents.STATE_DIR}/ca/root-cert.pem", f"{CA_DIR}/root-cert.pem")
-    return script.replace(
-        "# Run once control-plane.yaml is ready", "# Run once replicas/control-plane.yaml is ready"
-    )
+    return k.issue_script("replicas/control-plane.yaml", f"{CA_DIR}/root-cert.pem")
 
 
 def rendered_files(render_module: Any) -> dict[Path, str]:
