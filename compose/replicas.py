@@ -19,7 +19,7 @@ import topology as t
 
 from xds.bootstrap import BootstrapParams, render
 
-REPLICAS = {"control-plane-a": "172.30.89.5", "control-plane-b": "172.30.89.6"}
+REPLICAS = ("control-plane-a", "control-plane-b")  # no fixed addresses: reached by name (alias control-plane)
 STORE = "postgresql://postgres@postgres:5432/mecha?schema=mecha_config&sslmode=disable"
 COMPOSE_FILE = "docker-compose.replicas.yaml"
 XDS_ADDRESSES = tuple((name, t.XDS_PORT) for name in REPLICAS)
@@ -52,15 +52,15 @@ def gateway_bootstrap() -> str:
     return agents.bootstrap(render(params))
 
 
-def _replica(base: dict[str, Any], index: int, name: str, address: str, render_module: Any) -> dict[str, Any]:
+def _replica(base: dict[str, Any], index: int, name: str, render_module: Any) -> dict[str, Any]:
     service = copy.deepcopy(base)
     command: list[str] = service["command"]
     command[command.index("--state-dir") : command.index("--state-dir")] = ["--store", STORE]
     service["networks"] = {"mesh": {"aliases": [t.CONTROL_PLANE_HOST]}}  # any address: replicas scale
-    service["environment"] = {"MECHA_ALLOWED_HOSTS": f"{t.CONTROL_PLANE_HOST},{name}"}
+    service["environment"] = {**base["environment"], "MECHA_ALLOWED_HOSTS": f"{t.CONTROL_PLANE_HOST},{name}"}
     # each replica's API on its own host port (15010, 15110)
     service["ports"] = [render_module.published(t.API_PORT + 100 * index, t.API_PORT)]
-    first = next(iter(REPLICAS))
+    first = REPLICAS[0]
     after = ["postgres"] if name == first else ["postgres", first]
     service["depends_on"] = render_module.healthy(*after)
     return service
@@ -75,10 +75,7 @@ def compose(render_module: Any) -> dict[str, Any]:
     doc = render_module.sidecar_compose()
     services: dict[str, Any] = doc["services"]
     base = services.pop("control-plane")
-    replicas = {
-        name: _replica(base, i, name, address, render_module)
-        for i, (name, address) in enumerate(REPLICAS.items())
-    }
+    replicas = {name: _replica(base, i, name, render_module) for i, name in enumerate(REPLICAS)}
     for service in services.values():
         depends = service.get("depends_on") or {}
         if "control-plane" in depends:
