@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -23,10 +22,10 @@ from xds.controlplane.auth import (
     guard,
 )
 from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
-from xds.controlplane.envoy_admin import SECTIONS, AdminError, proxy_config, short_rows
+from xds.controlplane.envoy_admin import SECTIONS, AdminError, NoAdminError, proxy_config, short_rows
 from xds.controlplane.report import routing_warnings
 from xds.identity.api import issue_credential, revoke_credential
-from xds.redact import RedactingFilter, Redactor, secret_values
+from xds.redact import RedactingFilter, Redactor
 
 log = logging.getLogger("mecha.api")
 
@@ -52,12 +51,6 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def known_secrets(cp: Any) -> set[str]:
-    """Secret values the control plane holds: component credentials and proxies' node metadata tokens."""
-    proxies = [dataclasses.asdict(p) for p in cp.server.proxies()] if getattr(cp, "server", None) else []
-    return secret_values(cp.dapr_view()) | secret_values(proxies)
-
-
 @web.middleware
 async def redact_answers(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every JSON answer leaves with secrets redacted, except the Dapr documents for their reader (the
@@ -71,9 +64,8 @@ async def redact_answers(request: web.Request, handler: Any) -> web.StreamRespon
     is_json = isinstance(response, web.Response) and response.content_type == "application/json"
     if not is_json or not isinstance(response.body, bytes):
         return response
-    redactor = request.app[REDACTOR]
-    redactor.update(known_secrets(request.app[CONTROL_PLANE]))
-    cleaned = redactor.value(json.loads(response.body))
+    # the known values follow the store and the proxies (ControlPlane.redactor), not each request
+    cleaned = request.app[REDACTOR].value(json.loads(response.body))
     return web.json_response(cleaned, status=response.status, headers=_kept_headers(response))
 
 
@@ -171,10 +163,10 @@ async def proxy_section(request: web.Request) -> web.Response:
     proxy = cp.proxy(proxy_id)
     if proxy is None:
         return error(404, f"no connected proxy {proxy_id!r}; see GET /api/v1/proxies")
-    if not proxy.admin:
-        return error(409, f"proxy {proxy_id!r} did not announce an admin address (node.metadata.mecha.admin)")
-    try:
-        dump = await proxy_config(proxy.admin, section)
+    try:  # through its agent's admin relay, else its announced admin address
+        dump = await proxy_config(cp, proxy_id, proxy.admin, section)
+    except NoAdminError as exc:
+        return error(409, str(exc))
     except AdminError as exc:
         return error(502, str(exc))
     if request.query.get("format") == "short":
@@ -219,7 +211,7 @@ def make_app(
         client_max_size=64 * 1024 * 1024,
     )
     app[CONTROL_PLANE] = control_plane
-    app[REDACTOR] = redactor or Redactor()
+    app[REDACTOR] = redactor or control_plane.redactor
     app.router.add_post("/api/v1/apply", apply)
     app.router.add_post("/api/v1/delete", delete)
     app.router.add_get("/api/v1/config", config)
@@ -257,7 +249,10 @@ def install_log_filters(redactor: Redactor) -> None:
     if not any(isinstance(f, OneLineHttpErrors) for f in server_log.filters):
         server_log.addFilter(OneLineHttpErrors())
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        installed = [f for f in handler.filters if isinstance(f, RedactingFilter)]
+        for found in installed:  # another control plane started in this process before: this one's values
+            found.redactor = redactor
+        if not installed:
             handler.addFilter(RedactingFilter(redactor))
 
 
@@ -275,9 +270,8 @@ async def start_api(
     if credentials is None:
         credentials = Credentials.from_state_dir(state_dir or control_plane.settings.state_dir)
     hosts = HostPolicy(host, [*(allowed_hosts or []), *allowed_hosts_from_env()])
-    redactor = Redactor()
-    install_log_filters(redactor)
-    runner = web.AppRunner(make_app(control_plane, credentials, hosts, redactor), access_log=None)
+    install_log_filters(control_plane.redactor)
+    runner = web.AppRunner(make_app(control_plane, credentials, hosts), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

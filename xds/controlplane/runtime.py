@@ -7,6 +7,7 @@ pure), so xDS streams keep answering ACKs while a big change compiles.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import socket
@@ -43,6 +44,7 @@ from xds.controlplane.store.open import is_shared, open_backend
 from xds.controlplane.watcher import FolderWatcher
 from xds.diagnostics import Diagnostic, Location
 from xds.proxy import ProxyIdentity
+from xds.redact import Redactor, secret_values
 from xds.sources import RawDocument
 from xds.validate.strict import promote_strict
 
@@ -103,6 +105,10 @@ class ControlPlane:
         takes_inputs = "inputs" in inspect.signature(pipeline.compile_documents).parameters
         resolver = InputResolver(self.settings.credentials_folder()) if takes_inputs else None
         self.store = ConfigStore(pipeline.compile_documents, backend, resolver)
+        # the secret values logs and API answers never show: known as soon as the store or the proxies change
+        # (a folder loaded at start is masked before any API request)
+        self.redactor = Redactor()
+        self.store.on_change = self._refresh_secrets
         self.replication: Any = None  # a shared store (PostgreSQL): follow its head (replication.py)
         self.jobs = _periodic_jobs(self.settings, backend)
         from xds.controlplane.registration import Registration
@@ -247,12 +253,19 @@ class ControlPlane:
     async def _on_new_proxy(self, proxy: ProxyIdentity) -> None:
         """A proxy connected: build its snapshot at once (no debounce, Envoy is waiting for CDS)."""
         self._proxies[proxy.id] = proxy
+        self._refresh_secrets()  # its node metadata tokens
         self.registration.poke()  # its WorkloadEntry, when it names a WorkloadGroup
         if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
             await self._catch_up_before_first_response()
         # its credential may change what its clients expect of its endpoints: then every proxy is rebuilt
         changed = self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies())
         await self._build_and_set(self._connected() if changed else [proxy])
+
+    def _refresh_secrets(self) -> None:
+        """Component credentials of the served set and the connected proxies' node metadata tokens."""
+        proxies = {**self._proxies, **{p.id: p for p in self.server.proxies()}}
+        metadata = [dataclasses.asdict(p) for p in proxies.values()]
+        self.redactor.update(secret_values(self.dapr_view()) | secret_values(metadata))
 
     def _connections(self) -> list[tuple[ProxyIdentity, float]]:
         """(proxy, when its stream opened) per open stream: registration tells a restarted proxy apart."""
@@ -263,7 +276,9 @@ class ControlPlane:
         live = {p.id: p for p in self.server.proxies()}
         for pid in [p for p in self._snapshots if p not in live]:
             del self._snapshots[pid]
-        self._proxies = live
+        if live != self._proxies:
+            self._proxies = live
+            self._refresh_secrets()  # a proxy came back with other node metadata tokens
         return list(live.values())
 
     async def _push_all(self, _changes: list[int]) -> None:

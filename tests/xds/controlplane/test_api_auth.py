@@ -4,6 +4,7 @@ web page, DNS rebinding, the reader token trying to write, secrets in answers, h
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import stat
@@ -22,6 +23,7 @@ from xds.controlplane.auth import API_TOKEN_FILE, READER_TOKEN_FILE, Credentials
 from xds.controlplane.runtime import ControlPlane
 from xds.controlplane.settings import Settings
 from xds.redact import REDACTED, Redactor, secret_values
+from xds.testing.fake_proxy import FakeProxy
 
 PASSWORD = "hunter2-redis-Pa55"
 COMPONENT = f"""apiVersion: dapr.io/v1alpha1
@@ -221,6 +223,65 @@ def test_node_metadata_tokens_redacted_by_name_and_by_value() -> None:
     assert "tok-dapr-123" not in json.dumps(redactor.value(dump))
     assert redactor.text("redis://user:pw-123@host:6379/0") == f"redis://user:{REDACTED}@host:6379/0"
     assert redactor.value({"credentialName": "bookinfo-cert"}) == {"credentialName": "bookinfo-cert"}
+
+
+async def test_a_secret_logged_before_any_api_request_is_redacted(tmp_path: Path) -> None:
+    """The folder watcher loads a Component at start; a log line carrying its password is masked although
+    the API has answered nothing yet (the known values follow the store, not the API requests)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "statestore.yaml").write_text(COMPONENT)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    settings = Settings(
+        api_port=0, xds_port=0, state_dir=tmp_path / "state", watch=False, config_dirs=[config]
+    )
+    cp = ControlPlane(settings)
+    runner, _ = await start_api(cp, "127.0.0.1", 0, settings.state_dir)
+    try:
+        await cp.start()
+        assert [d.key[2] for d in cp.store.docs_of_kind("Component")] == ["statestore"]
+        logging.getLogger("mecha.controlplane").warning("state store dial failed (password %s)", PASSWORD)
+    finally:
+        root.removeHandler(handler)
+        await cp.stop()
+        await runner.cleanup()
+    assert PASSWORD not in stream.getvalue()
+    assert f"state store dial failed (password {REDACTED})" in stream.getvalue()
+
+
+async def test_a_connected_proxys_node_token_is_redacted_in_logs(tmp_path: Path) -> None:
+    """A proxy's dapr_api_token (node metadata) is masked in log lines from the moment it connects."""
+    token = "tok-dapr-node-7f3a"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    settings = Settings(api_port=0, xds_port=0, state_dir=tmp_path / "state", watch=False, insecure_xds=True)
+    cp = ControlPlane(settings)
+    runner, _ = await start_api(cp, "127.0.0.1", 0, settings.state_dir)
+    try:
+        await cp.start()
+        assert cp.xds_port is not None
+        proxy = FakeProxy(f"127.0.0.1:{cp.xds_port}", "reviews-v1", {"dapr_api_token": token})
+        await proxy.start()
+        try:
+            for _ in range(500):  # its first snapshot is built: the control plane knows the proxy
+                if cp.snapshot("reviews-v1") is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert cp.snapshot("reviews-v1") is not None
+            logging.getLogger("mecha.controlplane").warning("invoke refused (token %s)", token)
+        finally:
+            await proxy.stop()
+    finally:
+        root.removeHandler(handler)
+        await cp.stop()
+        await runner.cleanup()
+    assert token not in stream.getvalue()
+    assert f"invoke refused (token {REDACTED})" in stream.getvalue()
 
 
 # ---- hostile bodies: 4xx naming the reason, never 500 ----------------------------------------------------

@@ -54,6 +54,8 @@ class ConfigStore:
         self.result: CompileResultLike = compile_fn([])
         # owners whose documents a watched folder may take over (folders no longer watched, at start)
         self.adoptable: frozenset[str] = frozenset()
+        # called once the served set changed (load, commit): e.g. the redactor learns its secret values
+        self.on_change: Callable[[], None] | None = None
 
     async def load(self) -> list[Diagnostic]:
         """Read the backend and compile what it holds (off the event loop): the stored version is served
@@ -70,7 +72,12 @@ class ConfigStore:
         self.version = state.version
         self.inputs = state.inputs
         self.result = result
+        self._changed()
         return list(result.diagnostics)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def close(self) -> None:
         await self.backend.close()
@@ -210,6 +217,7 @@ class ConfigStore:
         self.result = plan.result
         self.inputs = inputs
         self.version = version
+        self._changed()
         return version
 
     def docs_of_kind(self, *kinds: str) -> list[RawDocument]:
