@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from capabilities.components.spec import ComponentSpec
 
@@ -23,7 +24,23 @@ ENV_ALLOWED_ROOTS = "MECHA_ALLOWED_FILE_ROOTS"
 PATH_FIELDS: dict[str, tuple[str, ...]] = {
     "bindings.localstorage": ("rootPath",),
     "secretstores.local.file": ("secretsFile",),
+    "state.sqlite": ("connectionString",),  # a file path or a `file:` URI (sqlite3 uri=True)
 }
+
+
+def sqlite_file(raw: str) -> str | None:
+    """The file a SQLite connection string opens, or None for an in-memory database (no file)."""
+    if not raw.startswith("file:"):
+        return None if raw == ":memory:" else raw
+    parts = urlsplit(raw)
+    path = unquote(parts.path)
+    if path in ("", ":memory:") or "memory" in parse_qs(parts.query).get("mode", []):
+        return None
+    return path
+
+
+# Component type -> how a path field's value names the file (default: the value is the path).
+_PATH_OF = {"state.sqlite": sqlite_file}
 
 # Folders of the operating system: a component may not sit at, inside, or above one of them.
 SYSTEM_FOLDERS = tuple(
@@ -97,7 +114,9 @@ class FileSandbox:
         return path
 
     def check_component(self, spec: ComponentSpec) -> None:
+        path_of = _PATH_OF.get(spec.type)
         for field in PATH_FIELDS.get(spec.type, ()):
             raw = spec.metadata.get(field)
-            if raw:
-                self.check_path(raw, f"metadata {field}")
+            path = path_of(raw) if raw and path_of is not None else raw
+            if path:
+                self.check_path(path, f"metadata {field}")

@@ -127,3 +127,29 @@ def test_roots_come_from_the_environment_and_the_flags(
         str(tmp_path / "state"),
     ]
     assert str(tmp_path / "state") in (Settings().state_dirs or [])  # a bare Settings finds it too
+
+
+@pytest.mark.parametrize("form", ["path", "uri"])
+async def test_sqlite_state_store_cannot_open_a_database_in_the_state_folder(
+    make_sidecar: Any, layout: dict[str, Path], form: str
+) -> None:
+    """state.sqlite's connectionString is a file path (or a `file:` URI): pointed at a database in the state
+    folder with its tableName, it would read (and write) that database through the state API."""
+    import sqlite3
+
+    store = layout["state"] / "config.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE docs (key TEXT PRIMARY KEY, value BLOB NOT NULL, etag INTEGER NOT NULL, "
+                   "expires REAL)")  # fmt: skip
+        db.execute("INSERT INTO docs VALUES ('token', '\"STATE-SECRET\"', 1, NULL)")
+    db.close()
+    target = str(store) if form == "path" else f"file:{store}?mode=rw"
+    thief = component("thief", "state.sqlite", connectionString=target, tableName="docs")
+    memory = component("scratch", "state.sqlite", connectionString=":memory:")
+    client, runtime = await make_sidecar([thief, memory], state_dirs=[str(layout["state"])])
+    assert list(runtime.init_errors) == ["thief"], runtime.init_errors
+    assert "overlaps the Mecha state folder" in runtime.init_errors["thief"]
+    stolen = await client.get("/v1.0/state/thief/token")
+    assert stolen.status >= 400 and "STATE-SECRET" not in await stolen.text()
+    saved = await client.post("/v1.0/state/scratch", json=[{"key": "k", "value": 1}])
+    assert saved.status == 204  # an in-memory database has no path: nothing to refuse
