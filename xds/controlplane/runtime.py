@@ -12,6 +12,7 @@ import inspect
 import logging
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ class ControlPlane:
         self._watchers: list[FolderWatcher] = []
         self.source_status: dict[str, dict[str, Any]] = {}
         self.xds_port: int | None = None
-        self._logged_errors: set[str] = set()
+        self._logged_errors = RecentSet(LOGGED_ERRORS_KEEP)
         self._gc = QuietCollector()
         self.ready = False
 
@@ -297,8 +298,7 @@ class ControlPlane:
         # e.g. a Gateway credentialName with no files: log each error once
         for diag in getattr(self.builder, "warnings", ()):
             text = str(diag)
-            if diag.severity == "error" and text not in self._logged_errors:
-                self._logged_errors.add(text)
+            if diag.severity == "error" and self._logged_errors.add(text):
                 log.error("%s", text)
         for pid, snap in snapshots.items():
             self._snapshots[pid] = snap
@@ -645,11 +645,36 @@ class ControlPlane:
 
 
 CHANGE_ATTEMPTS = 3  # plans of one change when other replicas keep writing first
+LOGGED_ERRORS_KEEP = 1024  # build errors remembered as logged (each distinct text is logged once while kept)
 CREDENTIALS_CHECK_S = 10.0  # the leader compares the credential files with the stored version's
 FIRST_RESPONSE_CATCH_UP_S = 2.0  # at most this long reading the head before a new proxy's first snapshot
 HISTORY_KEEP = 1000  # versions kept for rollback; older ones are compacted by the leader
 _REPLAN = object()  # _change_once: another replica wrote first, plan again
 REPLICA_MIN_PING_INTERVAL_MS = 500
+
+
+class RecentSet:
+    """The last `keep` distinct texts seen: bounded, as build errors name documents that come and go."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, text: str) -> bool:
+        """True when text is new (not among the kept ones); it becomes the most recent either way."""
+        if text in self._seen:
+            self._seen.move_to_end(text)
+            return False
+        self._seen[text] = None
+        if len(self._seen) > self.keep:
+            self._seen.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, text: object) -> bool:
+        return text in self._seen
 
 
 def replica_keepalive() -> tuple[tuple[str, int], ...]:
