@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-file-root", action="append", dest="allowed_file_roots", default=None, metavar="DIR",
         help="folder file components (bindings.localstorage, secretstores.local.file, state.sqlite) may use; "
-        "repeatable, adds to MECHA_ALLOWED_FILE_ROOTS; once any is given, file components must stay under one",
+        "repeatable, adds to MECHA_ALLOWED_FILE_ROOTS; once given, file components must stay under one",
     )  # fmt: skip
     parser.add_argument(
         "--state-dir", help="the Mecha state folder file components must not touch (env MECHA_STATE_DIR)"
