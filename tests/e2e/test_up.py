@@ -5,10 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -17,52 +15,22 @@ from typing import Any
 
 import aiohttp
 import pytest
+from mecha_up import MECHA, interrupt, start_up
+from mecha_up import free_offset as _free_offset  # also imported from here by other e2e modules
+from mecha_up import read_until as _read_until
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout, make_layout
-from xds.runner.procs import pid_alive, port_in_use
+from xds.demo.config import make_layout
+from xds.runner.procs import pid_alive
 from xds.runner.stack import Stack, StackOptions
 from xds.testing.envoy import free_port
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 14000)
-        layout = default_layout("sidecar", offset)
-        ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-        ports += [*layout.capability_ports().values(), *layout.gateway_ports().values()]
-        if not any(port_in_use(p) for p in ports):
-            return offset
-    pytest.skip("could not find a free block of ports for `mecha up`")
-
-
-def _read_until(proc: subprocess.Popen[str], needle: str, within: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + within
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not printed; output so far:\n" + "\n".join(lines))
-
-
 def test_up_serves_the_demo_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     offset = _free_offset()
     state = tmp_path / ".mecha"
-    mecha = [sys.executable, "-m", "xds.cli"]
-    proc = subprocess.Popen(
-        [*mecha, "up", "--port-offset", str(offset)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_up(tmp_path, "--port-offset", str(offset))
     try:
         lines = _read_until(proc, "Mecha is up", 90)
         text = "\n".join(lines)
@@ -83,16 +51,12 @@ def test_up_serves_the_demo_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None
         with urllib.request.urlopen(info["gateway"], timeout=10) as resp:
             assert resp.status == 200 and json.loads(resp.read())["app"] == "productpage"
         # A second `up` in the same folder reports instead of starting anything.
-        again = subprocess.run([*mecha, "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        again = subprocess.run([*MECHA, "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
         assert again.returncode == 1 and "already running" in again.stdout
         assert info["productpage"] in again.stdout
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest = proc.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        rest = interrupt(proc, 30)
+    assert rest is not None, "mecha up did not stop within 30 s of Ctrl-C (killed)"
     assert proc.returncode == 0, rest
     assert "all processes stopped" in rest
     deadline = time.monotonic() + 5
@@ -104,9 +68,8 @@ def test_up_serves_the_demo_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None
 
 def test_down_with_nothing_running(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "xds.cli", "down", "--state-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [*MECHA, "down", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0 and "nothing to stop" in out.stdout
 
 
@@ -116,9 +79,8 @@ def test_down_kills_children_left_by_a_dead_supervisor(tmp_path: Path) -> None:
         state = {"pid": 2**22 + 7, "children": [{"name": "x", "pid": orphan.pid, "argv0": "sleep"}]}
         (tmp_path / "up.json").write_text(json.dumps(state))
         out = subprocess.run(
-            [sys.executable, "-m", "xds.cli", "down", "--state-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            [*MECHA, "down", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0 and "killed 1 leftover" in out.stdout
         assert orphan.wait(timeout=5) == -signal.SIGKILL
         assert not (tmp_path / "up.json").exists()
@@ -212,9 +174,7 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
     SIGKILL of that supervisor leaves no child behind."""
     offset = _free_offset()
     state = tmp_path / ".mecha"
-    mecha = [sys.executable, "-m", "xds.cli"]
-    up = [*mecha, "up", "--port-offset", str(offset)]
-    proc = subprocess.Popen(up, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_up(tmp_path, "--port-offset", str(offset))
     second: subprocess.Popen[str] | None = None
     try:
         text = "\n".join(_read_until(proc, "Mecha is up", 120))
@@ -244,15 +204,13 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
         _wait_for(lambda: _answers(f"{api}/readyz"), 30, "the restarted control plane's /readyz")
         live = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
 
-        down = subprocess.run([*mecha, "down"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        down = subprocess.run([*MECHA, "down"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0, down.stdout + down.stderr
         assert proc.wait(timeout=30) == 0
         assert [pid for pid in live if pid_alive(pid)] == []
 
         # up again at once, same ports: the sockets the first run closed may sit in TIME_WAIT
-        second = subprocess.Popen(
-            up, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        second = start_up(tmp_path, "--port-offset", str(offset))
         _read_until(second, "Mecha is up", 120)
         children = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
         second.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG stops the children
@@ -263,7 +221,7 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
             if running is not None and running.poll() is None:
                 running.send_signal(signal.SIGINT)
                 running.communicate(timeout=30)
-        subprocess.run([*mecha, "down"], cwd=tmp_path, capture_output=True, timeout=60)
+        subprocess.run([*MECHA, "down"], cwd=tmp_path, capture_output=True, timeout=60)
 
 
 def _answers(url: str) -> bool:
