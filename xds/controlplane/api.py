@@ -230,17 +230,23 @@ def make_app(
 
 
 class OneLineHttpErrors(logging.Filter):
-    """aiohttp logs a traceback per malformed HTTP request; one line says the same."""
+    """aiohttp logs a traceback per malformed HTTP request; one WARNING line says the same.
+
+    The capability service has its own copy on the same logger (capabilities/api/http/logfilter.py: xds does
+    not import capabilities): both write exactly this line, so whichever runs first, the log reads the same
+    (tests/xds/controlplane/test_api_auth.py compares them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # aiohttp's text spans lines
-            where = record.getMessage()
-            record.msg, record.args = "%s: malformed HTTP request refused: %s", (where, reason)
+            reason = " ".join(str(exc.message).split()) or type(exc).__name__  # aiohttp's text spans lines
+            record.msg, record.args = MALFORMED_HTTP_LINE, (record.getMessage(), exc.code, reason[:200])
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+MALFORMED_HTTP_LINE = "%s: malformed HTTP request answered %s: %s"
 
 
 def install_log_filters(redactor: Redactor) -> None:

@@ -11,6 +11,8 @@ import logging
 from aiohttp.http_exceptions import HttpProcessingError
 
 SERVER_LOGGER = "aiohttp.server"
+# the very line of the control plane's copy on the same logger (xds/controlplane/api.py OneLineHttpErrors)
+MALFORMED_HTTP_LINE = "%s: malformed HTTP request answered %s: %s"
 
 
 class MalformedHttpFilter(logging.Filter):
@@ -21,7 +23,7 @@ class MalformedHttpFilter(logging.Filter):
         if isinstance(exc, HttpProcessingError):
             reason = " ".join(str(exc.message).split()) or type(exc).__name__
             original = record.getMessage()
-            record.msg, record.args = "%s; answered %s: %s", (original, exc.code, reason[:200])
+            record.msg, record.args = MALFORMED_HTTP_LINE, (original, exc.code, reason[:200])
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True

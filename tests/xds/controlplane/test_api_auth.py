@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import stat
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,10 +346,38 @@ async def test_malformed_http_is_logged_in_one_line(server: Server, caplog: pyte
             writer.close()
             assert answer.split(b" ")[1] == b"400", answer
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
-    # one WARNING line each, no traceback (the capability service installs the same kind of filter on this
-    # logger; whichever runs first rewrites the record, so only the behaviour is asserted)
+    # one WARNING line each, no traceback (the capability service's filter on this logger writes the same)
     assert records and all(r.exc_info is None and r.levelno == logging.WARNING for r in records)
+    assert all("malformed HTTP request answered 400: " in r.getMessage() for r in records), records
     assert all("\n" not in r.getMessage() and "Content-Length" in r.getMessage() for r in records)
+
+
+def test_both_aiohttp_server_filters_write_the_same_line() -> None:
+    """The control plane's and the capability service's filters share aiohttp.server in one process
+    (`mecha up` tests, embedded sidecars): whichever runs first, the line is the same."""
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from capabilities.api.http.logfilter import MalformedHttpFilter
+    from xds.controlplane.api import OneLineHttpErrors
+
+    def rewritten(log_filter: logging.Filter) -> tuple[str, int, object]:
+        try:
+            raise BadHttpMessage("Content-Length\n  nope")
+        except BadHttpMessage:
+            record = logging.LogRecord(
+                "aiohttp.server",
+                logging.ERROR,
+                __file__,
+                1,
+                "Error handling %s",
+                ("request",),
+                sys.exc_info(),
+            )
+        assert log_filter.filter(record)
+        return record.getMessage(), record.levelno, record.exc_info
+
+    line = "Error handling request: malformed HTTP request answered 400: Content-Length nope"
+    assert rewritten(OneLineHttpErrors()) == rewritten(MalformedHttpFilter()) == (line, logging.WARNING, None)
 
 
 # ---- the CLI finds the token ------------------------------------------------------------------------------
