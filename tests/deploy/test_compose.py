@@ -165,7 +165,8 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    # from the build context (COPY --from=STAGE copies out of another image: the Envoy binary)
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ") and "--from=" not in line]
     sources = [src for group in copies for src in group]
     assert {"pyproject.toml", "xds", "capabilities", "envoy", "compose/apps"} <= set(sources)
     for src in sources:
@@ -203,10 +204,11 @@ def test_replicas_variant_runs_two_control_planes_on_postgres_and_every_agent_di
         assert "postgres" in services[name]["depends_on"]
         assert services[name]["networks"]["mesh"]["aliases"] == ["control-plane"]  # the API's compose name
     assert "control-plane-a" in services["control-plane-b"]["depends_on"]  # the shared tokens are made once
-    envoys = [s for s in services.values() if s["image"].startswith(ENVOY_IMAGE_REF)]
-    assert envoys
-    for envoy in envoys:
-        bootstrap = envoy["volumes"][0].split(":")[0]
+    # every Envoy: the gateway's container and each replica's (the pod mounts its Envoy's bootstrap)
+    bootstraps = [v.split(":")[0] for s in services.values() for v in s.get("volumes", [])
+                  if v.endswith(":/etc/envoy/envoy.yaml:ro")]  # fmt: skip
+    assert len(bootstraps) == 7  # six sidecars and the gateway
+    for bootstrap in bootstraps:
         assert bootstrap.startswith("./bootstrap/replicas/"), bootstrap
         doc = yaml.safe_load((COMPOSE / bootstrap).read_text())
         xds = next(c for c in doc["static_resources"]["clusters"] if c["name"] == "mecha_xds")

