@@ -30,15 +30,14 @@ from xds.model.resources import ServicePort, VirtualService
 from xds.model.security import security_policies
 from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, outbound_cluster_name, socket
-from xds.translate.listener import HCM_NAME, ROUTER
-from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
+from xds.translate.listener import HCM_NAME, ROUTER, shared_manager_fields
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.pack import encode
 from xds.translate.route import destination_port, vs_routes_bytes
 from xds.translate.security.credentials import Credential, ca_secret_name, secret_name
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.proxy import TLS_INSPECTOR
 from xds.translate.security.rbac import applicable, rbac_http_filters, rbac_network_filters, tcp_warnings
-from xds.translate.upgrades import upgrade_fields
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
@@ -162,8 +161,7 @@ def _hcm(
         http_filters=[*filters, ROUTER],  # RequestAuthentication + AuthorizationPolicy of the gateway
         strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
         use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
-        **normalization_fields(normalization),
-        **upgrade_fields(),  # WebSocket (istiod)
+        **shared_manager_fields(normalization),
     )
     return lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))
 

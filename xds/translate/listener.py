@@ -3,6 +3,9 @@ AUTO and fetches its routes by RDS over ADS, so a route change travels as RDS on
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.route import v3 as rte
@@ -16,16 +19,11 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, inbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites
-from xds.translate.normalize import (
-    DEFAULT_PATH_NORMALIZATION,
-    PathNormalization,
-    normalization_bytes,
-    normalization_fields,
-)
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
 from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
-from xds.translate.upgrades import upgrade_bytes, upgrade_fields
+from xds.translate.upgrades import upgrade_fields
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -40,6 +38,18 @@ TAIL_FILTERS = [FAULT, CORS, ROUTER]
 # at once, where adding a filter changes the listener and leaves pooled connections on the old filter chain
 # until they drain (docs/benchmarks.md, "Where the Envoy time goes").
 ROUTER_ONLY = [ROUTER]
+
+
+def shared_manager_fields(normalization: PathNormalization) -> dict[str, Any]:
+    """HttpConnectionManager keyword arguments every HCM Mecha builds carries, as istiod sets them on each:
+    path normalization (xds/translate/normalize.py) and the WebSocket upgrade (xds/translate/upgrades.py)."""
+    return {**normalization_fields(normalization), **upgrade_fields()}
+
+
+@cache
+def shared_manager_bytes(normalization: PathNormalization) -> bytes:
+    """The same fields serialized, appended to a hand-encoded HttpConnectionManager (proto fields merge)."""
+    return bytes(hcm.HttpConnectionManager(**shared_manager_fields(normalization)))
 
 
 # Route configuration names do not carry the proxy's listener port: proxies whose ports differ (every sidecar
@@ -78,8 +88,7 @@ def http_listener(
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=http_filters,
-        **normalization_fields(normalization),
-        **upgrade_fields(),
+        **shared_manager_fields(normalization),
     )
     return lis.Listener(
         name=name,
@@ -196,7 +205,7 @@ def inbound_route_config(app: AppBinding) -> rte.RouteConfiguration:
 
 # ---- hot path: the same messages hand-encoded (equal bytes after decoding; checked by tests) ---------
 
-_HCM_TYPE_URL = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
+HCM_TYPE_URL = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
 _ADS_BYTES = bytes(ADS)
 _TAIL_BYTES = [bytes(f) for f in TAIL_FILTERS]
 _ROUTER_ONLY_BYTES = [bytes(f) for f in ROUTER_ONLY]
@@ -237,8 +246,8 @@ def _hcm_chain(
         routing = {"rds": encode(hcm.Rds, config_source=_ADS_BYTES, route_config_name=route_name)}
     filters = _ROUTER_ONLY_BYTES if router_only else _TAIL_BYTES
     manager = encode(hcm.HttpConnectionManager, stat_prefix=stat_prefix, **routing, http_filters=filters)
-    manager += normalization_bytes(normalization) + upgrade_bytes()
-    typed = encode(AnyMsg, type_url=_HCM_TYPE_URL, value=manager)
+    manager += shared_manager_bytes(normalization)
+    typed = encode(AnyMsg, type_url=HCM_TYPE_URL, value=manager)
     return encode(lis.FilterChain, filters=[encode(lis.Filter, name=HCM_NAME, typed_config=typed)])
 
 

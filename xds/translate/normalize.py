@@ -9,7 +9,6 @@ kept unchanged unless DECODE_AND_MERGE_SLASHES decodes them.
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cache
 from typing import Any
 
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
@@ -49,9 +48,3 @@ def normalization_fields(choice: PathNormalization) -> dict[str, Any]:
     if choice is PathNormalization.DECODE_AND_MERGE_SLASHES:
         fields["path_with_escaped_slashes_action"] = _ESCAPED.UNESCAPE_AND_FORWARD
     return fields
-
-
-@cache
-def normalization_bytes(choice: PathNormalization) -> bytes:
-    """The same fields serialized, appended to a hand-encoded HttpConnectionManager (proto fields merge)."""
-    return bytes(hcm.HttpConnectionManager(**normalization_fields(choice)))

@@ -37,14 +37,13 @@ from xds.model.resources import Service, ServicePort, VirtualService
 from xds.model.traffic import EgressListener, IngressListener, Sidecar
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
-from xds.translate.listener import HCM_NAME, TAIL_FILTERS
+from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields
 from xds.translate.mesh import Blob
-from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.pack import Memo, digest, field_number, repeated_field, resource
 from xds.translate.route import ZERO, alias_virtual_hosts, block_all_vhost, virtual_host
 from xds.translate.scope import ScopedView, host_matches
 from xds.translate.tcp import tcp_proxy_filter
-from xds.translate.upgrades import upgrade_fields
 
 PASSTHROUGH = "PassthroughCluster"
 ALLOW_ANY = "ALLOW_ANY"
@@ -116,8 +115,7 @@ def hcm_listener(
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=_http_filters(allow_any),
-        **normalization_fields(normalization),
-        **upgrade_fields(),  # WebSocket (istiod)
+        **shared_manager_fields(normalization),
     )
     chain = lis.FilterChain(filters=[lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))])
     return lis.Listener(name=name, address=address, filter_chains=[chain], traffic_direction=direction)

@@ -37,30 +37,27 @@ from xds.model.telemetry import (
     OtelProvider,
     TracingSpec,
     WorkloadTracing,
-    telemetries,
     tracing_for,
-    tracing_settings,
 )
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
+from xds.translate.listener import HCM_NAME, HCM_TYPE_URL
 from xds.translate.pack import field_bytes, field_number, resource
 
 OTEL_TRACER = "envoy.tracers.opentelemetry"
-HCM_FILTER = "envoy.filters.network.http_connection_manager"
 EXPORT_TIMEOUT = timedelta(seconds=5)
 _OTEL_TYPE = AnyMsg.pack(trace.OpenTelemetryConfig()).type_url
-_HCM_TYPE = AnyMsg.pack(hcm.HttpConnectionManager()).type_url
 
 
 def proxy_tracing(config: MeshConfig, proxy: ProxyIdentity) -> WorkloadTracing | None:
     """The proxy's resolved tracing; None when neither side traces (the common, free case)."""
-    settings = tracing_settings(config.carried)
+    settings, docs = config.tracing  # read once per config
     if not settings.providers:
         return None
     labels = dict(proxy.label_map)
     if proxy.mode is ProxyMode.SIDECAR and proxy.apps:
         labels = {**proxy.apps[0].label_map, **labels}
-    found = tracing_for(settings, telemetries(config.carried), proxy.namespace, labels)
+    found = tracing_for(settings, docs, proxy.namespace, labels)
     return found if found.client is not None or found.server is not None else None
 
 
@@ -204,12 +201,12 @@ def _rewrite(buf: bytes, number: int, edit: object) -> bytes:
 
 def _decorate_filter(raw: bytes, extra: bytes) -> bytes:
     values = {num: raw[v:e] for num, wire, _, v, e in _fields(raw) if wire == 2}
-    if values.get(_F_NAME) != HCM_FILTER.encode():
+    if values.get(_F_NAME) != HCM_NAME.encode():
         return raw
 
     def any_value(typed: bytes) -> bytes:
         url = {num: typed[v:e] for num, _, _, v, e in _fields(typed)}.get(_ANY_URL)
-        if url != _HCM_TYPE.encode():
+        if url != HCM_TYPE_URL.encode():
             return typed
         return _rewrite(typed, _ANY_VALUE, lambda v: v + extra)
 

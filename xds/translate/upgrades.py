@@ -3,12 +3,11 @@
 
 Without it Envoy answers an `Upgrade: websocket` request with 403 (upgrade not configured), so an app that
 worked under Istio loses its WebSocket connections behind Mecha. Beside normalize.py, which sets the other
-field every HCM shares.
+field every HCM shares; xds.translate.listener.shared_manager_fields puts both on each HCM.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
@@ -19,9 +18,3 @@ WEBSOCKET = "websocket"
 def upgrade_fields() -> dict[str, Any]:
     """HttpConnectionManager keyword arguments: the upgrades istiod enables."""
     return {"upgrade_configs": [hcm.HttpConnectionManagerUpgradeConfig(upgrade_type=WEBSOCKET)]}
-
-
-@cache
-def upgrade_bytes() -> bytes:
-    """The same field serialized, appended to a hand-encoded HttpConnectionManager (proto fields merge)."""
-    return bytes(hcm.HttpConnectionManager(**upgrade_fields()))

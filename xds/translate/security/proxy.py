@@ -21,13 +21,18 @@ from xds.model.mesh import MeshConfig
 from xds.model.security import SecurityPolicies, security_policies
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, socket
-from xds.translate.listener import HCM_NAME, ROUTER, inbound_route_name, inbound_tcp_filter
-from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
+from xds.translate.listener import (
+    HCM_NAME,
+    ROUTER,
+    inbound_route_name,
+    inbound_tcp_filter,
+    shared_manager_fields,
+)
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.pack import Memo, field_bytes, field_number
 from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.rbac import rbac_http_filters, rbac_network_filters
-from xds.translate.upgrades import upgrade_fields
 
 _TRANSPORT_SOCKET = field_number(clu.Cluster, "transport_socket")
 TLS_INSPECTOR = lis.ListenerFilter(
@@ -57,8 +62,7 @@ def inbound_listener(
         # the app sees its caller (x-forwarded-client-cert with the peer's SPIFFE URI); forged ones dropped
         forward_client_cert_details=hcm.HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET,
         set_current_client_cert_details=hcm.HttpConnectionManagerSetCurrentClientCertDetails(uri=True),
-        **normalization_fields(normalization),  # RBAC matches the path the app is given
-        **upgrade_fields(),  # WebSocket (istiod)
+        **shared_manager_fields(normalization),  # RBAC matches the path the app is given
     )
     chain_filters = [lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))]
     if app.is_tcp:  # TCP-family port: network RBAC (as istiod) before the TCP proxy, no HTTP codec
