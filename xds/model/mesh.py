@@ -28,7 +28,15 @@ from xds.model.resources import (
 )
 from xds.model.schema import Obj, Report, camelize
 from xds.model.specs import CHECKED_CARRIED, SPEC_BY_KIND
-from xds.model.telemetry import is_mesh_config_map, mesh_config_document, telemetry_warnings
+from xds.model.telemetry import (
+    Telemetry,
+    TracingSettings,
+    is_mesh_config_map,
+    mesh_config_document,
+    telemetries,
+    telemetry_warnings,
+    tracing_settings,
+)
 from xds.model.traffic import Sidecar
 from xds.sources.kinds import Family, classify, dropped_kind_reason, unknown_kind_problem
 from xds.sources.loader import RawDocument
@@ -69,6 +77,27 @@ class MeshConfig:
     def mesh_routes_by_host(self) -> dict[str, VirtualService]:
         """The sidecar VS per host: the oldest (a younger one for the same host is a warning)."""
         return mesh_route_choice(self.virtual_services)
+
+    @cached_property
+    def mesh_routes_outside_registry(self) -> tuple[tuple[str, VirtualService], ...]:
+        """(host, VS) of mesh_routes_by_host whose host is no registry service nor `*`, sorted by host: the
+        hosts served by a virtual host of their own (xds.translate.route.alias_virtual_hosts)."""
+        return tuple(
+            sorted(
+                (
+                    (h, vs)
+                    for h, vs in self.mesh_routes_by_host.items()
+                    if h != "*" and h not in self.service_by_host
+                ),
+                key=lambda item: item[0],
+            )
+        )
+
+    @cached_property
+    def tracing(self) -> tuple[TracingSettings, tuple[Telemetry, ...]]:
+        """meshConfig's tracing providers and the Telemetry documents: read once per config, not per proxy
+        (xds.translate.tracing.proxy_tracing resolves each proxy's tracing from them)."""
+        return tracing_settings(self.carried), telemetries(self.carried)
 
     @cached_property
     def vs_by_ref(self) -> dict[tuple[str, str], VirtualService]:

@@ -105,7 +105,7 @@ class _Rule:
 
 
 @dataclass(frozen=True, slots=True)
-class _Telemetry:
+class Telemetry:
     namespace: str
     selector: tuple[tuple[str, str], ...] | None
     rules: tuple[_Rule, ...]
@@ -252,7 +252,7 @@ def _settings(spec_json: str) -> TracingSettings:
 
 
 @lru_cache(maxsize=4096)
-def _telemetry(namespace: str, spec_json: str) -> _Telemetry:
+def _telemetry(namespace: str, spec_json: str) -> Telemetry:
     spec: dict[str, Any] = json.loads(spec_json)
     labels = (spec.get("selector") or {}).get("matchLabels")
     rules = []
@@ -269,22 +269,22 @@ def _telemetry(namespace: str, spec_json: str) -> _Telemetry:
             )
         )
     selector = None if labels is None else tuple(sorted((str(k), str(v)) for k, v in labels.items()))
-    return _Telemetry(namespace, selector, tuple(rules))
+    return Telemetry(namespace, selector, tuple(rules))
 
 
-def telemetries(carried: Iterable[CarriedResource]) -> tuple[_Telemetry, ...]:
+def telemetries(carried: Iterable[CarriedResource]) -> tuple[Telemetry, ...]:
     return tuple(_telemetry(c.meta.namespace, c.spec_json) for c in carried if c.meta.kind == "Telemetry")
 
 
 def tracing_for(
     settings: TracingSettings,
-    docs: tuple[_Telemetry, ...],
+    docs: tuple[Telemetry, ...],
     namespace: str,
     labels: Mapping[str, str],
 ) -> WorkloadTracing:
     """The workload's tracing per side: root namespace, then its namespace, then a selecting Telemetry."""
 
-    def matches(t: _Telemetry) -> bool:
+    def matches(t: Telemetry) -> bool:
         return all(labels.get(k) == v for k, v in t.selector or ())
 
     root = [t for t in docs if t.namespace == ROOT_NAMESPACE and t.selector is None]

@@ -273,10 +273,10 @@ class MeshBuilder:
         if found is None:
             services = config.services if view is None else view.services
             rcfg = config if view is None else view.route_config
-            service_keys = {k for svc in services for k in _all_scope_keys(svc)}
-            vhosts = [
-                v for v in alias_virtual_hosts(rcfg, services, "") if _vhost_host(v) not in service_keys
-            ]
+            vhosts = alias_virtual_hosts(rcfg, services, "")
+            if vhosts:
+                service_keys = {k for svc in services for k in _all_scope_keys(svc)}
+                vhosts = [v for v in vhosts if _vhost_host(v) not in service_keys]
             table: Resource | None = None
             scopes: list[Resource] = []
             if vhosts:

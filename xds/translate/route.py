@@ -592,6 +592,9 @@ def alias_virtual_hosts(
     only: a domain may appear once) and `host:port`. A host that is already a service's domain is skipped
     (Envoy refuses a domain twice), as is `*` (the catch-all's). only_port: that port's virtual hosts only
     (a Sidecar egress listener's table), `host` among their domains; selected: which (VS, host) to keep."""
+    aliases = config.mesh_routes_outside_registry  # computed once per config
+    if not aliases:  # the common case: every VirtualService host is a service (no walk over the services)
+        return []
     taken = {
         d
         for svc in services
@@ -600,8 +603,8 @@ def alias_virtual_hosts(
         for d in service_domains(svc, p, namespace, True)
     }
     out: list[rte.VirtualHost] = []
-    for host, vs in sorted(config.mesh_routes_by_host.items()):
-        if host in config.service_by_host or host == "*" or host in taken or not selected(vs, host):
+    for host, vs in aliases:
+        if host in taken or not selected(vs, host):
             continue
         for i, number in enumerate(_alias_ports(vs, config)):
             if only_port is not None and number != only_port:
