@@ -33,3 +33,19 @@ def regex_problem(pattern: str) -> str | None:
             "(re2.max_program_size.error_level); simplify it (fewer or smaller repetitions)"
         )
     return None
+
+
+# ---- the regexes AuthorizationPolicy peer values become (istiod pilot/pkg/security/authz/matcher) --------
+# One definition for the translation (xds/translate/security/rbac.py) and the check before a push
+# (xds/model/security_checks.py), so the check validates exactly the regex Envoy is sent.
+
+
+def principal_regex(value: str) -> str | None:
+    """istiod StringMatcherWithPrefix(value, "spiffe://"): `*suffix` (not `*` alone) becomes a regex;
+    None when the matcher is no regex (`*`: any, `prefix*`: a prefix, else exact)."""
+    return f"spiffe://.*{value[1:]}" if value != "*" and value.startswith("*") else None
+
+
+def namespace_regex(value: str) -> str:
+    """istiod's principal matcher for a `namespaces` value (`*` inside it: any characters)."""
+    return f".*/ns/{value.replace('*', '.*')}/.*"

@@ -13,7 +13,7 @@ from xds.diagnostics import Diagnostic, Severity
 from xds.inputs import JwksInput
 from xds.model.gateway import GATEWAY_SPECS
 from xds.model.mesh import MeshConfig
-from xds.model.regex import regex_problem
+from xds.model.regex import namespace_regex, principal_regex, regex_problem
 from xds.model.resources import CarriedResource
 from xds.model.security import ClientTLS
 
@@ -68,9 +68,9 @@ def authz_regex(key: str, value: str) -> str | None:
     """The regex the RBAC translation builds from a principal or namespace value (xds/translate/security/
     rbac.py, as istiod does), or None when it builds a plain exact/prefix/suffix matcher."""
     if key in ("namespaces", "notNamespaces", "source.namespace"):
-        return f".*/ns/{value.replace('*', '.*')}/.*"
-    if key in ("principals", "notPrincipals", "source.principal") and value.startswith("*") and value != "*":
-        return f"spiffe://.*{value[1:]}"
+        return namespace_regex(value)
+    if key in ("principals", "notPrincipals", "source.principal"):
+        return principal_regex(value)
     return None
 
 

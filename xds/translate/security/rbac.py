@@ -23,6 +23,7 @@ from envoy_data_plane.envoy.type.matcher import v3 as m
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.diagnostics import Diagnostic, Severity
+from xds.model.regex import namespace_regex, principal_regex
 from xds.model.resources import Labels
 from xds.model.security import (
     AuthorizationPolicy,
@@ -50,8 +51,7 @@ def string_matcher(value: str, prefix: str = "", ignore_case: bool = False) -> m
     if value.endswith("*"):
         return m.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
     if value.startswith("*"):
-        if prefix:  # a suffix after a fixed prefix needs a regex
-            return m.StringMatcher(safe_regex=m.RegexMatcher(regex=f"{prefix}.*{value[1:]}"))
+        assert not prefix, "a suffix after a prefix is a regex (xds.model.regex.principal_regex)"
         return m.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
     return m.StringMatcher(exact=prefix + value, ignore_case=ignore_case)
 
@@ -167,13 +167,16 @@ def _permission(op: Operation | None, conditions: tuple[Condition, ...]) -> rbac
 
 
 def _principal_name(v: str) -> rbac.Principal:
-    sm = string_matcher(v, prefix="" if v == "*" else "spiffe://")
+    regex = principal_regex(v)  # `*suffix` (istiod: the spiffe:// prefix, then any characters)
+    if regex is not None:
+        sm = m.StringMatcher(safe_regex=m.RegexMatcher(regex=regex))
+    else:
+        sm = string_matcher(v, prefix="" if v == "*" else "spiffe://")
     return rbac.Principal(authenticated=rbac.PrincipalAuthenticated(principal_name=sm))
 
 
 def _namespace(v: str) -> rbac.Principal:
-    regex = f".*/ns/{v.replace('*', '.*')}/.*"
-    sm = m.StringMatcher(safe_regex=m.RegexMatcher(regex=regex))
+    sm = m.StringMatcher(safe_regex=m.RegexMatcher(regex=namespace_regex(v)))
     return rbac.Principal(authenticated=rbac.PrincipalAuthenticated(principal_name=sm))
 
 
