@@ -100,6 +100,9 @@ class Credentials:
 
     tokens: dict[str, Principal] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._encoded = [(token.encode(), principal) for token, principal in self.tokens.items()]  # once
+
     @classmethod
     def from_state_dir(cls, state_dir: Path) -> Credentials:
         admin = load_or_create_token(state_dir / API_TOKEN_FILE)
@@ -117,8 +120,8 @@ class Credentials:
             return None
         given = presented.strip().encode()
         found = None
-        for token, principal in self.tokens.items():  # no early exit: timing says nothing about which
-            if hmac.compare_digest(given, token.encode()):
+        for token, principal in self._encoded:  # no early exit: timing says nothing about which
+            if hmac.compare_digest(given, token):
                 found = principal
         return found
 

@@ -155,6 +155,7 @@ class ControlPlane:
         self.xds_port: int | None = None
         self._logged_errors = RecentSet(LOGGED_ERRORS_KEEP)
         self._gc = QuietCollector()
+        self._no_ca_accepted: tuple[Any, list[Diagnostic]] | None = None  # (accepted config, its findings)
         self.ready = False
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -498,7 +499,7 @@ class ControlPlane:
                 # no CA: what needs certificates is refused now rather than answering 503 later
                 from xds.validate.no_ca import check_without_ca
 
-                found, accepted = check_without_ca(plan.result.config, self.store.config)
+                found, accepted = check_without_ca(plan.result.config, before=self._accepted_without_ca())
                 plan.result.diagnostics += found
                 plan.earlier += accepted
             if not plan.ok:
@@ -529,6 +530,15 @@ class ControlPlane:
         async with self._changed:
             self._changed.notify_all()
         return self._outcome(plan, dry_run)
+
+    def _accepted_without_ca(self) -> list[Diagnostic]:
+        """The no-CA findings of the accepted config: walked once per accepted config, not per change."""
+        from xds.validate.no_ca import accepted_findings
+
+        config = self.store.config
+        if self._no_ca_accepted is None or self._no_ca_accepted[0] is not config:
+            self._no_ca_accepted = (config, accepted_findings(config) if config is not None else [])
+        return self._no_ca_accepted[1]
 
     # ---- replicas ----------------------------------------------------------------------------------------
     async def catch_up(self) -> bool:

@@ -28,15 +28,24 @@ PEER_FIELDS = {"principals": True, "namespaces": True, "notPrincipals": False, "
 PEER_KEYS = ("source.principal", "source.namespace")
 
 
-def check_without_ca(config: Any, earlier: Any = None) -> tuple[list[Diagnostic], list[Diagnostic]]:
+def check_without_ca(
+    config: Any, earlier: Any = None, before: list[Diagnostic] | None = None
+) -> tuple[list[Diagnostic], list[Diagnostic]]:
     """(findings of `config`, a MeshConfig, on a mesh without a CA; those of the accepted config `earlier`,
     as warnings). A finding the accepted config already had is a warning: a change is refused for what it
     brings (a restart with --no-mtls under an mTLS config keeps serving it and accepts unrelated changes), and
-    `apply` counts it among the earlier warnings instead of showing it again."""
-    before = [_as_warning(d) for d in _findings(earlier)] if earlier is not None else []
+    `apply` counts it among the earlier warnings instead of showing it again. `before`: those of `earlier`
+    when already known (accepted_findings), so an accepted config is not walked again with every change."""
+    if before is None:
+        before = accepted_findings(earlier) if earlier is not None else []
     seen = {identity(d) for d in before}
     found = [_as_warning(d) if identity(_as_warning(d)) in seen else d for d in _findings(config)]
     return found, before
+
+
+def accepted_findings(config: Any) -> list[Diagnostic]:
+    """The findings of an accepted config, as warnings (check_without_ca's `before`)."""
+    return [_as_warning(d) for d in _findings(config)]
 
 
 def _as_warning(d: Diagnostic) -> Diagnostic:

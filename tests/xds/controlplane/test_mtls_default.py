@@ -176,3 +176,24 @@ async def test_a_restart_without_the_ca_keeps_serving_and_accepts_unrelated_chan
         assert outcome["earlier_warnings"] == 1
         assert (await cp.apply([("pa.yaml", STRICT_PA)]))["accepted"]  # unchanged: still served
         assert not (await cp.apply([("dr.yaml", ISTIO_MUTUAL_DR)]))["accepted"]
+
+
+async def test_the_accepted_configs_findings_are_computed_once_per_accepted_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused changes leave the accepted config as it is: its no-CA findings are not walked again."""
+    from xds.validate import no_ca as module
+
+    walked: list[object] = []
+    real = module.accepted_findings
+    monkeypatch.setattr(module, "accepted_findings", lambda config: walked.append(config) or real(config))
+    async with running(tmp_path, mtls=True) as cp:
+        assert (await cp.apply([("pa.yaml", STRICT_PA)]))["accepted"]
+    async with running(tmp_path, mtls=False) as cp:
+        for _ in range(3):
+            refused = await cp.apply([("dr.yaml", ISTIO_MUTUAL_DR)])
+            assert not refused["accepted"] and refused["earlier_warnings"] == 1
+        assert walked == [cp.store.config]
+        assert (await cp.apply([("se.yaml", SERVICE)]))["accepted"]  # a new accepted config: walked again
+        assert (await cp.apply([("dr.yaml", ISTIO_MUTUAL_DR)]))["earlier_warnings"] == 1
+        assert len(walked) == 2 and walked[1] is cp.store.config
