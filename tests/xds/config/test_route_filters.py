@@ -22,46 +22,41 @@ CORS = "envoy.filters.http.cors"
 ROUTER = "envoy.filters.http.router"
 HCM = "envoy.filters.network.http_connection_manager"
 
-SERVICE = """
+
+def service(port: int = 8080) -> str:
+    """ServiceEntry `web` on 8080, its endpoint on 127.0.0.1:port."""
+    return f"""
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: web}
+metadata: {{name: web}}
 spec:
   hosts: [web]
   location: MESH_INTERNAL
   resolution: STATIC
-  ports: [{number: 8080, name: http}]
-  endpoints: [{address: 127.0.0.1}]
+  ports: [{{number: 8080, name: http}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
 """
-PLAIN_VS = """---
+
+
+SERVICE = service()
+
+
+def _vs(route_fields: str = "") -> str:
+    """The VirtualService `web`, one route to `web` with route_fields (a fault, a corsPolicy) added."""
+    return f"""---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: web}
+metadata: {{name: web}}
 spec:
   hosts: [web]
   http:
-  - route: [{destination: {host: web}}]
+  - {route_fields}route: [{{destination: {{host: web}}}}]
 """
-FAULT_VS = """---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
-    route: [{destination: {host: web}}]
-"""
-CORS_VS = """---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - corsPolicy: {allowOrigins: [{exact: "https://app.example.com"}], allowMethods: [GET]}
-    route: [{destination: {host: web}}]
-"""
+
+
+PLAIN_VS = _vs()
+FAULT_VS = _vs("fault: {abort: {httpStatus: 418, percentage: {value: 100}}}\n    ")
+CORS_VS = _vs('corsPolicy: {allowOrigins: [{exact: "https://app.example.com"}], allowMethods: [GET]}\n    ')
 
 
 def _config(text: str) -> MeshConfig:

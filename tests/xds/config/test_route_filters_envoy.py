@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from test_route_filters import CORS, CORS_VS, FAULT, FAULT_VS, PLAIN_VS, ROUTER
+from test_route_filters import CORS, CORS_VS, FAULT, FAULT_VS, HCM, PLAIN_VS, ROUTER, service
 
 from xds.pipeline import SnapshotBuilder, compile_documents, load_text
 from xds.proxy import ProxyIdentity
@@ -26,21 +26,6 @@ from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 PROXY_ID = "route-filters"
-HCM = "envoy.filters.network.http_connection_manager"
-
-
-def service(port: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: web}}
-spec:
-  hosts: [web]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 8080, name: http}}]
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
-"""
 
 
 @dataclass
