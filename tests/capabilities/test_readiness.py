@@ -40,6 +40,8 @@ def test_calls_are_retryable_until_the_first_component_set_then_served(
     sidecar, cp_port = sidecar_without_control_plane
     for path in ("/v1.0/healthz", "/v1.0/healthz/outbound"):
         assert not 200 <= sidecar.request("GET", path).status < 300, path
+    not_ready = sidecar.request("GET", "/readyz")  # what the proxy's Envoy checks (no token needed)
+    assert (not_ready.status, not_ready.json()["errorCode"]) == (503, "ERR_NOT_READY"), not_ready
 
     for method, path, body in (
         ("GET", "/v1.0/state/statestore/k", None),
@@ -68,6 +70,7 @@ def test_calls_are_retryable_until_the_first_component_set_then_served(
     try:
         sidecar.wait_until(lambda: sidecar.request("GET", "/v1.0/healthz").status == 204, "healthy")
         assert sidecar.request("GET", "/v1.0/healthz/outbound").status == 204
+        assert sidecar.request("GET", "/readyz").status == 204
         saved = sidecar.request("POST", "/v1.0/state/statestore", b'[{"key": "k", "value": 7}]')
         assert saved.status == 204, saved
         assert sidecar.request("GET", "/v1.0/state/statestore/k").json() == 7

@@ -63,30 +63,40 @@ log = logging.getLogger(__name__)
 _EMPTY = TypeSet.of([])
 
 
-def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool]]:
-    """(name, address, port, http2) of the proxy's STATIC clusters: its apps and the capability service."""
-    out = []
+def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool, int | None]]:
+    """(name, address, port, http2, ready_port) of the proxy's STATIC clusters: its apps and the capability
+    service; ready_port (capability clusters): the service's HTTP port, where Envoy checks its readiness."""
+    out: list[tuple[str, str, int, bool, int | None]] = []
     for app in proxy.apps:
         if app.app_port is not None and app.inbound_port is not None:
             http2 = app.app_protocol.lower() == "grpc"
-            out.append((inbound_cluster_name(app.app_port, app.name), app.app_address, app.app_port, http2))
-    for name, target, http2 in (
-        (dapr.CAPABILITIES_HTTP, proxy.capabilities_http, False),
-        (dapr.CAPABILITIES_GRPC, proxy.capabilities_grpc, True),
-    ):
-        if target:
-            host, port = split_host_port(target)
-            out.append((name, host, port, http2))
-    for name, target, http2 in app_capability_clusters(proxy):  # node mode: each app's own runtime
+            out.append(
+                (inbound_cluster_name(app.app_port, app.name), app.app_address, app.app_port, http2, None)
+            )
+    capability = [
+        (name, target, http2)
+        for name, target, http2 in (
+            (dapr.CAPABILITIES_HTTP, proxy.capabilities_http, False),
+            (dapr.CAPABILITIES_GRPC, proxy.capabilities_grpc, True),
+        )
+        if target
+    ] + app_capability_clusters(proxy)  # node mode: each app's own runtime
+    http_targets = {name: target for name, target, http2 in capability if not http2}
+    for name, target, http2 in capability:
         host, port = split_host_port(target)
-        out.append((name, host, port, http2))
+        # a gRPC cluster is checked on the HTTP API of the same runtime (same name suffix, same host)
+        http_name = name.replace(dapr.CAPABILITIES_GRPC, dapr.CAPABILITIES_HTTP, 1) if http2 else name
+        http_host, http_port = (
+            split_host_port(http_targets[http_name]) if http_name in http_targets else ("", 0)
+        )
+        out.append((name, host, port, http2, http_port if http_host == host else None))
     return out
 
 
 def _own_clusters(proxy: ProxyIdentity) -> list[Resource]:
     return [
-        Resource.make(types.CLUSTER, name, static_cluster_bytes(name, host, port, http2))
-        for name, host, port, http2 in own_cluster_specs(proxy)
+        Resource.make(types.CLUSTER, name, static_cluster_bytes(name, host, port, http2, ready))
+        for name, host, port, http2, ready in own_cluster_specs(proxy)
     ]
 
 

@@ -5,9 +5,11 @@ the name and EDS service_name are encoded per cluster (protobuf fields concatena
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from functools import lru_cache
 
 from envoy_data_plane.envoy.config.cluster import v3 as clu
+from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from envoy_data_plane.envoy.type import v3 as typ
 
@@ -220,23 +222,48 @@ def dns_targets(service: Service) -> tuple[WorkloadEndpoint, ...]:
     return service.endpoints or (WorkloadEndpoint(address=service.host),)
 
 
-def static_cluster(name: str, address: str, port: int, http2: bool = False) -> clu.Cluster:
-    """A STATIC cluster with one endpoint (inbound app, capability service)."""
-    return clu.Cluster(
+# The capability service answers its readiness path 204 once its first component set is loaded and its APIs
+# listen, 503 before (capabilities/api/http/metadata.py READY_PATH). Envoy checks it: until then it answers
+# 503 itself (no healthy host, no panic routing). Checked often while not ready, rarely once ready; a 503
+# marks the host unhealthy at once, a timeout or refused connection after unhealthy_threshold in a row.
+CAPABILITY_READY_PATH = "/readyz"
+_CAPABILITY_CHECK = core.HealthCheck(
+    timeout=timedelta(seconds=1),
+    interval=timedelta(seconds=5),
+    no_traffic_interval=timedelta(milliseconds=100),  # not ready, no request yet (start-up)
+    no_traffic_healthy_interval=timedelta(seconds=5),
+    unhealthy_interval=timedelta(milliseconds=100),  # not ready (a restarted service): back soon after
+    unhealthy_threshold=3,
+    healthy_threshold=1,
+    http_health_check=core.HealthCheckHttpHealthCheck(
+        path=CAPABILITY_READY_PATH, expected_statuses=[typ.Int64Range(start=200, end=300)]
+    ),
+)
+
+
+def static_cluster(
+    name: str, address: str, port: int, http2: bool = False, ready_port: int | None = None
+) -> clu.Cluster:
+    """A STATIC cluster with one endpoint (inbound app, capability service). ready_port: the capability
+    service's HTTP port; Envoy checks its readiness path there (the cluster may be its gRPC API)."""
+    endpoint = ep.Endpoint(address=socket(address, port))
+    cluster = clu.Cluster(
         name=name,
         type=clu.ClusterDiscoveryType.STATIC,
         connect_timeout=DEFAULT_CONNECT_TIMEOUT,
         lb_policy=clu.ClusterLbPolicy.ROUND_ROBIN,
         load_assignment=ep.ClusterLoadAssignment(
             cluster_name=name,
-            endpoints=[
-                ep.LocalityLbEndpoints(
-                    lb_endpoints=[ep.LbEndpoint(endpoint=ep.Endpoint(address=socket(address, port)))]
-                )
-            ],
+            endpoints=[ep.LocalityLbEndpoints(lb_endpoints=[ep.LbEndpoint(endpoint=endpoint)])],
         ),
         typed_extension_protocol_options=protocol_options(True) if http2 else {},
     )
+    if ready_port is not None:
+        cluster.health_checks = [_CAPABILITY_CHECK]
+        cluster.common_lb_config = clu.ClusterCommonLbConfig(healthy_panic_threshold=typ.Percent(value=0.0))
+        if ready_port != port:
+            endpoint.health_check_config = ep.EndpointHealthCheckConfig(port_value=ready_port)
+    return cluster
 
 
 @lru_cache(maxsize=4)
@@ -246,8 +273,13 @@ def _static_shell(http2: bool) -> bytes:
     return bytes(shell)
 
 
-def static_cluster_bytes(name: str, address: str, port: int, http2: bool = False) -> bytes:
-    """== bytes(static_cluster(...)), hand-encoded around a cached shell."""
+def static_cluster_bytes(
+    name: str, address: str, port: int, http2: bool = False, ready_port: int | None = None
+) -> bytes:
+    """== bytes(static_cluster(...)), hand-encoded around a cached shell (a capability cluster, with its
+    health check: encoded whole, a few per proxy)."""
+    if ready_port is not None:
+        return bytes(static_cluster(name, address, port, http2, ready_port))
     locality = encode(ep.LocalityLbEndpoints, lb_endpoints=[lb_endpoint_bytes(address, port, 0)])
     cla = encode(ep.ClusterLoadAssignment, cluster_name=name, endpoints=[locality])
     return encode(clu.Cluster, name=name) + _static_shell(http2) + encode(clu.Cluster, load_assignment=cla)

@@ -158,7 +158,8 @@ def build_naive(
         cds, eds = breaker_resources(targets, by_type[types.CLUSTER], by_type[types.ENDPOINT])
         mesh += cds + eds
     items = [*mesh] + [
-        resource(types.CLUSTER, n, static_cluster(n, h, p, h2)) for n, h, p, h2 in own_cluster_specs(proxy)
+        resource(types.CLUSTER, n, static_cluster(n, h, p, h2, r))
+        for n, h, p, h2, r in own_cluster_specs(proxy)
     ]
     if proxy.mode is not ProxyMode.GATEWAY:
         extras = sidecar_extras(config, view, proxy)

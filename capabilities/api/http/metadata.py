@@ -10,7 +10,10 @@ from aiohttp import web
 from capabilities.api.http.common import empty, json_response
 from capabilities.errors import DaprError
 
-UNAUTHENTICATED_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound", "/metrics"})
+# Mecha: ready to serve (first component set loaded, APIs listening), whatever a single component's health;
+# the proxy's Envoy checks it on its capability clusters (xds/translate/cluster.py CAPABILITY_READY_PATH).
+READY_PATH = "/readyz"
+UNAUTHENTICATED_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound", "/metrics", READY_PATH})
 
 
 def _subscription_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
@@ -116,6 +119,20 @@ def add_routes(app: web.Application, runtime: Any) -> None:
             return empty()
         raise DaprError("ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready", 500, "UNAVAILABLE")
 
+    async def ready(request: web.Request) -> web.Response:
+        if runtime.components_ready.is_set() and runtime.servers_ready.is_set():
+            return empty()
+        from capabilities.runtime import NOT_READY_CODE, NOT_READY_RETRY_AFTER_S
+
+        waiting = (
+            "components are still loading"
+            if not runtime.components_ready.is_set()
+            else "gRPC API not listening"
+        )
+        raise DaprError(
+            NOT_READY_CODE, f"not ready: {waiting}", 503, "UNAVAILABLE", retry_after_s=NOT_READY_RETRY_AFTER_S
+        )
+
     async def get_metadata(request: web.Request) -> web.Response:
         return json_response(metadata_document(runtime))
 
@@ -132,6 +149,7 @@ def add_routes(app: web.Application, runtime: Any) -> None:
     router = app.router
     router.add_get("/v1.0/healthz", healthz, allow_head=True)
     router.add_get("/v1.0/healthz/outbound", healthz_outbound, allow_head=True)
+    router.add_get(READY_PATH, ready, allow_head=True)
     router.add_get("/v1.0/metadata", get_metadata)
     router.add_put("/v1.0/metadata/{attr}", put_metadata)
     router.add_post("/v1.0/shutdown", shutdown)
