@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--agent-trust-domain", default="cluster.local")
     group.add_argument("--agent-socket-group", type=int, metavar="GID", help="Envoy's group in another "
                        "container: sockets 0660, folder 0710 for it")  # fmt: skip
+    group.add_argument("--agent-envoy-admin", metavar="HOST:PORT", help="the Envoy admin beside this "
+                       "service (loopback, or unix:PATH): the control plane's proxy-config reads it through "
+                       "the agent")  # fmt: skip
     group.add_argument("--agent-insecure", action="store_true",
                        help="plaintext (only a control plane started with --insecure-xds)")  # fmt: skip
 
@@ -64,6 +67,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig | None:
         trust_domain=args.agent_trust_domain,
         cert_dir=Path(args.agent_cert_dir) if args.agent_cert_dir else None,
         socket_group=getattr(args, "agent_socket_group", None),
+        envoy_admin=getattr(args, "agent_envoy_admin", None),
     )
 
 

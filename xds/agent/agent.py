@@ -58,6 +58,7 @@ class Agent:
         self._xds = xds if config.with_xds_proxy else None
         self._rotation: asyncio.Task[None] | None = None
         self._root_watch: asyncio.Task[None] | None = None
+        self._admin_relay: asyncio.Task[None] | None = None
         self._file_roots: list[bytes] = []  # PEM blocks of the root file, as last read
         self.rotations = 0
 
@@ -98,6 +99,11 @@ class Agent:
         self._rotation = asyncio.create_task(rotate_forever(self._certs, self.cert, self._publish))
         if self.config.root_cert is not None:
             self._root_watch = asyncio.create_task(self._follow_root_file(self.config.root_cert))
+        if self.config.envoy_admin:  # the control plane reads Envoy's loopback admin through this agent
+            from xds.agent.adminrelay import AdminRelayClient
+
+            relay = AdminRelayClient(self._channel, self.credential, self.proxy_id, self.config.envoy_admin)
+            self._admin_relay = asyncio.create_task(relay.run(), name="admin-relay")
         log.info("agent for %s ready: xDS %s, SDS %s", self.proxy_id, self.xds_socket, self.sds_socket)
 
     def _share_with_group(self, path: Path, mode: int) -> None:
@@ -159,7 +165,7 @@ class Agent:
         return dataclasses.replace(cert, root_pem=cert.root_pem.rstrip(b"\n") + b"\n" + b"".join(missing))
 
     async def stop(self) -> None:
-        for task in (self._rotation, self._root_watch):
+        for task in (self._rotation, self._root_watch, self._admin_relay):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -22,3 +22,6 @@ class AgentConfig:
     # Envoy in another container (compose, Kubernetes) runs as another user: its group may reach the sockets
     # (folder 0710, sockets 0660, this group), nobody else; None: owner only (0700 / 0600)
     socket_group: int | None = None
+    # the Envoy admin beside this agent (HOST:PORT on loopback, or unix:PATH): the control plane reads it
+    # through the agent's admin relay (xds/agent/adminrelay.py); None: no relay
+    envoy_admin: str | None = None

@@ -60,6 +60,13 @@ def add_parsers(
         default=None,
         help="GID of Envoy's user in another container: sockets 0660 and folder 0710 for that group only",
     )
+    p.add_argument(
+        "--envoy-admin",
+        default=None,
+        metavar="HOST:PORT",
+        help="the Envoy admin beside this agent (loopback, or unix:PATH): the control plane's proxy-config "
+        "reads it through the agent's authenticated stream (only read-only GETs are relayed)",
+    )
     p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
     p.add_argument("--cert-ttl", type=float, default=0, help="certificate lifetime to ask for (s)")
     p.add_argument("--insecure", action="store_true", help="plaintext (a control plane with --insecure-xds)")
@@ -119,6 +126,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         cert_ttl_s=args.cert_ttl,
         cert_dir=Path(args.cert_dir) if args.cert_dir else None,
         socket_group=args.socket_group,
+        envoy_admin=args.envoy_admin,
     )
 
     async def main() -> None:

@@ -1,4 +1,8 @@
-"""Read a proxy's live config from its Envoy admin API (what Envoy actually applied, not what we sent)."""
+"""Read a proxy's live config from its Envoy admin API (what Envoy actually applied, not what we sent).
+
+Through the proxy's agent when it holds an admin relay stream (xds/controlplane/adminrelay.py: the admin stays
+on loopback beside Envoy, as in compose and Kubernetes); else from the admin address the proxy announced
+(node.metadata.mecha.admin, `mecha up` without agents)."""
 
 from __future__ import annotations
 
@@ -20,25 +24,56 @@ class AdminError(RuntimeError):
     pass
 
 
+class NoAdminError(AdminError):
+    """Neither an agent's relay nor an announced admin address: nothing to read the proxy's admin through."""
+
+
+def _parsed(where: str, status: int, text: str) -> Any:
+    if status != 200:
+        raise AdminError(f"Envoy admin {where} answered {status}: {text.strip()[:200]}")
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise AdminError(f"Envoy admin {where} returned invalid JSON: {exc}") from exc
+
+
 async def admin_get_json(admin: str, path: str, timeout_s: float = 5.0) -> Any:
     url = f"http://{admin}{path}"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
             async with session.get(url) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    raise AdminError(f"Envoy admin {url} answered {resp.status}: {text.strip()[:200]}")
-                return json.loads(text) if text.strip() else {}
+                status, text = resp.status, await resp.text()
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise AdminError(f"Envoy admin at {admin} is unreachable: {exc}") from exc
-    except ValueError as exc:
-        raise AdminError(f"Envoy admin {url} returned invalid JSON: {exc}") from exc
+    return _parsed(url, status, text)
 
 
-async def proxy_config(admin: str, section: str) -> Any:
+async def read_proxy_admin(
+    cp: Any, proxy_id: str, admin: str | None, path: str, timeout_s: float = 5.0
+) -> Any:
+    """GET <path> (JSON) from the proxy's Envoy admin: through its agent's relay when it has one, else at the
+    admin address it announced; NoAdminError when neither."""
+    from xds.controlplane.adminrelay import RelayError
+
+    relays = getattr(getattr(cp, "identity", None), "admin_relay", None)  # None: --insecure-xds
+    if relays is not None and relays.connected(proxy_id):
+        try:
+            status, text = await relays.get(proxy_id, path, timeout_s)
+        except RelayError as exc:
+            raise AdminError(str(exc)) from None
+        return _parsed(f"{path} (relayed by the agent of {proxy_id!r})", status, text)
+    if not admin:
+        raise NoAdminError(
+            f"proxy {proxy_id!r} has no agent holding an admin relay and did not announce an admin address "
+            "(node.metadata.mecha.admin)"
+        )
+    return await admin_get_json(admin, path, timeout_s)
+
+
+async def proxy_config(cp: Any, proxy_id: str, admin: str | None, section: str) -> Any:
     if section not in SECTIONS:
         raise KeyError(section)
-    return await admin_get_json(admin, SECTIONS[section])
+    return await read_proxy_admin(cp, proxy_id, admin, SECTIONS[section])
 
 
 def short_rows(section: str, dump: Any) -> list[dict[str, Any]]:

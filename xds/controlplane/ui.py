@@ -19,7 +19,7 @@ from aiohttp import web
 
 from xds.controlplane.auth import SCOPE_UI_READ, Principal
 from xds.controlplane.auth import UI_LOGIN_PATH as LOGIN_PATH
-from xds.controlplane.envoy_admin import AdminError, admin_get_json
+from xds.controlplane.envoy_admin import AdminError, read_proxy_admin
 from xds.controlplane.ui_graph import mesh_graph, outbound_edge_stats
 
 COOKIE = "mecha_ui"
@@ -123,7 +123,7 @@ async def state(request: web.Request) -> web.Response:
     config = cp.config_view()
     proxies = cp.proxy_status()
     identities = {p.id: p for p in cp.server.proxies()} if getattr(cp, "server", None) else {}
-    stats, health = await asyncio.gather(_stats(request, proxies), _capability_health(cp, identities))
+    stats, health = await asyncio.gather(_stats(request, cp, proxies), _capability_health(cp, identities))
     history = await _history(cp)
     body = {
         "version": config["version"],
@@ -151,22 +151,22 @@ async def _history(cp: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _stats(request: web.Request, proxies: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+async def _stats(request: web.Request, cp: Any, proxies: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """proxy id -> outbound cluster counters (upstream_rq_total, upstream_rq_5xx), cached STATS_TTL_S."""
     cache = request.app[STATS_CACHE]
     if cache.get("until", 0.0) > time.monotonic():
         return cache["stats"]
 
     async def one(proxy: dict[str, Any]) -> tuple[str, dict[str, float]]:
-        if not proxy.get("admin"):
-            return proxy["proxy_id"], {}
-        try:
-            dump = await admin_get_json(
-                proxy["admin"],
+        try:  # through the proxy's agent (admin relay), else its announced admin address
+            dump = await read_proxy_admin(
+                cp,
+                proxy["proxy_id"],
+                proxy.get("admin"),
                 "/stats?format=json&filter=^cluster\\.outbound\\|.*upstream_rq_(total|5xx)$",
                 2.0,
             )
-        except AdminError:
+        except AdminError:  # NoAdminError included: no rates for this proxy
             return proxy["proxy_id"], {}
         return proxy["proxy_id"], {
             s["name"]: float(s.get("value") or 0) for s in dump.get("stats", []) if "name" in s

@@ -24,6 +24,7 @@ from xds.agent.channel import SERVER_NAME
 from xds.ca.authority import CertificateAuthority
 from xds.ca.service import CertificateService
 from xds.ca.watch import reload_interval, watch_plugin_ca
+from xds.controlplane.adminrelay import AdminRelays
 from xds.identity.authenticator import CredentialAuthenticator
 from xds.identity.credential import Credential, CredentialIssuer, CredentialVerifier
 from xds.identity.revocation import RevocationList
@@ -44,6 +45,7 @@ class XdsIdentity:
     server_credentials: grpc.ServerCredentials | None = None
     handlers: list[grpc.GenericRpcHandler] = field(default_factory=list)
     serving: ServingCertificate | None = None
+    admin_relay: AdminRelays | None = None  # agents' streams that read their Envoy's admin (secure only)
     _expiry: asyncio.Task[None] | None = None
     _ca_watch: asyncio.Task[None] | None = None
 
@@ -183,14 +185,16 @@ def xds_identity(settings: Any) -> XdsIdentity:
     dns, ips = _names(settings.xds_host)
     serving = ServingCertificate(ca, dns, ips, serving_ttl())
     service = CertificateService(ca, authenticator, timedelta(seconds=settings.cert_ttl))
+    relay = AdminRelays(authenticator)  # proxy-config through the agents: Envoy admins stay on loopback
     return XdsIdentity(
         secure=True,
         authenticator=authenticator,
         issuer=issuer,
         ca=ca,
         server_credentials=serving.credentials(),
-        handlers=[service.handler()],
+        handlers=[service.handler(), relay.handler()],
         serving=serving,
+        admin_relay=relay,
     )
 
 
