@@ -80,6 +80,7 @@ EXAMPLES = examples()
 
 def _run(example: Example, cwd: Path, env: dict[str, str], text: str) -> None:
     for name, content in example.files.items():
+        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
         (cwd / name).write_text(content)
     proc = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", text], cwd=cwd, env=env,
