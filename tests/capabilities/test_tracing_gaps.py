@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +29,11 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from sidecar_process import REPO, SidecarProcess, start_sidecar
 
 from xds.testing.envoy import free_port
+from xds.testing.otlp import Span, spans_of
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 SERVER, PRODUCER, CONSUMER = 2, 4, 5  # OTLP span kinds
-
-
-@dataclass(frozen=True)
-class Span:
-    service: str
-    name: str
-    kind: int
-    trace_id: str
-    span_id: str
-    parent_id: str
-
-
-def spans_of(request: trace_service_pb2.ExportTraceServiceRequest) -> list[Span]:
-    out = []
-    for rs in request.resource_spans:
-        attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
-        for ss in rs.scope_spans:
-            for s in ss.spans:
-                out.append(
-                    Span(
-                        attrs.get("service.name", ""),
-                        s.name,
-                        s.kind,
-                        s.trace_id.hex(),
-                        s.span_id.hex(),
-                        s.parent_span_id.hex(),
-                    )
-                )
-    return out
 
 
 class GrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):

@@ -29,30 +29,14 @@ from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FIL
 from xds.runner.procs import Child
 from xds.statedir import write_private_file
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.registration import group_and_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend]
 
 PROBE_INTERVAL_S = 1.0
 PUSH_S = 1.0  # one push to the Envoy after the report (the control plane debounces then pushes EDS)
 RATE = 100  # requests per second through productpage's proxy
-CONFIG = """
-apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata: {name: details, namespace: default}
-spec:
-  metadata: {labels: {app: details}}
-  template: {ports: {http: 9080}, serviceAccount: details}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: details, namespace: default}
-spec:
-  hosts: [details]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: details}}
-"""
+CONFIG = group_and_service("details")  # WorkloadGroup + ServiceEntry
 PUBSUB = """apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata: {name: orders}

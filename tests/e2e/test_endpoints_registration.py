@@ -19,27 +19,11 @@ from e2e_mesh import Mesh, demo_mesh, through_agent
 
 from xds.runner.procs import drain_listeners
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.registration import group_and_service
 
 pytestmark = [pytest.mark.e2e]
 
-CONFIG = """
-apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata: {name: details, namespace: default}
-spec:
-  metadata: {labels: {app: details}}
-  template: {ports: {http: 9080}, serviceAccount: details}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: details, namespace: default}
-spec:
-  hosts: [details]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: details}}
-"""
+CONFIG = group_and_service("details")  # WorkloadGroup + ServiceEntry
 RATE = 200  # requests per second through the mesh
 
 

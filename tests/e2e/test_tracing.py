@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -24,18 +23,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
 from xds.testing.envoy import free_port
+from xds.testing.otlp import Span, spans_of
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass(frozen=True)
-class Span:
-    service: str
-    name: str
-    kind: int
-    trace_id: str
-    span_id: str
-    parent_id: str
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -47,20 +37,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def Export(self, request, context):  # type: ignore[no-untyped-def]  # gRPC method name
         with self.lock:
-            for rs in request.resource_spans:
-                attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    for s in ss.spans:
-                        self.spans.append(
-                            Span(
-                                attrs.get("service.name", ""),
-                                s.name,
-                                s.kind,
-                                s.trace_id.hex(),
-                                s.span_id.hex(),
-                                s.parent_span_id.hex(),
-                            )
-                        )
+            self.spans.extend(spans_of(request))
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def snapshot(self) -> list[Span]:

@@ -23,25 +23,9 @@ from xds.controlplane.api import start_api
 from xds.controlplane.runtime import ControlPlane
 from xds.server.codec import SotwRequest, encode_sotw_request
 from xds.testing.fake_proxy import node_bytes
+from xds.testing.registration import group_and_service
 
-MESH = """
-apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata: {name: reviews, namespace: default}
-spec:
-  metadata: {labels: {app: reviews}}
-  template: {ports: {http: 9080}, serviceAccount: reviews}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: reviews}}
-"""
+MESH = group_and_service("reviews")  # WorkloadGroup + ServiceEntry
 CLUSTER = "outbound|9080||reviews.default.svc.cluster.local"
 
 
