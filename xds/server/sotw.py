@@ -82,6 +82,11 @@ class _SharedCache(OrderedDict[object, object]):
             self.move_to_end(key)
         return found
 
+    def clear(self) -> None:
+        super().clear()
+        self._weights.clear()
+        self.weight = 0
+
     def store(self, key: object, value: object, weight: int) -> None:
         self[key] = value
         self._weights[key] = weight
