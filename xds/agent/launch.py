@@ -53,22 +53,25 @@ def agent_argv(
     root_cert: Path,
     socket_dir: Path,
     trust_domain: str = "cluster.local",
+    envoy_admin: str | None = None,
 ) -> list[str]:
+    """envoy_admin: the loopback admin of the Envoy beside it, read by proxy-config through the agent."""
     return [
         sys.executable, "-m", "xds.cli", "agent", "--credential", str(credential), "--control-plane",
         control_plane, "--root-cert", str(root_cert), "--socket-dir", str(socket_dir),
-        "--trust-domain", trust_domain,
+        "--trust-domain", trust_domain, *(["--envoy-admin", envoy_admin] if envoy_admin else []),
     ]  # fmt: skip
 
 
 def embedded_agent_argv(
-    credential: Path, control_plane: str, root_cert: Path, trust_domain: str
+    credential: Path, control_plane: str, root_cert: Path, trust_domain: str, envoy_admin: str | None = None
 ) -> list[str]:
     """The capability service's --agent-* flags: the agent runs inside it (capabilities/identity_agent.py)."""
     return [
         "--agent-credential", str(credential), "--agent-control-plane", control_plane,
         "--agent-root-cert", str(root_cert), "--agent-socket-dir", str(credential.parent),
         "--agent-trust-domain", trust_domain,
+        *(["--agent-envoy-admin", envoy_admin] if envoy_admin else []),
     ]  # fmt: skip
 
 
@@ -100,7 +103,7 @@ async def agent_bootstrap(bootstrap: Path, sockets: Path) -> Path:
 
 async def start_beside(
     sup: Any, logs: Path, state_dir: Path, proxy_id: str, metadata: Mapping[str, Any], xds_port: int,
-    bootstrap: Path, deadline: float,
+    bootstrap: Path, deadline: float, envoy_admin: str | None = None,
 ) -> Path:  # fmt: skip
     """Issue the proxy's credential, start its standalone agent (a supervised child) and wait for its
     sockets; returns the bootstrap rewritten to use them. sup/Child: xds.runner.procs (kept out of this
@@ -109,7 +112,8 @@ async def start_beside(
 
     credential = issue_for(state_dir, proxy_id, metadata)
     sockets = credential.parent
-    argv = agent_argv(credential, f"127.0.0.1:{xds_port}", state_dir / "ca" / "root-cert.pem", sockets)
+    root = state_dir / "ca" / "root-cert.pem"
+    argv = agent_argv(credential, f"127.0.0.1:{xds_port}", root, sockets, envoy_admin=envoy_admin)
     child = await sup.start(Child(f"agent-{proxy_id}", "agent", argv, logs / f"agent-{proxy_id}.log"))
     await wait_for_sockets(child, sockets, deadline, f"agent of {proxy_id}")
     return await agent_bootstrap(bootstrap, sockets)

@@ -98,7 +98,7 @@ class Sidecar:
                 "--app-port", str(plan.app_port), "--state-dir", str(plan.mesh.state_dir)]  # fmt: skip
         for folder in plan.resources_paths:
             argv += ["--resources-path", str(folder)]
-        argv += embedded_agent_argv(credential, plan.mesh.xds, root, "cluster.local")
+        argv += embedded_agent_argv(credential, plan.mesh.xds, root, "cluster.local", f"127.0.0.1:{p.admin}")
         env = {
             "MECHA_INVOKE_URL": f"http://127.0.0.1:{p.dapr_http}",  # gRPC invoke goes through the mesh
             "APP_PROTOCOL": plan.protocol,

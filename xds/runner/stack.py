@@ -297,6 +297,7 @@ class Stack:
             await self._start_capabilities(deadline)
             await self._start_envoys(envoy, deadline)
             await self._converged(deadline)
+            await self._capabilities_healthy_in_envoys(deadline)
             return
         # Concurrently, not one after the other: the apps need nothing, the capability services and Envoys
         # need the control plane (credentials, xDS); each part reports as it becomes ready.
@@ -311,6 +312,7 @@ class Stack:
             self._start_envoys(envoy, deadline),
         )
         await self._converged(deadline)
+        await self._capabilities_healthy_in_envoys(deadline)
 
     async def _converged(self, deadline: float) -> None:
         """Every proxy holds the config version that includes the sidecars' registrations: a registered
@@ -328,6 +330,33 @@ class Stack:
                 return
             await asyncio.sleep(0.05)
         raise StackError(f"proxies {sorted(wanted)} did not reach config version {head} in time")
+
+    async def _capabilities_healthy_in_envoys(self, deadline: float) -> None:
+        """Each Envoy health-checks its capability service (no panic routing: it answers 503 itself until the
+        first check passes): ready only when every Envoy sees it healthy, so a first Dapr call is served."""
+        if not (self.o.with_capabilities and capabilities_available()):
+            return
+        admins = {p.id: f"http://127.0.0.1:{p.admin_port}/clusters" for p in self.o.layout.proxies}
+        pending = dict(admins)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while pending and time.monotonic() < deadline:
+                for proxy_id, url in list(pending.items()):
+                    try:
+                        async with session.get(url) as resp:
+                            text = await resp.text()
+                    except (aiohttp.ClientError, OSError, TimeoutError):
+                        continue
+                    flags = [
+                        line.rsplit("::", 1)[-1]
+                        for line in text.splitlines()
+                        if line.startswith("capabilities") and "::health_flags::" in line
+                    ]
+                    if flags and all(f == "healthy" for f in flags):
+                        del pending[proxy_id]
+                if pending:
+                    await asyncio.sleep(0.05)
+        if pending:
+            raise StackError(f"Envoys {sorted(pending)} never saw their capability service healthy")
 
     async def _start_control_plane(self, deadline: float) -> None:
         await self._control_plane_ready(await self._launch_control_plane(), deadline)
@@ -444,7 +473,8 @@ class Stack:
                 credential = issue_for(self.o.state_dir, p.id, metadata)
                 root = self.o.state_dir / "ca" / "root-cert.pem"
                 xds = f"{LOOPBACK}:{self.o.xds_port}"
-                argv += embedded_agent_argv(credential, xds, root, self.o.trust_domain)
+                admin = f"{LOOPBACK}:{p.admin_port}"  # proxy-config reads it through the agent
+                argv += embedded_agent_argv(credential, xds, root, self.o.trust_domain, admin)
             log = self.logs / f"capabilities-{p.id}.log"
             # gRPC InvokeService forwards through this proxy's Dapr HTTP listener (mesh routing, retries);
             # node mode: the first app's (every app's listener has the same invoke routes)
@@ -501,7 +531,7 @@ class Stack:
             )
             path = write(params, self.o.state_dir / "bootstrap" / f"{proxy_id}.yaml")
             if self.o.with_agents:  # Envoy reaches only its agent's Unix sockets: no credential, no key
-                path = await self._through_agent(proxy_id, metadata, path, deadline)
+                path = await self._through_agent(proxy_id, admin_port, metadata, path, deadline)
             log = touch_private_log(self.logs / f"envoy-{proxy_id}.log")
             argv = [
                 str(envoy),
@@ -558,7 +588,7 @@ class Stack:
                 self.report(f"  ... Envoys: {total - len(waiting)}/{total} SYNCED, waiting for "
                             + ", ".join(sorted(waiting)))  # fmt: skip
 
-    async def _through_agent(self, proxy_id: str, metadata: dict[str, Any], bootstrap: Path,
+    async def _through_agent(self, proxy_id: str, admin_port: int, metadata: dict[str, Any], bootstrap: Path,
                              deadline: float) -> Path:  # fmt: skip
         """The bootstrap on the proxy's agent: the one in its capability service, else a standalone one."""
         from xds.agent.launch import agent_bootstrap, start_beside, wait_for_sockets
@@ -573,8 +603,9 @@ class Stack:
                     if child.exited is None and proxy_id in self._embedded_agents:
                         raise
                     # its capability service failed while we waited (started concurrently): a standalone one
+            admin = f"{LOOPBACK}:{admin_port}"  # proxy-config reads it through the agent
             return await start_beside(self.sup, self.logs, self.o.state_dir, proxy_id, metadata,
-                                      self.o.xds_port, bootstrap, deadline)  # fmt: skip
+                                      self.o.xds_port, bootstrap, deadline, admin)  # fmt: skip
         except RuntimeError as exc:
             raise StackError(str(exc)) from None
 
