@@ -304,10 +304,6 @@ def _until_all_registered(project: ComposeProject) -> None:
     _until(lambda: versions() == {"v1", "v2"} or None, 90, "reviews v1 and v2 registered and healthy")
 
 
-def _scale(project: ComposeProject, service: str, count: int) -> None:
-    project.scale(service, count)
-
-
 def _until_serving(project: ComposeProject, service: str, count: int) -> dict[str, str]:
     def ready() -> dict[str, str] | None:
         replicas = _replicas(project, service)
@@ -336,7 +332,7 @@ def _replace_under_load(project: ComposeProject, service: str) -> None:
     old one stops), 0 failed requests."""
     ((old_name, old_ip),) = _replicas(project, service).items()
     with Load() as load:
-        _scale(project, service, 2)
+        project.scale(service, 2)
         _until_serving(project, service, 2)
         project.podman.run("stop", "-t", "15", old_name, check=True)
         project.podman.run("rm", old_name, check=True)
@@ -353,43 +349,25 @@ def _replace_under_load(project: ComposeProject, service: str) -> None:
 def _scale_under_load(project: ComposeProject, service: str) -> None:
     """1 -> 3 replicas under load: the new ones get traffic; 3 -> 1: the removed ones drain; 0 failed."""
     with Load() as load:
-        _scale(project, service, 3)
+        project.scale(service, 3)
         replicas = _until_serving(project, service, 3)
         _until(lambda: all(_caller_hosts(project, "v1").get(ip, 0) > 0 for ip in replicas.values()), 30,
                "every new replica gets traffic")  # fmt: skip
-        _scale(project, service, 1)
+        project.scale(service, 1)
         _until_serving(project, service, 1)
     print(f"\nscaled {service} 1 -> 3 -> 1 under load: {len(load.failed())} of {len(load.results)} failed")
     assert len(load.results) > 500 and load.failed() == [], load.failed()[:20]
 
 
 def _kill_under_load(project: ComposeProject, victim: str) -> tuple[int, int]:
-    results: list[int] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                results.append(_get("http://127.0.0.1:9080/productpage")[0])
-            except OSError:
-                results.append(0)
-            time.sleep(max(0.0, 0.005 - (time.monotonic() - started)))
-
-    workers = [threading.Thread(target=load) for _ in range(4)]  # ~200 req/s when answers take ~15 ms
-    for worker in workers:
-        worker.start()
-    try:
-        time.sleep(2)
+    """An app container killed under load: compose restarts it; every request after it is healthy again
+    answers 200. Returns (failed, total)."""
+    with Load() as load:
         project.compose("kill", victim)
         _until(lambda: "(healthy)" in project.health().get(f"{project.name}_{victim}_1", ""), 90, "restarted")
         time.sleep(2)
-        recovered_from = len(results)
+        recovered_from = len(load.results)
         time.sleep(3)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    after = results[recovered_from:]
+    after = load.results[recovered_from:]
     assert after and all(code == 200 for code in after), f"traffic did not recover: {after[-20:]}"
-    return sum(1 for code in results if code != 200), len(results)
+    return len(load.failed()), len(load.results)
