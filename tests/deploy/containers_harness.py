@@ -2,7 +2,8 @@
 
 The product stays Docker-first; podman 4.3's quirks are handled here: a private containers.conf
 (compose/containers/podman-env.sh), health checks run by a loop (no systemd to schedule them), and `down`
-repeated for containers that share a network namespace.
+repeated for containers that share a network namespace. Every run starts clean (start_clean): what a killed
+earlier run left would make `up` fail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from deploy_helpers import COMPOSE, ROOT
@@ -24,6 +26,8 @@ from deploy_helpers import COMPOSE, ROOT
 IMAGES_SCRIPT = COMPOSE / "containers" / "images.sh"
 PODMAN_ENV = COMPOSE / "containers" / "podman-env.sh"
 HEALTH_INTERVAL_S = 2.0
+TEST_PROJECT_PREFIX = "mecha-e2e-"  # every compose project name the tests use
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
 
 def _podman_env() -> dict[str, str]:
@@ -114,10 +118,30 @@ class Podman:
         return result.stdout
 
     def containers(self, project: str) -> list[dict[str, object]]:
-        out = self.run(
-            "ps", "-a", "--format", "json", "--filter", f"label=com.docker.compose.project={project}"
-        )
+        out = self.run("ps", "-a", "--format", "json", "--filter", f"label={COMPOSE_PROJECT_LABEL}={project}")
         return json.loads(out or "[]")
+
+    def networks_on(self, subnets: list[str]) -> list[dict[str, Any]]:
+        """Podman networks with one of these subnets."""
+        networks = json.loads(self.run("network", "ls", "--format", "json", check=True) or "[]")
+        return [n for n in networks if any(s.get("subnet") in subnets for s in n.get("subnets") or [])]
+
+    def remove_project(self, project: str, network: str) -> None:
+        """Everything a compose project left: its containers (and those joined to their network namespaces:
+        --depend), any other container on its network, the network, its volumes."""
+        self.pause_health_checks()
+        try:
+            ids = [str(c["Id"]) for c in self.containers(project)]
+            ids += self.run("ps", "-a", "-q", "--no-trunc", "--filter", f"network={network}").split()
+            for container in dict.fromkeys(ids):
+                self.run("rm", "-f", "--depend", "-t", "5", "-i", container)
+            self.run("network", "rm", "-f", network, check=True)
+            label = f"label={COMPOSE_PROJECT_LABEL}={project}"
+            for volume in self.run("volume", "ls", "-q", "--filter", label).split():
+                self.run("volume", "rm", "-f", volume, check=True)
+            _end_stale_health_check_sessions(ids)
+        finally:
+            self.paused.clear()
 
 
 @dataclass
@@ -142,6 +166,12 @@ class ComposeProject:
                 f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             )
         return result
+
+    def subnets(self) -> list[str]:
+        """The subnets of the file's networks (the compose subnet, topology.COMPOSE_SUBNET)."""
+        networks = yaml.safe_load((COMPOSE / self.file).read_text()).get("networks") or {}
+        configs = [c for n in networks.values() for c in ((n or {}).get("ipam") or {}).get("config") or []]
+        return [str(c["subnet"]) for c in configs if "subnet" in c]
 
     def scale(self, service: str, count: int) -> None:
         """`up --scale` on the running project. Podman reports the network's IPAM option driver=host-local,
@@ -224,9 +254,28 @@ def _processes_naming(container_ids: list[str]) -> list[str]:
     return found
 
 
+def start_clean(project: ComposeProject) -> None:
+    """Remove what a killed earlier run left (a machine restart mid-run): `up` fails on either. The project's
+    own network makes compose say 'needs to be recreated' (podman reports IPAM option driver=host-local, the
+    file names none); another test project's network on the same subnet makes podman refuse a second one
+    ('subnet ... is already used'). Only test projects (TEST_PROJECT_PREFIX) are removed: anything else on
+    the subnet fails the run with its name."""
+    assert project.name.startswith(TEST_PROJECT_PREFIX), project.name
+    left = project.down()
+    assert not left, f"the leftovers of an earlier {project.name} run could not be removed: {left}"
+    subnets = project.subnets()
+    for network in project.podman.networks_on(subnets):
+        owner = network.get("labels", {}).get(COMPOSE_PROJECT_LABEL, "")
+        if owner.startswith(TEST_PROJECT_PREFIX) and owner != project.name:
+            project.podman.remove_project(owner, str(network["name"]))
+    held = [str(n["name"]) for n in project.podman.networks_on(subnets)]
+    assert not held, f"subnet {subnets} is held by podman network(s) {held} (not a test project's leftover)"
+
+
 @contextmanager
 def running(project: ComposeProject) -> Iterator[ComposeProject]:
-    """up -d, every container healthy, then always down; nothing may be left."""
+    """Start clean, up -d, every container healthy, then always down; nothing may be left."""
+    start_clean(project)
     try:
         project.compose("up", "-d", "--no-build", timeout_s=600)
         project.wait_healthy()
@@ -236,4 +285,4 @@ def running(project: ComposeProject) -> Iterator[ComposeProject]:
         assert not left, f"left after down: {left}"
 
 
-__all__ = ["ROOT", "ComposeProject", "Podman", "build_images", "running"]
+__all__ = ["ROOT", "ComposeProject", "Podman", "build_images", "running", "start_clean"]

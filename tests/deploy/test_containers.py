@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -186,6 +188,49 @@ def _config_version() -> int:
     status, body = _get("http://127.0.0.1:15010/readyz")
     assert status == 200, body
     return int(json.loads(body)["version"])
+
+
+def _backends_only(workdir: Path, topology: ModuleType) -> str:
+    """A small file cut from the sidecar one: Redis alone on its `mesh` network (the compose subnet), with a
+    named volume (a killed run leaves volumes too)."""
+    doc = yaml.safe_load((COMPOSE / "docker-compose.sidecar.yaml").read_text())
+    assert doc["networks"]["mesh"]["ipam"]["config"] == [{"subnet": topology.COMPOSE_SUBNET}]
+    redis = {**doc["services"]["redis"], "volumes": ["scratch:/scratch"]}
+    small = {"services": {"redis": redis}, "networks": doc["networks"], "volumes": {"scratch": {}}}
+    path = workdir / "backends-only.yaml"
+    path.write_text(yaml.safe_dump(small))
+    return str(path)
+
+
+def test_a_run_starts_clean_after_a_killed_one(
+    podman: tuple[Podman, dict[str, str]], topology: ModuleType
+) -> None:
+    """A run killed mid-way (a machine restart) leaves its containers, network and volumes. The next run
+    must come up anyway: another project's leftover network holds the compose subnet ('subnet ... is already
+    used'), and the project's own leftover network is not what compose would create ('needs to be
+    recreated': podman reports IPAM option driver=host-local, the file names none)."""
+    service, images = podman
+    file = _backends_only(service.workdir, topology)
+    earlier = ComposeProject(service, file, "mecha-e2e-clean-earlier", images)
+    project = ComposeProject(service, file, "mecha-e2e-clean", images)
+    earlier.compose("up", "-d", "--no-build")  # another project name, killed: never brought down
+    with running(project):
+        assert _get_ping(project) == "PONG"
+    # the earlier project's leftovers went with it
+    assert service.containers(earlier.name) == []
+    assert [n for n in _names(service, "network") if n.startswith(f"{earlier.name}_")] == []
+    assert [v for v in _names(service, "volume") if v.startswith(f"{earlier.name}_")] == []
+    project.compose("up", "-d", "--no-build")  # this project, killed: its network and container are left
+    with running(project):
+        assert _get_ping(project) == "PONG"
+
+
+def _get_ping(project: ComposeProject) -> str:
+    return project.exec("redis", "redis-cli", "ping").strip()
+
+
+def _names(service: Podman, kind: str) -> list[str]:
+    return service.run(kind, "ls", "--format", "{{.Name}}").split()
 
 
 def test_sidecar_compose_in_containers(podman: tuple[Podman, dict[str, str]]) -> None:
