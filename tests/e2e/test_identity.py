@@ -87,9 +87,6 @@ async def _serials(admin: str, session: aiohttp.ClientSession) -> set[str]:
     return {c["serial_number"] for entry in body.get("certificates", []) for c in entry.get("cert_chain", [])}
 
 
-@pytest.mark.xfail(
-    strict=False, reason="flaky in a full CI run: some 504s while agents rotate under load; to fix"
-)
 async def test_rotation_under_200_requests_per_second_fails_no_request(
     agent_mesh: Mesh, tmp_path: Path
 ) -> None:
@@ -133,12 +130,13 @@ async def test_rotation_under_200_requests_per_second_fails_no_request(
         await asyncio.gather(*tasks)
         await watcher
     took = time.monotonic() - start
-    # behaviour, not speed: every request answered 200 while each proxy went through >= 3 certificates
-    # (a loaded machine may pace below 200 req/s: the rate reached is in the message, not asserted)
     assert failures == [], f"{len(failures)} failed ({rate * seconds / took:.0f} req/s): {failures[:5]}"
     assert statuses[200] == rate * seconds
+    assert took < seconds * 1.5, f"the load ran at {rate * seconds / took:.0f} req/s, not {rate}"
     for proxy, serials in seen.items():
         assert len(serials) >= 3, f"{proxy} held only {len(serials)} certificates in {seconds}s"
+        # at half the lifetime, not on arrival: a CSR storm (each answer pushed over SDS) made the 504s
+        assert len(serials) <= 6, f"{proxy} held {len(serials)} certificates in {seconds}s (rotation ~4 s)"
 
 
 async def test_cli_revoke_closes_the_stream_within_5s_and_refuses_the_next_csr(

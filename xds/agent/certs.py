@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,13 @@ from xds.statedir import ensure_private_dir, write_private_file
 log = logging.getLogger(__name__)
 ROTATE_AT = 0.5  # like istio-agent's SECRET_GRACE_PERIOD_RATIO
 RETRY_S = 1.0
+# at most one CSR a second, whatever the clocks say (an agent clock ahead of the CA's sees every new
+# certificate past its rotation point and would ask again at once, pushing a new secret to Envoy each time)
+MIN_ROTATION_S = 1.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +39,14 @@ class WorkloadCert:
     key_pem: bytes
     chain_pem: bytes  # leaf first
     root_pem: bytes
-    not_before: datetime
+    not_before: datetime  # backdated by the CA for clock skew (a minute: more than a short TTL)
     not_after: datetime
+    issued_at: datetime = field(default_factory=_now)  # the agent's clock when it asked for it
 
     def rotate_after(self) -> datetime:
-        return self.not_before + (self.not_after - self.not_before) * ROTATE_AT
+        """Half the lifetime left at issue, as istio-agent counts from its CreatedTime: counted from the
+        backdated not_before, a certificate shorter than the backdate is due the moment it arrives."""
+        return self.issued_at + (self.not_after - self.issued_at) * ROTATE_AT
 
 
 def make_csr(trust_domain: str, token: str) -> tuple[bytes, bytes]:
@@ -75,6 +85,7 @@ class CertificateClient:
 
     async def fetch(self) -> WorkloadCert:
         token = self.credential.token()
+        asked = _now()
         key_pem, csr_pem = make_csr(self.trust_domain, token)
         request = CertificateRequest(csr=csr_pem.decode(), validity_duration=int(self.ttl_s))
         try:
@@ -91,6 +102,7 @@ class CertificateClient:
             root_pem=chain[-1].encode(),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
+            issued_at=asked,
         )
 
 
@@ -129,13 +141,13 @@ async def rotate_forever(
     client: CertificateClient,
     current: WorkloadCert,
     publish: Callable[[WorkloadCert], Awaitable[None]],
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = _now,
 ) -> None:
     """Replace the certificate at half its lifetime; retry each second while the CA does not answer (the
     old certificate keeps serving until it expires)."""
     while True:
         wait = (current.rotate_after() - clock()).total_seconds()
-        await asyncio.sleep(max(wait, 0.0))
+        await asyncio.sleep(max(wait, MIN_ROTATION_S))
         try:
             fresh = await client.fetch()
             await publish(fresh)
