@@ -13,21 +13,42 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from xds.cli.client import Client
+from xds.cli.apps import AppsError
+from xds.cli.client import Client, default_server
+from xds.cli.run import MeshInfo
+from xds.controlplane.settings import DEFAULT_XDS_PORT
 from xds.statedir import ensure_private_dir, write_private_file
 
 CREDENTIAL_FILE = "credential.jwt"
 ROOT_FILE = "root-cert.pem"
+DEFAULT_XDS_HOST = "127.0.0.1"  # = `mecha bootstrap --xds-host`'s default
 AGENT_DIR_HELP = (
     "issue the proxy's credential through the control plane's API (operator token) into this folder "
     "(0700) and point Envoy at the agent's sockets there; prints the `mecha agent` command to run beside it"
 )
 
 
+def api_server(args: argparse.Namespace) -> str:
+    """The API that issues the credential: --server, else the running `mecha up`'s (client.py)."""
+    return (args.server or default_server()).rstrip("/")
+
+
 def control_plane_address(args: argparse.Namespace) -> str:
-    """What the agent dials: every --xds replica, else --xds-host:--xds-port."""
+    """What the agent dials: every --xds replica, else --xds-host/--xds-port when not their defaults, else
+    the xDS address of the running `mecha up` whose API issues the credential (its up.json, read as `mecha
+    run` reads it: so `mecha up --port-offset N` needs no --xds-port, as it needs no --server), else the
+    defaults. (An explicit `--xds-port 15012` reads as the default: argparse cannot tell them apart.)"""
     replicas = list(getattr(args, "xds", []) or [])
-    return ",".join(replicas) if replicas else f"{args.xds_host}:{args.xds_port}"
+    if replicas:
+        return ",".join(replicas)
+    if (args.xds_host, args.xds_port) == (DEFAULT_XDS_HOST, DEFAULT_XDS_PORT):
+        try:
+            mesh = MeshInfo.find(None)
+        except AppsError:  # no running `mecha up` here: the defaults
+            mesh = None
+        if mesh is not None and mesh.api == api_server(args):
+            return mesh.xds
+    return f"{args.xds_host}:{args.xds_port}"
 
 
 def issue(args: argparse.Namespace, metadata: dict[str, Any], folder: Path) -> tuple[Path, Path]:
@@ -36,7 +57,7 @@ def issue(args: argparse.Namespace, metadata: dict[str, Any], folder: Path) -> t
 
     claims = claims_for(args.id, metadata)
     body = {"proxy_id": args.id, **claims, "ttl_s": args.credential_ttl}
-    answer = Client(args.server, args.token).post("/api/v1/credentials", body)
+    answer = Client(api_server(args), args.token).post("/api/v1/credentials", body)
     ensure_private_dir(folder)
     credential = write_private_file(folder / CREDENTIAL_FILE, str(answer["token"]) + "\n")
     root = write_private_file(folder / ROOT_FILE, str(answer["root_cert"]))
