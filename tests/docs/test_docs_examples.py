@@ -13,7 +13,6 @@ above a block says what it needs:
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -25,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
-from xds.runner.procs import port_in_use
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # mecha_up: the e2e tests' `mecha up`
+from mecha_up import free_offset
+
+from xds.testing.up_ports import up_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -107,25 +107,9 @@ def _folder(tmp: Path) -> Path:
 
 
 # ---- the running mesh -----------------------------------------------------------------------------------
-def _free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 14000, 100)
-        if not any(port_in_use(p) for p in _port_map(offset).values()):
-            return offset
-    pytest.skip("could not find a free block of ports for `mecha up`")
-
-
 def _port_map(offset: int) -> dict[int, int]:
     """Every default port of `mecha up` -> the same port under --port-offset."""
-    base, shifted = default_layout("sidecar", 0), default_layout("sidecar", offset)
-    ports: dict[int, int] = {
-        DEFAULT_API_PORT: DEFAULT_API_PORT + offset,
-        DEFAULT_XDS_PORT: DEFAULT_XDS_PORT + offset,
-    }
-    for getter in ("ports", "capability_ports", "gateway_ports"):
-        before, after = getattr(base, getter)(), getattr(shifted, getter)()
-        ports.update({before[k]: after[k] for k in before})
-    return ports
+    return dict(zip(up_ports(0), up_ports(offset), strict=True))
 
 
 @dataclass
@@ -142,7 +126,7 @@ class RunningMesh:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
     folder = _folder(tmp_path_factory.mktemp("docs-mesh"))
-    offset = _free_offset()
+    offset = free_offset(step=100)
     proc = subprocess.Popen(
         [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(offset)], cwd=folder, env=_env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -4,7 +4,6 @@ line, Ctrl-C at the end."""
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
 import sys
@@ -13,28 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
-from xds.runner.procs import port_in_use
+from xds.testing import up_ports
 
 MECHA = [sys.executable, "-m", "xds.cli"]
 
 
-def up_ports(offset: int) -> list[int]:
-    """Every port `mecha up --port-offset OFFSET` binds (control plane, apps, Envoys, capability services,
-    ingress gateway)."""
-    layout = default_layout("sidecar", offset)
-    ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-    return [*ports, *layout.capability_ports().values(), *layout.gateway_ports().values()]
-
-
-def free_offset() -> int:
-    """A --port-offset whose ports are all free (skips the test when 50 tries find none)."""
-    for _ in range(50):
-        offset = random.randrange(1000, 14000)
-        if not any(port_in_use(p) for p in up_ports(offset)):
-            return offset
-    pytest.skip("could not find a free block of ports for `mecha up`")
+def free_offset(step: int = 1) -> int:
+    """A --port-offset whose ports are all free (xds/testing/up_ports.py, shared with the benches); skips
+    the test when none is found."""
+    try:
+        return up_ports.free_offset(step)
+    except up_ports.NoFreeOffset as exc:
+        pytest.skip(str(exc))
 
 
 def start_up(cwd: Path, *args: str) -> subprocess.Popen[str]:

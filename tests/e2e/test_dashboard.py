@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_up import _free_offset, _read_until
+from mecha_up import free_offset, read_until
 
 from xds import types
 from xds.testing.fake_proxy import FakeProxy
@@ -32,11 +32,11 @@ NACK_MESSAGE = "Proto constraint validation failed (dashboard test): route_confi
 def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("up")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(_free_offset())],
+        [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(free_offset())],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _read_until(proc, "Mecha is up", 90)
+        read_until(proc, "Mecha is up", 90)
         info = json.loads((folder / ".mecha" / "up.json").read_text())
         info["token"] = (folder / ".mecha" / "api-token").read_text().strip()
         info["state_dir"] = str(folder / ".mecha")

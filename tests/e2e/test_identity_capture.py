@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
-from test_up import _free_offset, _read_until
+from mecha_up import free_offset, read_until
 
 from xds.agent.xdsproxy import ENV_RECORD_DIR, read_recording
 from xds.demo.config import default_layout
@@ -30,7 +30,7 @@ def _get(url: str) -> int:
 
 
 def test_no_discovery_response_of_a_whole_mecha_up_with_mtls_holds_a_private_key(tmp_path: Path) -> None:
-    offset = _free_offset()
+    offset = free_offset()
     recorded = tmp_path / "recorded"
     env = {**os.environ, "MECHA_MTLS": "1", "MECHA_CERT_TTL": "6", ENV_RECORD_DIR: str(recorded)}
     env.pop("MECHA_INSECURE_XDS", None)
@@ -39,7 +39,7 @@ def test_no_discovery_response_of_a_whole_mecha_up_with_mtls_holds_a_private_key
         up, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        _read_until(proc, "Mecha is up", 150)
+        read_until(proc, "Mecha is up", 150)
         layout = default_layout("sidecar", offset)
         assert layout.gateway is not None
         entry = f"{layout.gateway.url}/productpage"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_up import _free_offset, _read_until
+from mecha_up import free_offset, read_until
 
 from xds.demo.config import default_layout
 from xds.testing.envoy import free_port
@@ -34,14 +34,14 @@ def _get_json(url: str) -> Any:
 def test_prometheus_scrapes_istio_and_dapr_metric_names(tmp_path: Path) -> None:
     if shutil.which("prometheus") is None:
         pytest.skip("needs Debian's prometheus (.ci/run installs it)")
-    offset = _free_offset()
+    offset = free_offset()
     up = subprocess.Popen(
         [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(offset)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     prometheus = None
     try:
-        _read_until(up, "Mecha is up", 90)
+        read_until(up, "Mecha is up", 90)
         info = json.loads((tmp_path / ".mecha" / "up.json").read_text())
         with urllib.request.urlopen(info["productpage"], timeout=10) as resp:
             assert resp.status == 200

@@ -15,8 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from mecha_up import MECHA, interrupt, start_up
-from mecha_up import free_offset as _free_offset  # also imported from here by other e2e modules
+from mecha_up import MECHA, free_offset, interrupt, start_up
 from mecha_up import read_until as _read_until
 
 from xds.demo.config import make_layout
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_up_serves_the_demo_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
-    offset = _free_offset()
+    offset = free_offset()
     state = tmp_path / ".mecha"
     proc = start_up(tmp_path, "--port-offset", str(offset))
     try:
@@ -172,7 +171,7 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
     folders; a killed control plane and capability service come back (printed, up.json updated) and `mecha
     down` stops the restarted ones; a second `mecha up` right after succeeds (TIME_WAIT is not "in use");
     SIGKILL of that supervisor leaves no child behind."""
-    offset = _free_offset()
+    offset = free_offset()
     state = tmp_path / ".mecha"
     proc = start_up(tmp_path, "--port-offset", str(offset))
     second: subprocess.Popen[str] | None = None

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_up import _free_offset, _read_until
+from mecha_up import free_offset, read_until
 
 from xds.runner.procs import pid_alive
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_sighup_stops_every_child_in_order(tmp_path: Path) -> None:
-    offset = _free_offset()
+    offset = free_offset()
     state = tmp_path / ".mecha"
     mecha = [sys.executable, "-m", "xds.cli"]
     proc = subprocess.Popen(
@@ -32,7 +32,7 @@ def test_sighup_stops_every_child_in_order(tmp_path: Path) -> None:
         start_new_session=True,  # as a terminal's job: the signal reaches the supervisor only
     )
     try:
-        _read_until(proc, "Mecha is up", 120)
+        read_until(proc, "Mecha is up", 120)
         children = [c["pid"] for c in json.loads((state / "up.json").read_text())["children"]]
         assert len(children) >= 10, children
         proc.send_signal(signal.SIGHUP)
