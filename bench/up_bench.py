@@ -5,61 +5,72 @@ with the moment each component reported ready and the load average (the machine 
 
 Each run uses a fresh state folder and a free port block. The floor beside the median is the first Envoy's
 SYNCED line: no Envoy can be SYNCED before the control plane, its agent and its first push, so "Mecha is up"
-cannot come earlier (a lower bound read from the output, not each component measured alone)."""
+cannot come earlier (a lower bound read from the output, not each component measured alone).
+
+A failed run's folder is kept and printed (mecha up's output in up.out, every component's log in
+.mecha/logs/): a failure is read there, not guessed."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
-from xds.runner.procs import port_in_use
-
-
-def free_offset() -> int:
-    for _ in range(100):
-        offset = random.randrange(1000, 14000)
-        layout = default_layout("sidecar", offset)
-        ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-        ports += [*layout.capability_ports().values(), *layout.gateway_ports().values()]
-        if not any(port_in_use(p) for p in ports):
-            return offset
-    raise SystemExit("no free port block")
+from xds.testing.up_ports import NoFreeOffset, free_offset
 
 
 def one_run() -> tuple[float, dict[str, float]]:
-    with tempfile.TemporaryDirectory() as folder:
+    folder = Path(tempfile.mkdtemp(prefix="mecha-up-bench-"))
+    try:
+        offset = free_offset()
+    except NoFreeOffset as exc:
+        raise SystemExit(str(exc)) from None
+    up_at, ready, failure = watch_up(folder, offset)
+    if up_at is None:  # keep what explains it
+        raise SystemExit(f"{failure} (--port-offset {offset}); kept: {folder} (up.out, .mecha/logs/)")
+    shutil.rmtree(folder, ignore_errors=True)
+    return up_at, ready
+
+
+def watch_up(folder: Path, offset: int) -> tuple[float | None, dict[str, float], str]:
+    """`mecha up` in folder until "Mecha is up" (its second) or its failure, then Ctrl-C; each component's
+    [ready] second; the failure line. Its whole output goes to folder/up.out."""
+    ready: dict[str, float] = {}
+    failure = "mecha up ended without 'Mecha is up'"
+    with (folder / "up.out").open("w") as output:
         started = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(free_offset())],
+            [sys.executable, "-m", "xds.cli", "up", "--port-offset", str(offset)],
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        ready: dict[str, float] = {}
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
                 now = time.monotonic() - started
+                output.write(line)
                 if line.startswith("[ready] "):
                     ready[" ".join(line.split()[1:3])] = now
                 if "Mecha is up" in line:
-                    return now, ready
+                    return now, ready, ""
                 if line.startswith("mecha up failed"):
-                    raise SystemExit(line)
-            raise SystemExit("mecha up ended without 'Mecha is up'")
+                    failure = line.strip()
+                    break
         finally:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=40)
+                rest = proc.communicate(timeout=40)[0]
             except subprocess.TimeoutExpired:
                 proc.kill()
+                rest = proc.communicate()[0]
+            output.write(rest or "")
+    return None, ready, failure
 
 
 def main() -> None:
