@@ -65,8 +65,10 @@ def issue(args: argparse.Namespace, metadata: dict[str, Any], folder: Path) -> t
 
 
 def agent_command(args: argparse.Namespace, credential: Path, root: Path, folder: Path) -> str:
+    # --envoy-admin: the bootstrap's admin (loopback), which proxy-config reads through the agent
     argv = ["mecha", "agent", "--credential", str(credential), "--control-plane", control_plane_address(args),
-            "--root-cert", str(root), "--socket-dir", str(folder)]  # fmt: skip
+            "--root-cert", str(root), "--socket-dir", str(folder),
+            "--envoy-admin", f"127.0.0.1:{args.admin_port}"]  # fmt: skip
     return shlex.join(argv)
 
 

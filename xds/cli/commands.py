@@ -276,7 +276,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     else:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
-        print(f"wrote {args.output} (proxy {args.id}, {args.mode} mode, xDS {args.xds_host}:{args.xds_port})")
+        # agent mode: Envoy's xDS is the agent's socket; the agent line below names the control plane it dials
+        xds = f"its agent's sockets in {args.agent_dir}" if agent_line else f"{args.xds_host}:{args.xds_port}"
+        print(f"wrote {args.output} (proxy {args.id}, {args.mode} mode, xDS {xds})")
     if agent_line:
         out = sys.stderr if args.output in (None, "-") else sys.stdout  # stdout may be the bootstrap itself
         print(f"run its agent beside Envoy:\n  {agent_line}", file=out)

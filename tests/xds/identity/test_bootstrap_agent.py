@@ -84,6 +84,9 @@ async def test_bootstrap_issues_a_credential_and_envoy_runs_through_the_agent(tm
         line = next(row.strip() for row in out.splitlines() if row.strip().startswith("mecha agent"))
         argv = shlex.split(line)
         assert argv[argv.index("--control-plane") + 1] == f"127.0.0.1:{cp.xds_port}"
+        # the agent relays this Envoy's loopback admin (proxy-config); the summary names where Envoy's xDS is
+        assert argv[argv.index("--envoy-admin") + 1] == f"127.0.0.1:{admin}"
+        assert f"xDS its agent's sockets in {agent_dir})" in out, out
         agent = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "xds.cli", *argv[1:], stdout=(tmp_path / "agent.log").open("wb"),
             stderr=asyncio.subprocess.STDOUT,
