@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # grpc, cryptography and the Envoy protos load only on the agent's thread
+if TYPE_CHECKING:  # grpc and cryptography load only on the agent's thread
     from xds.agent.agent import Agent
     from xds.agent.config import AgentConfig
 

@@ -1,7 +1,7 @@
 """`mecha agent`: the per-proxy agent holding the proxy's credential and key (xds/agent/agent.py).
 
-Names load lazily: importing xds.agent.config or xds.agent.launch must not pull in gRPC, cryptography and the
-Envoy protos that the agent itself needs."""
+Names load lazily: importing xds.agent.config or xds.agent.launch must not pull in gRPC and cryptography,
+which the agent itself needs (it needs no generated Envoy protos: tests/xds/agent/test_agent_imports.py)."""
 
 from __future__ import annotations
 

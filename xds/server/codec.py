@@ -12,6 +12,13 @@ hot path. Field numbers follow envoy/service/discovery/v3/discovery.proto (check
                            6 removed_resources
     Resource               1 version, 2 resource (Any), 3 name
     Any                    1 type_url, 2 value          google.rpc.Status  1 code, 2 message
+
+and the SDS Secret with inline PEM (envoy/extensions/transport_sockets/tls/v3, core/v3/base.proto), so the
+agent serves its Envoy without the generated Envoy protos (~0.5 s of imports on its start path):
+
+    Secret                 1 name, 2 tls_certificate, 4 validation_context
+    TlsCertificate         1 certificate_chain, 2 private_key
+    CertificateValidationContext 1 trusted_ca           DataSource 2 inline_bytes
 """
 
 from __future__ import annotations
@@ -430,6 +437,25 @@ def encode_delta_response_without_nonce(
 def nonce_field(nonce: str) -> bytes:
     """The nonce field (5) of a DiscoveryResponse / DeltaDiscoveryResponse."""
     return _str_field(0x2A, nonce)
+
+
+# ---- SDS secrets
+
+
+def _inline_bytes(data: bytes) -> bytes:
+    """DataSource{inline_bytes}: a oneof member, so written even when empty (as betterproto2 does)."""
+    return _len_field(0x12, data)
+
+
+def encode_tls_certificate_secret(name: str, chain_pem: bytes, key_pem: bytes) -> bytes:
+    """Secret{name, tls_certificate{certificate_chain, private_key}} with inline PEM (SDS `default`)."""
+    certificate = _len_field(0x0A, _inline_bytes(chain_pem)) + _len_field(0x12, _inline_bytes(key_pem))
+    return _str_field(0x0A, name) + _len_field(0x12, certificate)
+
+
+def encode_validation_context_secret(name: str, trusted_ca_pem: bytes) -> bytes:
+    """Secret{name, validation_context{trusted_ca}} with inline PEM (SDS `ROOTCA`)."""
+    return _str_field(0x0A, name) + _len_field(0x22, _len_field(0x0A, _inline_bytes(trusted_ca_pem)))
 
 
 @dataclass(slots=True)
