@@ -6,10 +6,13 @@ issued at deploy time (issue #11).
   root-cert.pem, 0600, owned by the agent's uid. It also hands each proxy's socket volume to the agent's uid
   and Envoy's group.
 - The agent runs inside the capability service (its --agent-* flags) where one runs, else as a standalone
-  `mecha agent` container (the ingress gateway). It serves xds.sock and sds.sock in a folder 0710 with
-  sockets 0660 for Envoy's group (uid/gid 101 in the Envoy image), so Envoy connects and nothing else does:
-  no other container mounts the volume, and the credential volume is mounted by the agent alone.
+  `mecha agent` container (the ingress gateway) in its Envoy's network namespace. It serves xds.sock and
+  sds.sock in a folder 0710 with sockets 0660 for Envoy's group (uid/gid 101 in the Envoy image), so Envoy
+  connects and nothing else does: no other container mounts the volume, and the credential volume is mounted
+  by the agent alone.
 - Envoy's bootstrap points at those sockets only: it holds no credential, and no key crosses the network.
+- Envoy's admin stays on loopback; the agent beside it relays read-only admin GETs for the control plane's
+  `mecha proxy-config` (--envoy-admin / --agent-envoy-admin: the admin relay).
 """
 
 from __future__ import annotations
@@ -110,18 +113,22 @@ def envoy_volume(proxy_id: str) -> str:
     return f"{socket_volume(proxy_id)}:{AGENT_DIR}"
 
 
-def embedded_agent_args(control_plane: str) -> list[str]:
-    """The capability service's --agent-* flags."""
+def embedded_agent_args(control_plane: str, envoy_admin: str) -> list[str]:
+    """The capability service's --agent-* flags. envoy_admin: the loopback admin of the Envoy in its network
+    namespace, which the control plane's proxy-config reads through the agent (the admin relay)."""
     return ["--agent-credential", CREDENTIAL_FILE, "--agent-control-plane", control_plane,
             "--agent-root-cert", ROOT_FILE, "--agent-socket-dir", SOCKET_DIR,
-            "--agent-socket-group", str(ENVOY_GID)]  # fmt: skip
+            "--agent-socket-group", str(ENVOY_GID), "--agent-envoy-admin", envoy_admin]  # fmt: skip
 
 
-def standalone_agent(proxy_id: str, image: str, control_plane: str, address: str) -> dict[str, Any]:
-    """`mecha agent` in its own container (a gateway has no capability service)."""
+def standalone_agent(
+    proxy_id: str, image: str, control_plane: str, netns: str, envoy_admin: str
+) -> dict[str, Any]:
+    """`mecha agent` in its own container (a gateway has no capability service), in the network namespace of
+    its Envoy (netns: the compose service owning it), whose loopback admin it relays to the control plane."""
     command = ["mecha", "agent", "--credential", CREDENTIAL_FILE, "--control-plane", control_plane,
                "--root-cert", ROOT_FILE, "--socket-dir", SOCKET_DIR,
-               "--socket-group", str(ENVOY_GID)]  # fmt: skip
+               "--socket-group", str(ENVOY_GID), "--envoy-admin", envoy_admin]  # fmt: skip
     return {
         "image": image,
         "command": command,
@@ -132,8 +139,11 @@ def standalone_agent(proxy_id: str, image: str, control_plane: str, address: str
             "interval": "2s",
             "retries": 30,
         },
-        "networks": {"mesh": {"ipv4_address": address}},
-        "depends_on": {SERVICE: {"condition": "service_completed_successfully"}},
+        "network_mode": f"service:{netns}",
+        "depends_on": {
+            netns: {"condition": "service_started"},  # its Envoy gets config through this agent
+            SERVICE: {"condition": "service_completed_successfully"},
+        },
     }
 
 

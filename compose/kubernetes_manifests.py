@@ -226,7 +226,7 @@ def workload(w: t.Workload, image: str, envoy_image: str, ready_script: str) -> 
             f"http://{t.K8S_CONTROL_PLANE_HOST}:{t.API_PORT}",
             "--app-port",
             str(p.app),
-            *agents.embedded_agent_args(_agent_address()),
+            *agents.embedded_agent_args(_agent_address(), f"{t.ADMIN_HOST}:{p.admin}"),
         ],
         "env": [{"name": k, "value": v} for k, v in K8S_BACKEND_ENV.items()],
         "readinessProbe": _http_probe("/v1.0/healthz", p.capabilities_http),
@@ -313,6 +313,8 @@ def standalone_agent(image: str) -> dict[str, Any]:
             *["mecha", "agent", "--credential", agents.CREDENTIAL_FILE, "--root-cert", agents.ROOT_FILE],
             *["--control-plane", _agent_address(), "--socket-dir", agents.SOCKET_DIR],
             *["--socket-group", str(agents.ENVOY_GID)],
+            # the gateway Envoy's loopback admin (same pod, same network namespace): read through the agent
+            *["--envoy-admin", f"{t.ADMIN_HOST}:{t.GATEWAY_ADMIN_PORT}"],
         ],
         "readinessProbe": {"exec": {"command": ["sh", "-c", sockets]}, "periodSeconds": 2},
         "securityContext": {"runAsUser": agents.AGENT_UID, "runAsGroup": agents.AGENT_UID},

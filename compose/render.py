@@ -105,7 +105,6 @@ SHARE_READER_TOKEN = (
     "os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); "
     "os.write(fd, (token + chr(10)).encode()); os.close(fd); os.execvp(sys.argv[1], sys.argv[1:])"
 )
-GATEWAY_AGENT_IP = "172.30.89.31"  # the ingress gateway's standalone agent (beside GATEWAY_COMPOSE_IP)
 READER_TOKEN_ENV = {"MECHA_CONTROL_PLANE_TOKEN_FILE": f"{READER_DIR}/dapr-reader-token"}
 
 
@@ -156,34 +155,6 @@ def control_plane(endpoints_dir: str) -> dict[str, Any]:
     }
 
 
-def capabilities(app_id: str, http_port: int, grpc_port: int, app_port: int, netns: str) -> dict[str, Any]:
-    return {
-        "image": image("MECHA_IMAGE", MECHA_IMAGE),
-        "network_mode": f"service:{netns}",
-        "command": [
-            "python",
-            "-m",
-            "capabilities",
-            "--app-id",
-            app_id,
-            "--dapr-http-port",
-            str(http_port),
-            "--dapr-grpc-port",
-            str(grpc_port),
-            "--control-plane",
-            f"http://{t.CONTROL_PLANE_HOST}:{t.API_PORT}",
-            "--app-port",
-            str(app_port),
-            *agents.embedded_agent_args(agents.control_plane_address()),
-        ],
-        "environment": {**COMPOSE_BACKEND_ENV, **READER_TOKEN_ENV},
-        "group_add": [str(agents.ENVOY_GID)],  # the embedded agent shares its sockets with Envoy's group
-        "volumes": [f"{READER_VOLUME}:{READER_DIR}:ro", *agents.agent_volumes(netns)],
-        "healthcheck": http_health(f"http://127.0.0.1:{http_port}/v1.0/healthz"),
-        "depends_on": {**healthy(netns, "control-plane", "redis", "postgres"), **credentials_issued()},
-    }
-
-
 def node_capabilities() -> dict[str, Any]:
     """The node's one capability-service process: one runtime per app (`--app`), each behind that app's
     own Dapr listeners on the node's Envoy."""
@@ -191,7 +162,8 @@ def node_capabilities() -> dict[str, Any]:
     command = ["python", "-m", "capabilities", "--control-plane", control_plane]
     for w in t.WORKLOAD_LIST:
         command += ["--app", w.node_app_spec]
-    command += agents.embedded_agent_args(agents.control_plane_address())
+    admin = f"{t.ADMIN_HOST}:{t.NODE_ADMIN_PORT}"  # the node Envoy's, in this network namespace
+    command += agents.embedded_agent_args(agents.control_plane_address(), admin)
     urls = [f"http://127.0.0.1:{w.local_capabilities_http_port}/v1.0/healthz" for w in t.WORKLOAD_LIST]
     return {
         "image": image("MECHA_IMAGE", MECHA_IMAGE),
@@ -213,14 +185,20 @@ def credentials_issued() -> dict[str, dict[str, str]]:
     return {agents.SERVICE: {"condition": "service_completed_successfully"}}
 
 
-def identity_services(proxies: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The deploy-time `credentials` service and the standalone agent of the ingress gateway."""
+def identity_services(proxies: dict[str, dict[str, Any]], gateway_netns: str) -> dict[str, Any]:
+    """The deploy-time `credentials` service and the standalone agent of the ingress gateway, which joins the
+    gateway Envoy's network namespace (gateway_netns) to relay its loopback admin."""
+    gateway_admin = f"{t.ADMIN_HOST}:{t.GATEWAY_ADMIN_PORT}"
     return {
         agents.SERVICE: agents.credentials_service(
             proxies, image("MECHA_IMAGE", MECHA_IMAGE), STATE_VOLUME, healthy("control-plane")
         ),
         f"{t.GATEWAY_ID}-agent": agents.standalone_agent(
-            t.GATEWAY_ID, image("MECHA_IMAGE", MECHA_IMAGE), agents.control_plane_address(), GATEWAY_AGENT_IP
+            t.GATEWAY_ID,
+            image("MECHA_IMAGE", MECHA_IMAGE),
+            agents.control_plane_address(),
+            gateway_netns,
+            gateway_admin,
         ),
     }
 
@@ -280,10 +258,13 @@ def sidecar_compose() -> dict[str, Any]:
         if w.service == "orders":
             services[w.name]["ports"] = [published(9081, p.inbound)]
     proxies = sidecar_proxies()
-    services.update(identity_services(proxies))
+    # the gateway's Envoy owns the network namespace its agent joins (to reach the loopback admin): it starts
+    # first and dials the agent's socket until it is there, as the node's Envoy does
+    services.update(identity_services(proxies, t.GATEWAY_ID))
     gateway = envoy(
-        "bootstrap/gateway/sidecar.yaml", t.GATEWAY_ADMIN_PORT, None, [f"{t.GATEWAY_ID}-agent"], t.GATEWAY_ID
+        "bootstrap/gateway/sidecar.yaml", t.GATEWAY_ADMIN_PORT, None, ["control-plane"], t.GATEWAY_ID
     )
+    gateway["depends_on"].update(credentials_issued())  # its socket volume is handed to the agent first
     gateway["networks"] = {"mesh": {"ipv4_address": t.GATEWAY_COMPOSE_IP}}
     gateway["ports"] = [published(8080, t.GATEWAY_PORT)]  # the ingress: Gateway bookinfo-gateway, port 80
     services[t.GATEWAY_ID] = gateway
@@ -311,7 +292,7 @@ def replica(w: t.Workload) -> dict[str, Any]:
         f"http://{t.CONTROL_PLANE_HOST}:{t.API_PORT}", "--app-port", str(p.app),
         # a new replica takes traffic once its app answers (the WorkloadGroup has a probe)
         "--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-threshold", "2",
-        *agents.embedded_agent_args(agents.control_plane_address()),
+        *agents.embedded_agent_args(agents.control_plane_address(), f"{t.ADMIN_HOST}:{p.admin}"),
     ]  # fmt: skip
     envoy_argv = ["envoy", "-c", "/etc/envoy/envoy.yaml", "--log-level", "warning", "--disable-hot-restart",
                   "--drain-strategy", "immediate", "--drain-time-s", "2"]  # fmt: skip
@@ -376,7 +357,7 @@ def node_compose() -> dict[str, Any]:
         base_id=1,
     )
     proxies = node_proxies()
-    services.update(identity_services(proxies))
+    services.update(identity_services(proxies, t.NODE_ID))  # the gateway's agent: in the node's namespace too
     services[f"{t.NODE_ID}-capabilities"] = node_capabilities()
     for w in t.WORKLOAD_LIST:  # each app talks to its own Dapr listeners on the node's Envoy
         services[w.name] = {

@@ -68,6 +68,11 @@ def test_envoy_image_matches_the_wheel_version(render: ModuleType) -> None:
         assert images == {f"${{ENVOY_IMAGE:-{render.ENVOY_IMAGE}}}"}, name
 
 
+def _runs_an_agent(service: dict[str, Any]) -> bool:
+    argv = service.get("command", [])
+    return argv[:2] == ["mecha", "agent"] or "--agent-credential" in argv
+
+
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_start_order_health_checks_and_mounts(name: str) -> None:
     services = _load(name)["services"]
@@ -79,8 +84,9 @@ def test_start_order_health_checks_and_mounts(name: str) -> None:
             assert dep in services, f"{svc_name} depends on unknown {dep}"
             if dep in one_shot:
                 assert cond == {"condition": "service_completed_successfully"}, f"{svc_name} -> {dep}"
-            elif svc_name == "node-a-capabilities" and dep == "node-a":  # its agent configures that Envoy
-                assert cond == {"condition": "service_started"}
+            elif dep == svc.get("network_mode", "").removeprefix("service:") and _runs_an_agent(svc):
+                # an agent in its Envoy's network namespace: that Envoy gets config through it
+                assert cond == {"condition": "service_started"}, f"{svc_name} -> {dep}"
             else:
                 assert cond == {"condition": "service_healthy"}, f"{svc_name} -> {dep}"
         netns = svc.get("network_mode", "")

@@ -107,6 +107,19 @@ def _assert_the_mesh_works(
     assert rows, "no proxy connected"
     text = json.dumps(rows)
     assert "SYNCED" in text and "NACKED" not in text and "STALE" not in text, text
+    _assert_proxy_config_answers(project, control_plane, sorted(str(r["proxy_id"]) for r in rows))
+
+
+def _assert_proxy_config_answers(project: ComposeProject, control_plane: str, proxies: list[str]) -> None:
+    """`mecha proxy-config` in the control-plane container answers for every connected proxy: Envoy's admin
+    is on loopback, read through the proxy's agent (the admin relay; 409 without the agent's admin flag)."""
+    for proxy in proxies:
+        argv = ("exec", "-T", control_plane, "mecha", "proxy-config", proxy, "listeners", "-o", "json")
+        result = project.compose(*argv, timeout_s=60, check=False)
+        assert result.returncode == 0, f"proxy-config {proxy}: {result.stdout[-300:]}{result.stderr[-600:]}"
+        listeners = [str(c.get("name")) for c in json.loads(result.stdout).get("configs", [])]
+        assert listeners, f"proxy-config {proxy}: no listeners in {result.stdout[:300]}"
+    print(f"\nproxy-config through the agents of {len(proxies)} proxies: {', '.join(proxies)}")
 
 
 # Run inside another container on the compose network: the node block of reviews-v1's bootstrap, no
