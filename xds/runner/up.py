@@ -13,6 +13,7 @@ from typing import Any
 
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.demo.config import default_layout
+from xds.runner.config_ports import unshifted_ports
 from xds.runner.procs import pid_alive
 from xds.runner.stack import Stack, StackError, StackOptions
 from xds.statedir import write_private_file
@@ -100,6 +101,9 @@ def run_up(args: argparse.Namespace) -> int:
             return 2
     config_dir = folders[0] if folders else None
     offset = args.port_offset
+    notes = unshifted_ports(folders, args.mode, offset)  # the user's files are theirs: named, not rewritten
+    for note in notes:
+        _say(f"note: {note}")
     options = StackOptions(
         layout=default_layout(args.mode, offset),
         state_dir=state_dir,
@@ -112,7 +116,7 @@ def run_up(args: argparse.Namespace) -> int:
         extra_env={"MECHA_MTLS": "0"} if args.no_mtls else {},
     )
     try:
-        return asyncio.run(_up(options, args.timeout))
+        return asyncio.run(_up(options, args.timeout, notes))
     except KeyboardInterrupt:  # second Ctrl-C while stopping; children were already signalled
         return 130
 
@@ -124,9 +128,10 @@ def _write_state(stack: Stack, status: str) -> None:
     write_private_file(stack.o.state_dir / PID_FILE, json.dumps(info, indent=2))
 
 
-async def _up(options: StackOptions, within_s: float) -> int:
+async def _up(options: StackOptions, within_s: float, notes: list[str]) -> int:
     status = {"now": "starting"}
     stack = Stack(options, report=_say, on_change=lambda: _write_state(stack, status["now"]))
+    stack.notes.extend(notes)  # repeated under the summary
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
