@@ -5,7 +5,8 @@ reviews behaviours (used by the retry/timeout tests and the README examples):
   x-demo-fail: N    same, keyed by the x-demo-key header (or the path when absent)
   /slow?ms=M        answer after M milliseconds
   /attempts?key=K   how many requests key K has seen so far
-every app: POST /events/<topic> records a pub/sub delivery (Subscription route), GET /events lists them
+every app: POST /events/<topic> records a pub/sub delivery (Subscription route) and logs a line,
+GET /events shows the last ones and the count per topic (the demo's ratings subscribes to pubsub/orders)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
@@ -28,7 +29,9 @@ VERSION = web.AppKey("version", str)
 PROXY = web.AppKey("proxy", str)
 ATTEMPTS = web.AppKey("attempts", Counter)
 SESSION = web.AppKey("session", ClientSession)
-EVENTS = web.AppKey("events", list)
+EVENTS = web.AppKey("events", deque)
+RECEIVED = web.AppKey("received", Counter)
+KEPT_EVENTS = 100  # the last deliveries GET /events shows: a long-running demo must not grow without end
 
 
 def _identity(request: web.Request) -> dict[str, object]:
@@ -44,12 +47,21 @@ async def record_event(request: web.Request) -> web.Response:
     except ValueError:
         event = await request.text()
     trace = request.headers.get("traceparent", "")  # the delivery span's, when tracing is on
-    request.app[EVENTS].append({"topic": request.match_info["topic"], "event": event, "traceparent": trace})
+    topic = request.match_info["topic"]
+    request.app[EVENTS].append({"topic": topic, "event": event, "traceparent": trace})
+    request.app[RECEIVED][topic] += 1
+    data = event.get("data", event) if isinstance(event, dict) else event  # a CloudEvent's payload
+    shown = json.dumps(data)[:200]
+    count = request.app[RECEIVED][topic]
+    print(f"{request.app[APP_NAME]}: received on topic {topic}: {shown} ({count} so far)", flush=True)
     return web.json_response({"status": "SUCCESS"})
 
 
 async def list_events(request: web.Request) -> web.Response:
-    return web.json_response({**_identity(request), "events": request.app[EVENTS]})
+    events = list(request.app[EVENTS])
+    return web.json_response(
+        {**_identity(request), "received": dict(request.app[RECEIVED]), "events": events}
+    )
 
 
 async def no_subscriptions(_request: web.Request) -> web.Response:
@@ -141,7 +153,7 @@ def make_app(name: str, version: str = "v1", proxy: str = "") -> web.Application
     app = web.Application()
     app[APP_NAME], app[VERSION], app[PROXY], app[ATTEMPTS] = name, version, proxy, Counter()
     app.cleanup_ctx.append(_session_ctx)
-    app[EVENTS] = []
+    app[EVENTS], app[RECEIVED] = deque(maxlen=KEPT_EVENTS), Counter()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/dapr/subscribe", no_subscriptions)
     app.router.add_post("/events/{topic}", record_event)

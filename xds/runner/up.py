@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
+from xds.demo.config import default_layout, demo_secret_env
 from xds.runner.config_ports import unshifted_ports
 from xds.runner.procs import pid_alive
 from xds.runner.stack import Stack, StackError, StackOptions
@@ -104,6 +104,9 @@ def run_up(args: argparse.Namespace) -> int:
     notes = unshifted_ports(folders, args.mode, offset)  # the user's files are theirs: named, not rewritten
     for note in notes:
         _say(f"note: {note}")
+    if config_dir is None:  # the demo's secret store serves these (xds/demo/config.py); the user's win
+        for key, value in demo_secret_env().items():
+            os.environ.setdefault(key, value)
     options = StackOptions(
         layout=default_layout(args.mode, offset),
         state_dir=state_dir,
