@@ -11,6 +11,7 @@ dials it over TLS with the proxy's credential), without an agent process per Env
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,15 @@ TLS_CONTEXT = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Ups
 
 
 class FleetSecurity:
-    """One mesh CA and credential key in `workdir`; tokens per proxy id (cached: one signature each)."""
+    """One mesh CA and credential key in `workdir`; tokens per proxy id (cached: one signature each).
+    labels_of: the labels a proxy's credential allows (its node metadata claims them: a `mecha serve`
+    control plane checks the claim; the in-process bench's proxies claim none)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, labels_of: Callable[[str], Mapping[str, list[str]]] | None = None
+    ) -> None:
         self.workdir = workdir
+        self.labels_of = labels_of
         self.ca = CertificateAuthority.load_or_create(workdir / "ca")
         self.issuer = CredentialIssuer.load_or_create(workdir)
         self.authenticator = CredentialAuthenticator(
@@ -51,7 +57,10 @@ class FleetSecurity:
     def token(self, proxy_id: str) -> str:
         found = self._tokens.get(proxy_id)
         if found is None:
-            found, _ = self.issuer.issue(proxy_id, "default", ["default"], mode="sidecar", ttl_s=86400)
+            labels = self.labels_of(proxy_id) if self.labels_of is not None else None
+            found, _ = self.issuer.issue(
+                proxy_id, "default", ["default"], labels, mode="sidecar", ttl_s=86400
+            )
             self._tokens[proxy_id] = found
         return found
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import os
 import signal
 import statistics
@@ -33,6 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from xds_fleet_security import FleetSecurity  # noqa: E402
+from xds_replicas import FleetState, Replica, pg_schema, poll_fleet, sample_forever, wait_fleet_synced  # noqa: E402
 
 from xds import types  # noqa: E402
 from xds.cache import Snapshot, SnapshotCache  # noqa: E402
@@ -136,8 +136,76 @@ def synthetic_rebuilder(n_services: int, fleet: list[ProxyIdentity]) -> tuple[Re
 # ---------------------------------------------------------------- fake proxy workers (separate processes)
 
 
-async def worker(port: int, ids: list[str], delta: bool, tokens: str = "", root: str = "") -> None:
-    """Fake proxies, each on its own connection (as real proxies are); with tokens/root: TLS + credential."""
+# The bootstrap's ADS retry_back_off (envoy/bootstrap.yaml): a lost stream opens again after a jittered
+# exponential wait, 0.25 s doubling up to 2 s, as a real Envoy of the fleet does.
+RETRY_BASE_S, RETRY_MAX_S = 0.25, 2.0
+
+
+def node_metadata(p: ProxyIdentity) -> dict[str, Any]:
+    """What a sidecar's bootstrap puts under node.metadata.mecha for this identity (ProxyIdentity.from_node
+    gives it back): a `mecha serve` replica knows the proxy only from its stream."""
+    app = p.apps[0]
+    return {
+        "mode": "sidecar",
+        "outbound_port": p.outbound_port,
+        "dapr_http_port": p.dapr_http_port,
+        "dapr_grpc_port": p.dapr_grpc_port,
+        "labels": dict(p.labels),
+        "apps": [{"name": app.name, "app_port": app.app_port, "inbound_port": app.inbound_port}],
+    }
+
+
+class Reconnecting:
+    """One fake proxy that, like Envoy, opens its stream again when it ends (a control plane killed or
+    restarted), moving to the next control-plane address after each lost stream (Envoy's xDS cluster
+    balances a new connection over every replica)."""
+
+    def __init__(self, pid: str, targets: list[str], make: Callable[[str, str], Any]) -> None:
+        self.pid, self.targets, self.make = pid, targets, make
+        self.turn = int(pid.removeprefix("fake")) if pid.startswith("fake") else 0  # proxies split evenly
+        self.current: Any = None
+        self.reconnects = 0
+        self.failed_attempts = 0
+
+    lost = 0  # streams of this worker that ended after a response
+
+    async def run(self) -> None:
+        import random
+
+        failures = 0
+        while True:
+            proxy = self.current = self.make(self.pid, self.targets[self.turn % len(self.targets)])
+            ended: Any = None
+            try:
+                await proxy.start()
+                assert proxy.closed is not None
+                ended = await proxy.closed
+            except asyncio.CancelledError:
+                await proxy.stop()
+                raise
+            except Exception as exc:  # the address refuses connections (a replica being restarted)
+                ended = exc
+            await proxy.stop()
+            if ended is None:  # stopped by us
+                return
+            if proxy.responses:
+                failures = 0
+                if not Reconnecting.lost:  # the first lost stream of a worker says why; the count at the end
+                    print(f"fake proxy {self.pid}: stream ended {ended}", file=sys.stderr)
+                Reconnecting.lost += 1
+            else:
+                failures += 1
+                self.failed_attempts += 1
+            self.reconnects += 1
+            self.turn += 1
+            await asyncio.sleep(random.uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**failures)))
+
+
+async def worker(
+    targets: list[str], ids: list[str], delta: bool, tokens: str = "", root: str = "", meta: bool = False
+) -> None:
+    """Fake proxies, each on its own connection (as real proxies are); with tokens/root: TLS + credential;
+    with meta: node metadata naming its ports and app (what a `mecha serve` replica builds from)."""
     import json
 
     from xds.testing.fake_proxy import FakeProxy
@@ -148,53 +216,64 @@ async def worker(port: int, ids: list[str], delta: bool, tokens: str = "", root:
 
         creds, by_id = channel_credentials(Path(root)), json.loads(Path(tokens).read_text())  # noqa: ASYNC240
 
-    def proxy(pid: str) -> FakeProxy:
+    def proxy(pid: str, target: str) -> FakeProxy:
         metadata = [("authorization", f"Bearer {by_id[pid]}")] if creds is not None else []
-        return FakeProxy(f"127.0.0.1:{port}", pid, delta=delta, channel_credentials=creds,
-                         call_metadata=metadata, own_connection=True, keep_bodies=False)  # fmt: skip
-
-    def report_close(pid: str, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.result() is not None:  # None: stopped by us
-            print(f"fake proxy {pid}: stream ended {fut.result()}", file=sys.stderr)
-
-    async def start(p: FakeProxy) -> None:
-        await p.start()
-        assert p.closed is not None
-        p.closed.add_done_callback(functools.partial(report_close, p.proxy_id))
+        node = node_metadata(identity(int(pid.removeprefix("fake")), False)) if meta else None
+        return FakeProxy(target, pid, node, delta=delta, channel_credentials=creds, call_metadata=metadata,
+                         own_connection=True, keep_bodies=False)  # fmt: skip
 
     # Each starts on its own, as proxies do: one whose connection is slow to come up delays no other.
-    proxies = [proxy(pid) for pid in ids]
-    starts = [asyncio.ensure_future(start(p)) for p in proxies]
+    proxies = [Reconnecting(pid, targets, proxy) for pid in ids]
+    runs = [asyncio.ensure_future(p.run()) for p in proxies]
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    unstarted = sum(not t.done() for t in starts)
-    if unstarted:
-        print(f"worker: {unstarted} fake proxies still opening their stream", file=sys.stderr)
-    silent = [p.proxy_id for p in proxies if p.responses == 0]
+    silent = [p.pid for p in proxies if p.current is None or p.current.responses == 0]
     if silent:
-        print(f"worker: {len(silent)} of {len(proxies)} fake proxies never got a response", file=sys.stderr)
-    for p in proxies:
-        await p.stop()
+        print(f"worker: {len(silent)} of {len(proxies)} fake proxies have no response on their stream",
+              file=sys.stderr)  # fmt: skip
+    reconnects = sum(p.reconnects for p in proxies)
+    if reconnects:
+        failed = sum(p.failed_attempts for p in proxies)
+        lost = Reconnecting.lost
+        print(
+            f"worker: {lost} streams lost, {reconnects} opened again ({failed} attempts refused)",
+            file=sys.stderr,
+        )
+    for task in runs:
+        task.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
 
 
 async def start_worker(
-    port: int, ids: list[str], delta: bool, security: FleetSecurity | None = None
+    targets: list[int], ids: list[str], delta: bool, security: FleetSecurity | None = None, meta: bool = False
 ) -> asyncio.subprocess.Process:
-    args = [sys.executable, __file__, "--worker", "--port", str(port), "--ids", ",".join(ids)]
+    args = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--targets",
+        ",".join(map(str, targets)),
+        "--ids",
+        ",".join(ids),
+    ]
     if delta:
         args.append("--delta")
+    if meta:
+        args.append("--meta")
     if security is not None:
         args += ["--tokens", str(security.tokens_file(ids)), "--root", str(security.root_file)]
     return await asyncio.create_subprocess_exec(*args)
 
 
 async def start_workers(
-    port: int, ids: list[str], delta: bool, n: int, security: FleetSecurity | None = None
-) -> list[asyncio.subprocess.Process]:
-    """Fake proxies split round-robin over n processes, so their own CPU is not one core's queue."""
+    ports: list[int], ids: list[str], delta: bool, n: int, security: FleetSecurity | None = None,
+    meta: bool = False,
+) -> list[asyncio.subprocess.Process]:  # fmt: skip
+    """Fake proxies split round-robin over n processes, so their own CPU is not one core's queue; each
+    proxy's first control plane is ports[its number % len(ports)]."""
     groups = [ids[i::n] for i in range(max(1, n))]
-    return [await start_worker(port, g, delta, security) for g in groups if g]
+    return [await start_worker(ports, g, delta, security, meta) for g in groups if g]
 
 
 async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
@@ -356,7 +435,7 @@ async def run(args: argparse.Namespace) -> None:
             envoys.append(e)
         cpu_start = cpu_seconds(os.getpid())
         fake_ids = [p.id for p in fleet[args.envoys :]]
-        procs = await start_workers(port, fake_ids, args.delta, args.workers, security)
+        procs = await start_workers([port], fake_ids, args.delta, args.workers, security)
         sync_profiler = None
         if args.profile_sync:
             import cProfile
@@ -482,6 +561,151 @@ async def run(args: argparse.Namespace) -> None:
         await server.stop(0.5)
 
 
+# ---------------------------------------------------------------- `mecha serve` replicas (--replicas N)
+
+
+def replica_report(replicas: list[Replica], cpu_start: dict[str, float], synced: int) -> str:
+    parts = []
+    for r in replicas:
+        cpu = r.cpu_s() - cpu_start[r.name]
+        parts.append(
+            f"{r.name}: RSS {r.sample():.0f} MB (peak {r.peak_mb:.0f}), {cpu:.1f} CPU-s"
+            + (f" = {cpu / synced * 1000:.1f} CPU-ms per proxy sync" if synced else "")
+        )
+    return "; ".join(parts)
+
+
+def stuck_report(state: FleetState, fleet: list[str]) -> str:
+    stuck = [pid for pid in fleet if state.rows.get(pid, {}).get("state") != "SYNCED"]
+    if not stuck:
+        return "stuck proxies: none"
+    return f"stuck proxies: {len(stuck)} {state.states(fleet)} (e.g. {', '.join(stuck[:5])})"
+
+
+async def run_replicas(args: argparse.Namespace) -> None:
+    """N `mecha serve` processes on one PostgreSQL store, proxies split between them: the cold sync, then
+    with --restart a SIGKILL of replica a (with one replica it starts again at once; with more, its proxies
+    move to the others and a is restarted once they are all SYNCED)."""
+    from meshgen import generate_mesh
+
+    from xds.bootstrap import BootstrapParams, render
+
+    n_fake = args.proxies - args.envoys
+    fleet = [identity(i, True) for i in range(args.envoys)] + [identity(i, False) for i in range(n_fake)]
+    ids = [p.id for p in fleet]
+    workdir = Path(tempfile.mkdtemp(prefix="xds-push-bench-"))
+    claims = {p.id: {k: [v] for k, v in p.labels} for p in fleet}  # what its node metadata says
+    security = FleetSecurity(workdir, claims.__getitem__) if args.tls else None
+    state_dir = workdir if security is not None else workdir / "state"  # its CA and credential key
+    env = {"MECHA_MTLS": "0", "PYTHONWARNINGS": "ignore"}  # no workload certificates: as in-process
+    if security is None:
+        env["MECHA_INSECURE_XDS"] = "1"
+    envoys: list[EnvoyProcess] = []
+    procs: list[asyncio.subprocess.Process] = []
+    async with pg_schema(args.pg) as store:
+        replicas = [
+            Replica(chr(ord("a") + i), store, state_dir, workdir / f"replica-{chr(ord('a') + i)}.log", env)
+            for i in range(args.replicas)
+        ]
+        sampler = asyncio.ensure_future(sample_forever(replicas))
+        try:
+            for r in replicas:
+                print(f"replica {r.name} ready in {await r.start():.1f} s (xDS port {r.xds_port})")
+            t = time.perf_counter()
+            outcome = await replicas[0].apply("mesh.yaml", generate_mesh(args.services))
+            head = int(outcome.get("version") or await replicas[0].version())
+            for r in replicas[1:]:
+                while await r.version() < head:  # noqa: ASYNC110 (it follows the store: NOTIFY, re-read)
+                    await asyncio.sleep(0.1)
+            print(
+                f"{args.services}-service mesh applied to replica a (version {head}) and on every replica "
+                f"in {time.perf_counter() - t:.1f} s; store {store.split('?')[0]}"
+            )
+            ports = [r.xds_port for r in replicas]
+            for p in fleet[: args.envoys]:
+                params = BootstrapParams(
+                    proxy_id=p.id, xds_port=ports[0], admin_port=free_port(), metadata=node_metadata(p),
+                    delta=args.delta, initial_fetch_timeout_s=5,
+                    xds_addresses=tuple(("127.0.0.1", port) for port in ports) if len(ports) > 1 else (),
+                )  # fmt: skip
+                yaml_text = render(params)
+                if security is not None:
+                    yaml_text = security.secure_bootstrap(yaml_text, p.id)
+                envoys.append(EnvoyProcess(yaml_text, workdir, name=p.id, log_level="warning"))
+            for r in replicas:
+                r.reset_peak()
+            cpu_start = {r.name: r.cpu_s() for r in replicas}
+            t0 = time.monotonic()
+            for e in envoys:
+                await e.start(wait_ready=False)
+            procs = await start_workers(ports, ids[args.envoys :], args.delta, args.workers, security, True)
+            order, state = await wait_fleet_synced(replicas, ids, within=args.sync_timeout, started=t0)
+            done = len(order) == len(ids)
+            transport = "TLS + credential per stream" if security is not None else "plaintext, no credential"
+            flavour = "delta" if args.delta else "SotW"
+            outcome_text = (
+                f"all SYNCED in {max(order.values()):.1f} s"
+                if done
+                else f"NOT all SYNCED in {args.sync_timeout:.0f} s"
+            )
+            print(
+                f"COLD {len(ids)} proxies ({args.envoys} Envoy, {n_fake} fake, {flavour} ADS, {transport}) "
+                f"on "
+                f"{len(replicas)} replicas: {outcome_text} (load {os.getloadavg()[0]:.1f}); "
+                f"proxies per replica {state.where}"
+            )
+            print("  " + replica_report(replicas, cpu_start, len(order)))
+            if not done:
+                print("  " + stuck_report(state, ids))
+            else:
+                print("  " + sync_report(order))
+            await asyncio.sleep(args.settle)  # streams idle: the RSS a replica keeps for its proxies
+            print(f"  after {args.settle:.0f} s idle: " + replica_report(replicas, cpu_start, 0))
+            if args.restart:
+                await restart_herd(args, replicas, ids)
+        finally:
+            await stop_processes(procs)
+            for e in envoys:
+                await e.stop()
+            sampler.cancel()
+            for r in replicas:
+                await r.kill()
+    print(f"logs: {workdir}")
+
+
+async def restart_herd(args: argparse.Namespace, replicas: list[Replica], ids: list[str]) -> None:
+    victim, others = replicas[0], replicas[1:]
+    for r in replicas:
+        r.reset_peak()
+    cpu_start = {r.name: r.cpu_s() for r in replicas}
+    held = (await poll_fleet([victim], time.monotonic())).where.get(victim.name, 0)
+    t0 = time.monotonic()
+    await victim.kill()
+    ready = await victim.start() if not others else 0.0
+    order, state = await wait_fleet_synced(replicas, ids, within=args.sync_timeout, started=t0)
+    done = len(state.synced() & set(ids)) == len(ids)
+    took = max(order.values()) if done else args.sync_timeout
+    what = f"restarted (ready {ready:.1f} s after the kill)" if not others else "not restarted yet"
+    print(
+        f"HERD SIGKILL of replica {victim.name} holding {held} streams, {what}: "
+        + (f"all {len(ids)} SYNCED again {took:.1f} s after the kill" if done
+           else f"NOT all SYNCED {args.sync_timeout:.0f} s after the kill")
+        + f" (load {os.getloadavg()[0]:.1f}); proxies per replica {state.where}"
+    )  # fmt: skip
+    print("  " + stuck_report(state, ids))
+    print("  " + replica_report(replicas, cpu_start, len(ids)))
+    if others:  # the killed replica comes back: it catches up from the store; its proxies stay where they are
+        ready = await victim.start()
+        version = await victim.version()
+        await asyncio.sleep(args.settle)
+        state = await poll_fleet(replicas, t0)
+        print(
+            f"  replica {victim.name} restarted: ready in {ready:.1f} s at version {version}; proxies per "
+            f"replica {state.where}; {stuck_report(state, ids)}"
+        )
+        print("  " + replica_report(replicas, cpu_start, 0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -503,18 +727,31 @@ def main() -> None:
     parser.add_argument("--sync-only", action="store_true", help="stop after the full sync (no push runs)")
     parser.add_argument("--sync-timeout", type=float, default=150.0)
     parser.add_argument("--profile-sync", default="", help="write a cProfile of the full sync to this file")
+    parser.add_argument(
+        "--replicas", type=int, default=0,
+        help="N `mecha serve` processes on one PostgreSQL store, proxies split between them (0: the control "
+        "plane in this process); the cold sync only, then --restart",
+    )  # fmt: skip
+    parser.add_argument(
+        "--restart", action="store_true",
+        help="with --replicas: SIGKILL replica a once all are SYNCED, every proxy reconnecting at once",
+    )  # fmt: skip
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test", help="with --replicas")
+    parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before the steady RSS")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", default="", help=argparse.SUPPRESS)
     parser.add_argument("--root", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--targets", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--meta", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ids", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         ids = [i for i in args.ids.split(",") if i]
-        asyncio.run(worker(args.port, ids, args.delta, args.tokens, args.root))
+        targets = [f"127.0.0.1:{port}" for port in args.targets.split(",")]
+        asyncio.run(worker(targets, ids, args.delta, args.tokens, args.root, args.meta))
         return
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    asyncio.run(run(args))
+    asyncio.run(run_replicas(args) if args.replicas else run(args))
 
 
 if __name__ == "__main__":
