@@ -4,11 +4,20 @@ Login: a browser cannot send the API's bearer header on navigation, so `mecha da
 for a one-time code (POST /api/v1/ui/code, 60 s, single use) and opens /ui/login?code=...; the login sets a
 session cookie (HttpOnly, SameSite=Strict, path /ui) whose principal may only read the /ui paths. A code in
 a browser's history is already spent; the cookie cannot call the API's writes (CSRF-safe by scope).
+
+Live: the page holds one server-sent event stream (/ui/api/events) instead of polling, so a change shows
+within 1 s whatever the phase (a poller's worst case is its period plus one answer). The stream wakes at
+once on a config change, reads proxy states every TICK_S (ACK/NACK has no change signal here) and sends the
+state when it differs from the last one sent, and at least every RESEND_S. Rates and capability health take
+network round trips (up to 2 s when one is down): one background probe refreshes them every PROBE_EVERY_S
+for every open page, and the stream sends the last ones it has instead of waiting for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,10 +31,15 @@ from xds.controlplane.auth import UI_LOGIN_PATH as LOGIN_PATH
 from xds.controlplane.envoy_admin import AdminError, read_proxy_admin
 from xds.controlplane.ui_graph import mesh_graph, outbound_edge_stats
 
+log = logging.getLogger("mecha.ui")
+
 COOKIE = "mecha_ui"
 CODE_TTL_S = 60.0
 SESSION_TTL_S = 12 * 3600.0
-STATS_TTL_S = 0.5  # several tabs polling every second share one scrape of each Envoy
+STATS_TTL_S = 0.5  # several readers of /ui/api/state share one scrape of each Envoy
+TICK_S = 0.2  # how often an event stream reads the proxies' states
+PROBE_EVERY_S = 1.0  # rates and capability health, shared by every open page
+RESEND_S = 1.0  # an unchanged state is sent again this often: the page's "updated" time stays true
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
@@ -69,6 +83,7 @@ class UiSessions:
 
 UI_SESSIONS = web.AppKey("ui_sessions", UiSessions)
 STATS_CACHE = web.AppKey("ui_stats_cache", dict)
+NO_CACHE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 # ---- handlers -------------------------------------------------------------------------------------------
@@ -116,16 +131,70 @@ async def redirect_to_index(request: web.Request) -> web.Response:
 
 
 async def state(request: web.Request) -> web.Response:
-    """Everything the page draws, in one answer (the page polls it every second)."""
+    """Everything the page draws, in one answer, with rates and health probed now (scripts, curl)."""
+    cp = _control_plane(request)
+    proxies = cp.proxy_status()
+    identities = _identities(cp)
+    stats, health = await asyncio.gather(_stats(request.app, cp, proxies), _capability_health(cp, identities))
+    return web.json_response(_body(cp, proxies, identities, await _history(cp), stats, health))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /ui/api/events: the state as server-sent events, each time it changes (see the module doc)."""
+    cp = _control_plane(request)
+    live = request.app[LIVE]
+    redactor = _redactor(request)
+    response = web.StreamResponse(headers={**NO_CACHE, "Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"retry: 1000\n\n")  # reconnect after 1 s (not the browser's 3 s) if cut
+    sent, sent_at, history_of = "", 0.0, (-1, [])
+    while not live.closing.is_set():
+        probed = live.probed
+        version = cp.store.version
+        if history_of[0] != version:  # the store's history read once per version, not per tick
+            history_of = (version, await _history(cp))
+        proxies = cp.proxy_status()
+        identities = _identities(cp)
+        live.want_probes(request.app, cp)
+        body = _body(cp, proxies, identities, history_of[1], live.stats, live.health)
+        key = json.dumps({**body, "at": 0}, sort_keys=True, default=str)
+        if key != sent or time.monotonic() - sent_at >= RESEND_S:
+            data = json.dumps(redactor.value(body), default=str)
+            try:
+                await response.write(f"data: {data}\n\n".encode())
+            except (ConnectionError, RuntimeError):  # the page went away
+                break
+            sent, sent_at = key, time.monotonic()
+        await live.wait_change(cp, version, probed)
+    return response
+
+
+def _control_plane(request: web.Request) -> Any:
     from xds.controlplane.api import CONTROL_PLANE  # api imports this module: late import
 
-    cp = request.app[CONTROL_PLANE]
+    return request.app[CONTROL_PLANE]
+
+
+def _redactor(request: web.Request) -> Any:
+    from xds.controlplane.api import REDACTOR
+
+    return request.app[REDACTOR]
+
+
+def _identities(cp: Any) -> dict[str, Any]:
+    return {p.id: p for p in cp.server.proxies()} if getattr(cp, "server", None) else {}
+
+
+def _body(
+    cp: Any,
+    proxies: list[dict[str, Any]],
+    identities: dict[str, Any],
+    history: list[dict[str, Any]],
+    stats: dict[str, dict[str, Any]],
+    health: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     config = cp.config_view()
-    proxies = cp.proxy_status()
-    identities = {p.id: p for p in cp.server.proxies()} if getattr(cp, "server", None) else {}
-    stats, health = await asyncio.gather(_stats(request, cp, proxies), _capability_health(cp, identities))
-    history = await _history(cp)
-    body = {
+    return {
         "version": config["version"],
         "at": time.time(),
         "proxies": proxies,
@@ -137,7 +206,61 @@ async def state(request: web.Request) -> web.Response:
         "last_refused": getattr(cp, "last_refused", None),
         "dapr": _dapr_components(cp.dapr_view(), identities, health),
     }
-    return web.json_response(body)
+
+
+@dataclass
+class LiveProbes:
+    """Rates and capability health for the event streams: refreshed in the background while pages are
+    open, so a stream never waits on a slow Envoy or capability service."""
+
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probed: int = 0  # generations of probes done; a stream wakes when it moves
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _due: float = 0.0
+
+    def want_probes(self, app: web.Application, cp: Any) -> None:
+        if (self._task is None or self._task.done()) and time.monotonic() >= self._due:
+            self._due = time.monotonic() + PROBE_EVERY_S
+            self._task = asyncio.create_task(self._probe(app, cp))
+
+    async def _probe(self, app: web.Application, cp: Any) -> None:
+        try:
+            self.stats, self.health = await asyncio.gather(
+                _stats(app, cp, cp.proxy_status()), _capability_health(cp, _identities(cp))
+            )
+        except Exception:  # the last probes stay; the next ones may work
+            log.exception("dashboard probes (Envoy stats, capability health) failed")
+        finally:
+            self.probed += 1
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_change(self, cp: Any, version: int, probed: int) -> None:
+        """Until the config version moves, new probes arrive, the server stops, or TICK_S passes."""
+        if self.probed != probed or self.closing.is_set():
+            return
+        waits = [
+            asyncio.ensure_future(cp.wait_for_version_change(version, TICK_S)),
+            asyncio.ensure_future(self._changed.wait()),
+            asyncio.ensure_future(self.closing.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def close(self, _app: web.Application) -> None:
+        """on_shutdown: end the streams, or aiohttp waits for them before it stops."""
+        self.closing.set()
+        if self._task is not None:
+            self._task.cancel()
+
+
+LIVE = web.AppKey("ui_live", LiveProbes)
 
 
 async def _history(cp: Any) -> list[dict[str, Any]]:
@@ -151,9 +274,9 @@ async def _history(cp: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _stats(request: web.Request, cp: Any, proxies: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+async def _stats(app: web.Application, cp: Any, proxies: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """proxy id -> outbound cluster counters (upstream_rq_total, upstream_rq_5xx), cached STATS_TTL_S."""
-    cache = request.app[STATS_CACHE]
+    cache = app[STATS_CACHE]
     if cache.get("until", 0.0) > time.monotonic():
         return cache["stats"]
 
@@ -241,9 +364,12 @@ def _page(title: str, body: str) -> str:
 def add_routes(app: web.Application, sessions: UiSessions) -> None:
     app[UI_SESSIONS] = sessions
     app[STATS_CACHE] = {}
+    app[LIVE] = LiveProbes()
+    app.on_shutdown.append(app[LIVE].close)
     app.router.add_post("/api/v1/ui/code", new_code)
     app.router.add_get(LOGIN_PATH, login)
     app.router.add_get("/ui", redirect_to_index)
     app.router.add_get("/ui/api/state", state)
+    app.router.add_get("/ui/api/events", events)
     app.router.add_get("/ui/", page)
     app.router.add_get("/ui/{name}", page)
