@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,67 @@ def test_dashboard_shows_a_change_within_one_second(running_up: dict[str, Any], 
             latencies.append(round(max(0.0, timed["seen"] - timed["answered"])))
     print(f"ms from the API's answer to the page showing it: {latencies}")
     assert max(latencies) < 1000, f"ms from the API's answer to the page showing it: {latencies}"
+
+
+def test_mecha_dashboard_opens_a_url_that_logs_in_once(running_up: dict[str, Any], tmp_path: Path) -> None:
+    """`mecha dashboard` in the folder of a running `mecha up` (no --server, no token given): it hands the
+    browser ($BROWSER, as Python's webbrowser reads it) a one-time login URL that carries no API token; the
+    URL logs in once, to a cookie that reads only the dashboard, and lands on /ui/ without the code."""
+    recorded = tmp_path / "opened.txt"
+    fake_browser = tmp_path / "browser.sh"
+    fake_browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{recorded}"\n')
+    fake_browser.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MECHA_")}
+    token = running_up["token"]
+
+    def dashboard(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "xds.cli", "dashboard", *args],
+            cwd=Path(running_up["state_dir"]).parent, env={**env, "BROWSER": str(fake_browser)},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert token not in done.stdout + done.stderr
+        return done
+
+    done = dashboard()
+    opened = recorded.read_text().split()
+    assert len(opened) == 1, opened
+    url = opened[0]
+    assert url.startswith(running_up["api"] + "/ui/login?code=") and token not in url
+    assert f"dashboard: {url}" in done.stdout  # printed too, for a machine without a browser
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as login:
+        opener.open(url, timeout=10)
+    assert login.value.code == 303 and login.value.headers["Location"] == "/ui/"  # the code stays behind
+    cookie = login.value.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and token not in cookie
+    session = cookie.split(";", 1)[0]
+
+    def get(path: str) -> int:
+        request = urllib.request.Request(running_up["api"] + path, headers={"Cookie": session})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert get("/ui/api/state") == 200  # logged in
+    assert get("/api/v1/config") == 401  # the cookie reads the dashboard only
+    with pytest.raises(urllib.error.HTTPError) as again:
+        opener.open(url, timeout=10)  # the same URL from the browser's history
+    assert again.value.code == 401
+
+    # --no-browser: the URL is printed, no browser is started
+    done = dashboard("--no-browser")
+    assert recorded.read_text().split() == opened
+    printed = done.stdout.split()[1]
+    assert printed.startswith(running_up["api"] + "/ui/login?code=") and printed != url
 
 
 def test_dashboard_without_login_is_refused(running_up: dict[str, Any]) -> None:
