@@ -2,12 +2,15 @@
 component_monitoring.go), so Dapr's Grafana dashboards work unchanged.
 
 daprd exposes OpenCensus counters without the `_total` suffix (`dapr_http_server_request_count`); the
-families here are written by hand for that reason. Served at GET /metrics on the Dapr HTTP port (no token,
-as daprd's metrics port: counts and names, nothing secret).
+families here are written by hand for that reason. The component counters' `namespace` is daprd's
+(security.CurrentNamespace: $NAMESPACE, else "default"), the one Settings.namespace reads: an empty value
+would drop the label, and a dashboard filtering on namespace="default" would find nothing. Served at GET
+/metrics on the Dapr HTTP port (no token, as daprd's metrics port: counts and names, nothing secret).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -83,13 +86,17 @@ def render() -> bytes:
     return text.encode()
 
 
+def namespace() -> str:
+    return os.environ.get("NAMESPACE", "default")
+
+
 def record_publish(app_id: str, component: str, topic: str, ok: bool) -> None:
-    pubsub_egress.inc(app_id, component, "", "true" if ok else "false", topic)
+    pubsub_egress.inc(app_id, component, namespace(), "true" if ok else "false", topic)
 
 
 def record_delivery(app_id: str, component: str, topic: str, outcome: str) -> None:
     """outcome: success, retry or drop (daprd's process_status and status carry the same word)."""
-    pubsub_ingress.inc(app_id, component, "", outcome, outcome, topic)
+    pubsub_ingress.inc(app_id, component, namespace(), outcome, outcome, topic)
 
 
 def install(app: web.Application, app_id: str) -> None:

@@ -1,5 +1,8 @@
 """A real Prometheus server scrapes a running `mecha up`: the control plane's istiod names (pilot_*) and a
-capability service's daprd names (dapr_*) arrive as the dashboards people already have expect them."""
+capability service's daprd names (dapr_*) arrive as the dashboards people already have expect them. The
+demo's pub/sub carries one event first (published through ratings' Dapr API, delivered to ratings by the
+Subscription ratings-orders), so the pub/sub counters have series, with daprd's labels
+(pkg/diagnostics/component_monitoring.go; namespace as daprd's security.CurrentNamespace: "default")."""
 
 from __future__ import annotations
 
@@ -23,12 +26,34 @@ pytestmark = pytest.mark.e2e
 # pilot_total_xds_rejects has no series until a proxy NACKs (as istiod's): tests/xds/controlplane covers it.
 ISTIOD_NAMES = {"pilot_xds_pushes", "pilot_xds", "pilot_proxy_convergence_time_bucket",
                 "pilot_xds_push_time_bucket", "pilot_k8s_cfg_events"}  # fmt: skip
-DAPRD_NAMES = {"dapr_http_server_request_count"}
+DAPRD_NAMES = {"dapr_http_server_request_count", "dapr_component_pubsub_ingress_count",
+               "dapr_component_pubsub_egress_count"}  # fmt: skip
+# one series each, label for label as daprd writes them for the demo's publish and delivery
+PUBSUB = {"app_id": "ratings", "component": "pubsub", "namespace": "default", "topic": "orders"}
+DAPRD_SERIES = {
+    "dapr_component_pubsub_egress_count": {**PUBSUB, "success": "true"},
+    "dapr_component_pubsub_ingress_count": {**PUBSUB, "process_status": "success", "status": "success"},
+}
 
 
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _publish_and_wait_for_delivery(ratings: dict[str, str]) -> None:
+    """One event on pubsub/orders through ratings' Dapr HTTP API; returns once ratings has received it."""
+    before = _get_json(ratings["app"] + "/events")["received"].get("orders", 0)
+    publish = urllib.request.Request(
+        ratings["dapr"] + "/v1.0/publish/pubsub/orders", data=b'{"orderId": 1}', method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(publish, timeout=10) as resp:
+        assert resp.status == 204
+    deadline = time.monotonic() + 15
+    while _get_json(ratings["app"] + "/events")["received"].get("orders", 0) == before:
+        assert time.monotonic() < deadline, "the published event never reached ratings"
+        time.sleep(0.1)
 
 
 def test_prometheus_scrapes_istio_and_dapr_metric_names(tmp_path: Path) -> None:
@@ -45,8 +70,9 @@ def test_prometheus_scrapes_istio_and_dapr_metric_names(tmp_path: Path) -> None:
         info = json.loads((tmp_path / ".mecha" / "up.json").read_text())
         with urllib.request.urlopen(info["productpage"], timeout=10) as resp:
             assert resp.status == 200
-        capability = default_layout("sidecar", offset).proxies[0].capabilities_http_port
+        capability = default_layout("sidecar", offset).proxy_of("ratings-v1").capabilities_http_port
         urllib.request.urlopen(f"http://127.0.0.1:{capability}/v1.0/healthz", timeout=10).close()
+        _publish_and_wait_for_delivery(info["apps"]["ratings-v1"])
         api = info["api"].split("//", 1)[1].rstrip("/")
         port = free_port()
         (tmp_path / "prometheus.yml").write_text(
@@ -82,6 +108,12 @@ def test_prometheus_scrapes_istio_and_dapr_metric_names(tmp_path: Path) -> None:
         assert ISTIOD_NAMES | DAPRD_NAMES <= names, sorted(
             n for n in names if n.startswith(("pilot", "dapr"))
         )
+        for name, labels in DAPRD_SERIES.items():
+            series = _get_json(f"http://127.0.0.1:{port}/api/v1/series?match[]={name}")["data"]
+            found = [{k: v for k, v in s.items() if k not in ("__name__", "job", "instance")} for s in series]
+            assert found == [labels], (name, found)
+            meta = _get_json(f"http://127.0.0.1:{port}/api/v1/metadata?metric={name}")["data"]
+            assert meta[name][0]["type"] == "counter", meta
         targets = _get_json(f"http://127.0.0.1:{port}/api/v1/targets")["data"]["activeTargets"]
         assert {t["labels"]["job"]: t["health"] for t in targets} == {"istiod": "up", "daprd": "up"}
         pushes = _get_json(f"http://127.0.0.1:{port}/api/v1/query?query=sum(pilot_xds_pushes)")["data"][

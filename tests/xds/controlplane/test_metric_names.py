@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from capabilities import metrics as dapr_metrics
@@ -27,14 +28,27 @@ def test_istiod_names_follow_the_recorded_series() -> None:
     assert "# TYPE pilot_proxy_convergence_time histogram" in text and "# TYPE pilot_xds gauge" in text
 
 
-def test_daprd_names_are_exact_counters() -> None:
+def test_daprd_names_are_exact_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAMESPACE", raising=False)  # daprd's namespace then: "default"
     dapr_metrics.record_publish("app-a", "pubsub", "orders", ok=True)
     dapr_metrics.record_delivery("app-b", "pubsub", "orders", "success")
     text = dapr_metrics.render().decode()
     assert "# TYPE dapr_component_pubsub_egress_count counter\n" in text
     assert (
-        'dapr_component_pubsub_egress_count{app_id="app-a",component="pubsub",namespace="",success="true",topic="orders"}'
+        'dapr_component_pubsub_egress_count{app_id="app-a",component="pubsub",namespace="default",success="true",topic="orders"}'
         in text
     )
-    assert 'process_status="success",status="success",topic="orders"' in text
+    assert (
+        'dapr_component_pubsub_ingress_count{app_id="app-b",component="pubsub",namespace="default",'
+        'process_status="success",status="success",topic="orders"}' in text
+    )
     assert "_total" not in text
+
+
+def test_daprd_namespace_label_follows_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAMESPACE", "team-a")
+    dapr_metrics.record_publish("app-c", "pubsub", "orders", ok=False)
+    assert (
+        'app_id="app-c",component="pubsub",namespace="team-a",success="false"'
+        in dapr_metrics.render().decode()
+    )
