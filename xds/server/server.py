@@ -391,21 +391,26 @@ class XdsServer:
                 self.ack_listener(stream.identity.id, action.type_url, action.version)
 
     def _ensure_first_snapshot(self, identity: ProxyIdentity) -> None:
-        """Ask the control plane (once per proxy at a time) to compute the first snapshot; bounded."""
+        """Ask the control plane (once per proxy at a time) to compute the first snapshot. One that takes
+        longer than first_snapshot_timeout is reported and still awaited: cancelling it left the stream
+        without a snapshot until some later change (a fleet reconnecting at once on a busy control plane)."""
         callback = self.cache.on_new_proxy
         if callback is None or identity.id in self._new_proxy_tasks:
             return
 
         async def run(cb: Callable[[ProxyIdentity], Awaitable[None]]) -> None:
+            first = asyncio.ensure_future(cb(identity))
             try:
-                await asyncio.wait_for(cb(identity), self.first_snapshot_timeout)
+                done, _ = await asyncio.wait({first}, timeout=self.first_snapshot_timeout)
+                if not done:
+                    log.warning("on_new_proxy(%s) took over %.1fs", identity.id, self.first_snapshot_timeout)
+                await first
                 if self.cache.get(identity.id) is None:
                     log.warning("on_new_proxy(%s) returned without setting a snapshot", identity.id)
-            except TimeoutError:
-                log.warning("on_new_proxy(%s) took over %.1fs", identity.id, self.first_snapshot_timeout)
             except Exception:
                 log.exception("on_new_proxy(%s) failed", identity.id)
             finally:
+                first.cancel()  # the server stops (a no-op once it finished)
                 self._new_proxy_tasks.pop(identity.id, None)
                 # The proxy left while its first snapshot was built: nothing would ever drop that snapshot
                 # (the cache forgets a proxy when its last stream detaches, which already happened).
