@@ -146,6 +146,9 @@ class ControlPlane:
             self._push_all, after=self.settings.debounce_after, max_delay=self.settings.debounce_max
         )
         self._proxies: dict[str, ProxyIdentity] = {}
+        self._secrets_of: dict[str, tuple[ProxyIdentity, set[str]]] = {}  # proxy id -> (identity, tokens)
+        self._next_catch_up: asyncio.Future[bool] | None = None  # shared by the new proxies waiting for it
+        self._running_catch_up: asyncio.Future[bool] | None = None
         self._snapshots: dict[str, Snapshot] = {}
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -259,15 +262,30 @@ class ControlPlane:
         self.registration.poke()  # its WorkloadEntry, when it names a WorkloadGroup
         if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
             await self._catch_up_before_first_response()
-        # its credential may change what its clients expect of its endpoints: then every proxy is rebuilt
-        changed = self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies())
-        await self._build_and_set(self._connected() if changed else [proxy])
+        # its credential may change what its clients expect of its endpoints: then every proxy is rebuilt,
+        # debounced (a fleet connecting at once is one rebuild, not one per proxy); this one is built now
+        if self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies()):
+            self._changed_at = time.monotonic()
+            self._debouncer.trigger(self.store.version)
+        await self._build_and_set([proxy])
 
     def _refresh_secrets(self) -> None:
         """Component credentials of the served set and the connected proxies' node metadata tokens."""
         proxies = {**self._proxies, **{p.id: p for p in self.server.proxies()}}
-        metadata = [dataclasses.asdict(p) for p in proxies.values()]
-        self.redactor.update(secret_values(self.dapr_view()) | secret_values(metadata))
+        values = secret_values(self.dapr_view())
+        for proxy in proxies.values():
+            values |= self._proxy_secrets(proxy)
+        for pid in [pid for pid in self._secrets_of if pid not in proxies]:
+            del self._secrets_of[pid]
+        self.redactor.update(values)
+
+    def _proxy_secrets(self, proxy: ProxyIdentity) -> set[str]:
+        """A proxy's node metadata tokens, walked once per identity (this runs for every new stream: walking
+        every connected proxy each time was quadratic in the fleet)."""
+        found = self._secrets_of.get(proxy.id)
+        if found is None or found[0] is not proxy:
+            found = self._secrets_of[proxy.id] = (proxy, secret_values([dataclasses.asdict(proxy)]))
+        return found[1]
 
     def _connections(self) -> list[tuple[ProxyIdentity, float]]:
         """(proxy, when its stream opened) per open stream: registration tells a restarted proxy apart."""
@@ -557,10 +575,28 @@ class ControlPlane:
             self._changed.notify_all()
         return True
 
+    def _fresh_catch_up(self) -> asyncio.Future[bool]:
+        """A catch-up that starts after this call, shared by every caller until it starts: a fleet connecting
+        at once reads the head a few times, not once per proxy behind the lock (1,000 reads in a row)."""
+        if self._next_catch_up is None:
+            before = self._running_catch_up
+
+            async def run() -> bool:
+                if before is not None:  # it may have read the head before our callers came
+                    await asyncio.gather(before, return_exceptions=True)
+                self._running_catch_up, self._next_catch_up = self._next_catch_up, None
+                return await self.catch_up()
+
+            self._next_catch_up = asyncio.ensure_future(run())
+            # its error is logged by each waiting caller; none may be left waiting for it (they time out)
+            self._next_catch_up.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._next_catch_up
+
     async def _catch_up_before_first_response(self) -> None:
         """The head now, or (store unreachable) the last config: a proxy is never kept waiting long."""
         try:
-            await asyncio.wait_for(self.catch_up(), FIRST_RESPONSE_CATCH_UP_S)
+            # shielded: a caller that stops waiting does not cancel the read the others share
+            await asyncio.wait_for(asyncio.shield(self._fresh_catch_up()), FIRST_RESPONSE_CATCH_UP_S)
         except (StoreError, OSError, TimeoutError) as exc:
             log.warning("serving %s the last config (version %d): %s", "a new proxy", self.store.version, exc)
 
