@@ -2,22 +2,27 @@
 publish through reviews' Dapr listener (Envoy) -> capability service (API span, publish span) -> delivery span
 -> the subscriber, all exported to a real OTLP/gRPC receiver run by this test (opentelemetry-proto + grpcio).
 
+And one across service invocation through the Dapr API: an instrumented app A (the test, with its own
+traceparent) -> its Dapr HTTP API (/v1.0/invoke/<app>/method/..., served by A's Envoy) -> B's inbound Envoy
+-> app B (the traceparent B receives).
+
 Tracing is configured as Istio and Dapr users write it: the `istio` ConfigMap's extensionProviders, a
-mesh-wide Telemetry at 100 %, and a Dapr Configuration's spec.tracing.otel.
+mesh-wide Telemetry at 100 %, and a Dapr Configuration's spec.tracing.otel. One stack for the module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
+import pytest_asyncio
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from xds.demo.config import make_layout
@@ -25,7 +30,7 @@ from xds.runner.stack import Stack, StackOptions
 from xds.testing.envoy import free_port
 from xds.testing.otlp import Span, spans_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -45,7 +50,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
             return list(self.spans)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def receiver(stack: Stack) -> Iterator[tuple[Receiver, int]]:
     """Started after the stack: a gRPC server's threads in this process break the children's fork()."""
     collector = Receiver()
@@ -95,8 +100,9 @@ scopes: [reviews]
 """
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp_path = tmp_path_factory.mktemp("tracing")
     layout = make_layout("sidecar", lambda _role="", _index=0: free_port())
     options = StackOptions(
         layout=layout,
@@ -120,6 +126,15 @@ async def _envoy_traces(session: aiohttp.ClientSession, admin_port: int) -> bool
         return "envoy.tracers.opentelemetry" in await resp.text()
 
 
+async def _every_envoy_traces(session: aiohttp.ClientSession, stack: Stack) -> None:
+    """Every Envoy took the tracing config (a real Envoy accepted it)."""
+    deadline = time.monotonic() + 30
+    for proxy in stack.o.layout.proxies:
+        while not await _envoy_traces(session, proxy.admin_port):
+            assert time.monotonic() < deadline, f"{proxy.id}: no OpenTelemetry tracer in its listeners"
+            await asyncio.sleep(0.2)
+
+
 async def test_one_trace_spans_envoys_dapr_publish_and_delivery(
     stack: Stack, receiver: tuple[Receiver, int]
 ) -> None:
@@ -127,11 +142,7 @@ async def test_one_trace_spans_envoys_dapr_publish_and_delivery(
     layout = stack.o.layout
     pp = layout.proxy_of("productpage-v1")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        deadline = time.monotonic() + 30
-        for proxy in layout.proxies:  # every Envoy took the tracing config (a real Envoy accepted it)
-            while not await _envoy_traces(session, proxy.admin_port):
-                assert time.monotonic() < deadline, f"{proxy.id}: no OpenTelemetry tracer in its listeners"
-                await asyncio.sleep(0.2)
+        await _every_envoy_traces(session, stack)
 
         # app A: a request into the mesh with no trace context: productpage's Envoy starts the trace
         async with session.get(
@@ -195,3 +206,57 @@ async def test_one_trace_spans_envoys_dapr_publish_and_delivery(
     assert envoy_hops[1].span_id == inbound_parent.split("-")[2]  # reviews got its inbound Envoy's span
     assert envoy_hops[-1].parent_id == "", described  # the root
     assert all(s.trace_id == trace_id for s in path)
+
+
+async def test_invoke_through_the_dapr_api_continues_the_callers_trace(
+    stack: Stack, receiver: tuple[Receiver, int]
+) -> None:
+    """productpage (app A, instrumented: it sends its own traceparent) invokes reviews (app B) through its
+    Dapr HTTP API: the spans of A's Dapr listener and of B's inbound Envoy are in A's trace, each the child
+    of the hop before, and B receives its inbound Envoy's span as parent."""
+    collector = receiver[0]
+    layout = stack.o.layout
+    dapr = layout.proxy_of("productpage-v1").dapr_http_port
+    trace_id, caller_span = os.urandom(16).hex(), os.urandom(8).hex()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await _every_envoy_traces(session, stack)
+        async with session.get(
+            f"http://127.0.0.1:{dapr}/v1.0/invoke/reviews/method/traced?from=productpage",
+            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+    assert body["app"] == "reviews" and body["path"] == "/traced?from=productpage", body
+    received = body["headers"]["traceparent"].split("-")  # what reviews (app B) got
+    assert received[1] == trace_id, received  # the caller's trace, not a new one
+    b_parent = received[2]
+
+    def spans() -> dict[str, Span]:
+        return {s.span_id: s for s in collector.snapshot() if s.trace_id == trace_id}
+
+    deadline = time.monotonic() + 15
+    while b_parent not in spans() or not _reaches(spans(), b_parent, caller_span):
+        assert time.monotonic() < deadline, sorted((s.service, s.name, s.parent_id) for s in spans().values())
+        await asyncio.sleep(0.3)
+    by_id = spans()
+    path = []  # B's parent up to the caller's span (not exported: the caller is the test)
+    span_id = b_parent
+    while span_id != caller_span:
+        path.append(by_id[span_id])
+        span_id = by_id[span_id].parent_id
+    described = [(s.service, s.name, s.kind) for s in path]
+    # child -> caller: reviews' inbound Envoy (SERVER), productpage's Dapr listener (SERVER, as daprd's API
+    # span for the app's call), whose parent is the caller's own span
+    assert [s.service for s in path] == ["reviews.default", "productpage.default"], described
+    assert [s.kind for s in path] == [2, 2], described
+    assert path[-1].parent_id == caller_span, described
+    assert {s.span_id for s in by_id.values() if s.parent_id == ""} == set(), described  # no new root
+
+
+def _reaches(by_id: dict[str, Span], span_id: str, ancestor: str) -> bool:
+    """Whether the parent chain from span_id, through exported spans, reaches ancestor."""
+    while span_id in by_id:
+        span_id = by_id[span_id].parent_id
+        if span_id == ancestor:
+            return True
+    return False
