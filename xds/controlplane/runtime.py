@@ -147,6 +147,9 @@ class ControlPlane:
         )
         self._proxies: dict[str, ProxyIdentity] = {}
         self._secrets_of: dict[str, tuple[ProxyIdentity, set[str]]] = {}  # proxy id -> (identity, tokens)
+        self._dapr_secrets: tuple[int, set[str]] = (-1, set())  # (store version, its component secrets)
+        self._arrivals: list[ProxyIdentity] = []  # new proxies waiting for their first build
+        self._arrivals_built: asyncio.Future[None] | None = None
         self._next_catch_up: asyncio.Future[bool] | None = None  # shared by the new proxies waiting for it
         self._running_catch_up: asyncio.Future[bool] | None = None
         self._snapshots: dict[str, Snapshot] = {}
@@ -262,17 +265,33 @@ class ControlPlane:
         self.registration.poke()  # its WorkloadEntry, when it names a WorkloadGroup
         if self.replication is not None:  # a proxy coming from another replica may have seen a newer head
             await self._catch_up_before_first_response()
-        # its credential may change what its clients expect of its endpoints: then every proxy is rebuilt,
-        # debounced (a fleet connecting at once is one rebuild, not one per proxy); this one is built now
-        if self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies()):
+        self._arrivals.append(proxy)
+        if self._arrivals_built is None:
+            self._arrivals_built = asyncio.ensure_future(self._build_arrivals())
+        # shielded: a proxy that leaves (its task cancelled) does not cancel the others' build
+        await asyncio.shield(self._arrivals_built)
+
+    async def _build_arrivals(self) -> None:
+        """First snapshots of the proxies that arrived together, in one build: a build walks the mesh's
+        services once whatever the number of proxies (a fleet reconnecting at once paid it per proxy)."""
+        await asyncio.sleep(0)  # the arrivals resumed in this loop iteration join
+        arrived, self._arrivals, self._arrivals_built = self._arrivals, [], None
+        batch = list({p.id: p for p in arrived}.values())  # a proxy back meanwhile: its latest identity
+        # their credentials may change what clients expect of their endpoints: with mTLS (the only user of
+        # endpoint identities) every proxy is rebuilt, debounced (a fleet connecting at once is one
+        # rebuild, not one per proxy); these are built now
+        changed = self.endpoint_identities.update(self.builder, self.store.config, self.server.proxies())
+        if changed and self.certs is not None:
             self._changed_at = time.monotonic()
             self._debouncer.trigger(self.store.version)
-        await self._build_and_set([proxy])
+        await self._build_and_set(batch)
 
     def _refresh_secrets(self) -> None:
         """Component credentials of the served set and the connected proxies' node metadata tokens."""
         proxies = {**self._proxies, **{p.id: p for p in self.server.proxies()}}
-        values = secret_values(self.dapr_view())
+        if self._dapr_secrets[0] != self.store.version:  # walked once per version, not per new proxy
+            self._dapr_secrets = (self.store.version, secret_values(self.dapr_view()))
+        values = set(self._dapr_secrets[1])
         for proxy in proxies.values():
             values |= self._proxy_secrets(proxy)
         for pid in [pid for pid in self._secrets_of if pid not in proxies]:
