@@ -32,7 +32,8 @@ TLS_CONTEXT = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Ups
 class FleetSecurity:
     """One mesh CA and credential key in `workdir`; tokens per proxy id (cached: one signature each).
     labels_of: the labels a proxy's credential allows (its node metadata claims them: a `mecha serve`
-    control plane checks the claim; the in-process bench's proxies claim none)."""
+    control plane checks the claim; the in-process bench's proxies claim none), its app label the service
+    account."""
 
     def __init__(
         self, workdir: Path, labels_of: Callable[[str], Mapping[str, list[str]]] | None = None
@@ -58,9 +59,10 @@ class FleetSecurity:
         found = self._tokens.get(proxy_id)
         if found is None:
             labels = self.labels_of(proxy_id) if self.labels_of is not None else None
-            found, _ = self.issuer.issue(
-                proxy_id, "default", ["default"], labels, mode="sidecar", ttl_s=86400
-            )
+            # the account its WorkloadEntry implies (no serviceAccount: the app label), as a consistent
+            # fleet has: another one changes what every client expects of its endpoints (xds/identity/peers)
+            account = (labels or {}).get("app", ["default"])[0]
+            found, _ = self.issuer.issue(proxy_id, "default", [account], labels, mode="sidecar", ttl_s=86400)
             self._tokens[proxy_id] = found
         return found
 

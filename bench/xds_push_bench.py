@@ -168,9 +168,12 @@ class Reconnecting:
         self.failed_attempts = 0
 
     lost = 0  # streams of this worker that ended after a response
+    why: dict[str, int] = {}  # attempts that ended before any response, by status
 
     async def run(self) -> None:
         import random
+
+        import grpc
 
         failures = 0
         while True:
@@ -196,6 +199,8 @@ class Reconnecting:
             else:
                 failures += 1
                 self.failed_attempts += 1
+                why = str(ended.code() if isinstance(ended, grpc.aio.AioRpcError) else ended)[:80]
+                Reconnecting.why[why] = Reconnecting.why.get(why, 0) + 1
             self.reconnects += 1
             self.turn += 1
             await asyncio.sleep(random.uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**failures)))
@@ -237,7 +242,8 @@ async def worker(
         failed = sum(p.failed_attempts for p in proxies)
         lost = Reconnecting.lost
         print(
-            f"worker: {lost} streams lost, {reconnects} opened again ({failed} attempts refused)",
+            f"worker: {lost} streams lost, {reconnects} opened again ({failed} attempts ended before a "
+            f"response: {Reconnecting.why})",
             file=sys.stderr,
         )
     for task in runs:
@@ -577,9 +583,10 @@ def replica_report(replicas: list[Replica], cpu_start: dict[str, float], synced:
 
 def stuck_report(state: FleetState, fleet: list[str]) -> str:
     stuck = [pid for pid in fleet if state.rows.get(pid, {}).get("state") != "SYNCED"]
+    late = f" (API of {', '.join(state.unanswered)} did not answer the last poll)" if state.unanswered else ""
     if not stuck:
-        return "stuck proxies: none"
-    return f"stuck proxies: {len(stuck)} {state.states(fleet)} (e.g. {', '.join(stuck[:5])})"
+        return "stuck proxies: none" + late
+    return f"stuck proxies: {len(stuck)} {state.states(fleet)} (e.g. {', '.join(stuck[:5])})" + late
 
 
 async def run_replicas(args: argparse.Namespace) -> None:
