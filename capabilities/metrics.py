@@ -99,20 +99,22 @@ def record_delivery(app_id: str, component: str, topic: str, outcome: str) -> No
     pubsub_ingress.inc(app_id, component, namespace(), outcome, outcome, topic)
 
 
-def install(app: web.Application, app_id: str) -> None:
-    """GET /metrics, and one count per HTTP response (by route template: bounded cardinality, as daprd's
-    default path matching)."""
+def install(app: web.Application) -> None:
+    """GET /metrics. The HTTP API middleware counts each response (record_http_response)."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def count(request: web.Request, response: web.StreamResponse) -> None:
-        if request.path == METRICS_PATH:
-            return
-        route: Any = request.match_info.route
-        resource = getattr(route, "resource", None)
-        path = resource.canonical if resource is not None else ""
-        http_requests.inc(app_id, request.method, path, str(response.status))
-
     app.router.add_get(METRICS_PATH, metrics_handler)
-    app.on_response_prepare.append(count)
+
+
+def record_http_response(app_id: str, request: web.Request, status: int) -> None:
+    """One count per HTTP API response, by route template (bounded cardinality, as daprd's default path
+    matching); "" when no route matched. Called by the API middleware once the status is known: an
+    on_response_prepare signal would cost a signal dispatch and a coroutine on every response."""
+    if request.path == METRICS_PATH:
+        return
+    route: Any = request.match_info.route
+    resource = getattr(route, "resource", None)
+    path = resource.canonical if resource is not None else ""
+    http_requests.inc(app_id, request.method, path, str(status))

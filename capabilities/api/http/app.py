@@ -19,6 +19,7 @@ from capabilities.api.http.logfilter import quiet_malformed_http
 from capabilities.blocks.configuration.service import ConfigurationService
 from capabilities.blocks.state.service import StateService
 from capabilities.errors import DaprError
+from capabilities.metrics import record_http_response
 from capabilities.tracing import TRACING, traced_http
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def _make_middlewares(runtime: Any) -> list[Any]:
     settings = runtime.settings
     token = settings.api_token.encode() if settings.api_token else None
     max_body = settings.max_body_bytes
+    app_id = runtime.app_id
 
     def check(request: web.Request) -> None:
         """Token and body limit: raise the Dapr error, or return when the request may proceed."""
@@ -47,46 +49,47 @@ def _make_middlewares(runtime: Any) -> list[Any]:
         if request.content_length is not None and request.content_length > max_body:
             raise _too_large(request, max_body)
 
-    # One middleware, not three: each aiohttp middleware layer costs a wrapper call on every request.
+    # One middleware, not three: each aiohttp middleware layer costs a wrapper call on every request. It also
+    # counts the response (dapr_http_server_request_count) once its status is known.
     @web.middleware
     async def dapr_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response: web.StreamResponse
         try:
             check(request)
-            if TRACING.enabled_for(runtime.app_id):  # Configuration spec.tracing (capabilities/tracing.py)
-                return await traced_http(request, handler, runtime.app_id)
-            return await handler(request)
+            if TRACING.enabled_for(app_id):  # Configuration spec.tracing (capabilities/tracing.py)
+                response = await traced_http(request, handler, app_id)
+            else:
+                response = await handler(request)
         except DaprError as err:
-            return error_response(err)
+            response = error_response(err)
         except web.HTTPRequestEntityTooLarge:
-            return error_response(_too_large(request, max_body))
+            response = error_response(_too_large(request, max_body))
         except web.HTTPNotFound:
             if (unknown_app := unknown_app_error(request)) is not None:  # as daprd: 500 ERR_DIRECT_INVOKE
-                return error_response(unknown_app)
-            return error_response(
-                DaprError(
-                    "ERR_NOT_FOUND",
-                    f"method {request.method} {request.path!r} is not found",
-                    404,
-                    "NOT_FOUND",
-                )
-            )
+                response = error_response(unknown_app)
+            else:
+                message = f"method {request.method} {request.path!r} is not found"
+                response = error_response(DaprError("ERR_NOT_FOUND", message, 404, "NOT_FOUND"))
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
             message = f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
-            return error_response(DaprError("ERR_METHOD_NOT_ALLOWED", message, 405, "UNIMPLEMENTED"))
-        except web.HTTPException:
+            response = error_response(DaprError("ERR_METHOD_NOT_ALLOWED", message, 405, "UNIMPLEMENTED"))
+        except web.HTTPException as exc:  # aiohttp turns it into the response
+            record_http_response(app_id, request, exc.status)
             raise
         except (RecursionError, UnicodeError) as exc:
             # Input no handler could represent (nesting past the interpreter's limit, text that is not
             # Unicode): the caller's fault, so a 400 and one log line, not a 500 with a traceback.
             log.info("malformed input on %s %s: %s", request.method, request.path, type(exc).__name__)
             reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid Unicode ({exc})"
-            return error_response(malformed(f"request input is {reason}"))
+            response = error_response(malformed(f"request input is {reason}"))
         except Exception as exc:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(
+            response = error_response(
                 DaprError("ERR_INTERNAL", f"internal error: {exc or type(exc).__name__}", 500)
             )
+        record_http_response(app_id, request, response.status)
+        return response
 
     return [dapr_middleware]
 
@@ -118,7 +121,7 @@ def build_app(runtime: Any) -> web.Application:
     config_service = ConfigurationService(runtime)
     app[CONFIG_SERVICE_KEY] = config_service
     metadata.add_routes(app, runtime)
-    capability_metrics.install(app, runtime.app_id)  # daprd's metric names
+    capability_metrics.install(app)  # daprd's metric names
     state.add_routes(app, StateService(runtime))
     secrets.add_routes(app, runtime)
     configuration.add_routes(app, config_service)

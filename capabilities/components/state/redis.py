@@ -47,6 +47,8 @@ for i, op in ipairs(ops) do
 end
 return #ops
 """
+# The spec of a plain last-write save without TTL (most saves), encoded once rather than per request.
+PLAIN_SAVE_SPEC = json.dumps({"t": "s", "e": "", "f": 0, "ttl": -1})
 
 
 @registry.register("state.redis")
@@ -75,22 +77,26 @@ class RedisStateStore(RedisComponent):
     async def multi(self, operations: list[Operation]) -> None:
         if not operations:
             return
-        specs: list[dict[str, Any]] = []
+        specs: list[str] = []
         data: list[bytes] = []
         for op in operations:
             if op.etag:
                 parse_version_etag(op.etag)  # malformed -> 400 before touching Redis
             if isinstance(op, SetRequest):
-                ttl = op.ttl_seconds if op.ttl_seconds is not None else -1
-                specs.append({"t": "s", "e": op.etag or "", "f": int(op.first_write), "ttl": ttl})
+                if not op.etag and not op.first_write and op.ttl_seconds is None:
+                    specs.append(PLAIN_SAVE_SPEC)
+                else:
+                    ttl = op.ttl_seconds if op.ttl_seconds is not None else -1
+                    spec = {"t": "s", "e": op.etag or "", "f": int(op.first_write), "ttl": ttl}
+                    specs.append(json.dumps(spec))
                 data.append(op.value)
             else:
-                specs.append({"t": "d", "e": op.etag or "", "f": 0, "ttl": -1})
+                specs.append(json.dumps({"t": "d", "e": op.etag or "", "f": 0, "ttl": -1}))
                 data.append(b"")
         from redis.exceptions import ResponseError
 
         try:
-            await self._script(keys=[op.key for op in operations], args=[json.dumps(specs), *data])
+            await self._script(keys=[op.key for op in operations], args=["[" + ",".join(specs) + "]", *data])
         except ResponseError as exc:
             text = str(exc)
             if text.startswith("ETAG_MISMATCH"):
