@@ -8,9 +8,11 @@ from typing import Any
 import yaml
 
 from xds.bootstrap import KEEPALIVE
-from xds.translate.security.mtls import SDS_CLUSTER
 
 XDS_CLUSTER = "mecha_xds"
+# = xds.translate.security.mtls.SDS_CLUSTER (a test pins it), not imported: xds.translate costs the runner
+# (`mecha up`) ~0.5 s of imports on its event loop before the first Envoy starts
+SDS_CLUSTER = "sds-grpc"
 
 
 def _pipe_cluster(name: str, path: Path, keepalive: bool = False) -> dict[str, Any]:
