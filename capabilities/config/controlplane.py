@@ -65,6 +65,9 @@ def parse_payload(payload: Any, source: str, app_id: str) -> ResourceSet:
     return result
 
 
+STARTING_RETRY_S = 0.05
+
+
 class ControlPlaneWatcher:
     def __init__(
         self,
@@ -134,10 +137,17 @@ class ControlPlaneWatcher:
                     raise
                 except (aiohttp.ClientError, TimeoutError, ConfigError, ValueError) as exc:
                     self.last_error = str(exc) or type(exc).__name__
-                    log.warning(
-                        "control plane %s: %s; retrying in %.1fs",
-                        self.url,
-                        self.last_error,
-                        self.retry_delay_s,
-                    )
-                    await asyncio.sleep(self.retry_delay_s)
+                    delay = self._retry_delay(exc)
+                    # a control plane still starting is retried often: a warning each time would flood the log
+                    level = logging.WARNING if delay == self.retry_delay_s else logging.DEBUG
+                    log.log(level, "control plane %s: %s; retrying in %.2fs", self.url, self.last_error,
+                            delay)  # fmt: skip
+                    await asyncio.sleep(delay)
+
+    def _retry_delay(self, exc: Exception) -> float:
+        """Before the first config, a refused connection is a control plane still starting beside this
+        service (`mecha up` starts both at once): retry within STARTING_RETRY_S, not retry_delay_s, since
+        the components (and healthz) wait for that first config."""
+        if not self.first_applied.is_set() and isinstance(exc, aiohttp.ClientConnectorError):
+            return min(self.retry_delay_s, STARTING_RETRY_S)
+        return self.retry_delay_s

@@ -67,10 +67,16 @@ def keepalive_options(spec: str) -> tuple[tuple[str, int], ...]:
     )
 
 
+# gRPC's default reconnect backoff (1 s, then x1.6 up to 120 s) left an agent started beside its control plane
+# (`mecha up` starts both at once) idle for up to ~2.6 s after the control plane listens; Envoy's own xDS
+# retry is about every second.
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+
+
 def open_channel(target: str, root_cert: Path | None) -> grpc.aio.Channel:
     """root_cert None: plaintext (only against a control plane started with --insecure-xds). target: one
     host:port, or several comma-separated (replicas)."""
-    options = [*keepalive_options(target), ("grpc.max_receive_message_length", -1)]
+    options = [*keepalive_options(target), *RECONNECT_OPTIONS, ("grpc.max_receive_message_length", -1)]
     target = channel_target(target)
     if root_cert is None:
         return grpc.aio.insecure_channel(target, options=options)
