@@ -16,8 +16,8 @@ def _bool(value: str | None) -> bool:
 def redis_client(metadata: dict[str, str], *, decode_responses: bool = False) -> Any:
     """redis.asyncio.Redis from redisHost ("host:port"), redisPassword, redisUsername, redisDB, enableTLS."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry  # the asyncio client converts (and warns about) the sync one
     from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
 
     host_port = metadata.get("redisHost") or "localhost:6379"
     host, _, port = host_port.rpartition(":")
