@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from containers_harness import COMPOSE, ComposeProject, Podman, build_images, running
+from containers_harness import COMPOSE, ComposeProject, Podman, build_images, running, start_clean
 from deploy_helpers import require_tool
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
@@ -226,6 +226,7 @@ def test_a_run_starts_clean_after_a_killed_one(
     file = _backends_only(service.workdir, topology)
     earlier = ComposeProject(service, file, "mecha-e2e-clean-earlier", images)
     project = ComposeProject(service, file, "mecha-e2e-clean", images)
+    start_clean(earlier)  # what this test leaves behind needs a free subnet too (a rerun after a killed run)
     earlier.compose("up", "-d", "--no-build")  # another project name, killed: never brought down
     with running(project):
         assert _get_ping(project) == "PONG"
