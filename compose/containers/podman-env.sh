@@ -4,7 +4,7 @@
 #   containers.conf, computed from this machine's hard limits and kernel.pid_max;
 # - crun cannot create containers under this sandbox's hybrid cgroups: use runc (as Debian's podman allows);
 # - the private file is used through CONTAINERS_CONF, so the machine's own podman config stays untouched.
-MECHA_CONTAINERS_STATE=${MECHA_CONTAINERS_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/mecha-containers}
+export MECHA_CONTAINERS_STATE=${MECHA_CONTAINERS_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/mecha-containers}
 mkdir -p "$MECHA_CONTAINERS_STATE"
 
 _mecha_limit() {  # the smaller of a hard limit and a cap ("unlimited" counts as the cap)

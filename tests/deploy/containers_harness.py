@@ -3,11 +3,12 @@
 The product stays Docker-first; podman 4.3's quirks are handled here: a private containers.conf
 (compose/containers/podman-env.sh), health checks run by a loop (no systemd to schedule them), and `down`
 repeated for containers that share a network namespace. Every run starts clean (start_clean): what a killed
-earlier run left would make `up` fail.
+earlier run left would make `up` fail; one stage runs per machine at a time (stage_lock).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -36,6 +37,39 @@ def _podman_env() -> dict[str, str]:
         ["bash", "-c", f"source {PODMAN_ENV} && env -0"], capture_output=True, check=True, timeout=30
     ).stdout
     return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+
+
+@contextmanager
+def stage_lock(state_dir: Path, wait_s: float = 1200) -> Iterator[None]:
+    """One container stage per machine at a time. The compose files share one subnet and the tests fixed
+    project names, and images.sh retags the images: a second stage at the same time would remove the first
+    one's projects (start_clean) or swap its images. An flock: a killed run's lock goes with its process, so
+    its leftovers are still removed by the next run. Fails naming the holder after wait_s."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "stage.lock"
+    with path.open("a+") as lock:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = path.read_text().strip() or "?"
+                    raise RuntimeError(f"another container stage (pid {holder}) holds {path}") from None
+                time.sleep(1)
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def state_dir() -> Path:
+    """The harness's state folder (podman-env.sh: MECHA_CONTAINERS_STATE)."""
+    return Path(_podman_env()["MECHA_CONTAINERS_STATE"])
 
 
 def build_images(timeout_s: float = 1500) -> dict[str, str]:
@@ -285,4 +319,13 @@ def running(project: ComposeProject) -> Iterator[ComposeProject]:
         assert not left, f"left after down: {left}"
 
 
-__all__ = ["ROOT", "ComposeProject", "Podman", "build_images", "running", "start_clean"]
+__all__ = [
+    "ROOT",
+    "ComposeProject",
+    "Podman",
+    "build_images",
+    "running",
+    "stage_lock",
+    "start_clean",
+    "state_dir",
+]

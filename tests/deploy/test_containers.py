@@ -19,7 +19,16 @@ from types import ModuleType
 
 import pytest
 import yaml
-from containers_harness import COMPOSE, ComposeProject, Podman, build_images, running, start_clean
+from containers_harness import (
+    COMPOSE,
+    ComposeProject,
+    Podman,
+    build_images,
+    running,
+    stage_lock,
+    start_clean,
+    state_dir,
+)
 from deploy_helpers import require_tool
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
@@ -67,11 +76,12 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Podman, d
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    images = build_images()
-    service = Podman(tmp_path_factory.mktemp("podman"))
-    service.start()
-    yield service, images
-    service.stop()
+    with stage_lock(state_dir()):  # a container stage running beside it would remove its projects
+        images = build_images()
+        service = Podman(tmp_path_factory.mktemp("podman"))
+        service.start()
+        yield service, images
+        service.stop()
 
 
 def _reviews_version(body: str) -> str:
