@@ -191,6 +191,7 @@ class Reconnecting:
             await proxy.stop()
             if ended is None:  # stopped by us
                 return
+            code = ended.code() if isinstance(ended, grpc.aio.AioRpcError) else ended
             if proxy.responses:
                 failures = 0
                 if not Reconnecting.lost:  # the first lost stream of a worker says why; the count at the end
@@ -199,10 +200,16 @@ class Reconnecting:
             else:
                 failures += 1
                 self.failed_attempts += 1
-                why = str(ended.code() if isinstance(ended, grpc.aio.AioRpcError) else ended)[:80]
-                Reconnecting.why[why] = Reconnecting.why.get(why, 0) + 1
+                Reconnecting.why[str(code)[:80]] = Reconnecting.why.get(str(code)[:80], 0) + 1
             self.reconnects += 1
-            self.turn += 1
+            # a lost stream or an unreachable address: the next replica (Envoy's cluster balances the new
+            # connection); a stream the server ended before answering (busy): its own replica again
+            if (
+                proxy.responses
+                or code is grpc.StatusCode.UNAVAILABLE
+                or not isinstance(code, grpc.StatusCode)
+            ):
+                self.turn += 1
             await asyncio.sleep(random.uniform(0, min(RETRY_MAX_S, RETRY_BASE_S * 2**failures)))
 
 
@@ -662,6 +669,10 @@ async def run_replicas(args: argparse.Namespace) -> None:
                 f"proxies per replica {state.where}"
             )
             print("  " + replica_report(replicas, cpu_start, len(order)))
+            load_cpu = cpu_by_group(
+                {"fake workers": [p.pid for p in procs], "Envoys": [e.pid or 0 for e in envoys]}
+            )
+            print("  load generators' CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in load_cpu.items()))
             if not done:
                 print("  " + stuck_report(state, ids))
             else:
