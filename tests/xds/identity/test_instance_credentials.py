@@ -149,8 +149,8 @@ async def test_agent_registers_its_instance_at_the_address_that_routes_to_the_co
                 SotwRequest(node=node, type_url=types.SECRET, resource_names=["default"])
             )
             async with grpc.aio.insecure_channel(f"unix:{agent.sds_socket}") as ch:
-                call = ch.stream_stream("/envoy.service.discovery.v3.AggregatedDiscoveryService/"
-                                        "StreamAggregatedResources")()  # fmt: skip
+                # the method Envoy's SDS cluster calls (the agent's sds.sock serves only SDS)
+                call = ch.stream_stream("/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets")()
                 await call.write(secrets)
                 response = decode_sotw_response(await asyncio.wait_for(call.read(), 5))
                 assert response.type_url == types.SECRET and len(response.resources) == 1
