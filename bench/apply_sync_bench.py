@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -30,8 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xds.runner.config_ports import listener_ports
-from xds.runner.procs import port_in_use
+from xds.testing.up_ports import free_offset
 
 PY = sys.executable
 MECHA = [PY, "-m", "xds.cli"]
@@ -46,14 +44,6 @@ spec:
     timeout: {timeout}ms
     route: [{{destination: {{host: ratings}}}}]
 """
-
-
-def free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 14000)
-        if not any(port_in_use(p) for p in listener_ports("sidecar", offset).values()):
-            return offset
-    raise SystemExit("no free block of ports for `mecha up`")
 
 
 def start_up(folder: Path, offset: int, within_s: float = 180) -> subprocess.Popen[str]:
