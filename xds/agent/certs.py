@@ -24,9 +24,9 @@ from xds.statedir import ensure_private_dir, write_private_file
 
 log = logging.getLogger(__name__)
 ROTATE_AT = 0.5  # like istio-agent's SECRET_GRACE_PERIOD_RATIO
-RETRY_S = 1.0
 # at most one CSR a second, whatever the clocks say (an agent clock ahead of the CA's sees every new
-# certificate past its rotation point and would ask again at once, pushing a new secret to Envoy each time)
+# certificate past its rotation point and would ask again at once, pushing a new secret to Envoy each time);
+# also the pace of retries while the CA does not answer
 MIN_ROTATION_S = 1.0
 
 
@@ -153,11 +153,9 @@ async def rotate_forever(
             await publish(fresh)
         except CertificateError as exc:
             log.warning("certificate rotation failed (retrying): %s", exc)
-            await asyncio.sleep(RETRY_S)
             continue
         except Exception:  # anything else (a full disk for cert files...): keep rotating, say why
             log.exception("certificate rotation failed (retrying)")
-            await asyncio.sleep(RETRY_S)
             continue
         current = fresh
         log.info("certificate rotated; valid until %s", current.not_after.isoformat())

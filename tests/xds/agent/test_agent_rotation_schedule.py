@@ -13,7 +13,7 @@ from typing import cast
 
 from agent_helpers import served_control_plane
 
-from xds.agent.certs import CertificateClient, WorkloadCert, rotate_forever
+from xds.agent.certs import CertificateClient, CertificateError, WorkloadCert, rotate_forever
 from xds.agent.channel import CredentialSource, open_channel
 from xds.ca.authority import CLOCK_SKEW
 
@@ -84,3 +84,18 @@ async def test_the_real_cas_short_certificate_is_due_at_half_its_ttl(tmp_path: P
     assert cert.not_before < asked - timedelta(seconds=30)  # the backdate this is about
     due_in = (cert.rotate_after() - asked).total_seconds()
     assert 3.0 <= due_in <= 4.5, f"due {due_in:.1f} s after asking for an 8 s certificate"
+
+
+async def test_a_failed_rotation_is_retried_after_a_second() -> None:
+    """The CA not answering: the next CSR a second later, as the docstring says (it waited RETRY_S and then
+    the one-second floor again: 2 s between attempts)."""
+
+    class _FailingClient(_CountingClient):
+        async def fetch(self) -> WorkloadCert:
+            self.asked.append(time.monotonic())
+            raise CertificateError("CreateCertificate: UNAVAILABLE")
+
+    client = _FailingClient(timedelta(seconds=-1))
+    await _rotate_for(client, _cert(timedelta(seconds=-1)), 3.6)
+    gaps = [b - a for a, b in zip(client.asked, client.asked[1:], strict=False)]
+    assert len(client.asked) >= 3 and max(gaps) < 1.5, gaps
