@@ -148,6 +148,10 @@ class ControlPlaneWatcher:
         """Before the first config, a refused connection is a control plane still starting beside this
         service (`mecha up` starts both at once): retry within STARTING_RETRY_S, not retry_delay_s, since
         the components (and healthz) wait for that first config."""
-        if not self.first_applied.is_set() and isinstance(exc, aiohttp.ClientConnectorError):
+        if (
+            not self.first_applied.is_set()
+            and isinstance(exc, aiohttp.ClientConnectorError)
+            and isinstance(exc.os_error, ConnectionRefusedError)  # not a DNS or certificate error
+        ):
             return min(self.retry_delay_s, STARTING_RETRY_S)
         return self.retry_delay_s

@@ -69,3 +69,21 @@ def test_outage_after_a_config_keeps_the_normal_delay() -> None:
     assert watcher._retry_delay(refused) == STARTING_RETRY_S
     watcher.first_applied.set()
     assert watcher._retry_delay(refused) == 1.0
+
+
+def test_a_name_or_certificate_error_is_not_a_control_plane_starting() -> None:
+    """Only a refused connection is retried fast before the first config: a wrong host name or a bad
+    certificate will not fix itself within STARTING_RETRY_S, and must not be retried (and only logged at
+    debug) 20 times a second."""
+    import socket
+    import ssl
+
+    async def on_update(resources: ResourceSet) -> None:
+        return None
+
+    watcher = ControlPlaneWatcher("https://cp.invalid:1", "ratings", on_update, retry_delay_s=1.0)
+    key = aiohttp.client_reqrep.ConnectionKey("cp.invalid", 1, True, True, None, None, None)
+    dns = aiohttp.ClientConnectorDNSError(key, socket.gaierror(-2, "Name or service not known"))
+    cert = aiohttp.ClientConnectorCertificateError(key, ssl.SSLCertVerificationError("self-signed"))
+    assert watcher._retry_delay(dns) == 1.0
+    assert watcher._retry_delay(cert) == 1.0
