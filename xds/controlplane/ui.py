@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from xds.controlplane.auth import SCOPE_UI_READ, Principal
+from xds.controlplane.auth import PRINCIPAL, SCOPE_UI_READ, Principal
 from xds.controlplane.auth import UI_LOGIN_PATH as LOGIN_PATH
 from xds.controlplane.envoy_admin import AdminError, read_proxy_admin
 from xds.controlplane.ui_graph import mesh_graph, outbound_edge_stats
@@ -42,6 +42,8 @@ PROBE_EVERY_S = 1.0  # rates and capability health, shared by every open page
 RESEND_S = 1.0  # an unchanged state is sent again this often: the page's "updated" time stays true
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+# the cookie's principal, one object: a stream tells a cookie reader from a bearer one by identity
+DASHBOARD = Principal("dashboard", frozenset({SCOPE_UI_READ}))
 
 
 @dataclass
@@ -68,11 +70,12 @@ class UiSessions:
 
     def principal(self, request: web.Request) -> Principal | None:
         """The cookie's principal: reads the dashboard, nothing else."""
-        session = request.cookies.get(COOKIE, "")
-        expires = self.sessions.get(session)
-        if not session or expires is None or expires < time.monotonic():
-            return None
-        return Principal("dashboard", frozenset({SCOPE_UI_READ}))
+        return DASHBOARD if self.live(request.cookies.get(COOKIE, "")) else None
+
+    def live(self, session: str) -> bool:
+        """The session exists and has not expired (checked again by an open event stream)."""
+        expires = self.sessions.get(session) if session else None
+        return expires is not None and expires >= time.monotonic()
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -144,11 +147,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     cp = _control_plane(request)
     live = request.app[LIVE]
     redactor = _redactor(request)
+    sessions = request.app[UI_SESSIONS]
+    # a cookie reader's session is checked on every tick: the stream ends when it expires or is removed
+    cookie = request.cookies.get(COOKIE, "") if request.get(PRINCIPAL) is DASHBOARD else None
     response = web.StreamResponse(headers={**NO_CACHE, "Content-Type": "text/event-stream"})
     await response.prepare(request)
     await response.write(b"retry: 1000\n\n")  # reconnect after 1 s (not the browser's 3 s) if cut
     sent, sent_at, history_of = "", 0.0, (-1, [])
     while not live.closing.is_set():
+        if cookie is not None and not sessions.live(cookie):
+            break
         probed = live.probed
         version = cp.store.version
         if history_of[0] != version:  # the store's history read once per version, not per tick

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from xds.controlplane.api import start_api
 from xds.controlplane.auth import API_TOKEN_FILE
 from xds.controlplane.runtime import ControlPlane
 from xds.controlplane.settings import Settings
+from xds.controlplane.ui import UI_SESSIONS
 from xds.redact import REDACTED
 
 YAML = {"Content-Type": "application/yaml"}
@@ -150,3 +152,40 @@ async def test_an_open_page_does_not_hold_the_server_when_it_stops(server: Serve
         resp.close()
     finally:
         await browser.close()
+
+
+async def rest_of_stream(resp: aiohttp.ClientResponse, within: float) -> list[str]:
+    """The stream's remaining `data:` lines, until the server ends it (TimeoutError if it does not)."""
+    pushed: list[str] = []
+    async with asyncio.timeout(within):
+        while line := (await resp.content.readline()).decode():
+            if line.startswith("data: "):
+                pushed.append(line)
+    return pushed
+
+
+@pytest.mark.parametrize("how", ["expired", "removed"])
+async def test_the_stream_ends_with_its_session(server: Server, how: str) -> None:
+    """The cookie is checked once when the stream opens; a page opened just before the session ends must
+    not keep receiving the mesh's state after it."""
+    sessions = server.runner.app[UI_SESSIONS].sessions
+    async with await server.browser() as browser:
+        async with browser.get(server.url + "/ui/api/events") as resp:
+            await next_state(resp)
+            (cookie,) = sessions
+            if how == "expired":
+                sessions[cookie] = time.monotonic() - 1.0
+            else:
+                del sessions[cookie]
+            # the next resend is RESEND_S away: none of it may arrive, and the stream ends within a second
+            assert await rest_of_stream(resp, within=1.0) == []
+
+
+async def test_a_bearer_stream_does_not_depend_on_dashboard_sessions(server: Server) -> None:
+    sessions = server.runner.app[UI_SESSIONS].sessions
+    async with await server.browser(), aiohttp.ClientSession() as cli:
+        async with cli.get(server.url + "/ui/api/events", headers=server.bearer()) as resp:
+            assert resp.status == 200
+            await next_state(resp)
+            sessions.clear()  # the browser's session (a cookie on another client) goes away
+            await next_state(resp, within=3.0)  # the token's stream still gets the once-a-second resend
