@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,14 @@ class StackOptions:
     # demo config (a user's --config brings its own endpoints)
     register: bool | None = None
     trust_domain: str = "cluster.local"
+
+
+def polls(deadline: float) -> Iterator[None]:
+    """Rounds of a readiness wait until the deadline, but always one: the deadline may have passed while this
+    event loop was busy elsewhere, and a wait that never looks reports a ready part as not ready."""
+    yield
+    while time.monotonic() < deadline:
+        yield
 
 
 def _version(row: dict[str, Any]) -> int:
@@ -357,7 +365,7 @@ class Stack:
             async with session.get(f"{self.api}/readyz") as resp:
                 head = int((await resp.json()).get("version", 0))
         wanted = {p.id for p in self.o.layout.proxies}
-        while time.monotonic() < deadline:
+        for _ in polls(deadline):
             rows = await self.proxies()
             held = {str(r.get("proxy_id")) for r in rows if proxy_synced(r) and _version(r) >= head}
             if wanted <= held:
@@ -373,7 +381,7 @@ class Stack:
         admins = {p.id: f"http://127.0.0.1:{p.admin_port}/clusters" for p in self.o.layout.proxies}
         pending = dict(admins)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while pending and time.monotonic() < deadline:
+            for _ in polls(deadline):
                 for proxy_id, url in list(pending.items()):
                     try:
                         async with session.get(url) as resp:
@@ -387,8 +395,9 @@ class Stack:
                     ]
                     if flags and all(f == "healthy" for f in flags):
                         del pending[proxy_id]
-                if pending:
-                    await asyncio.sleep(0.05)
+                if not pending:
+                    break
+                await asyncio.sleep(0.05)
         if pending:
             raise StackError(f"Envoys {sorted(pending)} never saw their capability service healthy")
 
@@ -675,10 +684,7 @@ class Stack:
     async def _wait_http(self, child: Child, url: str, deadline: float) -> None:
         last = "no answer"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            # one look even past the deadline: it may have passed while this loop was busy elsewhere
-            first = True
-            while first or time.monotonic() < deadline:
-                first = False
+            for _ in polls(deadline):
                 if child.exited is not None:
                     raise StackError(
                         f"{child.name} exited with code {child.exited} before it was ready; "

@@ -32,3 +32,15 @@ async def test_a_passed_deadline_still_gets_one_check(tmp_path: Path) -> None:
         await stack._wait_http(child, f"http://127.0.0.1:{port}/v1.0/healthz", time.monotonic() - 1)
     finally:
         await runner.cleanup()
+
+
+def test_every_readiness_wait_polls_once_past_its_deadline() -> None:
+    """The rounds of _wait_http, _converged and _capabilities_healthy_in_envoys (one helper for the three)."""
+    from xds.runner.stack import polls
+
+    assert sum(1 for _ in polls(time.monotonic() - 1)) == 1
+    rounds = 0
+    for _ in polls(time.monotonic() + 0.2):
+        rounds += 1
+        time.sleep(0.05)
+    assert rounds >= 3
