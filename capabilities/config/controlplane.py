@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def parse_payload(payload: Any, source: str, app_id: str) -> ResourceSet:
 
 
 STARTING_RETRY_S = 0.05
+# How long after start a refused connection counts as a control plane still starting: past it, the normal
+# delay and a warning per attempt (a control plane that never comes is not polled 20 times a second).
+STARTING_WINDOW_S = 15.0
 
 
 class ControlPlaneWatcher:
@@ -87,8 +91,10 @@ class ControlPlaneWatcher:
         self.first_applied = asyncio.Event()
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started_at = time.monotonic()
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="control-plane-watch")
 
     async def stop(self) -> None:
@@ -150,6 +156,7 @@ class ControlPlaneWatcher:
         the components (and healthz) wait for that first config."""
         if (
             not self.first_applied.is_set()
+            and time.monotonic() - self._started_at < STARTING_WINDOW_S
             and isinstance(exc, aiohttp.ClientConnectorError)
             and isinstance(exc.os_error, ConnectionRefusedError)  # not a DNS or certificate error
         ):

@@ -12,7 +12,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from capabilities.config.controlplane import STARTING_RETRY_S, ControlPlaneWatcher
+from capabilities.config.controlplane import STARTING_RETRY_S, STARTING_WINDOW_S, ControlPlaneWatcher
 from capabilities.config.documents import ResourceSet
 
 LATE_S = 0.3
@@ -68,6 +68,23 @@ def test_outage_after_a_config_keeps_the_normal_delay() -> None:
     )
     assert watcher._retry_delay(refused) == STARTING_RETRY_S
     watcher.first_applied.set()
+    assert watcher._retry_delay(refused) == 1.0
+
+
+def test_a_control_plane_that_never_comes_gets_the_normal_delay() -> None:
+    """Refused past the start window: no longer 'still starting' (20 polls a second, debug-only, forever)."""
+    import time
+
+    async def on_update(resources: ResourceSet) -> None:
+        return None
+
+    watcher = ControlPlaneWatcher("http://127.0.0.1:1", "ratings", on_update, retry_delay_s=1.0)
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
+        ConnectionRefusedError(111, "refused"),
+    )
+    assert watcher._retry_delay(refused) == STARTING_RETRY_S
+    watcher._started_at = time.monotonic() - STARTING_WINDOW_S - 1
     assert watcher._retry_delay(refused) == 1.0
 
 
