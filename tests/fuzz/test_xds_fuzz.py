@@ -386,9 +386,13 @@ def live_objects() -> int:
     sotw._VIEWS.clear()
     delta._FIRST_ANSWERS.clear()
     empty_cluster_load_assignment.cache_clear()
+    frozen = gc.get_freeze_count()
     gc.unfreeze()
     gc.collect()
-    return len(gc.get_objects())
+    alive = len(gc.get_objects())
+    if frozen:  # leave the process as the GC policy had it for the tests after this one
+        gc.freeze()
+    return alive
 
 
 @pytest.mark.timeout(180)

@@ -4,6 +4,9 @@ reconnecting at once to a busy control plane): it was cancelled at the timeout, 
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from xds import types
 from xds.cache import Snapshot, SnapshotCache
@@ -13,7 +16,8 @@ from xds.testing.fake_proxy import FakeProxy
 from xds.testing.resources import mesh_resources
 
 
-async def test_a_slow_first_snapshot_is_reported_and_still_served() -> None:
+async def test_a_slow_first_snapshot_is_reported_and_still_served(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="xds.server.server")
     cache = SnapshotCache()
     snap = Snapshot.build(mesh_resources(2))
 
@@ -29,6 +33,7 @@ async def test_a_slow_first_snapshot_is_reported_and_still_served() -> None:
     try:
         await proxy.wait_acked(types.CLUSTER, snap.version(types.CLUSTER), timeout=5)
         assert cache.get("slow-1") is snap
+        assert "on_new_proxy(slow-1) took over 0.1s" in caplog.text
     finally:
         await proxy.stop()
         await server.stop(0)
