@@ -6,8 +6,9 @@ Two paths, interleaved in each run (their ratio is the agent's cost):
   direct  the old path: a control plane with --insecure-xds, Envoy dials it with a plaintext bootstrap
   agent   the default secure path: a second control plane with its CA (TLS xDS), the proxy's credential
           issued beforehand (not timed, as at deploy time); the capability service starts with its embedded
-          agent (--agent-* flags); as `mecha up` does, Envoy is spawned once the agent's sockets exist, on a
-          bootstrap that reaches only them (ADS and SDS over Unix sockets); `sockets` times that moment
+          agent (--agent-* flags, a child process of the service); as `mecha run` does, Envoy is spawned with
+          it, on a bootstrap that reaches only the agent's sockets (ADS and SDS over Unix sockets; Envoy dials
+          them every <= 50 ms until they open); `sockets` times the moment they exist
 
 One control plane (started once, not timed) holds a ServiceEntry for the app and two in-memory components.
 Each run spawns a fresh sidecar (new proxy id, new ports) and times, from the spawn of both processes:
@@ -18,7 +19,7 @@ Each run spawns a fresh sidecar (new proxy id, new ports) and times, from the sp
 The same run also times a bare Envoy (same bootstrap, no capability service) to the `envoy` condition.
 Medians over the runs; one core each (Envoy --concurrency 1).
 
---compiled runs the capability service from a byte-compiled copy of capabilities/ (python -m compileall),
+--compiled runs the capability service (and its agent) from a byte-compiled copy of capabilities/ and xds/,
 as `pip install .` leaves it. By default it runs from the work tree, and with PYTHONDONTWRITEBYTECODE=1 (set
 on the development machines) every start compiles our ~80 modules from source again (~60-70 ms here).
 """
@@ -55,10 +56,12 @@ from xds.statedir import write_private_file
 
 
 def compiled_copy(folder: Path) -> Path:
-    """A copy of capabilities/ with its bytecode written next to it; returns the folder to run it from."""
+    """A copy of capabilities/ and xds/ (the agent, started by the service) with their bytecode written next
+    to them; returns the folder to run them from."""
     src = folder / "compiled-src"
-    shutil.copytree(ROOT / "capabilities", src / "capabilities", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([PY, "-m", "compileall", "-q", str(src / "capabilities")], check=True)
+    for package in ("capabilities", "xds"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([PY, "-m", "compileall", "-q", str(src / package)], check=True)
     return src
 
 
@@ -105,14 +108,14 @@ def agent_sidecar(cp: SecureControlPlane, folder: Path, cwd: Path | None = None)
     cap_health = f"http://127.0.0.1:{car.proxy.capabilities_http_port}/v1.0/healthz/outbound"
     t0 = time.perf_counter()
     procs.append(spawn(cap_argv, folder / "capabilities-agent.log", env=env, cwd=cwd))
+    procs.append(spawn(envoy_argv, folder / "envoy.out"))
     try:
         deadline = t0 + 30
         while time.perf_counter() < deadline:
             now = time.perf_counter
             if "sockets" not in done and (sockets / "xds.sock").exists() and (sockets / "sds.sock").exists():
                 done["sockets"] = now() - t0
-                procs.append(spawn(envoy_argv, folder / "envoy.out"))
-            if "sockets" in done and "envoy" not in done and car.envoy_ready():
+            if "envoy" not in done and car.envoy_ready():
                 done["envoy"] = now() - t0
             if "capabilities" not in done and http_status(cap_health) == 204:
                 done["capabilities"] = now() - t0
@@ -169,7 +172,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--compiled", action="store_true", help="run a byte-compiled copy of capabilities/")
+    parser.add_argument("--compiled", action="store_true", help="run byte-compiled copies of capabilities/ and xds/")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mecha-start-"))
     cwd = compiled_copy(folder) if args.compiled else None

@@ -6,21 +6,22 @@ python -m capabilities --app APPID:HTTP_PORT:GRPC_PORT:APP_URL [--app ...] [--co
     node mode: one process, one runtime per --app (own app id, ports, app channel, subscriptions,
     delivery); the other flags (control plane, resources, token, body limit) apply to every runtime.
     --agent-credential FILE --agent-socket-dir DIR --agent-root-cert PEM --agent-control-plane HOST:PORT
-    embeds the proxy's mecha agent (capabilities/identity_agent.py) on its own thread.
+    starts the proxy's mecha agent as this service's supervised child (capabilities/identity_agent.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
-import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from capabilities.apphealth import AppHealth, AppHealthConfig, WorkloadReporter, drain
-from capabilities.config.settings import Settings
+# asyncio, the settings and the rest load after the embedded agent is started (main): the agent's sockets
+# are on Envoy's start path, and those imports (~60 ms) would come first
+if TYPE_CHECKING:
+    from capabilities.apphealth import AppHealthConfig, WorkloadReporter
+    from capabilities.config.settings import Settings
 
 log = logging.getLogger("capabilities")
 
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     from capabilities.identity_agent import add_arguments as add_agent_arguments
 
-    add_agent_arguments(parser)  # --agent-*: the mecha agent embedded on its own thread
+    add_agent_arguments(parser)  # --agent-*: the mecha agent, started and supervised by this service
     from capabilities.apphealth import add_arguments as add_health_arguments
 
     add_health_arguments(parser)  # daprd's --enable-app-health-check ... (capabilities/apphealth.py)
@@ -104,6 +105,8 @@ def parse_app_spec(text: str) -> AppSpec:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from capabilities.config.settings import Settings
+
     settings = Settings.from_env(
         app_id=args.app_id,
         http_port=args.dapr_http_port,
@@ -166,6 +169,9 @@ async def serve_apps(
 ) -> int:
     """Host one runtime per Settings in this event loop; SIGINT/SIGTERM, or one runtime failing to start,
     stops them all. Returns the process exit code (1 when any runtime failed)."""
+    import asyncio
+    import signal
+
     from capabilities.runtime import Runtime
     from capabilities.sharing import SharedComponents
 
@@ -197,9 +203,12 @@ async def _serve_runtime(
     """Start order is tuned for start-up time: HTTP listens first (healthz answers at once), the component
     load (control-plane fetch, backend connects) runs while the gRPC API is imported and bound, and
     healthz/outbound turns 204 only when both components and the gRPC API are ready."""
+    import asyncio
+
     from aiohttp import web
 
     from capabilities.api.http.app import build_app
+    from capabilities.apphealth import AppHealth, drain
     from capabilities.config.documents import ConfigError
     from capabilities.eventloop import loop_name
 
@@ -263,13 +272,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from capabilities.apphealth import config_from_args as health_config_from_args
-    from capabilities.apphealth import reporter_for
     from capabilities.identity_agent import EmbeddedAgent, config_from_args
 
     try:
-        all_settings = app_settings_from_args(args)
         agent_config = config_from_args(args)
+    except ValueError as exc:
+        print(f"capabilities: {exc}", file=sys.stderr)
+        return 2
+    # the agent first (its own process), before this service's own imports: Envoy waits for its sockets, and
+    # its certificate does not depend on the components
+    agent = EmbeddedAgent(agent_config) if agent_config is not None else None
+    if agent is not None:
+        agent.start()
+    try:
+        return _serve(args)
+    finally:
+        if agent is not None:
+            agent.stop()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from capabilities.apphealth import config_from_args as health_config_from_args
+    from capabilities.apphealth import reporter_for
+
+    try:
+        all_settings = app_settings_from_args(args)
         health = health_config_from_args(args)
         credential = args.workload_credential or args.agent_credential
         reporter = reporter_for(all_settings[0].control_plane, credential)
@@ -283,16 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError) as exc:
         print(f"capabilities: {exc}", file=sys.stderr)
         return 2
-    # the agent first, on its own thread: Envoy's certificate does not wait for (or depend on) the components
-    agent = EmbeddedAgent(agent_config) if agent_config is not None else None
-    if agent is not None:
-        agent.start()
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(serve_apps(all_settings, health, reporter))
-    finally:
-        if agent is not None:
-            agent.stop()
+    import asyncio
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve_apps(all_settings, health, reporter))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,29 @@
-"""The workload's `mecha agent` inside the capability service (sidecar and node mode), on its own thread.
+"""The workload's `mecha agent` embedded in the capability service (sidecar and node mode): started and
+supervised by the service as its own child process.
 
 The agent (xds/agent/) holds the proxy's credential and key, serves SDS and proxies ADS for the Envoy beside
-this service. It runs on a thread with its own event loop, so nothing a Dapr component does on the service's
-loop (an exception, a blocking call, a hung backend) can stop certificate rotation; and nothing the agent
-does can stop the Dapr API. Whatever ends the agent is logged and the agent starts again.
+this service. Nothing a Dapr component does in the service (an exception, a blocking call, a hung backend)
+can stop certificate rotation, and nothing the agent does can stop the Dapr API. Whatever ends the agent is
+logged and the agent starts again.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # grpc and cryptography load only on the agent's thread
-    from xds.agent.agent import Agent
+if TYPE_CHECKING:
     from xds.agent.config import AgentConfig
 
 log = logging.getLogger("capabilities.agent")
 RESTART_S = 1.0
+# printed by xds.agent.agent.run_agent once the first certificate is served
+READY_LINE = b"mecha agent ready:"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,72 +75,63 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig | None:
 
 
 class EmbeddedAgent:
-    """Runs an Agent on a daemon thread; restarts it whenever it ends until stop()."""
+    """Runs the agent as this service's supervised child process (`python -m xds.agent`); starts it again
+    whenever it ends until stop().
+
+    A child, not a thread: the agent's imports and TLS work (~0.1 s of CPU) shared the service's GIL and
+    delayed both the service's and Envoy's start (bench/sidecar_start_bench.py, docs/benchmarks.md); a process
+    runs beside the service on another core, and no component (an exception, a blocking call, a hung backend)
+    can stop certificate rotation. The child holds a pipe from this process as its standard input and ends
+    when it closes, so it never outlives the service, even one killed with SIGKILL."""
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.agent: Agent | None = None
         self.starts = 0
         self.ready = threading.Event()  # set once the first certificate is served on the sockets
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="mecha-agent", daemon=True)
-
-    @property
-    def rotations(self) -> int:
-        """Certificates published so far by the current agent (the first one counts)."""
-        return self.agent.rotations if self.agent is not None else 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="mecha-agent", daemon=True)
 
     def start(self) -> None:
+        self._spawn()  # at once, on the caller's thread: the agent's start overlaps the service's imports
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
+        self._stopping.set()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-        self._thread.join(timeout)
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException:  # the thread's last line of defence: never let it die silently
-            log.exception("embedded mecha agent thread ended")
+    def _spawn(self) -> None:
+        from xds.agent.cli import argv_for
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        while not self._stop.is_set():
-            try:
-                await self._serve_once(self._stop)
-            except Exception as exc:  # contained: log and start again
-                log.error("embedded mecha agent stopped (%s: %s); starting again in %.0fs",
-                          type(exc).__name__, exc, RESTART_S)  # fmt: skip
-            if not self._stop.is_set():
-                try:
-                    await asyncio.wait_for(self._stop.wait(), RESTART_S)
-                except TimeoutError:
-                    pass
-
-    async def _serve_once(self, stop: asyncio.Event) -> None:
-        from xds.agent.agent import Agent
-
-        agent = Agent(self.config)
-        self.agent = agent
         self.starts += 1
-        try:
-            await agent.start()
-            self.ready.set()
-            log.info("embedded mecha agent for %s ready (xDS %s, SDS %s)", agent.proxy_id, agent.xds_socket,
-                     agent.sds_socket)  # fmt: skip
-            stopping = asyncio.ensure_future(stop.wait())
-            rotation = agent.rotation
-            assert rotation is not None
-            await asyncio.wait((stopping, rotation), return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if rotation.done() and not rotation.cancelled() and rotation.exception() is not None:
-                raise RuntimeError(f"certificate rotation failed: {rotation.exception()!r}")
-        finally:
-            await agent.stop()
+        # stdout carries the agent's "ready" line, copied to this service's output by the supervisor
+        self.process = subprocess.Popen(argv_for(self.config, exit_with_stdin=True), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=None)  # fmt: skip
+
+    def _supervise(self) -> None:
+        while True:
+            process = self.process
+            assert process is not None and process.stdout is not None
+            for line in process.stdout:  # ends when the agent exits
+                if line.startswith(READY_LINE):
+                    self.ready.set()
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+            code = process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+            if self._stopping.is_set():
+                return
+            log.error("embedded mecha agent exited (code %s); starting again in %.0fs", code, RESTART_S)
+            if self._stopping.wait(RESTART_S):
+                return
+            self._spawn()

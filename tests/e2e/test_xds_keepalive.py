@@ -32,7 +32,7 @@ from xds.agent.bootstrap import through_agent
 from xds.agent.channel import keepalive_options as agent_keepalive_options
 from xds.cache import SnapshotCache
 from xds.server import XdsServer
-from xds.server.server import KEEPALIVE_SERVER_OPTIONS
+from xds.server.services import KEEPALIVE_SERVER_OPTIONS
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 from xds.testing.resources import simple_snapshot
 
@@ -67,7 +67,7 @@ from xds.agent.bootstrap import through_agent
 from xds.agent.channel import keepalive_options as agent_keepalive_options
 from xds.cache import SnapshotCache
 from xds.server import XdsServer
-from xds.server.server import KEEPALIVE_SERVER_OPTIONS
+from xds.server.services import KEEPALIVE_SERVER_OPTIONS
 from xds.testing.resources import simple_snapshot
 
 async def main() -> None:

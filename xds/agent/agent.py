@@ -76,7 +76,11 @@ class Agent:
         return self.config.socket_dir / SDS_SOCKET
 
     async def start(self, first_cert_within_s: float = 30.0) -> None:
-        """First certificate (retrying while the control plane starts), then the sockets Envoy reads."""
+        """The sockets Envoy reads, then the first certificate (retrying while the control plane starts).
+
+        The sockets open first so Envoy's start and its first xDS exchange overlap the key generation and the
+        CSR round trip: Envoy's SDS request waits on the socket until the certificate is published (its
+        listeners warm meanwhile), and the ADS proxy needs only the credential."""
         for path in (self.xds_socket, self.sds_socket):
             if len(str(path.resolve())) > MAX_UNIX_PATH:
                 raise ValueError(
@@ -84,8 +88,6 @@ class Agent:
                 )
         ensure_private_dir(self.config.socket_dir)  # 0700: only the workload's user reaches the sockets
         self._share_with_group(self.config.socket_dir, 0o710)
-        self.cert = await self._first_certificate(first_cert_within_s)
-        await self._publish(self.cert)
         if self._sds is not None:
             self.sds_socket.unlink(missing_ok=True)
             await self._sds.start(str(self.sds_socket))
@@ -96,6 +98,8 @@ class Agent:
             await self._xds.start(str(self.xds_socket))
             os.chmod(self.xds_socket, 0o600)
             self._share_with_group(self.xds_socket, 0o660)
+        self.cert = await self._first_certificate(first_cert_within_s)
+        await self._publish(self.cert)
         self._rotation = asyncio.create_task(rotate_forever(self._certs, self.cert, self._publish))
         if self.config.root_cert is not None:
             self._root_watch = asyncio.create_task(self._follow_root_file(self.config.root_cert))

@@ -13,6 +13,10 @@ XDS_CLUSTER = "mecha_xds"
 # = xds.translate.security.mtls.SDS_CLUSTER (a test pins it), not imported: xds.translate costs the runner
 # (`mecha up`) ~0.5 s of imports on its event loop before the first Envoy starts
 SDS_CLUSTER = "sds-grpc"
+# Envoy may start before its agent listens (they start together): first retries within 25 and 50 ms, growing
+# to at most 0.25 s (jittered); the control plane's bootstrap uses 0.25-2 s. The cap keeps Envoy's log quiet
+# when the agent is down for long (past 3 s Envoy warns once per failed retry: ~8 lines a second here).
+AGENT_RETRY_BACK_OFF = {"base_interval": "0.025s", "max_interval": "0.25s"}
 
 
 def _pipe_cluster(name: str, path: Path, keepalive: bool = False) -> dict[str, Any]:
@@ -51,4 +55,6 @@ def through_agent(rendered: str, socket_dir: Path) -> str:
         _pipe_cluster(SDS_CLUSTER, socket_dir / "sds.sock"),
     ]
     doc["static_resources"]["clusters"] = clusters
+    for service in doc["dynamic_resources"]["ads_config"]["grpc_services"]:
+        service["envoy_grpc"]["retry_policy"] = {"retry_back_off": dict(AGENT_RETRY_BACK_OFF)}
     return yaml.safe_dump(doc, sort_keys=False)

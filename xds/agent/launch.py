@@ -3,7 +3,6 @@ calls for, the agent's command line, and the bootstrap that points Envoy at the 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,13 @@ def agent_argv(
     trust_domain: str = "cluster.local",
     envoy_admin: str | None = None,
 ) -> list[str]:
-    """envoy_admin: the loopback admin of the Envoy beside it, read by proxy-config through the agent."""
-    return [
-        sys.executable, "-m", "xds.cli", "agent", "--credential", str(credential), "--control-plane",
-        control_plane, "--root-cert", str(root_cert), "--socket-dir", str(socket_dir),
-        "--trust-domain", trust_domain, *(["--envoy-admin", envoy_admin] if envoy_admin else []),
-    ]  # fmt: skip
+    """A standalone agent (`python -m xds.agent`, the flags of `mecha agent`). envoy_admin: the loopback admin
+    of the Envoy beside it, read by proxy-config through the agent."""
+    from xds.agent.cli import argv_for
+    from xds.agent.config import AgentConfig
+
+    return argv_for(AgentConfig(credential, control_plane, socket_dir, root_cert, trust_domain,
+                                envoy_admin=envoy_admin))  # fmt: skip
 
 
 def embedded_agent_argv(

@@ -18,7 +18,7 @@ import grpc
 from xds.agent.channel import CredentialSource
 from xds.agent.node import DELTA_NODE, SOTW_NODE, NodeRewrite, rewritten
 from xds.identity.credential import CredentialError
-from xds.server.server import ADS_SERVICE, KEEPALIVE_SERVER_OPTIONS, SERVICES
+from xds.server.services import ADS_SERVICE, KEEPALIVE_SERVER_OPTIONS, SERVICES
 
 log = logging.getLogger(__name__)
 # Tests only: append every response the control plane sends to <dir>/<proxy id>.xds (4-byte big-endian

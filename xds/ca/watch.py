@@ -11,8 +11,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from xds.ca.authority import CertificateAuthority
+if TYPE_CHECKING:  # the agent reads reload_interval() only: no CA on its start path
+    from xds.ca.authority import CertificateAuthority
 
 log = logging.getLogger("mecha.ca")
 ENV_RELOAD_S = "MECHA_CA_RELOAD_S"

@@ -1,6 +1,26 @@
-"""Snapshot cache: state only. The server (protocol) reads it through a small interface."""
+"""Snapshot cache: state only. The server (protocol) reads it through a small interface.
 
-from xds.cache.cache import NewProxyCallback, SnapshotCache
-from xds.cache.snapshot import Resource, Snapshot
+Names load lazily: the agent builds its one-proxy SDS snapshot (xds.cache.snapshot) without the cache."""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xds.cache.cache import NewProxyCallback, SnapshotCache
+    from xds.cache.snapshot import Resource, Snapshot
+
+_WHERE = {
+    "NewProxyCallback": "xds.cache.cache",
+    "SnapshotCache": "xds.cache.cache",
+    "Resource": "xds.cache.snapshot",
+    "Snapshot": "xds.cache.snapshot",
+}
 __all__ = ["NewProxyCallback", "Resource", "Snapshot", "SnapshotCache"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'xds.cache' has no attribute {name!r}")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from xds.agent import cli as agent_cli
 from xds.cli.client import Client
 from xds.statedir import default_state_dir, write_private_file
 
@@ -49,27 +47,7 @@ def add_parsers(
     add_server(p)
 
     p = sub.add_parser("agent", help="hold a proxy's credential and key: SDS + xDS for Envoy on Unix sockets")
-    p.add_argument("--credential", required=True, help="credential file from `mecha credential issue`")
-    p.add_argument("--control-plane", default="127.0.0.1:15012", help="host:port of the xDS/CA port")
-    p.add_argument("--root-cert", default=None, help="mesh root PEM (default <state dir>/ca/root-cert.pem)")
-    p.add_argument("--socket-dir", required=True, help="folder (made 0700) for xds.sock and sds.sock")
-    p.add_argument("--cert-dir", default=None, help="also write cert-chain.pem, key.pem, root-cert.pem here")
-    p.add_argument(
-        "--socket-group",
-        type=int,
-        default=None,
-        help="GID of Envoy's user in another container: sockets 0660 and folder 0710 for that group only",
-    )
-    p.add_argument(
-        "--envoy-admin",
-        default=None,
-        metavar="HOST:PORT",
-        help="the Envoy admin beside this agent (loopback, or unix:PATH): the control plane's proxy-config "
-        "reads it through the agent's authenticated stream (only read-only GETs are relayed)",
-    )
-    p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
-    p.add_argument("--cert-ttl", type=float, default=0, help="certificate lifetime to ask for (s)")
-    p.add_argument("--insecure", action="store_true", help="plaintext (a control plane with --insecure-xds)")
+    agent_cli.add_arguments(p)
 
 
 def cmd_credential(args: argparse.Namespace) -> int:
@@ -108,37 +86,8 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from xds.agent import AgentConfig, run_agent
-    from xds.agent.certs import CertificateError
-    from xds.identity.credential import CredentialError
-
-    root = None
-    if not args.insecure:
-        root = Path(args.root_cert) if args.root_cert else default_state_dir() / "ca" / "root-cert.pem"
-        if not root.is_file():
-            raise IdentityUsageError(f"--root-cert {root}: no such file (the mesh root, ca/root-cert.pem)")
-    config = AgentConfig(
-        credential_file=Path(args.credential),
-        control_plane=args.control_plane,
-        socket_dir=Path(args.socket_dir),
-        root_cert=root,
-        trust_domain=args.trust_domain,
-        cert_ttl_s=args.cert_ttl,
-        cert_dir=Path(args.cert_dir) if args.cert_dir else None,
-        socket_group=args.socket_group,
-        envoy_admin=args.envoy_admin,
-    )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_agent(config, stop)
-
     try:
-        asyncio.run(main())
-    except (CredentialError, CertificateError, ValueError, OSError) as exc:
-        print(f"mecha agent: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        config = agent_cli.config_from_args(args, default_state_dir() / "ca" / "root-cert.pem")
+    except ValueError as exc:
+        raise IdentityUsageError(str(exc)) from None
+    return agent_cli.run(config, exit_with_stdin=args.exit_with_stdin)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from xds.agent.launch import agent_bootstrap, claims_for, embedded_agent_argv, wait_for_sockets
+from xds.agent.launch import agent_bootstrap, claims_for, embedded_agent_argv
 from xds.bootstrap import BootstrapParams, write
 from xds.cli.client import Client
 from xds.cli.commands import outcome_lines
@@ -107,19 +107,15 @@ class Sidecar:
         child = Child(f"capabilities-{plan.app_id}", "capabilities", argv, self.logs / "capabilities.log")
         return await self.sup.start(child, env=env)
 
-    async def start_envoy(self, capabilities: Child, sockets: Path, deadline: float) -> Child:
+    async def start_envoy(self, sockets: Path) -> Child:
         p, plan = self.plan.ports, self.plan
         host, _, port = plan.mesh.xds.rpartition(":")
         params = BootstrapParams(proxy_id=plan.app_id, xds_port=int(port), xds_host=host or "127.0.0.1",
                                  admin_port=p.admin, metadata=plan.proxy_metadata(), cluster=plan.app_id,
                                  initial_fetch_timeout_s=2.0)  # fmt: skip
         bootstrap = write(params, plan.folder / "envoy.yaml")
-        try:
-            await wait_for_sockets(
-                capabilities, sockets, deadline, f"agent of {plan.app_id} (in {capabilities.name})"
-            )
-        except RuntimeError as exc:
-            raise RunError(str(exc)) from None
+        # Envoy starts with the capability service, not once its agent listens: it dials the agent's sockets
+        # every <= 50 ms until they open (xds/agent/bootstrap.py), so its own start overlaps the agent's
         bootstrap = await agent_bootstrap(bootstrap, sockets)
         log = touch_private_log(self.logs / "envoy.log")
         argv = [str(envoy_binary()), "-c", str(bootstrap), "--concurrency", "1", "--disable-hot-restart",
@@ -213,7 +209,7 @@ async def run(plan: RunPlan, say: Say) -> int:
         credential, root = await asyncio.to_thread(sidecar.issue_credential)
         await asyncio.to_thread(sidecar.apply_documents)
         capabilities = await sidecar.start_capabilities(credential, root)
-        envoy = await sidecar.start_envoy(capabilities, credential.parent, deadline)
+        envoy = await sidecar.start_envoy(credential.parent)
         app = await sidecar.start_app()
         echo = asyncio.create_task(echo_log(app.log, say))
         ready = asyncio.gather(

@@ -745,7 +745,7 @@ class RecentSet:
 def replica_keepalive() -> tuple[tuple[str, int], ...]:
     """Replicas accept the faster keepalive of multi-replica bootstraps (xds/bootstrap.py REPLICA_KEEPALIVE: a
     ping a second), so a proxy leaves a frozen replica within seconds; faster pings still count as strikes."""
-    from xds.server.server import KEEPALIVE_SERVER_OPTIONS
+    from xds.server.services import KEEPALIVE_SERVER_OPTIONS
 
     minimum = "grpc.http2.min_ping_interval_without_data_ms"
     return tuple(

@@ -25,6 +25,7 @@ from xds.proxy import ProxyIdentity, ProxyIdentityError
 from xds.server.codec import CodecError, decode_delta_request, decode_sotw_request
 from xds.server.delta import DeltaStreamState
 from xds.server.push import DEFAULT_MAX_CONCURRENT_PUSHES, PushThrottle
+from xds.server.services import KEEPALIVE_SERVER_OPTIONS, SERVICES
 from xds.server.sotw import SotwStreamState
 from xds.server.state import (
     MAX_ECHOED_CHARS,
@@ -40,45 +41,6 @@ from xds.server.state import (
 from xds.server.status import ProxyStatus
 
 log = logging.getLogger(__name__)
-
-ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-# service -> (SotW method, delta method, type URL); None = ADS (every type on one stream)
-SERVICES: dict[str, tuple[str, str, str | None]] = {
-    ADS_SERVICE: ("StreamAggregatedResources", "DeltaAggregatedResources", None),
-    "envoy.service.cluster.v3.ClusterDiscoveryService": ("StreamClusters", "DeltaClusters", types.CLUSTER),
-    "envoy.service.endpoint.v3.EndpointDiscoveryService": (
-        "StreamEndpoints",
-        "DeltaEndpoints",
-        types.ENDPOINT,
-    ),
-    "envoy.service.listener.v3.ListenerDiscoveryService": (
-        "StreamListeners",
-        "DeltaListeners",
-        types.LISTENER,
-    ),
-    "envoy.service.route.v3.RouteDiscoveryService": ("StreamRoutes", "DeltaRoutes", types.ROUTE),
-    "envoy.service.route.v3.ScopedRoutesDiscoveryService": (
-        "StreamScopedRoutes",
-        "DeltaScopedRoutes",
-        types.SCOPED_ROUTE,
-    ),
-    "envoy.service.secret.v3.SecretDiscoveryService": ("StreamSecrets", "DeltaSecrets", types.SECRET),
-}
-
-# Envoy's xDS cluster pings every 10 s (connection_keepalive in envoy/bootstrap.yaml) to notice a dead or
-# frozen control plane. gRPC's server defaults (5 min between pings without data, 2 strikes) answer that with
-# GOAWAY too_many_pings about every 40 s, dropping every proxy. Accept one ping per 5 s (half the bootstrap
-# interval) even without an open call; faster pings still count as strikes, so a ping flood is still cut off.
-# The server pings too (every 30 s, 10 s to answer) so a frozen or vanished proxy's stream ends and its state
-# is freed; max_pings_without_data=0 keeps those pings going on an idle stream.
-KEEPALIVE_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_ping_strikes", 2),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-)
 
 
 def identity_from_node(node_bytes: bytes | None, where: str) -> ProxyIdentity:

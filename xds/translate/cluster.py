@@ -230,9 +230,10 @@ CAPABILITY_READY_PATH = "/readyz"
 _CAPABILITY_CHECK = core.HealthCheck(
     timeout=timedelta(seconds=1),
     interval=timedelta(seconds=5),
-    no_traffic_interval=timedelta(milliseconds=100),  # not ready, no request yet (start-up)
+    no_traffic_interval=timedelta(milliseconds=25),  # not ready, no request yet (start-up: each tick is
+    # up to 25 ms of sidecar start-up after the service is ready)
     no_traffic_healthy_interval=timedelta(seconds=5),
-    unhealthy_interval=timedelta(milliseconds=100),  # not ready (a restarted service): back soon after
+    unhealthy_interval=timedelta(milliseconds=25),  # not ready (start-up with traffic, a restarted service)
     unhealthy_threshold=3,
     healthy_threshold=1,
     http_health_check=core.HealthCheckHttpHealthCheck(

@@ -93,14 +93,90 @@ async def test_blocked_or_failing_service_loop_does_not_stop_rotation(tmp_path: 
 
             crashed = asyncio.create_task(broken_component())
             await asyncio.sleep(0)
-            before = agent.rotations
-            first = serial_in(tmp_path / "certs")
-            time.sleep(4)  # noqa: ASYNC251 - the point: the service's loop is blocked
-            assert agent.rotations >= before + 2, "rotation stopped while the service's loop was blocked"
-            assert serial_in(tmp_path / "certs") != first
+            first = serial_in(certs)
+            seen = {first}
+            for _ in range(40):  # 4 s with the service's loop blocked: certificates keep coming
+                time.sleep(0.1)  # noqa: ASYNC251 - the point: the service's loop is blocked
+                seen.add(serial_in(certs))
+            assert len(seen - {None}) >= 3, "rotation stopped while the service's loop was blocked"
             with pytest.raises(RuntimeError):
                 await crashed
             assert agent.starts == 1  # never needed a restart
         finally:
             await asyncio.to_thread(agent.stop)
+        assert agent.process is not None and agent.process.returncode is not None
         assert not agent._thread.is_alive()
+
+
+async def test_an_agent_that_dies_is_started_again(tmp_path: Path) -> None:
+    from capabilities.identity_agent import EmbeddedAgent
+
+    async with served_control_plane(tmp_path / "cp", CERT_TTL) as cp:
+        certs = tmp_path / "certs"
+        config = AgentConfig(cp.credential(), cp.xds, tmp_path / "sockets", cp.root, cert_dir=certs)
+        agent = EmbeddedAgent(config)
+        agent.start()
+        try:
+            assert await asyncio.to_thread(agent.ready.wait, 30), "the embedded agent never got a certificate"
+            first = agent.process
+            assert first is not None
+            first.kill()
+            deadline = time.monotonic() + 15
+            while agent.process is first and time.monotonic() < deadline:  # noqa: ASYNC110 - another thread
+                await asyncio.sleep(0.05)
+            assert agent.starts == 2, "the killed agent was not started again"
+            before = serial_in(certs)
+            serials = await distinct_serials(certs, 4)
+            assert serials - {before}, "the restarted agent issued no new certificate"
+        finally:
+            await asyncio.to_thread(agent.stop)
+
+
+LIFELINE = """
+import sys, time
+from pathlib import Path
+from capabilities.identity_agent import EmbeddedAgent
+from xds.agent.config import AgentConfig
+credential, control_plane, sockets, root, certs = sys.argv[1:]
+config = AgentConfig(Path(credential), control_plane, Path(sockets), Path(root), cert_dir=Path(certs))
+agent = EmbeddedAgent(config)
+agent.start()
+assert agent.ready.wait(30)
+print("PID", agent.process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+async def test_the_agent_ends_with_a_killed_service(tmp_path: Path) -> None:
+    """SIGKILL of the capability service (no clean-up code runs) must not leave its agent behind, holding the
+    proxy's credential and key and serving its sockets."""
+    async with served_control_plane(tmp_path / "cp", CERT_TTL) as cp:
+        argv = [
+            str(cp.credential()),
+            cp.xds,
+            str(tmp_path / "sockets"),
+            str(cp.root),
+            str(tmp_path / "certs"),
+        ]
+        service = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LIFELINE, *argv, stdout=asyncio.subprocess.PIPE
+        )
+        assert service.stdout is not None
+        line = b""
+        while not line.startswith(b"PID "):  # the agent's own "ready" line comes through this output first
+            line = await asyncio.wait_for(service.stdout.readline(), 40)
+            assert line, "the service ended before its agent was ready"
+        agent_pid = int(line.split()[1])
+        os.kill(agent_pid, 0)  # running
+        service.kill()
+        await service.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(agent_pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            os.kill(agent_pid, 9)
+            raise AssertionError("the agent outlived its killed capability service")

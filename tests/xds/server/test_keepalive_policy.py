@@ -22,7 +22,7 @@ from xds.agent.channel import keepalive_options
 from xds.agent.xdsproxy import AGENT_SERVER_OPTIONS
 from xds.bootstrap import BootstrapParams, render
 from xds.controlplane.runtime import replica_keepalive
-from xds.server.server import KEEPALIVE_SERVER_OPTIONS
+from xds.server.services import KEEPALIVE_SERVER_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_BOOTSTRAPS = sorted((ROOT / "compose" / "bootstrap").glob("*/*.yaml"))
