@@ -18,36 +18,26 @@ import grpc
 
 from xds import types
 from xds.agent.certs import WorkloadCert
-from xds.cache.snapshot import Resource, Snapshot
+from xds.ca.secrets import root_secret, workload_secret
+from xds.cache.snapshot import Snapshot
 from xds.server.codec import (
     CodecError,
     decode_delta_request,
     decode_sotw_request,
-    encode_tls_certificate_secret,
-    encode_validation_context_secret,
     string_field,
 )
 from xds.server.delta import DeltaStreamState
 from xds.server.sotw import SotwStreamState
-from xds.server.state import Action, Nack, ProtocolError, Send, clip
+from xds.server.state import Action, Nack, ProtocolError, Send
+from xds.server.stream import pump, status_message
 
 log = logging.getLogger(__name__)
-# The names the control plane's translator references (xds/ca/workload.py; a test checks they agree).
-WORKLOAD_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
 SDS_SERVICE = "envoy.service.secret.v3.SecretDiscoveryService"
 NODE_ID = 1  # envoy.config.core.v3.Node.id
 
 
 def secrets_snapshot(cert: WorkloadCert) -> Snapshot:
-    workload = encode_tls_certificate_secret(WORKLOAD_SECRET, cert.chain_pem, cert.key_pem)
-    root = encode_validation_context_secret(ROOT_SECRET, cert.root_pem)
-    return Snapshot.build(
-        [
-            Resource.make(types.SECRET, WORKLOAD_SECRET, workload),
-            Resource.make(types.SECRET, ROOT_SECRET, root),
-        ]
-    )
+    return Snapshot.build([workload_secret(cert.chain_pem, cert.key_pem), root_secret(cert.root_pem)])
 
 
 class SdsServer:
@@ -55,21 +45,26 @@ class SdsServer:
 
     def __init__(self, proxy_id: str) -> None:
         self.proxy_id = proxy_id
-        self.snapshot: Snapshot | None = None
         # Kept while no stream is open: an Envoy that reconnects (or restarts) gets the secrets at once.
-        self._changed: asyncio.Future[None] | None = None
+        self.snapshot: Snapshot | None = None
+        self._waiters: set[asyncio.Future[Snapshot]] = set()
         self._server: grpc.aio.Server | None = None
 
     def publish(self, cert: WorkloadCert) -> None:
         self.snapshot = secrets_snapshot(cert)
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_result(self.snapshot)
 
-    def _next_change(self) -> asyncio.Future[None]:
-        if self._changed is None or self._changed.done():
-            self._changed = asyncio.get_running_loop().create_future()
-        return self._changed
+    def next_snapshot(self, held: Snapshot | None) -> asyncio.Future[Snapshot]:
+        """Resolved with the secrets once they are not `held` (at once if they differ); cancel to let go."""
+        future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+        if self.snapshot is not None and self.snapshot is not held:
+            future.set_result(self.snapshot)
+            return future
+        self._waiters.add(future)
+        future.add_done_callback(self._waiters.discard)
+        return future
 
     async def start(self, socket_path: str) -> None:
         server = grpc.aio.server(options=[("grpc.max_send_message_length", -1)])
@@ -114,44 +109,26 @@ class SdsServer:
             state = DeltaStreamState(False, types.SECRET) if delta else SotwStreamState(False, types.SECRET)
             state._resolve_type(first.type_url, where)
         except (CodecError, ProtocolError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_message(str(exc)))
             return
         if node_id != self.proxy_id:  # only Envoy's user reaches the socket: a wrong bootstrap, not an attack
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"mecha agent: secrets are for proxy {self.proxy_id!r}, not {clip(node_id, 200)!r}",
+                status_message(f"mecha agent: secrets are for proxy {self.proxy_id!r}, not {node_id!r}"),
             )
             return
-        read: asyncio.Future[Any] | None = None
+
+        async def apply(actions: list[Action]) -> None:
+            for action in actions:
+                if isinstance(action, Send):
+                    await context.write(action.payload)
+                elif isinstance(action, Nack):
+                    log.warning("Envoy %s NACKed secrets version %s: %s", self.proxy_id, action.version,
+                                action.message)  # fmt: skip
+
         try:
-            if self.snapshot is not None:
-                await self._apply(context, state.set_snapshot(self.snapshot))
-            await self._apply(context, state.handle_request(first))
-            read = asyncio.ensure_future(context.read())
-            while True:
-                change = self._next_change()
-                if self.snapshot is not None and self.snapshot is not state.snapshot:
-                    await self._apply(context, state.set_snapshot(self.snapshot))
-                    continue
-                await asyncio.wait((read, change), return_when=asyncio.FIRST_COMPLETED)
-                if read.done():
-                    raw = read.result()
-                    if raw is grpc.aio.EOF:
-                        break
-                    await self._apply(context, state.handle_request(decode(raw)))
-                    read = asyncio.ensure_future(context.read())
+            await pump(context, state, first, decode, self.snapshot, self.next_snapshot, apply)
         except (CodecError, ProtocolError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_message(str(exc)))
         except (grpc.aio.AioRpcError, ConnectionError) as exc:
             log.info("SDS stream of %s ended: %s", self.proxy_id, exc)
-        finally:
-            if read is not None and not read.done():
-                read.cancel()
-
-    async def _apply(self, context: grpc.aio.ServicerContext, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Send):
-                await context.write(action.payload)
-            elif isinstance(action, Nack):
-                log.warning("Envoy %s NACKed secrets version %s: %s", self.proxy_id, action.version,
-                            action.message)  # fmt: skip

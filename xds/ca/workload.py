@@ -12,38 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from envoy_data_plane.envoy.config.core import v3 as core
-from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
-
-from xds import types
 from xds.ca.authority import CertificateAuthority, IssuedCert
+from xds.ca.secrets import ROOT_SECRET, WORKLOAD_SECRET, root_secret
+from xds.ca.secrets import workload_secret as _workload_secret
 from xds.cache.snapshot import Resource
 
-WORKLOAD_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
+__all__ = ["ROOT_SECRET", "WORKLOAD_SECRET", "WorkloadCertificates", "root_secret", "workload_secret"]
 DEFAULT_TTL = timedelta(hours=24)
 ROTATE_AT = 0.5  # fraction of the lifetime after which a certificate is replaced
 
 
 def workload_secret(cert: IssuedCert) -> Resource:
-    secret = tls.Secret(
-        name=WORKLOAD_SECRET,
-        tls_certificate=tls.TlsCertificate(
-            certificate_chain=core.DataSource(inline_bytes=cert.cert_pem),
-            private_key=core.DataSource(inline_bytes=cert.key_pem),
-        ),
-    )
-    return Resource.make(types.SECRET, WORKLOAD_SECRET, bytes(secret))
-
-
-def root_secret(root_pem: bytes) -> Resource:
-    secret = tls.Secret(
-        name=ROOT_SECRET,
-        validation_context=tls.CertificateValidationContext(
-            trusted_ca=core.DataSource(inline_bytes=root_pem)
-        ),
-    )
-    return Resource.make(types.SECRET, ROOT_SECRET, bytes(secret))
+    return _workload_secret(cert.cert_pem, cert.key_pem)
 
 
 @dataclass(frozen=True, slots=True)

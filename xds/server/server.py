@@ -28,7 +28,6 @@ from xds.server.push import DEFAULT_MAX_CONCURRENT_PUSHES, PushThrottle
 from xds.server.services import KEEPALIVE_SERVER_OPTIONS, SERVICES
 from xds.server.sotw import SotwStreamState
 from xds.server.state import (
-    MAX_ECHOED_CHARS,
     Ack,
     Action,
     Converged,
@@ -36,9 +35,9 @@ from xds.server.state import (
     ProtocolError,
     Send,
     TypeStatus,
-    clip,
 )
 from xds.server.status import ProxyStatus
+from xds.server.stream import pump, status_message
 
 log = logging.getLogger(__name__)
 
@@ -254,30 +253,18 @@ class XdsServer:
         metrics.connected_proxies.set(len(self.proxies()))
         self.counters.streams_opened += 1
         log.info("proxy %s connected from %s (%s, %s)", identity.id, peer, state.flavour, stream.transport)
-        read_task: asyncio.Task[Any] | None = None
-        watch: asyncio.Future[Snapshot] | None = None
         try:
             snapshot = self.cache.get(identity.id)
             if snapshot is None:
                 self._ensure_first_snapshot(identity)
-            else:
-                await self._apply(stream, context, state.set_snapshot(snapshot))
-            await self._apply(stream, context, state.handle_request(first))
-            read_task = asyncio.ensure_future(context.read())
-            watch = self.cache.next_snapshot(identity.id, state.snapshot)
-            while True:
-                await asyncio.wait((read_task, watch), return_when=asyncio.FIRST_COMPLETED)
-                if read_task.done():
-                    raw = read_task.result()
-                    if raw is grpc.aio.EOF:
-                        break
-                    await self._apply(stream, context, state.handle_request(decode(raw)))
-                    read_task = asyncio.ensure_future(context.read())
-                if watch.done():
-                    snapshot = watch.result()
-                    async with self.throttle.slot():
-                        await self._apply(stream, context, state.set_snapshot(snapshot))
-                    watch = self.cache.next_snapshot(identity.id, snapshot)
+
+            async def apply(actions: list[Action]) -> None:
+                await self._apply(stream, context, actions)
+
+            def next_snapshot(held: Snapshot | None) -> asyncio.Future[Snapshot]:
+                return self.cache.next_snapshot(identity.id, held)
+
+            await pump(context, state, first, decode, snapshot, next_snapshot, apply, self.throttle.slot)
         except (CodecError, ProtocolError) as exc:
             await self._reject(context, peer, str(exc), identity.id)
         except asyncio.CancelledError:
@@ -287,9 +274,6 @@ class XdsServer:
         except (grpc.aio.AioRpcError, ConnectionError) as exc:
             log.info("proxy %s stream ended: %s", identity.id, exc)
         finally:
-            for pending in (read_task, watch):
-                if pending is not None and not pending.done():
-                    pending.cancel()
             self._streams.pop(stream_id, None)
             self.cache.detach(identity.id)
             metrics.connected_proxies.set(len(self.proxies()))
@@ -319,9 +303,7 @@ class XdsServer:
         proxy_id: str = "",
         code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
     ) -> None:
-        # ASCII only (gRPC percent-encodes the rest, up to 9 bytes a character) and clipped: the status
-        # message travels in a trailer, and the client's metadata limit (8 KB) would hide the reason.
-        message = clip(message.encode("ascii", "backslashreplace").decode(), 5 * MAX_ECHOED_CHARS)
+        message = status_message(message)
         self.counters.streams_rejected += 1
         self.counters.errors.append(message)
         del self.counters.errors[:-20]

@@ -16,8 +16,9 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 
 from xds import types
 from xds.agent.certs import WorkloadCert
-from xds.agent.sds import ROOT_SECRET, SDS_SERVICE, WORKLOAD_SECRET, SdsServer, secrets_snapshot
+from xds.agent.sds import SDS_SERVICE, SdsServer, secrets_snapshot
 from xds.ca import workload
+from xds.ca.secrets import ROOT_SECRET, WORKLOAD_SECRET
 from xds.server.codec import (
     DeltaRequest,
     ErrorDetail,
@@ -47,7 +48,7 @@ def _cert(serial: int) -> WorkloadCert:
 
 
 def _betterproto_secrets(cert: WorkloadCert) -> dict[str, bytes]:
-    """What the agent sent before: the same Secrets built with envoy-data-plane (and xds/ca/workload.py)."""
+    """The same Secrets built with envoy-data-plane, as the agent and xds/ca/workload.py did before."""
     default = tls.Secret(
         name=WORKLOAD_SECRET,
         tls_certificate=tls.TlsCertificate(
@@ -55,11 +56,18 @@ def _betterproto_secrets(cert: WorkloadCert) -> dict[str, bytes]:
             private_key=core.DataSource(inline_bytes=cert.key_pem),
         ),
     )
-    return {WORKLOAD_SECRET: bytes(default), ROOT_SECRET: workload.root_secret(cert.root_pem).body}
+    root = tls.Secret(
+        name=ROOT_SECRET,
+        validation_context=tls.CertificateValidationContext(
+            trusted_ca=core.DataSource(inline_bytes=cert.root_pem)
+        ),
+    )
+    return {WORKLOAD_SECRET: bytes(default), ROOT_SECRET: bytes(root)}
 
 
 def test_secrets_are_the_bytes_betterproto_encodes() -> None:
-    assert (WORKLOAD_SECRET, ROOT_SECRET) == (workload.WORKLOAD_SECRET, workload.ROOT_SECRET)
+    # the control plane's CA (xds/ca/workload.py) builds the same Secrets through the same functions
+    assert workload.root_secret(_cert(1).root_pem).body == _betterproto_secrets(_cert(1))[ROOT_SECRET]
     for cert in (_cert(1), WorkloadCert(b"", b"", b"", datetime.now(UTC), datetime.now(UTC))):
         served = {name: res.body for name, res in secrets_snapshot(cert).of(types.SECRET).items()}
         assert served == _betterproto_secrets(cert)
@@ -170,3 +178,37 @@ async def test_another_node_or_none_is_refused(
     envoy.ask([WORKLOAD_SECRET], node)
     assert await asyncio.wait_for(envoy.call.code(), 5) == code
     assert words in (await envoy.call.details() or "")
+
+
+async def test_a_refusal_names_a_long_or_non_ascii_node_in_ascii_and_clipped(
+    sds: tuple[SdsServer, grpc.aio.Channel],
+) -> None:
+    """The status travels in a trailer: non-ASCII is percent-encoded (up to 9 bytes a character) and the
+    client's 8 KB metadata limit would hide the reason, as the control plane's refusals already avoid."""
+    _, channel = sds
+    envoy = _Envoy(channel)
+    envoy.ask([WORKLOAD_SECRET], "é" * 3000)
+    assert await asyncio.wait_for(envoy.call.code(), 5) == grpc.StatusCode.PERMISSION_DENIED
+    details = await envoy.call.details() or ""
+    assert "secrets are for proxy 'reviews-v1'" in details
+    assert details.isascii() and len(details) <= 1100, details[:200]
+
+
+async def test_a_stream_opened_before_the_first_certificate_gets_it_when_published(tmp_path: Path) -> None:
+    """The agent opens its sockets before its first certificate (Envoy starts meanwhile)."""
+    server = SdsServer(PROXY)
+    await server.start(str(tmp_path / "sds.sock"))
+    channel = grpc.aio.insecure_channel(f"unix:{tmp_path / 'sds.sock'}")
+    try:
+        envoy = _Envoy(channel)
+        envoy.ask([WORKLOAD_SECRET, ROOT_SECRET], PROXY)
+        early = asyncio.ensure_future(envoy.response())
+        await asyncio.sleep(0.3)
+        assert not early.done()  # nothing to send yet: the stream waits
+        server.publish(_cert(1))
+        _, _, secrets = await early
+        assert set(secrets) == {WORKLOAD_SECRET, ROOT_SECRET}
+        envoy.requests.put_nowait(None)
+    finally:
+        await channel.close()
+        await server.stop()
