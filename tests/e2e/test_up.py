@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from mecha_up import MECHA, free_offset, interrupt, start_up
+from mecha_up import MECHA, free_offset, interrupt, listening_sockets, start_up
 from mecha_up import read_until as _read_until
 
 from xds.demo.config import make_layout
@@ -121,34 +120,6 @@ async def test_stack_with_gateway_routes_productpage_through_it(tmp_path: Path) 
     assert not pid_alive(gateway.pid)
 
 
-def _listening_sockets(pids: list[int]) -> dict[str, int]:
-    """Each `address:port` some TCP socket of pids LISTENs on (from /proc, like `ss -ltnp`), with its pid."""
-    inodes: dict[str, int] = {}
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        for fd in fd_dir.iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = pid
-    found: dict[str, int] = {}
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        for row in Path(table).read_text().splitlines()[1:]:
-            cols = row.split()
-            local, state, inode = cols[1], cols[3], cols[9]
-            if state != "0A" or inode not in inodes:  # 0A: TCP_LISTEN
-                continue
-            hex_ip, hex_port = local.split(":")
-            raw = bytes.fromhex(hex_ip)
-            # /proc prints the address as host-order 32-bit words
-            ip = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4)))
-            ip = getattr(ip, "ipv4_mapped", None) or ip  # gRPC's [::ffff:127.0.0.1]
-            found[f"{ip}:{int(hex_port, 16)}"] = inodes[inode]
-    return found
-
-
 def _modes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
 
@@ -181,7 +152,7 @@ def test_up_supervises_listens_on_loopback_keeps_files_private_and_restarts_at_o
         info = json.loads((state / "up.json").read_text())
         assert info["status"] == "up"
         pids = [c["pid"] for c in info["children"]]
-        listening = _listening_sockets(pids)
+        listening = listening_sockets(pids)
         assert len(listening) >= 20, listening  # control plane, apps, capability services, 5 Envoys
         wide = {addr: pid for addr, pid in listening.items() if not addr.startswith(("127.0.0.1:", "::1:"))}
         assert wide == {}, f"listening beyond loopback: {wide}"

@@ -14,30 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
+from xds.runner.listeners import up_listener_ports
 
 # a port in text: "127.0.0.1:15300", "http://localhost:9081/x", "[::1]:3500" (the ":" follows a host)
 _PORT_IN_TEXT = re.compile(r"(?<=[\w.\]]):(\d{1,5})(?!\d)")
 
 
-def listener_ports(mode: str, offset: int) -> dict[str, int]:
-    """Every port `mecha up --mode MODE --port-offset OFFSET` binds, by label (the same labels for any
-    offset, so two offsets' maps line up)."""
-    layout = default_layout(mode, offset)
-    return {
-        "the control plane API": DEFAULT_API_PORT + offset,
-        "the control plane xDS": DEFAULT_XDS_PORT + offset,
-        **layout.ports(),
-        **layout.capability_ports(),
-        **layout.gateway_ports(),
-    }
-
-
 def moved_ports(mode: str, offset: int) -> dict[int, tuple[str, int]]:
     """Default port -> (its label, the port it is under this offset)."""
-    shifted = listener_ports(mode, offset)
-    return {port: (label, shifted[label]) for label, port in listener_ports(mode, 0).items()}
+    shifted = up_listener_ports(mode, offset)
+    return {port: (label, shifted[label]) for label, port in up_listener_ports(mode, 0).items()}
 
 
 def _ports_in(node: Any, path: str) -> Iterator[tuple[str, int]]:

@@ -24,6 +24,7 @@ from xds.controlplane.report import diag_line
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
+from xds.runner.listeners import listener_ports
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
 from xds.runner.procs import Child, Supervisor, port_in_use, touch_private_log
 from xds.statedir import ensure_private_dir
@@ -260,13 +261,12 @@ class Stack:
 
     # ---- checks ----------------------------------------------------------------------------------------
     def all_ports(self) -> dict[str, int]:
-        ports = {"control plane API": self.o.api_port, "control plane xDS": self.o.xds_port}
-        ports.update(self.o.layout.ports())
-        if self.o.with_gateway:
-            ports.update(self.o.layout.gateway_ports())
-        if self.o.with_capabilities and capabilities_available():
-            ports.update(self.o.layout.capability_ports())
-        return ports
+        """Every port this stack binds, by label (xds/runner/listeners.py)."""
+        o = self.o
+        capabilities = o.with_capabilities and capabilities_available()
+        return listener_ports(
+            o.layout, o.api_port, o.xds_port, gateway=o.with_gateway, capabilities=capabilities
+        )
 
     def check_ports(self) -> None:
         refused = out_of_range(self.all_ports())

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
-from xds.demo.config import default_layout
+from xds.runner.listeners import up_listener_ports
 from xds.runner.procs import port_in_use
 
 TRIES = 50
@@ -16,12 +15,10 @@ class NoFreeOffset(RuntimeError):
     """Every offset tried had a port in use."""
 
 
-def up_ports(offset: int) -> list[int]:
-    """Every port `mecha up --port-offset OFFSET` binds (control plane, apps, Envoys, capability services,
-    ingress gateway), in the same order for every offset (so zip(up_ports(0), up_ports(n)) maps them)."""
-    layout = default_layout("sidecar", offset)
-    ports = [DEFAULT_API_PORT + offset, DEFAULT_XDS_PORT + offset, *layout.ports().values()]
-    return [*ports, *layout.capability_ports().values(), *layout.gateway_ports().values()]
+def up_ports(offset: int, mode: str = "sidecar") -> list[int]:
+    """Every port `mecha up --mode MODE --port-offset OFFSET` binds (xds/runner/listeners.py), in the same
+    order for every offset (so zip(up_ports(0), up_ports(n)) maps them)."""
+    return list(up_listener_ports(mode, offset).values())
 
 
 def free_offset(step: int = 1) -> int:
