@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xds.controlplane.security_env import ENV_INSECURE_XDS as ENV_INSECURE_XDS
+from xds.controlplane.security_env import ENV_MTLS as ENV_MTLS
+from xds.controlplane.security_env import xds_security
 from xds.statedir import default_state_dir
 
 DEFAULT_API_PORT = 15010  # HTTP API (istiod serves plaintext xDS here; we serve the API)
@@ -15,13 +18,11 @@ ENV_DEBOUNCE_AFTER = "MECHA_DEBOUNCE_AFTER"  # seconds, like PILOT_DEBOUNCE_AFTE
 ENV_DEBOUNCE_MAX = "MECHA_DEBOUNCE_MAX"  # seconds, like PILOT_DEBOUNCE_MAX (10s)
 ENV_PUSH_THROTTLE = "MECHA_PUSH_THROTTLE"  # concurrent per-proxy pushes, like PILOT_PUSH_THROTTLE
 ENV_WATCH_INTERVAL = "MECHA_WATCH_INTERVAL"  # seconds between polls of watched folders
-# the CA, a SPIFFE certificate for every proxy (from its agent), auto-mTLS: on unless 0/false (or --no-mtls)
-ENV_MTLS = "MECHA_MTLS"
+# ENV_MTLS (MECHA_MTLS) and ENV_INSECURE_XDS (MECHA_INSECURE_XDS): xds/controlplane/security_env.py
 ENV_TRUST_DOMAIN = "MECHA_TRUST_DOMAIN"  # spiffe://<trust domain>/ns/<ns>/sa/<sa> (cluster.local)
 ENV_CERT_TTL = "MECHA_CERT_TTL"  # workload certificate lifetime in seconds (86400); rotated at half of it
 ENV_CREDENTIALS_DIR = "MECHA_CREDENTIALS_DIR"  # Gateway credentialName: <dir>/<name>/tls.crt, tls.key, ca.crt
 ENV_CA_DIR = "MECHA_CA_DIR"  # where the CA root (cert + 0600 key) is kept across restarts; unset: in memory
-ENV_INSECURE_XDS = "MECHA_INSECURE_XDS"  # 1: plaintext, unauthenticated xDS (transition; xds/identity)
 ENV_ROUTE_TABLES = "MECHA_ROUTE_TABLES"  # auto | single | scoped (xds/translate/scoped.py)
 ROUTE_TABLE_MODES = ("auto", "single", "scoped")
 ENV_PATH_NORMALIZATION = "MECHA_PATH_NORMALIZATION"  # meshConfig.pathNormalization (translate/normalize.py)
@@ -52,18 +53,6 @@ def _env_int(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"environment variable {name}={raw!r}: must be at least 1")
     return value
-
-
-def _env_bool(name: str) -> bool | None:
-    """None when unset: the caller picks the default."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return None
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name}={raw!r}: expected 1/true/yes/on or 0/false/no/off")
 
 
 def _env_choice(name: str, choices: tuple[str, ...]) -> str:
@@ -128,12 +117,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
+        # --insecure-xds / --no-mtls (given) win over their variables
+        given = {k: bool(v) for k, v in overrides.items() if k in ("insecure_xds", "mtls") and v is not None}
+        security = xds_security(os.environ, given.get("insecure_xds"), given.get("mtls"))
         settings = cls(
             debounce_after=_env_float(ENV_DEBOUNCE_AFTER, 0.1),
             debounce_max=_env_float(ENV_DEBOUNCE_MAX, 10.0),
             max_concurrent_pushes=_env_int(ENV_PUSH_THROTTLE, default_push_throttle()),
             watch_interval=_env_float(ENV_WATCH_INTERVAL, 1.0),
-            insecure_xds=os.environ.get(ENV_INSECURE_XDS, "").strip().lower() in ("1", "true", "yes", "on"),
+            insecure_xds=security.insecure_xds,
+            mtls=security.mtls,
             trust_domain=os.environ.get(ENV_TRUST_DOMAIN) or "cluster.local",
             cert_ttl=_env_float(ENV_CERT_TTL, 86400.0),
             ca_dir=Path(os.environ[ENV_CA_DIR]).expanduser() if os.environ.get(ENV_CA_DIR) else None,
@@ -151,9 +144,4 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)
-        if overrides.get("mtls") is None:
-            # on by default; with --insecure-xds there are no agents, so the CA would have to ship each
-            # proxy's private key over a plaintext, unauthenticated port: off unless MECHA_MTLS=1 asks
-            explicit = _env_bool(ENV_MTLS)
-            settings.mtls = explicit if explicit is not None else not settings.insecure_xds
         return settings

@@ -21,6 +21,7 @@ import aiohttp
 from xds.bootstrap import BootstrapParams, write
 from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE, auth_headers
 from xds.controlplane.report import diag_line
+from xds.controlplane.security_env import xds_security
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
@@ -337,11 +338,14 @@ class Stack:
         """The CA root and the credentials' signing key, made before the control plane starts: it loads the
         same files (MECHA_CA_DIR; <state>/identity), so the agents' credentials and root need not wait for
         it. False (the control plane makes them, capability services start once it is ready): not wanted,
-        mTLS off, or files it would refuse (another trust domain: its own error says so)."""
+        mTLS off, or files it would refuse (another trust domain: its own error says so). StackError: an
+        invalid MECHA_MTLS / MECHA_INSECURE_XDS (the control plane would refuse to start on it)."""
         env = {**os.environ, **self._control_plane_env()}
-        if not wanted or env.get("MECHA_INSECURE_XDS") or env.get("MECHA_MTLS", "").strip().lower() in (
-            "0", "false", "no", "off"
-        ):  # fmt: skip
+        try:
+            security = xds_security(env)  # as Settings.from_env reads them
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
+        if not wanted or security.insecure_xds or not security.mtls:
             return False
         ca_dir = Path(env["MECHA_CA_DIR"])
         if ca_dir != self.o.state_dir / "ca":  # the agents are given <state>/ca/root-cert.pem
