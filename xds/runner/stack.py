@@ -20,6 +20,7 @@ import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
 from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE, auth_headers
+from xds.controlplane.envoy_admin import AdminError, admin_get_json
 from xds.controlplane.report import diag_line
 from xds.controlplane.security_env import xds_security
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
@@ -160,6 +161,23 @@ class StackOptions:
     # demo config (a user's --config brings its own endpoints)
     register: bool | None = None
     trust_domain: str = "cluster.local"
+
+
+def capability_hosts_healthy(clusters: Any) -> bool:
+    """Envoy's /clusters?format=json: the capability clusters (capabilities_http, capabilities_grpc, node
+    mode's per-app ones) have hosts and every one is healthy: no failure flag set (failed_active_health_check,
+    pending_active_hc, ...) and EDS health HEALTHY, what the text output prints as health_flags::healthy."""
+    hosts = [
+        host.get("health_status") or {}
+        for cluster in clusters.get("cluster_statuses") or []
+        if str(cluster.get("name", "")).startswith("capabilities")
+        for host in cluster.get("host_statuses") or []
+    ]
+    return bool(hosts) and all(
+        status.get("eds_health_status") == "HEALTHY"
+        and not any(value for flag, value in status.items() if flag != "eds_health_status")
+        for status in hosts
+    )
 
 
 def polls(deadline: float) -> Iterator[None]:
@@ -382,26 +400,18 @@ class Stack:
         first check passes): ready only when every Envoy sees it healthy, so a first Dapr call is served."""
         if not (self.o.with_capabilities and capabilities_available()):
             return
-        admins = {p.id: f"http://127.0.0.1:{p.admin_port}/clusters" for p in self.o.layout.proxies}
-        pending = dict(admins)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for _ in polls(deadline):
-                for proxy_id, url in list(pending.items()):
-                    try:
-                        async with session.get(url) as resp:
-                            text = await resp.text()
-                    except (aiohttp.ClientError, OSError, TimeoutError):
-                        continue
-                    flags = [
-                        line.rsplit("::", 1)[-1]
-                        for line in text.splitlines()
-                        if line.startswith("capabilities") and "::health_flags::" in line
-                    ]
-                    if flags and all(f == "healthy" for f in flags):
-                        del pending[proxy_id]
-                if not pending:
-                    break
-                await asyncio.sleep(0.05)
+        pending = {p.id: f"127.0.0.1:{p.admin_port}" for p in self.o.layout.proxies}
+        for _ in polls(deadline):
+            for proxy_id, admin in list(pending.items()):
+                try:
+                    clusters = await admin_get_json(admin, "/clusters?format=json", timeout_s=2.0)
+                except AdminError:  # not listening yet, or busy: the next round asks again
+                    continue
+                if capability_hosts_healthy(clusters):
+                    del pending[proxy_id]
+            if not pending:
+                break
+            await asyncio.sleep(0.05)
         if pending:
             raise StackError(f"Envoys {sorted(pending)} never saw their capability service healthy")
 
