@@ -21,7 +21,7 @@ from xds.statedir import ensure_private_dir, write_private_file
 
 CREDENTIAL_FILE = "credential.jwt"
 ROOT_FILE = "root-cert.pem"
-DEFAULT_XDS_HOST = "127.0.0.1"  # = `mecha bootstrap --xds-host`'s default
+DEFAULT_XDS_HOST = "127.0.0.1"  # `mecha bootstrap` without --xds-host
 AGENT_DIR_HELP = (
     "issue the proxy's credential through the control plane's API (operator token) into this folder "
     "(0700) and point Envoy at the agent's sockets there; prints the `mecha agent` command to run beside it"
@@ -33,22 +33,29 @@ def api_server(args: argparse.Namespace) -> str:
     return (args.server or default_server()).rstrip("/")
 
 
+def xds_address(args: argparse.Namespace) -> tuple[str, int]:
+    """--xds-host / --xds-port, the documented default for each one not given."""
+    host = DEFAULT_XDS_HOST if args.xds_host is None else args.xds_host
+    return host, DEFAULT_XDS_PORT if args.xds_port is None else args.xds_port
+
+
 def control_plane_address(args: argparse.Namespace) -> str:
-    """What the agent dials: every --xds replica, else --xds-host/--xds-port when not their defaults, else
-    the xDS address of the running `mecha up` whose API issues the credential (its up.json, read as `mecha
-    run` reads it: so `mecha up --port-offset N` needs no --xds-port, as it needs no --server), else the
-    defaults. (An explicit `--xds-port 15012` reads as the default: argparse cannot tell them apart.)"""
+    """What the agent dials: every --xds replica, else --xds-host/--xds-port when either is given, else the
+    xDS address of the running `mecha up` whose API issues the credential (its up.json, read as `mecha run`
+    reads it: so `mecha up --port-offset N` needs no --xds-port, as it needs no --server), else the
+    defaults."""
     replicas = list(getattr(args, "xds", []) or [])
     if replicas:
         return ",".join(replicas)
-    if (args.xds_host, args.xds_port) == (DEFAULT_XDS_HOST, DEFAULT_XDS_PORT):
+    if args.xds_host is None and args.xds_port is None:
         try:
             mesh = MeshInfo.find(None)
         except AppsError:  # no running `mecha up` here: the defaults
             mesh = None
         if mesh is not None and mesh.api == api_server(args):
             return mesh.xds
-    return f"{args.xds_host}:{args.xds_port}"
+    host, port = xds_address(args)
+    return f"{host}:{port}"
 
 
 def issue(args: argparse.Namespace, metadata: dict[str, Any], folder: Path) -> tuple[Path, Path]:

@@ -215,9 +215,10 @@ def _labels(specs: list[str]) -> dict[str, str]:
 
 
 def _write_proxyless_bootstrap(args: argparse.Namespace, metadata: dict[str, Any]) -> int:
+    from xds.cli.bootstrap_agent import xds_address
     from xds.translate.proxyless import grpc_bootstrap
 
-    uri = args.xds_uri or f"{args.xds_host}:{args.xds_port}"
+    uri = args.xds_uri or "{}:{}".format(*xds_address(args))
     text = grpc_bootstrap(args.id, uri, metadata, args.cert_dir or None)
     if args.output in (None, "-"):
         print(text)
@@ -256,12 +257,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.mode == "proxyless":
         return _write_proxyless_bootstrap(args, metadata)
+    from xds.cli.bootstrap_agent import xds_address
+
+    xds_host, xds_port = xds_address(args)
     params = BootstrapParams(
         proxy_id=args.id,
-        xds_port=args.xds_port,
+        xds_port=xds_port,
         admin_port=args.admin_port,
         metadata=metadata,
-        xds_host=args.xds_host,
+        xds_host=xds_host,
         delta=args.delta,
         xds_addresses=tuple(parse_xds_address(a) for a in getattr(args, "xds", [])),
     )
@@ -277,7 +281,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         # agent mode: Envoy's xDS is the agent's socket; the agent line below names the control plane it dials
-        xds = f"its agent's sockets in {args.agent_dir}" if agent_line else f"{args.xds_host}:{args.xds_port}"
+        xds = f"its agent's sockets in {args.agent_dir}" if agent_line else f"{xds_host}:{xds_port}"
         print(f"wrote {args.output} (proxy {args.id}, {args.mode} mode, xDS {xds})")
     if agent_line:
         out = sys.stderr if args.output in (None, "-") else sys.stdout  # stdout may be the bootstrap itself

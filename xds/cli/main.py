@@ -161,8 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin API port")
     p.add_argument("--outbound-port", type=int, default=15001, help="the app's outbound listener port")
     p.add_argument("--dapr-http-port", type=int, default=0, help="Dapr HTTP listener port (0: none)")
-    p.add_argument("--xds-host", default="127.0.0.1", help="control plane's xDS address")
-    p.add_argument("--xds-port", type=int, default=DEFAULT_XDS_PORT, help="control plane's xDS port")
+    # None, not the default itself: an explicit --xds-port 15012 beside `mecha up --port-offset N` is kept
+    running = "default: with --agent-dir the running `mecha up`'s (its up.json), else"
+    p.add_argument("--xds-host", default=None, help=f"control plane's xDS address ({running} 127.0.0.1)")
+    p.add_argument(
+        "--xds-port", type=int, default=None, help=f"control plane's xDS port ({running} {DEFAULT_XDS_PORT})"
+    )
     p.add_argument(
         "--xds",
         action="append",

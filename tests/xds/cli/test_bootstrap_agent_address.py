@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xds.cli.bootstrap_agent import control_plane_address
-from xds.cli.main import build_parser
+from xds.cli.main import build_parser, main
+from xds.controlplane.settings import DEFAULT_XDS_PORT
 
 API, XDS = "http://127.0.0.1:15110", "127.0.0.1:15112"  # a `mecha up --port-offset 100`
 
@@ -56,3 +58,26 @@ def test_a_mesh_that_is_gone_is_not_dialled(in_mesh_folder: Path) -> None:
     info = {"pid": int(gone.stdout), "api": API, "xds": XDS}
     (in_mesh_folder / "up.json").write_text(json.dumps(info))
     assert _address("--server", API) == "127.0.0.1:15012"
+
+
+def test_an_explicit_default_address_is_kept_beside_a_running_mesh(in_mesh_folder: Path) -> None:
+    # failed before: --xds-port 15012 was also the default, so it read as "not given" (the mesh's :15112)
+    assert _address("--xds-port", "15012") == "127.0.0.1:15012"
+    assert _address("--xds-host", "127.0.0.1") == "127.0.0.1:15012"
+
+
+def _xds_of_bootstrap(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, int]:
+    """The mecha_xds endpoint of the bootstrap `mecha bootstrap` (no --agent-dir) prints."""
+    assert main(["bootstrap", "--id", "reviews-v1", "--app", "reviews:9081:15006", *extra]) == 0
+    clusters = yaml.safe_load(capsys.readouterr().out)["static_resources"]["clusters"]
+    (xds,) = [c for c in clusters if c["name"] == "mecha_xds"]
+    address = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    return address["socket_address"]["address"], address["socket_address"]["port_value"]
+
+
+def test_a_bootstrap_without_an_agent_dials_the_given_or_documented_address(
+    in_mesh_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _xds_of_bootstrap(capsys) == ("127.0.0.1", DEFAULT_XDS_PORT)
+    assert _xds_of_bootstrap(capsys, "--xds-port", "16012") == ("127.0.0.1", 16012)
+    assert _xds_of_bootstrap(capsys, "--xds-host", "10.0.0.5") == ("10.0.0.5", DEFAULT_XDS_PORT)
