@@ -8,6 +8,6 @@
 from __future__ import annotations
 
 from capabilities.config.documents import ConfigError, RawComponent, ResourceSet, load_folder, parse_documents
-from capabilities.config.durations import parse_duration
+from capabilities.daprspec.durations import parse_duration
 
 __all__ = ["ConfigError", "RawComponent", "ResourceSet", "load_folder", "parse_documents", "parse_duration"]

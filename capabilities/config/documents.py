@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from capabilities.components.spec import ComponentSpec
-from capabilities.config.durations import parse_duration
+from capabilities.daprspec.durations import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from capabilities.daprspec import RetrySpec
 from capabilities.resiliency.policy import (
     NOOP,
     CircuitBreaker,
     CircuitOpenError,
     Policy,
     PolicyTimeoutError,
-    RetrySpec,
     is_permanent,
 )
 from capabilities.resiliency.spec import Resiliency

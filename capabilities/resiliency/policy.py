@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
+
+from capabilities.daprspec import RetrySpec
 
 T = TypeVar("T")
 
@@ -27,27 +27,6 @@ def is_permanent(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "http_status", None)
     return isinstance(status, int) and status < 500
-
-
-@dataclass(frozen=True)
-class RetrySpec:
-    policy: str = "constant"  # constant | exponential
-    duration_s: float = 5.0  # constant delay
-    initial_interval_s: float = 0.5  # exponential
-    max_interval_s: float = 60.0
-    max_retries: int = -1  # -1 = forever
-    multiplier: float = 1.5
-    randomization: float = 0.5
-
-    def delay(self, attempt: int) -> float:
-        if self.policy == "constant":
-            return self.duration_s
-        base = min(self.max_interval_s, self.initial_interval_s * self.multiplier**attempt)
-        spread = base * self.randomization
-        return max(0.0, min(self.max_interval_s, base + random.uniform(-spread, spread)))
-
-    def allows(self, retries_done: int) -> bool:
-        return self.max_retries < 0 or retries_done < self.max_retries
 
 
 class BreakerState(Enum):

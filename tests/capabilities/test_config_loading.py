@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from capabilities.config.documents import ConfigError, load_folder, parse_documents, parse_yaml_text
-from capabilities.config.durations import parse_duration
 from capabilities.config.settings import Settings
+from capabilities.daprspec.durations import parse_duration
 from capabilities.runtime import Runtime
 
 GOOD = """

@@ -114,12 +114,48 @@ def test_resiliency_targets() -> None:
         ({"timeouts": {"fast": "soon"}}, "timeouts.fast"),
         ({"retries": {"three": {"policy": "random"}}}, "retries.three.policy"),
         ({"circuitBreakers": {"cb": {"trip": "requests > 5"}}}, "circuitBreakers.cb.trip"),
+        # read by capabilities.daprspec: refused, where they used to be taken or crash with a bare error
+        ({"timeouts": {"fast": "nan"}}, "timeouts.fast"),
+        ({"timeouts": {"fast": "-5"}}, "timeouts.fast"),
+        ({"timeouts": ["5s"]}, "spec.policies.timeouts"),
+        ({"retries": {"three": {"matching": {"httpStatusCodes": "5xx"}}}}, "three.matching.httpStatusCodes"),
+        (
+            {"circuitBreakers": {"cb": {"trip": "consecutiveFailures > 2", "maxRequests": "many"}}},
+            "circuitBreakers.cb.maxRequests",
+        ),
     ],
 )
 def test_bad_policies_are_named(patch: dict[str, Any], fragment: str) -> None:
     doc = {**DOC, "spec": {**DOC["spec"], "policies": {**DOC["spec"]["policies"], **patch}}}
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         Resiliency([doc])
+
+
+def _store_policy(policies: dict[str, Any], target: dict[str, str]) -> Any:
+    spec = {"policies": policies, "targets": {"components": {"store": {"outbound": target}}}}
+    return Resiliency([{**DOC, "spec": spec}]).for_component("store")
+
+
+async def test_a_zero_timeout_is_no_timeout() -> None:
+    """Dapr applies a timeout only above zero; "0s" used to time out every call at once."""
+    policy = _store_policy({"timeouts": {"none": "0s"}}, {"timeout": "none"})
+
+    async def quick() -> str:
+        await asyncio.sleep(0.01)
+        return "ok"
+
+    assert await policy.run(quick) == "ok"
+
+
+def test_a_zero_breaker_timeout_keeps_it_open_for_dapr_s_60s() -> None:
+    """gobreaker (Dapr) reads a timeout of 0 as 60 s; the breaker used to half-open at once."""
+    breaker_doc = {"trip": "consecutiveFailures > 0", "timeout": "0s"}
+    policy = _store_policy({"circuitBreakers": {"cb": breaker_doc}}, {"circuitBreaker": "cb"})
+    assert policy.breaker is not None and policy.breaker.timeout_s == 60.0
+    policy.breaker.before_call()
+    policy.breaker.on_failure()  # "> 0": the first failure opens it
+    with pytest.raises(CircuitOpenError):
+        policy.breaker.before_call()
 
 
 def test_unknown_policy_reference() -> None:

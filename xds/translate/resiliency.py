@@ -17,38 +17,53 @@ Mapping:
                         trip "consecutiveFailures > N" -> consecutive_5xx = N+1 (">=" N -> N), interval,
                         base_ejection_time = timeout (default 60s). Other trip expressions are reported
                         (`check_resiliencies`) and the breaker is skipped.
+
+The documents are read by `capabilities.daprspec`, as the capability service reads them (same durations,
+defaults and refusals). One it refuses is not applied here either (daprd skips a Resiliency it cannot read)
+and is reported as a warning naming the field; this module only maps what was read to Envoy.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import lru_cache
+from typing import TypeVar
 
 from envoy_data_plane.envoy.config.cluster import v3 as clu
 from envoy_data_plane.envoy.config.route import v3 as rte
 
+from capabilities.daprspec import (
+    TRIP_FORM,
+    CircuitBreakerSpec,
+    ResiliencySpec,
+    RetrySpec,
+    SpecError,
+    parse_resiliency,
+)
 from xds.diagnostics import Diagnostic, Severity
-from xds.model.parse import duration
 from xds.model.resources import Resiliency
 from xds.proxy import ProxyIdentity
+
+T = TypeVar("T")
 
 UNLIMITED_RETRIES = 10  # Envoy needs a number; Dapr's maxRetries -1 (retry forever) is capped here
 RETRY_ON_ALL = "5xx,connect-failure,refused-stream,reset,unavailable"
 RETRY_ON_CODES = "retriable-status-codes,connect-failure,refused-stream,reset,unavailable"
-DEFAULT_CONSTANT = timedelta(seconds=5)  # Dapr defaults (docs: resiliency policies)
+# Envoy cannot express a zero back-off or ejection time: a zero in the document takes these (Dapr's defaults)
+DEFAULT_CONSTANT = timedelta(seconds=5)
 DEFAULT_INITIAL = timedelta(milliseconds=500)
 DEFAULT_MAX_INTERVAL = timedelta(seconds=60)
 DEFAULT_BREAKER_TIMEOUT = timedelta(seconds=60)
 DEFAULT_BREAKER_INTERVAL = timedelta(seconds=10)  # Envoy's default outlier interval (Dapr: 0 = never clear)
-_TRIP = re.compile(r"^\s*consecutiveFailures\s*(>=|>)\s*(\d+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
-class RetrySpec:
+class EnvoyRetry:
+    """A Dapr retry policy as an Envoy RetryPolicy needs it."""
+
     num_retries: int
     base_interval: timedelta
     max_interval: timedelta
@@ -68,7 +83,7 @@ class InvokePolicy:
 
     source: str  # "Resiliency ns/name"
     timeout: timedelta | None = None
-    retry: RetrySpec | None = None
+    retry: EnvoyRetry | None = None
     breaker: BreakerSpec | None = None
 
 
@@ -97,82 +112,65 @@ def applicable(
     )
 
 
-def _spec(r: Resiliency) -> dict[str, Any]:
+@lru_cache(maxsize=1024)
+def _read(spec_json: str) -> ResiliencySpec | SpecError:
+    """The document's spec as Dapr reads it, or why it cannot be read (daprd then skips the document)."""
     try:
-        spec = json.loads(r.spec_json or "{}")
-    except ValueError:
-        return {}
-    return spec if isinstance(spec, dict) else {}
+        return parse_resiliency(json.loads(spec_json or "{}"))
+    except SpecError as exc:
+        return SpecError(exc.field, exc.reason)  # a fresh one: the cache keeps no traceback and frames
+    except ValueError as exc:  # JSON the model layer never writes
+        return SpecError("spec", str(exc))
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _td(seconds: float) -> timedelta:
+    """Seconds as Envoy's microsecond timedelta (below half a microsecond: zero, which is falsy)."""
+    return timedelta(microseconds=round(seconds * 1e6))
 
 
-def _dur(value: Any, default: timedelta | None) -> timedelta | None:
-    if value in (None, ""):
-        return default
-    parsed = duration(str(value))
-    return parsed if parsed else default
-
-
-def _status_codes(text: Any) -> tuple[int, ...]:
-    codes: list[int] = []
-    for part in str(text or "").split(","):
-        lo, _, hi = part.strip().partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()):
-            codes += range(int(lo), int(hi or lo) + 1)
-    return tuple(c for c in codes if 100 <= c <= 599)
-
-
-def retry_spec(raw: dict[str, Any]) -> RetrySpec | None:
-    retries = int(raw.get("maxRetries", -1))
-    if retries == 0:
+def retry_spec(spec: RetrySpec) -> EnvoyRetry | None:
+    if spec.max_retries == 0:
         return None  # Dapr: 0 = as if no retry policy were set
-    num = UNLIMITED_RETRIES if retries < 0 else retries
-    codes = _status_codes(_dict(raw.get("matching")).get("httpStatusCodes"))
-    if str(raw.get("policy", "constant")) == "exponential":
-        base = _dur(raw.get("initialInterval"), DEFAULT_INITIAL) or DEFAULT_INITIAL
-        top = _dur(raw.get("maxInterval"), DEFAULT_MAX_INTERVAL) or DEFAULT_MAX_INTERVAL
-        return RetrySpec(num, base, max(base, top), codes)
-    step = _dur(raw.get("duration"), DEFAULT_CONSTANT) or DEFAULT_CONSTANT
-    return RetrySpec(num, step, step, codes)
+    num = UNLIMITED_RETRIES if spec.max_retries < 0 else spec.max_retries
+    codes = spec.http_status_codes
+    if spec.policy == "exponential":
+        base = _td(spec.initial_interval_s) or DEFAULT_INITIAL
+        top = _td(spec.max_interval_s) or DEFAULT_MAX_INTERVAL
+        return EnvoyRetry(num, base, max(base, top), codes)
+    step = _td(spec.duration_s) or DEFAULT_CONSTANT
+    return EnvoyRetry(num, step, step, codes)
 
 
-def trip_threshold(trip: Any) -> int | None:
-    """consecutiveFailures > N -> N+1 failures eject; >= N -> N; anything else -> None."""
-    found = _TRIP.match(str(trip or ""))
-    if found is None:
+def breaker_spec(spec: CircuitBreakerSpec) -> BreakerSpec | None:
+    if spec.failures_to_trip is None:
         return None
-    n = int(found.group(2)) + (1 if found.group(1) == ">" else 0)
-    return max(n, 1)
+    interval = _td(spec.interval_s) or DEFAULT_BREAKER_INTERVAL
+    ejection = _td(spec.timeout_s) or DEFAULT_BREAKER_TIMEOUT
+    return BreakerSpec(spec.failures_to_trip, interval, ejection)
 
 
-def breaker_spec(raw: dict[str, Any]) -> BreakerSpec | None:
-    threshold = trip_threshold(raw.get("trip"))
-    if threshold is None:
-        return None
-    interval = _dur(raw.get("interval"), DEFAULT_BREAKER_INTERVAL) or DEFAULT_BREAKER_INTERVAL
-    ejection = _dur(raw.get("timeout"), DEFAULT_BREAKER_TIMEOUT) or DEFAULT_BREAKER_TIMEOUT
-    return BreakerSpec(threshold, interval, ejection)
+def _named(policies: Mapping[str, T], name: str | None) -> T | None:
+    """The policy a target names; an unknown name applies nothing (as in daprd)."""
+    return None if name is None else policies.get(name)
 
 
 def policy_for(resiliency: Resiliency, target_ids: Iterable[str]) -> InvokePolicy | None:
-    spec = _spec(resiliency)
-    apps = _dict(_dict(spec.get("targets")).get("apps"))
-    target = next((_dict(apps[i]) for i in target_ids if i in apps), None)
+    spec = _read(resiliency.spec_json)
+    if isinstance(spec, SpecError):
+        return None  # reported by check_resiliencies
+    apps = spec.targets.apps
+    target = next((apps[i] for i in target_ids if i in apps), None)
     if target is None:
         return None
-    policies = _dict(spec.get("policies"))
-    timeouts = _dict(policies.get("timeouts"))
-    retries = _dict(policies.get("retries"))
-    breakers = _dict(policies.get("circuitBreakers"))
-    timeout_name, retry_name, breaker_name = (target.get(k) for k in ("timeout", "retry", "circuitBreaker"))
+    policies = spec.policies
+    timeout = _named(policies.timeouts, target.timeout)
+    retry = _named(policies.retries, target.retry)
+    breaker = _named(policies.circuit_breakers, target.circuit_breaker)
     return InvokePolicy(
         source=resiliency.meta.ref,
-        timeout=_dur(timeouts.get(timeout_name), None) if timeout_name in timeouts else None,
-        retry=retry_spec(_dict(retries[retry_name])) if retry_name in retries else None,
-        breaker=breaker_spec(_dict(breakers[breaker_name])) if breaker_name in breakers else None,
+        timeout=None if timeout is None else _td(timeout) or None,  # Dapr: zero is no timeout
+        retry=None if retry is None else retry_spec(retry),
+        breaker=None if breaker is None else breaker_spec(breaker),
     )
 
 
@@ -182,7 +180,7 @@ def invoke_policy(resiliencies: Iterable[Resiliency], target_ids: Iterable[str])
     return next((p for r in resiliencies if (p := policy_for(r, ids)) is not None), None)
 
 
-def retry_policy(spec: RetrySpec) -> rte.RetryPolicy:
+def retry_policy(spec: EnvoyRetry) -> rte.RetryPolicy:
     return rte.RetryPolicy(
         retry_on=RETRY_ON_CODES if spec.status_codes else RETRY_ON_ALL,
         num_retries=spec.num_retries,
@@ -217,19 +215,26 @@ def outlier_detection(spec: BreakerSpec) -> clu.OutlierDetection:
 
 
 def check_resiliencies(resiliencies: Iterable[Resiliency]) -> list[Diagnostic]:
-    """Warnings for what the invoke translation cannot express (the setting is skipped, never a crash)."""
+    """Warnings for what the invoke translation cannot express or read (skipped, never a crash)."""
     out: list[Diagnostic] = []
     for r in resiliencies:
-        breakers = _dict(_dict(_spec(r).get("policies")).get("circuitBreakers"))
-        for name, raw in sorted(breakers.items()):
-            trip = _dict(raw).get("trip")
-            if trip_threshold(trip) is None:
+        spec = _read(r.spec_json)
+        if isinstance(spec, SpecError):
+            message = (
+                f"{spec.reason}: this Resiliency is not applied to service invocation (daprd skips a "
+                "Resiliency it cannot read; the capability service refuses it)"
+            )
+            invalid = Diagnostic(r.meta.location, spec.field, message, Severity.WARNING, "resiliency-invalid")
+            out.append(invalid)
+            continue
+        for name, breaker in sorted(spec.policies.circuit_breakers.items()):
+            if breaker.failures_to_trip is None:
                 out.append(
                     Diagnostic(
                         r.meta.location,
                         f"spec.policies.circuitBreakers.{name}.trip",
-                        f"{trip!r} is not 'consecutiveFailures > N': no outlier detection for service "
-                        "invocation (the capability service still applies it to component calls)",
+                        f"{breaker.trip!r} is not {TRIP_FORM!r}: no outlier detection for service invocation "
+                        "(the capability service refuses such a breaker)",
                         Severity.WARNING,
                         "resiliency-trip",
                     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from envoy_data_plane.envoy.config.route import v3 as rte
 
+from capabilities.daprspec import RetrySpec, parse_retry, trip_threshold
 from xds.diagnostics import Severity
 from xds.model.parse import resiliency as parse_resiliency
 from xds.model.resources import Meta
@@ -39,7 +42,7 @@ def test_constant_retry_and_timeout() -> None:
     policy = res.invoke_policy([_doc("r", SPEC)], ["orders", "orders.default"])
     assert policy is not None and policy.source == "Resiliency default/r"
     assert policy.timeout == timedelta(milliseconds=500)
-    assert policy.retry == res.RetrySpec(3, timedelta(milliseconds=200), timedelta(milliseconds=200))
+    assert policy.retry == res.EnvoyRetry(3, timedelta(milliseconds=200), timedelta(milliseconds=200))
     assert policy.breaker == res.BreakerSpec(6, timedelta(seconds=8), timedelta(seconds=45))
     action = res.apply(rte.RouteAction(cluster="c", timeout=timedelta(seconds=3)), policy)
     assert action.timeout == timedelta(milliseconds=500) and action.max_grpc_timeout == action.timeout
@@ -48,22 +51,26 @@ def test_constant_retry_and_timeout() -> None:
     assert action.retry_policy.retry_back_off.base_interval == timedelta(milliseconds=200)
 
 
+def _retry(name: str) -> RetrySpec:
+    return parse_retry(SPEC["policies"]["retries"][name], f"spec.policies.retries.{name}")
+
+
 def test_exponential_unlimited_and_status_codes() -> None:
-    forever = res.retry_spec(SPEC["policies"]["retries"]["forever"])
-    assert forever == res.RetrySpec(res.UNLIMITED_RETRIES, res.DEFAULT_INITIAL, timedelta(seconds=15))
-    codes = res.retry_spec(SPEC["policies"]["retries"]["codes"])
+    forever = res.retry_spec(_retry("forever"))
+    assert forever == res.EnvoyRetry(res.UNLIMITED_RETRIES, res.DEFAULT_INITIAL, timedelta(seconds=15))
+    codes = res.retry_spec(_retry("codes"))
     assert codes is not None and codes.status_codes == (429, 502, 503)
     assert res.retry_policy(codes).retry_on == res.RETRY_ON_CODES
-    assert res.retry_spec(SPEC["policies"]["retries"]["none"]) is None
-    assert res.retry_spec({"policy": "constant"}) == res.RetrySpec(
+    assert res.retry_spec(_retry("none")) is None
+    assert res.retry_spec(parse_retry({"policy": "constant"}, "r")) == res.EnvoyRetry(
         res.UNLIMITED_RETRIES, res.DEFAULT_CONSTANT, res.DEFAULT_CONSTANT
     )
 
 
 def test_trip_expressions() -> None:
-    assert res.trip_threshold("consecutiveFailures > 5") == 6
-    assert res.trip_threshold("consecutiveFailures >= 2") == 2
-    assert res.trip_threshold("requests > 10") is None
+    assert trip_threshold("consecutiveFailures > 5") == 6
+    assert trip_threshold("consecutiveFailures >= 2") == 2
+    assert trip_threshold("requests > 10") is None
     od = res.outlier_detection(res.BreakerSpec(6, timedelta(seconds=8), timedelta(seconds=45)))
     assert od.consecutive_5xx == 6 and od.base_ejection_time == timedelta(seconds=45)
 
@@ -93,6 +100,87 @@ spec:
         ("spec.policies.circuitBreakers.odd.trip", Severity.WARNING)
     ]
     assert trips[0].location.file.endswith("r.yaml")
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        # each used to be applied anyway: a crash (ValueError) while translating, no timeout, the sign
+        # dropped (500ms), the unreadable code dropped
+        ({"retries": {"three": {"maxRetries": "many"}}}, "spec.policies.retries.three.maxRetries"),
+        ({"timeouts": {"fast": "soon"}}, "spec.policies.timeouts.fast"),
+        ({"timeouts": {"fast": "-500ms"}}, "spec.policies.timeouts.fast"),
+        (
+            {"retries": {"three": {"matching": {"httpStatusCodes": "429,5xx"}}}},
+            "spec.policies.retries.three.matching.httpStatusCodes",
+        ),
+    ],
+)
+def test_a_resiliency_dapr_cannot_read_is_reported_and_not_applied(patch: dict, field: str) -> None:
+    doc = _doc("r", {**SPEC, "policies": {**SPEC["policies"], **patch}})
+    assert res.invoke_policy([doc], ["orders"]) is None  # daprd skips such a document too
+    diags = [d for d in res.check_resiliencies([doc]) if d.code == "resiliency-invalid"]
+    assert [(d.field, d.severity) for d in diags] == [(field, Severity.WARNING)]
+    assert "not applied to service invocation" in diags[0].message
+
+
+def test_both_products_read_a_bare_number_as_seconds() -> None:
+    """The control plane used to ignore `timeout: 3` (no timeout) where the capability service waits 3 s."""
+    from capabilities.resiliency import Resiliency as CapabilityResiliency
+
+    spec = {"policies": {"timeouts": {"t": 3}}, "targets": {"apps": {"orders": {"timeout": "t"}}}}
+    policy = res.invoke_policy([_doc("r", spec)], ["orders"])
+    assert policy is not None and policy.timeout == timedelta(seconds=3)
+    capability = CapabilityResiliency([{"kind": "Resiliency", "metadata": {"name": "r"}, "spec": spec}])
+    assert capability.for_app("orders").timeout_s == 3
+
+
+def test_an_unreadable_resiliency_is_a_warning_and_the_routes_build() -> None:
+    from cfg_helpers import compile_text, sidecar
+
+    from xds import types
+    from xds.pipeline import SnapshotBuilder
+    from xds.translate import build_naive
+
+    text = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: orders, namespace: default}
+spec:
+  hosts: [orders]
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: 18080}}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: r, namespace: default}
+spec:
+  policies: {retries: {three: {maxRetries: many}}}
+  targets: {apps: {orders: {retry: three}}}
+"""
+    result = compile_text(text, "r.yaml")
+    assert result.ok and result.config is not None
+    invalid = [d for d in result.diagnostics if d.code == "resiliency-invalid"]
+    assert [(d.field, d.severity) for d in invalid] == [
+        ("spec.policies.retries.three.maxRetries", Severity.WARNING)
+    ]
+    assert invalid[0].location.file.endswith("r.yaml")
+    without = compile_text(text.split("---")[0], "r.yaml").config
+    assert without is not None
+    proxy = sidecar()
+
+    def invoke_route(config: Any, build: str) -> rte.Route:
+        snap = (
+            SnapshotBuilder().build(config, [proxy])[proxy.id]
+            if build == "fast"
+            else build_naive(config, proxy)
+        )
+        rc = rte.RouteConfiguration().parse(snap.resources[types.ROUTE]["dapr-http"].body)
+        return next(r for r in rc.virtual_hosts[0].routes if r.name == "invoke/orders")
+
+    for build in ("fast", "naive"):  # the invoke route is the one without any Resiliency
+        assert invoke_route(result.config, build) == invoke_route(without, build)
 
 
 def test_scopes_and_namespace_select_the_documents() -> None:
