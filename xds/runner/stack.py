@@ -527,7 +527,7 @@ class Stack:
         for p in self.o.layout.proxies:
             argv = capabilities_argv(p, self.api)
             credential = None
-            if self.o.with_agents:  # the proxy's agent runs inside its capability service (own thread)
+            if self.o.with_agents:  # the proxy's agent is its capability service's child process
                 from xds.agent.launch import embedded_agent_argv, issue_for
 
                 metadata = proxy_metadata(p, api_tokens(self.o), self.registers)
