@@ -161,10 +161,15 @@ async def proxy_section(request: web.Request) -> web.Response:
     if section not in SECTIONS:
         return error(404, f"unknown section {section!r}; use one of {', '.join(SECTIONS)}")
     proxy = cp.proxy(proxy_id)
-    if proxy is None:
-        return error(404, f"no connected proxy {proxy_id!r}; see GET /api/v1/proxies")
-    try:  # through its agent's admin relay, else its announced admin address
-        dump = await proxy_config(cp, proxy_id, proxy.admin, section)
+    if proxy is not None:
+        admin = proxy.admin
+    else:  # a stream another replica holds (its heartbeat row): any replica answers for the fleet
+        row = next((r for r in cp.proxy_status() if r.get("proxy_id") == proxy_id), None)
+        if row is None:
+            return error(404, f"no connected proxy {proxy_id!r}; see GET /api/v1/proxies")
+        admin = row.get("admin")
+    try:  # through its agent's admin relay (here or on the replica holding it), else its announced admin
+        dump = await proxy_config(cp, proxy_id, admin, section)
     except NoAdminError as exc:
         return error(409, str(exc))
     except AdminError as exc:

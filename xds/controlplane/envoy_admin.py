@@ -1,8 +1,9 @@
 """Read a proxy's live config from its Envoy admin API (what Envoy actually applied, not what we sent).
 
 Through the proxy's agent when it holds an admin relay stream (xds/controlplane/adminrelay.py: the admin stays
-on loopback beside Envoy, as in compose and Kubernetes); else from the admin address the proxy announced
-(node.metadata.mecha.admin, `mecha up` without agents)."""
+on loopback beside Envoy, as in compose and Kubernetes); on a shared store, through the other replica that
+holds that stream (replica_relay.py: any replica answers for the whole fleet); else from the admin address the
+proxy announced (node.metadata.mecha.admin, `mecha up` without agents)."""
 
 from __future__ import annotations
 
@@ -51,23 +52,61 @@ async def admin_get_json(admin: str, path: str, timeout_s: float = 5.0) -> Any:
 async def read_proxy_admin(
     cp: Any, proxy_id: str, admin: str | None, path: str, timeout_s: float = 5.0
 ) -> Any:
-    """GET <path> (JSON) from the proxy's Envoy admin: through its agent's relay when it has one, else at the
-    admin address it announced; NoAdminError when neither."""
+    """GET <path> (JSON) from the proxy's Envoy admin: through its agent's relay when this replica holds it,
+    else through the replica that does, else at the admin address it announced; NoAdminError when none."""
     from xds.controlplane.adminrelay import RelayError
 
-    relays = getattr(getattr(cp, "identity", None), "admin_relay", None)  # None: --insecure-xds
+    identity = getattr(cp, "identity", None)
+    relays = getattr(identity, "admin_relay", None)  # None: --insecure-xds
     if relays is not None and relays.connected(proxy_id):
         try:
             status, text = await relays.get(proxy_id, path, timeout_s)
         except RelayError as exc:
             raise AdminError(str(exc)) from None
         return _parsed(f"{path} (relayed by the agent of {proxy_id!r})", status, text)
-    if not admin:
-        raise NoAdminError(
-            f"proxy {proxy_id!r} has no agent holding an admin relay and did not announce an admin address "
-            "(node.metadata.mecha.admin)"
-        )
-    return await admin_get_json(admin, path, timeout_s)
+    failures: list[str] = []
+    peers = getattr(identity, "replica_relay", None)
+    if peers is not None:
+        relayed = await _through_replicas(cp, peers, proxy_id, path, timeout_s, failures)
+        if relayed is not None:
+            address, status, text = relayed
+            return _parsed(
+                f"{path} (relayed by the agent of {proxy_id!r} on replica {address})", status, text
+            )
+    if admin:
+        return await admin_get_json(admin, path, timeout_s)
+    if failures:  # a replica that may hold the relay could not be asked: not "no relay anywhere"
+        raise AdminError(f"proxy {proxy_id!r}: " + "; ".join(failures))
+    raise NoAdminError(
+        f"proxy {proxy_id!r} has no agent holding an admin relay and did not announce an admin address "
+        "(node.metadata.mecha.admin)"
+    )
+
+
+async def _through_replicas(
+    cp: Any, peers: Any, proxy_id: str, path: str, timeout_s: float, failures: list[str]
+) -> tuple[str, int, str] | None:
+    """(replica address, status, body) from the other live replica holding the proxy's relay; None when
+    none does. The replica holding its xDS stream is asked first (the agent opens both on one channel);
+    the others after it, in case the relay stream sits elsewhere."""
+    from xds.controlplane.adminrelay import RelayError
+    from xds.controlplane.replica_relay import NotHeld
+
+    replication = getattr(cp, "replication", None)
+    others: list[dict[str, Any]] = list(getattr(replication, "others", None) or [])
+    await peers.retain({str(o["address"]) for o in others})
+    holding = [o for o in others if any(p.get("proxy_id") == proxy_id for p in o.get("proxies", []))]
+    for other in holding + [o for o in others if o not in holding]:
+        address = str(other["address"])
+        try:
+            status, text = await peers.get(address, proxy_id, path, timeout_s)
+        except NotHeld:
+            continue
+        except RelayError as exc:
+            failures.append(str(exc))
+            continue
+        return address, status, text
+    return None
 
 
 async def proxy_config(cp: Any, proxy_id: str, admin: str | None, section: str) -> Any:

@@ -25,9 +25,11 @@ from xds.ca.authority import CertificateAuthority
 from xds.ca.service import CertificateService
 from xds.ca.watch import reload_interval, watch_plugin_ca
 from xds.controlplane.adminrelay import AdminRelays
+from xds.controlplane.replica_relay import ReplicaRelay
 from xds.identity.authenticator import CredentialAuthenticator
 from xds.identity.credential import Credential, CredentialIssuer, CredentialVerifier
 from xds.identity.revocation import RevocationList
+from xds.statedir import read_token
 
 log = logging.getLogger("mecha.identity")
 SERVING_CERT_TTL = timedelta(days=365)
@@ -46,6 +48,7 @@ class XdsIdentity:
     handlers: list[grpc.GenericRpcHandler] = field(default_factory=list)
     serving: ServingCertificate | None = None
     admin_relay: AdminRelays | None = None  # agents' streams that read their Envoy's admin (secure only)
+    replica_relay: ReplicaRelay | None = None  # those reads asked of / by the other replicas (secure only)
     _expiry: asyncio.Task[None] | None = None
     _ca_watch: asyncio.Task[None] | None = None
 
@@ -96,6 +99,8 @@ class XdsIdentity:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._expiry = self._ca_watch = None
+        if self.replica_relay is not None:
+            await self.replica_relay.close()
 
     async def _close_expired_forever(self, server: Any) -> None:
         while True:
@@ -186,15 +191,18 @@ def xds_identity(settings: Any) -> XdsIdentity:
     serving = ServingCertificate(ca, dns, ips, serving_ttl())
     service = CertificateService(ca, authenticator, timedelta(seconds=settings.cert_ttl))
     relay = AdminRelays(authenticator)  # proxy-config through the agents: Envoy admins stay on loopback
+    # a replica forwards a read to the one holding the proxy's relay, with the API token replicas share
+    replicas = ReplicaRelay(relay, lambda: read_token(settings.state_dir), lambda: ca.root_pem)
     return XdsIdentity(
         secure=True,
         authenticator=authenticator,
         issuer=issuer,
         ca=ca,
         server_credentials=serving.credentials(),
-        handlers=[service.handler(), relay.handler()],
+        handlers=[service.handler(), relay.handler(), replicas.handler()],
         serving=serving,
         admin_relay=relay,
+        replica_relay=replicas,
     )
 
 

@@ -37,6 +37,7 @@ SSL_MODES = ("disable", "require", "verify-ca", "verify-full")  # Kuma's modes (
 DEFAULT_SCHEMA = "mecha"
 CONNECT_TIMEOUT = 5.0
 _ADVISORY_NAMESPACE = "mecha"  # advisory lock keys are hashtext(namespace:schema:purpose)
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # a bind address, not one another replica can dial
 
 
 class PostgresDsn:
@@ -99,6 +100,7 @@ class PostgresBackend:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._closed = False
+        self._seen_from: str | None = None  # this host as PostgreSQL sees it ("": a Unix socket)
 
     @property
     def location(self) -> str:
@@ -353,8 +355,10 @@ class PostgresBackend:
     async def heartbeat(
         self, replica: str, address: str, version: int, proxies: list[dict[str, Any]]
     ) -> None:
-        """This replica is alive, at `version`, holding these xDS streams (for `mecha proxy-status`)."""
+        """This replica is alive, at `version`, holding these xDS streams (for `mecha proxy-status`), reached
+        by the other replicas at `address` (replica_relay.py forwards admin reads there)."""
         pool = await self._ensure_pool()
+        address = await self._reachable(pool, address)
         await pool.execute(
             f"INSERT INTO {self._t('replicas')} (id, address, heartbeat_at, version, proxies) VALUES "
             "($1, $2, extract(epoch from clock_timestamp()), $3, $4) ON CONFLICT (id) DO UPDATE SET "
@@ -365,6 +369,19 @@ class PostgresBackend:
             version,
             json.dumps(proxies, default=str),
         )
+
+    async def _reachable(self, pool: asyncpg.Pool, address: str) -> str:
+        """A replica bound to every interface (--host 0.0.0.0, as in compose and Kubernetes) is written at the
+        address PostgreSQL sees it connect from: the network it shares with the store and the other replicas
+        (0.0.0.0:15012 would name every replica alike, and the one who dials it)."""
+        host, _, port = address.rpartition(":")
+        if host.strip("[]") not in WILDCARD_HOSTS:
+            return address
+        if self._seen_from is None:
+            self._seen_from = str(await pool.fetchval("SELECT host(inet_client_addr())") or "")
+        if not self._seen_from:
+            return address
+        return f"[{self._seen_from}]:{port}" if ":" in self._seen_from else f"{self._seen_from}:{port}"
 
     async def fleet(self, max_age: float) -> list[dict[str, Any]]:
         """Replicas whose heartbeat is younger than max_age seconds (the database's clock for both)."""
