@@ -6,11 +6,12 @@ session cookie (HttpOnly, SameSite=Strict, path /ui) whose principal may only re
 a browser's history is already spent; the cookie cannot call the API's writes (CSRF-safe by scope).
 
 Live: the page holds one server-sent event stream (/ui/api/events) instead of polling, so a change shows
-within 1 s whatever the phase (a poller's worst case is its period plus one answer). The stream wakes at
-once on a config change, reads proxy states every TICK_S (ACK/NACK has no change signal here) and sends the
-state when it differs from the last one sent, and at least every RESEND_S. Rates and capability health take
-network round trips (up to 2 s when one is down): one background probe refreshes them every PROBE_EVERY_S
-for every open page, and the stream sends the last ones it has instead of waiting for them.
+within 1 s whatever the phase (a poller's worst case is its period plus one answer). One feed serves every
+open stream (LiveFeed): it wakes at once on a config change, reads proxy states every TICK_S (ACK/NACK has
+no change signal here) and publishes the state when it differs from the last one published, and at least
+every RESEND_S; each stream sends what the feed published, so N open pages cost one build per tick, not N.
+Rates and capability health take network round trips (up to 2 s when one is down): one background probe
+refreshes them every PROBE_EVERY_S, and the feed uses the last ones it has instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ async def redirect_to_index(request: web.Request) -> web.Response:
 
 async def state(request: web.Request) -> web.Response:
     """Everything the page draws, in one answer, with rates and health probed now (scripts, curl)."""
-    cp = _control_plane(request)
+    cp = _control_plane(request.app)
     proxies = cp.proxy_status()
     identities = _identities(cp)
     stats, health = await asyncio.gather(_stats(request.app, cp, proxies), _capability_health(cp, identities))
@@ -144,49 +145,42 @@ async def state(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /ui/api/events: the state as server-sent events, each time it changes (see the module doc)."""
-    cp = _control_plane(request)
     live = request.app[LIVE]
-    redactor = _redactor(request)
     sessions = request.app[UI_SESSIONS]
     # a cookie reader's session is checked on every tick: the stream ends when it expires or is removed
     cookie = request.cookies.get(COOKIE, "") if request.get(PRINCIPAL) is DASHBOARD else None
     response = web.StreamResponse(headers={**NO_CACHE, "Content-Type": "text/event-stream"})
     await response.prepare(request)
     await response.write(b"retry: 1000\n\n")  # reconnect after 1 s (not the browser's 3 s) if cut
-    sent, sent_at, history_of = "", 0.0, (-1, [])
-    while not live.closing.is_set():
-        if cookie is not None and not sessions.live(cookie):
-            break
-        probed = live.probed
-        version = cp.store.version
-        if history_of[0] != version:  # the store's history read once per version, not per tick
-            history_of = (version, await _history(cp))
-        proxies = cp.proxy_status()
-        identities = _identities(cp)
-        live.want_probes(request.app, cp)
-        body = _body(cp, proxies, identities, history_of[1], live.stats, live.health)
-        key = json.dumps({**body, "at": 0}, sort_keys=True, default=str)
-        if key != sent or time.monotonic() - sent_at >= RESEND_S:
-            data = json.dumps(redactor.value(body), default=str)
-            try:
-                await response.write(f"data: {data}\n\n".encode())
-            except (ConnectionError, RuntimeError):  # the page went away
+    live.join(request.app)
+    try:
+        seen = 0
+        while not live.closing.is_set() and live.feed_running():
+            if cookie is not None and not sessions.live(cookie):
                 break
-            sent, sent_at = key, time.monotonic()
-        await live.wait_change(cp, version, probed)
+            if live.event and live.published != seen:  # no await since the check: event is current
+                seen = live.published
+                try:
+                    await response.write(live.event)
+                except (ConnectionError, RuntimeError):  # the page went away
+                    break
+                continue
+            await live.wait_published(seen)
+    finally:
+        live.leave()
     return response
 
 
-def _control_plane(request: web.Request) -> Any:
+def _control_plane(app: web.Application) -> Any:
     from xds.controlplane.api import CONTROL_PLANE  # api imports this module: late import
 
-    return request.app[CONTROL_PLANE]
+    return app[CONTROL_PLANE]
 
 
-def _redactor(request: web.Request) -> Any:
+def _redactor(app: web.Application) -> Any:
     from xds.controlplane.api import REDACTOR
 
-    return request.app[REDACTOR]
+    return app[REDACTOR]
 
 
 def _identities(cp: Any) -> dict[str, Any]:
@@ -217,22 +211,89 @@ def _body(
 
 
 @dataclass
-class LiveProbes:
-    """Rates and capability health for the event streams: refreshed in the background while pages are
-    open, so a stream never waits on a slow Envoy or capability service."""
+class LiveFeed:
+    """The event streams' one source: a background feed builds the state once per tick while any stream is
+    open and publishes it (redacted, as one `data:` event) when it changed or every resend_s; every stream
+    sends the same published bytes. Sharing is safe across principals: the event is built from the control
+    plane alone and redacted with the app's redactor, so a cookie and a bearer reader see the same text
+    (the principal only decides whether a stream may run on, see events). Rates and capability health are
+    probed in the background too, so neither the feed nor a stream waits on a slow Envoy or capability
+    service. The periods are fields (module constants by default) so a test can make them long."""
 
+    tick_s: float = TICK_S
+    resend_s: float = RESEND_S
+    probe_every_s: float = PROBE_EVERY_S
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
-    probed: int = 0  # generations of probes done; a stream wakes when it moves
+    probed: int = 0  # generations of probes done; the feed wakes when it moves
+    event: bytes = b""  # the feed's last published event; empty until a fresh feed publishes
+    published: int = 0  # events published; a stream waits for it to move
+    streams: int = 0  # open streams: the feed runs while there is one
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
+    _published: asyncio.Event = field(default_factory=asyncio.Event)
+    _probe_task: asyncio.Task[None] | None = None
+    _feed_task: asyncio.Task[None] | None = None
     _due: float = 0.0
 
+    def join(self, app: web.Application) -> None:
+        """A stream opens: start the feed unless it runs (it stops when the last stream leaves)."""
+        self.streams += 1
+        if self._feed_task is None or self._feed_task.done():
+            self.event = b""  # an earlier feed's last event may be long stale: wait for a fresh one
+            self._feed_task = asyncio.create_task(self._run_feed(app))
+
+    def leave(self) -> None:
+        self.streams -= 1
+
+    def feed_running(self) -> bool:
+        """False for a joined stream only when the feed failed (it runs while a stream is joined) or the
+        server stops: the stream ends, and the page reconnects after 1 s and starts a new feed."""
+        return self._feed_task is not None and not self._feed_task.done()
+
+    async def wait_published(self, seen: int) -> None:
+        """Until the feed publishes after `seen`, fails, the server stops, or tick_s passes."""
+        if self.published != seen or self.closing.is_set() or not self.feed_running():
+            return
+        published = self._published
+        try:
+            async with asyncio.timeout(self.tick_s):
+                await published.wait()
+        except TimeoutError:
+            pass
+
+    def _wake_streams(self) -> None:
+        self._published.set()
+        self._published = asyncio.Event()
+
+    async def _run_feed(self, app: web.Application) -> None:
+        cp, redactor = _control_plane(app), _redactor(app)
+        sent, sent_at = "", 0.0
+        history_of: tuple[int, list[dict[str, Any]]] = (-1, [])
+        try:
+            while self.streams > 0 and not self.closing.is_set():
+                probed = self.probed
+                version = cp.store.version
+                if history_of[0] != version:  # the store's history read once per version, not per tick
+                    history_of = (version, await _history(cp))
+                self.want_probes(app, cp)
+                body = _body(cp, cp.proxy_status(), _identities(cp), history_of[1], self.stats, self.health)
+                key = json.dumps({**body, "at": 0}, sort_keys=True, default=str)
+                if key != sent or time.monotonic() - sent_at >= self.resend_s:
+                    data = json.dumps(redactor.value(body), default=str)
+                    self.event, self.published = f"data: {data}\n\n".encode(), self.published + 1
+                    sent, sent_at = key, time.monotonic()
+                    self._wake_streams()
+                await self.wait_change(cp, version, probed)
+        except Exception:  # its streams end (feed_running) and their pages reconnect
+            log.exception("dashboard event feed failed")
+        finally:
+            self._wake_streams()  # a failed feed's streams end now, not at their next tick
+
     def want_probes(self, app: web.Application, cp: Any) -> None:
-        if (self._task is None or self._task.done()) and time.monotonic() >= self._due:
-            self._due = time.monotonic() + PROBE_EVERY_S
-            self._task = asyncio.create_task(self._probe(app, cp))
+        if (self._probe_task is None or self._probe_task.done()) and time.monotonic() >= self._due:
+            self._due = time.monotonic() + self.probe_every_s
+            self._probe_task = asyncio.create_task(self._probe(app, cp))
 
     async def _probe(self, app: web.Application, cp: Any) -> None:
         try:
@@ -247,16 +308,16 @@ class LiveProbes:
             self._changed = asyncio.Event()
 
     async def wait_change(self, cp: Any, version: int, probed: int) -> None:
-        """Until the config version moves, new probes arrive, the server stops, or TICK_S passes."""
+        """Until the config version moves, new probes arrive, the server stops, or tick_s passes."""
         if self.probed != probed or self.closing.is_set():
             return
         waits = [
-            asyncio.ensure_future(cp.wait_for_version_change(version, TICK_S)),
+            asyncio.ensure_future(cp.wait_for_version_change(version, self.tick_s)),
             asyncio.ensure_future(self._changed.wait()),
             asyncio.ensure_future(self.closing.wait()),
         ]
         try:
-            await asyncio.wait(waits, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=self.tick_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
@@ -264,11 +325,13 @@ class LiveProbes:
     async def close(self, _app: web.Application) -> None:
         """on_shutdown: end the streams, or aiohttp waits for them before it stops."""
         self.closing.set()
-        if self._task is not None:
-            self._task.cancel()
+        self._wake_streams()
+        for task in (self._probe_task, self._feed_task):
+            if task is not None:
+                task.cancel()
 
 
-LIVE = web.AppKey("ui_live", LiveProbes)
+LIVE = web.AppKey("ui_live", LiveFeed)
 
 
 async def _history(cp: Any) -> list[dict[str, Any]]:
@@ -372,7 +435,7 @@ def _page(title: str, body: str) -> str:
 def add_routes(app: web.Application, sessions: UiSessions) -> None:
     app[UI_SESSIONS] = sessions
     app[STATS_CACHE] = {}
-    app[LIVE] = LiveProbes()
+    app[LIVE] = LiveFeed()
     app.on_shutdown.append(app[LIVE].close)
     app.router.add_post("/api/v1/ui/code", new_code)
     app.router.add_get(LOGIN_PATH, login)

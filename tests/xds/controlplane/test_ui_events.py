@@ -1,6 +1,7 @@
 """The dashboard's live feed, /ui/api/events (real ControlPlane, real aiohttp server): server-sent events
 that carry a config change within a fraction of a second of the API's answer, the session cookie only, the
-same redaction as every JSON answer, and a server that still stops at once with a page open."""
+same redaction as every JSON answer, a server that still stops at once with a page open, and one build of
+the state per change shared by every open page."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from xds.controlplane import ui
 from xds.controlplane.api import start_api
 from xds.controlplane.auth import API_TOKEN_FILE
 from xds.controlplane.runtime import ControlPlane
@@ -189,3 +192,98 @@ async def test_a_bearer_stream_does_not_depend_on_dashboard_sessions(server: Ser
             await next_state(resp)
             sessions.clear()  # the browser's session (a cookie on another client) goes away
             await next_state(resp, within=3.0)  # the token's stream still gets the once-a-second resend
+
+
+LONG_S = 60.0  # a period no test below waits for: what arrives came from a wake-up, not a tick
+
+
+@dataclass
+class Builds:
+    """Counts the event bodies the server builds (ui._body), by the config version each one shows."""
+
+    versions: list[int] = field(default_factory=list)
+    grew: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def of(self, version: int) -> int:
+        return self.versions.count(version)
+
+    async def reach(self, count: int) -> None:
+        async with asyncio.timeout(5.0):
+            while len(self.versions) < count:
+                self.grew.clear()
+                await self.grew.wait()
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> Builds:
+    counted = Builds()
+    build = ui._body
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = build(*args, **kwargs)
+        counted.versions.append(body["version"])
+        counted.grew.set()
+        return body
+
+    monkeypatch.setattr(ui, "_body", counting)
+    return counted
+
+
+def without_periodic_wakes(server: Server) -> None:
+    """The feed's tick, resend and probe periods made long: only a change's own wake-up can push it."""
+    live = server.runner.app[ui.LIVE]
+    live.tick_s = live.resend_s = live.probe_every_s = LONG_S
+
+
+async def settled(builds: Builds) -> None:
+    """Until the feed has made its second build, the one its first probe's end wakes it for: from then on
+    only a config change wakes it (the version it waits on was read before that build)."""
+    await builds.reach(2)
+
+
+async def state_showing(resp: aiohttp.ClientResponse, name: str) -> dict[str, Any]:
+    while True:
+        state = await next_state(resp)
+        if any(n["id"] == f"svc:{name}" for n in state["graph"]["nodes"]):
+            return state
+
+
+async def test_open_streams_share_one_build_per_change(server: Server, builds: Builds) -> None:
+    """Four open pages (two cookie sessions, two bearer readers: the same redacted view) cost one build of
+    the state per change, not one per page, and every page still receives every change."""
+    without_periodic_wakes(server)
+    async with AsyncExitStack() as stack:
+        streams = []
+        for reader in ("cookie", "cookie", "bearer", "bearer"):
+            if reader == "cookie":
+                cli, headers = await stack.enter_async_context(await server.browser()), {}
+            else:
+                cli, headers = await stack.enter_async_context(aiohttp.ClientSession()), server.bearer()
+            resp = await stack.enter_async_context(cli.get(server.url + "/ui/api/events", headers=headers))
+            assert resp.status == 200
+            streams.append(resp)
+        firsts = [await next_state(resp) for resp in streams]
+        assert all(first == firsts[0] for first in firsts)  # one build, sent to each page
+        await settled(builds)
+        for name in ("shared-a", "shared-b"):
+            assert await server.apply(service(name)) == 200
+            received = await asyncio.gather(*(state_showing(resp, name) for resp in streams))
+            assert all(state == received[0] for state in received), name  # the very same event
+            assert builds.of(received[0]["version"]) == 1, name
+
+
+async def test_a_change_is_pushed_by_its_wake_up_not_the_next_tick(server: Server, builds: Builds) -> None:
+    """With every periodic wake LONG_S away, a change still reaches an open page at once: the feed wakes on
+    the version change and the stream on the feed's event (a lost wake-up waits for the tick)."""
+    without_periodic_wakes(server)
+    async with await server.browser() as browser:
+        async with browser.get(server.url + "/ui/api/events") as resp:
+            first = await next_state(resp)
+            await settled(builds)
+            assert await server.apply(service("woken")) == 200
+            try:
+                async with asyncio.timeout(LONG_S / 6):
+                    state = await state_showing(resp, "woken")
+            except TimeoutError:
+                pytest.fail(f"the change was not pushed by its wake-up (the next tick is {LONG_S} s away)")
+            assert state["version"] > first["version"]
