@@ -34,6 +34,9 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from procstat import rss_mb  # noqa: E402
 
 from xds.controlplane.auth import API_TOKEN_FILE  # noqa: E402
 from xds.testing.envoy import free_port  # noqa: E402
@@ -99,10 +102,7 @@ class Subprocess(Server):
         self.proc, self.api, self.token = proc, api, token
 
     def memory_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+        return rss_mb(self.proc.pid)
 
 
 class InProcess(Server):

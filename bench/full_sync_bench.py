@@ -30,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from procstat import rss_mb  # noqa: E402
+
 from xds import types  # noqa: E402
 from xds.cache import SnapshotCache  # noqa: E402
 from xds.proxy import AppBinding, ProxyIdentity  # noqa: E402
@@ -112,13 +114,6 @@ def sidecar(run_no: int) -> tuple[ProxyIdentity, dict[str, Any]]:
         apps=(AppBinding(name=name, app_port=app, inbound_port=inbound),),
     )
     return identity, meta
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run(args: argparse.Namespace) -> None:

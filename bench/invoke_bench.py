@@ -39,15 +39,14 @@ from mesh_rig import (
     PY,
     ControlPlane,
     Sidecar,
-    cpu_seconds,
     http_status,
     http_text,
     percentiles,
-    rss_mib,
     spawn,
     stop,
     wait_until,
 )
+from procstat import cpu_seconds, rss_mb
 
 HERE = Path(__file__).resolve()
 
@@ -177,7 +176,7 @@ def bench(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         result["capability_services_during_mesh_run"] = {
             name: {
                 "cpu_percent": round((cpu_seconds(pid) - cpu_before[name]) / wall * 100, 2),
-                "rss_mib": rss_mib(pid),
+                "rss_mib": round(rss_mb(pid), 1),
             }
             for name, pid in pids.items()
         }

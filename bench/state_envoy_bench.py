@@ -42,7 +42,6 @@ from mesh_rig import (
     ControlPlane,
     Sidecar,
     component,
-    cpu_seconds,
     free_port,
     http_status,
     percentiles,
@@ -51,6 +50,7 @@ from mesh_rig import (
     stop,
     wait_until,
 )
+from procstat import cpu_seconds
 
 from capabilities import registry
 from capabilities.components.spec import ComponentSpec

@@ -23,31 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstat import tree_cpu_seconds
+
 from xds.testing.up_ports import NoFreeOffset, free_offset
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by root and every live descendant, plus what their exited
-    children used (counted in the parent once reaped): the work the machine's cores had to do."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # ended meanwhile
-        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        cpu[pid] = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
-    total, frontier = 0.0, [root]
-    while frontier:
-        pid = frontier.pop()
-        total += cpu.get(pid, 0.0)
-        frontier += [child for child, parent in parents.items() if parent == pid]
-    return total
 
 
 def one_run() -> tuple[float, dict[str, float]]:
@@ -82,7 +60,7 @@ def watch_up(folder: Path, offset: int) -> tuple[float | None, dict[str, float],
                 if line.startswith("[ready] "):
                     ready[" ".join(line.split()[1:3])] = now
                 if "Mecha is up" in line:
-                    ready["cpu-s"] = tree_cpu_s(proc.pid)
+                    ready["cpu-s"] = tree_cpu_seconds(proc.pid)
                     return now, ready, ""
                 if line.startswith("mecha up failed"):
                     failure = line.strip()

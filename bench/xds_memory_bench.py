@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from procstat import rss_mb  # noqa: E402
 from xds_push_bench import (  # noqa: E402
     compile_configs,
     identity,
@@ -35,13 +36,6 @@ from xds_push_bench import (  # noqa: E402
 from xds import types  # noqa: E402
 from xds.cache import SnapshotCache  # noqa: E402
 from xds.server import XdsServer  # noqa: E402
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -66,14 +60,14 @@ async def run(args: argparse.Namespace) -> None:
     for p in fleet:
         cache.set_snapshot(p.id, snaps[p.id])
     del snaps  # the cache holds them, as in the control plane
-    procs = await start_workers(port, [p.id for p in fleet], args.delta, args.workers)
+    procs = await start_workers([port], [p.id for p in fleet], args.delta, args.workers)
     try:
         started = time.perf_counter()
         await wait_synced(server, len(fleet), timeout=150)
         sync_s = time.perf_counter() - started
         gc.collect()
         connected = rss_mb()
-        peak = rss_mb("VmHWM")
+        peak = rss_mb(field="VmHWM")
     finally:
         await stop_processes(procs)
     for _ in range(200):
