@@ -31,14 +31,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from procstat import cpu_seconds, rss_mb  # noqa: E402
 from xds_fleet_security import FleetSecurity  # noqa: E402
-from xds_replicas import FleetState, Replica, pg_schema, poll_fleet, sample_forever, wait_fleet_synced  # noqa: E402
+from xds_replicas import FleetState, Meters, apply, poll_fleet, wait_fleet_synced  # noqa: E402
 
 from xds import types  # noqa: E402
 from xds.cache import Snapshot, SnapshotCache  # noqa: E402
 from xds.proxy import AppBinding, ProxyIdentity  # noqa: E402
 from xds.server import Debouncer, SyncState, XdsServer  # noqa: E402
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port  # noqa: E402
+from xds.testing.replicas import fresh_schema, running_replicas, shared_keys  # noqa: E402
 
 Rebuild = Callable[[Any, float], dict[str, Snapshot]]  # (config, changed_at) -> snapshots of the fleet
 
@@ -304,20 +306,6 @@ async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
 # ---------------------------------------------------------------- measurement
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int | None = None) -> float:
-    """Resident set size of a process (this one by default), from /proc."""
-    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
     out = {}
     for name, pids in groups.items():
@@ -325,8 +313,8 @@ def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
         for pid in pids:
             try:
                 total += cpu_seconds(pid)
-            except (FileNotFoundError, ProcessLookupError):
-                pass
+            except OSError:
+                pass  # ended
         out[name] = total
     return out
 
@@ -577,12 +565,13 @@ async def run(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- `mecha serve` replicas (--replicas N)
 
 
-def replica_report(replicas: list[Replica], cpu_start: dict[str, float], synced: int) -> str:
+def replica_report(meters: Meters, cpu_start: dict[str, float], synced: int) -> str:
     parts = []
-    for r in replicas:
-        cpu = r.cpu_s() - cpu_start[r.name]
+    meters.sample()
+    for r in meters.replicas:
+        cpu = meters.cpu_s(r) - cpu_start[r.name]
         parts.append(
-            f"{r.name}: RSS {r.sample():.0f} MB (peak {r.peak_mb:.0f}), {cpu:.1f} CPU-s"
+            f"{r.name}: RSS {meters.rss_mb(r):.0f} MB (peak {meters.peak_mb[r.name]:.0f}), {cpu:.1f} CPU-s"
             + (f" = {cpu / synced * 1000:.1f} CPU-ms per proxy sync" if synced else "")
         )
     return "; ".join(parts)
@@ -609,24 +598,24 @@ async def run_replicas(args: argparse.Namespace) -> None:
     ids = [p.id for p in fleet]
     workdir = Path(tempfile.mkdtemp(prefix="xds-push-bench-"))
     claims = {p.id: {k: [v] for k, v in p.labels} for p in fleet}  # what its node metadata says
-    security = FleetSecurity(workdir, claims.__getitem__) if args.tls else None
-    state_dir = workdir if security is not None else workdir / "state"  # its CA and credential key
+    # the proxies' credentials are signed with the key the replicas share
+    security = FleetSecurity(shared_keys(workdir), claims.__getitem__) if args.tls else None
     env = {"MECHA_MTLS": "0", "PYTHONWARNINGS": "ignore"}  # no workload certificates: as in-process
-    if security is None:
-        env["MECHA_INSECURE_XDS"] = "1"
     envoys: list[EnvoyProcess] = []
     procs: list[asyncio.subprocess.Process] = []
-    async with pg_schema(args.pg) as store:
-        replicas = [
-            Replica(chr(ord("a") + i), store, state_dir, workdir / f"replica-{chr(ord('a') + i)}.log", env)
-            for i in range(args.replicas)
-        ]
-        sampler = asyncio.ensure_future(sample_forever(replicas))
+    async with (
+        fresh_schema(args.pg, prefix="bench_") as store,
+        running_replicas(
+            store, workdir, args.replicas, secure=security is not None, env=env, ready_within=120
+        ) as replicas,
+    ):
+        meters = Meters(replicas)
+        sampler = asyncio.ensure_future(meters.sample_forever())
         try:
             for r in replicas:
-                print(f"replica {r.name} ready in {await r.start():.1f} s (xDS port {r.xds_port})")
+                print(f"replica {r.name} ready in {r.ready_s:.1f} s (xDS port {r.xds_port})")
             t = time.perf_counter()
-            outcome = await replicas[0].apply("mesh.yaml", generate_mesh(args.services))
+            outcome = await apply(replicas[0], "mesh.yaml", generate_mesh(args.services))
             head = int(outcome.get("version") or await replicas[0].version())
             for r in replicas[1:]:
                 while await r.version() < head:  # noqa: ASYNC110 (it follows the store: NOTIFY, re-read)
@@ -646,9 +635,8 @@ async def run_replicas(args: argparse.Namespace) -> None:
                 if security is not None:
                     yaml_text = security.secure_bootstrap(yaml_text, p.id)
                 envoys.append(EnvoyProcess(yaml_text, workdir, name=p.id, log_level="warning"))
-            for r in replicas:
-                r.reset_peak()
-            cpu_start = {r.name: r.cpu_s() for r in replicas}
+            meters.reset_peaks()
+            cpu_start = {r.name: meters.cpu_s(r) for r in replicas}
             t0 = time.monotonic()
             for e in envoys:
                 await e.start(wait_ready=False)
@@ -668,7 +656,7 @@ async def run_replicas(args: argparse.Namespace) -> None:
                 f"{len(replicas)} replicas: {outcome_text} (load {os.getloadavg()[0]:.1f}); "
                 f"proxies per replica {state.where}"
             )
-            print("  " + replica_report(replicas, cpu_start, len(order)))
+            print("  " + replica_report(meters, cpu_start, len(order)))
             load_cpu = cpu_by_group(
                 {"fake workers": [p.pid for p in procs], "Envoys": [e.pid or 0 for e in envoys]}
             )
@@ -678,28 +666,29 @@ async def run_replicas(args: argparse.Namespace) -> None:
             else:
                 print("  " + sync_report(order))
             await asyncio.sleep(args.settle)  # streams idle: the RSS a replica keeps for its proxies
-            print(f"  after {args.settle:.0f} s idle: " + replica_report(replicas, cpu_start, 0))
+            print(f"  after {args.settle:.0f} s idle: " + replica_report(meters, cpu_start, 0))
             if args.restart:
-                await restart_herd(args, replicas, ids)
+                await restart_herd(args, meters, ids)
         finally:
             await stop_processes(procs)
             for e in envoys:
                 await e.stop()
             sampler.cancel()
-            for r in replicas:
-                await r.kill()
     print(f"logs: {workdir}")
 
 
-async def restart_herd(args: argparse.Namespace, replicas: list[Replica], ids: list[str]) -> None:
+async def restart_herd(args: argparse.Namespace, meters: Meters, ids: list[str]) -> None:
+    replicas = meters.replicas
     victim, others = replicas[0], replicas[1:]
-    for r in replicas:
-        r.reset_peak()
-    cpu_start = {r.name: r.cpu_s() for r in replicas}
+    meters.reset_peaks()
+    cpu_start = {r.name: meters.cpu_s(r) for r in replicas}
     held = (await poll_fleet([victim], time.monotonic())).where.get(victim.name, 0)
     t0 = time.monotonic()
-    await victim.kill()
-    ready = await victim.start() if not others else 0.0
+    await meters.kill(victim)
+    ready = 0.0
+    if not others:
+        await victim.start(ready_within=120)
+        ready = victim.ready_s
     order, state = await wait_fleet_synced(replicas, ids, within=args.sync_timeout, started=t0)
     done = len(state.synced() & set(ids)) == len(ids)
     took = max(order.values()) if done else args.sync_timeout
@@ -711,9 +700,10 @@ async def restart_herd(args: argparse.Namespace, replicas: list[Replica], ids: l
         + f" (load {os.getloadavg()[0]:.1f}); proxies per replica {state.where}"
     )  # fmt: skip
     print("  " + stuck_report(state, ids))
-    print("  " + replica_report(replicas, cpu_start, len(ids)))
+    print("  " + replica_report(meters, cpu_start, len(ids)))
     if others:  # the killed replica comes back: it catches up from the store; its proxies stay where they are
-        ready = await victim.start()
+        await victim.start(ready_within=120)
+        ready = victim.ready_s
         version = await victim.version()
         await asyncio.sleep(args.settle)
         state = await poll_fleet(replicas, t0)
@@ -721,7 +711,7 @@ async def restart_herd(args: argparse.Namespace, replicas: list[Replica], ids: l
             f"  replica {victim.name} restarted: ready in {ready:.1f} s at version {version}; proxies per "
             f"replica {state.where}; {stuck_report(state, ids)}"
         )
-        print("  " + replica_report(replicas, cpu_start, 0))
+        print("  " + replica_report(meters, cpu_start, 0))
 
 
 def main() -> None:

@@ -1,162 +1,72 @@
-"""`mecha serve` replicas for bench/xds_push_bench.py --replicas N: real control-plane processes on one
-PostgreSQL store (a fresh schema per run), their RSS and CPU sampled from /proc, the fleet's sync state read
-from each replica's own API (`/api/v1/proxies`, the rows it serves itself).
-
-A replica keeps its ports across a restart (SIGKILL, then the same command): proxies dial the same address.
+"""`mecha serve` replicas for bench/xds_push_bench.py --replicas N, started by xds.testing.replicas (real
+control-plane processes on one PostgreSQL store, a fresh schema per run): their RSS and CPU sampled from
+/proc, the fleet's sync state read from each replica's own API (`/api/v1/proxies`, the rows it serves itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+from procstat import cpu_seconds, rss_mb
 
-from xds.controlplane.auth import auth_headers
-from xds.testing.envoy import free_port
+from xds.testing.replicas import Replica
 
 POLL_S = 2.0  # fleet state poll: each costs a replica a JSON answer of its rows (~6 % of its CPU at 1 s)
 RSS_SAMPLE_S = 0.2
 
 
-def proc_rss_mb(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def proc_cpu_s(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
 @dataclass
-class Replica:
-    name: str
-    store: str
-    state_dir: Path  # shared by all replicas: one CA, one credential key, one API token (as compose does)
-    log: Path
-    env: dict[str, str]
-    api_port: int = field(default_factory=free_port)
-    xds_port: int = field(default_factory=free_port)
-    proc: asyncio.subprocess.Process | None = None
-    peak_mb: float = 0.0  # highest RSS seen since reset_peak()
-    cpu_before: float = 0.0  # CPU-s of earlier processes of this replica (before a restart)
+class Meters:
+    """RSS (now and the peak since reset_peaks) and CPU-s of each replica's processes: the CPU of a process
+    killed through kill() is kept, so a restarted replica's count goes on."""
 
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+    replicas: list[Replica]
+    peak_mb: dict[str, float] = field(default_factory=dict)
+    cpu_gone: dict[str, float] = field(default_factory=dict)  # CPU-s of its earlier, killed processes
 
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+    def rss_mb(self, replica: Replica) -> float:
+        with contextlib.suppress(OSError):
+            if replica.alive:
+                return rss_mb(replica.pid)
+        return 0.0
 
-    async def start(self, ready_within: float = 120) -> float:
-        """Start `mecha serve` and wait for /readyz: returns the seconds it took."""
-        argv = [
-            sys.executable, "-m", "xds.cli", "serve", "--port", str(self.api_port),
-            "--xds-port", str(self.xds_port), "--state-dir", str(self.state_dir), "--store", self.store,
-        ]  # fmt: skip
-        started = time.monotonic()
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                env={**os.environ, **self.env},
-            )  # fmt: skip
-        while time.monotonic() - started < ready_within:
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"replica {self.name} exited: {self.tail()}")
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                if (await self.get("/readyz", within=2))[0] == 200:
-                    return time.monotonic() - started
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"replica {self.name} not ready after {ready_within} s: {self.tail()}")
+    def cpu_s(self, replica: Replica) -> float:
+        now = 0.0
+        with contextlib.suppress(OSError):
+            if replica.alive:
+                now = cpu_seconds(replica.pid)
+        return self.cpu_gone.get(replica.name, 0.0) + now
 
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:]
+    def sample(self) -> None:
+        for r in self.replicas:
+            self.peak_mb[r.name] = max(self.peak_mb.get(r.name, 0.0), self.rss_mb(r))
 
-    def cpu_s(self) -> float:
-        """CPU-s of this replica's processes so far (a killed one's total is kept)."""
-        return self.cpu_before + (proc_cpu_s(self.proc.pid) if self.alive and self.proc else 0.0)
-
-    def sample(self) -> float:
-        rss = proc_rss_mb(self.proc.pid) if self.alive and self.proc else 0.0
-        self.peak_mb = max(self.peak_mb, rss)
-        return rss
-
-    def reset_peak(self) -> None:
-        self.peak_mb = 0.0
+    def reset_peaks(self) -> None:
+        self.peak_mb.clear()
         self.sample()
 
-    async def kill(self) -> None:
+    async def sample_forever(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(RSS_SAMPLE_S)
+
+    async def kill(self, replica: Replica) -> None:
         """SIGKILL: no goodbye to its proxies, its streams end with the TCP connections."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.cpu_before += proc_cpu_s(self.proc.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
-
-    async def get(self, path: str, within: float = 10) -> tuple[int, Any]:
-        timeout = aiohttp.ClientTimeout(total=within)
-        async with aiohttp.ClientSession(timeout=timeout, headers=auth_headers(self.state_dir)) as http:
-            async with http.get(self.api + path) as resp:
-                return resp.status, await resp.json()
-
-    async def apply(self, name: str, text: str) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=300)
-        async with aiohttp.ClientSession(timeout=timeout, headers=auth_headers(self.state_dir)) as http:
-            files = {"files": [{"name": name, "text": text}]}
-            async with http.post(self.api + "/api/v1/apply", json=files) as resp:
-                body = await resp.json()
-                if resp.status != 200:
-                    raise RuntimeError(f"apply to {self.name}: {resp.status} {str(body)[:500]}")
-                return dict(body)
-
-    async def version(self) -> int:
-        return int((await self.get("/api/v1/config"))[1]["version"])
-
-    async def own_rows(self) -> list[dict[str, Any]]:
-        """The proxies this replica serves itself (not those it knows from other replicas' heartbeats)."""
-        status, body = await self.get("/api/v1/proxies", within=10)
-        if status != 200:
-            return []
-        here = f"127.0.0.1:{self.xds_port}"
-        return [r for r in body["proxies"] if r.get("replica", here) == here]
+        self.cpu_gone[replica.name] = self.cpu_s(replica)
+        await replica.kill()
 
 
-@contextlib.asynccontextmanager
-async def pg_schema(base: str) -> AsyncIterator[str]:
-    """A store URL on a fresh schema of `base` (postgresql://...), dropped afterwards."""
-    import asyncpg
-
-    schema = "bench_" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
-    finally:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-
-async def sample_forever(replicas: list[Replica]) -> None:
-    while True:
-        for r in replicas:
-            r.sample()
-        await asyncio.sleep(RSS_SAMPLE_S)
+async def apply(replica: Replica, name: str, text: str) -> dict[str, Any]:
+    """Apply one file (a mesh of 1,000 services takes a while); anything but a 200 ends the run."""
+    status, body = await replica.apply(text, name, within=300)
+    if status != 200:
+        raise RuntimeError(f"apply to {replica.name}: {status} {str(body)[:500]}")
+    return dict(body)
 
 
 @dataclass
@@ -191,14 +101,13 @@ async def poll_fleet(replicas: list[Replica], started: float, last: FleetState |
         except (aiohttp.ClientError, OSError, TimeoutError, KeyError):
             unanswered.append(r.name)
             if last is not None:
-                here = f"127.0.0.1:{r.xds_port}"
-                kept = {p: row for p, row in last.rows.items() if row.get("replica", here) == here}
+                kept = {p: row for p, row in last.rows.items() if row.get("replica", r.xds) == r.xds}
                 rows.update(kept)
                 where[r.name] = len(kept)
             return
         where[r.name] = len(own)
         for row in own:
-            rows[row["proxy_id"]] = {**row, "replica": f"127.0.0.1:{r.xds_port}"}
+            rows[row["proxy_id"]] = {**row, "replica": r.xds}
 
     await asyncio.gather(*(one(r) for r in replicas if r.alive))
     return FleetState(time.monotonic() - started, rows, where, unanswered)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_replicas import Replica, replicas, shared_schema
+from test_replicas import shared_schema
 
 from xds.bootstrap import BootstrapParams, render
 from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.replicas import Replica, running_replicas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend]
 
@@ -79,7 +80,7 @@ async def test_proxy_moving_between_replicas_keeps_one_entry_cleaned_up_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MECHA_REGISTRATION_GRACE", str(GRACE_S))
-    async with shared_schema() as store, replicas(store, tmp_path) as (a, b):
+    async with shared_schema() as store, running_replicas(store, tmp_path) as (a, b):
         status, body = await a.apply(GROUP)
         assert status == 200, body
 

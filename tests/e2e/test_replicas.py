@@ -17,24 +17,21 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp import web
+from conftest import backend_available
 
 from xds.bootstrap import BootstrapParams, render
 from xds.cli.main import main as mecha
-from xds.controlplane.auth import auth_headers
 from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.replicas import Replica, fresh_schema, running_replicas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend]
 
@@ -62,118 +59,11 @@ spec:
 """
 
 
-def backend_available(host: str, port: int, name: str) -> None:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return
-    except OSError:
-        message = f"{name} is not answering on {host}:{port}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: backing servers are required)")
-        pytest.skip(message)
-
-
-# ---- processes -----------------------------------------------------------------------------------------
-@dataclass
-class Replica:
-    name: str
-    store: str
-    root: Path
-    api_port: int = field(default_factory=free_port)
-    xds_port: int = field(default_factory=free_port)
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def state(self) -> Path:
-        return self.root / self.name
-
-    @property
-    def log(self) -> Path:
-        return self.root / f"{self.name}.log"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    async def start(self) -> None:
-        argv = [
-            sys.executable, "-m", "xds.cli", "serve", "--port", str(self.api_port),
-            "--xds-port", str(self.xds_port), "--state-dir", str(self.state), "--store", self.store,
-        ]  # fmt: skip
-        env = {**os.environ, "MECHA_INSECURE_XDS": "1"}  # the store is under test, not workload identity
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"{self.name} exited: {self.tail()}"
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                if (await self.get("/readyz", within=1))[0] == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name} never ready: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-                os.kill(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
-
-    async def get(self, path: str, within: float = 10) -> tuple[int, Any]:
-        session_timeout = aiohttp.ClientTimeout(total=within)
-        async with aiohttp.ClientSession(timeout=session_timeout, headers=auth_headers(self.state)) as http:
-            async with http.get(self.api + path) as resp:
-                return resp.status, await resp.json()
-
-    async def apply(self, text: str) -> tuple[int, Any]:
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=20), headers=auth_headers(self.state)
-        ) as http:
-            files = {"files": [{"name": "web.yaml", "text": text}]}
-            async with http.post(self.api + "/api/v1/apply", json=files) as resp:
-                return resp.status, await resp.json()
-
-    async def version(self) -> int:
-        return int((await self.get("/api/v1/config"))[1]["version"])
-
-    async def holds(self, proxy_id: str) -> bool:
-        status, body = await self.get("/api/v1/proxies", within=2)
-        return status == 200 and any(p["proxy_id"] == proxy_id for p in body["proxies"])
-
-
-@contextlib.asynccontextmanager
-async def replicas(store: str, root: Path, count: int = 2) -> AsyncIterator[list[Replica]]:
-    started = [Replica(chr(ord("a") + i), store, root) for i in range(count)]
-    try:
-        for replica in started:
-            await replica.start()
-        yield started
-    finally:
-        for replica in started:
-            await replica.kill()
-
-
 @contextlib.asynccontextmanager
 async def shared_schema() -> AsyncIterator[str]:
     backend_available(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = "e2e_" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{PG_BASE}?schema={schema}"
-    finally:
-        conn = await asyncpg.connect(PG_BASE)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    async with fresh_schema(PG_BASE, prefix="e2e_") as store:
+        yield store
 
 
 @dataclass
@@ -217,10 +107,6 @@ async def envoy(tmp: Path, proxy_id: str, xds: list[Replica]) -> AsyncIterator[t
         yield proc, outbound
     finally:
         await proc.stop()
-
-
-def token(replica: Replica) -> str:
-    return auth_headers(replica.state)["Authorization"].removeprefix("Bearer ")
 
 
 async def cli(*argv: str) -> tuple[int, str]:
@@ -322,7 +208,7 @@ async def connected_to(proxy_id: str, fleet: list[Replica], within: float = 20) 
 
 # ---- tests -----------------------------------------------------------------------------------------------
 async def test_change_applied_on_a_reaches_an_envoy_on_b(tmp_path: Path) -> None:
-    async with shared_schema() as store, replicas(store, tmp_path) as (a, b), app() as web_app:
+    async with shared_schema() as store, running_replicas(store, tmp_path) as (a, b), app() as web_app:
         async with envoy(tmp_path, "only-b", [b]) as (_proc, outbound):
             assert (await a.apply(config(web_app.port, "1")))[0] == 200
             await until_mark(outbound, "1", within=10)
@@ -338,7 +224,7 @@ async def test_change_applied_on_a_reaches_an_envoy_on_b(tmp_path: Path) -> None
                 await asyncio.sleep(0.2)
             assert [r["replica"] for r in rows] == [f"127.0.0.1:{b.xds_port}"]
             assert rows[0]["types"]["LDS"]["state"] == "SYNCED", rows
-            code, out = await cli("proxy-status", "--server", a.api, "--token", token(a))
+            code, out = await cli("proxy-status", "--server", a.api, "--token", a.token)
             assert code == 0, out
             header, line = out.splitlines()[:2]
             assert header.split()[-1] == "REPLICA" and line.split()[0] == "only-b"
@@ -349,7 +235,7 @@ async def test_change_applied_on_a_reaches_an_envoy_on_b(tmp_path: Path) -> None
 async def test_the_replica_an_envoy_uses_fails_and_a_change_on_the_other_arrives_within_5s(
     tmp_path: Path, how: str
 ) -> None:
-    async with shared_schema() as store, replicas(store, tmp_path) as fleet, app() as web_app:
+    async with shared_schema() as store, running_replicas(store, tmp_path) as fleet, app() as web_app:
         await fleet[0].apply(config(web_app.port, "1"))
         async with envoy(tmp_path, "client", fleet) as (_proc, outbound):
             await until_mark(outbound, "1", within=15)
@@ -411,7 +297,7 @@ async def test_postgres_restarted_under_running_replicas(tmp_path: Path) -> None
         as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         port = store.rsplit(":", 1)[1].split("/")[0]
         options = ["-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"]
-        async with replicas(store, tmp_path) as (a, b), app() as web_app:
+        async with running_replicas(store, tmp_path) as (a, b), app() as web_app:
             await a.apply(config(web_app.port, "1"))
             async with envoy(tmp_path, "client", [a, b]) as (_proc, outbound):
                 await until_mark(outbound, "1", within=15)

@@ -12,36 +12,30 @@ import asyncio
 import contextlib
 import io
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import grpc
 import pytest
 import yaml
+from test_replicas import shared_schema
 
 from xds.agent.bootstrap import through_agent
 from xds.agent.channel import SERVER_NAME, CredentialSource
 from xds.agent.launch import issue_for
 from xds.bootstrap import BootstrapParams, render
-from xds.cli.keys import init_state
 from xds.cli.main import main as mecha
 from xds.controlplane.replica_relay import METHOD as FORWARD_METHOD
 from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.replicas import Replica, running_replicas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.timeout(180)]
 
-PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("MECHA_TEST_PG_PORT", "5432"))
-PG_BASE = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
 PROXY = "reviews-v1"
 META: dict[str, Any] = {
     "mode": "sidecar",
@@ -51,101 +45,12 @@ META: dict[str, Any] = {
 }
 
 
-def postgres_available() -> None:
-    import socket
-
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return
-    except OSError:
-        message = f"PostgreSQL is not answering on {PG_HOST}:{PG_PORT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: backing servers are required)")
-        pytest.skip(message)
-
-
-@dataclass
-class SecureReplica:
-    name: str
-    state: Path
-    store: str
-    api_port: int
-    xds_port: int
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def xds(self) -> str:
-        return f"127.0.0.1:{self.xds_port}"
-
-    @property
-    def log(self) -> Path:
-        return self.state.parent / f"{self.name}.log"
-
-    @property
-    def token(self) -> str:
-        return (self.state / "api-token").read_text().strip()
-
-    async def start(self) -> None:
-        argv = [
-            sys.executable, "-m", "xds.cli", "serve", "--port", str(self.api_port), "--xds-port",
-            str(self.xds_port), "--state-dir", str(self.state), "--store", self.store,
-        ]  # fmt: skip
-        env = {**os.environ, "MECHA_CA_DIR": str(self.state / "ca")}
-        env.pop("MECHA_INSECURE_XDS", None)  # the relay exists only on a secure xDS port
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"{self.name} exited: {self.tail()}"
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                if (await self.get("/readyz"))[0] == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name} never ready: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=15)) as http:
-            async with http.get(self.api + path) as resp:
-                return resp.status, await resp.json(content_type=None)
-
-
 @dataclass
 class Fleet:
-    a: SecureReplica  # holds the agent's streams
-    b: SecureReplica
+    a: Replica  # holds the agent's streams
+    b: Replica
     envoy: EnvoyProcess
     inbound: int
-
-
-@contextlib.asynccontextmanager
-async def shared_schema() -> AsyncIterator[str]:
-    postgres_available()
-    schema = "e2e_" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{PG_BASE}?schema={schema}"
-    finally:
-        conn = await asyncpg.connect(PG_BASE)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
 
 
 def _bootstrap(xds_port: int, sockets: Path, admin_port: int, inbound: int) -> str:
@@ -170,12 +75,9 @@ async def _until(what: str, check: Any, within: float = 60) -> Any:
 
 @contextlib.asynccontextmanager
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
-    keys = tmp_path / "keys"
-    init_state(keys)  # what the replicas share: every replica gets a copy (Secrets in Kubernetes)
-    async with shared_schema() as store:
-        a, b = (SecureReplica(name, tmp_path / name, store, free_port(), free_port()) for name in ("a", "b"))
-        for replica in (a, b):
-            shutil.copytree(keys, replica.state)
+    # the replicas share the keys `mecha keys init` makes: each gets a copy (Secrets in Kubernetes); secure:
+    # the relay exists only on a TLS xDS port
+    async with shared_schema() as store, running_replicas(store, tmp_path, secure=True) as (a, b):
         sockets = tmp_path / "sockets"
         credential = issue_for(a.state, PROXY, META)
         admin_port, inbound = free_port(), free_port()
@@ -183,8 +85,6 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         envoy = EnvoyProcess(_bootstrap(a.xds_port, sockets, admin_port, inbound), tmp_path / "envoy")
         agent: asyncio.subprocess.Process | None = None
         try:
-            await a.start()
-            await b.start()
             sockets.mkdir(mode=0o700)
             with agent_log.open("wb") as out:
                 agent = await asyncio.create_subprocess_exec(
@@ -201,8 +101,6 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
             if agent is not None and agent.returncode is None:
                 agent.terminate()
                 await agent.wait()
-            await b.stop()
-            await a.stop()
 
 
 def _sockets_ready(sockets: Path) -> Any:
@@ -212,7 +110,7 @@ def _sockets_ready(sockets: Path) -> Any:
     return check
 
 
-async def _listed_on(replica: SecureReplica, holder: SecureReplica) -> bool:
+async def _listed_on(replica: Replica, holder: Replica) -> bool:
     """The replica lists the proxy as SYNCED on `holder` (from the holder's heartbeat when not its own)."""
     status, body = await replica.get("/api/v1/proxies")
     row = next((r for r in body.get("proxies", []) if r.get("proxy_id") == PROXY), None)
@@ -265,7 +163,7 @@ async def test_proxy_config_on_the_replica_without_the_agents_stream_answers(tmp
         assert status == 404, body
 
 
-async def _forward_as(replica: SecureReplica, metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
+async def _forward_as(replica: Replica, metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
     """Calls the replicas' forwarding method on the replica's xDS port with this metadata."""
     root = (replica.state / "ca" / "root-cert.pem").read_bytes()
     creds = grpc.ssl_channel_credentials(root_certificates=root)
