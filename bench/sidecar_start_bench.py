@@ -172,7 +172,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--compiled", action="store_true", help="run byte-compiled copies of capabilities/ and xds/")
+    parser.add_argument(
+        "--compiled", action="store_true", help="run byte-compiled copies of capabilities/ and xds/"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mecha-start-"))
     cwd = compiled_copy(folder) if args.compiled else None
