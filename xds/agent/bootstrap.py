@@ -13,10 +13,10 @@ XDS_CLUSTER = "mecha_xds"
 # = xds.translate.security.mtls.SDS_CLUSTER (a test pins it), not imported: xds.translate costs the runner
 # (`mecha up`) ~0.5 s of imports on its event loop before the first Envoy starts
 SDS_CLUSTER = "sds-grpc"
-# Envoy may start before its agent listens (they start together): retries spread over [0, 10), [0, 30), [0, 70)
-# ms, then never more than 0.1 s apart (jittered), so Envoy is on the sockets within ~50 ms of their opening; the
-# control plane's bootstrap uses 0.25-2 s. Past 3 s of failures Envoy warns once per retry (~15 lines a second
-# while an agent cannot start; an agent restarted by its capability service is back well within that).
+# Envoy may start before its agent listens (they start together): retries spread over [0, 10), [0, 30),
+# [0, 70) ms, then never more than 0.1 s apart (jittered), so Envoy is on the sockets within ~50 ms of their
+# opening; the control plane's bootstrap uses 0.25-2 s. Past 3 s of failures Envoy warns once per retry (~15
+# lines a second while an agent cannot start; one restarted by its capability service is back well before).
 AGENT_RETRY_BACK_OFF = {"base_interval": "0.01s", "max_interval": "0.1s"}
 
 
