@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.gatewayapi.stage import GatewayApiStage
 from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.kube.registry import registry_documents
 from xds.model import parse
@@ -169,6 +170,7 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
     first_seen: dict[tuple[str, str, str], RawDocument] = {}
     used_keys: set[tuple[object, ...]] = set()
     built: dict[str, list[Any]] = {}
+    gateway_api = GatewayApiStage()
     # Kubernetes Services (+ EndpointSlices, Pods) become ServiceEntries here, then take the ordinary path
     docs, kube_diags = registry_documents(docs)
     diags.extend(kube_diags)
@@ -208,6 +210,9 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             diags.append(Diagnostic(loc, "metadata.name", msg, Severity.ERROR, "duplicate"))
             continue
         first_seen[doc.key] = doc
+        if info.family is Family.GATEWAY_API:  # converted below, once the registry services are known
+            diags.extend(gateway_api.read(doc))
+            continue
 
         obj, problems = _model_document_cached(doc, info.family, used_keys)
         diags.extend(problems)
@@ -219,8 +224,11 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
     ses = _sorted(built.get("ServiceEntry", []))
     services, svc_diags = derive_services(ses, wes)
     diags.extend(svc_diags)
+    converted = gateway_api.convert(services)  # Istio Gateways + VirtualServices, as istiod converts them
+    diags.extend(converted.diagnostics)
+    built.setdefault("carried", []).extend(converted.gateways)
     config = MeshConfig(
-        virtual_services=_sorted(built.get("VirtualService", [])),
+        virtual_services=_sorted(built.get("VirtualService", []) + converted.virtual_services),
         destination_rules=_sorted(built.get("DestinationRule", [])),
         service_entries=ses,
         workload_entries=wes,

@@ -59,6 +59,7 @@ class Redirect:
     port: int | None = None
     port_from_request: bool = False  # derivePort: FROM_REQUEST_PORT
     code: int = 301
+    prefix: str = ""  # replaces the matched path prefix (Gateway API ReplacePrefixMatch); not with uri
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,14 @@ import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from xds.gatewayapi import kinds as gateway_api
+
 
 class Family(StrEnum):
     ISTIO_NETWORKING = "istio-networking"  # modelled and translated
     ISTIO_CARRIED = "istio-carried"  # accepted, carried for later stages
     DAPR = "dapr"
+    GATEWAY_API = "gateway-api"  # converted into Gateway + VirtualService (xds/gatewayapi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,10 @@ KIND_TABLE: dict[tuple[str, str], KindInfo] = {
         KindInfo("dapr.io", "Subscription", _DAPR, Family.DAPR),
         KindInfo("dapr.io", "Resiliency", _DAPR, Family.DAPR),
         KindInfo("dapr.io", "Configuration", _DAPR, Family.DAPR),
+        *(
+            KindInfo(gateway_api.GROUP, k, gateway_api.VERSIONS, Family.GATEWAY_API)
+            for k in gateway_api.READ_KINDS
+        ),
     )
 }
 
@@ -62,7 +69,9 @@ def classify(api_version: str, kind: str) -> tuple[KindInfo | None, str | None]:
 
 
 # Groups whose every kind Mecha knows: a kind it does not know there is a typo, not someone else's config.
-MESH_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.istio.io", "dapr.io"})
+MESH_GROUPS = frozenset(
+    {"networking.istio.io", "security.istio.io", "telemetry.istio.io", "dapr.io", gateway_api.GROUP}
+)
 # Real kinds of those groups that Mecha does not read: skipped with a note (`mecha analyze` lists them).
 UNREAD_MESH_KINDS = frozenset(
     {
@@ -70,6 +79,7 @@ UNREAD_MESH_KINDS = frozenset(
         ("networking.istio.io", "ProxyConfig"),
         ("networking.istio.io", "ExternalService"),  # pre-1.0 Istio (still in istiod's testdata)
         ("dapr.io", "HTTPEndpoint"),
+        *((gateway_api.GROUP, k) for k in gateway_api.UNREAD_KINDS),
     }
 )
 # Kinds a mixed manifest carries next to mesh config, deliberately skipped: Kubernetes' own objects and the
@@ -108,6 +118,7 @@ SKIPPED_KINDS: dict[str, frozenset[str]] = {
 DROPPED_KINDS: dict[tuple[str, str], str] = {
     ("networking.istio.io", "EnvoyFilter"): "raw Envoy patches are not applied to Mecha's listeners",
     ("extensions.istio.io", "WasmPlugin"): "Wasm filters are not loaded into the proxies",
+    **{(gateway_api.GROUP, k): why for k, why in gateway_api.UNREAD_KINDS.items()},
 }
 
 

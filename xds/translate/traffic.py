@@ -126,6 +126,7 @@ def redirect_action(r: Redirect, listener_port: int) -> rte.RedirectAction:
         port = None  # istiod suppresses the default port of the scheme
     return rte.RedirectAction(
         path_redirect=r.uri or None,  # oneof members: unset, not ""
+        prefix_rewrite=r.prefix or None,
         host_redirect=r.authority,
         scheme_redirect=scheme or None,
         port_redirect=port or 0,

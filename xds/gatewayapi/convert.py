@@ -1,0 +1,401 @@
+"""Gateway API -> the Istio model the translator already serves, as istiod's conversion.go does, plus status.
+
+Per Mecha Gateway (gatewayClassName is Mecha's: kinds.py):
+- one Istio Gateway with the same namespace/name: one HTTP server per port of its accepted listeners, hosts
+  `*` (hostnames, allowedRoutes and listener isolation are applied here), selector
+  `gateway.networking.k8s.io/gateway-name: <name>` (Istio's label for its Gateway API deployments). A gateway
+  proxy serves it when its node metadata names `<namespace>/<name>` in `gateways`, or carries that label.
+- one VirtualService per hostname it serves, bound to that Gateway, holding every attached route of that
+  hostname in the spec's precedence order; each route's matches carry its listener port, so a hostname's
+  routes on one port never show on another. A hostname that only exists on some ports gets, on the others,
+  the routes that port would have served it with (its wildcard or `*` routes), so adding a virtual host for
+  it never changes what those ports answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from xds.diagnostics import Diagnostic, Location, Severity
+from xds.gatewayapi import hostnames, objects
+from xds.gatewayapi.documents import GatewayApiInputs
+from xds.gatewayapi.kinds import BUILTIN_CLASSES, CONTROLLER_NAME, CONTROLLER_NAMES
+from xds.gatewayapi.routes import Resolver, RuleOutcome, SortKey, convert_rule, for_listener
+from xds.gatewayapi.status import (
+    HTTP_ROUTE_KIND,
+    Condition,
+    ListenerStatus,
+    ObjectStatus,
+    ParentStatus,
+    failed,
+    ok,
+    pending,
+)
+from xds.model.resources import CarriedResource, HTTPRoute, Meta, Service, VirtualService
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+ISTIO_API = "networking.istio.io/v1"
+SERVED_PROTOCOLS = ("HTTP",)  # phase 1: HTTPS, TLS and TCP listeners are reported, not served
+
+
+@dataclass
+class Conversion:
+    gateways: list[CarriedResource] = field(default_factory=list)  # Istio Gateways, carried like written ones
+    virtual_services: list[VirtualService] = field(default_factory=list)
+    statuses: list[ObjectStatus] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+@dataclass
+class _Listener:
+    spec: objects.Listener
+    status: ListenerStatus
+    accepted: bool
+    denied_because: str = ""  # why routes cannot attach (not accepted)
+
+    @property
+    def allows_http_routes(self) -> bool:
+        return HTTP_ROUTE_KIND in self.status.supported_kinds
+
+
+@dataclass
+class _Gateway:
+    spec: objects.Gateway
+    listeners: list[_Listener]
+    # port -> hostname -> the routes served for it, with their precedence keys (an empty list: 404)
+    routes: dict[int, dict[str, list[tuple[SortKey, HTTPRoute]]]] = field(default_factory=dict)
+    served: set[tuple[int, str, str]] = field(default_factory=set)  # (port, hostname, route) added
+
+
+_RANK = {"": 0, "NotAllowedByListeners": 1, "NoMatchingListenerHostname": 2, "NoMatchingParent": 4}
+
+
+def _warn(where: Location, fld: str, message: str, code: str) -> Diagnostic:
+    return Diagnostic(where, fld, message, Severity.WARNING, code)
+
+
+class _Converter:
+    def __init__(self, inputs: GatewayApiInputs, services: Mapping[str, Service]) -> None:
+        self.inputs = inputs
+        self.resolver = Resolver(dict(services))
+        self.out = Conversion()
+        documented = {c.meta.name: c for c in inputs.classes}
+        self.ours = {n for n in BUILTIN_CLASSES if n not in documented}
+        self.ours |= {n for n, c in documented.items() if c.controller_name in CONTROLLER_NAMES}
+        self.gateways: dict[tuple[str, str], _Gateway] = {}
+
+    def run(self) -> Conversion:
+        for c in self.inputs.classes:
+            if c.meta.name in self.ours:
+                accepted = ok("Accepted", "Accepted", f"Handled by {CONTROLLER_NAME}")
+                self.out.statuses.append(ObjectStatus(c.meta, [accepted]))
+        for gw in self.inputs.gateways:
+            self._gateway(gw)
+        routes = sorted(self.inputs.routes, key=lambda r: (r.meta.created, r.meta.ref))
+        for route in routes:
+            self._route(route)
+        for state in self.gateways.values():
+            self._emit(state)
+        return self.out
+
+    # ---- Gateways ------------------------------------------------------------------------------------
+
+    def _gateway(self, gw: objects.Gateway) -> None:
+        if gw.class_name not in self.ours:
+            self.out.statuses.append(pending(gw.meta))
+            classes = ", ".join(sorted(self.ours))
+            msg = f"gatewayClassName {gw.class_name!r} is not Mecha's (classes: {classes}): "
+            self.out.diagnostics.append(
+                Diagnostic(
+                    gw.meta.location,
+                    "spec.gatewayClassName",
+                    msg + "not served",
+                    Severity.INFO,
+                    "gateway-api-class",
+                )
+            )
+            return
+        protocols_by_port: dict[int, set[str]] = {}
+        for ls in gw.listeners:
+            protocols_by_port.setdefault(ls.port, set()).add(ls.protocol)
+        listeners = [self._listener(gw, ls, len(protocols_by_port[ls.port]) > 1) for ls in gw.listeners]
+        self.gateways[(gw.meta.namespace, gw.meta.name)] = _Gateway(gw, listeners)
+
+    def _listener(self, gw: objects.Gateway, spec: objects.Listener, conflicted: bool) -> _Listener:
+        kinds = [HTTP_ROUTE_KIND] if spec.allowed_kinds is None else list(spec.allowed_kinds)
+        supported = [k for k in kinds if k == HTTP_ROUTE_KIND]
+        accepted = ok("Accepted", "Accepted", "No errors found")
+        conflict = Condition("Conflicted", "False", "NoConflicts", "No conflicts")
+        refs = ok("ResolvedRefs", "ResolvedRefs", "No errors found")
+        why = ""
+        if spec.protocol not in SERVED_PROTOCOLS:
+            why = f"protocol {spec.protocol} is not served yet (Gateway API phase 1 serves HTTP listeners)"
+            accepted = failed("Accepted", "UnsupportedProtocol", why)
+        elif conflicted:
+            why = f"port {spec.port} is used by listeners of different protocols"
+            accepted = failed("Accepted", "PortUnavailable", why)
+            conflict = Condition("Conflicted", "True", "ProtocolConflict", why)
+        invalid = [k for k in kinds if k not in supported]
+        if invalid:
+            names = ", ".join(f"{g}/{k}" for g, k in invalid)
+            refs = failed("ResolvedRefs", "InvalidRouteKinds", f"unsupported route kinds: {names}")
+        is_accepted = accepted.status == "True"
+        programmed = (
+            ok("Programmed", "Programmed", "No errors found")
+            if is_accepted
+            else failed("Programmed", "Invalid", why)
+        )
+        if why:
+            self.out.diagnostics.append(
+                _warn(
+                    gw.meta.location,
+                    f"spec.listeners[{spec.index}]",
+                    f"listener {spec.name}: {why}",
+                    "gateway-api-listener",
+                )
+            )
+        status = ListenerStatus(spec.name, supported, [accepted, programmed, conflict, refs])
+        return _Listener(
+            spec, status, is_accepted, f"listener {spec.name} is not accepted: {why}" if why else ""
+        )
+
+    # ---- routes --------------------------------------------------------------------------------------
+
+    def _route(self, route: objects.HTTPRoute) -> None:
+        outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
+        kept = [o for o in outcomes if not o.dropped]
+        where = route.meta.location
+        for rule, o in zip(route.rules, outcomes, strict=True):
+            if o.dropped:
+                msg = f"rule not served: {o.dropped}"
+                self.out.diagnostics.append(
+                    _warn(where, f"spec.rules[{rule.index}]", msg, "gateway-api-unsupported")
+                )
+            for err in o.ref_errors:
+                self.out.diagnostics.append(
+                    _warn(where, err.field, f"{err.reason}: {err.message}", "gateway-api-ref")
+                )
+        parents: list[ParentStatus] = []
+        for ref in route.parent_refs:
+            conditions = self._parent(route, ref, outcomes, kept)
+            if conditions is not None:
+                parents.append(ParentStatus(dict(ref.written), conditions))
+        self.out.statuses.append(ObjectStatus(route.meta, parents=parents))
+
+    def _parent(
+        self,
+        route: objects.HTTPRoute,
+        ref: objects.ParentRef,
+        outcomes: list[RuleOutcome],
+        kept: list[RuleOutcome],
+    ) -> list[Condition] | None:
+        where, at = route.meta.location, f"spec.parentRefs[{ref.index}]"
+        if not ref.is_gateway:
+            if ref.group == "" and ref.kind == "Service":  # GAMMA: a mesh route for callers of the Service
+                msg = "routes attached to a Service (GAMMA mesh routes) are not supported yet"
+                self.out.diagnostics.append(_warn(where, at, msg, "gateway-api-unsupported"))
+                return [failed("Accepted", "UnsupportedValue", msg), self._resolved(outcomes)]
+            msg = f"parent {ref.group}/{ref.kind} is not a kind Mecha attaches routes to: ignored"
+            self.out.diagnostics.append(Diagnostic(where, at, msg, Severity.INFO, "gateway-api-parent"))
+            return None
+        state = self.gateways.get((ref.namespace, ref.name))
+        if state is None:
+            known = any(
+                (g.meta.namespace, g.meta.name) == (ref.namespace, ref.name) for g in self.inputs.gateways
+            )
+            if known:
+                return None  # another controller's Gateway: its controller writes this parent's status
+            msg = f"Gateway {ref.namespace}/{ref.name} not found"
+            self.out.diagnostics.append(
+                _warn(where, at, f"{msg}: the route is not attached", "gateway-api-parent")
+            )
+            return [failed("Accepted", "NoMatchingParent", msg), self._resolved(outcomes)]
+        attached: list[tuple[_Listener, list[str]]] = []
+        denials: list[tuple[str, str]] = []
+        for listener in state.listeners:
+            reason, message, hosts = self._attach(route, ref, state, listener)
+            if reason:
+                denials.append((reason, message))
+            else:
+                attached.append((listener, hosts))
+        if not attached:
+            best = min(_RANK.get(r, 3) for r, _ in denials)
+            reason = next(r for r, _ in denials if _RANK.get(r, 3) == best)
+            message = "; ".join(dict.fromkeys(m for r, m in denials if r == reason))
+            self.out.diagnostics.append(
+                _warn(
+                    where,
+                    at,
+                    f"not attached to Gateway {ref.namespace}/{ref.name}: {reason}: {message}",
+                    "gateway-api-parent",
+                )
+            )
+            return [failed("Accepted", reason, message), self._resolved(outcomes)]
+        conditions = [self._accepted(outcomes, kept, len(attached)), self._resolved(outcomes)]
+        if conditions[0].status == "True":
+            for listener, hosts in attached:
+                listener.status.attached_routes += 1
+                self._serve(state, listener, hosts, route, kept)
+        partial = self._partially_invalid(route, outcomes, kept)
+        return conditions + ([partial] if partial is not None else [])
+
+    def _attach(
+        self, route: objects.HTTPRoute, ref: objects.ParentRef, state: _Gateway, listener: _Listener
+    ) -> tuple[str, str, list[str]]:
+        """("", "", hosts) when the route attaches to the listener, else (reason, message, [])."""
+        spec = listener.spec
+        if ref.port is not None and ref.port != spec.port:
+            return "NoMatchingParent", f"port {ref.port} not found", []
+        if ref.section and ref.section != spec.name:
+            return "NoMatchingParent", f"sectionName {ref.section!r} not found", []
+        if not listener.accepted:
+            return "NotAllowedByListeners", listener.denied_because, []
+        hosts = hostnames.served_hosts(spec.hostname, route.hostnames)
+        if not hosts:
+            return "NoMatchingListenerHostname", f"no hostnames matched parent hostname {spec.hostname!r}", []
+        gateway_ns = state.spec.meta.namespace
+        if spec.allowed_from == "Selector":
+            msg = f"listener {spec.name}: namespace selectors are not supported yet"
+            return "NotAllowedByListeners", msg, []
+        if spec.allowed_from == "Same" and route.meta.namespace != gateway_ns:
+            msg = f"namespace {route.meta.namespace!r} is not allowed by listener {spec.name} (from: Same)"
+            return "NotAllowedByListeners", msg, []
+        if not listener.allows_http_routes:
+            return "NotAllowedByListeners", f"kind HTTPRoute is not allowed by listener {spec.name}", []
+        others = [
+            o.spec.hostname
+            for o in state.listeners
+            if o is not listener
+            and o.accepted
+            and o.spec.port == spec.port
+            and o.spec.protocol == spec.protocol
+        ]
+        return "", "", [h for h in hosts if hostnames.isolated(h, spec.hostname, others)]
+
+    @staticmethod
+    def _accepted(outcomes: list[RuleOutcome], kept: list[RuleOutcome], listeners: int) -> Condition:
+        if outcomes and not kept:
+            reasons = "; ".join(dict.fromkeys(o.dropped for o in outcomes))
+            return failed("Accepted", "UnsupportedValue", f"no rule can be served: {reasons}")
+        suffix = f", bound to {listeners} listeners" if listeners > 1 else ""
+        return ok("Accepted", "Accepted", f"Route was valid{suffix}")
+
+    @staticmethod
+    def _resolved(outcomes: list[RuleOutcome]) -> Condition:
+        errors = [e for o in outcomes for e in o.ref_errors]
+        if not errors:
+            return ok("ResolvedRefs", "ResolvedRefs", "All references resolved")
+        return failed("ResolvedRefs", errors[0].reason, "; ".join(dict.fromkeys(e.message for e in errors)))
+
+    @staticmethod
+    def _partially_invalid(
+        route: objects.HTTPRoute, outcomes: list[RuleOutcome], kept: list[RuleOutcome]
+    ) -> Condition | None:
+        if not kept or len(kept) == len(outcomes):
+            return None
+        dropped = [
+            f"rules[{r.index}]: {o.dropped}" for r, o in zip(route.rules, outcomes, strict=True) if o.dropped
+        ]
+        return ok("PartiallyInvalid", "UnsupportedValue", "Dropped Rule(s): " + "; ".join(dropped))
+
+    @staticmethod
+    def _serve(
+        state: _Gateway,
+        listener: _Listener,
+        hosts: list[str],
+        route: objects.HTTPRoute,
+        kept: list[RuleOutcome],
+    ) -> None:
+        port = listener.spec.port
+        by_host = state.routes.setdefault(port, {})
+        for host in hosts:
+            if (port, host, route.meta.ref) in state.served:
+                continue  # attached through two listeners of one port: its routes once
+            state.served.add((port, host, route.meta.ref))
+            entries = by_host.setdefault(host, [])
+            for outcome in kept:
+                entries.extend(outcome.routes)
+
+    # ---- output --------------------------------------------------------------------------------------
+
+    def _emit(self, state: _Gateway) -> None:
+        gw = state.spec
+        served = [ls for ls in state.listeners if ls.accepted]
+        for ls in served:  # a listener hostname without routes still owns its requests: 404
+            state.routes.setdefault(ls.spec.port, {}).setdefault(ls.spec.hostname or hostnames.ANY, [])
+        self.out.statuses.append(self._gateway_status(state))
+        if not served:
+            return
+        ports = sorted(state.routes)
+        spec = {
+            "selector": {GATEWAY_NAME_LABEL: gw.meta.name},
+            "servers": [
+                {"port": {"number": p, "name": f"http-{p}", "protocol": "HTTP"}, "hosts": [hostnames.ANY]}
+                for p in ports
+            ],
+        }
+        meta = Meta("Gateway", gw.meta.namespace, gw.meta.name, gw.meta.location)
+        self.out.gateways.append(CarriedResource(meta, ISTIO_API, json.dumps(spec, sort_keys=True)))
+        all_hosts = sorted({h for by_host in state.routes.values() for h in by_host})
+        for host in all_hosts:
+            http: list[HTTPRoute] = []
+            for port in ports:
+                by_host = state.routes[port]
+                chosen = hostnames.most_specific(host, list(by_host))
+                if chosen is not None:
+                    http += [for_listener(r, port) for _, r in sorted(by_host[chosen], key=lambda e: e[0])]
+            name = f"gateway-api.{gw.meta.name}.{_slug(host)}"
+            where = Location(
+                gw.meta.location.file, gw.meta.location.document, "VirtualService", gw.meta.namespace, name
+            )
+            self.out.virtual_services.append(
+                VirtualService(
+                    meta=Meta("VirtualService", gw.meta.namespace, name, where),
+                    hosts=(host,),
+                    gateways=(gw.meta.ref,),
+                    http=tuple(_indexed(http)),
+                    created=gw.meta.created,
+                )
+            )
+
+    def _gateway_status(self, state: _Gateway) -> ObjectStatus:
+        listeners = state.listeners
+        valid = sum(1 for ls in listeners if ls.accepted)
+        if valid == len(listeners):
+            accepted = ok("Accepted", "Accepted", "Resource accepted")
+        elif valid:
+            accepted = ok(
+                "Accepted", "ListenersNotValid", "One or more of the Gateway's listeners are invalid"
+            )
+        else:
+            accepted = failed("Accepted", "ListenersNotValid", "None of the Gateway's listeners are valid")
+        programmed = (
+            ok(
+                "Programmed",
+                "Programmed",
+                "Resource programmed: served by the gateway proxies that select it",
+            )
+            if valid
+            else failed("Programmed", "Invalid", "no listener can be served")
+        )
+        return ObjectStatus(
+            state.spec.meta, [accepted, programmed], listeners=[ls.status for ls in listeners]
+        )
+
+
+def _indexed(routes: list[HTTPRoute]) -> list[HTTPRoute]:
+    return [replace(r, index=i) for i, r in enumerate(routes)]
+
+
+def _slug(host: str) -> str:
+    if host == hostnames.ANY:
+        return "any-host"
+    return host.replace("*", "wildcard")
+
+
+def convert(inputs: GatewayApiInputs, services: Mapping[str, Service]) -> Conversion:
+    """Mecha's Gateways and the HTTPRoutes attached to them -> Istio Gateways, VirtualServices and status.
+    services: the registry by host (routes to a host missing there are unresolved: BackendNotFound)."""
+    return _Converter(inputs, services).run()

@@ -1,0 +1,81 @@
+"""RawDocument -> typed Gateway API object, with the diagnostics of the schema (schema.py) and CRD checks
+(checks.py): file, document, field and reason, like every Istio kind. A document with an error is refused
+(None); warnings (fields accepted but not honoured yet) leave it accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xds.diagnostics import Diagnostic, Severity
+from xds.gatewayapi import objects
+from xds.gatewayapi.checks import check_spec
+from xds.gatewayapi.kinds import GATEWAY, GATEWAY_CLASS, HTTP_ROUTE, READ_KINDS, is_gateway_api
+from xds.gatewayapi.schema import SPECS
+from xds.sources.loader import RawDocument
+
+_TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+GatewayApiObject = objects.GatewayClass | objects.Gateway | objects.HTTPRoute
+
+
+@dataclass
+class GatewayApiInputs:
+    """The Gateway API objects of one config, in document order."""
+
+    classes: list[objects.GatewayClass] = field(default_factory=list)
+    gateways: list[objects.Gateway] = field(default_factory=list)
+    routes: list[objects.HTTPRoute] = field(default_factory=list)
+
+    def add(self, obj: GatewayApiObject) -> None:
+        if isinstance(obj, objects.GatewayClass):
+            self.classes.append(obj)
+        elif isinstance(obj, objects.Gateway):
+            self.gateways.append(obj)
+        else:
+            self.routes.append(obj)
+
+    def __bool__(self) -> bool:
+        return bool(self.classes or self.gateways or self.routes)
+
+
+def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagnostic]]:
+    loc = doc.location
+    diags: list[Diagnostic] = []
+
+    def report(severity: str, fld: str, message: str, code: str) -> None:
+        diags.append(Diagnostic(loc, fld, message, Severity(severity), code))
+
+    for key in doc.body:
+        if key not in _TOP_LEVEL:
+            report("error", str(key), "unknown field", "unknown-field")
+    spec: Any = doc.body.get("spec")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        report("error", "spec", f"expected a map, got {type(spec).__name__}", "wrong-type")
+        return None, diags
+    if SPECS[doc.kind].check(spec, "spec", report):
+        check_spec(doc.kind, spec, report)
+    if any(d.severity is Severity.ERROR for d in diags):
+        return None, diags
+    meta = objects.meta_of(doc.kind, doc.api_version, loc, doc.body)
+    if doc.kind == GATEWAY_CLASS:
+        return objects.gateway_class(meta, spec), diags
+    if doc.kind == GATEWAY:
+        return objects.gateway(meta, spec), diags
+    assert doc.kind == HTTP_ROUTE
+    return objects.http_route(meta, spec), diags
+
+
+def read_documents(docs: list[RawDocument]) -> tuple[GatewayApiInputs, list[Diagnostic]]:
+    """Every Gateway API document of docs (others are ignored); refused ones are left out."""
+    inputs = GatewayApiInputs()
+    diags: list[Diagnostic] = []
+    for doc in docs:
+        if not is_gateway_api(doc.api_version) or doc.kind not in READ_KINDS:
+            continue
+        obj, problems = read_document(doc)
+        diags.extend(problems)
+        if obj is not None:
+            inputs.add(obj)
+    return inputs, diags

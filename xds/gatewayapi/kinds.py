@@ -1,0 +1,41 @@
+"""The Kubernetes Gateway API kinds Mecha reads, the ones it does not read yet, and whose Gateways it serves.
+
+A Gateway is Mecha's when its gatewayClassName names a GatewayClass whose controllerName is one of
+CONTROLLER_NAMES, or, with no such GatewayClass document, one of the built-in classes BUILTIN_CLASSES
+(`mecha`, and `istio` so that Gateways written for Istio migrate unchanged; istiod has the same built-in
+`istio` class). Only Mecha's Gateways are converted and get status; other classes belong to another
+controller and are left alone.
+"""
+
+from __future__ import annotations
+
+GROUP = "gateway.networking.k8s.io"
+VERSIONS = frozenset({"v1", "v1beta1"})
+
+GATEWAY_CLASS = "GatewayClass"
+GATEWAY = "Gateway"
+HTTP_ROUTE = "HTTPRoute"
+READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE)
+
+# What status.parents[].controllerName and GatewayClass.spec.controllerName say for Mecha.
+CONTROLLER_NAME = "mecha.io/gateway-controller"
+# istiod's controller name: a GatewayClass written for Istio is served by Mecha too (migration).
+CONTROLLER_NAMES = frozenset({CONTROLLER_NAME, "istio.io/gateway-controller"})
+MECHA_CLASS = "mecha"
+BUILTIN_CLASSES = frozenset({MECHA_CLASS, "istio"})
+
+# Real kinds of the group that later phases will read: accepted (so a manifest that carries them applies)
+# and reported as not honoured, never silently skipped.
+UNREAD_KINDS: dict[str, str] = {
+    "GRPCRoute": "GRPCRoute is not converted yet (Gateway API phase 2)",
+    "TLSRoute": "TLSRoute is not converted yet (Gateway API phase 2)",
+    "TCPRoute": "TCPRoute is not converted yet (Gateway API phase 2)",
+    "UDPRoute": "UDPRoute is not supported",
+    "ReferenceGrant": "ReferenceGrant is not read yet: cross-namespace backends are refused",
+    "BackendTLSPolicy": "BackendTLSPolicy is not applied yet",
+    "ListenerSet": "ListenerSet is not read yet",
+}
+
+
+def is_gateway_api(api_version: str) -> bool:
+    return api_version.rpartition("/")[0] == GROUP

@@ -1,0 +1,346 @@
+"""Typed, frozen forms of GatewayClass, Gateway and HTTPRoute documents (after the schema and CRD checks),
+with the CRDs' defaults applied: what conversion and status read. No Envoy and no Istio model here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from xds.diagnostics import Location
+from xds.gatewayapi.kinds import GROUP
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    kind: str
+    namespace: str
+    name: str
+    api_version: str
+    generation: int = 1  # metadata.generation (the store keeps it as the API server does): observedGeneration
+    created: str = ""  # metadata.creationTimestamp: the older route wins precedence ties
+    location: Location = field(default_factory=Location, compare=False, hash=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayClass:
+    meta: ObjectMeta
+    controller_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    index: int
+    name: str
+    port: int
+    protocol: str
+    hostname: str = ""  # "" = any host
+    allowed_from: str = "Same"  # allowedRoutes.namespaces.from: Same | All | Selector
+    # allowedRoutes.kinds as (group, kind); None = unset (the protocol's default kinds)
+    allowed_kinds: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    meta: ObjectMeta
+    class_name: str
+    listeners: tuple[Listener, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    index: int
+    group: str
+    kind: str
+    namespace: str  # defaulted to the route's namespace
+    name: str
+    section: str = ""
+    port: int | None = None
+    written: tuple[tuple[str, Any], ...] = ()  # the reference as written: status.parents[].parentRef
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.group == GROUP and self.kind == "Gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    kind: str  # Exact | PathPrefix | RegularExpression
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueMatch:
+    kind: str  # Exact | RegularExpression
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    index: int
+    path: PathMatch
+    headers: tuple[ValueMatch, ...] = ()
+    query_params: tuple[ValueMatch, ...] = ()
+    method: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFilter:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PathModifier:
+    kind: str  # ReplaceFullPath | ReplacePrefixMatch
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRef:
+    group: str
+    kind: str
+    name: str
+    namespace: str  # "" = the route's namespace
+    port: int | None = None
+    weight: int = 1
+    filters: tuple[Filter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    index: int
+    type: str
+    request_headers: HeaderFilter | None = None
+    response_headers: HeaderFilter | None = None
+    mirror: BackendRef | None = None
+    mirror_per_million: int = 1_000_000  # percent / fraction of requests mirrored
+    redirect_scheme: str = ""
+    redirect_hostname: str = ""
+    redirect_port: int | None = None
+    redirect_status: int = 302
+    rewrite_hostname: str = ""
+    path: PathModifier | None = None  # RequestRedirect / URLRewrite path
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    index: int
+    name: str
+    matches: tuple[Match, ...]
+    filters: tuple[Filter, ...] = ()
+    backend_refs: tuple[BackendRef, ...] = ()
+    request_timeout: timedelta | None = None
+    backend_request_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute:
+    meta: ObjectMeta
+    parent_refs: tuple[ParentRef, ...]
+    hostnames: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration(text: str | None) -> timedelta | None:
+    """A GEP-2257 duration (pattern-checked: 1-4 parts of digits + h/m/s/ms)."""
+    if text is None:
+        return None
+    seconds = sum(float(n) * _UNIT[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", text))
+    return timedelta(seconds=seconds)
+
+
+def meta_of(kind: str, api_version: str, location: Location, body: dict[str, Any]) -> ObjectMeta:
+    metadata = body.get("metadata") or {}
+    generation = metadata.get("generation")
+    return ObjectMeta(
+        kind=kind,
+        namespace=location.namespace,
+        name=location.name,
+        api_version=api_version,
+        generation=generation if isinstance(generation, int) and generation > 0 else 1,
+        created=str(metadata.get("creationTimestamp") or ""),
+        location=location,
+    )
+
+
+def gateway_class(meta: ObjectMeta, spec: dict[str, Any]) -> GatewayClass:
+    return GatewayClass(meta, str(spec.get("controllerName") or ""))
+
+
+def gateway(meta: ObjectMeta, spec: dict[str, Any]) -> Gateway:
+    listeners = []
+    for i, raw in enumerate(spec.get("listeners") or []):
+        allowed = raw.get("allowedRoutes") or {}
+        kinds = allowed.get("kinds")
+        listeners.append(
+            Listener(
+                index=i,
+                name=raw["name"],
+                port=raw["port"],
+                protocol=raw["protocol"],
+                hostname=raw.get("hostname") or "",
+                allowed_from=(allowed.get("namespaces") or {}).get("from") or "Same",
+                allowed_kinds=None
+                if kinds is None
+                else tuple((GROUP if k.get("group") is None else k["group"], k["kind"]) for k in kinds),
+            )
+        )
+    return Gateway(meta, spec["gatewayClassName"], tuple(listeners))
+
+
+def _first_wins(items: list[dict[str, Any]], lower: bool) -> list[dict[str, Any]]:
+    """ "Subsequent entries with an equivalent name MUST be ignored" (header names: case-insensitive)."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = item["name"].lower() if lower else item["name"]
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _match(index: int, raw: dict[str, Any]) -> Match:
+    path = raw.get("path") or {}
+    value = path.get("value")
+    return Match(
+        index=index,
+        path=PathMatch(path.get("type") or "PathPrefix", "/" if value is None else value),
+        headers=tuple(
+            ValueMatch(h.get("type") or "Exact", h["name"].lower(), h["value"])
+            for h in _first_wins(raw.get("headers") or [], lower=True)
+        ),
+        query_params=tuple(
+            ValueMatch(q.get("type") or "Exact", q["name"], q["value"])
+            for q in _first_wins(raw.get("queryParams") or [], lower=False)
+        ),
+        method=raw.get("method") or "",
+    )
+
+
+def _header_filter(raw: dict[str, Any] | None) -> HeaderFilter | None:
+    if raw is None:
+        return None
+    return HeaderFilter(
+        set=tuple((h["name"], h["value"]) for h in _first_wins(raw.get("set") or [], lower=True)),
+        add=tuple((h["name"], h["value"]) for h in _first_wins(raw.get("add") or [], lower=True)),
+        remove=tuple(raw.get("remove") or ()),
+    )
+
+
+def _backend(raw: dict[str, Any], filters: tuple[Filter, ...] = ()) -> BackendRef:
+    weight = raw.get("weight")
+    return BackendRef(
+        group=raw.get("group") or "",
+        kind=raw.get("kind") or "Service",
+        name=raw["name"],
+        namespace=raw.get("namespace") or "",
+        port=raw.get("port"),
+        weight=1 if weight is None else weight,
+        filters=filters,
+    )
+
+
+def _path_modifier(raw: dict[str, Any] | None) -> PathModifier | None:
+    if raw is None:
+        return None
+    kind = raw["type"]
+    value = raw.get("replaceFullPath") if kind == "ReplaceFullPath" else raw.get("replacePrefixMatch")
+    return PathModifier(kind, value or "")
+
+
+def _mirror_share(raw: dict[str, Any]) -> int:
+    """percent / fraction -> requests mirrored per million (unset: all)."""
+    fraction = raw.get("fraction")
+    if fraction is not None:
+        return round(1_000_000 * fraction["numerator"] / (fraction.get("denominator") or 100))
+    percent = raw.get("percent")
+    return 1_000_000 if percent is None else percent * 10_000
+
+
+def _filter(index: int, raw: dict[str, Any]) -> Filter:
+    kind = raw["type"]
+    redirect, rewrite, mirror = raw.get("requestRedirect"), raw.get("urlRewrite"), raw.get("requestMirror")
+    out = Filter(
+        index=index,
+        type=kind,
+        request_headers=_header_filter(raw.get("requestHeaderModifier")),
+        response_headers=_header_filter(raw.get("responseHeaderModifier")),
+    )
+    if mirror is not None:
+        return Filter(
+            index, kind, mirror=_backend(mirror["backendRef"]), mirror_per_million=_mirror_share(mirror)
+        )
+    if redirect is not None:
+        return Filter(
+            index,
+            kind,
+            redirect_scheme=redirect.get("scheme") or "",
+            redirect_hostname=redirect.get("hostname") or "",
+            redirect_port=redirect.get("port"),
+            redirect_status=redirect.get("statusCode") or 302,
+            path=_path_modifier(redirect.get("path")),
+        )
+    if rewrite is not None:
+        return Filter(
+            index,
+            kind,
+            rewrite_hostname=rewrite.get("hostname") or "",
+            path=_path_modifier(rewrite.get("path")),
+        )
+    return out
+
+
+def _rule(index: int, raw: dict[str, Any]) -> Rule:
+    matches = raw.get("matches") or [{}]  # the CRD default: one PathPrefix "/" match
+    timeouts = raw.get("timeouts") or {}
+    return Rule(
+        index=index,
+        name=raw.get("name") or "",
+        matches=tuple(_match(i, m) for i, m in enumerate(matches)),
+        filters=tuple(_filter(i, f) for i, f in enumerate(raw.get("filters") or [])),
+        backend_refs=tuple(
+            _backend(b, tuple(_filter(i, f) for i, f in enumerate(b.get("filters") or [])))
+            for b in raw.get("backendRefs") or []
+        ),
+        request_timeout=duration(timeouts.get("request")),
+        backend_request_timeout=duration(timeouts.get("backendRequest")),
+    )
+
+
+def http_route(meta: ObjectMeta, spec: dict[str, Any]) -> HTTPRoute:
+    parents = []
+    for i, raw in enumerate(spec.get("parentRefs") or []):
+        group = raw.get("group")
+        parents.append(
+            ParentRef(
+                index=i,
+                group=GROUP if group is None else group,
+                kind=raw.get("kind") or "Gateway",
+                namespace=raw.get("namespace") or meta.namespace,
+                name=raw["name"],
+                section=raw.get("sectionName") or "",
+                port=raw.get("port"),
+                written=tuple(sorted(raw.items())),
+            )
+        )
+    rules = spec.get("rules")
+    if rules is None:  # the CRD default: one rule matching every path (no backend: answers 500)
+        rules = [{}]
+    return HTTPRoute(
+        meta=meta,
+        parent_refs=tuple(parents),
+        hostnames=tuple(spec.get("hostnames") or ()),
+        rules=tuple(_rule(i, r) for i, r in enumerate(rules)),
+    )
