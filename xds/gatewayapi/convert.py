@@ -125,20 +125,21 @@ class _Converter:
 
     def _listener(self, gw: objects.Gateway, spec: objects.Listener, conflicted: bool) -> _Listener:
         kinds = [HTTP_ROUTE_KIND] if spec.allowed_kinds is None else list(spec.allowed_kinds)
-        supported = [k for k in kinds if k == HTTP_ROUTE_KIND]
+        # the route kinds this listener can carry: HTTPRoute on HTTP; none yet on the other protocols
+        supported = [k for k in kinds if k == HTTP_ROUTE_KIND and spec.protocol in SERVED_PROTOCOLS]
         accepted = ok("Accepted", "Accepted", "No errors found")
         conflict = Condition("Conflicted", "False", "NoConflicts", "No conflicts")
         refs = ok("ResolvedRefs", "ResolvedRefs", "No errors found")
         why = ""
-        if spec.protocol not in SERVED_PROTOCOLS:
-            why = f"protocol {spec.protocol} is not served yet (Gateway API phase 1 serves HTTP listeners)"
-            accepted = failed("Accepted", "UnsupportedProtocol", why)
-        elif conflicted:
+        if conflicted:  # not distinct: none of the listeners sharing the port is accepted
             why = f"port {spec.port} is used by listeners of different protocols"
             accepted = failed("Accepted", "PortUnavailable", why)
             conflict = Condition("Conflicted", "True", "ProtocolConflict", why)
+        if spec.protocol not in SERVED_PROTOCOLS:
+            why = f"protocol {spec.protocol} is not served yet (Gateway API phase 1 serves HTTP listeners)"
+            accepted = failed("Accepted", "UnsupportedProtocol", why)
         invalid = [k for k in kinds if k not in supported]
-        if invalid:
+        if invalid and spec.allowed_kinds is not None:
             names = ", ".join(f"{g}/{k}" for g, k in invalid)
             refs = failed("ResolvedRefs", "InvalidRouteKinds", f"unsupported route kinds: {names}")
         is_accepted = accepted.status == "True"

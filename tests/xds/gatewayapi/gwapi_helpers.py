@@ -72,7 +72,23 @@ def route_line(r: HTTPRoute) -> str:
             f"{d.destination.host}:{d.destination.port}" + (f"@{d.weight}" if d.weight is not None else "")
             for d in r.route
         )
-    return f"{r.name}: {', '.join(parts)} -> {action}"
+    extras = []
+    if r.rewrite_uri is not None:
+        extras.append(f"rewrite prefix {r.rewrite_uri}")
+    if r.regex_rewrite is not None:
+        extras.append(f"rewrite path {r.regex_rewrite.substitution}")
+    if r.rewrite_authority:
+        extras.append(f"rewrite host {r.rewrite_authority}")
+    if r.headers is not None:
+        for side, ops in (("request", r.headers.request), ("response", r.headers.response)):
+            extras += [f"{side} set {k}={v}" for k, v in ops.set]
+            extras += [f"{side} add {k}={v}" for k, v in ops.add]
+            extras += [f"{side} remove {k}" for k in ops.remove]
+    extras += [f"mirror {m.destination.host}:{m.destination.port} {m.percent.ratio:.0%}" for m in r.mirrors]
+    if r.timeout is not None:
+        extras.append(f"timeout {r.timeout.total_seconds()}s")
+    tail = f" ({'; '.join(extras)})" if extras else ""
+    return f"{r.name}: {', '.join(parts)} -> {action}{tail}"
 
 
 def status_of(conversion: Conversion, kind: str, name: str, namespace: str = "default") -> ObjectStatus:
