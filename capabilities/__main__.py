@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from capabilities.apphealth import AppHealthConfig, WorkloadReporter
     from capabilities.config.settings import Settings
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger("capabilities")
 
@@ -195,7 +196,7 @@ async def serve_apps(
 
 
 async def _serve_runtime(
-    runtime: Any,
+    runtime: Runtime,
     on_failure: Any,
     health: AppHealthConfig | None = None,
     reporter: WorkloadReporter | None = None,

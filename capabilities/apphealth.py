@@ -21,7 +21,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +149,7 @@ class AppHealth:
     """Probes the app; on each transition pauses or resumes delivery and reports the workload's health."""
 
     def __init__(
-        self, runtime: Any, config: AppHealthConfig, reporter: WorkloadReporter | None = None
+        self, runtime: Runtime, config: AppHealthConfig, reporter: WorkloadReporter | None = None
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -227,7 +230,7 @@ class AppHealth:
             await asyncio.sleep(self.config.interval_s)
 
 
-async def drain(runtime: Any, reporter: WorkloadReporter | None) -> None:
+async def drain(runtime: Runtime, reporter: WorkloadReporter | None) -> None:
     """SIGTERM: the endpoint is marked DRAINING first (callers stop sending), then subscriptions and input
     bindings stop pulling; in-flight deliveries finish (or, unacked, go back to the broker)."""
     if reporter is not None:
@@ -236,7 +239,7 @@ async def drain(runtime: Any, reporter: WorkloadReporter | None) -> None:
         await deliveries.pause("shutting down")
 
 
-def _deliveries(runtime: Any) -> list[Any]:
+def _deliveries(runtime: Runtime) -> list[Any]:
     """What delivers to the app: the HTTP delivery manager and, for APP_PROTOCOL=grpc, the gRPC one (each has
     pause(reason) / resume())."""
     from capabilities.delivery import manager_for

@@ -11,13 +11,17 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from capabilities.components.spec import ComponentSpec
 from capabilities.errors import DaprError
 
+if TYPE_CHECKING:
+    from capabilities.blocks.component import Component
+
 # A factory builds an (un-initialised) component from its spec; the runtime then awaits its init().
-Factory = Callable[[ComponentSpec], Any]
+Factory = Callable[[ComponentSpec], "Component"]
+FactoryT = TypeVar("FactoryT", bound=Factory)  # @register keeps the decorated class's own type
 
 _FACTORIES: dict[tuple[str, str], Factory] = {}
 
@@ -55,8 +59,8 @@ BACKEND_MODULES: dict[str, str] = {
 }
 
 
-def register(component_type: str, version: str = "v1") -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
+def register(component_type: str, version: str = "v1") -> Callable[[FactoryT], FactoryT]:
+    def deco(factory: FactoryT) -> FactoryT:
         _FACTORIES[(component_type, version)] = factory
         return factory
 
@@ -99,7 +103,7 @@ def _load_backend(component_type: str) -> None:
         ) from exc
 
 
-def create(spec: ComponentSpec) -> Any:
+def create(spec: ComponentSpec) -> Component:
     factory = _FACTORIES.get((spec.type, spec.version))
     if factory is None:
         _load_backend(spec.type)

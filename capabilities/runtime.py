@@ -7,7 +7,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from capabilities import registry
 from capabilities.appchannel import AppChannel
@@ -20,6 +20,17 @@ from capabilities.errors import DaprError
 from capabilities.resiliency import Resiliency
 from capabilities.sharing import SharedComponents
 from capabilities.tracing import TRACING
+
+if TYPE_CHECKING:  # the contracts each block's API calls through (light, but not needed to run)
+    from capabilities.blocks.bindings.contract import Binding
+    from capabilities.blocks.component import Component
+    from capabilities.blocks.configuration.contract import ConfigurationStore
+    from capabilities.blocks.lock.contract import LockStore
+    from capabilities.blocks.pubsub.contract import PubSub
+    from capabilities.blocks.secretstores.contract import SecretStore
+    from capabilities.blocks.sequencer.contract import SequencerStore
+    from capabilities.blocks.state.contract import Store
+    from capabilities.delivery_grpc.app import GrpcAppDelivery
 
 __all__ = ["RUNTIME_VERSION", "Runtime", "Settings"]
 
@@ -78,7 +89,7 @@ NOT_READY_CODE = "ERR_NOT_READY"
 NOT_READY_RETRY_AFTER_S = 1
 
 
-async def _new_instance(spec: ComponentSpec) -> Any:
+async def _new_instance(spec: ComponentSpec) -> Component:
     instance = registry.create(spec)
     try:
         await asyncio.wait_for(instance.init(), spec.init_timeout_s)
@@ -91,7 +102,7 @@ async def _new_instance(spec: ComponentSpec) -> Any:
 class _Loaded:
     raw: RawComponent
     spec: ComponentSpec
-    instance: Any
+    instance: Component
 
 
 class Runtime:
@@ -122,6 +133,8 @@ class Runtime:
         self._callbacks: list[Callable[..., Any]] = []
         self._apply_lock = asyncio.Lock()
         self._watcher: Any = None
+        # APP_PROTOCOL=grpc: what delivers messages and binding events to the app (capabilities.delivery_grpc)
+        self.grpc_app_delivery: GrpcAppDelivery | None = None
 
     @property
     def app_id(self) -> str:
@@ -132,6 +145,23 @@ class Runtime:
     def component_specs(self) -> list[ComponentSpec]:
         return [loaded.spec for loaded in self._loaded.values()]
 
+    # components(block) / component(block, name): the block's contract Protocol for a known block name.
+    @overload
+    def components(self, block: Literal["state"]) -> dict[str, Store]: ...
+    @overload
+    def components(self, block: Literal["pubsub"]) -> dict[str, PubSub]: ...
+    @overload
+    def components(self, block: Literal["bindings"]) -> dict[str, Binding]: ...
+    @overload
+    def components(self, block: Literal["secretstores"]) -> dict[str, SecretStore]: ...
+    @overload
+    def components(self, block: Literal["configuration"]) -> dict[str, ConfigurationStore]: ...
+    @overload
+    def components(self, block: Literal["lock"]) -> dict[str, LockStore]: ...
+    @overload
+    def components(self, block: Literal["sequencer"]) -> dict[str, SequencerStore]: ...
+    @overload
+    def components(self, block: str) -> dict[str, Component]: ...
     def components(self, block: str) -> dict[str, Any]:
         return {name: item.instance for name, item in self._loaded.items() if item.spec.block == block}
 
@@ -139,7 +169,25 @@ class Runtime:
         loaded = self._loaded.get(name)
         return loaded.spec if loaded else None
 
+    @overload
+    def component(self, block: Literal["state"], name: str) -> Store: ...
+    @overload
+    def component(self, block: Literal["pubsub"], name: str) -> PubSub: ...
+    @overload
+    def component(self, block: Literal["bindings"], name: str) -> Binding: ...
+    @overload
+    def component(self, block: Literal["secretstores"], name: str) -> SecretStore: ...
+    @overload
+    def component(self, block: Literal["configuration"], name: str) -> ConfigurationStore: ...
+    @overload
+    def component(self, block: Literal["lock"], name: str) -> LockStore: ...
+    @overload
+    def component(self, block: Literal["sequencer"], name: str) -> SequencerStore: ...
+    @overload
+    def component(self, block: str, name: str) -> Component: ...
     def component(self, block: str, name: str) -> Any:
+        """The loaded component `name` of `block` (what the registry built for its spec.type, which
+        implements the block's contract); else the Dapr error for an unknown/missing/unready store."""
         loaded = self._loaded.get(name)
         if loaded is not None and loaded.spec.block == block:
             return loaded.instance
@@ -279,7 +327,7 @@ class Runtime:
             await self._close(current)
 
     async def _close(self, loaded: _Loaded) -> None:
-        async def close(instance: Any) -> None:
+        async def close(instance: Component) -> None:
             try:
                 await instance.close()
             except Exception as exc:

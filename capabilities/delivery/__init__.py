@@ -18,12 +18,15 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from capabilities.blocks.pubsub.contract import SubscribeOptions, Unsubscribe
+from capabilities.blocks.pubsub.contract import PubSub, SubscribeOptions, Unsubscribe
 from capabilities.delivery.bindings import InputBindings
 from capabilities.delivery.subscriptions import Subscription, merge, parse_declarative, parse_programmatic
 from capabilities.delivery.topics import TopicHandler
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,13 @@ _MANAGERS: dict[int, DeliveryManager] = {}
 @dataclass
 class _Active:
     sub: Subscription
-    component: Any
+    component: PubSub
     handler: TopicHandler
     unsubscribe: Unsubscribe
 
 
 class DeliveryManager:
-    def __init__(self, runtime: Any, *, app_timeout_s: float = 60.0):
+    def __init__(self, runtime: Runtime, *, app_timeout_s: float = 60.0):
         self.runtime = runtime
         self.app_timeout_s = app_timeout_s
         self.programmatic: list[Subscription] = []
@@ -139,7 +142,7 @@ class DeliveryManager:
             if getattr(self.runtime.app_channel, "configured", True) and not grpc_app:
                 await self.bindings.reconcile()
 
-    def _component(self, name: str) -> Any | None:
+    def _component(self, name: str) -> PubSub | None:
         try:
             return self.runtime.component("pubsub", name)
         except Exception:
@@ -209,7 +212,7 @@ class DeliveryManager:
         _MANAGERS.pop(id(self.runtime), None)
 
 
-async def start(runtime: Any) -> Stop:
+async def start(runtime: Runtime) -> Stop:
     """Start delivery for this runtime; return the async stop callable (build_app calls it on cleanup)."""
     manager = DeliveryManager(runtime)
     _MANAGERS[id(runtime)] = manager
@@ -223,11 +226,11 @@ async def start(runtime: Any) -> Stop:
     return manager.stop
 
 
-def manager_for(runtime: Any) -> DeliveryManager | None:
+def manager_for(runtime: Runtime) -> DeliveryManager | None:
     return _MANAGERS.get(id(runtime))
 
 
-def active_subscriptions(runtime: Any) -> list[dict[str, Any]]:
+def active_subscriptions(runtime: Runtime) -> list[dict[str, Any]]:
     """The live subscriptions of this runtime in /v1.0/metadata `subscriptions[]` form."""
     manager = _MANAGERS.get(id(runtime))
     if manager is None:

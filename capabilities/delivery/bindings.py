@@ -13,27 +13,30 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from capabilities.blocks.bindings.contract import InputBinding, StopReading
+from capabilities.blocks.bindings.contract import Binding, InputBinding, StopReading
 from capabilities.delivery.postman import RetryDelivery
 from capabilities.delivery.topics import default_backoff
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Reading:
-    component: Any
+    component: InputBinding
     stop: StopReading
 
 
 class InputBindings:
-    def __init__(self, runtime: Any, *, timeout_s: float = 60.0):
+    def __init__(self, runtime: Runtime, *, timeout_s: float = 60.0):
         self.runtime = runtime
         self.timeout_s = timeout_s
         self.reading: dict[str, _Reading] = {}
-        self.not_subscribed: dict[str, Any] = {}  # name -> component the app declined (404)
+        self.not_subscribed: dict[str, Binding] = {}  # name -> component the app declined (404)
         self.events_delivered = 0
 
     async def reconcile(self) -> None:
@@ -63,7 +66,7 @@ class InputBindings:
             return False
         return response.status != 404
 
-    async def _start(self, name: str, component: Any) -> None:
+    async def _start(self, name: str, component: InputBinding) -> None:
         async def handler(data: bytes, metadata: dict[str, str]) -> bytes | None:
             return await default_backoff(lambda: self._deliver(name, data, metadata))
 

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capabilities import metrics
 from capabilities.blocks.pubsub import envelope
@@ -23,6 +23,9 @@ from capabilities.delivery import postman
 from capabilities.delivery.postman import RetryDelivery, Verdict
 from capabilities.delivery.subscriptions import Subscription
 from capabilities.tracing import TRACING, trace_carrier
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ async def default_backoff(attempt: Callable[[], Awaitable[Any]]) -> Any:
 class TopicHandler:
     """Callable given to PubSub.subscribe: raising = not acked (the broker redelivers)."""
 
-    def __init__(self, runtime: Any, sub: Subscription, pubsub: PubSub, *, timeout_s: float = 60.0):
+    def __init__(self, runtime: Runtime, sub: Subscription, pubsub: PubSub, *, timeout_s: float = 60.0):
         self.runtime = runtime
         self.sub = sub
         self.pubsub = pubsub

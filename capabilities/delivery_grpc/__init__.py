@@ -9,12 +9,15 @@ config change (components pushed by the control plane, a replaced pubsub) it rec
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 Stop = Callable[[], Awaitable[None]]
 
 
-async def start(runtime: Any) -> Stop:
+async def start(runtime: Runtime) -> Stop:
     """Start gRPC delivery for `runtime` (see capabilities.delivery_grpc.app). The machinery is imported here,
     on use: the gRPC API imports capabilities.delivery_grpc.events at start-up, and only an app with
     APP_PROTOCOL=grpc needs the rest (keeps ~10 ms of imports off the capability service's start)."""

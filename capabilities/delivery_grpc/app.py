@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from google.protobuf import empty_pb2
 
@@ -15,13 +15,16 @@ from capabilities.delivery_grpc.channel import AppCallbackChannel, app_target
 from capabilities.delivery_grpc.declarative import declarative_subscriptions
 from capabilities.delivery_grpc.topics import TopicDelivery, TopicSubscription
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 Stop = Callable[[], Awaitable[None]]
 
 
 class GrpcAppDelivery:
-    def __init__(self, runtime: Any, channel: AppCallbackChannel):
+    def __init__(self, runtime: Runtime, channel: AppCallbackChannel):
         self.runtime = runtime
         self.channel = channel
         self.topics = TopicDelivery(runtime, channel)
@@ -148,7 +151,7 @@ class GrpcAppDelivery:
         await self.channel.close()
 
 
-async def start(runtime: Any) -> Stop:
+async def start(runtime: Runtime) -> Stop:
     settings = getattr(runtime, "settings", None)
     channel = AppCallbackChannel(
         app_target(runtime),

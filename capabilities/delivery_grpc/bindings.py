@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dapr.proto.runtime.v1 import appcallback_pb2
 
+from capabilities.blocks.bindings.contract import Binding
 from capabilities.delivery_grpc.channel import AppCallbackChannel
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +25,11 @@ Stop = Callable[[], Awaitable[None]]
 
 
 class BindingDelivery:
-    def __init__(self, runtime: Any, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
+    def __init__(self, runtime: Runtime, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
         self.runtime = runtime
         self.channel = channel
         self.timeout_s = timeout_s
-        self.reading: dict[str, tuple[Any, Stop | None]] = {}  # name -> (component instance, stop)
+        self.reading: dict[str, tuple[Binding, Stop | None]] = {}  # name -> (component instance, stop)
 
     @property
     def started(self) -> list[str]:

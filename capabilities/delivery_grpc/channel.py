@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc
 from google.protobuf import empty_pb2
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
-def app_target(runtime: Any) -> str:
+def app_target(runtime: Runtime) -> str:
     """host:port of the app from settings.app_url / settings.app_port (APP_PORT)."""
     settings = getattr(runtime, "settings", None)
     url = getattr(settings, "app_url", None)

@@ -7,9 +7,12 @@ document is logged with its name and field and skipped (the HTTP delivery report
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capabilities.delivery_grpc.topics import Rule, TopicSubscription
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def parse_subscription(doc: dict[str, Any]) -> TopicSubscription:
     )
 
 
-def declarative_subscriptions(runtime: Any) -> list[TopicSubscription]:
+def declarative_subscriptions(runtime: Runtime) -> list[TopicSubscription]:
     out: list[TopicSubscription] = []
     for doc in getattr(runtime, "subscriptions_docs", None) or []:
         scopes = doc.get("scopes") or []

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2
 
-from capabilities.blocks.pubsub.contract import Message, SubscribeOptions, Unsubscribe
+from capabilities.blocks.pubsub.contract import Message, PubSub, SubscribeOptions, Unsubscribe
 from capabilities.delivery.postman import RetryDelivery, Verdict
 from capabilities.delivery_grpc import events
 from capabilities.delivery_grpc.bulk import BulkSender, GrpcBulkBatcher
 from capabilities.delivery_grpc.channel import AppCallbackChannel
 from capabilities.tracing import TRACING, grpc_trace_metadata, trace_carrier
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +176,12 @@ async def deliver_in_bulk(batcher: GrpcBulkBatcher, sub: TopicSubscription, mess
 class TopicDelivery:
     """Subscribes every TopicSubscription to its broker and delivers its messages to the app."""
 
-    def __init__(self, runtime: Any, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
+    def __init__(self, runtime: Runtime, channel: AppCallbackChannel, *, timeout_s: float = 60.0):
         self.runtime = runtime
         self.channel = channel
         self.timeout_s = timeout_s
         # (pubsub, topic) -> (component instance, unsubscribe, subscription): re-done when any of them changes
-        self.active: dict[tuple[str, str], tuple[Any, Unsubscribe, TopicSubscription]] = {}
+        self.active: dict[tuple[str, str], tuple[PubSub, Unsubscribe, TopicSubscription]] = {}
         self.batchers: dict[tuple[str, str], GrpcBulkBatcher] = {}  # bulk-enabled subscriptions only
         self.bulk_sender = BulkSender(channel, timeout_s=timeout_s)
 

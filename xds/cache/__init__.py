@@ -8,16 +8,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xds.cache.cache import NewProxyCallback, SnapshotCache
+    from xds.cache.cache import SnapshotCache
     from xds.cache.snapshot import Resource, Snapshot
+    from xds.cache.watcher import ConfigWatcher, NewProxyCallback
 
 _WHERE = {
-    "NewProxyCallback": "xds.cache.cache",
+    "ConfigWatcher": "xds.cache.watcher",
+    "NewProxyCallback": "xds.cache.watcher",
     "SnapshotCache": "xds.cache.cache",
     "Resource": "xds.cache.snapshot",
     "Snapshot": "xds.cache.snapshot",
 }
-__all__ = ["NewProxyCallback", "Resource", "Snapshot", "SnapshotCache"]
+__all__ = ["ConfigWatcher", "NewProxyCallback", "Resource", "Snapshot", "SnapshotCache"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from xds.cache.snapshot import Snapshot
-from xds.proxy import ProxyIdentity
+from xds.cache.watcher import NewProxyCallback
 
 log = logging.getLogger(__name__)
-
-NewProxyCallback = Callable[[ProxyIdentity], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -28,7 +25,7 @@ class _Entry:
 
 
 class SnapshotCache:
-    """Current snapshot per proxy id plus change notification.
+    """Current snapshot per proxy id plus change notification (the server reads it as a ConfigWatcher).
 
     on_new_proxy is awaited by the server when a stream identifies a proxy whose snapshot is not set yet,
     so the control plane can compute the first snapshot for a newly connected proxy.
@@ -113,7 +110,7 @@ class SnapshotCache:
             fut.set_result(entry.snapshot)
             return fut
         entry.waiters.add(fut)
-        fut.add_done_callback(lambda f, e=entry: e.waiters.discard(f))
+        fut.add_done_callback(entry.waiters.discard)
         return fut
 
     def watch_count(self) -> int:

@@ -14,8 +14,9 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xds import metrics
 from xds.cache.snapshot import Snapshot
@@ -48,6 +49,9 @@ from xds.proxy import ProxyIdentity
 from xds.redact import Redactor, secret_values
 from xds.sources import RawDocument
 from xds.validate.strict import promote_strict
+
+if TYPE_CHECKING:
+    from xds.controlplane.compiler import Builder, Pipeline
 
 log = logging.getLogger("mecha.controlplane")
 
@@ -88,17 +92,19 @@ def status_dict(status: Any) -> dict[str, Any]:
 
 
 class ControlPlane:
-    def __init__(self, settings: Settings | None = None, pipeline: Any = None) -> None:
+    def __init__(self, settings: Settings | None = None, pipeline: Pipeline | None = None) -> None:
         """pipeline: the xds.pipeline module (tests may pass a stand-in with the same functions)."""
         # Imported here so that `mecha validate` / the CLI client never pay for gRPC and the translator.
         if pipeline is None:
-            from xds import pipeline
+            from xds import pipeline as default_pipeline
+
+            pipeline = default_pipeline
         from xds.cache import SnapshotCache
         from xds.server import XdsServer
         from xds.server.push import Debouncer
 
         self.settings = settings or Settings.from_env()
-        self._pipeline = pipeline
+        self._pipeline: Pipeline = pipeline
         # durable: a restarted control plane serves the last accepted version (xds/controlplane/store/)
         backend = open_backend(self.settings.store, self.settings.state_dir)  # StoreError: a bad --store
         # JWKS and credential certificates are resolved with each change and stored with its version
@@ -131,7 +137,9 @@ class ControlPlane:
 
         self.identity = xds_identity(self.settings)  # TLS + credentials on the xDS port unless --insecure-xds
         pushes = self.settings.max_concurrent_pushes
-        replicas = {"keepalive_options": replica_keepalive()} if is_shared(self.settings.store) else {}
+        replicas: dict[str, Any] = (
+            {"keepalive_options": replica_keepalive()} if is_shared(self.settings.store) else {}
+        )
         self.server = XdsServer(
             self.cache, max_concurrent_pushes=pushes, **self.identity.server_options(), **replicas
         )
@@ -230,7 +238,7 @@ class ControlPlane:
         watched = {folder_owner(Path(f)) for f in self.settings.config_dirs}
         folders = {s for s in self.store.sources() if s.startswith(folder_owner(""))}  # not api, registration
         for source in sorted(folders - watched):
-            outcome = await self._change(lambda s=source: self.store.plan_replace_source(s, []), False)
+            outcome = await self._change(partial(self.store.plan_replace_source, source, []), False)
             if outcome["accepted"]:
                 log.info("%s is no longer watched: %s", source, change_summary(outcome["changes"]))
             else:
@@ -342,7 +350,7 @@ class ControlPlane:
             self._snapshots[pid] = snap
             self.cache.set_snapshot(pid, snap)
 
-    def _new_builder(self) -> Any:
+    def _new_builder(self) -> Builder:
         from xds.translate.security.credentials import CredentialStore
 
         options = {} if self.settings.route_tables == "auto" else {"route_tables": self.settings.route_tables}
@@ -488,7 +496,8 @@ class ControlPlane:
             self.source_status[source] = {"accepted": False, "diagnostics": [d.to_dict() for d in diags]}
             log.error("config folder %s does not exist", folder)
             return
-        docs, diags = await asyncio.to_thread(self._pipeline.load_paths, [folder])
+        paths: list[str | Path] = [folder]
+        docs, diags = await asyncio.to_thread(self._pipeline.load_paths, paths)
         outcome = await self._change(lambda: self.store.plan_replace_source(source, docs, diags), False)
         self.source_status[source] = {
             "accepted": outcome["accepted"],
@@ -672,10 +681,11 @@ class ControlPlane:
         }
         own, out["earlier_warnings"] = own_diagnostics(plan.all_diagnostics(), plan.earlier)
         out["diagnostics"] = [d.to_dict() for d in own]
-        if plan.ok and getattr(plan.result, "config", None) is not None:  # credentials of connected proxies
-            from xds.identity.peers import endpoint_accounts
+        result = plan.result
+        if plan.ok and result is not None and getattr(result, "config", None) is not None:
+            from xds.identity.peers import endpoint_accounts  # credentials of connected proxies
 
-            _, mismatches = endpoint_accounts(plan.result.config, self.server.proxies())
+            _, mismatches = endpoint_accounts(result.config, self.server.proxies())
             out["diagnostics"] += [m.to_dict() for m in mismatches]
         if plan.conflict:  # refused because of who asked or when, not what: the API answers 409
             out["conflict"] = plan.conflict

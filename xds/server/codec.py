@@ -208,9 +208,10 @@ def _lite_messages() -> tuple[Any, Any]:
                 message.oneof_decl.add(name=f"_{field_name}")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return tuple(  # type: ignore[return-value]
+    request, status = (
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mecha.lite.{n}")) for n in fields
     )
+    return request, status
 
 
 def _fast_sotw_request(data: bytes) -> SotwRequest | None:

@@ -74,8 +74,6 @@ _FIRST_ANSWERS_KEPT = 16
 
 @dataclass(slots=True)
 class DeltaTypeState(TypeStateBase):
-    # subscribed names: one frozenset shared by every stream asking the same (replaced, never mutated)
-    names: frozenset[str] = frozenset()  # type: ignore[assignment]
     # name -> version the proxy holds (as far as we know): a shared snapshot mapping + this stream's changes
     client: HeldVersions = field(default_factory=HeldVersions)
     outstanding: dict[str, _Outstanding] = field(default_factory=dict)  # nonce -> response awaiting ACK
@@ -110,13 +108,14 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             st.client.update((sys.intern(k), v) for k, v in req.initial_resource_versions.items())
             if not req.subscribe and t in types.WILDCARD_TYPES:
                 st.wildcard = True  # legacy wildcard: first CDS/LDS request names nothing
-        names = set(st.names) if req.subscribe or req.unsubscribe else None
+        renamed = bool(req.subscribe or req.unsubscribe)
+        names = set(st.names) if renamed else set()  # copied only when the request changes them
         for name in req.subscribe:
             if name == "*":
                 st.wildcard = True
                 continue
             name = sys.intern(name)  # one string object per name across all streams, not one per stream
-            names.add(name)  # type: ignore[union-attr]
+            names.add(name)
             st.told_missing.discard(name)
             if not first:
                 st.client.pop(name, None)  # D4: an explicit subscribe is always answered
@@ -124,28 +123,29 @@ class DeltaStreamState(StreamStateBase[DeltaTypeState]):
             if name == "*":
                 st.wildcard = False
                 for held in list(st.client):
-                    if held not in names:  # type: ignore[operator]
+                    if held not in names:
                         st.client.pop(held)
                 continue
-            names.discard(name)  # type: ignore[union-attr]
+            names.discard(name)
             st.told_missing.discard(name)
             if st.client.pop(name, None) is not None and st.wildcard:
                 st.must_report.add(name)  # D5: still wanted through "*": re-send or report removed
-        if names is not None:
+        if renamed:
             st.names = shared_names(names)
 
         if req.response_nonce:
             record = st.outstanding.pop(req.response_nonce, None)
             if req.error_detail is not None:
                 rejected = record.version if record else st.sent_version
-                if record is not None and record.previous is None:
-                    st.client = HeldVersions()  # its first response of the type was refused: it holds none
-                elif record is not None:
-                    for name, previous in record.previous.items():
-                        if previous is None:
-                            st.client.pop(name, None)
-                        else:
-                            st.client[name] = previous
+                if record is not None:
+                    if record.previous is None:  # its first response of the type was refused: it holds none
+                        st.client = HeldVersions()
+                    else:
+                        for name, previous in record.previous.items():
+                            if previous is None:
+                                st.client.pop(name, None)
+                            else:
+                                st.client[name] = previous
                 detail = clip(req.error_detail.message, MAX_NACK_MESSAGE_CHARS)
                 st.nack = NackInfo(rejected, detail, req.response_nonce)
                 st.parked_version = rejected

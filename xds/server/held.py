@@ -46,7 +46,7 @@ class HeldVersions(MutableMapping[str, str]):
     def __contains__(self, name: object) -> bool:
         own = self.own
         if name in own:
-            return own[name] is not None  # type: ignore[index]
+            return own[name] is not None
         return name in self.base
 
     def __setitem__(self, name: str, version: str) -> None:

@@ -13,12 +13,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from xds import metrics, types
-from xds.cache.cache import SnapshotCache
 from xds.cache.snapshot import Snapshot
 from xds.identity.authenticator import Authenticator, AuthError, metadata_dict
 from xds.proxy import ProxyIdentity, ProxyIdentityError
@@ -38,6 +37,9 @@ from xds.server.state import (
 )
 from xds.server.status import ProxyStatus
 from xds.server.stream import pump, status_message
+
+if TYPE_CHECKING:
+    from xds.cache.watcher import ConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,12 @@ class _Counters:
 
 
 class XdsServer:
-    """The xDS gRPC server. Reads snapshots from `cache`; never builds configuration itself."""
+    """The xDS gRPC server. Reads snapshots from `cache` (any ConfigWatcher: the control plane's
+    SnapshotCache); never builds configuration itself."""
 
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: ConfigWatcher,
         *,
         max_concurrent_pushes: int = DEFAULT_MAX_CONCURRENT_PUSHES,
         first_snapshot_timeout: float = 5.0,
@@ -133,6 +136,7 @@ class XdsServer:
             ]
         )
         server.add_generic_rpc_handlers((*self._handlers(), *self.extra_handlers))
+        port: int
         if self.server_credentials is not None:
             port = server.add_secure_port(address, self.server_credentials)
         else:

@@ -17,6 +17,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from xds import types
 from xds.cache.snapshot import Resource, Snapshot, changed_names
@@ -67,16 +68,20 @@ class View:
         return other is not None and (other is self or other.by_name == self.by_name)
 
 
-class _SharedCache(OrderedDict[object, object]):
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _SharedCache(OrderedDict[K, V]):
     """A small LRU of shared, immutable values (name sets, views), bounded by a total weight."""
 
     def __init__(self, max_weight: int) -> None:
         super().__init__()
         self.max_weight = max_weight
         self.weight = 0
-        self._weights: dict[object, int] = {}
+        self._weights: dict[K, int] = {}
 
-    def lookup(self, key: object) -> object | None:
+    def lookup(self, key: K) -> V | None:
         found = self.get(key)
         if found is not None:
             self.move_to_end(key)
@@ -87,7 +92,7 @@ class _SharedCache(OrderedDict[object, object]):
         self._weights.clear()
         self.weight = 0
 
-    def store(self, key: object, value: object, weight: int) -> None:
+    def store(self, key: K, value: V, weight: int) -> None:
         self[key] = value
         self._weights[key] = weight
         self.weight += weight
@@ -98,10 +103,10 @@ class _SharedCache(OrderedDict[object, object]):
 
 # Interned subscriptions: every proxy asks EDS for the same thousands of cluster names; one frozenset (and one
 # string object per name) is kept instead of one set per stream.
-_NAME_SETS = _SharedCache(max_weight=200_000)
+_NAME_SETS: _SharedCache[frozenset[str], frozenset[str]] = _SharedCache(max_weight=200_000)
 # Named views by (type, type version, wildcard, names): about one per proxy for RDS (its own inbound route
 # configuration), one for EDS.
-_VIEWS = _SharedCache(max_weight=100_000)
+_VIEWS: _SharedCache[tuple[str, str, bool, frozenset[str]], View] = _SharedCache(max_weight=100_000)
 _NO_NAMES: frozenset[str] = frozenset()
 
 
@@ -112,7 +117,7 @@ def shared_names(names: Iterable[str]) -> frozenset[str]:
         return _NO_NAMES
     found = _NAME_SETS.lookup(wanted)
     if found is not None:
-        return found  # type: ignore[return-value]  # the usual case: an ACK repeats the names
+        return found  # the usual case: an ACK repeats the names
     wanted = frozenset(map(sys.intern, wanted))
     _NAME_SETS.store(wanted, wanted, len(wanted))
     return wanted
@@ -194,14 +199,14 @@ class SotwStreamState(StreamStateBase[SotwTypeState]):
         else:
             # Legacy wildcard (S2): CDS/LDS streams that never named a resource.
             st.wildcard = t in types.WILDCARD_TYPES and not st.ever_named
-        st.names = shared_names(names)  # type: ignore[assignment]  # read-only in SotW
+        st.names = shared_names(names)
 
     def _view(self, t: str, st: SotwTypeState, snap: Snapshot) -> View:
         present = snap.of(t)
         if st.wildcard and not st.names:
             return View(present.values(), present)  # the snapshot's own mapping, not a copy
         key = (t, snap.version(t), st.wildcard, st.names)
-        found: View | None = _VIEWS.lookup(key)  # type: ignore[assignment]
+        found = _VIEWS.lookup(key)
         if found is None or not found.matches(present):
             previous = st.sent_view
             if (
@@ -243,10 +248,11 @@ class SotwStreamState(StreamStateBase[SotwTypeState]):
             return  # nothing requested exists yet (S3: sent when it appears)
         if t == types.CLUSTER:
             self._force_eds_for_rewarmed(st.sent_view, view)
-        if t == types.ROUTE and self._same_names(st, view):
+        sent = st.sent_view  # not None when _same_names holds
+        if t == types.ROUTE and sent is not None and self._same_names(st, view):
             # R2: a SotW RDS response may carry only the route configurations that changed; Envoy updates
             # the ones it names and keeps the others (with scoped routing, 1 of ~1,000 per edit)
-            resources = _changed_resources(st.sent_view, view)  # type: ignore[arg-type]
+            resources = _changed_resources(sent, view)
         nonce = self._next_nonce()
         payload = encode_sotw_response(version, t, nonce, resources)
         st.sent_view, st.sent_version, st.sent_nonce, st.force = view, version, nonce, False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -103,7 +103,8 @@ class TypeStateBase:
 
     requested: bool = False
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
+    # subscribed names: one frozenset shared by every stream asking the same (replaced, never mutated)
+    names: frozenset[str] = frozenset()
     sent_version: str = ""
     sent_nonce: str = ""
     acked_version: str = ""

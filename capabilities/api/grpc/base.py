@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from capabilities.api.grpc.errors import invalid_argument
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 
 class ApiBase:
     """Mixins of the Dapr servicer inherit this; `runtime` is a capabilities.runtime.Runtime."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-
-    def component(self, block: str, name: str) -> Any:
-        """The named component; the runtime raises Dapr's ERR_*_NOT_FOUND / NOT_CONFIGURED error."""
-        return self.runtime.component(block, name)
 
 
 def incoming_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:

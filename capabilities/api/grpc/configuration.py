@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.common.v1 import common_pb2
@@ -22,6 +22,9 @@ from capabilities.api.grpc.errors import abort, dapr_errors
 from capabilities.blocks.configuration.contract import ConfigItem
 from capabilities.blocks.configuration.service import ConfigurationService
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def _items(items: dict[str, ConfigItem]) -> dict[str, common_pb2.ConfigurationIt
 class StreamingConfigurationService(ConfigurationService):
     """The block service, delivering each update to the subscription's queue instead of the app channel."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.queues: dict[str, asyncio.Queue[Any]] = {}
 
@@ -58,7 +61,7 @@ class StreamingConfigurationService(ConfigurationService):
 
 
 class ConfigurationApi(ApiBase):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.config = StreamingConfigurationService(runtime)
 

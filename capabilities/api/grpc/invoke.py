@@ -10,7 +10,7 @@ the HTTP status in the `dapr-http-status` header (daprd pkg/api/grpc InvokeServi
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -21,6 +21,9 @@ from google.protobuf import any_pb2
 from capabilities.api.grpc.base import ApiBase, incoming_metadata, require
 from capabilities.api.grpc.errors import HTTP_TO_GRPC, dapr_errors
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 VERBS = {v: k for k, v in common_pb2.HTTPExtension.Verb.items()}
 
@@ -40,7 +43,7 @@ def forwarded_headers(metadata: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in metadata.items() if not k.startswith((":", "grpc-")) and k not in _NOT_FORWARDED}
 
 
-def invoke_base_url(runtime: Any) -> str:
+def invoke_base_url(runtime: Runtime) -> str:
     configured = os.environ.get("MECHA_INVOKE_URL") or getattr(runtime.settings, "invoke_url", None)
     if configured:
         return str(configured).rstrip("/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import lock_pb2
@@ -18,11 +18,14 @@ from capabilities.api.grpc.base import ApiBase
 from capabilities.api.grpc.errors import dapr_errors
 from capabilities.blocks.lock.service import LockService
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
 class LockApi(ApiBase):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.locks = LockService(runtime)
         self._releases: set[asyncio.Task[None]] = set()
@@ -58,7 +61,7 @@ class LockApi(ApiBase):
     @dapr_errors
     async def UnlockAlpha1(self, request: Any, context: grpc.aio.ServicerContext) -> lock_pb2.UnlockResponse:
         status = await self.locks.unlock(request.store_name, request.resource_id, request.lock_owner)
-        return lock_pb2.UnlockResponse(status=int(status))
+        return lock_pb2.UnlockResponse(status=lock_pb2.UnlockResponse.Status.ValueType(status))
 
     async def close_locks(self) -> None:
         for task in list(self._releases):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import metadata_pb2
@@ -16,6 +16,9 @@ from google.protobuf import empty_pb2
 
 from capabilities.api.grpc.base import ApiBase
 from capabilities.api.grpc.errors import dapr_errors, invalid_argument
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ SUB_TYPES = {
 }
 
 
-def metadata_document(runtime: Any) -> dict[str, Any]:
+def metadata_document(runtime: Runtime) -> dict[str, Any]:
     """The HTTP metadata API's document: both APIs describe the runtime from the same function."""
     from capabilities.api.http.metadata import metadata_document as http_document
 

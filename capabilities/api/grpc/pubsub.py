@@ -12,6 +12,7 @@ from capabilities import strict_json
 from capabilities.api.grpc.base import ApiBase, trace_headers
 from capabilities.api.grpc.errors import dapr_errors
 from capabilities.blocks.pubsub import envelope, errors, service
+from capabilities.blocks.pubsub.contract import PubSub
 
 
 def bulk_event_value(raw: bytes, content_type: str) -> Any:
@@ -25,10 +26,10 @@ def bulk_event_value(raw: bytes, content_type: str) -> Any:
 
 
 class PubSubApi(ApiBase):
-    def _pubsub(self, name: str) -> Any:
+    def _pubsub(self, name: str) -> PubSub:
         if not name:
             raise errors.pubsub_name_empty()
-        return self.component("pubsub", name)
+        return self.runtime.component("pubsub", name)
 
     @dapr_errors
     async def PublishEvent(self, request: Any, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:

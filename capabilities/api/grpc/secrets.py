@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import secret_pb2
@@ -11,9 +11,12 @@ from capabilities.api.grpc.base import ApiBase
 from capabilities.api.grpc.errors import dapr_errors
 from capabilities.blocks.secretstores.service import SecretsService
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 
 class SecretsApi(ApiBase):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.secrets = SecretsService(runtime)
 

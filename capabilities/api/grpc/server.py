@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from capabilities.api.grpc.servicer import DaprApi
 from capabilities.api.grpc.wire import add_dapr_service
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +24,7 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 STOP_GRACE_S = 2.0
 
 
-def _setting(runtime: Any, name: str, env: str, default: Any) -> Any:
+def _setting(runtime: Runtime, name: str, env: str, default: Any) -> Any:
     """Read a Runtime.settings field, falling back to the environment (daprd's flags are env here too)."""
     value = getattr(getattr(runtime, "settings", None), name, None)
     if value in (None, ""):
@@ -29,7 +32,7 @@ def _setting(runtime: Any, name: str, env: str, default: Any) -> Any:
     return value
 
 
-def app_protocol(runtime: Any) -> str:
+def app_protocol(runtime: Runtime) -> str:
     return str(_setting(runtime, "app_protocol", "APP_PROTOCOL", "http")).lower()
 
 
@@ -54,7 +57,7 @@ class GrpcServerHandle:
 
 
 async def start_grpc(
-    runtime: Any, port: int, *, host: str | None = None, protocol: str | None = None
+    runtime: Runtime, port: int, *, host: str | None = None, protocol: str | None = None
 ) -> GrpcServerHandle:
     """Serve the Dapr gRPC API on host:port (port 0 = any free port; see handle.port).
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc
@@ -22,6 +22,9 @@ from capabilities.api.grpc.pubsub import PubSubApi
 from capabilities.api.grpc.secrets import SecretsApi
 from capabilities.api.grpc.state import StateApi
 from capabilities.api.grpc.streaming import StreamingSubscriptionsApi
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 MIXINS: tuple[type, ...] = (
     StateApi,
@@ -59,7 +62,7 @@ for _method in dapr_pb2.DESCRIPTOR.services_by_name["Dapr"].methods:
 
 
 class DaprApi(*MIXINS, _Base):  # type: ignore[misc]
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         for mixin in MIXINS:
             mixin.__init__(self, runtime)  # type: ignore[misc]
         self._background: set[asyncio.Task[Any]] = set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.common.v1 import common_pb2
@@ -16,6 +16,9 @@ from capabilities.blocks.state.contract import DeleteRequest, Operation, SetRequ
 from capabilities.blocks.state.query import parse_query
 from capabilities.blocks.state.service import StateService
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 FIRST_WRITE = common_pb2.StateOptions.StateConcurrency.CONCURRENCY_FIRST_WRITE
 
@@ -60,7 +63,7 @@ def delete_request(
 
 
 class StateApi(ApiBase):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.state = StateService(runtime)
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.runtime.v1 import pubsub_pb2
@@ -25,6 +25,9 @@ from capabilities.blocks.pubsub.contract import Message, SubscribeOptions
 from capabilities.delivery_grpc import events
 from capabilities.errors import DaprError
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +36,7 @@ class EventNotProcessed(Exception):
 
 
 class StreamingSubscriptionsApi(ApiBase):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.active_streams: dict[
             int, tuple[str, str]
@@ -48,7 +51,7 @@ class StreamingSubscriptionsApi(ApiBase):
             return
         try:
             initial = self._validate_initial(first)
-            pubsub = self.component("pubsub", initial.pubsub_name)
+            pubsub = self.runtime.component("pubsub", initial.pubsub_name)
         except DaprError as err:
             await abort(context, err)
         key = (initial.pubsub_name, initial.topic)

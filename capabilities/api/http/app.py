@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,10 +22,13 @@ from capabilities.errors import DaprError
 from capabilities.metrics import record_http_response
 from capabilities.tracing import TRACING, traced_http
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-RUNTIME_KEY = web.AppKey("runtime", Any)
+RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
 CONFIG_SERVICE_KEY = web.AppKey("configuration_service", ConfigurationService)
 
 
@@ -34,7 +37,7 @@ def error_response(err: DaprError) -> web.Response:
     return json_response(err.to_json(), status=err.http_status, headers=headers)
 
 
-def _make_middlewares(runtime: Any) -> list[Any]:
+def _make_middlewares(runtime: Runtime) -> list[Any]:
     settings = runtime.settings
     token = settings.api_token.encode() if settings.api_token else None
     max_body = settings.max_body_bytes
@@ -111,7 +114,7 @@ def _optional_module(name: str) -> Any | None:
     return importlib.import_module(name)
 
 
-def build_app(runtime: Any) -> web.Application:
+def build_app(runtime: Runtime) -> web.Application:
     quiet_malformed_http()
     # aiohttp refuses bodies above client_max_size while reading (chunked uploads included).
     app = web.Application(

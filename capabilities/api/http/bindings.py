@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from capabilities import strict_json
 from capabilities.blocks.bindings import errors, service
 from capabilities.blocks.bindings.contract import InvokeRequest
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 
 def parse_body(raw: bytes) -> InvokeRequest:
@@ -38,7 +41,7 @@ def parse_body(raw: bytes) -> InvokeRequest:
     )
 
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     async def invoke(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         invoke_request = parse_body(await request.read())

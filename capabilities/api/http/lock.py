@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from capabilities.api.http.common import json_response, read_json, require_object
 from capabilities.blocks.lock.service import LockService
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     service = LockService(runtime)
 
     async def lock(request: web.Request) -> web.Response:

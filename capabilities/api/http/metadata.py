@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from capabilities.api.http.common import empty, json_response
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 # Mecha: ready to serve (first component set loaded, APIs listening), whatever a single component's health;
 # the proxy's Envoy checks it on its capability clusters (xds/translate/cluster.py CAPABILITY_READY_PATH).
@@ -50,14 +53,14 @@ def declarative_subscriptions(docs: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def _grpc_app_subscriptions(runtime: Any) -> list[dict[str, Any]]:
+def _grpc_app_subscriptions(runtime: Runtime) -> list[dict[str, Any]]:
     """What an APP_PROTOCOL=grpc app declared in ListTopicSubscriptions (HTTP delivery records its own in
     runtime.programmatic_subscriptions; gRPC delivery keeps them on its GrpcAppDelivery)."""
     delivery = getattr(runtime, "grpc_app_delivery", None)
     return [sub.to_metadata() for sub in getattr(delivery, "app_subscriptions", [])]
 
 
-def metadata_document(runtime: Any) -> dict[str, Any]:
+def metadata_document(runtime: Runtime) -> dict[str, Any]:
     from capabilities.runtime import RUNTIME_VERSION
 
     components = []
@@ -97,7 +100,7 @@ def metadata_document(runtime: Any) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     async def healthz(request: web.Request) -> web.Response:
         app_ready = not runtime.app_channel.configured or runtime.app_channel.ready.is_set()
         if runtime.healthy and app_ready:

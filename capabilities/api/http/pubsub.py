@@ -6,22 +6,26 @@ Only maps HTTP to the block service (capabilities.blocks.pubsub.service) and bac
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from capabilities import strict_json
 from capabilities.api.http.common import empty, json_response, query_metadata
 from capabilities.blocks.pubsub import errors, service
+from capabilities.blocks.pubsub.contract import PubSub
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 
-def _pubsub(runtime: Any, name: str) -> Any:
+def _pubsub(runtime: Runtime, name: str) -> PubSub:
     if not name:
         raise errors.pubsub_name_empty()
     return runtime.component("pubsub", name)
 
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     async def publish(request: web.Request) -> web.Response:
         name = request.match_info["pubsub"]
         topic = request.match_info.get("topic", "")

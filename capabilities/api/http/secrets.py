@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from capabilities.api.http.common import empty, json_response, query_metadata
 from capabilities.blocks.secretstores.service import SecretsService
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     service = SecretsService(runtime)
 
     async def get_secret(request: web.Request) -> web.Response:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from capabilities.api.http.common import json_response, malformed, read_json, require_object
 from capabilities.blocks.sequencer.service import SequencerService
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
-def add_routes(app: web.Application, runtime: Any) -> None:
+
+def add_routes(app: web.Application, runtime: Runtime) -> None:
     service = SequencerService(runtime)
 
     async def next_id(request: web.Request) -> web.Response:

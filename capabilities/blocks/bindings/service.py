@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capabilities.blocks.bindings import errors
 from capabilities.blocks.bindings.contract import InvokeRequest, InvokeResponse, OutputBinding
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 
 def data_bytes(data: Any) -> bytes:
@@ -18,7 +21,7 @@ def data_bytes(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-async def invoke(runtime: Any, name: str, request: InvokeRequest) -> InvokeResponse:
+async def invoke(runtime: Runtime, name: str, request: InvokeRequest) -> InvokeResponse:
     binding = runtime.component("bindings", name)
     if not isinstance(binding, OutputBinding):
         raise errors.not_output(name)
@@ -31,6 +34,8 @@ async def invoke(runtime: Any, name: str, request: InvokeRequest) -> InvokeRespo
         raise errors.invoke_failed(name, exc) from exc
 
 
-async def send_to_output(runtime: Any, name: str, data: bytes, operation: str = "create") -> InvokeResponse:
+async def send_to_output(
+    runtime: Runtime, name: str, data: bytes, operation: str = "create"
+) -> InvokeResponse:
     """An input binding's reply `to: [name]`: send its data to that output binding (Dapr uses create)."""
     return await invoke(runtime, name, InvokeRequest(operation=operation, data=data))

@@ -7,11 +7,14 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe
+from capabilities.blocks.configuration.contract import ConfigItem, ConfigurationStore, Unsubscribe
 from capabilities.blocks.state.service import describe
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +27,12 @@ class _Source:
 
     keys: list[str]
     metadata: dict[str, str]
-    store: Any  # the component instance subscribed to
+    store: ConfigurationStore  # the component instance subscribed to
     deliver: Deliver
 
 
 class ConfigurationService:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._subscriptions: dict[str, tuple[str, Unsubscribe]] = {}
         self._sources: dict[str, _Source] = {}

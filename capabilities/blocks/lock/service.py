@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from capabilities.blocks.lock.contract import UnlockStatus
+from capabilities.blocks.lock.contract import LockStore, UnlockStatus
 from capabilities.blocks.state.keys import key_prefix
 from capabilities.blocks.state.service import describe
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 
 def _bad(message: str) -> DaprError:
@@ -15,10 +18,10 @@ def _bad(message: str) -> DaprError:
 
 
 class LockService:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def _resolve(self, store_name: str, resource_id: Any, owner: Any) -> tuple[Any, str]:
+    def _resolve(self, store_name: str, resource_id: Any, owner: Any) -> tuple[LockStore, str]:
         store = self.runtime.component("lock", store_name)
         if not isinstance(resource_id, str) or not resource_id:
             raise _bad(f"ResourceId is empty in lock store {store_name}")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from capabilities.blocks.state.service import describe
 from capabilities.errors import DaprError
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 
 class SecretsService:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     async def get(self, store_name: str, key: str, metadata: dict[str, str]) -> dict[str, str]:

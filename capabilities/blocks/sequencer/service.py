@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capabilities.blocks.sequencer.contract import Increment
 from capabilities.blocks.state.keys import key_prefix
 from capabilities.blocks.state.service import describe
 from capabilities.errors import DaprError
 
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
+
 
 class SequencerService:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     async def next_id(self, store_name: str, key: Any, increment: Any = None) -> int:

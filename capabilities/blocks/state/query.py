@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from capabilities.blocks.state.contract import Query, QueryError, QueryItem, QueryResult
@@ -129,9 +130,16 @@ def matches(doc: Any, flt: dict[str, Any] | None) -> bool:
     return _compare(op, found, value)
 
 
+Row = tuple[str, bytes, str, Any]  # key without prefix, value bytes, etag, parsed JSON document
+
+
+def _rank_at(path: str, row: Row) -> tuple[int, Any]:
+    return _rank(lookup(row[3], path))
+
+
 def run_query(rows: Iterable[tuple[str, bytes, str]], query: Query) -> QueryResult:
     """Evaluate `query` over (key without prefix, value bytes, etag); values that are not JSON never match."""
-    selected: list[tuple[str, bytes, str, Any]] = []
+    selected: list[Row] = []
     for key, raw, etag in rows:
         try:
             doc = json.loads(raw)
@@ -143,7 +151,7 @@ def run_query(rows: Iterable[tuple[str, bytes, str]], query: Query) -> QueryResu
     for path, descending in reversed(query.sort):
         present = [r for r in selected if lookup(r[3], path) not in (_MISSING, None)]
         absent = [r for r in selected if lookup(r[3], path) in (_MISSING, None)]
-        present.sort(key=lambda r, p=path: _rank(lookup(r[3], p)), reverse=descending)
+        present.sort(key=partial(_rank_at, path), reverse=descending)
         selected = present + absent
     offset = decode_token(query.token)
     end = offset + query.limit if query.limit else len(selected)

@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from capabilities.blocks.state.contract import (
     DeleteRequest,
     ETagError,
     Feature,
     Operation,
+    Querier,
     Query,
     QueryError,
     QueryResult,
     SetRequest,
+    Store,
     StoredItem,
+    TransactionalStore,
 )
 from capabilities.blocks.state.keys import check_key, key_prefix
 from capabilities.errors import DaprError
+
+if TYPE_CHECKING:
+    from capabilities.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -49,10 +56,10 @@ class BulkItem:
 
 
 class StateService:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def _resolve(self, store_name: str) -> tuple[Any, str]:
+    def _resolve(self, store_name: str) -> tuple[Store, str]:
         store = self.runtime.component("state", store_name)
         spec = self.runtime.component_spec(store_name)
         metadata = spec.metadata if spec is not None else {}
@@ -95,7 +102,7 @@ class StateService:
         for req in requests:
             prefixed = replace(req, key=prefix + req.key)
             try:
-                await self._run(store_name, lambda r=prefixed: store.set(r))
+                await self._run(store_name, partial(store.set, prefixed))
             except Exception as exc:
                 raise map_state_error(
                     exc, "ERR_STATE_SAVE", f"failed saving state in state store {store_name}"
@@ -111,7 +118,7 @@ class StateService:
             message = f"failed deleting state with key {req.key}: state store {store_name}"
             raise map_state_error(exc, "ERR_STATE_DELETE", message) from exc
 
-    def _require(self, store: Any, store_name: str, feature: Feature, what: str) -> None:
+    def _require(self, store: Store, store_name: str, feature: Feature, what: str) -> None:
         if feature not in store.features():
             raise DaprError(
                 "ERR_STATE_STORE_NOT_SUPPORTED", f"state store {store_name} doesn't support {what}", 500
@@ -120,11 +127,12 @@ class StateService:
     async def transact(self, store_name: str, operations: list[Operation]) -> None:
         store, prefix = self._resolve(store_name)
         self._require(store, store_name, Feature.TRANSACTIONAL, "transaction")
+        transactional = cast(TransactionalStore, store)  # what declaring TRANSACTIONAL promises
         for op in operations:
             check_key(op.key, store_name)
         prefixed = [replace(op, key=prefix + op.key) for op in operations]
         try:
-            await self._run(store_name, lambda: store.multi(prefixed))
+            await self._run(store_name, lambda: transactional.multi(prefixed))
         except Exception as exc:
             message = f"error while executing state transaction: state store {store_name}"
             raise map_state_error(exc, "ERR_STATE_TRANSACTION", message) from exc
@@ -135,8 +143,9 @@ class StateService:
             raise DaprError(
                 "ERR_STATE_STORE_NOT_SUPPORTED", f"state store {store_name} does not support querying", 500
             )
+        querier = cast(Querier, store)  # what declaring QUERY_API promises
         try:
-            return await self._run(store_name, lambda: store.query(prefix, query))
+            return await self._run(store_name, lambda: querier.query(prefix, query))
         except Exception as exc:
             raise map_state_error(
                 exc, "ERR_STATE_QUERY", f"failed query in state store {store_name}"

@@ -37,6 +37,10 @@ class Resolver(Protocol):
         unless `refresh` says to fetch/read them again."""
         ...
 
+    def credentials_differ(self, config: Any, inputs: ResolvedInputs) -> bool:
+        """The credential files no longer hold what `inputs` recorded for `config` (the leader's check)."""
+        ...
+
 
 class ConfigStore:
     def __init__(
@@ -180,7 +184,7 @@ class ConfigStore:
         if self.resolver is None:
             plan.result = self._compile(docs)
             return plan
-        given = plan.inputs
+        given: ResolvedInputs | Callable[[Any], ResolvedInputs] | None = plan.inputs
         if given is None:
             given = self.resolver.resolving(self.inputs, plan.refresh or InputRefresh())
         plan.result = self._compile_with(docs, given)
