@@ -216,7 +216,7 @@ class CertificateAuthority:
         for a key the workload generated and keeps (its CSR's public key)."""
         if not spiffe_ids:
             raise ValueError("a workload certificate needs at least one SPIFFE id")
-        sans = [x509.UniformResourceIdentifier(s) for s in spiffe_ids]
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(s) for s in spiffe_ids]
         signer = self._signer
         leaf = self._leaf(signer, public_key, sans, ttl)[0].public_bytes(serialization.Encoding.PEM)
         chain = [c.public_bytes(serialization.Encoding.PEM) for c in _pem_certs(signer.chain_pem)]

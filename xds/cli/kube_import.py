@@ -99,9 +99,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     except ImportUsageError as exc:
         print(f"mecha import: {exc}")
         return 2
-    for d in diags:
-        print(diag_line(d.to_dict()))
-    errors = [d for d in diags if d.severity is Severity.ERROR]
+    for diag in diags:
+        print(diag_line(diag.to_dict()))
+    errors = [diag for diag in diags if diag.severity is Severity.ERROR]
     if errors:
         print(f"nothing written: {len(errors)} error(s)")
         return 1

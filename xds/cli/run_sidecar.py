@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -220,7 +221,8 @@ async def run(plan: RunPlan, say: Say) -> int:
             sidecar.wait_synced(envoy, deadline),
         )
         waiting = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({ready, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {ready, waiting}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if waiting in done:
             ready.cancel()
             return 130

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware  # a Protocol: what web.Application(middlewares=) takes
 
 # client-side lookups live in xds.statedir (no aiohttp); re-exported for existing callers
 from xds.statedir import (  # noqa: F401
@@ -49,7 +50,7 @@ BODY_TYPES = frozenset({"application/json", "application/yaml", "application/x-y
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
 
-PRINCIPAL = web.RequestKey("principal", "Principal")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")  # who the request authenticated as
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -188,9 +189,6 @@ def required_scope(request: web.Request) -> str:
     if is_ui_read(request):
         return SCOPE_UI_READ
     return SCOPE_ADMIN
-
-
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 SessionPrincipal = Callable[[web.Request], Principal | None]

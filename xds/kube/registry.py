@@ -385,7 +385,8 @@ def _from_slices(
                     where, f"{fld}.addresses", "expected a non-empty list", Severity.ERROR, "kube-endpoints"
                 )
                 return None
-            conditions = e.get("conditions") if isinstance(e.get("conditions"), dict) else {}
+            given = e.get("conditions")
+            conditions = given if isinstance(given, dict) else {}
             if conditions.get("ready") is False and not publish_not_ready:  # unset means ready
                 continue
             pod = _target_pod(e.get("targetRef"), where.namespace)

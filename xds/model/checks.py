@@ -155,7 +155,7 @@ _ENDPOINT = re.compile(r"^(127\.0\.0\.1|0\.0\.0\.0|\[::1\]|\[::\]):(\d{1,5})$")
 
 
 def _sidecar_port_checks(spec: dict[str, Any], report: Report) -> None:
-    ports: set[int] = set()
+    ports: set[int | None] = set()  # None: a missing number (reported once per entry)
     for i, ing in enumerate(spec.get("ingress") or []):
         if not isinstance(ing, dict):
             continue
@@ -245,7 +245,7 @@ def traffic_checks(kind: str, spec: dict[str, Any], report: Report) -> None:
         ]
         for base, policy in policies:
             _policy_locality(policy, base, report)
-            seen: set[int] = set()
+            seen: set[int | None] = set()
             for j, pl in enumerate((policy or {}).get("portLevelSettings") or []):
                 number = ((pl or {}).get("port") or {}).get("number")
                 where = f"{base}.portLevelSettings[{j}].port.number"

@@ -387,8 +387,8 @@ def parse_policy(
     if kind == "RequestAuthentication":
         rules_raw = spec.get("jwtRules") or ()
         resolved = dict(jwks)
-        rules = tuple(_jwt_rule(r, resolved) for r in rules_raw)
-        return RequestAuthentication(res.meta, _selector(spec), rules)
+        jwt_rules = tuple(_jwt_rule(r, resolved) for r in rules_raw)
+        return RequestAuthentication(res.meta, _selector(spec), jwt_rules)
     raise ValueError(f"{kind} is not a security kind")
 
 

@@ -99,7 +99,8 @@ class RawDocument:
 def _split_documents(text: str) -> list[tuple[int, str]]:
     """Split on document markers; returns (first line number 0-based, chunk text) per document."""
     chunks: list[tuple[int, str]] = []
-    start, lines = 0, []
+    start = 0
+    lines: list[str] = []
     for i, line in enumerate(text.splitlines()):
         if _SEPARATOR.match(line):
             chunks.append((start, "\n".join(lines)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from types import MappingProxyType
 
 from envoy_data_plane.envoy.config.route import v3 as rte
@@ -191,8 +191,11 @@ class SnapshotBuilder:
             self.mesh = meshes[sig] = self._meshes.get(sig) or MeshBuilder(self.memo)
             self.mesh.begin()
             self._views = {}
-            self._scoping = bool(group_config.sidecars) or any(
-                x.export_to for x in (*config.services, *config.virtual_services, *config.destination_rules)
+            self._scoping = (
+                bool(group_config.sidecars)
+                or any(s.export_to for s in config.services)
+                or any(v.export_to for v in config.virtual_services)
+                or any(d.export_to for d in config.destination_rules)
             )
             clusters, endpoints = self.mesh.clusters_and_endpoints(group_config)
             self._scopes = scoped.wants_scopes(self.route_tables, group_config)
@@ -453,9 +456,7 @@ class SnapshotBuilder:
             tail = _dapr_tail(site)
             name = site.route
             out.append(
-                self.memo.get(
-                    ("rds", name, site_ns, tail), (blob,), lambda b=blob, n=name, t=tail: _dapr_rc(n, b, t)
-                )
+                self.memo.get(("rds", name, site_ns, tail), (blob,), partial(_dapr_rc, name, blob, tail))
             )
         return out
 

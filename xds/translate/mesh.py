@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from envoy_data_plane.envoy.config.route import v3 as rte
 
@@ -95,7 +96,8 @@ class MeshBuilder:
         self.memo = memo
         self._clusters: TypeSet | None = None
         self._endpoints: TypeSet | None = None
-        self._this_build: dict[tuple[object, ...], Blob] = {}  # per-namespace blobs, once per build()
+        # once per build(), keyed by kind first: blobs, (clusters, endpoints) sets, route-table maps...
+        self._this_build: dict[tuple[object, ...], Any] = {}
         self._inputs: dict[str, tuple[object, ...]] = {}
         self._scoped: dict[tuple[str, str], tuple[TypeSet, TypeSet]] = {}
 
@@ -156,8 +158,8 @@ class MeshBuilder:
             previous = self._scoped.get(view.scope.key, (None, None))
             found = (self._reuse(previous[0], clusters), self._reuse(previous[1], endpoints))
             self._scoped[view.scope.key] = found
-            self._this_build[key] = found  # type: ignore[assignment]
-        return found  # type: ignore[return-value]
+            self._this_build[key] = found
+        return found
 
     def clusters_and_endpoints(self, config: MeshConfig) -> tuple[TypeSet, TypeSet]:
         def walk() -> tuple[TypeSet, TypeSet]:
@@ -235,10 +237,10 @@ class MeshBuilder:
         if found is None:
             services = config.services if view is None else view.services
             http = [s for s in services if any(p.is_http for p in s.ports)]
-            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
+            found = self._this_build[key] = self.memo.get(
                 key, tuple(s.host for s in http), lambda: scoped.route_tables_of(http)
             )
-        return found  # type: ignore[return-value]
+        return found
 
     def service_route_tables(self, config: MeshConfig, view: ScopedView | None = None) -> TypeSet:
         """The route tables of the services' virtual hosts (`outbound|<namespace>|<n>`), shared by every
@@ -257,10 +259,8 @@ class MeshBuilder:
             items = [self._route_table(name, parts, view) for name, parts in members.items()]
             aliases, _scopes = self._alias_scopes(config, view)
             items += [aliases] if aliases is not None else []
-            found = self._this_build[key] = self.memo.get(  # type: ignore[assignment]
-                key, tuple(items), lambda: TypeSet.of(items)
-            )
-        return found  # type: ignore[return-value]
+            found = self._this_build[key] = self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
+        return found
 
     def _alias_scopes(
         self, config: MeshConfig, view: ScopedView | None
@@ -285,7 +285,7 @@ class MeshBuilder:
                 hosts = sorted({_vhost_host(v) for v in vhosts})
                 scopes = [scoped.scope_resource(h, scoped.ALIAS_TABLE) for h in hosts]
             found = self._this_build[key] = (table, scopes)
-        return found  # type: ignore[return-value]
+        return found
 
     def _route_table(self, name: str, parts: list[list[bytes]], view: ScopedView | None) -> Resource:
         # each service's vhosts of its own namespace (short names too): a scope only sends a short name
@@ -319,10 +319,10 @@ class MeshBuilder:
                 return self.memo.get(key, tuple(items), lambda: TypeSet.of(items))
 
             _table, alias_scopes = self._alias_scopes(config, view)
-            found = self._this_build[key] = self.memo.group(  # type: ignore[assignment]
+            found = self._this_build[key] = self.memo.group(
                 ("srds-all", *key[1:]), (tables, *alias_scopes, *services), walk
             )
-        return found  # type: ignore[return-value]
+        return found
 
     def _service_scopes(self, svc: Service, table: str) -> tuple[list[Resource], Resource | None]:
         def build() -> tuple[list[Resource], Resource | None]:

@@ -5,6 +5,7 @@ fewer clusters, endpoints and virtual hosts pushed to that proxy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -153,7 +154,7 @@ class ScopedView:
         )
 
 
-def _same_choice(a: dict[str, object], b: dict[str, object]) -> bool:
+def _same_choice(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
     return len(a) == len(b) and all(b.get(k) is v for k, v in a.items())
 
 

@@ -33,7 +33,7 @@ from xds import types
 from xds.cache.snapshot import Resource
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Service, ServicePort, VirtualService
+from xds.model.resources import Destination, RouteDestination, Service, ServicePort, VirtualService
 from xds.model.traffic import EgressListener, IngressListener, Sidecar
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
@@ -364,9 +364,7 @@ def sidecar_extras(
     return out
 
 
-def _default_destination(svc: Service, port: int) -> tuple[object, ...]:
-    from xds.model.resources import Destination, RouteDestination
-
+def _default_destination(svc: Service, port: int) -> tuple[RouteDestination, ...]:
     return (RouteDestination(Destination(svc.host, "", port)),)
 
 

@@ -11,8 +11,9 @@ source-conditional match is not copied at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPMatch, HTTPRoute, Labels, VirtualService
@@ -51,9 +52,15 @@ def conditional_matches(config: MeshConfig) -> list[tuple[MatchId, HTTPMatch | L
     out: list[tuple[MatchId, HTTPMatch | L4Match]] = []
     for vs in config.virtual_services:
         ref = vs.meta.ref
-        for kind, routes in (("http", vs.http), ("tcp", vs.tcp), ("tls", vs.tls)):
+        by_kind: tuple[tuple[str, Sequence[HTTPRoute | L4Route]], ...] = (
+            ("http", vs.http),
+            ("tcp", vs.tcp),
+            ("tls", vs.tls),
+        )
+        for kind, routes in by_kind:
             for i, r in enumerate(routes):
-                for j, m in enumerate(r.matches):
+                matches: Sequence[HTTPMatch | L4Match] = r.matches
+                for j, m in enumerate(matches):
                     if _conditional(m):
                         out.append(((ref, kind, i, j), m))
     return out
@@ -66,16 +73,19 @@ def signature(conditional: list[tuple[MatchId, HTTPMatch | L4Match]], proxy: Pro
     )
 
 
-def _plain(m: HTTPMatch | L4Match) -> HTTPMatch | L4Match:
+# HTTP and L4 routes (and their matches) are filtered alike; each kind keeps its own type
+Route = TypeVar("Route", HTTPRoute, L4Route)
+Match = TypeVar("Match", HTTPMatch, L4Match)
+
+
+def _plain(m: Match) -> Match:
     return replace(m, source_labels=None, source_namespace="")
 
 
-def _filter_routes(
-    ref: str, kind: str, routes: tuple[HTTPRoute, ...] | tuple[L4Route, ...], applies: Signature
-) -> tuple[HTTPRoute | L4Route, ...]:
+def _filter_routes(ref: str, kind: str, routes: tuple[Route, ...], applies: Signature) -> tuple[Route, ...]:
     """Routes with the conditional matches that do not apply removed (a route left with no match is
     dropped: it never becomes a catch-all) and those that apply turned into ordinary matches."""
-    out: list[HTTPRoute | L4Route] = []
+    out: list[Route] = []
     for i, r in enumerate(routes):
         if not any(_conditional(m) for m in r.matches):
             out.append(r)
@@ -86,7 +96,7 @@ def _filter_routes(
             if not _conditional(m) or (ref, kind, i, j) in applies
         ]
         if kept:
-            out.append(replace(r, matches=tuple(kept)))  # type: ignore[arg-type]
+            out.append(replace(r, matches=tuple(kept)))
     return tuple(out)
 
 
@@ -94,9 +104,9 @@ def _filtered_vs(vs: VirtualService, applies: Signature) -> VirtualService:
     ref = vs.meta.ref
     return replace(
         vs,
-        http=_filter_routes(ref, "http", vs.http, applies),  # type: ignore[arg-type]
-        tcp=_filter_routes(ref, "tcp", vs.tcp, applies),  # type: ignore[arg-type]
-        tls=_filter_routes(ref, "tls", vs.tls, applies),  # type: ignore[arg-type]
+        http=_filter_routes(ref, "http", vs.http, applies),
+        tcp=_filter_routes(ref, "tcp", vs.tcp, applies),
+        tls=_filter_routes(ref, "tls", vs.tls, applies),
     )
 
 

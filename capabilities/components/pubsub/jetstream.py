@@ -79,7 +79,8 @@ class JetStreamPubSub:
                     connect_timeout=2,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    # nats-py annotates int but sleeps on it: half a second between reconnects
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
                 ),
                 timeout=self.connect_timeout,
             )

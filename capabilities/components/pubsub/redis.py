@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -32,6 +32,10 @@ from capabilities.components.spec import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)
+
+# XREADGROUP's reply without decode_responses: [(stream, [(entry id, {field: value}), ...]), ...] or None
+# (redis-py types replies loosely).
+StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 
 
 class _Pipeliner:
@@ -186,8 +190,11 @@ class _StreamSubscription:
         backoff = 0.1
         while True:
             try:
-                response = await self.reader.xreadgroup(
-                    self.group, self.consumer, {self.topic: ">"}, count=self.owner.batch, block=1000
+                response = cast(
+                    StreamEntries,
+                    await self.reader.xreadgroup(
+                        self.group, self.consumer, {self.topic: ">"}, count=self.owner.batch, block=1000
+                    ),
                 )
                 backoff = 0.1
             except ResponseError as exc:

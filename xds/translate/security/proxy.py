@@ -6,6 +6,8 @@ configs that do not use security translate exactly as before).
 
 from __future__ import annotations
 
+from functools import partial
+
 from envoy_data_plane.envoy.config.cluster import v3 as clu
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
@@ -167,8 +169,18 @@ class SecurityTranslator:
                 self.memo.get(
                     ("mtls-cluster", r.name),
                     (r, svc, policies, td, rule, auto, self.endpoint_accounts),
-                    lambda r=r, svc=svc, port=port, subset=subset, rule=rule: self._secure(
-                        r, svc, port, subset, policies, td, rule, auto, self.sds, self.endpoint_accounts
+                    partial(
+                        self._secure,
+                        r,
+                        svc,
+                        port,
+                        subset,
+                        policies,
+                        td,
+                        rule,
+                        auto,
+                        self.sds,
+                        self.endpoint_accounts,
                     ),
                 )
             )
