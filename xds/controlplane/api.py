@@ -24,6 +24,7 @@ from xds.controlplane.auth import (
 from xds.controlplane.body import BodyError, check_yaml, decode_text, json_files
 from xds.controlplane.envoy_admin import SECTIONS, AdminError, NoAdminError, proxy_config, short_rows
 from xds.controlplane.report import routing_warnings
+from xds.gatewayapi import api as gateway_api
 from xds.identity.api import issue_credential, revoke_credential
 from xds.redact import RedactingFilter, Redactor
 
@@ -227,6 +228,7 @@ def make_app(
     app.router.add_post("/api/v1/credentials/revoke", revoke_credential)
     history_api.add_routes(app)  # GET /api/v1/config/history, POST /api/v1/config/rollback
     registration_api.add_routes(app)  # POST /api/v1/workloads/health (workload credential), GET workloads
+    gateway_api.add_routes(app)  # GET /api/v1/gateway-api/status
     app.router.add_get("/metrics", prometheus)
     ui.add_routes(app, ui_sessions)  # the dashboard: /ui, /ui/login, /ui/api/state, POST /api/v1/ui/code
     app.router.add_get("/healthz", healthz)

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.gatewayapi.kinds import is_gateway_api
+from xds.gatewayapi.metadata import with_generation
 from xds.inputs import ResolvedInputs
 from xds.sources import RawDocument
 
@@ -182,7 +184,8 @@ def _created(doc: RawDocument) -> str:
 def with_creation_timestamp(doc: RawDocument, old: RawDocument | None, now: str) -> RawDocument:
     """An Istio document keeps the creationTimestamp it carries, else the stored one, else gets `now` (first
     accept). Stored in the body, so every backend keeps it across restarts."""
-    if not doc.api_version.split("/", 1)[0].endswith(".istio.io") or _created(doc):
+    istio = doc.api_version.split("/", 1)[0].endswith(".istio.io")
+    if not (istio or is_gateway_api(doc.api_version)) or _created(doc):  # Gateway API: route precedence
         return doc
     meta = doc.body.get("metadata")
     if not isinstance(meta, dict):
@@ -232,6 +235,7 @@ def plan_change(
             continue
         old = docs.get(key)
         doc = with_creation_timestamp(doc, old, now)
+        doc = with_generation(doc, old)  # Gateway API: status reports it as observedGeneration
         if old is None:
             added.append(key)
         elif adopted or not same_body(old.body, doc.body):  # a new owner is a change to record

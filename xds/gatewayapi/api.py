@@ -1,0 +1,70 @@
+"""GET /api/v1/gateway-api/status: the status of every Gateway API object of the served config, as
+`kubectl get gatewayclasses,gateways,httproutes -o json` would show it (a v1 List; metadata and status).
+
+Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute; plurals and any case accepted) and
+`namespace`. Read-only, API token as every read. Computed from the store's documents and registry, once
+per config version; lastTransitionTime is when this control plane first saw each condition's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from xds.gatewayapi.convert import convert
+from xds.gatewayapi.documents import read_documents
+from xds.gatewayapi.kinds import READ_KINDS
+from xds.gatewayapi.status import ObjectStatus, TransitionClock, render
+
+STATUS_PATH = "/api/v1/gateway-api/status"
+CLOCK = web.AppKey("gateway_api_clock", TransitionClock)
+_CACHE = web.AppKey("gateway_api_status", dict)  # {"version": int, "statuses": [...]}
+_KIND_NAMES = {k.lower(): k for k in READ_KINDS} | {f"{k.lower()}s": k for k in READ_KINDS}
+_KIND_NAMES |= {"gatewayclasses": "GatewayClass"}
+
+
+def statuses(documents: Any, config: Any) -> list[ObjectStatus]:
+    """Status of every Gateway API object of documents (accepted RawDocuments); config: the compiled
+    MeshConfig whose registry decides BackendNotFound (None: no registry)."""
+    inputs, _ = read_documents(list(documents))
+    services = config.service_by_host if config is not None else {}
+    found = convert(inputs, services).statuses
+    return sorted(found, key=lambda s: (READ_KINDS.index(s.meta.kind), s.meta.namespace, s.meta.name))
+
+
+def _kinds(raw: str) -> set[str] | str:
+    """The kinds asked for, or the unknown name (an error message)."""
+    out: set[str] = set()
+    for name in filter(None, (n.strip().lower() for n in raw.split(","))):
+        if name not in _KIND_NAMES:
+            return name
+        out.add(_KIND_NAMES[name])
+    return out
+
+
+async def status(request: web.Request) -> web.Response:
+    from xds.controlplane.api import CONTROL_PLANE, error  # the API imports this module
+
+    kinds = _kinds(request.query.get("kind", ""))
+    if isinstance(kinds, str):
+        return error(400, f"kind={kinds!r}: expected GatewayClass, Gateway or HTTPRoute")
+    namespace = request.query.get("namespace", "")
+    control_plane: Any = request.app[CONTROL_PLANE]
+    store = control_plane.store
+    cached = request.app[_CACHE]
+    if cached.get("version") != store.version or "statuses" not in cached:
+        cached.update(version=store.version, statuses=statuses(store.documents.values(), store.config))
+    clock = request.app[CLOCK]
+    items = [
+        render(s, clock)
+        for s in cached["statuses"]
+        if (not kinds or s.meta.kind in kinds)
+        and (not namespace or s.meta.kind == "GatewayClass" or s.meta.namespace == namespace)
+    ]
+    return web.json_response({"apiVersion": "v1", "kind": "List", "version": store.version, "items": items})
+
+
+def add_routes(app: web.Application) -> None:
+    app[CLOCK] = TransitionClock()
+    app[_CACHE] = {}
+    app.router.add_get(STATUS_PATH, status)
