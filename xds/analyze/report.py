@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.gatewayapi.schema import SPECS as GATEWAY_API_SPECS
 from xds.model.schema import ListOf, MapOf, Obj, Spec, camelize
 from xds.model.specs import SPEC_BY_KIND
 from xds.pipeline import compile_documents, load_paths
@@ -123,7 +124,8 @@ def analyze_documents(
         report.resources += 1
         loc = doc.location
         spec = doc.body.get("spec")
-        table = SPEC_BY_KIND.get(doc.kind)
+        gateway_api = info.family is Family.GATEWAY_API  # its own tables: its Gateway is not Istio's
+        table = GATEWAY_API_SPECS[doc.kind] if gateway_api else SPEC_BY_KIND.get(doc.kind)
         rows: list[tuple[str, str, str]] = []
         if table is None:
             if info.family is Family.DAPR:
@@ -131,7 +133,7 @@ def analyze_documents(
             else:
                 rows.append(("spec", UNSUPPORTED, f"{doc.kind} is accepted but not translated yet"))
         elif spec is not None:
-            if info.family is not Family.DAPR:
+            if info.family is not Family.DAPR and not gateway_api:
                 spec = camelize(spec, table)  # proto field names (source_labels) are accepted as istiod does
             _walk(spec, table, "spec", rows)
         for key in doc.body:
