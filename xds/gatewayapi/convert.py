@@ -148,6 +148,16 @@ class _Converter:
             if is_accepted
             else failed("Programmed", "Invalid", why)
         )
+        if spec.allowed_from == "Selector":
+            msg = f"listener {spec.name}: namespace selectors are not evaluated yet: no route can attach"
+            self.out.diagnostics.append(
+                _warn(
+                    gw.meta.location,
+                    f"spec.listeners[{spec.index}].allowedRoutes",
+                    msg,
+                    "gateway-api-listener",
+                )
+            )
         if why:
             self.out.diagnostics.append(
                 _warn(
@@ -177,6 +187,10 @@ class _Converter:
             for err in o.ref_errors:
                 self.out.diagnostics.append(
                     _warn(where, err.field, f"{err.reason}: {err.message}", "gateway-api-ref")
+                )
+            for note in o.approximations:
+                self.out.diagnostics.append(
+                    _warn(where, f"spec.rules[{rule.index}].backendRefs", note, "gateway-api-approximated")
                 )
         parents: list[ParentStatus] = []
         for ref in route.parent_refs:

@@ -45,6 +45,7 @@ class RuleOutcome:
     routes: list[tuple[SortKey, HTTPRoute]] = field(default_factory=list)
     dropped: str = ""  # why the rule is not served (status UnsupportedValue); "" = served
     ref_errors: list[RefError] = field(default_factory=list)
+    approximations: list[str] = field(default_factory=list)  # served, but not exactly as written
 
 
 def precedence(route: objects.HTTPRoute, rule: objects.Rule, match: objects.Match, part: int) -> SortKey:
@@ -156,10 +157,17 @@ def _destinations(
         request = next((f.request_headers for f in ref.filters if f.request_headers), None)
         response = next((f.response_headers for f in ref.filters if f.response_headers), None)
         found.append((RouteDestination(dest, None, _headers(request, response)), ref.weight))
+    if found and outcome.ref_errors:
+        outcome.approximations.append("the share of its unresolved backends goes to the others (not 500)")
     if len(found) <= 1:
         return tuple(d for d, _ in found)
     shares = percentages([w for _, w in found])
-    return tuple(replace(d, weight=share) for (d, _), share in zip(found, shares, strict=True) if share > 0)
+    for (d, _), share in zip(found, shares, strict=True):
+        if share == 0:
+            msg = f"backend {d.destination.host} rounds to 0% of the traffic (weights are made percentages)"
+            outcome.approximations.append(msg)
+    kept = [replace(d, weight=share) for (d, _), share in zip(found, shares, strict=True) if share > 0]
+    return (replace(kept[0], weight=None),) if len(kept) == 1 else tuple(kept)
 
 
 _BACKEND_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")

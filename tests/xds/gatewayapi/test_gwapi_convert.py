@@ -390,3 +390,27 @@ def test_gateways_of_another_class_are_not_converted() -> None:
     assert conversion.gateways == [] and conversion.virtual_services == []
     assert any("gatewayClassName 'nginx' is not Mecha's" in str(d) for d in conversion.diagnostics)
     assert not diags
+
+
+def test_what_is_served_approximately_is_reported() -> None:
+    """A weight rounding to 0% and the share of a missing backend going to the others are said, not silent."""
+    rules = """  - backendRefs:
+    - {name: a, port: 8080, weight: 999}
+    - {name: b, port: 8080, weight: 1}
+    - {name: gone, port: 8080, weight: 1}
+"""
+    conversion, _ = convert_text(GATEWAY + route(rules), BACKENDS)
+    assert [route_line(r) for r in vs_by_host(conversion)["*"].http] == [
+        f"default.r.0: prefix /, port 80 -> {svc('a')}:8080"
+    ]
+    notes = [d.message for d in conversion.diagnostics if d.code == "gateway-api-approximated"]
+    assert notes == [
+        "the share of its unresolved backends goes to the others (not 500)",
+        f"backend {svc('b')} rounds to 0% of the traffic (weights are made percentages)",
+    ]
+
+
+def test_a_namespace_selector_listener_is_reported() -> None:
+    selector = "allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}}"
+    conversion, _ = convert_text(GATEWAY.replace("protocol: HTTP}", f"protocol: HTTP, {selector}"))
+    assert any("namespace selectors are not evaluated yet" in d.message for d in conversion.diagnostics)

@@ -204,3 +204,9 @@ def test_rendered_status_keeps_observed_generation_and_transition_times() -> Non
     key = ("Gateway", "default", "web", "Accepted")
     assert clock(key, Condition("Accepted", "True", "Accepted", "")) == "2024-01-01T00:00:00Z"
     assert clock(key, Condition("Accepted", "False", "ListenersNotValid", "")) == "2024-01-02T00:00:00Z"
+
+
+def test_a_namespace_selector_allows_no_route_yet() -> None:
+    selector = "allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}}"
+    got = parent_conditions(GATEWAY.replace("protocol: HTTP}", f"protocol: HTTP, {selector}") + http_route())
+    assert got["Accepted"] == ("False", "NotAllowedByListeners")
