@@ -165,7 +165,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                 except (ConnectionError, RuntimeError):  # the page went away
                     break
                 continue
-            await live.wait_published(seen)
+            # the next publication after the current one: a restarted feed has not published its first
+            # event yet (event empty, published left at the old feed's count), and waiting on `seen` would
+            # return at once and spin without yielding, freezing the control plane
+            await live.wait_published(live.published)
     finally:
         live.leave()
     return response

@@ -287,3 +287,20 @@ async def test_a_change_is_pushed_by_its_wake_up_not_the_next_tick(server: Serve
             except TimeoutError:
                 pytest.fail(f"the change was not pushed by its wake-up (the next tick is {LONG_S} s away)")
             assert state["version"] > first["version"]
+
+
+async def test_a_page_opened_after_the_feed_stopped_gets_the_state(server: Server) -> None:
+    """The feed stops when its last page leaves and starts again for the next one; the new page must get the
+    fresh feed's first event (the stream spun without yielding while that event was not yet published, which
+    froze the whole control plane)."""
+    async with aiohttp.ClientSession() as cli:
+        async with cli.get(server.url + "/ui/api/events", headers=server.bearer()) as resp:
+            await next_state(resp)
+        live = server.runner.app[ui.LIVE]
+        async with asyncio.timeout(5):
+            while live.feed_running():  # the handler notices the closed page at its next write
+                await asyncio.sleep(0.05)
+        async with cli.get(server.url + "/ui/api/events", headers=server.bearer()) as resp:
+            assert {"version", "graph"} <= set(await next_state(resp))
+        async with cli.get(server.url + "/readyz") as resp:  # the control plane still answers
+            assert resp.status == 200
