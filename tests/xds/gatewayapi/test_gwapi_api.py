@@ -120,3 +120,28 @@ async def test_status_filters_and_refuses_unknown_kinds(api: Api) -> None:
     assert listing["items"] == []
     status, body = await api.status("?kind=TCPRoute")
     assert status == 400 and "kind='tcproute'" in body["error"]
+
+
+ISTIO_GATEWAY = """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+"""
+
+
+async def test_a_gateway_api_gateway_never_replaces_an_istio_gateway_of_the_same_name(api: Api) -> None:
+    """The store keys documents by (kind, namespace, name): applying the other API's Gateway of the same
+    name is refused instead of silently replacing the stored one."""
+    await api.apply(ISTIO_GATEWAY)
+    headers = {"Content-Type": "application/yaml"}
+    async with api.session.post(f"{api.url}/api/v1/apply", data=GATEWAY, headers=headers) as resp:
+        body = await resp.json()
+    assert resp.status == 422, body
+    (diag,) = body["diagnostics"]
+    assert diag["field"] == "apiVersion" and "already exists as networking.istio.io/v1" in diag["message"]
+    async with api.session.get(f"{api.url}/api/v1/config") as resp:
+        config = await resp.json()
+    (stored,) = [d for d in config["documents"] if d["kind"] == "Gateway"]
+    assert stored["body"]["apiVersion"] == "networking.istio.io/v1"

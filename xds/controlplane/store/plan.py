@@ -234,6 +234,10 @@ def plan_change(
             diags.append(_owner_conflict(doc.location, key, owner, source))
             continue
         old = docs.get(key)
+        if old is not None and old.group != doc.group:  # a key has no group: Istio / Gateway API Gateway
+            msg = f"{key_str(key)} already exists as {old.api_version}: delete it first (it would be lost)"
+            diags.append(Diagnostic(doc.location, "apiVersion", msg, Severity.ERROR, "duplicate"))
+            continue
         doc = with_creation_timestamp(doc, old, now)
         doc = with_generation(doc, old)  # Gateway API: status reports it as observedGeneration
         if old is None:
