@@ -83,3 +83,21 @@ def test_authorization_policy_adds_rbac_to_the_selected_workload_only() -> None:
     snaps = build(_doc("AuthorizationPolicy", deny))
     assert all("envoy.filters.http.rbac" in f for f in _inbound_filters(snaps, "reviews-v1"))
     assert all(f == [ROUTER] for f in _inbound_filters(snaps, "productpage-v1"))
+
+
+def test_a_policy_selects_a_sidecar_labelled_at_proxy_level_only() -> None:
+    """Istio selects a sidecar by its pod's labels; a bootstrap may carry them on the proxy, not on each app.
+    The policy must not fail open for such a sidecar (its inbound listener had no RBAC, no JWT filter)."""
+    rules = "rules: [{to: [{operation: {methods: [DELETE]}}]}]"
+    deny = f"{{selector: {{matchLabels: {{app: reviews}}}}, action: DENY, {rules}}}"
+    config = config_of(demo_config(LAYOUT) + _doc("AuthorizationPolicy", deny))
+    reviews = next(p for p in LAYOUT.proxies if p.id == "reviews-v1")
+    meta = reviews.metadata()
+    labels = dict(meta["apps"][0]["labels"])
+    meta = {**meta, "labels": labels, "apps": [{**a, "labels": {}} for a in meta["apps"]]}
+    proxy = ProxyIdentity.from_node(reviews.id, {"mecha": meta})
+    assert proxy.label_map == labels and all(not a.labels for a in proxy.apps)
+    certs = WorkloadCertificates(CertificateAuthority())
+    snaps = SnapshotBuilder(certs=certs).build(config, [proxy])
+    inbound = _inbound_filters(snaps, reviews.id)
+    assert inbound and all("envoy.filters.http.rbac" in f for f in inbound), inbound

@@ -129,7 +129,9 @@ class SecurityTranslator:
             for app in proxy.apps:
                 if app.inbound_port is None or app.app_port is None:
                     continue
-                labels = app.label_map
+                # the workload's labels: the proxy's (a sidecar's pod labels) under the app's own, as the
+                # other selectors read them; an app without labels must not fall outside every policy
+                labels = {**proxy.label_map, **app.label_map}
                 mode = mtls.peer_mode(policies, app.namespace, labels, app.inbound_port)
                 filters = authn_http_filters(policies, app.namespace, labels, config)
                 filters += rbac_http_filters(policies, app.namespace, labels)
