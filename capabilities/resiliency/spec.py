@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from capabilities.config.documents import ConfigError
@@ -46,13 +47,17 @@ class Resiliency:
         for app_id, target in spec.targets.apps.items():
             self._add_target(f"apps/{app_id}", target, f"{src}: spec.targets.apps.{app_id}")
         for comp, directions in spec.targets.components.items():
-            for direction, target in (("outbound", directions.outbound), ("inbound", directions.inbound)):
-                if target is not None:
+            for direction, names in (("outbound", directions.outbound), ("inbound", directions.inbound)):
+                if names is not None:
                     where = f"{src}: spec.targets.components.{comp}.{direction}"
-                    self._add_target(f"components/{comp}/{direction}", target, where)
+                    self._add_target(f"components/{comp}/{direction}", names, where)
 
     def _add_target(self, key: str, target: PolicyNames, where: str) -> None:
-        known = {"timeouts": self.timeouts, "retries": self.retries, "circuitBreakers": self.breakers}
+        known: dict[str, Mapping[str, object]] = {
+            "timeouts": self.timeouts,
+            "retries": self.retries,
+            "circuitBreakers": self.breakers,
+        }
         for field, kind, name in target.references():
             if name not in known[kind]:
                 raise ConfigError(f"{where}.{field}: policy {name!r} is not defined under spec.policies")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,9 +28,12 @@ from xds.gatewayapi import api as gateway_api
 from xds.identity.api import issue_credential, revoke_credential
 from xds.redact import RedactingFilter, Redactor
 
+if TYPE_CHECKING:
+    from xds.controlplane.runtime import ControlPlane
+
 log = logging.getLogger("mecha.api")
 
-CONTROL_PLANE = web.AppKey("control_plane", Any)
+CONTROL_PLANE: web.AppKey[ControlPlane] = web.AppKey("control_plane")
 REDACTOR = web.AppKey("redactor", Redactor)
 LONG_POLL_MAX_S = 30.0
 
@@ -291,5 +294,6 @@ async def start_api(
     server = site._server  # aiohttp exposes the bound sockets only here
     bound = port
     if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
+        sockets = getattr(server, "sockets", None) or []  # asyncio.Server's; AbstractServer has none
+        bound = sockets[0].getsockname()[1]
     return runner, bound
