@@ -1,6 +1,6 @@
 """An agent's settings, apart from the agent: importing this loads no gRPC or cryptography, so the capability
-service reads its --agent-* flags without waiting for them and the agent's own thread imports them while the
-service starts (bench/sidecar_start_bench.py)."""
+service reads its --agent-* flags and spawns its agent (`python -m xds.agent`, which imports them) before its
+own imports (bench/sidecar_start_bench.py)."""
 
 from __future__ import annotations
 
