@@ -241,7 +241,16 @@ def is_catch_all_match(m: HTTPMatch) -> bool:
 
 
 def is_catch_all(route: HTTPRoute) -> bool:
+    """Translation: matches on the client were already resolved for the proxy (xds/translate/source.py)."""
     return not route.matches or any(is_catch_all_match(m) for m in route.matches)
+
+
+def catches_every_client(route: HTTPRoute) -> bool:
+    """A catch-all for every proxy: a match that also names the client (sourceLabels, sourceNamespace)
+    exists only in the config of the proxies it selects, so the routes after it serve all the others."""
+    return not route.matches or any(
+        is_catch_all_match(m) and not m.source_labels and not m.source_namespace for m in route.matches
+    )
 
 
 def _route_checks(vs: VirtualService, config: MeshConfig) -> list[Diagnostic]:
@@ -260,7 +269,7 @@ def _route_checks(vs: VirtualService, config: MeshConfig) -> list[Diagnostic]:
                 out.append(_warn(vs.meta, f"{base}.match[{j}]", msg, "duplicate-match"))
             else:
                 seen_matches[key] = f"{base}.match[{j}]"
-        if catch_all_at is None and is_catch_all(route):
+        if catch_all_at is None and catches_every_client(route):
             catch_all_at = route.index
         out += _weights(vs, route)
         out += _ports(vs, route, config)

@@ -199,3 +199,46 @@ def test_static_endpoints_must_be_ip_addresses_and_vs_hosts_need_not_be_services
     assert codes(result) == [("bad-address", "spec.endpoints[0].address")]
     # istiod serves a host that is no service as a domain of its own virtual host: no "not applied" warning
     assert warnings(result) == []
+
+
+def test_a_match_on_the_client_only_is_no_catch_all() -> None:
+    """sourceLabels / sourceNamespace select proxies (istiod sourceMatchHTTP): the routes after such a match
+    still serve every other client, so they are not unreachable."""
+    for condition in ("{sourceLabels: {app: reviews}}", "{sourceNamespace: testing}"):
+        result = compile_text(
+            with_vs(
+                f"  - match: [{condition}]\n    route: [{{destination: {{host: reviews, subset: v1}}}}]\n"
+                "  - route: [{destination: {host: reviews}}]"
+            )
+        )
+        assert result.ok
+        assert warning_codes(result) == [], condition
+
+
+def test_a_real_catch_all_still_makes_later_routes_unreachable() -> None:
+    """A catch-all that also names a client keeps the warning for routes after an unconditional one."""
+    result = compile_text(
+        with_vs(
+            "  - match: [{sourceLabels: {app: reviews}}]\n    route: [{destination: {host: reviews}}]\n"
+            "  - match: [{uri: {prefix: /}}]\n    route: [{destination: {host: reviews}}]\n"
+            "  - route: [{destination: {host: reviews, subset: v1}}]"
+        )
+    )
+    assert warning_codes(result) == [("unreachable-route", "spec.http[2]")]
+    # a route with a client match and a plain catch-all match is a catch-all for every client
+    result = compile_text(
+        with_vs(
+            "  - match: [{sourceNamespace: testing}, {uri: {regex: '.*'}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+            "  - route: [{destination: {host: reviews, subset: v1}}]"
+        )
+    )
+    assert warning_codes(result) == [("unreachable-route", "spec.http[1]")]
+
+
+def test_golden_source_match_case_has_no_unreachable_warning() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "golden" / "source-match.in.yaml").read_text()
+    result = compile_text(text.split("---\n", 1)[1])
+    assert [d for d in warnings(result) if d.code == "unreachable-route"] == []
