@@ -89,16 +89,23 @@ class EmbeddedAgent:
         self.starts = 0
         self.ready = threading.Event()  # set once the first certificate is served on the sockets
         self.process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
+        # spawning and stopping take this lock, so a restart either spawns before stop() (which then ends
+        # that child) or sees the stop and spawns nothing: no agent can start once stop() has begun
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._stopping = threading.Event()  # wakes the supervisor's wait before a restart
         self._thread = threading.Thread(target=self._supervise, name="mecha-agent", daemon=True)
 
     def start(self) -> None:
-        self._spawn()  # at once, on the caller's thread: the agent's start overlaps the service's imports
-        self._thread.start()
+        # at once, on the caller's thread: the agent's start overlaps the service's imports
+        if self._spawn():
+            self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        process = self.process
+        with self._lock:
+            self._stopped = True
+            self._stopping.set()
+            process = self.process
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -109,13 +116,18 @@ class EmbeddedAgent:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> bool:
+        """Start the agent unless stop() has begun (then False)."""
         from xds.agent.cli import argv_for
 
-        self.starts += 1
-        # stdout carries the agent's "ready" line, copied to this service's output by the supervisor
-        self.process = subprocess.Popen(argv_for(self.config, exit_with_stdin=True), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=None)  # fmt: skip
+        argv = argv_for(self.config, exit_with_stdin=True)
+        with self._lock:
+            if self._stopped:
+                return False
+            self.starts += 1
+            # stdout carries the agent's "ready" line, copied to this service's output by the supervisor
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+            return True
 
     def _supervise(self) -> None:
         while True:
@@ -132,6 +144,5 @@ class EmbeddedAgent:
             if self._stopping.is_set():
                 return
             log.error("embedded mecha agent exited (code %s); starting again in %.0fs", code, RESTART_S)
-            if self._stopping.wait(RESTART_S):
+            if self._stopping.wait(RESTART_S) or not self._spawn():
                 return
-            self._spawn()

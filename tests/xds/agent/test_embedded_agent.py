@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +17,9 @@ import aiohttp
 import pytest
 from agent_helpers import ServedControlPlane, distinct_serials, serial_in, served_control_plane, wait_http
 
+from capabilities.identity_agent import EmbeddedAgent
 from xds.agent.agent import SDS_SOCKET, XDS_SOCKET, AgentConfig
+from xds.agent.launch import issue_for
 from xds.testing.envoy import free_port
 
 CERT_TTL = {"MECHA_CERT_TTL": "2"}  # a new certificate every second (rotation at half the lifetime)
@@ -180,3 +184,44 @@ async def test_the_agent_ends_with_a_killed_service(tmp_path: Path) -> None:
         else:
             os.kill(agent_pid, 9)
             raise AssertionError("the agent outlived its killed capability service")
+
+
+class LateRestart(EmbeddedAgent):
+    """An agent whose restart reaches its spawn late (a loaded machine): the test stops it in between."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        super().__init__(config)
+        self.restarting = threading.Event()
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self) -> bool:
+        if self.children:  # a restart, not the first start
+            self.restarting.set()
+            time.sleep(0.5)
+        spawned = super()._spawn()
+        if self.process is not None and self.process not in self.children:
+            self.children.append(self.process)
+        return spawned
+
+
+def test_stop_during_a_pending_restart_leaves_no_agent(tmp_path: Path) -> None:
+    """stop() while the supervisor is restarting a crashed agent: no agent may be started after stop() began
+    (it would serve the proxy's sockets with its key until the service exits)."""
+    credential = issue_for(tmp_path / "state", "reviews-v1", {"mode": "sidecar"})
+    # no control plane listens: the agent keeps asking for its first certificate, alive until stopped
+    config = AgentConfig(credential, f"127.0.0.1:{free_port()}", tmp_path / "sockets")
+    agent = LateRestart(config)
+    agent.start()
+    try:
+        first = agent.children[0]
+        first.kill()
+        assert agent.restarting.wait(15), "the killed agent was never restarted"
+        agent.stop()
+        alive = [child.pid for child in agent.children if child.poll() is None]
+        assert alive == [], f"agents still running after stop(): {alive}"
+        assert not agent._thread.is_alive()
+    finally:
+        for child in agent.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
