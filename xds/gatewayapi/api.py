@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xds.gatewayapi.addresses import gateway_addresses, with_addresses
 from xds.gatewayapi.convert import convert
 from xds.gatewayapi.documents import read_documents
 from xds.gatewayapi.kinds import READ_KINDS
@@ -61,6 +62,8 @@ async def status(request: web.Request) -> web.Response:
         if (not kinds or s.meta.kind in kinds)
         and (not namespace or s.meta.kind == "GatewayClass" or s.meta.namespace == namespace)
     ]
+    # Gateways' addresses: the gateway proxies connected now (addresses.py), not the cached config's
+    items = with_addresses(items, gateway_addresses(store.documents.values(), control_plane.server.proxies()))
     return web.json_response({"apiVersion": "v1", "kind": "List", "version": store.version, "items": items})
 
 

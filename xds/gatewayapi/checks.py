@@ -19,7 +19,14 @@ def check_spec(kind: str, spec: dict[str, Any], report: Report) -> None:
     def error(path: str, message: str, code: str = "invalid") -> None:
         report("error", path, message, code)
 
-    {"GatewayClass": _gateway_class, "Gateway": _gateway, "HTTPRoute": _http_route}[kind](spec, error)
+    checks = {
+        "GatewayClass": _gateway_class,
+        "Gateway": _gateway,
+        "HTTPRoute": _http_route,
+        "GRPCRoute": _grpc_route,
+        "ReferenceGrant": _reference_grant,
+    }
+    checks[kind](spec, error)
 
 
 Error = Callable[..., None]
@@ -74,9 +81,32 @@ def _gateway(spec: dict[str, Any], error: Error) -> None:
         _at_most(kinds, 8, f"{at}.allowedRoutes.kinds", error)
         for j, k in enumerate(kinds):
             _required(k.get("kind"), f"{at}.allowedRoutes.kinds[{j}].kind", error)
+        namespaces = (listener.get("allowedRoutes") or {}).get("namespaces") or {}
+        if namespaces.get("selector") is not None:
+            _selector(namespaces["selector"], f"{at}.allowedRoutes.namespaces.selector", error)
+
+
+def _selector(selector: dict[str, Any], at: str, error: Error) -> None:
+    """metav1.LabelSelector validation: In/NotIn need values, Exists/DoesNotExist take none."""
+    for k, req in enumerate(selector.get("matchExpressions") or []):
+        where = f"{at}.matchExpressions[{k}]"
+        _required(req.get("key"), f"{where}.key", error)
+        if not _required(req.get("operator"), f"{where}.operator", error):
+            continue
+        values = req.get("values") or []
+        if req["operator"] in ("In", "NotIn") and not values:
+            error(f"{where}.values", f"must be specified when `operator` is '{req['operator']}'", "required")
+        if req["operator"] in ("Exists", "DoesNotExist") and values:
+            error(f"{where}.values", f"may not be specified when `operator` is '{req['operator']}'")
 
 
 def _http_route(spec: dict[str, Any], error: Error) -> None:
+    for i, rule in enumerate(_route_common(spec, error)):
+        _rule(rule, f"spec.rules[{i}]", error)
+
+
+def _route_common(spec: dict[str, Any], error: Error) -> list[dict[str, Any]]:
+    """What HTTPRoute and GRPCRoute share (CommonRouteSpec, hostnames, rule limits); the rules."""
     parents: list[dict[str, Any]] = spec.get("parentRefs") or []
     _at_most(parents, 32, "spec.parentRefs", error)
     _at_most(spec.get("hostnames") or [], 16, "spec.hostnames", error)
@@ -89,8 +119,67 @@ def _http_route(spec: dict[str, Any], error: Error) -> None:
     if total > 128:
         msg = "the total number of matches across all rules in a route must be less than 128"
         error("spec.rules", msg, "too-many")
-    for i, rule in enumerate(rules):
-        _rule(rule, f"spec.rules[{i}]", error)
+    return rules
+
+
+_GRPC_SERVICE = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*")
+_GRPC_METHOD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+
+def _grpc_route(spec: dict[str, Any], error: Error) -> None:
+    for i, rule in enumerate(_route_common(spec, error)):
+        at = f"spec.rules[{i}]"
+        matches: list[dict[str, Any]] = rule.get("matches") or []
+        _at_most(matches, 64, f"{at}.matches", error)
+        for j, match in enumerate(matches):
+            _grpc_match(match, f"{at}.matches[{j}]", error)
+        filters: list[dict[str, Any]] = rule.get("filters") or []
+        backends: list[dict[str, Any]] = rule.get("backendRefs") or []
+        _at_most(filters, 16, f"{at}.filters", error)
+        _at_most(backends, 16, f"{at}.backendRefs", error)
+        _filters(filters, [], f"{at}.filters", error)
+        for j, backend in enumerate(backends):
+            where = f"{at}.backendRefs[{j}]"
+            _backend_object(backend, where, error)
+            _filters(backend.get("filters") or [], [], f"{where}.filters", error)
+
+
+def _grpc_match(match: dict[str, Any], at: str, error: Error) -> None:
+    method = match.get("method")
+    if method is not None:
+        where = f"{at}.method"
+        if not method.get("service") and not method.get("method"):
+            error(where, "One or both of 'service' or 'method' must be specified", "required")
+        if (method.get("type") or "Exact") == "Exact":
+            service, name = method.get("service"), method.get("method")
+            if service and not _GRPC_SERVICE.fullmatch(service):
+                pattern = _GRPC_SERVICE.pattern
+                error(
+                    f"{where}.service", f"service must only contain valid characters (matching ^{pattern}$)"
+                )
+            if name and not _GRPC_METHOD.fullmatch(name):
+                error(
+                    f"{where}.method",
+                    "method must only contain valid characters (matching ^[A-Za-z_][A-Za-z_0-9]*$)",
+                )
+        else:
+            for part in ("service", "method"):
+                problem = regex_problem(method[part]) if method.get(part) else None
+                if problem is not None:
+                    error(f"{where}.{part}", problem, "bad-regex")
+    _value_matches(match, "headers", at, error)
+
+
+def _reference_grant(spec: dict[str, Any], error: Error) -> None:
+    for part, keys in (("from", ("group", "kind", "namespace")), ("to", ("group", "kind"))):
+        items: list[dict[str, Any]] = spec.get(part) or []
+        if not _required(items, f"spec.{part}", error):
+            continue
+        _at_most(items, 16, f"spec.{part}", error)
+        for i, item in enumerate(items):
+            for key in keys:
+                if item.get(key) is None or (key != "group" and not item.get(key)):
+                    error(f"spec.{part}[{i}].{key}", "required field is missing", "required")
 
 
 def _parent_key(ref: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -151,19 +240,23 @@ def _match(match: dict[str, Any], at: str, error: Error) -> None:
             if problem is not None:
                 error(f"{at}.path.value", f"{problem} when type one of ['Exact', 'PathPrefix']")
     for part in ("headers", "queryParams"):
-        names: set[str] = set()
-        for k, item in enumerate(match.get(part) or []):
-            where = f"{at}.{part}[{k}]"
-            if not _required(item.get("name"), f"{where}.name", error):
-                continue
-            _required(item.get("value"), f"{where}.value", error)
-            if item["name"] in names:  # a list-map keyed by name: the API server refuses a repeat
-                error(f"{where}.name", f"duplicate entry {item['name']!r}", "duplicate")
-            names.add(item["name"])
-            if item.get("type") == "RegularExpression" and isinstance(item.get("value"), str):
-                problem = regex_problem(item["value"])
-                if problem is not None:
-                    error(f"{where}.value", problem, "bad-regex")
+        _value_matches(match, part, at, error)
+
+
+def _value_matches(match: dict[str, Any], part: str, at: str, error: Error) -> None:
+    names: set[str] = set()
+    for k, item in enumerate(match.get(part) or []):
+        where = f"{at}.{part}[{k}]"
+        if not _required(item.get("name"), f"{where}.name", error):
+            continue
+        _required(item.get("value"), f"{where}.value", error)
+        if item["name"] in names:  # a list-map keyed by name: the API server refuses a repeat
+            error(f"{where}.name", f"duplicate entry {item['name']!r}", "duplicate")
+        names.add(item["name"])
+        if item.get("type") == "RegularExpression" and isinstance(item.get("value"), str):
+            problem = regex_problem(item["value"])
+            if problem is not None:
+                error(f"{where}.value", problem, "bad-regex")
 
 
 def _path_problem(value: str) -> str | None:

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field, replace
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.gatewayapi import hostnames, objects
 from xds.gatewayapi.documents import GatewayApiInputs
-from xds.gatewayapi.kinds import BUILTIN_CLASSES, CONTROLLER_NAME, CONTROLLER_NAMES
+from xds.gatewayapi.grpcroutes import convert_grpc_rule
+from xds.gatewayapi.kinds import BUILTIN_CLASSES, CONTROLLER_NAME, CONTROLLER_NAMES, GROUP
 from xds.gatewayapi.routes import Resolver, RuleOutcome, SortKey, convert_rule, for_listener
 from xds.gatewayapi.status import (
+    GRPC_ROUTE_KIND,
     HTTP_ROUTE_KIND,
     Condition,
     ListenerStatus,
@@ -54,10 +56,22 @@ class _Listener:
     status: ListenerStatus
     accepted: bool
     denied_because: str = ""  # why routes cannot attach (not accepted)
+    # route kind -> the hostnames its accepted routes serve here: HTTPRoute and GRPCRoute may not share one
+    claimed: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # kind -> [(host, route)]
 
-    @property
-    def allows_http_routes(self) -> bool:
-        return HTTP_ROUTE_KIND in self.status.supported_kinds
+    def allows(self, kind: str) -> bool:
+        return (GROUP, kind) in self.status.supported_kinds
+
+    def taken_by_other_kind(self, kind: str, hosts: list[str]) -> tuple[str, str] | None:
+        """(host, route) of the other route kind whose hostnames intersect hosts (the spec rejects the
+        newer route: routes are converted oldest first)."""
+        for other, claims in self.claimed.items():
+            if other == kind:
+                continue
+            for host, ref in claims:
+                if any(hostnames.intersection(host, h) is not None for h in hosts):
+                    return host, f"{other} {ref}"
+        return None
 
 
 @dataclass
@@ -69,7 +83,16 @@ class _Gateway:
     served: set[tuple[int, str, str]] = field(default_factory=set)  # (port, hostname, route) added
 
 
-_RANK = {"": 0, "NotAllowedByListeners": 1, "NoMatchingListenerHostname": 2, "NoMatchingParent": 4}
+# Not a reason the spec names (it names none for this case): a newer route of the other kind (HTTPRoute /
+# GRPCRoute) whose hostnames intersect those an older route serves on the listener is not accepted there.
+HOSTNAME_CONFLICT = "HostnameConflict"
+_RANK = {
+    "": 0,
+    "NotAllowedByListeners": 1,
+    HOSTNAME_CONFLICT: 1,
+    "NoMatchingListenerHostname": 2,
+    "NoMatchingParent": 4,
+}
 
 
 def _warn(where: Location, fld: str, message: str, code: str) -> Diagnostic:
@@ -79,7 +102,7 @@ def _warn(where: Location, fld: str, message: str, code: str) -> Diagnostic:
 class _Converter:
     def __init__(self, inputs: GatewayApiInputs, services: Mapping[str, Service]) -> None:
         self.inputs = inputs
-        self.resolver = Resolver(dict(services))
+        self.resolver = Resolver(dict(services), inputs.grants)
         self.out = Conversion()
         documented = {c.meta.name: c for c in inputs.classes}
         self.ours = {n for n in BUILTIN_CLASSES if n not in documented}
@@ -93,8 +116,8 @@ class _Converter:
                 self.out.statuses.append(ObjectStatus(c.meta, [accepted]))
         for gw in self.inputs.gateways:
             self._gateway(gw)
-        routes = sorted(self.inputs.routes, key=lambda r: (r.meta.created, r.meta.ref))
-        for route in routes:
+        routes: list[objects.Route] = [*self.inputs.routes, *self.inputs.grpc_routes]
+        for route in sorted(routes, key=lambda r: (r.meta.created, r.meta.ref, r.meta.kind)):
             self._route(route)
         for state in self.gateways.values():
             self._emit(state)
@@ -124,9 +147,10 @@ class _Converter:
         self.gateways[(gw.meta.namespace, gw.meta.name)] = _Gateway(gw, listeners)
 
     def _listener(self, gw: objects.Gateway, spec: objects.Listener, conflicted: bool) -> _Listener:
-        kinds = [HTTP_ROUTE_KIND] if spec.allowed_kinds is None else list(spec.allowed_kinds)
-        # the route kinds this listener can carry: HTTPRoute on HTTP; none yet on the other protocols
-        supported = [k for k in kinds if k == HTTP_ROUTE_KIND and spec.protocol in SERVED_PROTOCOLS]
+        default = [HTTP_ROUTE_KIND, GRPC_ROUTE_KIND]  # an HTTP listener's kinds (GRPCRoute over h2c)
+        kinds = default if spec.allowed_kinds is None else list(spec.allowed_kinds)
+        # the route kinds this listener can carry: HTTPRoute and GRPCRoute on HTTP; none yet on the others
+        supported = [k for k in kinds if k in default and spec.protocol in SERVED_PROTOCOLS]
         accepted = ok("Accepted", "Accepted", "No errors found")
         conflict = Condition("Conflicted", "False", "NoConflicts", "No conflicts")
         refs = ok("ResolvedRefs", "ResolvedRefs", "No errors found")
@@ -148,8 +172,8 @@ class _Converter:
             if is_accepted
             else failed("Programmed", "Invalid", why)
         )
-        if spec.allowed_from == "Selector":
-            msg = f"listener {spec.name}: namespace selectors are not evaluated yet: no route can attach"
+        if spec.allowed_from == "Selector" and spec.selector is None:
+            msg = f"listener {spec.name}: from: Selector without a selector matches no namespace"
             self.out.diagnostics.append(
                 _warn(
                     gw.meta.location,
@@ -174,8 +198,11 @@ class _Converter:
 
     # ---- routes --------------------------------------------------------------------------------------
 
-    def _route(self, route: objects.HTTPRoute) -> None:
-        outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
+    def _route(self, route: objects.Route) -> None:
+        if isinstance(route, objects.GRPCRoute):
+            outcomes = [convert_grpc_rule(route, rule, self.resolver) for rule in route.rules]
+        else:
+            outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
         kept = [o for o in outcomes if not o.dropped]
         where = route.meta.location
         for rule, o in zip(route.rules, outcomes, strict=True):
@@ -201,7 +228,7 @@ class _Converter:
 
     def _parent(
         self,
-        route: objects.HTTPRoute,
+        route: objects.Route,
         ref: objects.ParentRef,
         outcomes: list[RuleOutcome],
         kept: list[RuleOutcome],
@@ -252,12 +279,14 @@ class _Converter:
         if conditions[0].status == "True":
             for listener, hosts in attached:
                 listener.status.attached_routes += 1
+                claims = listener.claimed.setdefault(route.meta.kind, [])
+                claims += [(h, route.meta.ref) for h in hosts]
                 self._serve(state, listener, hosts, route, kept)
         partial = self._partially_invalid(route, outcomes, kept)
         return conditions + ([partial] if partial is not None else [])
 
     def _attach(
-        self, route: objects.HTTPRoute, ref: objects.ParentRef, state: _Gateway, listener: _Listener
+        self, route: objects.Route, ref: objects.ParentRef, state: _Gateway, listener: _Listener
     ) -> tuple[str, str, list[str]]:
         """("", "", hosts) when the route attaches to the listener, else (reason, message, [])."""
         spec = listener.spec
@@ -271,14 +300,17 @@ class _Converter:
         if not hosts:
             return "NoMatchingListenerHostname", f"no hostnames matched parent hostname {spec.hostname!r}", []
         gateway_ns = state.spec.meta.namespace
-        if spec.allowed_from == "Selector":
-            msg = f"listener {spec.name}: namespace selectors are not supported yet"
+        if spec.allowed_from == "Selector" and not self._selected(spec, route.meta.namespace):
+            msg = (
+                f"namespace {route.meta.namespace!r} is not selected by listener {spec.name} (from: Selector)"
+            )
             return "NotAllowedByListeners", msg, []
         if spec.allowed_from == "Same" and route.meta.namespace != gateway_ns:
             msg = f"namespace {route.meta.namespace!r} is not allowed by listener {spec.name} (from: Same)"
             return "NotAllowedByListeners", msg, []
-        if not listener.allows_http_routes:
-            return "NotAllowedByListeners", f"kind HTTPRoute is not allowed by listener {spec.name}", []
+        kind = route.meta.kind
+        if not listener.allows(kind):
+            return "NotAllowedByListeners", f"kind {kind} is not allowed by listener {spec.name}", []
         others = [
             o.spec.hostname
             for o in state.listeners
@@ -287,7 +319,20 @@ class _Converter:
             and o.spec.port == spec.port
             and o.spec.protocol == spec.protocol
         ]
-        return "", "", [h for h in hosts if hostnames.isolated(h, spec.hostname, others)]
+        served = [h for h in hosts if hostnames.isolated(h, spec.hostname, others)]
+        taken = listener.taken_by_other_kind(kind, served)
+        if taken is not None:
+            msg = f"listener {spec.name}: hostname {taken[0]!r} is already served by {taken[1]}"
+            return HOSTNAME_CONFLICT, f"{msg} (HTTPRoute and GRPCRoute may not share a hostname)", []
+        return "", "", served
+
+    def _selected(self, spec: objects.Listener, namespace: str) -> bool:
+        """allowedRoutes from: Selector: the namespace's Namespace document has labels the selector
+        matches; a namespace without a Namespace document is never selected."""
+        found = self.inputs.namespaces.get(namespace)
+        if spec.selector is None or found is None:
+            return False
+        return spec.selector.matches(dict(found.labels))
 
     @staticmethod
     def _accepted(outcomes: list[RuleOutcome], kept: list[RuleOutcome], listeners: int) -> Condition:
@@ -306,7 +351,7 @@ class _Converter:
 
     @staticmethod
     def _partially_invalid(
-        route: objects.HTTPRoute, outcomes: list[RuleOutcome], kept: list[RuleOutcome]
+        route: objects.Route, outcomes: list[RuleOutcome], kept: list[RuleOutcome]
     ) -> Condition | None:
         if not kept or len(kept) == len(outcomes):
             return None
@@ -320,7 +365,7 @@ class _Converter:
         state: _Gateway,
         listener: _Listener,
         hosts: list[str],
-        route: objects.HTTPRoute,
+        route: objects.Route,
         kept: list[RuleOutcome],
     ) -> None:
         port = listener.spec.port

@@ -10,35 +10,73 @@ from typing import Any
 from xds.diagnostics import Diagnostic, Severity
 from xds.gatewayapi import objects
 from xds.gatewayapi.checks import check_spec
-from xds.gatewayapi.kinds import GATEWAY, GATEWAY_CLASS, HTTP_ROUTE, READ_KINDS, is_gateway_api
+from xds.gatewayapi.kinds import (
+    GATEWAY,
+    GATEWAY_CLASS,
+    GRPC_ROUTE,
+    HTTP_ROUTE,
+    READ_KINDS,
+    REFERENCE_GRANT,
+    is_gateway_api,
+    is_namespace,
+)
 from xds.gatewayapi.schema import SPECS
 from xds.sources.loader import RawDocument
 
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
-GatewayApiObject = objects.GatewayClass | objects.Gateway | objects.HTTPRoute
+GatewayApiObject = (
+    objects.GatewayClass
+    | objects.Gateway
+    | objects.HTTPRoute
+    | objects.GRPCRoute
+    | objects.ReferenceGrant
+    | objects.Namespace
+)
 
 
 @dataclass
 class GatewayApiInputs:
-    """The Gateway API objects of one config, in document order."""
+    """The Gateway API objects of one config (and its Namespaces' labels), in document order."""
 
     classes: list[objects.GatewayClass] = field(default_factory=list)
     gateways: list[objects.Gateway] = field(default_factory=list)
     routes: list[objects.HTTPRoute] = field(default_factory=list)
+    grpc_routes: list[objects.GRPCRoute] = field(default_factory=list)
+    grants: list[objects.ReferenceGrant] = field(default_factory=list)
+    namespaces: dict[str, objects.Namespace] = field(default_factory=dict)
 
     def add(self, obj: GatewayApiObject) -> None:
         if isinstance(obj, objects.GatewayClass):
             self.classes.append(obj)
         elif isinstance(obj, objects.Gateway):
             self.gateways.append(obj)
-        else:
+        elif isinstance(obj, objects.HTTPRoute):
             self.routes.append(obj)
+        elif isinstance(obj, objects.GRPCRoute):
+            self.grpc_routes.append(obj)
+        elif isinstance(obj, objects.ReferenceGrant):
+            self.grants.append(obj)
+        else:
+            self.namespaces.setdefault(obj.name, obj)
 
     def __bool__(self) -> bool:
-        return bool(self.classes or self.gateways or self.routes)
+        return bool(self.classes or self.gateways or self.routes or self.grpc_routes)
+
+
+def read_namespace(doc: RawDocument) -> tuple[objects.Namespace | None, list[Diagnostic]]:
+    """A Namespace document: only its labels are read (allowedRoutes namespace selectors)."""
+    meta: Any = doc.body.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if labels is not None and not (
+        isinstance(labels, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+    ):
+        msg = "expected a map of strings (label values must be quoted strings)"
+        return None, [Diagnostic(doc.location, "metadata.labels", msg, Severity.ERROR, "wrong-type")]
+    return objects.namespace(doc.body, doc.location), []
 
 
 def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagnostic]]:
+    """A gateway.networking.k8s.io document (READ_KINDS), checked."""
     loc = doc.location
     diags: list[Diagnostic] = []
 
@@ -63,6 +101,10 @@ def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagn
         return objects.gateway_class(meta, spec), diags
     if doc.kind == GATEWAY:
         return objects.gateway(meta, spec), diags
+    if doc.kind == GRPC_ROUTE:
+        return objects.grpc_route(meta, spec), diags
+    if doc.kind == REFERENCE_GRANT:
+        return objects.reference_grant(meta, spec), diags
     assert doc.kind == HTTP_ROUTE
     return objects.http_route(meta, spec), diags
 
@@ -72,6 +114,12 @@ def read_documents(docs: list[RawDocument]) -> tuple[GatewayApiInputs, list[Diag
     inputs = GatewayApiInputs()
     diags: list[Diagnostic] = []
     for doc in docs:
+        if is_namespace(doc.api_version, doc.kind):
+            found, problems = read_namespace(doc)
+            diags.extend(problems)
+            if found is not None:
+                inputs.add(found)
+            continue
         if not is_gateway_api(doc.api_version) or doc.kind not in READ_KINDS:
             continue
         obj, problems = read_document(doc)

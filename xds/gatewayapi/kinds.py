@@ -1,4 +1,5 @@
-"""The Kubernetes Gateway API kinds Mecha reads, the ones it does not read yet, and whose Gateways it serves.
+"""The Kubernetes Gateway API kinds Mecha reads (and at which versions), the ones it does not read yet, and
+whose Gateways it serves.
 
 A Gateway is Mecha's when its gatewayClassName names a GatewayClass whose controllerName is one of
 CONTROLLER_NAMES, or, with no such GatewayClass document, one of the built-in classes BUILTIN_CLASSES
@@ -15,7 +16,22 @@ VERSIONS = frozenset({"v1", "v1beta1"})
 GATEWAY_CLASS = "GatewayClass"
 GATEWAY = "Gateway"
 HTTP_ROUTE = "HTTPRoute"
-READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE)
+GRPC_ROUTE = "GRPCRoute"
+REFERENCE_GRANT = "ReferenceGrant"
+READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, REFERENCE_GRANT)
+ROUTE_KINDS = (HTTP_ROUTE, GRPC_ROUTE)
+STATUS_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE)  # ReferenceGrant has no status
+# The versions upstream serves each kind at (GRPCRoute and ReferenceGrant began in v1alpha2).
+KIND_VERSIONS: dict[str, frozenset[str]] = {
+    GATEWAY_CLASS: VERSIONS,
+    GATEWAY: VERSIONS,
+    HTTP_ROUTE: VERSIONS,
+    GRPC_ROUTE: frozenset({"v1", "v1alpha2"}),
+    REFERENCE_GRANT: frozenset({"v1", "v1beta1", "v1alpha2"}),
+}
+# Namespace documents (core group) carry the labels allowedRoutes.namespaces.selector matches: there is no
+# API server to ask, so a namespace is known, with its labels, only through its Namespace document.
+NAMESPACE = ("", "Namespace")
 
 # What status.parents[].controllerName and GatewayClass.spec.controllerName say for Mecha.
 CONTROLLER_NAME = "mecha.io/gateway-controller"
@@ -27,11 +43,9 @@ BUILTIN_CLASSES = frozenset({MECHA_CLASS, "istio"})
 # Real kinds of the group that later phases will read: accepted (so a manifest that carries them applies)
 # and reported as not honoured, never silently skipped.
 UNREAD_KINDS: dict[str, str] = {
-    "GRPCRoute": "GRPCRoute is not converted yet (Gateway API phase 2)",
-    "TLSRoute": "TLSRoute is not converted yet (Gateway API phase 2)",
-    "TCPRoute": "TCPRoute is not converted yet (Gateway API phase 2)",
+    "TLSRoute": "TLSRoute is not converted yet",
+    "TCPRoute": "TCPRoute is not converted yet",
     "UDPRoute": "UDPRoute is not supported",
-    "ReferenceGrant": "ReferenceGrant is not read yet: cross-namespace backends are refused",
     "BackendTLSPolicy": "BackendTLSPolicy is not applied yet",
     "ListenerSet": "ListenerSet is not read yet",
 }
@@ -39,3 +53,7 @@ UNREAD_KINDS: dict[str, str] = {
 
 def is_gateway_api(api_version: str) -> bool:
     return api_version.rpartition("/")[0] == GROUP
+
+
+def is_namespace(api_version: str, kind: str) -> bool:
+    return (api_version.rpartition("/")[0], kind) == NAMESPACE

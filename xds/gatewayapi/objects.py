@@ -1,5 +1,6 @@
-"""Typed, frozen forms of GatewayClass, Gateway and HTTPRoute documents (after the schema and CRD checks),
-with the CRDs' defaults applied: what conversion and status read. No Envoy and no Istio model here."""
+"""Typed, frozen forms of GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant and Namespace
+documents (after the schema and CRD checks), with the CRDs' defaults applied:
+what conversion and status read. No Envoy and no Istio model here."""
 
 from __future__ import annotations
 
@@ -34,6 +35,47 @@ class GatewayClass:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """metav1.LabelSelector: every matchLabels pair and every expression must hold (empty: everything)."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (key, operator, values)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels):
+            return False
+        for key, op, values in self.expressions:
+            present = key in labels
+            if op == "In" and not (present and labels[key] in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if (op == "Exists") != present and op in ("Exists", "DoesNotExist"):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A Namespace document: the labels allowedRoutes selectors match (with the API server's automatic
+    kubernetes.io/metadata.name label)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    location: Location = field(default_factory=Location, compare=False, hash=False)
+
+
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceGrant:
+    meta: ObjectMeta
+    sources: tuple[tuple[str, str, str], ...]  # from: (group, kind, namespace)
+    targets: tuple[tuple[str, str, str], ...]  # to: (group, kind, name; "" = every name)
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     index: int
     name: str
@@ -41,6 +83,7 @@ class Listener:
     protocol: str
     hostname: str = ""  # "" = any host
     allowed_from: str = "Same"  # allowedRoutes.namespaces.from: Same | All | Selector
+    selector: LabelSelector | None = None  # allowedRoutes.namespaces.selector (None: matches nothing)
     # allowedRoutes.kinds as (group, kind); None = unset (the protocol's default kinds)
     allowed_kinds: tuple[tuple[str, str], ...] | None = None
 
@@ -149,6 +192,36 @@ class HTTPRoute:
     rules: tuple[Rule, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GRPCMatch:
+    index: int
+    kind: str = "Exact"  # method match type: Exact | RegularExpression
+    service: str = ""  # "" = any service
+    method: str = ""  # "" = any method
+    has_method_match: bool = False  # False: every service and method
+    headers: tuple[ValueMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GRPCRule:
+    index: int
+    name: str
+    matches: tuple[GRPCMatch, ...]
+    filters: tuple[Filter, ...] = ()
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GRPCRoute:
+    meta: ObjectMeta
+    parent_refs: tuple[ParentRef, ...]
+    hostnames: tuple[str, ...]
+    rules: tuple[GRPCRule, ...]
+
+
+Route = HTTPRoute | GRPCRoute
+
+
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -191,6 +264,7 @@ def gateway(meta: ObjectMeta, spec: dict[str, Any]) -> Gateway:
                 protocol=raw["protocol"],
                 hostname=raw.get("hostname") or "",
                 allowed_from=(allowed.get("namespaces") or {}).get("from") or "Same",
+                selector=label_selector((allowed.get("namespaces") or {}).get("selector")),
                 allowed_kinds=None
                 if kinds is None
                 else tuple((GROUP if k.get("group") is None else k["group"], k["kind"]) for k in kinds),
@@ -319,7 +393,72 @@ def _rule(index: int, raw: dict[str, Any]) -> Rule:
     )
 
 
-def http_route(meta: ObjectMeta, spec: dict[str, Any]) -> HTTPRoute:
+def label_selector(raw: dict[str, Any] | None) -> LabelSelector | None:
+    if raw is None:
+        return None
+    return LabelSelector(
+        tuple(sorted((raw.get("matchLabels") or {}).items())),
+        tuple(
+            (e["key"], e["operator"], tuple(e.get("values") or ())) for e in raw.get("matchExpressions") or []
+        ),
+    )
+
+
+def namespace(body: dict[str, Any], location: Location) -> Namespace:
+    """A Namespace document (labels type-checked by the caller); its name is metadata.name."""
+    metadata = body.get("metadata") or {}
+    name = str(metadata.get("name") or "")
+    labels = {**(metadata.get("labels") or {}), NAME_LABEL: name}
+    return Namespace(name, tuple(sorted(labels.items())), location)
+
+
+def reference_grant(meta: ObjectMeta, spec: dict[str, Any]) -> ReferenceGrant:
+    return ReferenceGrant(
+        meta,
+        tuple((f.get("group") or "", f["kind"], f["namespace"]) for f in spec.get("from") or []),
+        tuple((t.get("group") or "", t["kind"], t.get("name") or "") for t in spec.get("to") or []),
+    )
+
+
+def _grpc_match(index: int, raw: dict[str, Any]) -> GRPCMatch:
+    method = raw.get("method")
+    headers = tuple(
+        ValueMatch(h.get("type") or "Exact", h["name"].lower(), h["value"])
+        for h in _first_wins(raw.get("headers") or [], lower=True)
+    )
+    if method is None:
+        return GRPCMatch(index, headers=headers)
+    return GRPCMatch(
+        index,
+        kind=method.get("type") or "Exact",
+        service=method.get("service") or "",
+        method=method.get("method") or "",
+        has_method_match=True,
+        headers=headers,
+    )
+
+
+def grpc_route(meta: ObjectMeta, spec: dict[str, Any]) -> GRPCRoute:
+    rules = []
+    written = spec.get("rules")
+    for i, raw in enumerate([{}] if written is None else written):  # the CRD default: one rule, no backend
+        matches = raw.get("matches") or [{}]  # no matches: every gRPC request
+        rules.append(
+            GRPCRule(
+                index=i,
+                name=raw.get("name") or "",
+                matches=tuple(_grpc_match(j, m) for j, m in enumerate(matches)),
+                filters=tuple(_filter(j, f) for j, f in enumerate(raw.get("filters") or [])),
+                backend_refs=tuple(
+                    _backend(b, tuple(_filter(j, f) for j, f in enumerate(b.get("filters") or [])))
+                    for b in raw.get("backendRefs") or []
+                ),
+            )
+        )
+    return GRPCRoute(meta, _parent_refs(meta, spec), tuple(spec.get("hostnames") or ()), tuple(rules))
+
+
+def _parent_refs(meta: ObjectMeta, spec: dict[str, Any]) -> tuple[ParentRef, ...]:
     parents = []
     for i, raw in enumerate(spec.get("parentRefs") or []):
         group = raw.get("group")
@@ -335,12 +474,16 @@ def http_route(meta: ObjectMeta, spec: dict[str, Any]) -> HTTPRoute:
                 written=tuple(sorted(raw.items())),
             )
         )
+    return tuple(parents)
+
+
+def http_route(meta: ObjectMeta, spec: dict[str, Any]) -> HTTPRoute:
     rules = spec.get("rules")
     if rules is None:  # the CRD default: one rule matching every path (no backend: answers 500)
         rules = [{}]
     return HTTPRoute(
         meta=meta,
-        parent_refs=tuple(parents),
+        parent_refs=_parent_refs(meta, spec),
         hostnames=tuple(spec.get("hostnames") or ()),
         rules=tuple(_rule(i, r) for i, r in enumerate(rules)),
     )

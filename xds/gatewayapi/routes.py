@@ -9,10 +9,12 @@ when no backend can take traffic the rule answers 500, as the spec says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from xds.gatewayapi import objects
+from xds.gatewayapi.kinds import GROUP
 from xds.model.resources import (
     Destination,
     HTTPMatch,
@@ -93,37 +95,52 @@ def replaced_prefix(replacement: str, matched: StringMatch) -> str:
     return base + "/"
 
 
-def _header_ops(found: objects.HeaderFilter | None) -> HeaderOps:
+def header_ops(found: objects.HeaderFilter | None) -> HeaderOps:
     if found is None:
         return HeaderOps()
     return HeaderOps(set=found.set, add=found.add, remove=found.remove)
 
 
-def _headers(request: objects.HeaderFilter | None, response: objects.HeaderFilter | None) -> Headers | None:
-    out = Headers(_header_ops(request), _header_ops(response))
+def headers(request: objects.HeaderFilter | None, response: objects.HeaderFilter | None) -> Headers | None:
+    out = Headers(header_ops(request), header_ops(response))
     return out if out else None
 
 
 class Resolver:
-    """backendRef -> registry Destination, or why not (the spec's ResolvedRefs reasons)."""
+    """backendRef -> registry Destination, or why not (the spec's ResolvedRefs reasons). A reference to a
+    Service of another namespace needs a ReferenceGrant in that namespace permitting it."""
 
-    def __init__(self, services: dict[str, Service]) -> None:
+    def __init__(self, services: dict[str, Service], grants: Iterable[objects.ReferenceGrant] = ()) -> None:
         self.services = services
+        self.grants = tuple(grants)
 
-    def destination(self, ref: objects.BackendRef, namespace: str) -> Destination | RefError:
+    def permitted(self, kind: str, namespace: str, ref: objects.BackendRef, target: str) -> bool:
+        """A grant in the target namespace lets `kind` objects of `namespace` refer to the Service."""
+        for grant in self.grants:
+            if grant.meta.namespace != target:
+                continue
+            if (GROUP, kind, namespace) not in grant.sources:
+                continue
+            if any(t == ("", "Service", name) for name in ("", ref.name) for t in grant.targets):
+                return True
+        return False
+
+    def destination(
+        self, ref: objects.BackendRef, namespace: str, kind: str = "HTTPRoute"
+    ) -> Destination | RefError:
         if ref.group == "" and ref.kind == "Service":
             target = ref.namespace or namespace
-            if target != namespace:  # ReferenceGrant is not read yet: no cross-namespace grant exists
-                msg = f"backendRef {ref.name}.{target} not accessible to a route in namespace {namespace!r}"
-                return RefError("RefNotPermitted", f"{msg} (ReferenceGrant is not supported yet)")
+            if target != namespace and not self.permitted(kind, namespace, ref, target):
+                msg = f"backendRef {ref.name}/{target} not accessible to a {kind} in namespace {namespace!r}"
+                return RefError("RefNotPermitted", f"{msg} (missing a ReferenceGrant?)")
             host = f"{ref.name}.{target}.{DOMAIN_SUFFIX}"
         elif ref.group == ISTIO_GROUP and ref.kind == "Hostname":
             if ref.namespace:
                 return RefError("InvalidKind", "namespace may not be set with Hostname type")
             host = ref.name
         else:
-            kind = f"group {ref.group!r} kind {ref.kind!r}"
-            return RefError("InvalidKind", f"referencing unsupported backendRef: {kind}")
+            found = f"group {ref.group!r} kind {ref.kind!r}"
+            return RefError("InvalidKind", f"referencing unsupported backendRef: {found}")
         if host not in self.services:
             return RefError("BackendNotFound", f"backend({host}) not found")
         return Destination(host, "", ref.port)
@@ -140,14 +157,19 @@ def percentages(weights: list[int]) -> list[int]:
     return out
 
 
-def _destinations(
-    rule: objects.Rule, namespace: str, resolver: Resolver, outcome: RuleOutcome
+def destinations(
+    rule: objects.Rule | objects.GRPCRule,
+    namespace: str,
+    resolver: Resolver,
+    outcome: RuleOutcome,
+    kind: str = "HTTPRoute",
 ) -> tuple[RouteDestination, ...]:
+    """The rule's weighted backends (unresolved ones reported in outcome), as model destinations."""
     found: list[tuple[RouteDestination, int]] = []
     for j, ref in enumerate(rule.backend_refs):
         if ref.weight == 0:  # never sent traffic: not resolved either (istiod)
             continue
-        dest = resolver.destination(ref, namespace)
+        dest = resolver.destination(ref, namespace, kind)
         if isinstance(dest, RefError):
             outcome.ref_errors.append(replace(dest, field=f"spec.rules[{rule.index}].backendRefs[{j}]"))
             continue
@@ -156,7 +178,7 @@ def _destinations(
             outcome.dropped = f"filter {unsupported[0]} on a backendRef is not supported yet"
         request = next((f.request_headers for f in ref.filters if f.request_headers), None)
         response = next((f.response_headers for f in ref.filters if f.response_headers), None)
-        found.append((RouteDestination(dest, None, _headers(request, response)), ref.weight))
+        found.append((RouteDestination(dest, None, headers(request, response)), ref.weight))
     if found and outcome.ref_errors:
         outcome.approximations.append("the share of its unresolved backends goes to the others (not 500)")
     if len(found) <= 1:
@@ -219,20 +241,20 @@ def convert_rule(route: objects.HTTPRoute, rule: objects.Rule, resolver: Resolve
             outcome.ref_errors.append(replace(target, field=f"{where}.backendRef"))
             continue
         mirrors.append(Mirror(where, target, Percent(f.mirror_per_million, per_million=True)))
-    destinations = _destinations(rule, ns, resolver, outcome)
+    found = destinations(rule, ns, resolver, outcome)
     timeout, retries = _timeouts(rule)
     base = HTTPRoute(
         index=0,
         name=rule.name or f"{ns}.{route.meta.name}.{rule.index}",
-        route=destinations if redirect_filter is None else (),
+        route=found if redirect_filter is None else (),
         timeout=timeout,
         retries=retries,
         mirrors=tuple(mirrors) if redirect_filter is None else (),
-        headers=_headers(request, response),
+        headers=headers(request, response),
         rewrite_authority=(rewrite.rewrite_hostname or None) if rewrite is not None else None,
         redirect=_redirect(redirect_filter) if redirect_filter is not None else None,
     )
-    if redirect_filter is None and not destinations:  # no backend can take traffic: the spec's 500
+    if redirect_filter is None and not found:  # no backend can take traffic: the spec's 500
         base = replace(base, direct_response=DirectResponse(500), mirrors=())
     changer = redirect_filter or rewrite
     path_change = changer.path if changer is not None else None

@@ -1,7 +1,8 @@
-"""Field tables of GatewayClass, Gateway and HTTPRoute (gateway-api apis/v1, standard channel), in the same
-declarative schema as the Istio kinds: wrong types, unknown fields, values outside the CRD's enums, patterns
-and ranges refuse the document (the API server would); fields Mecha accepts but does not act on yet are
-declared honoured=False and reported as warnings. The CRD's CEL rules live in checks.py."""
+"""Field tables of GatewayClass, Gateway, HTTPRoute, GRPCRoute and ReferenceGrant (gateway-api apis/v1,
+standard channel), in the same declarative schema as the Istio kinds: wrong types, unknown fields, values
+outside the CRD's enums, patterns and ranges refuse the document (the API server would); fields Mecha
+accepts but does not act on yet are declared honoured=False and reported as warnings.
+The CRD's CEL rules live in checks.py."""
 
 from __future__ import annotations
 
@@ -76,19 +77,14 @@ GATEWAY_CLASS = Obj(
 )
 
 ROUTE_GROUP_KIND = Obj({"group": F(GROUP), "kind": F(KIND)})
-LABEL_SELECTOR = Obj({"matchLabels": F(MapOf(Str)), "matchExpressions": F(ListOf(AnyMap))})
+# metav1.LabelSelector: the values rules per operator are checked in checks.py
+SELECTOR_REQUIREMENT = Obj(
+    {"key": F(Str), "operator": F(Enum("In", "NotIn", "Exists", "DoesNotExist")), "values": F(ListOf(Str))}
+)
+LABEL_SELECTOR = Obj({"matchLabels": F(MapOf(Str)), "matchExpressions": F(ListOf(SELECTOR_REQUIREMENT))})
 ALLOWED_ROUTES = Obj(
     {
-        "namespaces": F(
-            Obj(
-                {
-                    "from": F(Enum("All", "Selector", "Same")),
-                    "selector": F(
-                        LABEL_SELECTOR, NO, "namespace selectors are not evaluated yet: no route is allowed"
-                    ),
-                }
-            )
-        ),
+        "namespaces": F(Obj({"from": F(Enum("All", "Selector", "Same")), "selector": F(LABEL_SELECTOR)})),
         "kinds": F(ListOf(ROUTE_GROUP_KIND)),
     }
 )
@@ -242,4 +238,60 @@ HTTP_ROUTE = Obj(
     }
 )
 
-SPECS: dict[str, Obj] = {"GatewayClass": GATEWAY_CLASS, "Gateway": GATEWAY, "HTTPRoute": HTTP_ROUTE}
+# GRPCRoute (apis/v1/grpcroute_types.go): the HTTPRoute pieces it shares, its own matches and filters
+GRPC_FILTER_TYPES = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef")
+GRPC_FILTER = Obj(
+    {
+        "type": F(Enum(*GRPC_FILTER_TYPES)),
+        "requestHeaderModifier": F(HEADER_FILTER),
+        "responseHeaderModifier": F(HEADER_FILTER),
+        "requestMirror": F(MIRROR),
+        "extensionRef": F(Obj({"group": F(GROUP), "kind": F(KIND), "name": F(OBJECT_NAME)})),
+    }
+)
+GRPC_BACKEND_REF = Obj(
+    {
+        "group": F(GROUP),
+        "kind": F(KIND),
+        "name": F(OBJECT_NAME),
+        "namespace": F(NAMESPACE),
+        "port": F(PORT),
+        "weight": F(IntRange(0, 1_000_000)),
+        "filters": F(ListOf(GRPC_FILTER)),
+    }
+)
+GRPC_METHOD_MATCH = Obj({"type": F(Enum("Exact", "RegularExpression")), "service": F(Str), "method": F(Str)})
+GRPC_MATCH = Obj({"method": F(GRPC_METHOD_MATCH), "headers": F(ListOf(VALUE_MATCH))})
+GRPC_RULE = Obj(
+    {
+        "name": F(SECTION_NAME),
+        "matches": F(ListOf(GRPC_MATCH)),
+        "filters": F(ListOf(GRPC_FILTER)),
+        "backendRefs": F(ListOf(GRPC_BACKEND_REF)),
+        "sessionPersistence": F(AnyMap, NO, "session persistence is not supported yet"),
+    }
+)
+GRPC_ROUTE = Obj(
+    {
+        "parentRefs": F(ListOf(PARENT_REF)),
+        "hostnames": F(ListOf(HOSTNAME)),
+        "rules": F(ListOf(GRPC_RULE)),
+        "useDefaultGateways": F(Enum("All", "None"), NO, "default Gateways are not supported"),
+    }
+)
+
+# ReferenceGrant (apis/v1/referencegrant_types.go; v1beta1 and v1alpha2 have the same spec)
+REFERENCE_GRANT = Obj(
+    {
+        "from": F(ListOf(Obj({"group": F(GROUP), "kind": F(KIND), "namespace": F(NAMESPACE)}))),
+        "to": F(ListOf(Obj({"group": F(GROUP), "kind": F(KIND), "name": F(OBJECT_NAME)}))),
+    }
+)
+
+SPECS: dict[str, Obj] = {
+    "GatewayClass": GATEWAY_CLASS,
+    "Gateway": GATEWAY,
+    "HTTPRoute": HTTP_ROUTE,
+    "GRPCRoute": GRPC_ROUTE,
+    "ReferenceGrant": REFERENCE_GRANT,
+}

@@ -29,6 +29,16 @@ class GatewayApiStage:
             self.inputs.add(obj)
         return diags
 
+    def read_namespace(self, doc: RawDocument) -> list[Diagnostic]:
+        """A Namespace document: its labels decide allowedRoutes namespace selectors."""
+        from xds.gatewayapi.documents import GatewayApiInputs, read_namespace
+
+        found, diags = read_namespace(doc)
+        if found is not None:
+            self.inputs = self.inputs or GatewayApiInputs()
+            self.inputs.add(found)
+        return diags
+
     def convert(self, services: tuple[Service, ...]) -> Conversion:
         from xds.gatewayapi.convert import Conversion, convert
 

@@ -150,3 +150,4 @@ def pending(meta: ObjectMeta) -> ObjectStatus:
 
 
 HTTP_ROUTE_KIND = (GROUP, "HTTPRoute")
+GRPC_ROUTE_KIND = (GROUP, "GRPCRoute")

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
+from xds.gatewayapi.kinds import is_namespace
 from xds.gatewayapi.stage import GatewayApiStage
 from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.kube.registry import registry_documents
@@ -192,6 +193,8 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             if problem is not None:  # a typo would otherwise be "applied" and do nothing
                 diags.append(Diagnostic(loc, "kind", problem, Severity.ERROR, "unknown-kind"))
                 continue
+            if is_namespace(doc.api_version, doc.kind):  # not translated, but its labels select routes
+                diags.extend(gateway_api.read_namespace(doc))
             skipped.append(loc)
             dropped = dropped_kind_reason(doc.api_version, doc.kind)
             if dropped is not None:  # Istio config with an effect Mecha does not reproduce: say so

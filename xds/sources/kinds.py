@@ -49,7 +49,7 @@ KIND_TABLE: dict[tuple[str, str], KindInfo] = {
         KindInfo("dapr.io", "Resiliency", _DAPR, Family.DAPR),
         KindInfo("dapr.io", "Configuration", _DAPR, Family.DAPR),
         *(
-            KindInfo(gateway_api.GROUP, k, gateway_api.VERSIONS, Family.GATEWAY_API)
+            KindInfo(gateway_api.GROUP, k, gateway_api.KIND_VERSIONS[k], Family.GATEWAY_API)
             for k in gateway_api.READ_KINDS
         ),
     )

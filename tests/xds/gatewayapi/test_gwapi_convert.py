@@ -410,7 +410,8 @@ def test_what_is_served_approximately_is_reported() -> None:
     ]
 
 
-def test_a_namespace_selector_listener_is_reported() -> None:
-    selector = "allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}}"
-    conversion, _ = convert_text(GATEWAY.replace("protocol: HTTP}", f"protocol: HTTP, {selector}"))
-    assert any("namespace selectors are not evaluated yet" in d.message for d in conversion.diagnostics)
+def test_a_selector_listener_without_selector_is_reported() -> None:
+    conversion, _ = convert_text(
+        GATEWAY.replace("protocol: HTTP}", "protocol: HTTP, allowedRoutes: {namespaces: {from: Selector}}}")
+    )
+    assert any("without a selector matches no namespace" in d.message for d in conversion.diagnostics)

@@ -154,22 +154,52 @@ def test_fields_not_acted_on_yet_are_accepted_and_reported() -> None:
     assert any("field spec.rules[0].retry: not supported yet" in w for w in warned), warned
 
 
-def test_kinds_of_the_group_not_read_yet_are_accepted_and_reported_dropped() -> None:
-    text = """apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: {name: g, namespace: default}
-spec: {}
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: r, namespace: default}
-spec: {}
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [
+        ("v1alpha2", "TLSRoute"),
+        ("v1alpha2", "TCPRoute"),
+        ("v1alpha2", "UDPRoute"),
+        ("v1alpha3", "BackendTLSPolicy"),
+    ],
+)
+def test_kinds_of_the_group_not_read_yet_are_accepted_and_reported_dropped(
+    api_version: str, kind: str
+) -> None:
+    text = f"""apiVersion: gateway.networking.k8s.io/{api_version}
+kind: {kind}
+metadata: {{name: r, namespace: default}}
+spec: {{}}
 """
     result = compile_text(text)
     assert result.ok
     warned = by_severity(result, Severity.WARNING)
-    assert any("GRPCRoute is not honoured (GRPCRoute is not converted yet" in w for w in warned), warned
-    assert any("ReferenceGrant is not honoured" in w for w in warned), warned
+    assert any(f"{kind} is not honoured" in w for w in warned), warned
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "spec"),
+    [
+        ("v1", "GRPCRoute", "{}"),
+        ("v1alpha2", "GRPCRoute", "{}"),
+        (
+            "v1beta1",
+            "ReferenceGrant",
+            "{from: [{group: '', kind: Service, namespace: a}], to: [{group: '', kind: Service}]}",
+        ),
+        (
+            "v1",
+            "ReferenceGrant",
+            "{from: [{group: '', kind: Service, namespace: a}], to: [{group: '', kind: Service}]}",
+        ),
+    ],
+)
+def test_grpc_routes_and_reference_grants_are_read(api_version: str, kind: str, spec: str) -> None:
+    meta = "metadata: {name: r, namespace: default}"
+    text = f"apiVersion: gateway.networking.k8s.io/{api_version}\nkind: {kind}\n{meta}\nspec: {spec}\n"
+    result = compile_text(text)
+    assert result.ok, by_severity(result, Severity.ERROR)
+    assert not any("not honoured" in w for w in by_severity(result, Severity.WARNING))
 
 
 def test_dangling_references_are_accepted() -> None:
