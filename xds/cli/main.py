@@ -14,6 +14,7 @@ from xds.cli import (
     bootstrap_agent,
     commands,
     dashboard,
+    get,
     identity,
     keys,
     kube_import,
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser(sub)  # keys init: what replicas share, made beforehand
     store.add_parsers(sub, _add_server)  # history, rollback, store migrate
     dashboard.add_parser(sub, _add_server)
+    get.add_parser(sub, _add_server)  # get: Gateway API objects with status, as kubectl shows them
 
     p = sub.add_parser("proxy-status", help="xDS sync state of every connected proxy")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
@@ -268,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": store.cmd_rollback,
         "store": store.cmd_store,
         "dashboard": dashboard.cmd_dashboard,
+        "get": get.cmd_get,
         "version": version.cmd_version,
         "list": apps.cmd_list,
         "logs": apps.cmd_logs,

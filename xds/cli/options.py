@@ -30,6 +30,7 @@ EXAMPLES: dict[str, str] = {
     "history": "mecha history",
     "rollback": "mecha rollback 3",
     "dashboard": "mecha dashboard",
+    "get": "mecha get gateways,httproutes -A          # -o yaml: whole objects with their status",
     "credential": "mecha credential issue --proxy-id reviews-v1 -o reviews.cred",
     "store": "mecha store migrate --store postgresql://mecha@127.0.0.1/mecha",
     "agent": "mecha agent --credential reviews.cred --socket-dir ./agent-reviews",

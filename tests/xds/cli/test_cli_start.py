@@ -97,6 +97,7 @@ def synced_plane() -> Iterator[FakeControlPlane]:
         ["proxy-status"],
         ["diff", "-f", "MESH"],
         ["apply", "-f", "MESH"],
+        ["get", "gateways,httproutes", "-A"],
     ],
 )
 def test_client_commands_import_no_heavy_package(argv: list[str], tmp_path: Path) -> None:
