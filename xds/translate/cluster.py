@@ -4,6 +4,7 @@ the name and EDS service_name are encoded per cluster (protobuf fields concatena
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
@@ -40,8 +41,14 @@ _LB = {
     "LEAST_CONN": clu.ClusterLbPolicy.LEAST_REQUEST,
     "ROUND_ROBIN": clu.ClusterLbPolicy.ROUND_ROBIN,
     "RANDOM": clu.ClusterLbPolicy.RANDOM,
-    "PASSTHROUGH": clu.ClusterLbPolicy.CLUSTER_PROVIDED,
+    # istiod: ORIGINAL_DST, to the address the app dialled. Without traffic capture that address is the
+    # proxy's own outbound listener (a loop), so the endpoints are balanced as by default.
+    "PASSTHROUGH": clu.ClusterLbPolicy.LEAST_REQUEST,
 }
+# Outbound clusters whose endpoints travel inside the cluster (Envoy resolves them), not over EDS. NONE
+# (istiod: ORIGINAL_DST) resolves what the app meant to reach (passthrough_targets): no loop back into
+# the outbound listener the app dialled.
+DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN", "NONE")
 DEFAULT_RING_SIZE = 1024  # istiod's minimum ring size when unset
 _NAME = field_number(clu.Cluster, "name")
 _EDS = field_number(clu.Cluster, "eds_cluster_config")
@@ -159,11 +166,8 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
             ring = clu.ClusterRingHashLbConfig(minimum_ring_size=ch.ring_size or DEFAULT_RING_SIZE)
     kind = {
         "STATIC": clu.ClusterDiscoveryType.EDS,
-        "DNS": clu.ClusterDiscoveryType.STRICT_DNS,
         "DNS_ROUND_ROBIN": clu.ClusterDiscoveryType.LOGICAL_DNS,
-    }.get(resolution, clu.ClusterDiscoveryType.ORIGINAL_DST)
-    if p.load_balancer == "PASSTHROUGH" or kind == clu.ClusterDiscoveryType.ORIGINAL_DST:
-        kind, lb = clu.ClusterDiscoveryType.ORIGINAL_DST, clu.ClusterLbPolicy.CLUSTER_PROVIDED
+    }.get(resolution, clu.ClusterDiscoveryType.STRICT_DNS)  # DNS, NONE
     idle = None
     max_per_conn = None
     if pool is not None:
@@ -198,7 +202,7 @@ def outbound_cluster_bytes(
     if service.resolution == "STATIC":
         eds = _EDS_ADS + field_bytes(_EDS_SERVICE_NAME, name.encode())
         body += field_bytes(_EDS, eds)
-    elif service.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+    elif service.resolution in DNS_RESOLUTIONS:
         endpoints = dns_targets(service)
         if service.resolution == "DNS_ROUND_ROBIN":
             endpoints = endpoints[:1]  # LOGICAL_DNS takes exactly one address
@@ -219,7 +223,28 @@ def outbound_cluster_bytes(
 
 def dns_targets(service: Service) -> tuple[WorkloadEndpoint, ...]:
     """DNS resolution: the endpoints' addresses, or the host itself when none are listed (istiod)."""
+    if service.resolution == "NONE":
+        return passthrough_targets(service)
     return service.endpoints or (WorkloadEndpoint(address=service.host),)
+
+
+def passthrough_targets(service: Service) -> tuple[WorkloadEndpoint, ...]:
+    """resolution NONE: where a captured app's connection would have gone. Its endpoints when listed; else
+    the entry's single addresses (the VIP the app would have dialled; a CIDR names no one host); else the
+    host by DNS. A wildcard host has no address: Envoy's lookup of it fails and the request gets 503."""
+    if service.endpoints:
+        return service.endpoints
+    singles = tuple(WorkloadEndpoint(address=a) for a in map(_single_address, service.addresses) if a)
+    return singles or (WorkloadEndpoint(address=service.host),)
+
+
+def _single_address(address: str) -> str:
+    """The IP of an address or a one-host CIDR (/32, /128), else '' (istiod: 'the /32 is removed')."""
+    try:
+        net = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        return ""
+    return str(net.network_address) if net.num_addresses == 1 else ""
 
 
 # The capability service answers its readiness path 204 once its first component set is loaded and its APIs

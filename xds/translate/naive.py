@@ -15,7 +15,13 @@ from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import dapr, resiliency
 from xds.translate.builder import _own_routes, own_cluster_specs
-from xds.translate.cluster import dns_targets, effective_policy, policy_cluster, static_cluster
+from xds.translate.cluster import (
+    DNS_RESOLUTIONS,
+    dns_targets,
+    effective_policy,
+    policy_cluster,
+    static_cluster,
+)
 from xds.translate.common import ADS, outbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites, token_reject_routes
 from xds.translate.endpoint import eds_health, in_eds
@@ -44,7 +50,7 @@ def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> lis
                 name = outbound_cluster_name(port.number, subset, svc.host)
                 cluster = policy_cluster(effective_policy(rule, subset, port.number), port, svc.resolution)
                 cluster.name = name
-                listed = dns_targets(svc) if svc.resolution in ("DNS", "DNS_ROUND_ROBIN") else svc.endpoints
+                listed = dns_targets(svc) if svc.resolution in DNS_RESOLUTIONS else svc.endpoints
                 endpoints = [
                     e
                     for e in sorted(listed, key=lambda e: (e.address, e.port_for(port), e.weight))
@@ -78,7 +84,7 @@ def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> lis
                         eds_config=ADS, service_name=name
                     )
                     out.append(resource(types.ENDPOINT, name, cla))
-                elif svc.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+                elif svc.resolution in DNS_RESOLUTIONS:
                     if svc.resolution == "DNS_ROUND_ROBIN":
                         cla.endpoints[0].lb_endpoints = cla.endpoints[0].lb_endpoints[:1]
                     cla.endpoints[0].lb_endpoints = [

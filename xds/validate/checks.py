@@ -9,7 +9,7 @@ import networkx as nx
 
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
-from xds.model.resources import HTTPMatch, HTTPRoute, VirtualService
+from xds.model.resources import DestinationRule, HTTPMatch, HTTPRoute, TrafficPolicy, VirtualService
 from xds.model.traffic import Sidecar
 from xds.validate.graph import build_graph
 from xds.validate.strict import MEANWHILE
@@ -60,8 +60,66 @@ def _default_sidecars(config: MeshConfig) -> list[Diagnostic]:
     return out
 
 
-def _service_checks(config: MeshConfig) -> list[Diagnostic]:
+def _no_original_destination(config: MeshConfig) -> list[Diagnostic]:
+    """istiod sends resolution NONE and loadBalancer PASSTHROUGH to the address the app dialled
+    (ORIGINAL_DST). Without traffic capture the app dialled its proxy's listener, so Mecha picks a
+    destination instead (xds.translate.cluster.passthrough_targets): say where connections go."""
     out: list[Diagnostic] = []
+    for se in config.service_entries:
+        if se.resolution != "NONE":
+            continue
+        singles = [a for a in se.addresses if _single_address(a)]
+        if se.endpoints or se.workload_selector is not None:
+            where = "its endpoints"
+        elif singles:
+            where = f"its addresses {', '.join(singles)}"
+        else:
+            where = "each host, resolved by DNS"
+        msg = (
+            "resolution NONE: Mecha captures no traffic, so there is no original destination to pass "
+            f"through to; connections go to {where} (at the port's targetPort, else its number)"
+        )
+        out.append(_warn(se.meta, "spec.resolution", msg, "no-original-destination"))
+        if not se.endpoints and se.workload_selector is None and not singles:
+            for i, host in enumerate(se.hosts):
+                if host.startswith("*"):
+                    msg = (
+                        f"wildcard host {host} with resolution NONE has no address to connect to: requests "
+                        "for it fail (503); list endpoints or addresses, or name the exact hosts"
+                    )
+                    out.append(_warn(se.meta, f"spec.hosts[{i}]", msg, "no-original-destination"))
+    for dr in config.destination_rules:
+        for where, policy in _policies(dr):
+            if policy is not None and policy.load_balancer == "PASSTHROUGH":
+                msg = (
+                    "loadBalancer PASSTHROUGH: Mecha captures no traffic, so there is no original "
+                    "destination; the endpoints are balanced with LEAST_REQUEST instead"
+                )
+                out.append(_warn(dr.meta, f"{where}.loadBalancer.simple", msg, "no-original-destination"))
+    return out
+
+
+def _policies(dr: DestinationRule) -> list[tuple[str, TrafficPolicy | None]]:
+    """Every traffic policy of a DestinationRule with its field path (portLevelSettings included)."""
+    found: list[tuple[str, TrafficPolicy | None]] = [("spec.trafficPolicy", dr.traffic_policy)]
+    found += [(f"spec.subsets[{i}].trafficPolicy", s.traffic_policy) for i, s in enumerate(dr.subsets)]
+    out: list[tuple[str, TrafficPolicy | None]] = []
+    for where, policy in found:
+        out.append((where, policy))
+        for j, (_, level) in enumerate(policy.port_level if policy is not None else ()):
+            out.append((f"{where}.portLevelSettings[{j}]", level))
+    return out
+
+
+def _single_address(address: str) -> bool:
+    try:
+        return ipaddress.ip_network(address, strict=False).num_addresses == 1
+    except ValueError:
+        return False
+
+
+def _service_checks(config: MeshConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = _no_original_destination(config)
     for se in config.service_entries:
         # TCP/TLS/HTTPS... ports are served by a local TCP listener on each proxy that lists the port in
         # its node metadata `tcp_ports` (xds.translate.tcp): nothing to report

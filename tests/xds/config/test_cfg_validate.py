@@ -242,3 +242,48 @@ def test_golden_source_match_case_has_no_unreachable_warning() -> None:
     text = (Path(__file__).parent / "golden" / "source-match.in.yaml").read_text()
     result = compile_text(text.split("---\n", 1)[1])
     assert [d for d in warnings(result) if d.code == "unreachable-route"] == []
+
+
+def _none_entry(extra: str, hosts: str = "[legacy.example.internal]") -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: legacy}}
+spec:
+  hosts: {hosts}
+  resolution: NONE
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+{extra}"""
+
+
+def test_resolution_none_says_where_connections_go() -> None:
+    """istiod's ORIGINAL_DST has no meaning without capture: analyze/apply say what Mecha does instead."""
+    cases = {
+        "  endpoints: [{address: 10.0.0.9}]\n": "its endpoints",
+        "  addresses: [10.1.0.0/16, 10.2.0.3]\n": "its addresses 10.2.0.3",
+        "": "each host, resolved by DNS",
+    }
+    for extra, where in cases.items():
+        result = compile_text(_none_entry(extra))
+        assert result.ok
+        (diag,) = warnings(result)
+        assert (diag.code, diag.field) == ("no-original-destination", "spec.resolution")
+        assert f"connections go to {where}" in diag.message
+    wildcard = compile_text(
+        _none_entry("  addresses: [10.1.0.0/16]\n", "[exact.example.internal, '*.example.internal']")
+    )
+    assert warning_codes(wildcard) == [
+        ("no-original-destination", "spec.resolution"),
+        ("no-original-destination", "spec.hosts[1]"),
+    ]
+
+
+def test_passthrough_load_balancer_is_reported() -> None:
+    text = BASE.replace("subsets: [{name: v1, labels: {version: v1}}]", "").replace(
+        "spec: {host: reviews, }",
+        "spec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: PASSTHROUGH}\n"
+        "    portLevelSettings: [{port: {number: 9080}, loadBalancer: {simple: PASSTHROUGH}}]",
+    )
+    assert warning_codes(compile_text(text)) == [
+        ("no-original-destination", "spec.trafficPolicy.loadBalancer.simple"),
+        ("no-original-destination", "spec.trafficPolicy.portLevelSettings[0].loadBalancer.simple"),
+    ]
