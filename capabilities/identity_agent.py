@@ -14,7 +14,6 @@ import logging
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,52 +25,24 @@ RESTART_S = 1.0
 READY_LINE = b"mecha agent ready:"
 
 
+PREFIX = "agent-"  # the agent's own flags (xds/agent/cli.py), as --agent-*
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xds.agent.cli import add_arguments as add_agent_arguments
+
     group = parser.add_argument_group("embedded mecha agent (the Envoy beside this service reaches the "
                                       "control plane through it)")  # fmt: skip
-    group.add_argument("--agent-credential", metavar="FILE", help="workload credential (`mecha credential "
-                       "issue`); turns the embedded agent on")  # fmt: skip
-    group.add_argument("--agent-control-plane", default="127.0.0.1:15012", metavar="HOST:PORT",
-                       help="the control plane's xDS/CA port")  # fmt: skip
-    group.add_argument("--agent-root-cert", metavar="FILE", help="mesh root PEM (the control plane's ca/)")
-    group.add_argument("--agent-socket-dir", metavar="DIR", help="folder (0700) for xds.sock and sds.sock")
-    group.add_argument("--agent-cert-dir", metavar="DIR", help="also write cert-chain.pem, key.pem, "
-                       "root-cert.pem here (proxyless gRPC)")  # fmt: skip
-    group.add_argument("--agent-trust-domain", default="cluster.local")
-    group.add_argument("--agent-socket-group", type=int, metavar="GID", help="Envoy's group in another "
-                       "container: sockets 0660, folder 0710 for it")  # fmt: skip
-    group.add_argument("--agent-envoy-admin", metavar="HOST:PORT", help="the Envoy admin beside this "
-                       "service (loopback, or unix:PATH): the control plane's proxy-config reads it through "
-                       "the agent")  # fmt: skip
-    group.add_argument("--agent-insecure", action="store_true",
-                       help="plaintext (only a control plane started with --insecure-xds)")  # fmt: skip
+    add_agent_arguments(group, prefix=PREFIX)
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig | None:
     """None when --agent-credential is not given; ValueError names the missing or wrong flag."""
     if not args.agent_credential:
         return None
-    from xds.agent.config import AgentConfig
+    from xds.agent.cli import config_from_args as agent_config
 
-    if not args.agent_socket_dir:
-        raise ValueError("--agent-socket-dir is required with --agent-credential")
-    root = None
-    if not args.agent_insecure:
-        if not args.agent_root_cert:
-            raise ValueError("--agent-root-cert is required with --agent-credential (or --agent-insecure)")
-        root = Path(args.agent_root_cert)
-        if not root.is_file():
-            raise ValueError(f"--agent-root-cert {root}: no such file (the mesh root, ca/root-cert.pem)")
-    return AgentConfig(
-        credential_file=Path(args.agent_credential),
-        control_plane=args.agent_control_plane,
-        socket_dir=Path(args.agent_socket_dir),
-        root_cert=root,
-        trust_domain=args.agent_trust_domain,
-        cert_dir=Path(args.agent_cert_dir) if args.agent_cert_dir else None,
-        socket_group=getattr(args, "agent_socket_group", None),
-        envoy_admin=getattr(args, "agent_envoy_admin", None),
-    )
+    return agent_config(args, None, prefix=PREFIX)
 
 
 class EmbeddedAgent:

@@ -5,63 +5,84 @@ sooner on a sidecar's start path than through `mecha`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from xds.agent.config import AgentConfig
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio and the agent load in run(): the capability service declares these flags (prefix "agent-") and
+# spawns its agent from them before its own imports, which must not wait for the agent's
 
 # Hidden flag of a supervised child (the capability service's embedded agent): standard input is a pipe the
 # parent holds, so the agent ends when its parent does, even on SIGKILL (nothing else would reap it).
 EXIT_WITH_STDIN = "--exit-with-stdin"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--credential", required=True, help="credential file from `mecha credential issue`")
-    p.add_argument("--control-plane", default="127.0.0.1:15012", help="host:port of the xDS/CA port")
-    p.add_argument("--root-cert", default=None, help="mesh root PEM (default <state dir>/ca/root-cert.pem)")
-    p.add_argument("--socket-dir", required=True, help="folder (made 0700) for xds.sock and sds.sock")
-    p.add_argument("--cert-dir", default=None, help="also write cert-chain.pem, key.pem, root-cert.pem here")
-    p.add_argument(
-        "--socket-group",
-        type=int,
-        default=None,
-        help="GID of Envoy's user in another container: sockets 0660 and folder 0710 for that group only",
-    )
-    p.add_argument(
-        "--envoy-admin",
-        default=None,
-        metavar="HOST:PORT",
-        help="the Envoy admin beside this agent (loopback, or unix:PATH): the control plane's proxy-config "
-        "reads it through the agent's authenticated stream (only read-only GETs are relayed)",
-    )
-    p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
-    p.add_argument("--cert-ttl", type=float, default=0, help="certificate lifetime to ask for (s)")
-    p.add_argument("--insecure", action="store_true", help="plaintext (a control plane with --insecure-xds)")
-    p.add_argument(EXIT_WITH_STDIN, action="store_true", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, prefix: str = "") -> None:
+    """The agent's flags, declared here only. prefix "agent-": the capability service's --agent-* group,
+    where --agent-credential turns the embedded agent on, so argparse requires nothing (config_from_args
+    checks the rest once it is given)."""
+    standalone = not prefix
+
+    def flag(name: str, **kwargs: Any) -> None:
+        p.add_argument(f"--{prefix}{name}", **kwargs)
+
+    turns_on = "" if standalone else "; turns the embedded agent on"
+    root_default = "default: the state folder's" if standalone else f"required unless --{prefix}insecure"
+    flag("credential", required=standalone, metavar="FILE",
+         help=f"workload credential file (`mecha credential issue`){turns_on}")  # fmt: skip
+    flag("control-plane", default="127.0.0.1:15012", metavar="HOST:PORT",
+         help="the control plane's xDS/CA port")  # fmt: skip
+    flag("root-cert", default=None, metavar="FILE",
+         help=f"mesh root PEM, the control plane's ca/root-cert.pem ({root_default})")  # fmt: skip
+    flag("socket-dir", required=standalone, metavar="DIR",
+         help="folder (made 0700) for xds.sock and sds.sock")  # fmt: skip
+    flag("cert-dir", default=None, metavar="DIR",
+         help="also write cert-chain.pem, key.pem, root-cert.pem here (proxyless gRPC)")  # fmt: skip
+    flag("socket-group", type=int, default=None, metavar="GID",
+         help="group of Envoy's user in another container: sockets 0660 and folder 0710 for that group "
+         "only")  # fmt: skip
+    flag("envoy-admin", default=None, metavar="HOST:PORT",
+         help="the Envoy admin beside this agent (loopback, or unix:PATH): the control plane's proxy-config "
+         "reads it through the agent's authenticated stream (only read-only GETs are relayed)")  # fmt: skip
+    flag("trust-domain", default="cluster.local", help="SPIFFE trust domain of the mesh")
+    flag("cert-ttl", type=float, default=0, metavar="SECONDS",
+         help="certificate lifetime to ask for (0: the CA's)")  # fmt: skip
+    flag("insecure", action="store_true", help="plaintext (only a control plane started with --insecure-xds)")
+    if standalone:
+        p.add_argument(EXIT_WITH_STDIN, action="store_true", help=argparse.SUPPRESS)
 
 
-def config_from_args(args: argparse.Namespace, default_root: Path | None) -> AgentConfig:
-    """ValueError names the flag when the mesh root is missing."""
+def config_from_args(args: argparse.Namespace, default_root: Path | None, prefix: str = "") -> AgentConfig:
+    """The flags add_arguments(prefix) declared; ValueError names the missing or wrong flag."""
+
+    def value(name: str) -> Any:
+        return getattr(args, (prefix + name).replace("-", "_"))
+
+    with_credential = f" with --{prefix}credential" if prefix else ""
+    if not value("socket-dir"):
+        raise ValueError(f"--{prefix}socket-dir is required{with_credential}")
     root = None
-    if not args.insecure:
-        root = Path(args.root_cert) if args.root_cert else default_root
-        if root is None or not root.is_file():
-            raise ValueError(f"--root-cert {root}: no such file (the mesh root, ca/root-cert.pem)")
+    if not value("insecure"):
+        root = Path(value("root-cert")) if value("root-cert") else default_root
+        if root is None:
+            raise ValueError(f"--{prefix}root-cert is required{with_credential} (or --{prefix}insecure)")
+        if not root.is_file():
+            raise ValueError(f"--{prefix}root-cert {root}: no such file (the mesh root, ca/root-cert.pem)")
     return AgentConfig(
-        credential_file=Path(args.credential),
-        control_plane=args.control_plane,
-        socket_dir=Path(args.socket_dir),
+        credential_file=Path(value("credential")),
+        control_plane=value("control-plane"),
+        socket_dir=Path(value("socket-dir")),
         root_cert=root,
-        trust_domain=args.trust_domain,
-        cert_ttl_s=args.cert_ttl,
-        cert_dir=Path(args.cert_dir) if args.cert_dir else None,
-        socket_group=args.socket_group,
-        envoy_admin=args.envoy_admin,
+        trust_domain=value("trust-domain"),
+        cert_ttl_s=value("cert-ttl"),
+        cert_dir=Path(value("cert-dir")) if value("cert-dir") else None,
+        socket_group=value("socket-group"),
+        envoy_admin=value("envoy-admin"),
     )
 
 
@@ -90,6 +111,10 @@ def argv_for(config: AgentConfig, exit_with_stdin: bool = False) -> list[str]:
 def run(config: AgentConfig, exit_with_stdin: bool = False) -> int:
     """Serve until SIGINT/SIGTERM (or standard input's end with exit_with_stdin); 1 with the reason when the
     credential, the first certificate or the sockets fail."""
+    import asyncio
+    import signal
+    import threading
+
     from xds.agent.agent import run_agent
     from xds.agent.certs import CertificateError
     from xds.identity.credential import CredentialError
@@ -113,6 +138,8 @@ def run(config: AgentConfig, exit_with_stdin: bool = False) -> int:
 
 
 def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    import os
+
     try:  # the raw descriptor: a buffered read holds a lock that interpreter shutdown would wait for
         while os.read(0, 4096):
             pass
@@ -129,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
+    import logging
+
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
