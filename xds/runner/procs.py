@@ -99,6 +99,12 @@ class Supervisor:
         self._changed()
         return child
 
+    def forget(self, child: Child) -> None:
+        """A child stopped for good (a deleted Gateway's Envoy): no longer listed, restarted or stopped."""
+        if child in self.children:
+            self.children.remove(child)
+            self._changed()
+
     async def _spawn(self, child: Child) -> None:
         fd = _open_private_log(child.log)
         try:

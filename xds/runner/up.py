@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.demo.config import default_layout, demo_secret_env
 from xds.runner.config_ports import unshifted_ports
@@ -44,6 +46,7 @@ def _summary(info: dict[str, Any]) -> list[str]:
         f"  metrics:                          {info['metrics']}",
         f"  config folder (watched):          {info['config_dir']}",
         "  Envoy admin: " + "  ".join(f"{k} {v}" for k, v in info["admin"].items()),
+        *gateway_api_lines(info.get("gateway_api") or {}),
         "  apps (direct / via proxy inbound / Dapr HTTP API = DAPR_HTTP_PORT / Dapr gRPC = DAPR_GRPC_PORT):",
     ]
     for name, u in info["apps"].items():
@@ -71,6 +74,19 @@ def _summary(info: dict[str, Any]) -> list[str]:
         for c in info.get("children", [])
         if c.get("restarts")
     ]
+    return lines
+
+
+def gateway_api_lines(gateways: dict[str, Any]) -> list[str]:
+    """The Gateway API Gateways' Envoys: where each listener port is bound (more start when applied)."""
+    if not gateways:
+        return []
+    lines = ["  Gateway API gateways (one Envoy each; listener port -> bound address):"]
+    for ref, g in gateways.items():
+        bound = (
+            "  ".join(f"{port} -> {address}" for port, address in g["listeners"].items()) or "no listeners"
+        )
+        lines.append(f"    {ref:<28} {bound}   (proxy {g['proxy']})")
     return lines
 
 
@@ -116,6 +132,8 @@ def run_up(args: argparse.Namespace) -> int:
         config_dir=config_dir,
         extra_config_dirs=folders[1:],
         with_gateway=True,
+        deploy_gateways=True,  # an Envoy per Gateway API Gateway (xds/runner/gateways.py)
+        port_offset=offset,
         extra_env={"MECHA_MTLS": "0"} if args.no_mtls else {},
     )
     try:
@@ -152,12 +170,20 @@ async def _up(options: StackOptions, within_s: float, notes: list[str]) -> int:
             return 130
         stopper.cancel()
         start.result()  # raises StackError
+        if stack.gateways is not None:  # the Gateways of the config it started with, before the summary
+            try:
+                await stack.gateways.poll()
+            except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
+                _say(f"warning: could not read the Gateways of the config: {exc}")
         status["now"] = "up"
         _write_state(stack, "up")
         info = read_state(options.state_dir) or {}
         for line in _summary(info):
             _say(line)
+        follow = asyncio.create_task(stack.gateways.run(stop)) if stack.gateways is not None else None
         await _watch_children(stack, stop)
+        if follow is not None:
+            await follow
         _say("stopping...")
         return 0
     except StackError as exc:
