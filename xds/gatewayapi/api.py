@@ -1,9 +1,11 @@
 """GET /api/v1/gateway-api/status: the status of every Gateway API object of the served config, as
-`kubectl get gatewayclasses,gateways,httproutes -o json` would show it (a v1 List; metadata and status).
+`kubectl get gatewayclasses,gateways,httproutes,grpcroutes -o json` would show it (a v1 List; metadata
+and status).
 
-Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute; plurals and any case accepted) and
-`namespace`. Read-only, API token as every read. Computed from the store's documents and registry, once
-per config version; lastTransitionTime is when this control plane first saw each condition's status."""
+Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute, GRPCRoute; plurals and any case
+accepted) and `namespace`. Read-only, API token as every read. Computed from the store's documents and
+registry, once per config version; lastTransitionTime is when this control plane first saw each
+condition's status."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from aiohttp import web
 from xds.gatewayapi.addresses import gateway_addresses, with_addresses
 from xds.gatewayapi.convert import convert
 from xds.gatewayapi.documents import read_documents
-from xds.gatewayapi.kinds import READ_KINDS
+from xds.gatewayapi.kinds import STATUS_KINDS
 from xds.gatewayapi.status import ObjectStatus, TransitionClock, render
 
 STATUS_PATH = "/api/v1/gateway-api/status"
 CLOCK = web.AppKey("gateway_api_clock", TransitionClock)
 _CACHE = web.AppKey("gateway_api_status", dict)  # {"version": int, "statuses": [...]}
-_KIND_NAMES = {k.lower(): k for k in READ_KINDS} | {f"{k.lower()}s": k for k in READ_KINDS}
+_KIND_NAMES = {k.lower(): k for k in STATUS_KINDS} | {f"{k.lower()}s": k for k in STATUS_KINDS}
 _KIND_NAMES |= {"gatewayclasses": "GatewayClass"}
 
 
@@ -30,7 +32,7 @@ def statuses(documents: Any, config: Any) -> list[ObjectStatus]:
     inputs, _ = read_documents(list(documents))
     services = config.service_by_host if config is not None else {}
     found = convert(inputs, services).statuses
-    return sorted(found, key=lambda s: (READ_KINDS.index(s.meta.kind), s.meta.namespace, s.meta.name))
+    return sorted(found, key=lambda s: (STATUS_KINDS.index(s.meta.kind), s.meta.namespace, s.meta.name))
 
 
 def _kinds(raw: str) -> set[str] | str:
@@ -48,7 +50,7 @@ async def status(request: web.Request) -> web.Response:
 
     kinds = _kinds(request.query.get("kind", ""))
     if isinstance(kinds, str):
-        return error(400, f"kind={kinds!r}: expected GatewayClass, Gateway or HTTPRoute")
+        return error(400, f"kind={kinds!r}: expected GatewayClass, Gateway, HTTPRoute or GRPCRoute")
     namespace = request.query.get("namespace", "")
     control_plane: Any = request.app[CONTROL_PLANE]
     store = control_plane.store

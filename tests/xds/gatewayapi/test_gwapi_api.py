@@ -145,3 +145,65 @@ async def test_a_gateway_api_gateway_never_replaces_an_istio_gateway_of_the_same
         config = await resp.json()
     (stored,) = [d for d in config["documents"] if d["kind"] == "Gateway"]
     assert stored["body"]["apiVersion"] == "networking.istio.io/v1"
+
+
+CROSS_NAMESPACE = """apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: catalog, namespace: backend}
+spec:
+  hosts: [catalog.backend.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: grpc}]
+  endpoints: [{address: 10.0.0.2}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: infra}
+spec:
+  gatewayClassName: mecha
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: shop}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: catalog, namespace: shop}
+spec:
+  parentRefs: [{name: web, namespace: infra}]
+  rules: [{backendRefs: [{name: catalog, namespace: backend, port: 8080}]}]
+"""
+GRANT = """apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: shop-routes, namespace: backend}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: shop}]
+  to: [{group: '', kind: Service}]
+"""
+
+
+async def test_namespace_labels_grants_and_grpc_routes_through_the_store(api: Api) -> None:
+    """A Namespace's labels admit the route (Selector listener), a ReferenceGrant lets it reach another
+    namespace, and deleting the grant revokes that access."""
+
+    async def conditions() -> dict[str, tuple[str, str]]:
+        _, listing = await api.status("?kind=grpcroutes")
+        (route,) = listing["items"]
+        return {c["type"]: (c["status"], c["reason"]) for c in route["status"]["parents"][0]["conditions"]}
+
+    await api.apply(CROSS_NAMESPACE + "---\n" + GRANT)
+    assert await conditions() == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    async with api.session.post(
+        f"{api.url}/api/v1/delete", data=GRANT, headers={"Content-Type": "application/yaml"}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    assert await conditions() == {
+        "Accepted": ("True", "Accepted"),
+        "ResolvedRefs": ("False", "RefNotPermitted"),
+    }
