@@ -49,6 +49,7 @@ class SdsServer:
         self.snapshot: Snapshot | None = None
         self._waiters: set[asyncio.Future[Snapshot]] = set()
         self._server: grpc.aio.Server | None = None
+        self._closing: asyncio.Event | None = None  # set by stop(): open streams end before the server does
 
     def publish(self, cert: WorkloadCert) -> None:
         self.snapshot = secrets_snapshot(cert)
@@ -81,17 +82,33 @@ class SdsServer:
         )
         if server.add_insecure_port(f"unix:{socket_path}") == 0:
             raise OSError(f"mecha agent: cannot listen on unix:{socket_path}")
+        self._closing = asyncio.Event()
         await server.start()
         self._server = server
 
     async def stop(self) -> None:
         if self._server is not None:
+            assert self._closing is not None
+            self._closing.set()
             await self._server.stop(0.2)
             self._server = None
 
     def _method(self, delta: bool) -> grpc.RpcMethodHandler:
         async def handler(requests: Any, context: grpc.aio.ServicerContext) -> None:
-            await self._serve(context, delta)
+            # A stream still open when the agent stops ends here, normally: left to the server's stop, gRPC
+            # cancels it and logs an unhandled CancelledError with a traceback per stream.
+            assert self._closing is not None
+            serving = asyncio.ensure_future(self._serve(context, delta))
+            closing = asyncio.ensure_future(self._closing.wait())
+            try:
+                await asyncio.wait((serving, closing), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+                if not serving.done():
+                    serving.cancel()
+                    await asyncio.gather(serving, return_exceptions=True)
+            if not serving.cancelled():
+                serving.result()  # its refusal (context.abort) or error, as before
 
         return grpc.stream_stream_rpc_method_handler(handler)  # raw bytes both ways
 
