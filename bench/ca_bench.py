@@ -74,11 +74,11 @@ def main() -> None:
     builder.build(config, proxies)
     steady_s = time.perf_counter() - started
     clock.now += timedelta(hours=13)  # past half the lifetime: every certificate is due
-    assert builder.security.certs is not None and len(builder.security.certs.due()) == n
+    assert builder.certs is not None and len(builder.certs.due()) == n
     started = time.perf_counter()
     snaps = builder.build(config, proxies)
     rotate_s = time.perf_counter() - started
-    assert len(snaps) == n and not builder.security.certs.due()
+    assert len(snaps) == n and not builder.certs.due()
     print(f"snapshots, first build (issues {n} certs):  {first_s:.2f}s")
     print(f"snapshots, rebuild with nothing due:        {steady_s:.2f}s")
     print(f"snapshots, rotation of all {n} proxies:    {rotate_s:.2f}s ({n / rotate_s:,.0f} proxies/s)")

@@ -21,16 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xds.ca.plugin import SigningKey, chains_to, is_plugin_dir, load_plugin_ca
+from xds.spiffe import DEFAULT_TRUST_DOMAIN, spiffe_id
 
-DEFAULT_TRUST_DOMAIN = "cluster.local"
+__all__ = ["DEFAULT_TRUST_DOMAIN", "CertificateAuthority", "IssuedCert", "spiffe_id"]
 ROOT_TTL = timedelta(days=3650)
 ROOT_CERT_FILE = "root-cert.pem"  # istiod's plugged-in CA names (cacerts secret: root-cert.pem, ca-key.pem)
 ROOT_KEY_FILE = "root-key.pem"
 CLOCK_SKEW = timedelta(minutes=1)  # not_before is backdated so a peer whose clock lags still accepts it
-
-
-def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ agent must not import the generated Envoy protos on a sidecar's start path."""
 from __future__ import annotations
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.server.codec import encode_tls_certificate_secret, encode_validation_context_secret
+from xds.spiffe import ROOT_SECRET, WORKLOAD_SECRET
+from xds.types import Resource
 
-WORKLOAD_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
+__all__ = ["ROOT_SECRET", "WORKLOAD_SECRET", "root_secret", "workload_secret"]
 
 
 def workload_secret(chain_pem: bytes, key_pem: bytes) -> Resource:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from xds.ca.authority import CertificateAuthority, IssuedCert
 from xds.ca.secrets import ROOT_SECRET, WORKLOAD_SECRET, root_secret
 from xds.ca.secrets import workload_secret as _workload_secret
-from xds.cache.snapshot import Resource
+from xds.types import Resource
 
 __all__ = ["ROOT_SECRET", "WORKLOAD_SECRET", "WorkloadCertificates", "root_secret", "workload_secret"]
 DEFAULT_TTL = timedelta(hours=24)

@@ -68,7 +68,7 @@ class InputResolver:
     ) -> Callable[[MeshConfig], ResolvedInputs]:
         def resolve(config: MeshConfig) -> ResolvedInputs:
             from xds.model.jwks_fetch import TIMEOUT_S, resolve_jwks
-            from xds.translate.security.credentials import resolve_credentials
+            from xds.credential_files import resolve_credentials
 
             timeout = self.jwks_timeout if self.jwks_timeout is not None else TIMEOUT_S
             jwks = resolve_jwks(config, previous, refresh.jwks, timeout)
@@ -88,7 +88,7 @@ class InputResolver:
     def credentials_differ(self, config: MeshConfig | None, inputs: ResolvedInputs) -> bool:
         """Do the credential files differ from what `inputs` stored (cheap: no compile)? A replica that
         starts after a renewal, or the leader's periodic check, then makes an inputs:credentials version."""
-        from xds.translate.security.credentials import resolve_credentials
+        from xds.credential_files import resolve_credentials
 
         if config is None or self.credentials_folder is None:
             return False

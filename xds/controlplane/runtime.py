@@ -351,7 +351,7 @@ class ControlPlane:
             self.cache.set_snapshot(pid, snap)
 
     def _new_builder(self) -> Builder:
-        from xds.translate.security.credentials import CredentialStore
+        from xds.credential_files import CredentialStore
 
         options = {} if self.settings.route_tables == "auto" else {"route_tables": self.settings.route_tables}
         if self.settings.path_normalization != "BASE":  # a test pipeline's builder may not take it

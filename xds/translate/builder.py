@@ -16,8 +16,6 @@ from types import MappingProxyType
 from envoy_data_plane.envoy.config.route import v3 as rte
 
 from xds import types
-from xds.ca.workload import WorkloadCertificates
-from xds.cache.snapshot import Resource, Snapshot
 from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
@@ -51,13 +49,14 @@ from xds.translate.proxyless import (
 )
 from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
-from xds.translate.security.credentials import CredentialStore
 from xds.translate.security.proxy import SecurityTranslator
+from xds.translate.security.resolved import NO_INPUTS, SecurityInputs
 from xds.translate.security.upstream import any_client_tls
 from xds.translate.sidecar import allow_any_vhosts, allows_any, sidecar_resources
 from xds.translate.source import SourceFilter
 from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
 from xds.translate.tracing import collector_clusters, proxy_tracing, traced_listeners
+from xds.types import Resource, Snapshot
 
 log = logging.getLogger(__name__)
 _EMPTY = TypeSet.of([])
@@ -131,18 +130,19 @@ class _ProxyState:
 
 
 class SnapshotBuilder:
-    """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop)."""
+    """Holds the memo; one per control plane. build() is synchronous and CPU-bound (run it off the loop).
+
+    Pure: it reads no file and issues no certificate. What it needs of either comes in build()'s `inputs`
+    (xds.pipeline.SnapshotBuilder resolves them: the CA's certificates, Gateway credential files)."""
 
     def __init__(
         self,
-        certs: WorkloadCertificates | None = None,
-        credentials: CredentialStore | None = None,
+        trust_domain: str | None = None,
         route_tables: str = "auto",
         path_normalization: PathNormalization | str = DEFAULT_PATH_NORMALIZATION,
         agent_sds: bool = False,
     ) -> None:
-        """certs: the control-plane CA's per-proxy certificates; given = mesh mTLS (SDS, auto-mTLS).
-        credentials: where Gateway `tls.credentialName` certificates are read (None: none configured).
+        """trust_domain: the mesh CA's; given = mesh mTLS (SDS, auto-mTLS), None = no CA.
         route_tables: "single" outbound table, "scoped" per-service tables (SRDS), or "auto" (scoped from
         xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py.
         path_normalization: meshConfig.pathNormalization of every HTTP listener (xds/translate/normalize)."""
@@ -152,10 +152,9 @@ class SnapshotBuilder:
         self.normalization = parse_path_normalization(str(path_normalization))
         self._scopes = False  # this build routes by scopes (decided per build from the config)
         self._secure = False  # this build has client TLS on outbound clusters (CA on, or a DR sets tls)
-        self.credentials = credentials or CredentialStore(None)
         self.memo = Memo()
         self.mesh = MeshBuilder(self.memo)
-        self.security = SecurityTranslator(self.memo, certs, self.normalization, agent_sds)
+        self.security = SecurityTranslator(self.memo, trust_domain, self.normalization, agent_sds)
         self.warnings: list[Diagnostic] = []
         self._states: dict[str, _ProxyState] = {}
         self._views: dict[tuple[str, str], ScopedView] = {}
@@ -163,6 +162,7 @@ class SnapshotBuilder:
         self._sources = SourceFilter()
         self.locality = LocalityEndpoints(self.memo)
         self._meshes: dict[object, MeshBuilder] = {None: self.mesh}
+        self._inputs = NO_INPUTS
 
     def _view(self, config: MeshConfig, proxy: ProxyIdentity) -> ScopedView | None:
         """The proxy's Sidecar/exportTo view; None when the config has neither (everything is shared)."""
@@ -180,8 +180,11 @@ class SnapshotBuilder:
         proxies: Iterable[ProxyIdentity],
         changed_at: float = 0.0,
         config_version: str = "",
+        inputs: SecurityInputs = NO_INPUTS,
     ) -> dict[str, Snapshot]:
+        """inputs: the certificates and credentials resolved for this build (none: no secrets served)."""
         self.memo.start()
+        self._inputs = inputs
         self.warnings = []
         out: dict[str, Snapshot] = {}
         # one group unless VirtualServices match on the client (sourceLabels): then one per distinct set
@@ -200,7 +203,7 @@ class SnapshotBuilder:
             clusters, endpoints = self.mesh.clusters_and_endpoints(group_config)
             self._scopes = scoped.wants_scopes(self.route_tables, group_config)
             # once per build: hashing every DestinationRule per proxy cost ~1 ms a proxy at 1,000 services
-            self._secure = self.security.certs is not None or any_client_tls(group_config)
+            self._secure = self.security.trust_domain is not None or any_client_tls(group_config)
             for proxy in members:
                 out[proxy.id] = self._proxy_snapshot(
                     group_config, proxy, clusters, endpoints, changed_at, config_version
@@ -300,15 +303,15 @@ class SnapshotBuilder:
         routes = self._routes(config, proxy, view, scopes) + list(extras.routes)
         gateway_secrets: list[Resource] = []
         if proxy.mode is ProxyMode.GATEWAY:
-            # credentialName files are re-checked every build; unchanged ones are the same objects
-            creds = self.credentials.load(credential_names(proxy, config), config.inputs)
+            # credentials were read before the build (xds.pipeline); unchanged ones are the same objects
+            names = sorted(credential_names(proxy, config))
+            creds = {n: self._inputs.credentials[n] for n in names if n in self._inputs.credentials}
+            why = {n: self._inputs.unavailable.get(n, "") for n in names if n not in creds}
             memo_key = (proxy, config.carried, config.inputs, config.virtual_services, config.services)
             gw = self.memo.get(
                 ("gateway", proxy.id),
-                (*memo_key, *creds.values()),
-                lambda: gateway_resources(
-                    proxy, config, creds, self.credentials.describe, self.normalization
-                ),
+                (*memo_key, *creds.values(), *why.items()),
+                lambda: gateway_resources(proxy, config, creds, lambda n: why.get(n, ""), self.normalization),
             )
             listeners, routes, gateway_secrets = gw.listeners, gw.routes, gw.secrets
             self.warnings += gw.warnings
@@ -338,7 +341,7 @@ class SnapshotBuilder:
             types.SCOPED_ROUTE: srds,
             types.ROUTE: rds,
         }
-        secrets = self.security.secrets(config, proxy) + gateway_secrets
+        secrets = self.security.secrets(proxy, self._inputs.workload_secrets) + gateway_secrets
         sds = self._typeset(proxy.id, types.SECRET, tuple(secrets), secrets) if secrets else _EMPTY
         sets[types.SECRET] = sds
         return Snapshot(
@@ -366,7 +369,7 @@ class SnapshotBuilder:
             (proxy, services),
             lambda: [resource(types.LISTENER, x.name, x) for x in proxyless_listeners(services, proxy)],
         )
-        policies, tls_available = self.security.policies(config), self.security.certs is not None
+        policies, tls_available = self.security.policies(config), self.security.trust_domain is not None
         listeners = listeners + self.memo.get(  # a grpc.server(xds=True)'s inbound listeners
             ("proxyless-inbound", proxy.id),
             (proxy, config.services, policies, tls_available),

@@ -22,7 +22,6 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.gateway import Gateway, GatewayServer, gateways
 from xds.model.mesh import MeshConfig
@@ -38,6 +37,7 @@ from xds.translate.security.credentials import Credential, ca_secret_name, secre
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.proxy import TLS_INSPECTOR
 from xds.translate.security.rbac import applicable, rbac_http_filters, rbac_network_filters, tcp_warnings
+from xds.types import Resource
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 

@@ -18,13 +18,13 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from envoy_data_plane.envoy.type import v3 as typ
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Service
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import dapr, resiliency
 from xds.translate.dapr_sites import dapr_sites
 from xds.translate.resiliency import BreakerSpec
+from xds.types import Resource
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,6 @@ set with those CLAs rebuilt for its locality (xds.translate.locality does the CL
 from __future__ import annotations
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Labels, Service, ServicePort, TrafficPolicy
 from xds.proxy import ProxyIdentity
@@ -15,6 +14,7 @@ from xds.translate.mesh import TypeSet
 from xds.translate.pack import Memo
 from xds.translate.scope import ScopedView
 from xds.translate.source import proxy_labels
+from xds.types import Resource
 
 ClusterSpec = tuple[str, Service, ServicePort, "Labels | None", "TrafficPolicy | None"]
 

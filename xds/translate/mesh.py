@@ -10,7 +10,6 @@ from typing import Any
 from envoy_data_plane.envoy.config.route import v3 as rte
 
 from xds import types
-from xds.cache.snapshot import Layered, Resource, _type_version
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
 from xds.translate import dapr, resiliency, scoped
@@ -19,6 +18,7 @@ from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
 from xds.translate.route import alias_virtual_hosts, block_all_vhost, delegates_of, virtual_host_bytes
 from xds.translate.scope import ScopedView
+from xds.types import Layered, Resource, type_version
 
 _RC_NAME = field_number(rte.RouteConfiguration, "name")
 _RC_VHOSTS = field_number(rte.RouteConfiguration, "virtual_hosts")
@@ -49,7 +49,7 @@ class TypeSet:
     @classmethod
     def of(cls, items: list[Resource]) -> TypeSet:
         mapping = {r.name: r for r in items}
-        return cls(MappingProxyType(mapping), _type_version(mapping))
+        return cls(MappingProxyType(mapping), type_version(mapping))
 
     def extended(self, extra: list[Resource]) -> TypeSet:
         """This set plus a few per-proxy resources, without rehashing or copying the shared part: the

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import betterproto2
 import pydantic_core
 
-from xds.cache.snapshot import Resource
+from xds.types import Resource
 
 T = TypeVar("T")
 

@@ -33,12 +33,12 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Service
 from xds.translate.cluster import DEFAULT_CONNECT_TIMEOUT
 from xds.translate.common import ADS, protocol_options
 from xds.translate.pack import encode
+from xds.types import Resource
 
 SCOPES_NAME = "outbound"
 # the virtual hosts of VirtualService hosts that are no registry service, each host a scope of its own

@@ -30,7 +30,6 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager i
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Destination, RouteDestination, Service, ServicePort, VirtualService
@@ -44,6 +43,7 @@ from xds.translate.pack import Memo, digest, field_number, repeated_field, resou
 from xds.translate.route import ZERO, alias_virtual_hosts, block_all_vhost, virtual_host
 from xds.translate.scope import ScopedView, host_matches
 from xds.translate.tcp import tcp_proxy_filter
+from xds.types import Resource
 
 PASSTHROUGH = "PassthroughCluster"
 ALLOW_ANY = "ALLOW_ANY"

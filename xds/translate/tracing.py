@@ -29,7 +29,6 @@ from envoy_data_plane.envoy.type import v3 as typ
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds import types
-from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
 from xds.model.telemetry import (
     CLIENT,
@@ -43,6 +42,7 @@ from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
 from xds.translate.listener import HCM_NAME, HCM_TYPE_URL
 from xds.translate.pack import field_bytes, field_number, resource
+from xds.types import Resource
 
 OTEL_TRACER = "envoy.tracers.opentelemetry"
 EXPORT_TIMEOUT = timedelta(seconds=5)

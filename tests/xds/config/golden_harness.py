@@ -28,7 +28,7 @@ from xds.diagnostics import Severity
 from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import build_naive
-from xds.translate.security.credentials import CredentialStore
+from xds.credential_files import CredentialStore
 from xds.translate.security.upstream import system_ca_bundle
 
 HEADER_KIND = "GoldenCase"

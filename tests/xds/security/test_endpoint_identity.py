@@ -8,8 +8,8 @@ from conftest import config_of, decoded
 from xds.ca.authority import CertificateAuthority
 from xds.ca.workload import WorkloadCertificates
 from xds.identity.peers import EndpointIdentities
+from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity
-from xds.translate.builder import SnapshotBuilder
 
 CONFIG = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -12,8 +12,8 @@ from conftest import config_of, decoded
 
 from xds.ca import CertificateAuthority, WorkloadCertificates
 from xds.demo.config import demo_config, make_layout
+from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity
-from xds.translate.builder import SnapshotBuilder
 
 _ports = itertools.count(31000)
 LAYOUT = make_layout("sidecar", lambda _r, _i: next(_ports))

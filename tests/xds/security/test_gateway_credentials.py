@@ -10,9 +10,9 @@ from test_sec_gaps import GATEWAY_PROXY, _gateway_text
 
 from xds import types
 from xds.cache.snapshot import Snapshot
+from xds.credential_files import CredentialStore
 from xds.diagnostics import Severity
-from xds.translate.builder import SnapshotBuilder
-from xds.translate.security.credentials import CredentialStore
+from xds.pipeline import SnapshotBuilder
 
 SERVERS = (
     "[{port: {number: 443, protocol: HTTPS, name: https}, hosts: [a.test],"

@@ -25,8 +25,8 @@ from xds.demo.config import demo_config, demo_documents, make_layout
 from xds.model.schema import field_table
 from xds.model.security import AuthzRule, Operation, Source, security_policies
 from xds.model.specs import SPEC_BY_KIND
+from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity
-from xds.translate.builder import SnapshotBuilder
 from xds.translate.security.mtls import proxy_spiffe_ids
 from xds.translate.security.rbac import rbac_configs, tcp_rule
 from xds.translate.security.upstream import system_ca_bundle

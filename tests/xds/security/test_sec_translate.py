@@ -10,8 +10,8 @@ from demo_registration import demo_proxies, with_registered_entries
 from xds.ca import CertificateAuthority, WorkloadCertificates
 from xds.demo.config import demo_config, make_layout
 from xds.model.security import security_policies
+from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity
-from xds.translate.builder import SnapshotBuilder
 from xds.translate.security.jwt import jwt_authentication, jwt_rules_for
 from xds.translate.security.mtls import peer_mode
 

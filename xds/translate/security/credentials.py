@@ -1,30 +1,23 @@
-"""Gateway `tls.credentialName` -> SDS secrets read from a folder (istiod reads Kubernetes Secrets).
+"""Gateway `tls.credentialName` -> SDS secrets, the names istiod's SDS uses: `tls.crt` + `tls.key` become
+Secret `kubernetes://<name>`; an optional `ca.crt` becomes `kubernetes://<name>-cacert` (validation context,
+MUTUAL).
 
-`<folder>/<name>/tls.crt` + `tls.key` become Secret `kubernetes://<name>`; an optional `ca.crt` becomes
-`kubernetes://<name>-cacert` (validation context, MUTUAL), the names istiod's SDS uses. Files are re-read
-only when their (mtime, size) changes, so an unchanged credential keeps the very same Resource objects.
-
-The control plane resolves credentials with the config version (`resolve_credentials`, stored in the config
-store: xds/model/inputs.py) and builds from that copy (`CredentialStore(folder, stored=True)`): tls.crt and
-ca.crt come from the store, tls.key from the mounted file, served only while its SHA-256 is the stored one.
+Pure: the files are read before translation (xds/credential_files.py) and the loaded credentials are passed
+to the builder (xds/translate/security/resolved.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 
 from xds import types
-from xds.cache.snapshot import Resource
-from xds.inputs import CredentialInput, ResolvedInputs
+from xds.types import Resource
 
 SECRET_PREFIX = "kubernetes://"
 CA_SUFFIX = "-cacert"
-CERT_FILE, KEY_FILE, CA_FILE = "tls.crt", "tls.key", "ca.crt"
 
 
 def secret_name(credential: str) -> str:
@@ -46,21 +39,7 @@ class Credential:
         return [self.certificate] if self.ca is None else [self.certificate, self.ca]
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
-def _build(name: str, folder: Path) -> Credential:
-    ca_path = folder / CA_FILE
-    ca = ca_path.read_bytes() if ca_path.is_file() else None
-    return _make(name, (folder / CERT_FILE).read_bytes(), (folder / KEY_FILE).read_bytes(), ca)
-
-
-def _make(name: str, cert: bytes, key: bytes, ca: bytes | None) -> Credential:
+def make_credential(name: str, cert: bytes, key: bytes, ca: bytes | None) -> Credential:
     secret = tls.Secret(
         name=secret_name(name),
         tls_certificate=tls.TlsCertificate(
@@ -76,106 +55,3 @@ def _make(name: str, cert: bytes, key: bytes, ca: bytes | None) -> Credential:
         )
         ca_res = Resource.make(types.SECRET, ca_secret_name(name), bytes(ca_secret))
     return Credential(name, Resource.make(types.SECRET, secret_name(name), bytes(secret)), ca_res)
-
-
-def _safe(name: str) -> bool:
-    return bool(name) and "/" not in name and name not in (".", "..")
-
-
-def key_digest(key: bytes) -> str:
-    return hashlib.sha256(key).hexdigest()
-
-
-def resolve_credentials(folder: Path | None, names: set[str]) -> list[CredentialInput]:
-    """What a config version stores of each credential it names: tls.crt, ca.crt, and tls.key's hash only
-    (the key stays a file every replica mounts). Missing/unreadable ones are left out: not served."""
-    out: list[CredentialInput] = []
-    for name in sorted(names):
-        if folder is None or not _safe(name):
-            continue
-        where = folder / name
-        try:
-            cert = (where / CERT_FILE).read_text()
-            key = (where / KEY_FILE).read_bytes()
-            ca = (where / CA_FILE).read_text() if (where / CA_FILE).is_file() else ""
-        except (OSError, UnicodeDecodeError):
-            continue
-        out.append(CredentialInput(name, cert, key_digest(key), ca))
-    return out
-
-
-class CredentialStore:
-    """Credentials under one folder, loaded on demand and cached by the files' (mtime, size). stored=True:
-    certificates come from the config version's resolved inputs, the key from the folder (hash-checked)."""
-
-    def __init__(self, folder: Path | None, stored: bool = False) -> None:
-        self.folder = folder
-        self.stored = stored
-        self._cache: dict[str, tuple[tuple[object, ...], Credential]] = {}
-        self._mismatch: set[str] = set()
-
-    def describe(self, name: str) -> str:
-        """Why `name` is not available (for diagnostics)."""
-        if self.folder is None:
-            return "no credentials folder is configured (set MECHA_CREDENTIALS_DIR)"
-        where = self.folder / name
-        if name in self._mismatch:
-            return (
-                f"{where / KEY_FILE} is not the key this config version was accepted with (its SHA-256 "
-                "differs): every replica must mount the same credential files"
-            )
-        return f"expected {where / CERT_FILE} and {where / KEY_FILE}"
-
-    def _from_inputs(self, name: str, found: CredentialInput) -> Credential | None:
-        """The stored certificate with the mounted key, when the key file is still the one stored."""
-        assert self.folder is not None
-        key_path = self.folder / name / KEY_FILE
-        stamps = (found, _stamp(key_path))
-        cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamps:
-            return cached[1]
-        try:
-            key = key_path.read_bytes()
-        except OSError:
-            key = b""
-        if key_digest(key) != found.key_sha256:
-            self._mismatch.add(name)
-            self._cache.pop(name, None)
-            return None
-        self._mismatch.discard(name)
-        cred = _make(name, found.cert.encode(), key, found.ca.encode() if found.ca else None)
-        self._cache[name] = (stamps, cred)
-        return cred
-
-    def get(self, name: str) -> Credential | None:
-        """The credential, or None when its folder/files are missing or unreadable (or the name unsafe)."""
-        if self.folder is None or not _safe(name):
-            return None
-        where = self.folder / name
-        stamps = tuple(_stamp(where / f) for f in (CERT_FILE, KEY_FILE, CA_FILE))
-        if stamps[0] is None or stamps[1] is None:
-            self._cache.pop(name, None)
-            return None
-        found = self._cache.get(name)
-        if found is not None and found[0] == stamps:
-            return found[1]
-        try:
-            cred = _build(name, where)
-        except OSError:
-            return None
-        self._cache[name] = (stamps, cred)
-        return cred
-
-    def load(self, names: set[str], inputs: ResolvedInputs | None = None) -> dict[str, Credential]:
-        """inputs: the config version's resolved inputs (used when stored=True)."""
-        out = {}
-        for name in sorted(names):
-            if self.stored:
-                found = inputs.credential(name) if inputs is not None else None
-                ok = found is not None and self.folder is not None and _safe(name)
-                cred = self._from_inputs(name, found) if ok and found is not None else None
-            else:
-                cred = self.get(name)
-            if cred is not None:
-                out[name] = cred
-        return out

@@ -13,12 +13,11 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
 from envoy_data_plane.envoy.type.matcher import v3 as m
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
-from xds.ca.authority import spiffe_id
-from xds.ca.workload import ROOT_SECRET, WORKLOAD_SECRET
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Labels, Service, ServicePort, WorkloadEndpoint
 from xds.model.security import ROOT_NAMESPACE, SecurityPolicies, selects
 from xds.proxy import AppBinding, ProxyIdentity
+from xds.spiffe import ROOT_SECRET, WORKLOAD_SECRET, spiffe_id
 from xds.translate.common import ADS
 
 STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"

@@ -6,6 +6,7 @@ configs that do not use security translate exactly as before).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 from envoy_data_plane.envoy.config.cluster import v3 as clu
@@ -16,12 +17,10 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager i
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds import types
-from xds.ca.authority import DEFAULT_TRUST_DOMAIN
-from xds.ca.workload import WorkloadCertificates
-from xds.cache.snapshot import Resource
 from xds.model.mesh import MeshConfig
 from xds.model.security import SecurityPolicies, security_policies
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
+from xds.spiffe import DEFAULT_TRUST_DOMAIN
 from xds.translate.common import ADS, socket
 from xds.translate.listener import (
     HCM_NAME,
@@ -35,6 +34,7 @@ from xds.translate.pack import Memo, field_bytes, field_number
 from xds.translate.security import mtls, upstream
 from xds.translate.security.jwt import authn_http_filters
 from xds.translate.security.rbac import rbac_http_filters, rbac_network_filters
+from xds.types import Resource
 
 _TRANSPORT_SOCKET = field_number(clu.Cluster, "transport_socket")
 TLS_INSPECTOR = lis.ListenerFilter(
@@ -96,14 +96,15 @@ class SecurityTranslator:
     def __init__(
         self,
         memo: Memo,
-        certs: WorkloadCertificates | None = None,
+        trust_domain: str | None = None,
         normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
         agent_sds: bool = False,
     ) -> None:
-        """agent_sds: every proxy has a `mecha agent` holding its key; TLS contexts reference the agent's SDS
-        and the control plane serves no workload secret (certs then only names the trust domain)."""
+        """trust_domain: the mesh CA's; given = mesh mTLS is on (SDS, auto-mTLS), None = no CA.
+        agent_sds: every proxy has a `mecha agent` holding its key; TLS contexts reference the agent's SDS
+        and the control plane serves no workload secret."""
         self.memo = memo
-        self.certs = certs
+        self.trust_domain = trust_domain
         self.agent_sds = agent_sds
         self.sds = mtls.AGENT_SDS if agent_sds else ADS
         self.normalization = normalization
@@ -120,9 +121,9 @@ class SecurityTranslator:
         if proxy.mode is ProxyMode.GATEWAY:
             return plain
         policies = self.policies(config)
-        if self.certs is None and policies.empty:
+        if self.trust_domain is None and policies.empty:
             return plain
-        tls_available = self.certs is not None
+        tls_available = self.trust_domain is not None
 
         def build() -> list[Resource]:
             replaced: dict[str, Resource] = {}
@@ -149,11 +150,11 @@ class SecurityTranslator:
 
     # ---- CDS (DestinationRule tls, auto-mTLS) ----------------------------------------------------------
     def clusters(self, config: MeshConfig, clusters: list[Resource]) -> list[Resource]:
-        if self.certs is None and not upstream.any_client_tls(config):
+        if self.trust_domain is None and not upstream.any_client_tls(config):
             return clusters
         policies = self.policies(config)
-        td = self.certs.trust_domain if self.certs is not None else DEFAULT_TRUST_DOMAIN
-        auto = self.certs is not None
+        td = self.trust_domain or DEFAULT_TRUST_DOMAIN
+        auto = self.trust_domain is not None
         out: list[Resource] = []
         for r in clusters:
             direction, port_s, subset, host = [*r.name.split("|"), "", "", ""][:4]
@@ -214,13 +215,10 @@ class SecurityTranslator:
         return Resource.make(types.CLUSTER, r.name, r.body + field_bytes(_TRANSPORT_SOCKET, bytes(sock)))
 
     # ---- SDS -------------------------------------------------------------------------------------------
-    def secrets(self, config: MeshConfig, proxy: ProxyIdentity) -> list[Resource]:
-        if self.certs is None or self.agent_sds:  # with agents the key never leaves the workload
-            return []
-        td = self.certs.trust_domain
-        ids = self.memo.get(
-            ("spiffe", proxy.id),
-            (proxy, config.workload_entries, td),
-            lambda: mtls.proxy_spiffe_ids(proxy, config, td),
-        )
-        return list(self.certs.secrets(proxy.id, ids))
+    def serves_workload_secrets(self) -> bool:
+        """The control plane serves `default` + `ROOTCA` (with agents the key never leaves the workload)."""
+        return self.trust_domain is not None and not self.agent_sds
+
+    def secrets(self, proxy: ProxyIdentity, issued: Mapping[str, tuple[Resource, ...]]) -> list[Resource]:
+        """The proxy's workload secrets, issued before the build (none when they are not served here)."""
+        return list(issued.get(proxy.id, ())) if self.serves_workload_secrets() else []
