@@ -7,7 +7,9 @@ HTTP/2 POST to `/<service>/<method>`, so service/method matches become path matc
 - no method match: every call (prefix `/`).
 
 Precedence (grpcroute_types.go): most characters of service, then of method, then most header matches; ties:
-oldest route, namespace/name, rule and match order. Hostname precedence is Envoy's virtual host choice.
+oldest route, namespace/name, rule and match order. Regular expressions come after every Exact match and
+before a rule without method match (implementation-specific, as regexes after prefixes for HTTPRoute: the
+length of a pattern says nothing of what it matches). Hostname precedence is Envoy's virtual host choice.
 A rule without any backend that can take traffic answers 503, which gRPC clients see as UNAVAILABLE (the
 status the spec asks for).
 """
@@ -40,10 +42,11 @@ def uri(match: objects.GRPCMatch) -> StringMatch:
 
 def precedence(route: objects.GRPCRoute, rule: objects.GRPCRule, match: objects.GRPCMatch) -> SortKey:
     """Same shape as the HTTPRoute key (routes.precedence): both kinds may share one virtual host list."""
+    rank = 2 if not match.has_method_match else (0 if match.kind == "Exact" else 1)
     return (
+        rank,
         -len(match.service),
         -len(match.method),
-        0 if match.kind == "Exact" else 1,
         -len(match.headers),
         0,
         route.meta.created,

@@ -25,7 +25,8 @@ class GatewayApiStage:
 
         obj, diags = read_document(doc)
         if obj is not None:
-            self.inputs = self.inputs or GatewayApiInputs()
+            if self.inputs is None:  # not `or`: inputs holding only Namespaces or grants are falsy
+                self.inputs = GatewayApiInputs()
             self.inputs.add(obj)
         return diags
 
@@ -35,7 +36,8 @@ class GatewayApiStage:
 
         found, diags = read_namespace(doc)
         if found is not None:
-            self.inputs = self.inputs or GatewayApiInputs()
+            if self.inputs is None:  # not `or`: inputs holding only Namespaces or grants are falsy
+                self.inputs = GatewayApiInputs()
             self.inputs.add(found)
         return diags
 

@@ -70,8 +70,8 @@ def test_service_and_method_matches_become_path_matches_in_precedence_order() ->
     assert lines(grpc_route(rules)) == [
         f"default.g.1: exact /{SVC}/Echo, port 80 -> {svc('v1')}:8080",
         f"default.g.0: prefix /{SVC}/, port 80 -> {svc('v3')}:8080",
-        "default.g.3: regex /grpc\\.health\\..*/Ch.*, port 80 -> " + f"{svc('v2')}:8080",
         f"default.g.2: regex /[^/]+/EchoTwo, port 80 -> {svc('v2')}:8080",
+        "default.g.3: regex /grpc\\.health\\..*/Ch.*, port 80 -> " + f"{svc('v2')}:8080",
         f"default.g.4: prefix /, port 80 -> {svc('web')}:8080",
     ]
 
@@ -218,3 +218,12 @@ def test_grpc_filter_types_of_http_routes_are_refused() -> None:
     rules = "  - filters: [{type: URLRewrite, urlRewrite: {hostname: a.example.com}}]\n"
     errors = by_severity(compile_text(GATEWAY + grpc_route(rules)), Severity.ERROR)
     assert any("spec.rules[0].filters[0].type" in e for e in errors), errors
+
+
+def test_a_longer_regex_still_comes_after_exact_matches() -> None:
+    rules = """  - matches: [{method: {type: RegularExpression, service: 'a\\\\.Bbbbbbbbb.*', method: 'G.*'}}]
+    backendRefs: [{name: v2, port: 8080}]
+  - matches: [{method: {service: a.B, method: Get}}]
+    backendRefs: [{name: v1, port: 8080}]
+"""
+    assert [line.split(":")[0] for line in lines(grpc_route(rules))] == ["default.g.1", "default.g.0"]

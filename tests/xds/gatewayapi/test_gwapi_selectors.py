@@ -97,9 +97,12 @@ def test_selected_routes_are_served_and_counted() -> None:
     assert listeners is not None and listeners[0].attached_routes == 1
 
 
-def test_namespace_labels_flow_through_the_compiler() -> None:
-    """Namespace documents reach conversion through the ordinary compile path (mecha apply/validate)."""
-    result = compile_text(gateway("{matchLabels: {team: shop}}") + ROUTE + namespace("{team: shop}"))
+@pytest.mark.parametrize("namespace_first", [False, True])
+def test_namespace_labels_flow_through_the_compiler(namespace_first: bool) -> None:
+    """Namespace documents reach conversion through the ordinary compile path (mecha apply/validate),
+    before or after the Gateway API documents."""
+    docs = [namespace("{team: shop}"), gateway("{matchLabels: {team: shop}}") + ROUTE]
+    result = compile_text("".join(docs if namespace_first else docs[::-1]))
     assert result.config is not None
     assert any(vs.meta.name.startswith("gateway-api.web") for vs in result.config.virtual_services)
     assert not any("not attached" in w for w in by_severity(result, Severity.WARNING))
