@@ -205,11 +205,11 @@ class _Converter:
             outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
         kept = [o for o in outcomes if not o.dropped]
         where = route.meta.location
-        for rule, o in zip(route.rules, outcomes, strict=True):
+        for index, o in enumerate(outcomes):  # outcomes are in rule order: index is the rule's
             if o.dropped:
                 msg = f"rule not served: {o.dropped}"
                 self.out.diagnostics.append(
-                    _warn(where, f"spec.rules[{rule.index}]", msg, "gateway-api-unsupported")
+                    _warn(where, f"spec.rules[{index}]", msg, "gateway-api-unsupported")
                 )
             for err in o.ref_errors:
                 self.out.diagnostics.append(
@@ -217,7 +217,7 @@ class _Converter:
                 )
             for note in o.approximations:
                 self.out.diagnostics.append(
-                    _warn(where, f"spec.rules[{rule.index}].backendRefs", note, "gateway-api-approximated")
+                    _warn(where, f"spec.rules[{index}].backendRefs", note, "gateway-api-approximated")
                 )
         parents: list[ParentStatus] = []
         for ref in route.parent_refs:
@@ -355,9 +355,7 @@ class _Converter:
     ) -> Condition | None:
         if not kept or len(kept) == len(outcomes):
             return None
-        dropped = [
-            f"rules[{r.index}]: {o.dropped}" for r, o in zip(route.rules, outcomes, strict=True) if o.dropped
-        ]
+        dropped = [f"rules[{i}]: {o.dropped}" for i, o in enumerate(outcomes) if o.dropped]
         return ok("PartiallyInvalid", "UnsupportedValue", "Dropped Rule(s): " + "; ".join(dropped))
 
     @staticmethod

@@ -85,6 +85,13 @@ def convert_grpc_rule(route: objects.GRPCRoute, rule: objects.GRPCRule, resolver
             continue
         mirrors.append(Mirror(where, target, Percent(f.mirror_per_million, per_million=True)))
     found = destinations(rule, ns, resolver, outcome, GRPC_ROUTE)
+    for d in found:
+        service = resolver.services.get(d.destination.host)
+        port = next((p for p in service.ports if p.number == d.destination.port), None) if service else None
+        if port is not None and not port.is_http2:  # Envoy would speak HTTP/1.1 to a gRPC server
+            name = f"{d.destination.host}:{port.number}"
+            note = f"backend {name} is {port.protocol}, not HTTP/2: name the port grpc-* or set appProtocol"
+            outcome.approximations.append(note)
     base = HTTPRoute(
         index=0,
         name=rule.name or f"{ns}.{route.meta.name}.{rule.index}",

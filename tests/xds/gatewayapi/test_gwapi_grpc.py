@@ -19,7 +19,7 @@ from gwapi_helpers import (
 )
 
 from xds.diagnostics import Severity
-from xds.model.resources import StringMatch
+from xds.model.resources import Service, ServicePort, StringMatch
 
 BACKENDS = services(svc("v1"), svc("v2"), svc("v3"), svc("web"))
 SVC = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
@@ -227,3 +227,15 @@ def test_a_longer_regex_still_comes_after_exact_matches() -> None:
     backendRefs: [{name: v1, port: 8080}]
 """
     assert [line.split(":")[0] for line in lines(grpc_route(rules))] == ["default.g.1", "default.g.0"]
+
+
+def test_a_backend_port_that_is_not_http2_is_reported() -> None:
+    conversion, _ = convert_text(
+        GATEWAY + grpc_route("  - backendRefs: [{name: v1, port: 8080}]\n"), BACKENDS
+    )
+    assert any("is HTTP, not HTTP/2" in d.message for d in conversion.diagnostics)
+    grpc_backend = {svc("v1"): Service(svc("v1"), "default", (ServicePort(8080, "GRPC"),))}
+    conversion, _ = convert_text(
+        GATEWAY + grpc_route("  - backendRefs: [{name: v1, port: 8080}]\n"), grpc_backend
+    )
+    assert not any("not HTTP/2" in d.message for d in conversion.diagnostics)
