@@ -23,7 +23,9 @@ _KUBERNETES_APP_PROTOCOLS = {
 }
 # istiod skips sniffing on these: a server-first protocol would hang behind an HTTP sniffer
 _WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})
-UNDECLARED = "HTTP"  # istiod sniffs such ports; Mecha's outbound listener is HTTP, so sniffing finds HTTP
+# istiod sniffs such ports (xds.model.resources.SNIFFED): HTTP on the outbound listener, detected on the
+# tcp_ports listener. The ServiceEntry port is written without a protocol: how a ServiceEntry asks for it.
+UNDECLARED = "AUTO"
 
 
 def convert_protocol(port: int, name: str, protocol: str, app_protocol: str | None) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.kube.address_map import AddressMap, AddressMapError
-from xds.kube.protocol import convert_protocol
+from xds.kube.protocol import UNDECLARED, convert_protocol
 from xds.sources.loader import RawDocument
 
 SERVICE = ("", "Service")
@@ -208,6 +208,8 @@ class _Port:
     target_port: int | None  # numeric targetPort (a named one is resolved per Pod by the slice)
 
     def entry(self) -> dict[str, Any]:
+        if self.protocol == UNDECLARED:  # no protocol: sniffed, as istiod does
+            return {"number": self.number, "name": self.entry_name}
         return {"number": self.number, "name": self.entry_name, "protocol": self.protocol}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from xds.model.resources import (
     DRAINING,
     HEALTHY,
+    SNIFFED,
     UNHEALTHY,
     Component,
     ConnectionPool,
@@ -397,7 +398,7 @@ def service_entry(meta: Meta, spec: dict[str, Any]) -> ServiceEntry:
         ports=tuple(
             ServicePort(
                 number=p["number"],
-                protocol=(p.get("protocol") or "HTTP").upper(),
+                protocol=(p.get("protocol") or SNIFFED).upper(),  # istiod: protocol.Parse("")
                 name=p.get("name") or "",
                 target_port=p.get("targetPort"),
             )

@@ -205,6 +205,12 @@ class DestinationRule:
 # ---- ServiceEntry / WorkloadEntry ---------------------------------------------------------------------
 
 
+# A port that declares no protocol (istiod's UnsupportedProtocol): istiod sniffs it. It is routed as HTTP
+# on the outbound listener, and its local TCP listener (node metadata tcp_ports) detects HTTP or passes
+# bytes through (xds/translate/tcp.py).
+SNIFFED = "AUTO"
+
+
 @dataclass(frozen=True, slots=True)
 class ServicePort:
     number: int
@@ -214,7 +220,11 @@ class ServicePort:
 
     @property
     def is_http(self) -> bool:
-        return self.protocol.upper() in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB")
+        return self.protocol.upper() in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB", SNIFFED)
+
+    @property
+    def is_sniffed(self) -> bool:
+        return self.protocol.upper() == SNIFFED
 
     @property
     def is_http2(self) -> bool:

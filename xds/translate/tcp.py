@@ -6,13 +6,19 @@ listeners (`tcp_ports: {"<service port>": <bound port>}`); the app connects to 1
 The listener keeps istiod's name (`<VIP>_<port>` with a ServiceEntry address, else `0.0.0.0_<port>`).
 TCP: the first service in scope with that port owns the listener (as istiod's shared `0.0.0.0_<port>`
 without a VIP). TLS: one filter chain per SNI host (tls_inspector), so many TLS services share a port.
+A port that declares no protocol is sniffed as istiod sniffs it: HTTP/1.x and h2c (http_inspector) take the
+HTTP chain, routed as the service's virtual host on the outbound listener; anything else (TLS included) is
+proxied as TCP, so a Redis- or MySQL-like client on an unnamed port works.
 """
 
 from __future__ import annotations
 
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
+from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.listener.http_inspector import v3 as http_inspector
 from envoy_data_plane.envoy.extensions.filters.listener.tls_inspector import v3 as tls_inspector
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tcp_proxy
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
@@ -21,11 +27,17 @@ from xds.model.resources import RouteDestination, Service, ServicePort, VirtualS
 from xds.model.traffic import L4Route
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import outbound_cluster_name, socket
+from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields
+from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
+from xds.translate.route import virtual_host
 from xds.translate.scope import ScopedView, host_matches
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 TLS_PROTOCOLS = ("TLS", "HTTPS")
+# what http_inspector reports for plaintext HTTP (istiod's plaintextHTTPALPNs)
+SNIFFED_HTTP = ["http/1.0", "http/1.1", "h2c"]
 
 
 def _cluster(rd: RouteDestination, port: int) -> str:
@@ -108,7 +120,46 @@ def _tls_chains(
     return chains
 
 
-def tcp_listeners(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> list[lis.Listener]:
+def _inspector(name: str, config: object) -> lis.ListenerFilter:
+    return lis.ListenerFilter(name=name, typed_config=AnyMsg.pack(config))
+
+
+def _sniffed_http_chain(
+    svc: Service,
+    port: ServicePort,
+    view: ScopedView,
+    proxy: ProxyIdentity,
+    stat_prefix: str,
+    normalization: PathNormalization,
+) -> lis.FilterChain:
+    """HTTP detected: the service's outbound virtual host answers every Host (the app dialled this
+    listener for that one service, so its Host header may be anything, e.g. 127.0.0.1:<port>)."""
+    rcfg = view.route_config  # what the outbound table's virtual host of this service reads
+    vhost = virtual_host(svc, port, rcfg.mesh_routes_by_host.get(svc.host), rcfg, proxy.namespace, True)
+    vhost.domains = ["*"]
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
+        route_config=rte.RouteConfiguration(
+            name=str(port.number), virtual_hosts=[vhost], validate_clusters=False
+        ),
+        http_filters=TAIL_FILTERS,
+        **shared_manager_fields(normalization),
+    )
+    return lis.FilterChain(
+        filter_chain_match=lis.FilterChainMatch(
+            transport_protocol="raw_buffer", application_protocols=SNIFFED_HTTP
+        ),
+        filters=[lis.Filter(name=HCM_NAME, typed_config=AnyMsg.pack(manager))],
+    )
+
+
+def tcp_listeners(
+    config: MeshConfig,
+    view: ScopedView,
+    proxy: ProxyIdentity,
+    normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
+) -> list[lis.Listener]:
     out: list[lis.Listener] = []
     bind = proxy.bind or ("0.0.0.0" if proxy.mode is ProxyMode.NODE else "127.0.0.1")
     for service_port, bound in proxy.tcp_ports:
@@ -116,7 +167,7 @@ def tcp_listeners(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) ->
             (svc, sp)
             for svc in view.services
             for sp in svc.ports
-            if sp.number == service_port and not sp.is_http
+            if sp.number == service_port and (sp.is_sniffed or not sp.is_http)
         ]
         if not matching:
             continue  # nothing in scope on that port: no listener (connections are refused)
@@ -132,7 +183,21 @@ def tcp_listeners(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) ->
             svc, sp = matching[0]
             vip = svc.addresses[0] if svc.addresses else "0.0.0.0"
             listener.name = f"{vip}_{service_port}"
-            listener.filter_chains = [_tcp_chain(svc, sp, view.routes_by_host.get(svc.host))]
+            tcp = _tcp_chain(svc, sp, view.routes_by_host.get(svc.host))
+            listener.filter_chains = [tcp]
+            if sp.is_sniffed:  # istiod's protocol detection: tls_inspector + http_inspector
+                prefix = f"outbound_{listener.name}"
+                http = _sniffed_http_chain(svc, sp, view, proxy, prefix, normalization)
+                # Envoy matches transport_protocol before application_protocols, so a chain without a match
+                # would lose to the HTTP chain's raw_buffer before ALPN is compared: TCP is the default chain
+                listener.filter_chains = [http]
+                listener.default_filter_chain = tcp
+                listener.listener_filters = [
+                    _inspector(TLS_INSPECTOR, tls_inspector.TlsInspector()),
+                    _inspector(HTTP_INSPECTOR, http_inspector.HttpInspector()),
+                ]
+                # a server-first protocol sends nothing to inspect: after the timeout, proxy it as TCP
+                listener.continue_on_listener_filters_timeout = True
         out.append(listener)
     return out
 
@@ -141,4 +206,8 @@ def tcp_listener_inputs(view: ScopedView, proxy: ProxyIdentity) -> tuple[object,
     """Memo inputs: the services on the proxy's TCP ports and their VirtualServices."""
     ports = {p for p, _ in proxy.tcp_ports}
     services = [s for s in view.services if any(p.number in ports for p in s.ports)]
-    return (proxy, *services, *(view.routes_by_host.get(s.host) for s in services))
+    inputs = (proxy, *services, *(view.routes_by_host.get(s.host) for s in services))
+    if any(p.is_sniffed for s in services for p in s.ports if p.number in ports):
+        # a sniffed port carries its HTTP routes, which read the whole config (delegates, ports)
+        return (*inputs, view.route_config)
+    return inputs

@@ -154,7 +154,7 @@ def test_address_map_points_endpoints_at_local_addresses() -> None:
         (8080, "http", "TCP", "kubernetes.io/h2c", "HTTP2"),
         (8443, "x", "TCP", "kubernetes.io/wss", "HTTPS"),
         (9000, "tcp-data", "TCP", None, "TCP"),
-        (8080, "", "TCP", None, "HTTP"),  # undeclared: istiod sniffs, Mecha's listener is HTTP
+        (8080, "", "TCP", None, "AUTO"),  # undeclared: sniffed (HTTP or TCP), as istiod does
         (53, "dns", "UDP", None, None),
     ],
 )
@@ -205,10 +205,11 @@ items:
     ports: [{port: 6379}]
 """)
     spec = out[0].body["spec"]
-    assert spec["ports"] == [{"number": 6379, "name": "http-6379", "protocol": "HTTP"}]
+    # no protocol declared: sniffed (a Redis client is proxied as TCP, an HTTP one as HTTP), as istiod does
+    assert spec["ports"] == [{"number": 6379, "name": "auto-6379"}]
     assert [(e["address"], e["ports"]) for e in spec["endpoints"]] == [
-        ("10.1.0.5", {"http-6379": 6379}),
-        ("10.1.0.6", {"http-6379": 6379}),
+        ("10.1.0.5", {"auto-6379": 6379}),
+        ("10.1.0.6", {"auto-6379": 6379}),
     ]
     assert spec["exportTo"] == [".", "istio-system"]
     assert any(d.code == "kube-headless" and d.field == "spec.clusterIP" for d in diags)
