@@ -90,7 +90,8 @@ def convert_grpc_rule(route: objects.GRPCRoute, rule: objects.GRPCRule, resolver
         port = next((p for p in service.ports if p.number == d.destination.port), None) if service else None
         if port is not None and not port.is_http2:  # Envoy would speak HTTP/1.1 to a gRPC server
             name = f"{d.destination.host}:{port.number}"
-            note = f"backend {name} is {port.protocol}, not HTTP/2: name the port grpc-* or set appProtocol"
+            fix = "protocol GRPC (ServiceEntry), or name grpc-* / appProtocol grpc (Service)"
+            note = f"backend {name} is {port.protocol}, not HTTP/2: give the port {fix}"
             outcome.approximations.append(note)
     base = HTTPRoute(
         index=0,
