@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from xds import metrics
 from xds.cache.snapshot import Snapshot
+from xds.controlplane import consistency
 from xds.controlplane.diff import diff_all
 from xds.controlplane.gcpolicy import QuietCollector
 from xds.controlplane.inputs import (
@@ -347,6 +348,12 @@ class ControlPlane:
             if diag.severity == "error" and self._logged_errors.add(text):
                 log.error("%s", text)
         for pid, snap in snapshots.items():
+            try:  # an inconsistent snapshot is not published: the proxy keeps its last good one
+                consistency.check(pid, snap, self._snapshots.get(pid))
+            except consistency.InconsistentSnapshot as e:
+                if self._logged_errors.add(str(e)):
+                    log.error("%s", e)
+                continue
             self._snapshots[pid] = snap
             self.cache.set_snapshot(pid, snap)
 
