@@ -7,6 +7,7 @@ lines left, so its RSS reads 0.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's CPU times
@@ -33,22 +34,40 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds used so far by root and every live descendant, plus what their exited children used
-    (counted in the parent once reaped): the work the machine's cores had to do."""
+@dataclass(frozen=True)
+class ProcCpu:
+    pid: int
+    argv: list[str]  # /proc/<pid>/cmdline (after an exec, the new program's)
+    cpu_s: float  # its own user + system CPU seconds, all threads
+    reaped_cpu_s: float  # what its children that have exited used (counted in it once reaped)
+
+
+def tree_processes(root: int) -> list[ProcCpu]:
+    """root and every live descendant, as /proc reads now (root first); a process that ends meanwhile is
+    left out."""
     parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
+    found: dict[int, ProcCpu] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         pid = int(stat.parent.name)
         try:
             fields = _stat_fields(pid)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
         except OSError:
             continue  # ended meanwhile
         parents[pid] = int(fields[1])
-        cpu[pid] = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
-    total, frontier = 0.0, [root]
+        own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime stime
+        reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS  # cutime cstime
+        found[pid] = ProcCpu(pid, argv, own, reaped)
+    tree, frontier = [], [root]
     while frontier:
         pid = frontier.pop()
-        total += cpu.get(pid, 0.0)
+        if pid in found:
+            tree.append(found[pid])
         frontier += [child for child, parent in parents.items() if parent == pid]
-    return total
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by root and every live descendant, plus what their exited children used
+    (counted in the parent once reaped): the work the machine's cores had to do."""
+    return sum(p.cpu_s + p.reaped_cpu_s for p in tree_processes(root))
