@@ -25,7 +25,8 @@ def _serves(proxy: ProxyIdentity, namespace: str, name: str) -> bool:
 
 
 def _ports(body: dict[str, Any]) -> list[int]:
-    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    raw = body.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
     found = [ls.get("port") for ls in spec.get("listeners") or [] if isinstance(ls, dict)]
     return sorted({p for p in found if isinstance(p, int) and not isinstance(p, bool)})
 
