@@ -14,13 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the naive translator is the tests' oracle (tests/xds/config/translate_oracle.py)
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests" / "xds" / "config"))
 
 from meshgen import generate_mesh
+from translate_oracle import build_naive
 
 from xds import types
 from xds.pipeline import SnapshotBuilder, compile_documents, load_text
 from xds.proxy import AppBinding, ProxyIdentity
-from xds.translate import build_naive
 
 
 def proxies(n: int, same_ports: bool = True) -> list[ProxyIdentity]:

@@ -2,6 +2,5 @@
 
 from xds.translate.builder import SnapshotBuilder
 from xds.translate.decode import resource_to_dict
-from xds.translate.naive import build_naive
 
-__all__ = ["SnapshotBuilder", "build_naive", "resource_to_dict"]
+__all__ = ["SnapshotBuilder", "resource_to_dict"]

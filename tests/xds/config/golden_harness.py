@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret
+from translate_oracle import build_naive
 
 from xds import types
 from xds.ca import CertificateAuthority, WorkloadCertificates
 from xds.cache.snapshot import Snapshot
+from xds.credential_files import CredentialStore
 from xds.diagnostics import Severity
 from xds.pipeline import SnapshotBuilder
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate import build_naive
-from xds.credential_files import CredentialStore
 from xds.translate.security.upstream import system_ca_bundle
 
 HEADER_KIND = "GoldenCase"

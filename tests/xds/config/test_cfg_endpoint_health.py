@@ -8,12 +8,12 @@ import pytest
 from cfg_helpers import sidecar
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
+from translate_oracle import build_naive
 
 from xds import types
 from xds.diagnostics import Location
 from xds.pipeline import SnapshotBuilder, compile_documents, load_text
 from xds.sources import RawDocument
-from xds.translate import build_naive
 
 MESH = """
 apiVersion: networking.istio.io/v1

@@ -26,7 +26,7 @@ PEM is written as `pemSummary` (each certificate's subject, SANs and CA flag; ke
 the OS trust bundle that SIMPLE tls verifies against by default (its path differs between distributions) as
 `<system CA bundle>`.
 
-The reference path (xds.translate.build_naive) must decode to the same CDS/EDS/LDS/RDS for every sidecar or
+The oracle (translate_oracle.py here) must decode to the same CDS/EDS/LDS/RDS for every sidecar or
 node proxy of a case. It has no translation of its own for gateway and proxyless proxies, mTLS
 (`mtls: true`) and scoped route tables (the proxy got SRDS): those proxies are not compared. Nor for security
 policies (PeerAuthentication, AuthorizationPolicy, RequestAuthentication), DestinationRule `tls` and

@@ -137,10 +137,10 @@ def test_both_products_read_a_bare_number_as_seconds() -> None:
 
 def test_an_unreadable_resiliency_is_a_warning_and_the_routes_build() -> None:
     from cfg_helpers import compile_text, sidecar
+    from translate_oracle import build_naive
 
     from xds import types
     from xds.pipeline import SnapshotBuilder
-    from xds.translate import build_naive
 
     text = """
 apiVersion: networking.istio.io/v1
@@ -192,10 +192,10 @@ def test_scopes_and_namespace_select_the_documents() -> None:
 
 def test_translated_routes_use_the_callers_policy() -> None:
     from cfg_helpers import compile_text, sidecar
+    from translate_oracle import build_naive
 
     from xds import types
     from xds.pipeline import SnapshotBuilder
-    from xds.translate import build_naive
 
     text = """
 apiVersion: networking.istio.io/v1
@@ -229,10 +229,10 @@ def test_circuit_breaker_gets_an_invoke_cluster_for_callers_in_scope() -> None:
     from cfg_helpers import compile_text, sidecar
     from envoy_data_plane.envoy.config.cluster import v3 as clu
     from envoy_data_plane.envoy.config.endpoint import v3 as ep
+    from translate_oracle import build_naive
 
     from xds import types
     from xds.pipeline import SnapshotBuilder
-    from xds.translate import build_naive
 
     text = """
 apiVersion: networking.istio.io/v1

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 from cfg_helpers import compile_text, decoded, errors, sidecar
+from translate_oracle import build_naive
 
 from xds.model.mesh import MeshConfig
 from xds.pipeline import SnapshotBuilder
-from xds.translate import build_naive
 
 FAULT = "envoy.filters.http.fault"
 CORS = "envoy.filters.http.cors"

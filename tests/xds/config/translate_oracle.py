@@ -1,7 +1,6 @@
-"""The reference path: full betterproto2 messages, no memo, no byte concatenation, Snapshot.build().
-
-Used by the benchmark (the 'naive' column) and by tests that check the fast path decodes to exactly the
-same resources."""
+"""The oracle: a second, naive translator (full betterproto2 messages, no memo, no byte concatenation,
+Snapshot.build()) that tests check the shipped one against (the same decoded resources), and that
+bench/translate_bench.py times for its 'naive' column. It lives in the tests, not in the package."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from envoy_data_plane.envoy.config.route import v3 as rte
 
 from xds import types
-from xds.cache.snapshot import Resource, Snapshot
 from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate import dapr, resiliency
@@ -38,6 +36,7 @@ from xds.translate.scope import ScopedView, scope_for
 from xds.translate.sidecar import catch_all_vhost, sidecar_extras
 from xds.translate.source import config_for, proxy_labels
 from xds.translate.tcp import tcp_listeners
+from xds.types import Resource, Snapshot
 
 
 def _clusters(config: MeshConfig, view: ScopedView, proxy: ProxyIdentity) -> list[Resource]:
