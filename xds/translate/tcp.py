@@ -13,6 +13,7 @@ proxied as TCP, so a Redis- or MySQL-like client on an unnamed port works.
 
 from __future__ import annotations
 
+import betterproto2
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.route import v3 as rte
@@ -120,7 +121,7 @@ def _tls_chains(
     return chains
 
 
-def _inspector(name: str, config: object) -> lis.ListenerFilter:
+def _inspector(name: str, config: betterproto2.Message) -> lis.ListenerFilter:
     return lis.ListenerFilter(name=name, typed_config=AnyMsg.pack(config))
 
 
