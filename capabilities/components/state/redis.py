@@ -20,6 +20,7 @@ from capabilities.blocks.state.contract import (
     parse_version_etag,
 )
 from capabilities.components.redis_base import RedisComponent
+from capabilities.components.state.redis_conn import DedicatedConnection
 
 # KEYS[i] = key of op i; ARGV[1] = JSON [{t: "s"|"d", e: etag|"", f: 0|1, ttl: n (-1 = none)}];
 # ARGV[i+1] = data of op i. The current version is read only for an op with an ETag or first-write: a plain
@@ -54,19 +55,32 @@ PLAIN_SAVE_SPEC = json.dumps({"t": "s", "e": "", "f": 0, "ttl": -1})
 @registry.register("state.redis")
 class RedisStateStore(RedisComponent):
     _script: Any = None
+    _hot: DedicatedConnection | None = None
 
     async def init(self) -> None:
         await super().init()
         self._script = self._client.register_script(MULTI_SCRIPT)
+        self._hot = DedicatedConnection(self._client)  # gets and saves; redis_conn.py says why
+
+    async def close(self) -> None:
+        if self._hot is not None:
+            await self._hot.close()
+            self._hot = None
+        await super().close()
 
     def features(self) -> set[str]:
         return {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL}
 
     async def get(self, key: str) -> StoredItem | None:
-        fields = await self._client.hgetall(key)
+        fields = await self._commands().hgetall(key)
         if not fields or b"data" not in fields:
             return None
         return StoredItem(fields[b"data"], fields.get(b"version", b"0").decode())
+
+    def _commands(self) -> DedicatedConnection:
+        if self._hot is None:
+            raise RuntimeError("state.redis: the store is closed")
+        return self._hot
 
     async def set(self, req: SetRequest) -> None:
         await self.multi([req])
@@ -93,10 +107,15 @@ class RedisStateStore(RedisComponent):
             else:
                 specs.append(json.dumps({"t": "d", "e": op.etag or "", "f": 0, "ttl": -1}))
                 data.append(b"")
-        from redis.exceptions import ResponseError
+        from redis.exceptions import NoScriptError, ResponseError
 
+        keys = [op.key for op in operations]
+        args = ["[" + ",".join(specs) + "]", *data]
         try:
-            await self._script(keys=[op.key for op in operations], args=["[" + ",".join(specs) + "]", *data])
+            try:
+                await self._commands().evalsha(self._script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # not loaded yet (first save, or Redis restarted): the Script loads it
+                await self._script(keys=keys, args=args)
         except ResponseError as exc:
             text = str(exc)
             if text.startswith("ETAG_MISMATCH"):
