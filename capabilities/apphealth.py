@@ -14,7 +14,6 @@ the embedded agent holds), so a workload can only ever change its own endpoint.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -23,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# asyncio loads where it runs: the service parses these flags before it spawns its agent (__main__.py), whose
+# sockets Envoy's start waits for
 if TYPE_CHECKING:
+    import asyncio
+
     from capabilities.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,8 @@ class WorkloadReporter:
 
     async def report(self, **fields: Any) -> bool:
         """True when the control plane stored it; failures are logged (the next transition retries)."""
+        import asyncio
+
         import aiohttp
 
         try:
@@ -161,9 +166,13 @@ class AppHealth:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        import asyncio
+
         self._task = asyncio.create_task(self._loop(), name=f"app-health:{self.runtime.app_id}")
 
     async def stop(self) -> None:
+        import asyncio
+
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,6 +231,8 @@ class AppHealth:
             self.unreported = not await self.reporter.report(healthy=healthy, message=message)
 
     async def _loop(self) -> None:
+        import asyncio
+
         while True:
             try:
                 await self.check_once()

@@ -109,3 +109,22 @@ async def test_serving_envoy_loads_no_envoy_protos(tmp_path: Path) -> None:
     clusters = decode_sotw_response(bytes.fromhex(result["ads"]))
     assert clusters.type_url == types.CLUSTER and clusters.version_info  # no config: no cluster
     assert result["loaded"] == []
+
+
+def test_the_service_reads_all_its_flags_before_asyncio(tmp_path: Path) -> None:
+    """Everything the capability service does before it spawns its agent (all its flags parsed) loads no event
+    loop, HTTP or gRPC module: the agent's sockets are on Envoy's start path and would wait for them."""
+    script = (
+        "import json, sys\n"
+        "from capabilities.__main__ import parse_args\n"
+        "from capabilities.identity_agent import config_from_args\n"
+        "config_from_args(parse_args(sys.argv[1:]))\n"
+        "print(json.dumps([m for m in ('asyncio', 'aiohttp', 'grpc', 'yaml') if m in sys.modules]))\n"
+    )
+    root = tmp_path / "root-cert.pem"
+    root.write_text("not read here\n")
+    argv = ["--app-id", "a", "--agent-credential", str(tmp_path / "credential.jwt"), "--agent-socket-dir",
+            str(tmp_path), "--agent-root-cert", str(root), "--enable-app-health-check"]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
