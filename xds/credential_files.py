@@ -35,7 +35,10 @@ def _build(name: str, folder: Path) -> Credential:
 
 
 def _safe(name: str) -> bool:
-    return bool(name) and "/" not in name and name not in (".", "..")
+    """NAME, or NS/NAME (a Gateway API certificateRef to a Secret of another namespace): never a path out of
+    the folder."""
+    parts = name.split("/")
+    return len(parts) <= 2 and all(p and p not in (".", "..") and "\\" not in p for p in parts)
 
 
 def key_digest(key: bytes) -> str:

@@ -1,10 +1,10 @@
 """GET /api/v1/gateway-api/status: the status of every Gateway API object of the served config, as
-`kubectl get gatewayclasses,gateways,httproutes,grpcroutes -o json` would show it (a v1 List; metadata
-and status).
+`kubectl get gatewayclasses,gateways,httproutes,grpcroutes,tlsroutes,tcproutes -o json` would show it (a v1
+List; metadata and status).
 
-Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute, GRPCRoute; plurals and any case
-accepted) and `namespace`. Read-only, API token as every read. Computed from the store's documents and
-registry, once per config version; lastTransitionTime is when this control plane first saw each
+Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute; plurals and
+any case accepted) and `namespace`. Read-only, API token as every read. Computed from the store's
+documents and registry, once per config version; lastTransitionTime is when this control plane first saw each
 condition's status."""
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ _KIND_NAMES = {k.lower(): k for k in STATUS_KINDS} | {f"{k.lower()}s": k for k i
 _KIND_NAMES |= {"gatewayclasses": "GatewayClass"}
 
 
-def statuses(documents: Any, config: Any) -> list[ObjectStatus]:
+def statuses(documents: Any, config: Any, credentials_known: bool = False) -> list[ObjectStatus]:
     """Status of every Gateway API object of documents (accepted RawDocuments); config: the compiled
-    MeshConfig whose registry decides BackendNotFound (None: no registry)."""
+    MeshConfig whose registry decides BackendNotFound (None: no registry); credentials_known: its resolved
+    inputs hold every credential found (a listener's missing Secret is then InvalidCertificateRef)."""
     inputs, _ = read_documents(list(documents))
     services = config.service_by_host if config is not None else {}
-    found = convert(inputs, services).statuses
+    available = (
+        {c.name for c in config.inputs.credentials} if config is not None and credentials_known else None
+    )
+    found = convert(inputs, services, available).statuses
     return sorted(found, key=lambda s: (STATUS_KINDS.index(s.meta.kind), s.meta.namespace, s.meta.name))
 
 
@@ -50,13 +54,17 @@ async def status(request: web.Request) -> web.Response:
 
     kinds = _kinds(request.query.get("kind", ""))
     if isinstance(kinds, str):
-        return error(400, f"kind={kinds!r}: expected GatewayClass, Gateway, HTTPRoute or GRPCRoute")
+        return error(
+            400, f"kind={kinds!r}: expected GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute or TCPRoute"
+        )
     namespace = request.query.get("namespace", "")
     control_plane: Any = request.app[CONTROL_PLANE]
     store = control_plane.store
     cached = request.app[_CACHE]
     if cached.get("version") != store.version or "statuses" not in cached:
-        cached.update(version=store.version, statuses=statuses(store.documents.values(), store.config))
+        # a store with a resolver resolved the credential files with the config: a missing one is known
+        found = statuses(store.documents.values(), store.config, store.resolver is not None)
+        cached.update(version=store.version, statuses=found)
     clock = request.app[CLOCK]
     items = [
         render(s, clock)

@@ -25,6 +25,8 @@ def check_spec(kind: str, spec: dict[str, Any], report: Report) -> None:
         "HTTPRoute": _http_route,
         "GRPCRoute": _grpc_route,
         "ReferenceGrant": _reference_grant,
+        "TLSRoute": _l4_route,
+        "TCPRoute": _l4_route,
     }
     checks[kind](spec, error)
 
@@ -75,6 +77,13 @@ def _gateway(spec: dict[str, Any], error: Error) -> None:
             error(f"{at}.tls.mode", "tls mode must be Terminate for protocol HTTPS")
         if protocol == "TLS" and not (tls or {}).get("mode"):
             error(f"{at}.tls.mode", "tls mode must be set for protocol TLS")
+        mode = (tls or {}).get("mode") or "Terminate"  # the CRD's default
+        terminates = protocol in ("HTTPS", "TLS") and mode == "Terminate"  # else refused above
+        if tls is not None and terminates and not (tls.get("certificateRefs") or tls.get("options")):
+            error(f"{at}.tls", "certificateRefs or options must be specified when mode is Terminate")
+        _at_most((tls or {}).get("certificateRefs") or [], 64, f"{at}.tls.certificateRefs", error)
+        for j, ref in enumerate((tls or {}).get("certificateRefs") or []):
+            _required(ref.get("name"), f"{at}.tls.certificateRefs[{j}].name", error)
         if protocol in ("TCP", "UDP") and listener.get("hostname"):
             error(f"{at}.hostname", "hostname must not be specified for protocols ['TCP', 'UDP']")
         kinds = ((listener.get("allowedRoutes") or {}).get("kinds")) or []
@@ -180,6 +189,18 @@ def _reference_grant(spec: dict[str, Any], error: Error) -> None:
             for key in keys:
                 if item.get(key) is None or (key != "group" and not item.get(key)):
                     error(f"spec.{part}[{i}].{key}", "required field is missing", "required")
+
+
+def _l4_route(spec: dict[str, Any], error: Error) -> None:
+    """TLSRoute / TCPRoute: at least one rule (v1 allows one, v1alpha2 16), each with 1-16 backendRefs."""
+    rules = _route_common(spec, error)
+    _required(rules, "spec.rules", error)
+    for i, rule in enumerate(rules):
+        backends: list[dict[str, Any]] = rule.get("backendRefs") or []
+        if _required(backends, f"spec.rules[{i}].backendRefs", error):
+            _at_most(backends, 16, f"spec.rules[{i}].backendRefs", error)
+        for j, ref in enumerate(backends):
+            _backend_object(ref, f"spec.rules[{i}].backendRefs[{j}]", error)
 
 
 def _parent_key(ref: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -15,14 +15,22 @@ Per Mecha Gateway (gatewayClassName is Mecha's: kinds.py):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from xds.diagnostics import Diagnostic, Location, Severity
-from xds.gatewayapi import hostnames, objects
+from xds.gatewayapi import certificates, hostnames, objects
 from xds.gatewayapi.documents import GatewayApiInputs
 from xds.gatewayapi.grpcroutes import convert_grpc_rule
-from xds.gatewayapi.kinds import BUILTIN_CLASSES, CONTROLLER_NAME, CONTROLLER_NAMES, GROUP
+from xds.gatewayapi.kinds import (
+    BUILTIN_CLASSES,
+    CONTROLLER_NAME,
+    CONTROLLER_NAMES,
+    GROUP,
+    TCP_ROUTE,
+    TLS_ROUTE,
+)
+from xds.gatewayapi.l4routes import convert_l4_rule, l4_routes
 from xds.gatewayapi.routes import Resolver, RuleOutcome, SortKey, convert_rule, for_listener
 from xds.gatewayapi.status import (
     GRPC_ROUTE_KIND,
@@ -36,10 +44,18 @@ from xds.gatewayapi.status import (
     pending,
 )
 from xds.model.resources import CarriedResource, HTTPRoute, Meta, Service, VirtualService
+from xds.model.traffic import L4Route
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 ISTIO_API = "networking.istio.io/v1"
-SERVED_PROTOCOLS = ("HTTP",)  # phase 1: HTTPS, TLS and TCP listeners are reported, not served
+SERVED_PROTOCOLS = ("HTTP", "HTTPS", "TLS", "TCP")  # UDP and implementation-specific ones are reported
+# the route kinds a listener carries by default, by protocol (TLS: Passthrough; Terminate is not served)
+_DEFAULT_KINDS = {
+    "HTTP": [HTTP_ROUTE_KIND, GRPC_ROUTE_KIND],  # GRPCRoute over h2c
+    "HTTPS": [HTTP_ROUTE_KIND, GRPC_ROUTE_KIND],
+    "TLS": [(GROUP, TLS_ROUTE)],
+    "TCP": [(GROUP, TCP_ROUTE)],
+}
 
 
 @dataclass
@@ -56,6 +72,7 @@ class _Listener:
     status: ListenerStatus
     accepted: bool
     denied_because: str = ""  # why routes cannot attach (not accepted)
+    credential: str = ""  # HTTPS: the credentialName its certificate comes from ("" = none usable)
     # route kind -> the hostnames its accepted routes serve here: HTTPRoute and GRPCRoute may not share one
     claimed: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # kind -> [(host, route)]
 
@@ -81,6 +98,7 @@ class _Gateway:
     # port -> hostname -> the routes served for it, with their precedence keys (an empty list: 404)
     routes: dict[int, dict[str, list[tuple[SortKey, HTTPRoute]]]] = field(default_factory=dict)
     served: set[tuple[int, str, str]] = field(default_factory=set)  # (port, hostname, route) added
+    l4: list[tuple[str, L4Route]] = field(default_factory=list)  # ("tls" | "tcp", route), oldest route first
 
 
 # Not a reason the spec names (it names none for this case): a newer route of the other kind (HTTPRoute /
@@ -100,8 +118,11 @@ def _warn(where: Location, fld: str, message: str, code: str) -> Diagnostic:
 
 
 class _Converter:
-    def __init__(self, inputs: GatewayApiInputs, services: Mapping[str, Service]) -> None:
+    def __init__(
+        self, inputs: GatewayApiInputs, services: Mapping[str, Service], available: Collection[str] | None
+    ) -> None:
         self.inputs = inputs
+        self.available = available
         self.resolver = Resolver(dict(services), inputs.grants)
         self.out = Conversion()
         documented = {c.meta.name: c for c in inputs.classes}
@@ -116,7 +137,7 @@ class _Converter:
                 self.out.statuses.append(ObjectStatus(c.meta, [accepted]))
         for gw in self.inputs.gateways:
             self._gateway(gw)
-        routes: list[objects.Route] = [*self.inputs.routes, *self.inputs.grpc_routes]
+        routes: list[objects.Route] = [*self.inputs.routes, *self.inputs.grpc_routes, *self.inputs.l4_routes]
         for route in sorted(routes, key=lambda r: (r.meta.created, r.meta.ref, r.meta.kind)):
             self._route(route)
         for state in self.gateways.values():
@@ -147,10 +168,9 @@ class _Converter:
         self.gateways[(gw.meta.namespace, gw.meta.name)] = _Gateway(gw, listeners)
 
     def _listener(self, gw: objects.Gateway, spec: objects.Listener, conflicted: bool) -> _Listener:
-        default = [HTTP_ROUTE_KIND, GRPC_ROUTE_KIND]  # an HTTP listener's kinds (GRPCRoute over h2c)
+        default = _DEFAULT_KINDS.get(spec.protocol, [])
         kinds = default if spec.allowed_kinds is None else list(spec.allowed_kinds)
-        # the route kinds this listener can carry: HTTPRoute and GRPCRoute on HTTP; none yet on the others
-        supported = [k for k in kinds if k in default and spec.protocol in SERVED_PROTOCOLS]
+        supported = [k for k in kinds if k in default]  # the route kinds this listener can carry
         accepted = ok("Accepted", "Accepted", "No errors found")
         conflict = Condition("Conflicted", "False", "NoConflicts", "No conflicts")
         refs = ok("ResolvedRefs", "ResolvedRefs", "No errors found")
@@ -160,18 +180,46 @@ class _Converter:
             accepted = failed("Accepted", "PortUnavailable", why)
             conflict = Condition("Conflicted", "True", "ProtocolConflict", why)
         if spec.protocol not in SERVED_PROTOCOLS:
-            why = f"protocol {spec.protocol} is not served yet (Gateway API phase 1 serves HTTP listeners)"
+            why = f"protocol {spec.protocol} is not served (Mecha serves HTTP, HTTPS, TLS and TCP listeners)"
             accepted = failed("Accepted", "UnsupportedProtocol", why)
+        elif spec.protocol == "TLS" and spec.tls_mode == "Terminate":
+            why = "protocol TLS with tls.mode Terminate is not served (TLSRoute: use mode Passthrough)"
+            accepted = failed("Accepted", "UnsupportedValue", why)
+            supported = []
+        credential = ""
+        if spec.protocol == "HTTPS" and not conflicted:
+            found = certificates.resolve(gw, spec, self.inputs.grants, self.available)
+            credential = found.credential
+            if found.problem is not None:
+                refs = found.problem
+            for note in found.notes:
+                self.out.diagnostics.append(
+                    _warn(
+                        gw.meta.location,
+                        f"spec.listeners[{spec.index}].tls",
+                        note,
+                        "gateway-api-approximated",
+                    )
+                )
         invalid = [k for k in kinds if k not in supported]
-        if invalid and spec.allowed_kinds is not None:
+        if invalid and spec.allowed_kinds is not None and refs.status == "True":
             names = ", ".join(f"{g}/{k}" for g, k in invalid)
             refs = failed("ResolvedRefs", "InvalidRouteKinds", f"unsupported route kinds: {names}")
         is_accepted = accepted.status == "True"
         programmed = (
             ok("Programmed", "Programmed", "No errors found")
-            if is_accepted
-            else failed("Programmed", "Invalid", why)
+            if is_accepted and (spec.protocol != "HTTPS" or credential)
+            else failed("Programmed", "Invalid", why or f"no usable certificate: {refs.message}")
         )
+        if is_accepted and refs.reason in (certificates.INVALID, certificates.NOT_PERMITTED):
+            self.out.diagnostics.append(
+                _warn(
+                    gw.meta.location,
+                    f"spec.listeners[{spec.index}].tls.certificateRefs",
+                    f"listener {spec.name}: {refs.reason}: {refs.message}",
+                    "gateway-api-ref",
+                )
+            )
         if spec.allowed_from == "Selector" and spec.selector is None:
             msg = f"listener {spec.name}: from: Selector without a selector matches no namespace"
             self.out.diagnostics.append(
@@ -193,14 +241,21 @@ class _Converter:
             )
         status = ListenerStatus(spec.name, supported, [accepted, programmed, conflict, refs])
         return _Listener(
-            spec, status, is_accepted, f"listener {spec.name} is not accepted: {why}" if why else ""
+            spec,
+            status,
+            is_accepted,
+            f"listener {spec.name} is not accepted: {why}" if why else "",
+            credential=credential,
         )
 
     # ---- routes --------------------------------------------------------------------------------------
 
     def _route(self, route: objects.Route) -> None:
+        outcomes: list[RuleOutcome]
         if isinstance(route, objects.GRPCRoute):
             outcomes = [convert_grpc_rule(route, rule, self.resolver) for rule in route.rules]
+        elif isinstance(route, objects.L4Route):
+            outcomes = [convert_l4_rule(route, rule, self.resolver) for rule in route.rules]
         else:
             outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
         kept = [o for o in outcomes if not o.dropped]
@@ -367,6 +422,10 @@ class _Converter:
         kept: list[RuleOutcome],
     ) -> None:
         port = listener.spec.port
+        if isinstance(route, objects.L4Route):
+            tls = route.meta.kind == TLS_ROUTE
+            state.l4 += [("tls" if tls else "tcp", r) for r in l4_routes(port, hosts, kept, tls)]
+            return
         by_host = state.routes.setdefault(port, {})
         for host in hosts:
             if (port, host, route.meta.ref) in state.served:
@@ -380,22 +439,38 @@ class _Converter:
 
     def _emit(self, state: _Gateway) -> None:
         gw = state.spec
-        served = [ls for ls in state.listeners if ls.accepted]
+        served = [
+            ls for ls in state.listeners if ls.accepted and (ls.spec.protocol != "HTTPS" or ls.credential)
+        ]
         for ls in served:  # a listener hostname without routes still owns its requests: 404
-            state.routes.setdefault(ls.spec.port, {}).setdefault(ls.spec.hostname or hostnames.ANY, [])
+            if ls.spec.protocol in ("HTTP", "HTTPS"):
+                state.routes.setdefault(ls.spec.port, {}).setdefault(ls.spec.hostname or hostnames.ANY, [])
         self.out.statuses.append(self._gateway_status(state))
         if not served:
             return
         ports = sorted(state.routes)
-        spec = {
-            "selector": {GATEWAY_NAME_LABEL: gw.meta.name},
-            "servers": [
-                {"port": {"number": p, "name": f"http-{p}", "protocol": "HTTP"}, "hosts": [hostnames.ANY]}
-                for p in ports
-            ],
-        }
+        spec = {"selector": {GATEWAY_NAME_LABEL: gw.meta.name}, "servers": _servers(served)}
         meta = Meta("Gateway", gw.meta.namespace, gw.meta.name, gw.meta.location)
         self.out.gateways.append(CarriedResource(meta, ISTIO_API, json.dumps(spec, sort_keys=True)))
+        if state.l4:
+            name = f"gateway-api.{gw.meta.name}.l4"
+            where = Location(
+                gw.meta.location.file, gw.meta.location.document, "VirtualService", gw.meta.namespace, name
+            )
+            self.out.virtual_services.append(
+                VirtualService(
+                    meta=Meta("VirtualService", gw.meta.namespace, name, where),
+                    hosts=(hostnames.ANY,),
+                    gateways=(gw.meta.ref,),
+                    tls=tuple(
+                        replace(r, index=i) for i, r in enumerate(r for k, r in state.l4 if k == "tls")
+                    ),
+                    tcp=tuple(
+                        replace(r, index=i) for i, r in enumerate(r for k, r in state.l4 if k == "tcp")
+                    ),
+                    created=gw.meta.created,
+                )
+            )
         all_hosts = sorted({h for by_host in state.routes.values() for h in by_host})
         for host in all_hosts:
             http: list[HTTPRoute] = []
@@ -443,6 +518,28 @@ class _Converter:
         )
 
 
+def _servers(served: list[_Listener]) -> list[dict[str, object]]:
+    """The Istio Gateway servers of the served listeners: one HTTP server per port (hostnames are the
+    VirtualServices' business), one per HTTPS listener (its SNI name and certificate), one per TLS
+    Passthrough listener (its SNI name), one per TCP listener."""
+    out: list[dict[str, object]] = []
+    http_ports = sorted({ls.spec.port for ls in served if ls.spec.protocol == "HTTP"})
+    for p in http_ports:
+        out.append({"port": {"number": p, "name": f"http-{p}", "protocol": "HTTP"}, "hosts": [hostnames.ANY]})
+    for ls in served:
+        spec = ls.spec
+        port = {"number": spec.port, "name": f"{spec.protocol.lower()}-{spec.port}-{spec.name}"}
+        hosts = [spec.hostname or hostnames.ANY]
+        if spec.protocol == "HTTPS":
+            tls = {"mode": "SIMPLE", "credentialName": ls.credential}
+            out.append({"port": {**port, "protocol": "HTTPS"}, "hosts": hosts, "tls": tls})
+        elif spec.protocol == "TLS":
+            out.append({"port": {**port, "protocol": "TLS"}, "hosts": hosts, "tls": {"mode": "PASSTHROUGH"}})
+        elif spec.protocol == "TCP":
+            out.append({"port": {**port, "protocol": "TCP"}, "hosts": hosts})
+    return out
+
+
 def _indexed(routes: list[HTTPRoute]) -> list[HTTPRoute]:
     return [replace(r, index=i) for i, r in enumerate(routes)]
 
@@ -453,7 +550,10 @@ def _slug(host: str) -> str:
     return host.replace("*", "wildcard")
 
 
-def convert(inputs: GatewayApiInputs, services: Mapping[str, Service]) -> Conversion:
-    """Mecha's Gateways and the HTTPRoutes attached to them -> Istio Gateways, VirtualServices and status.
-    services: the registry by host (routes to a host missing there are unresolved: BackendNotFound)."""
-    return _Converter(inputs, services).run()
+def convert(
+    inputs: GatewayApiInputs, services: Mapping[str, Service], available: Collection[str] | None = None
+) -> Conversion:
+    """Mecha's Gateways and the routes attached to them -> Istio Gateways, VirtualServices and status.
+    services: the registry by host (routes to a host missing there are unresolved: BackendNotFound);
+    available: the credentials found (certificates.py; None: not known, every one assumed present)."""
+    return _Converter(inputs, services, available).run()

@@ -17,6 +17,8 @@ from xds.gatewayapi.kinds import (
     HTTP_ROUTE,
     READ_KINDS,
     REFERENCE_GRANT,
+    TCP_ROUTE,
+    TLS_ROUTE,
     is_gateway_api,
     is_namespace,
 )
@@ -30,6 +32,7 @@ GatewayApiObject = (
     | objects.HTTPRoute
     | objects.GRPCRoute
     | objects.ReferenceGrant
+    | objects.L4Route
     | objects.Namespace
 )
 
@@ -43,6 +46,7 @@ class GatewayApiInputs:
     routes: list[objects.HTTPRoute] = field(default_factory=list)
     grpc_routes: list[objects.GRPCRoute] = field(default_factory=list)
     grants: list[objects.ReferenceGrant] = field(default_factory=list)
+    l4_routes: list[objects.L4Route] = field(default_factory=list)  # TLSRoutes and TCPRoutes
     namespaces: dict[str, objects.Namespace] = field(default_factory=dict)
 
     def add(self, obj: GatewayApiObject) -> None:
@@ -56,11 +60,13 @@ class GatewayApiInputs:
             self.grpc_routes.append(obj)
         elif isinstance(obj, objects.ReferenceGrant):
             self.grants.append(obj)
+        elif isinstance(obj, objects.L4Route):
+            self.l4_routes.append(obj)
         else:
             self.namespaces.setdefault(obj.name, obj)
 
     def __bool__(self) -> bool:
-        return bool(self.classes or self.gateways or self.routes or self.grpc_routes)
+        return bool(self.classes or self.gateways or self.routes or self.grpc_routes or self.l4_routes)
 
 
 def read_namespace(doc: RawDocument) -> tuple[objects.Namespace | None, list[Diagnostic]]:
@@ -105,6 +111,8 @@ def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagn
         return objects.grpc_route(meta, spec), diags
     if doc.kind == REFERENCE_GRANT:
         return objects.reference_grant(meta, spec), diags
+    if doc.kind in (TLS_ROUTE, TCP_ROUTE):
+        return objects.l4_route(meta, spec), diags
     assert doc.kind == HTTP_ROUTE
     return objects.http_route(meta, spec), diags
 

@@ -18,9 +18,12 @@ GATEWAY = "Gateway"
 HTTP_ROUTE = "HTTPRoute"
 GRPC_ROUTE = "GRPCRoute"
 REFERENCE_GRANT = "ReferenceGrant"
-READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, REFERENCE_GRANT)
-ROUTE_KINDS = (HTTP_ROUTE, GRPC_ROUTE)
-STATUS_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE)  # ReferenceGrant has no status
+TLS_ROUTE = "TLSRoute"
+TCP_ROUTE = "TCPRoute"
+READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, REFERENCE_GRANT, TLS_ROUTE, TCP_ROUTE)
+ROUTE_KINDS = (HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, TCP_ROUTE)
+# ReferenceGrant has no status
+STATUS_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, TCP_ROUTE)
 # The versions upstream serves each kind at (GRPCRoute and ReferenceGrant began in v1alpha2).
 KIND_VERSIONS: dict[str, frozenset[str]] = {
     GATEWAY_CLASS: VERSIONS,
@@ -28,6 +31,8 @@ KIND_VERSIONS: dict[str, frozenset[str]] = {
     HTTP_ROUTE: VERSIONS,
     GRPC_ROUTE: frozenset({"v1", "v1alpha2"}),
     REFERENCE_GRANT: frozenset({"v1", "v1beta1", "v1alpha2"}),
+    TLS_ROUTE: frozenset({"v1", "v1alpha2", "v1alpha3"}),
+    TCP_ROUTE: frozenset({"v1", "v1alpha2"}),
 }
 # Namespace documents (core group) carry the labels allowedRoutes.namespaces.selector matches: there is no
 # API server to ask, so a namespace is known, with its labels, only through its Namespace document.
@@ -43,8 +48,6 @@ BUILTIN_CLASSES = frozenset({MECHA_CLASS, "istio"})
 # Real kinds of the group that later phases will read: accepted (so a manifest that carries them applies)
 # and reported as not honoured, never silently skipped.
 UNREAD_KINDS: dict[str, str] = {
-    "TLSRoute": "TLSRoute is not converted yet",
-    "TCPRoute": "TCPRoute is not converted yet",
     "UDPRoute": "UDPRoute is not supported",
     "BackendTLSPolicy": "BackendTLSPolicy is not applied yet",
     "ListenerSet": "ListenerSet is not read yet",

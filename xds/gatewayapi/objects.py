@@ -76,6 +76,17 @@ class ReferenceGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A listener tls.certificateRefs entry (group "" and kind Secret by default)."""
+
+    index: int
+    group: str
+    kind: str
+    namespace: str  # defaulted to the Gateway's namespace
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     index: int
     name: str
@@ -86,6 +97,8 @@ class Listener:
     selector: LabelSelector | None = None  # allowedRoutes.namespaces.selector (None: matches nothing)
     # allowedRoutes.kinds as (group, kind); None = unset (the protocol's default kinds)
     allowed_kinds: tuple[tuple[str, str], ...] | None = None
+    tls_mode: str = ""  # tls.mode: Terminate | Passthrough ("" = no tls block)
+    certificate_refs: tuple[SecretRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +232,24 @@ class GRPCRoute:
     rules: tuple[GRPCRule, ...]
 
 
-Route = HTTPRoute | GRPCRoute
+@dataclass(frozen=True, slots=True)
+class L4Rule:
+    index: int
+    name: str
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class L4Route:
+    """A TLSRoute (hostnames: SNI names) or a TCPRoute (no hostnames)."""
+
+    meta: ObjectMeta
+    parent_refs: tuple[ParentRef, ...]
+    hostnames: tuple[str, ...]
+    rules: tuple[L4Rule, ...]
+
+
+Route = HTTPRoute | GRPCRoute | L4Route
 
 
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -268,6 +298,17 @@ def gateway(meta: ObjectMeta, spec: dict[str, Any]) -> Gateway:
                 allowed_kinds=None
                 if kinds is None
                 else tuple((GROUP if k.get("group") is None else k["group"], k["kind"]) for k in kinds),
+                tls_mode=(raw.get("tls") or {}).get("mode") or ("Terminate" if raw.get("tls") else ""),
+                certificate_refs=tuple(
+                    SecretRef(
+                        j,
+                        r.get("group") or "",
+                        r.get("kind") or "Secret",
+                        r.get("namespace") or meta.namespace,
+                        r["name"],
+                    )
+                    for j, r in enumerate((raw.get("tls") or {}).get("certificateRefs") or [])
+                ),
             )
         )
     return Gateway(meta, spec["gatewayClassName"], tuple(listeners))
@@ -487,3 +528,12 @@ def http_route(meta: ObjectMeta, spec: dict[str, Any]) -> HTTPRoute:
         hostnames=tuple(spec.get("hostnames") or ()),
         rules=tuple(_rule(i, r) for i, r in enumerate(rules)),
     )
+
+
+def l4_route(meta: ObjectMeta, spec: dict[str, Any]) -> L4Route:
+    """A TLSRoute or TCPRoute (checked: rules and backendRefs are present)."""
+    rules = tuple(
+        L4Rule(i, raw.get("name") or "", tuple(_backend(b) for b in raw.get("backendRefs") or []))
+        for i, raw in enumerate(spec.get("rules") or [])
+    )
+    return L4Route(meta, _parent_refs(meta, spec), tuple(spec.get("hostnames") or ()), rules)

@@ -158,7 +158,7 @@ def percentages(weights: list[int]) -> list[int]:
 
 
 def destinations(
-    rule: objects.Rule | objects.GRPCRule,
+    rule: objects.Rule | objects.GRPCRule | objects.L4Rule,
     namespace: str,
     resolver: Resolver,
     outcome: RuleOutcome,

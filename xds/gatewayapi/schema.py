@@ -93,7 +93,8 @@ LISTENER_TLS = Obj(
     {
         "mode": F(Enum("Terminate", "Passthrough")),
         "certificateRefs": F(ListOf(SECRET_REF)),
-        "options": F(MapOf(Str)),
+        "options": F(MapOf(Str), NO, "listener TLS options are not applied"),
+        "frontendValidation": F(AnyMap, NO, "client certificate validation is not applied yet"),
     }
 )
 LISTENER = Obj(
@@ -102,7 +103,7 @@ LISTENER = Obj(
         "hostname": F(HOSTNAME),
         "port": F(PORT),
         "protocol": F(PROTOCOL),
-        "tls": F(LISTENER_TLS, NO, "TLS listeners are not served yet (the listener is not accepted)"),
+        "tls": F(LISTENER_TLS),
         "allowedRoutes": F(ALLOWED_ROUTES),
     }
 )
@@ -288,10 +289,41 @@ REFERENCE_GRANT = Obj(
     }
 )
 
+# TLSRoute (apis/v1alpha2, v1alpha3 and v1 tlsroute_types.go) and TCPRoute (apis/v1alpha2): one rule of
+# weighted backendRefs, no filters
+L4_BACKEND_REF = Obj(
+    {
+        "group": F(GROUP),
+        "kind": F(KIND),
+        "name": F(OBJECT_NAME),
+        "namespace": F(NAMESPACE),
+        "port": F(PORT),
+        "weight": F(IntRange(0, 1_000_000)),
+    }
+)
+L4_RULE = Obj({"name": F(SECTION_NAME), "backendRefs": F(ListOf(L4_BACKEND_REF))})
+TLS_ROUTE = Obj(
+    {
+        "parentRefs": F(ListOf(PARENT_REF)),
+        "hostnames": F(ListOf(HOSTNAME)),
+        "rules": F(ListOf(L4_RULE)),
+        "useDefaultGateways": F(Enum("All", "None"), NO, "default Gateways are not supported"),
+    }
+)
+TCP_ROUTE = Obj(
+    {
+        "parentRefs": F(ListOf(PARENT_REF)),
+        "rules": F(ListOf(L4_RULE)),
+        "useDefaultGateways": F(Enum("All", "None"), NO, "default Gateways are not supported"),
+    }
+)
+
 SPECS: dict[str, Obj] = {
     "GatewayClass": GATEWAY_CLASS,
     "Gateway": GATEWAY,
     "HTTPRoute": HTTP_ROUTE,
     "GRPCRoute": GRPC_ROUTE,
     "ReferenceGrant": REFERENCE_GRANT,
+    "TLSRoute": TLS_ROUTE,
+    "TCPRoute": TCP_ROUTE,
 }

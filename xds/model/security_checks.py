@@ -238,19 +238,22 @@ def _check_gateway(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnosti
         number, protocol = port.get("number"), str(port.get("protocol") or "").upper()
         if not number:
             out.append(_diag(res, f"{where}.port.number", "required field is missing", "required"))
-        if protocol not in ("HTTP", "HTTPS", "HTTP2", "GRPC", "TCP"):
-            why = "TLS passthrough/termination servers are not supported" if protocol == "TLS" else "unknown"
-            msg = f"protocol {protocol or '(missing)'}: {why}; use HTTP, HTTPS, HTTP2, GRPC or TCP"
+        tls = server.get("tls") or {}
+        passthrough = protocol == "TLS" and tls.get("mode") == "PASSTHROUGH"  # SNI routing of tls[] routes
+        if protocol not in ("HTTP", "HTTPS", "HTTP2", "GRPC", "TCP") and not passthrough:
+            why = (
+                "TLS servers are supported with tls.mode PASSTHROUGH only" if protocol == "TLS" else "unknown"
+            )
+            msg = f"protocol {protocol or '(missing)'}: {why}; use HTTP, HTTPS, HTTP2, GRPC, TCP or TLS"
             out.append(_diag(res, f"{where}.port.protocol", msg, "unsupported"))
         if not server.get("hosts"):
             out.append(_diag(res, f"{where}.hosts", "required field is missing", "required"))
         if number and protocol:
-            kind = "HTTPS" if protocol == "HTTPS" else ("TCP" if protocol == "TCP" else "HTTP")
+            kind = protocol if protocol in ("HTTPS", "TCP", "TLS") else "HTTP"
             seen = protocols.setdefault(number, (kind, i))
             if seen[0] != kind:
                 msg = f"port {number} is already a {seen[0]} server (servers[{seen[1]}])"
                 out.append(_diag(res, f"{where}.port", msg, "port-conflict"))
-        tls = server.get("tls") or {}
         if protocol == "HTTPS":
             mode = tls.get("mode")
             if mode not in ("SIMPLE", "MUTUAL"):
@@ -268,7 +271,7 @@ def _check_gateway(res: CarriedResource, spec: dict[str, Any]) -> list[Diagnosti
                     out.append(_diag(res, f"{where}.tls.{key}", "required field is missing", "required"))
                 elif not _readable(str(path)):
                     out.append(_diag(res, f"{where}.tls.{key}", f"file {path} is not readable", "io"))
-        elif tls.get("mode") or tls.get("serverCertificate"):
+        elif (tls.get("mode") and not passthrough) or tls.get("serverCertificate"):
             msg = f"tls settings on a {protocol} server are ignored (only httpsRedirect applies)"
             out.append(_diag(res, f"{where}.tls", msg, "ignored", warn=True))
         if tls.get("httpsRedirect") and protocol not in ("HTTP", "HTTP2", "GRPC"):

@@ -4,7 +4,9 @@ A gateway-mode proxy serves the Gateways named in its node metadata (`gateways: 
 selector matches its labels. Each server port becomes listener `0.0.0.0_<bound port>` (the bound port comes
 from `gateway_ports`, default the server port). HTTP: RDS `http.<port>`; HTTPS: one TLS filter chain per
 server (SNI = its hosts, certificate files) with RDS `https.<port>.<portName>.<gw>.<ns>`; TCP: tcp_proxy to
-the VS tcp[] destination. Virtual hosts are `<host>:<server port>`; a port with no route gets
+the VS tcp[] destination; TLS PASSTHROUGH: one filter chain per SNI name of the bound VS tls[] routes (the
+first route of a name wins), tcp_proxy to its destinations, or a closed connection when it has none.
+Virtual hosts are `<host>:<server port>`; a port with no route gets
 `blackhole:<port>` (404). `tls.httpsRedirect` -> vhost require_tls ALL (301 to https).
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.listener import v3 as lis
 from envoy_data_plane.envoy.config.route import v3 as rte
+from envoy_data_plane.envoy.extensions.filters.network.direct_response import v3 as direct
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tcp
 from envoy_data_plane.envoy.extensions.transport_sockets.tls import v3 as tls
@@ -25,7 +28,7 @@ from xds import types
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.model.gateway import Gateway, GatewayServer, gateways
 from xds.model.mesh import MeshConfig
-from xds.model.resources import ServicePort, VirtualService
+from xds.model.resources import RouteDestination, ServicePort, VirtualService
 from xds.model.security import security_policies
 from xds.proxy import ProxyIdentity
 from xds.translate.common import ADS, outbound_cluster_name, socket
@@ -202,25 +205,66 @@ def _tcp_cluster(servers: list[tuple[Gateway, GatewayServer]], config: MeshConfi
             for route in getattr(vs, "tcp", ()):
                 if route.matches and not any(m.port in (None, port) for m in route.matches):
                     continue
-                dests = [(d.destination, d.weight) for d in route.route]
-                names = [
-                    outbound_cluster_name(destination_port(d, config, port), d.subset, d.host)
-                    for d, _ in dests
-                ]
-                if len(names) == 1:
-                    return tcp.TcpProxy(stat_prefix=names[0], cluster=names[0])
-                weights = [w or 0 for _, w in dests]
-                return tcp.TcpProxy(
-                    stat_prefix=f"{vs.meta.name}.{port}",
-                    weighted_clusters=tcp.TcpProxyWeightedCluster(
-                        clusters=[
-                            tcp.TcpProxyWeightedClusterClusterWeight(name=n, weight=w)
-                            for n, w in zip(names, weights, strict=True)
-                            if w > 0
-                        ]
-                    ),
-                )
+                if not route.route:  # no usable backend (Gateway API): no listener, connections refused
+                    return None
+                return _tcp_proxy(route.route, f"{vs.meta.name}.{port}", config, port)
     return None
+
+
+def _tcp_proxy(route: tuple[RouteDestination, ...], stat: str, config: MeshConfig, port: int) -> tcp.TcpProxy:
+    dests = [(d.destination, d.weight) for d in route]
+    names = [outbound_cluster_name(destination_port(d, config, port), d.subset, d.host) for d, _ in dests]
+    if len(names) == 1:
+        return tcp.TcpProxy(stat_prefix=names[0], cluster=names[0])
+    weights = [w or 0 for _, w in dests]
+    return tcp.TcpProxy(
+        stat_prefix=stat,
+        weighted_clusters=tcp.TcpProxyWeightedCluster(
+            clusters=[
+                tcp.TcpProxyWeightedClusterClusterWeight(name=n, weight=w)
+                for n, w in zip(names, weights, strict=True)
+                if w > 0
+            ]
+        ),
+    )
+
+
+def _passthrough_chains(
+    servers: list[tuple[Gateway, GatewayServer]], config: MeshConfig, filters: list[lis.Filter]
+) -> list[lis.FilterChain]:
+    """TLS PASSTHROUGH servers: a filter chain per SNI name (server hosts ∩ route sniHosts), routed by the
+    first bound tls[] route naming it; a route without destinations closes its connections."""
+    port = servers[0][1].number
+    chains: list[lis.FilterChain] = []
+    seen: set[str] = set()  # Envoy refuses two chains with the same server names
+    for gw, server in servers:
+        for vs in _bound_vs(gw, config):
+            server_hosts = _server_hosts(server, vs.meta.namespace, gw.meta.namespace)
+            for route in vs.tls:
+                for m in route.matches:
+                    if m.port not in (None, port):
+                        continue
+                    names: list[str] = []
+                    for sni in m.sni_hosts or ("*",):
+                        for server_host in server_hosts:
+                            host = _intersect(server_host, sni)
+                            if host is not None and host not in names and host not in seen:
+                                names.append(host)
+                    if not names:
+                        continue
+                    seen.update(names)
+                    if route.route:
+                        proxy = _tcp_proxy(route.route, f"{vs.meta.name}.{port}", config, port)
+                        last = lis.Filter(
+                            name="envoy.filters.network.tcp_proxy", typed_config=AnyMsg.pack(proxy)
+                        )
+                    else:  # the spec: reject the connection
+                        closed = AnyMsg.pack(direct.Config())
+                        last = lis.Filter(name="envoy.filters.network.direct_response", typed_config=closed)
+                    match = lis.FilterChainMatch(server_names=[] if "*" in names else names)
+                    chains.append(lis.FilterChain(filter_chain_match=match, filters=[*filters, last]))
+    # the catch-all chain last: Envoy picks by the most specific server name anyway
+    return sorted(chains, key=lambda c: not c.filter_chain_match.server_names)
 
 
 @dataclass
@@ -291,6 +335,11 @@ def gateway_resources(
         https = [(g, s) for g, s in servers if s.protocol == "HTTPS"]
         plain_http = [(g, s) for g, s in servers if s.is_http]
         tcp_servers = [(g, s) for g, s in servers if s.protocol == "TCP"]
+        passthrough = [
+            (g, s)
+            for g, s in servers
+            if s.protocol == "TLS" and s.tls is not None and s.tls.mode == "PASSTHROUGH"
+        ]
         if https:
             listener_filters = [TLS_INSPECTOR]
             for gw, server in https:
@@ -336,6 +385,14 @@ def gateway_resources(
             tcp_proxy = lis.Filter(name="envoy.filters.network.tcp_proxy", typed_config=typed)
             chains.append(lis.FilterChain(filters=[*tcp_filters, tcp_proxy]))
             tcp_used = True
+        elif passthrough:
+            listener_filters = [TLS_INSPECTOR]
+            chains = _passthrough_chains(passthrough, config, tcp_filters)
+            tcp_used = tcp_used or bool(chains)
+            if not chains:
+                gw, _server = passthrough[0]
+                msg = f"Gateway {gw.ref} TLS server port {number}: no VirtualService tls route; no listener"
+                warnings.append(Diagnostic(where, "gateways", msg, Severity.WARNING, "no-route"))
         if not chains:  # every HTTPS server of the port was skipped
             continue
         listener = lis.Listener(

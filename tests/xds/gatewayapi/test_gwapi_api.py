@@ -88,7 +88,9 @@ async def test_status_endpoint_reflects_applied_documents_and_generations(api: A
     assert route["metadata"]["generation"] == 1 and route["metadata"]["creationTimestamp"]
     (parent,) = route["status"]["parents"]
     assert parent["controllerName"] == "mecha.io/gateway-controller" and parent["parentRef"] == {
-        "name": "web"
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "web",
     }
     assert {c["type"]: (c["status"], c["reason"], c["observedGeneration"]) for c in parent["conditions"]} == {
         "Accepted": ("True", "Accepted", 1),
@@ -118,8 +120,8 @@ async def test_status_filters_and_refuses_unknown_kinds(api: Api) -> None:
     await api.apply(GATEWAY)
     _, listing = await api.status("?kind=Gateway&namespace=elsewhere")
     assert listing["items"] == []
-    status, body = await api.status("?kind=TCPRoute")
-    assert status == 400 and "kind='tcproute'" in body["error"]
+    status, body = await api.status("?kind=UDPRoute")  # not read (TCPRoute is since phase 3)
+    assert status == 400 and "kind='udproute'" in body["error"]
 
 
 ISTIO_GATEWAY = """apiVersion: networking.istio.io/v1

@@ -157,8 +157,6 @@ def test_fields_not_acted_on_yet_are_accepted_and_reported() -> None:
 @pytest.mark.parametrize(
     ("api_version", "kind"),
     [
-        ("v1alpha2", "TLSRoute"),
-        ("v1alpha2", "TCPRoute"),
         ("v1alpha2", "UDPRoute"),
         ("v1alpha3", "BackendTLSPolicy"),
     ],

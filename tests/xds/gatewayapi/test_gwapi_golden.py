@@ -17,6 +17,7 @@ from xds.diagnostics import Severity
 from xds.gatewayapi.convert import convert
 from xds.gatewayapi.documents import read_documents
 from xds.gatewayapi.status import render
+from xds.model.traffic import L4Route
 from xds.pipeline import compile_documents, load_paths
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,11 +51,28 @@ def _output(case: str) -> dict[str, Any]:
                 "hosts": list(vs.hosts),
                 "gateways": list(vs.gateways),
                 "routes": [route_line(r) for r in vs.http],
+                **(
+                    {"l4": [_l4_line("tls", r) for r in vs.tls] + [_l4_line("tcp", r) for r in vs.tcp]}
+                    if vs.tls or vs.tcp
+                    else {}
+                ),
             }
             for vs in generated
         ],
         "status": [render(s) for s in sorted(statuses, key=lambda s: (s.meta.kind, s.meta.ref))],
     }
+
+
+def _l4_line(kind: str, route: L4Route) -> str:
+    """`tls sni a.example.com port 443 -> host:port 60%, ...` (TLSRoute / TCPRoute, in served order)."""
+    where = " ".join(
+        (f"sni {','.join(m.sni_hosts)} " if m.sni_hosts else "") + f"port {m.port}" for m in route.matches
+    )
+    dests = ", ".join(
+        f"{d.destination.host}:{d.destination.port}" + (f" {d.weight}%" if d.weight is not None else "")
+        for d in route.route
+    )
+    return f"{kind} {where} -> {dests or 'closed'}"
 
 
 @pytest.mark.parametrize("case", CASES)

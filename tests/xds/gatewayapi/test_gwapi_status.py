@@ -139,7 +139,10 @@ def test_gateway_and_listener_status_with_attached_routes() -> None:
     }
     assert by_name["other"].supported_kinds == []
     assert conditions(by_name["other"].conditions)["ResolvedRefs"] == ("False", "InvalidRouteKinds")
-    assert conditions(by_name["secure"].conditions)["Accepted"] == ("False", "UnsupportedProtocol")
+    secure = conditions(by_name["secure"].conditions)  # HTTPS without a certificate: not programmed
+    assert secure["Accepted"] == ("True", "Accepted")
+    assert secure["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+    assert secure["Programmed"] == ("False", "Invalid")
     for name in ("other", "raw"):  # HTTP and TCP on one port: neither is distinct
         got = conditions(by_name[name].conditions)
         assert got["Conflicted"] == ("True", "ProtocolConflict") and got["Accepted"][0] == "False"
@@ -147,7 +150,7 @@ def test_gateway_and_listener_status_with_attached_routes() -> None:
 
 
 def test_a_gateway_without_valid_listeners_is_not_accepted() -> None:
-    gateway = GATEWAY.replace("port: 80, protocol: HTTP}", "port: 443, protocol: HTTPS}")
+    gateway = GATEWAY.replace("port: 80, protocol: HTTP}", "port: 443, protocol: UDP}")
     conversion, _ = convert_text(gateway)
     assert conditions(status_of(conversion, "Gateway", "web").conditions) == {
         "Accepted": ("False", "ListenersNotValid"),
