@@ -98,6 +98,11 @@ def _conditions(
     ]
 
 
+def _defaulted(ref: dict[str, Any]) -> dict[str, Any]:
+    """A parentRef as the API server stores it: the CRD defaults group and kind (the suite compares both)."""
+    return {"group": GROUP, "kind": "Gateway", **ref}
+
+
 def render(status: ObjectStatus, clock: Clock = _epoch_clock) -> dict[str, Any]:
     """The object as `kubectl get -o yaml` would show it, metadata and status only."""
     meta = status.meta
@@ -110,7 +115,7 @@ def render(status: ObjectStatus, clock: Clock = _epoch_clock) -> dict[str, Any]:
     if status.parents is not None:
         body["parents"] = [
             {
-                "parentRef": p.parent_ref,
+                "parentRef": _defaulted(p.parent_ref),
                 "controllerName": CONTROLLER_NAME,
                 "conditions": _conditions(p.conditions, meta, ("parents", _ref_key(p.parent_ref)), clock),
             }

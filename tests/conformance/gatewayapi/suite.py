@@ -1,0 +1,450 @@
+"""The ConformanceTestSuite's role (conformance/utils/suite): the base manifests applied once, each test's
+manifests applied before it and deleted after it, its status checks (conformance/utils/kubernetes/helpers.go)
+and its HTTP round trips with eventual-consistency waits (conformance/utils/http/http.go), against one shared
+`mecha serve` and the gateway Envoys of its Gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from tests.conformance.gatewayapi.harness import (
+    CONTROLLER,
+    GROUP,
+    ControlPlane,
+    Gateways,
+    Kubelet,
+    manifests,
+)
+from xds.gatewayapi.addresses import HOST_PORT
+
+# conformance/utils/config/timeout.go defaults (seconds)
+POLL_S = 0.2  # DefaultPollInterval is 100 ms: twice that is as exact a wait on a shared 2-core machine
+STATUS_S = 60.0
+ADDRESS_S = 180.0
+MAX_TIME_TO_CONSISTENCY_S = 30.0
+REQUIRED_CONSECUTIVE_SUCCESSES = 3
+REQUEST_TIMEOUT_S = 10.0
+INFRA_NS = "gateway-conformance-infra"
+APP_NS = "gateway-conformance-app-backend"
+WEB_NS = "gateway-conformance-web-backend"
+
+
+class ConformanceError(AssertionError):
+    """An expectation of the upstream suite that did not hold within its timeout."""
+
+
+async def poll(what: str, timeout: float, check: Callable[[], Awaitable[str | None]]) -> None:  # noqa: ASYNC109
+    """wait.PollUntilContextTimeout: `check` returns None when satisfied, else why not (kept for the error)."""
+    deadline = time.monotonic() + timeout
+    why: str | None = "never checked"
+    while time.monotonic() < deadline:
+        why = await check()
+        if why is None:
+            return
+        await asyncio.sleep(POLL_S)
+    raise ConformanceError(f"timed out after {timeout:.0f}s waiting for {what}: {why}")
+
+
+def _find(conditions: list[dict[str, Any]], ctype: str, status: str = "", reason: str = "") -> bool:
+    """findConditionInList: an empty status or reason matches any."""
+    return any(
+        c.get("type") == ctype
+        and (not status or c.get("status") == status)
+        and (not reason or c.get("reason") == reason)
+        for c in conditions
+    )
+
+
+def _stale(obj: dict[str, Any], conditions: list[dict[str, Any]]) -> str | None:
+    """ConditionsHaveLatestObservedGeneration."""
+    gen = obj["metadata"].get("generation")
+    stale = [f"{c.get('type')} (generation {c.get('observedGeneration')})" for c in conditions
+             if c.get("observedGeneration") != gen]  # fmt: skip
+    return f"stale conditions at generation {gen}: {', '.join(stale)}" if stale else None
+
+
+@dataclass(frozen=True)
+class GwAddr:
+    """The suite's gwAddr (IP:listenerPort, or the IP alone) and where each listener port of it is bound."""
+
+    host: str
+    port: str  # "" when the test asked for the address without a port
+    dial_by_port: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+    def without_port(self) -> GwAddr:
+        return GwAddr(self.host, "", self.dial_by_port)
+
+    def dial(self) -> str:
+        """Where a request to this address connects: Go dials port 80 for an address without one."""
+        port = self.port or "80"
+        if port not in self.dial_by_port:
+            raise ConformanceError(f"Gateway address {self}: no listener port {port}")
+        return self.dial_by_port[port]
+
+
+@dataclass
+class Suite:
+    workdir: Path
+    cp: ControlPlane = field(init=False)
+    kubelet: Kubelet = field(default_factory=Kubelet)
+    gateways: Gateways = field(init=False)
+    http: aiohttp.ClientSession | None = None
+    _base: list[dict[str, Any]] = field(default_factory=list)
+    _extra: list[dict[str, Any]] = field(default_factory=list)  # the current test's Services and Deployments
+
+    def __post_init__(self) -> None:
+        self.cp = ControlPlane(self.workdir)
+        self.gateways = Gateways(self.cp, self.workdir)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.cp.start()
+        self._base = manifests("base/manifests.yaml")
+        await self.kubelet.echo.start(self.kubelet.schedule(self._base))
+        await self.cp.apply("base/manifests.yaml", self._base)
+        await self._publish_registry()
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        await self.gateways.stop()
+        await self.kubelet.echo.stop()
+        await self.cp.stop()
+
+    async def _publish_registry(self) -> None:
+        """The Pods and EndpointSlices kubelet and the endpoint controller would add to the API server."""
+        await self.cp.apply("kubelet.yaml", self.kubelet.registry(self._base + self._extra))
+        await self.gateways.reconcile()
+
+    async def apply(self, relative: str) -> list[dict[str, Any]]:
+        """Apply a test's manifests (suite.Applier.MustApplyWithCleanup); returns them for `cleanup`."""
+        docs = manifests(relative)
+        new_pods = self.kubelet.schedule(docs)
+        if new_pods:
+            await self.kubelet.echo.start(new_pods)
+        self._extra += [d for d in docs if d.get("kind") in ("Service", "Deployment")]
+        await self.cp.apply(relative, docs)
+        await self._publish_registry()
+        return docs
+
+    @contextlib.asynccontextmanager
+    async def using(self, *relative: str) -> AsyncIterator[None]:
+        """A test's manifests for its duration (MustApplyWithCleanup), deleted afterwards."""
+        applied = []
+        try:
+            for name in relative:
+                applied.append((name, await self.apply(name)))
+            yield
+        finally:
+            for name, docs in reversed(applied):
+                await self.cleanup(name, docs)
+
+    async def cleanup(self, relative: str, docs: list[dict[str, Any]]) -> None:
+        await self.cp.delete(relative, docs)
+        self._extra = [d for d in self._extra if d not in docs]
+        await self.gateways.reconcile()
+
+    # ---- status checks (helpers.go) ----------------------------------------------------------------------
+    async def gateway_address(self, gw: tuple[str, str], listener: str | None = None) -> GwAddr:
+        """WaitForGatewayAddress: the Gateway's first address with the (named, else first) listener's port.
+        Gateways here share 127.0.0.1, so the address also carries where each listener port is bound, from
+        the `mecha.io/HostPort` addresses Mecha reports (one per listener port, in port order): a
+        LoadBalancer Service would expose the listener port itself on the Gateway's own IP."""
+        found: list[GwAddr] = []
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gateways", *gw)
+            if obj is None:
+                return "no such Gateway"
+            status = obj.get("status") or {}
+            stale = _stale(obj, status.get("conditions") or [])
+            if stale:
+                return stale
+            listeners = obj["spec"].get("listeners") or []
+            chosen = next((ls for ls in listeners if ls.get("name") == listener), listeners[0])
+            typed = [a for a in status.get("addresses") or [] if a.get("type")]
+            if not typed:
+                return "no address in status.addresses"
+            ports = sorted({ls["port"] for ls in listeners})
+            bound = [a["value"] for a in typed if a["type"] == HOST_PORT]
+            if len(bound) != len(ports):
+                return f"expected one {HOST_PORT} address per listener port {ports}: {typed}"
+            dial = {str(p): b for p, b in zip(ports, bound, strict=True)}
+            found.append(GwAddr(typed[0]["value"], str(chosen["port"]), dial))
+            return None
+
+        await poll(f"Gateway {gw[0]}/{gw[1]} to have an address", ADDRESS_S, check)
+        return found[-1]
+
+    async def route_must_have_parents(self, kind: str, route: tuple[str, str], parents: list[dict[str, Any]],
+                                      namespace_required: bool) -> None:  # fmt: skip
+        """RouteMustHaveParents + parentsForRouteMatch."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get(kind, *route)
+            if obj is None:
+                return f"no {kind} {route[0]}/{route[1]}"
+            actual = (obj.get("status") or {}).get("parents") or []
+            for p in actual:
+                stale = _stale(obj, p.get("conditions") or [])
+                if stale:
+                    return stale
+            for want in parents:
+                if not any(_parent_matches(want, got, namespace_required) for got in actual):
+                    return f"no parent matches {want}; got {actual}"
+            return None
+
+        await poll(f"{kind} {route[0]}/{route[1]} to have parents", STATUS_S, check)
+
+    async def listeners_must_have_conditions(self, gw: tuple[str, str], conditions: list[tuple[str, str, str]],
+                                             names: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """GatewayListenersMustHaveConditions."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gateways", *gw)
+            listeners = ((obj or {}).get("status") or {}).get("listeners") or []
+            unmatched = set(names)
+            for ctype, status, reason in conditions:
+                for ls in listeners:
+                    if names and ls.get("name") not in names:
+                        continue
+                    if not _find(ls.get("conditions") or [], ctype, status, reason):
+                        return (
+                            f"listener {ls.get('name')}: no {ctype}={status} {reason}: {ls.get('conditions')}"
+                        )
+                    unmatched.discard(ls.get("name"))
+            return f"listeners {sorted(unmatched)} not in status" if unmatched else None
+
+        await poll(f"Gateway {gw[0]}/{gw[1]} listeners' conditions", STATUS_S, check)
+
+    async def gateway_and_routes_must_be_accepted(self, gw: tuple[str, str], routes: list[tuple[str, str]],
+                                                  listeners: tuple[str, ...] = (), kind: str = "httproutes",
+                                                  use_port: bool = True) -> GwAddr:  # fmt: skip
+        """GatewayAndRoutesMustBeAccepted: returns gwAddr (IP:port, or the IP alone without use_port)."""
+        addr = await self.gateway_address(gw, listeners[0] if listeners else None)
+        if not use_port:
+            addr = addr.without_port()
+        for route in routes:
+            parents = [{
+                "parentRef": {"group": GROUP, "kind": "Gateway", "name": gw[1], "namespace": gw[0],
+                              **({"sectionName": ls} if ls else {})},
+                "controllerName": CONTROLLER,
+                "conditions": [("Accepted", "True", "Accepted")],
+            } for ls in (listeners or ("",))]  # fmt: skip
+            await self.route_must_have_parents(kind, route, parents, route[0] != gw[0])
+        await self.listeners_must_have_conditions(
+            gw, [("ResolvedRefs", "True", ""), ("Accepted", "True", ""), ("Programmed", "True", "")]
+        )
+        return addr
+
+    async def route_must_have_condition(self, route: tuple[str, str], gw: tuple[str, str],
+                                        condition: tuple[str, str, str], kind: str = "httproutes") -> None:  # fmt: skip
+        """HTTPRouteMustHaveCondition."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get(kind, *route)
+            if obj is None:
+                return "no such route"
+            found = False
+            parents = (obj.get("status") or {}).get("parents") or []
+            for p in parents:
+                stale = _stale(obj, p.get("conditions") or [])
+                if stale:
+                    return stale
+                ref = p.get("parentRef") or {}
+                if ref.get("name") == gw[1] and ref.get("namespace") in (None, gw[0]):
+                    found = found or _find(p.get("conditions") or [], *condition)
+            return None if found else f"no {condition} for parent {gw}: {parents}"
+
+        await poll(f"{kind} {route[0]}/{route[1]} condition {condition}", STATUS_S, check)
+
+    async def resolved_refs_true(self, route: tuple[str, str], gw: tuple[str, str]) -> None:
+        await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
+
+    # ---- HTTP (http.go) ----------------------------------------------------------------------------------
+    async def expect(self, gw_addr: GwAddr, exp: Expected) -> None:
+        """MakeRequestAndExpectEventuallyConsistentResponse: 3 consecutive matching round trips within 30 s."""
+        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
+        while True:
+            try:
+                got = await self.round_trip(gw_addr, exp)
+                why = compare(exp, got)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                why = f"request failed: {exc!r}"
+            if not why:
+                successes += 1
+                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
+                    return
+                continue
+            successes = 0
+            if time.monotonic() > deadline:
+                raise ConformanceError(f"{exp.name()}: {why}")
+            await asyncio.sleep(1.0)
+
+    async def round_trip(self, gw_addr: GwAddr, exp: Expected) -> Captured:
+        assert self.http is not None
+        req = exp.request
+        path, _, query = req.path.partition("?")
+        host = req.host or calculate_host(gw_addr)
+        headers = {"Host": host, **req.headers}
+        headers["X-Echo-Set-Header"] = ",".join(
+            f"{k}:{v}" for k, v in exp.backend_set_response_headers.items()
+        )
+        url = f"http://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
+        async with self.http.request(req.method, aiohttp.client.URL(url, encoded=True), headers=headers,
+                                     allow_redirects=False, data=req.body or None) as resp:  # fmt: skip
+            text = await resp.text()
+            captured = Captured(resp.status, {k.lower(): resp.headers.getall(k) for k in resp.headers})
+            if 200 <= resp.status < 300 and "application/json" in resp.headers.get("Content-Type", ""):
+                import json
+
+                captured.request = json.loads(text)
+            if resp.status in (300, 301, 302, 303, 304, 305, 307, 308):
+                loc = urlsplit(resp.headers.get("Location", ""))
+                captured.redirect = Redirect(loc.scheme, loc.hostname or "", str(loc.port or ""), loc.path)
+            return captured
+
+
+def _parent_matches(want: dict[str, Any], got: dict[str, Any], namespace_required: bool) -> bool:
+    if got.get("controllerName") != want["controllerName"]:
+        return False
+    w, g = want["parentRef"], got.get("parentRef") or {}
+    if g.get("group") != w.get("group") or g.get("kind") != w.get("kind") or g.get("name") != w["name"]:
+        return False
+    if g.get("namespace") != w.get("namespace") and (namespace_required or g.get("namespace") is not None):
+        return False
+    conditions = got.get("conditions") or []
+    return all(_find(conditions, *c) for c in want["conditions"])
+
+
+def calculate_host(gw_addr: GwAddr) -> str:
+    """CalculateHost: the URL's host, which is the Host header when the request names none."""
+    return gw_addr.host if gw_addr.port in ("80", "") else str(gw_addr)
+
+
+# ---- ExpectedResponse and CompareRoundTrip ---------------------------------------------------------------
+@dataclass
+class Request:
+    host: str = ""
+    method: str = "GET"
+    path: str = "/"
+    headers: dict[str, str] = field(default_factory=dict)
+    unfollow_redirect: bool = False
+    body: str = ""
+
+
+@dataclass
+class ExpectedRequest:
+    host: str = ""
+    method: str = ""
+    path: str = ""  # as in Go: compared as given (tests that set an ExpectedRequest set its path)
+    headers: dict[str, str] | None = None
+    absent_headers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Redirect:
+    scheme: str = ""
+    host: str = ""
+    port: str = ""
+    path: str = ""
+
+
+@dataclass
+class Expected:
+    request: Request = field(default_factory=Request)
+    expected_request: ExpectedRequest | None = None
+    redirect: Redirect | None = None
+    status: tuple[int, ...] = (200,)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_absent_headers: list[str] = field(default_factory=list)
+    backend_set_response_headers: dict[str, str] = field(default_factory=dict)
+    backend: str = ""
+    namespace: str = ""
+
+    def name(self) -> str:
+        req = f"request to '{self.request.host}{self.request.path}'"
+        return f"{req} should go to {self.backend}" if self.backend else f"{req} should receive {self.status}"
+
+
+@dataclass
+class Captured:
+    status: int
+    headers: dict[str, list[str]]
+    request: dict[str, Any] | None = None
+    redirect: Redirect | None = None
+
+
+def compare(exp: Expected, got: Captured) -> str:
+    """CompareRoundTrip: '' when the round trip matches, else why not."""
+    if got.status in (408, 504) and any(s in (408, 504) for s in exp.status):
+        return ""
+    if got.status not in exp.status:
+        return f"expected status code to be one of {list(exp.status)}, got {got.status}"
+    if got.status in (200, 204):
+        er = exp.expected_request or ExpectedRequest(host=exp.request.host, method=exp.request.method,
+                                                     path=exp.request.path, headers=exp.request.headers or None)  # fmt: skip
+        creq = got.request or {}
+        method = er.method or "GET"
+        path = er.path
+        if er.host and er.host != creq.get("host"):
+            return f"expected host to be {er.host}, got {creq.get('host')}"
+        if path != creq.get("path"):
+            return f"expected path to be {path}, got {creq.get('path')}"
+        if method != creq.get("method"):
+            return f"expected method to be {method}, got {creq.get('method')}"
+        if exp.namespace != creq.get("namespace"):
+            return f"expected namespace to be {exp.namespace}, got {creq.get('namespace')}"
+        seen = {k.lower(): v for k, v in (creq.get("headers") or {}).items()}
+        for name, value in (er.headers or {}).items():
+            if name.lower() not in seen:
+                return f"expected {name} header to be set, actual headers: {seen}"
+            if ",".join(seen[name.lower()]) != value:
+                return f"expected {name} header to be set to {value}, got {','.join(seen[name.lower()])}"
+        for name, value in exp.response_headers.items():
+            if name.lower() not in got.headers:
+                return f"expected {name} response header to be set, actual headers: {got.headers}"
+            if ",".join(got.headers[name.lower()]) != value:
+                return (
+                    f"expected {name} header to be set to {value}, got {','.join(got.headers[name.lower()])}"
+                )
+        for name in exp.response_absent_headers:
+            if name.lower() in got.headers:
+                return f"expected {name} response header to not be set, got {got.headers[name.lower()]}"
+        for name in er.absent_headers:
+            if name.lower() in seen:
+                return f"expected {name} header to not be set, got {seen[name.lower()]}"
+        if not str(creq.get("pod", "")).startswith(exp.backend):
+            return f"expected pod name to start with {exp.backend}, got {creq.get('pod')}"
+    elif got.status in (300, 301, 302, 303, 304, 305, 307, 308) and exp.redirect is not None:
+        want, have = exp.redirect, got.redirect or Redirect()
+        host = want.host or have.host
+        scheme = want.scheme or "http"
+        path = want.path or exp.request.path.partition("?")[0]
+        if host != have.host:
+            return f"expected redirected hostname to be {host!r}, got {have.host!r}"
+        if want.port == "":
+            if have.scheme.lower() == "http" and have.port not in ("80", ""):
+                return f"for http scheme, expected redirected port to be 80 or not set, got {have.port!r}"
+            if have.scheme.lower() == "https" and have.port not in ("443", ""):
+                return f"for https scheme, expected redirected port to be 443 or not set, got {have.port!r}"
+        elif want.port != have.port:
+            return f"expected redirected port to be {want.port!r}, got {have.port!r}"
+        if scheme != have.scheme:
+            return f"expected redirected scheme to be {scheme!r}, got {have.scheme!r}"
+        if path != have.path:
+            return f"expected redirected path to be {path!r}, got {have.path!r}"
+    return ""
