@@ -14,7 +14,6 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -108,13 +107,23 @@ def install(app: web.Application) -> None:
     app.router.add_get(METRICS_PATH, metrics_handler)
 
 
+# (app id, method, route resource, status) -> the counter's label values: built once per distinct answer, not
+# per response (the route template lookup and str(status) were a measurable part of a state get's own CPU).
+_HTTP_LABELS: dict[tuple[str, str, object, int], LabelValues] = {}
+
+
 def record_http_response(app_id: str, request: web.Request, status: int) -> None:
     """One count per HTTP API response, by route template (bounded cardinality, as daprd's default path
     matching); "" when no route matched. Called by the API middleware once the status is known: an
     on_response_prepare signal would cost a signal dispatch and a coroutine on every response."""
     if request.path == METRICS_PATH:
         return
-    route: Any = request.match_info.route
-    resource = getattr(route, "resource", None)
-    path = resource.canonical if resource is not None else ""
-    http_requests.inc(app_id, request.method, path, str(status))
+    resource = getattr(request.match_info.route, "resource", None)
+    cache_key = (app_id, request.method, resource, status)
+    labels = _HTTP_LABELS.get(cache_key)
+    if labels is None:
+        path = resource.canonical if resource is not None else ""
+        labels = (app_id, request.method, path, str(status))
+        if len(_HTTP_LABELS) < 10_000:  # resources are the app's routes; methods and statuses are few
+            _HTTP_LABELS[cache_key] = labels
+    http_requests.inc(*labels)

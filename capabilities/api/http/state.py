@@ -26,8 +26,12 @@ CONCURRENCY = ("first-write", "last-write", "")
 CONSISTENCY = ("strong", "eventual", "")
 
 
+# One encoder for every value: json.dumps with these options builds a new JSONEncoder on each call.
+_VALUE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode_value(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _VALUE_ENCODER.encode(value).encode()
 
 
 def _decode_value(raw: bytes) -> Any:

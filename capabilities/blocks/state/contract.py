@@ -6,9 +6,9 @@ HTTP API). ETags are opaque strings produced by the store; every store returns o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 
 class Feature(StrEnum):
@@ -43,6 +43,22 @@ class DeleteRequest:
 
 
 Operation = SetRequest | DeleteRequest
+
+
+@overload
+def with_key(op: SetRequest, key: str) -> SetRequest: ...
+@overload
+def with_key(op: DeleteRequest, key: str) -> DeleteRequest: ...
+@overload
+def with_key(op: Operation, key: str) -> Operation: ...
+def with_key(op: Operation, key: str) -> Operation:
+    """The same request under another key (the store's prefixed one). dataclasses.replace does this too but
+    introspects the fields on every call: this runs once per state write."""
+    if type(op) is SetRequest:
+        return SetRequest(key, op.value, op.etag, op.first_write, op.ttl_seconds, op.metadata)
+    if type(op) is DeleteRequest:
+        return DeleteRequest(key, op.etag, op.first_write, op.metadata)
+    return replace(op, key=key)  # a subclass: keep its type and fields
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from capabilities.errors import DaprError
 
 SEPARATOR = "||"
 
 
+@lru_cache(maxsize=1024)  # pure, and asked on every state request: the few distinct answers are kept
 def key_prefix(
     key_prefix_setting: str | None, app_id: str, store_name: str, namespace: str = "default"
 ) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -21,6 +21,7 @@ from capabilities.blocks.state.contract import (
     Store,
     StoredItem,
     TransactionalStore,
+    with_key,
 )
 from capabilities.blocks.state.keys import check_key, key_prefix
 from capabilities.errors import DaprError
@@ -100,7 +101,7 @@ class StateService:
         for req in requests:
             check_key(req.key, store_name)
         for req in requests:
-            prefixed = replace(req, key=prefix + req.key)
+            prefixed = with_key(req, prefix + req.key)
             try:
                 await self._run(store_name, partial(store.set, prefixed))
             except Exception as exc:
@@ -111,7 +112,7 @@ class StateService:
     async def delete(self, store_name: str, req: DeleteRequest) -> None:
         store, prefix = self._resolve(store_name)
         check_key(req.key, store_name)
-        prefixed = replace(req, key=prefix + req.key)
+        prefixed = with_key(req, prefix + req.key)
         try:
             await self._run(store_name, lambda: store.delete(prefixed))
         except Exception as exc:
@@ -130,7 +131,7 @@ class StateService:
         transactional = cast(TransactionalStore, store)  # what declaring TRANSACTIONAL promises
         for op in operations:
             check_key(op.key, store_name)
-        prefixed = [replace(op, key=prefix + op.key) for op in operations]
+        prefixed = [with_key(op, prefix + op.key) for op in operations]
         try:
             await self._run(store_name, lambda: transactional.multi(prefixed))
         except Exception as exc:
