@@ -48,6 +48,8 @@ class Agent:
         self.node = rewrite_for(credential, config.control_plane)
         self.proxy_id = self.node.node_id if self.node is not None else credential.proxy_id
         self.cert: WorkloadCert | None = None
+        if config.root_cert is not None:
+            _check_root_file(config.root_cert)  # else gRPC only logs its TLS failures, on every retry
         self._channel = open_channel(config.control_plane, config.root_cert)
         self._certs = CertificateClient(
             self._channel, self.credential, config.trust_domain, config.cert_ttl_s
@@ -179,6 +181,16 @@ class Agent:
         await self._channel.close()
 
 
+def _check_root_file(path: Path) -> None:
+    """ValueError naming the file when it holds no PEM certificate."""
+    try:
+        bundle = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"--root-cert {path}: {exc.strerror or exc}") from None
+    if not _roots(bundle):
+        raise ValueError(f"--root-cert {path}: no PEM certificate in it (the mesh root, ca/root-cert.pem)")
+
+
 def _read_or_none(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -196,11 +208,20 @@ def _roots(bundle: bytes | None) -> list[bytes]:
 
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, also while the first certificate is still awaited (a control plane not
+    reachable yet); the servers shut down however it ends."""
     agent = Agent(config)
-    await agent.start()
-    print(f"mecha agent ready: {agent.proxy_id}  xDS unix:{agent.xds_socket}  SDS unix:{agent.sds_socket}",
-          flush=True)  # fmt: skip
+    starting = asyncio.ensure_future(agent.start())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # CertificateError, OSError: the caller says why
+            print(f"mecha agent ready: {agent.proxy_id}  xDS unix:{agent.xds_socket}  SDS unix:"
+                  f"{agent.sds_socket}", flush=True)  # fmt: skip
+            await stopping
     finally:
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
         await agent.stop()
