@@ -1,0 +1,315 @@
+"""Gateway API phase 3 through a real gateway Envoy: HTTPS listeners whose certificates come from
+certificateRefs (a Secret of the Gateway's namespace, one of another namespace with a ReferenceGrant), a TLS
+Passthrough listener routing TLSRoutes by SNI to TLS backends (the client sees the backend's own
+certificate), and a TCP listener with a weighted TCPRoute.
+
+Attacker cases: a listener naming a Secret of another namespace without a grant there never serves it, even
+though its files are in the credentials folder (the handshake fails, that certificate is never presented);
+a TLSRoute whose backend does not exist gets its connections closed (no fallback to another route)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from xds.cache import SnapshotCache
+from xds.credential_files import CredentialStore
+from xds.pipeline import SnapshotBuilder, compile_documents, load_text
+from xds.proxy import ProxyIdentity
+from xds.server import XdsServer
+from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+def self_signed(folder: Path, host: str) -> bytes:
+    """An EC certificate for host (its own CA, so a client can trust it directly) as folder/tls.crt +
+    tls.key; the certificate's PEM."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / "tls.crt").write_bytes(pem)
+    (folder / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return pem
+
+
+def _entry(name: str, port: int, protocol: str) -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: infra}}
+spec:
+  hosts: [{name}.infra.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9000, name: {protocol.lower()}, protocol: {protocol}}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{{protocol.lower()}: {port}}}}}]
+---
+"""
+
+
+CONFIG = """apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: mecha
+  listeners:
+  - name: www
+    port: 443
+    protocol: HTTPS
+    hostname: www.example.com
+    tls: {certificateRefs: [{name: www-cert}]}
+  - name: api
+    port: 443
+    protocol: HTTPS
+    hostname: api.example.com
+    tls: {certificateRefs: [{name: api-cert, namespace: certs}]}
+  - name: admin
+    port: 443
+    protocol: HTTPS
+    hostname: admin.example.com
+    tls: {certificateRefs: [{name: admin-cert, namespace: vault}]}
+  - {name: passthrough, port: 8443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
+  - {name: db, port: 5432, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]
+  to: [{group: "", kind: Secret, name: api-cert}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: infra}
+spec:
+  parentRefs: [{name: edge}]
+  rules: [{backendRefs: [{name: web, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: secure, namespace: infra}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [secure.example.com]
+  rules: [{backendRefs: [{name: secure, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: TLSRoute
+metadata: {name: broken, namespace: infra}
+spec:
+  parentRefs: [{name: edge, sectionName: passthrough}]
+  hostnames: [broken.example.com]
+  rules: [{backendRefs: [{name: missing, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: TLSRoute
+metadata: {name: catch-all, namespace: infra}
+spec:
+  parentRefs: [{name: edge, sectionName: passthrough}]
+  rules: [{backendRefs: [{name: other, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: db, namespace: infra}
+spec:
+  parentRefs: [{name: edge, sectionName: db}]
+  rules:
+  - backendRefs:
+    - {name: db-main, port: 9000, weight: 3}
+    - {name: db-replica, port: 9000, weight: 1}
+"""
+
+
+@dataclass
+class Rig:
+    https: int  # bound ports of listener ports 443, 8443 and 5432
+    passthrough: int
+    tcp: int
+    certs: dict[str, bytes]  # credential / backend name -> certificate PEM
+    envoy: EnvoyProcess
+
+
+async def _http_backend(port: int) -> web.AppRunner:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text=f"web {request.host} {request.path}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _stream_backend(name: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+    """Answers its name on every connection (over TLS when tls is set), then closes."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"{name}\n".encode())
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", port, ssl=tls)
+
+
+def _trusting(pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=pem.decode())
+    return ctx
+
+
+async def _https_get(port: int, sni: str, trust: bytes, path: str = "/") -> tuple[str, bytes]:
+    """(first line + body, the DER certificate the gateway presented)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=_trusting(trust), server_hostname=sni
+    )
+    peer = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return f"{head.splitlines()[0]} {body}", peer
+
+
+async def _read_line(port: int, tls: ssl.SSLContext | None = None, sni: str | None = None) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname=sni)
+    try:
+        return (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+    finally:
+        writer.close()
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    folder = tmp_path_factory.mktemp("credentials")
+    certs = {
+        "www": self_signed(folder / "www-cert", "www.example.com"),
+        "api": self_signed(folder / "certs" / "api-cert", "api.example.com"),
+        "admin": self_signed(folder / "vault" / "admin-cert", "admin.example.com"),  # no grant for it
+    }
+    backend_dir = tmp_path_factory.mktemp("backends")
+    certs["secure"] = self_signed(backend_dir / "secure", "secure.example.com")
+    certs["other"] = self_signed(backend_dir / "other", "other.example.com")
+    ports = {n: free_port() for n in ("web", "secure", "other", "db-main", "db-replica")}
+    runner = await _http_backend(ports["web"])
+    servers = []
+    for name in ("secure", "other"):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(backend_dir / name / "tls.crt", backend_dir / name / "tls.key")
+        servers.append(await _stream_backend(name, ports[name], ctx))
+    for name in ("db-main", "db-replica"):
+        servers.append(await _stream_backend(name, ports[name], None))
+    entries = _entry("web", ports["web"], "HTTP")
+    entries += "".join(_entry(n, ports[n], "TCP") for n in ("secure", "other", "db-main", "db-replica"))
+    docs, diags = load_text(entries + CONFIG, "gateway-api.yaml")
+    result = compile_documents(docs)
+    assert not diags and result.config is not None, [str(d) for d in result.errors]
+    cache = SnapshotCache()
+    server = XdsServer(cache)
+    xds_port = await server.start("127.0.0.1:0")
+    bound = {"443": free_port(), "8443": free_port(), "5432": free_port()}
+    meta = {"mode": "gateway", "namespace": "infra", "gateways": ["infra/edge"], "gateway_ports": bound}
+    proxy = ProxyIdentity.from_node("gateway", {"mecha": meta})
+    builder = SnapshotBuilder(credentials=CredentialStore(folder))
+    cache.set_snapshot("gateway", builder.build(result.config, [proxy])["gateway"])
+    text, _admin = bootstrap_for("gateway", xds_port, meta, initial_fetch_timeout_s=0.5)
+    envoy = EnvoyProcess(text, tmp_path_factory.mktemp("gateway-api-3"), name="gateway")
+    try:
+        await envoy.start(timeout=20)
+        rig = Rig(bound["443"], bound["8443"], bound["5432"], certs, envoy)
+        deadline = time.monotonic() + 20
+        while True:  # until the listeners arrived
+            try:
+                if (await _https_get(rig.https, "www.example.com", certs["www"]))[0].startswith(
+                    "HTTP/1.1 200"
+                ):
+                    break
+            except (TimeoutError, OSError, IndexError):
+                pass
+            assert time.monotonic() < deadline, envoy.log_tail()
+            await asyncio.sleep(0.1)
+        yield rig
+    finally:
+        await envoy.stop()
+        await server.stop(0)
+        await runner.cleanup()
+        for s in servers:
+            s.close()
+
+
+async def test_https_listener_serves_its_secret_and_routes_http(rig: Rig) -> None:
+    answer, peer = await _https_get(rig.https, "www.example.com", rig.certs["www"], "/hello")
+    assert answer == "HTTP/1.1 200 OK web www.example.com /hello"
+    assert peer == _der(rig.certs["www"])
+
+
+async def test_https_listener_with_a_granted_secret_of_another_namespace(rig: Rig) -> None:
+    answer, peer = await _https_get(rig.https, "api.example.com", rig.certs["api"], "/v1")
+    assert answer == "HTTP/1.1 200 OK web api.example.com /v1"
+    assert peer == _der(rig.certs["api"])
+
+
+async def test_a_secret_of_another_namespace_without_grant_is_never_served(rig: Rig) -> None:
+    """Attacker: the Gateway names vault/admin-cert, whose owner granted nothing; its files exist."""
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    # SSLError and ConnectionError are OSErrors: the handshake must fail, whatever certificate is offered
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await asyncio.open_connection(
+            "127.0.0.1", rig.https, ssl=insecure, server_hostname="admin.example.com"
+        )
+
+
+async def test_tls_passthrough_routes_by_sni_to_the_backend_s_own_certificate(rig: Rig) -> None:
+    line = await _read_line(rig.passthrough, _trusting(rig.certs["secure"]), "secure.example.com")
+    assert line == "secure"  # the handshake verified the backend's certificate: Envoy did not terminate
+    # another name under the listener's *.example.com goes to the route without hostnames
+    assert await _read_line(rig.passthrough, _trusting(rig.certs["other"]), "other.example.com") == "other"
+
+
+async def test_a_tls_route_without_backend_closes_its_connections(rig: Rig) -> None:
+    """Not the catch-all route's backend: the spec asks to reject the connection."""
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await _read_line(rig.passthrough, _trusting(rig.certs["other"]), "broken.example.com")
+
+
+async def test_tcp_route_spreads_connections_by_weight(rig: Rig) -> None:
+    seen = Counter([await _read_line(rig.tcp) for _ in range(80)])
+    assert set(seen) == {"db-main", "db-replica"}, seen
+    assert seen["db-main"] > seen["db-replica"], seen  # weights 3:1
