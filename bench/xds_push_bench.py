@@ -37,6 +37,7 @@ from xds_replicas import FleetState, Meters, apply, poll_fleet, wait_fleet_synce
 
 from xds import types  # noqa: E402
 from xds.cache import Snapshot, SnapshotCache  # noqa: E402
+from xds.controlplane import consistency  # noqa: E402
 from xds.proxy import AppBinding, ProxyIdentity  # noqa: E402
 from xds.server import Debouncer, SyncState, XdsServer  # noqa: E402
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port  # noqa: E402
@@ -494,7 +495,8 @@ async def run(args: argparse.Namespace) -> None:
                 new = rebuild(target, began)
                 timing["built"] = time.monotonic()
                 timing["build"] = timing["built"] - began
-                for p in fleet:
+                for p in fleet:  # published only when consistent, as the control plane does
+                    consistency.check(p.id, new[p.id], cache.get(p.id))
                     cache.set_snapshot(p.id, new[p.id])
                 timing["want"] = {(p.id, new[p.id].version(types.ROUTE)) for p in fleet}  # type: ignore[assignment]
 

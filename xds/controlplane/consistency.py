@@ -228,23 +228,31 @@ def _shared_needs(resources: Mapping[str, Resource]) -> _Needs:
 _MISSING: OrderedDict[tuple[int, str, int], tuple[_Needs, Mapping[str, Resource], list[str]]] = OrderedDict()
 
 
-def _missing(needs: _Needs, target: str, have: Mapping[str, Resource]) -> list[str]:
+def _missing_names(needs: _Needs, target: str, have: Mapping[str, Resource]) -> list[str]:
     """The needed names of one type that `have` lacks; kept for a few pairs, as every proxy of a push
-    pairs the same shared clusters with the same shared endpoints."""
+    pairs the same shared mappings (clusters with endpoints, scoped routes with route tables). A Layered
+    `have` is its shared part (cached pair) plus its own few entries."""
+    if isinstance(have, Layered):
+        return [n for n in _missing_names(needs, target, have.base) if n not in have.own]
     key = (id(needs), target, id(have))
     found = _MISSING.get(key)
     if found is not None and found[0] is needs and found[1] is have:
+        _MISSING.move_to_end(key)
         return found[2]
-    short = types.short_name(target)
-    out = [
-        f"{who} names {short} {name!r}, which is not in the snapshot"
-        for name, who in needs.by_type[target].items()
-        if name not in have
-    ]
+    out = [name for name in needs.by_type[target] if name not in have]
     _MISSING[key] = (needs, have, out)  # holding both keeps their ids from being reused while cached
     while len(_MISSING) > 256:
         _MISSING.popitem(last=False)
     return out
+
+
+def _missing(needs: _Needs, target: str, have: Mapping[str, Resource]) -> list[str]:
+    wanted = needs.by_type[target]
+    short = types.short_name(target)
+    return [
+        f"{wanted[name]} names {short} {name!r}, which is not in the snapshot"
+        for name in _missing_names(needs, target, have)
+    ]
 
 
 def _own_missing(
