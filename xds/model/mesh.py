@@ -193,8 +193,9 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             if problem is not None:  # a typo would otherwise be "applied" and do nothing
                 diags.append(Diagnostic(loc, "kind", problem, Severity.ERROR, "unknown-kind"))
                 continue
-            if is_namespace(doc.api_version, doc.kind):  # not translated, but its labels select routes
+            if is_namespace(doc.api_version, doc.kind):  # read: its labels select Gateway API routes
                 diags.extend(gateway_api.read_namespace(doc))
+                continue
             skipped.append(loc)
             dropped = dropped_kind_reason(doc.api_version, doc.kind)
             if dropped is not None:  # Istio config with an effect Mecha does not reproduce: say so

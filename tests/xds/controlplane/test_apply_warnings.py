@@ -25,7 +25,8 @@ spec:
 """
 
 
-NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}\n"
+SERVICE_ACCOUNT = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: shop, namespace: default}\n"
 
 
 @asynccontextmanager
@@ -68,10 +69,19 @@ async def test_apply_shows_its_own_warnings_and_counts_the_earlier_ones(tmp_path
 
 async def test_skipped_kinds_are_reported_as_skipped(tmp_path: Path) -> None:
     async with running(tmp_path) as cp:
+        outcome = await cp.apply([("sa.yaml", SERVICE_ACCOUNT)])
+        lines = outcome_lines(outcome)
+        assert "  ServiceAccount default/shop skipped (not a kind Mecha reads)" in lines, lines
+        assert not any("created" in line for line in lines)
+
+
+async def test_a_namespace_is_read_not_skipped(tmp_path: Path) -> None:
+    """Its labels select the routes a Gateway listener admits (allowedRoutes.namespaces.selector)."""
+    async with running(tmp_path) as cp:
         outcome = await cp.apply([("ns.yaml", NAMESPACE)])
         lines = outcome_lines(outcome)
-        assert "  Namespace default/shop skipped (not a kind Mecha reads)" in lines, lines
-        assert not any("created" in line for line in lines)
+        assert not any("skipped" in line for line in lines), lines
+        assert any("Namespace" in line and "shop" in line and "created" in line for line in lines), lines
 
 
 async def test_proxy_status_lists_routes_that_answer_503(tmp_path: Path) -> None:
