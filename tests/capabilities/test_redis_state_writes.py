@@ -82,3 +82,18 @@ async def test_a_transaction_with_one_stale_etag_applies_nothing(store) -> None:
     assert (await store.get(a)).value == b"a1" and (await store.get(b)).value == b"b1"
     await store.multi([DeleteRequest(key=a), DeleteRequest(key=b)])
     assert await store.get(a) is None and await store.get(b) is None
+
+
+async def test_plain_saves_in_one_call_bump_each_version_and_clear_a_ttl(store) -> None:  # type: ignore[no-untyped-def]
+    a, b = key(), key()
+    await store.set(SetRequest(key=a, value=b"a1", ttl_seconds=100))
+    assert await store._client.ttl(a) > 0
+    await store.multi([SetRequest(key=a, value=b"a2"), SetRequest(key=b, value=b"b1")])
+    assert await store._client.ttl(a) == -1  # a save without ttlInSeconds makes the key permanent again
+    assert [((await store.get(k)).value, (await store.get(k)).etag) for k in (a, b)] == [
+        (b"a2", "2"),
+        (b"b1", "1"),
+    ]
+    await store.set(SetRequest(key=a, value=b"a3"))
+    assert (await store.get(a)).etag == "3"
+    await store.multi([DeleteRequest(key=a), DeleteRequest(key=b)])

@@ -24,8 +24,17 @@ from capabilities.components.state.redis_conn import DedicatedConnection
 
 # KEYS[i] = key of op i; ARGV[1] = JSON [{t: "s"|"d", e: etag|"", f: 0|1, ttl: n (-1 = none)}];
 # ARGV[i+1] = data of op i. The current version is read only for an op with an ETag or first-write: a plain
-# last-write save (the common one) is HINCRBY + HSET + PERSIST.
+# last-write save (the common one) is HINCRBY + HSET + PERSIST. ARGV[1] = "p" says every op is such a save
+# (no ETag, last-write, no TTL): no JSON for Redis to decode (cjson is most of the script's own time).
 MULTI_SCRIPT = """
+if ARGV[1] == 'p' then
+  for i, key in ipairs(KEYS) do
+    redis.call('HINCRBY', key, 'version', 1)
+    redis.call('HSET', key, 'data', ARGV[i + 1])
+    redis.call('PERSIST', key)
+  end
+  return #KEYS
+end
 local ops = cjson.decode(ARGV[1])
 for i, op in ipairs(ops) do
   if op.e ~= '' or (op.t == 's' and op.f == 1) then
@@ -48,8 +57,11 @@ for i, op in ipairs(ops) do
 end
 return #ops
 """
-# The spec of a plain last-write save without TTL (most saves), encoded once rather than per request.
-PLAIN_SAVE_SPEC = json.dumps({"t": "s", "e": "", "f": 0, "ttl": -1})
+ALL_PLAIN_SAVES = "p"
+
+
+def _plain_save(op: SetRequest) -> bool:
+    return not op.etag and not op.first_write and op.ttl_seconds is None
 
 
 @registry.register("state.redis")
@@ -88,29 +100,35 @@ class RedisStateStore(RedisComponent):
     async def delete(self, req: DeleteRequest) -> None:
         await self.multi([req])
 
+    @staticmethod
+    def _specs(operations: list[Operation]) -> str:
+        """ARGV[1] of the script: one spec per op (checks a malformed ETag before touching Redis: a 400)."""
+        specs: list[dict[str, Any]] = []
+        for op in operations:
+            if op.etag:
+                parse_version_etag(op.etag)
+            if isinstance(op, SetRequest):
+                ttl = op.ttl_seconds if op.ttl_seconds is not None else -1
+                specs.append({"t": "s", "e": op.etag or "", "f": int(op.first_write), "ttl": ttl})
+            else:
+                specs.append({"t": "d", "e": op.etag or "", "f": 0, "ttl": -1})
+        return json.dumps(specs)
+
     async def multi(self, operations: list[Operation]) -> None:
         if not operations:
             return
-        specs: list[str] = []
-        data: list[bytes] = []
-        for op in operations:
-            if op.etag:
-                parse_version_etag(op.etag)  # malformed -> 400 before touching Redis
-            if isinstance(op, SetRequest):
-                if not op.etag and not op.first_write and op.ttl_seconds is None:
-                    specs.append(PLAIN_SAVE_SPEC)
-                else:
-                    ttl = op.ttl_seconds if op.ttl_seconds is not None else -1
-                    spec = {"t": "s", "e": op.etag or "", "f": int(op.first_write), "ttl": ttl}
-                    specs.append(json.dumps(spec))
-                data.append(op.value)
-            else:
-                specs.append(json.dumps({"t": "d", "e": op.etag or "", "f": 0, "ttl": -1}))
-                data.append(b"")
+        plain = [op for op in operations if isinstance(op, SetRequest) and _plain_save(op)]
+        args: list[str | bytes]
+        if len(plain) == len(operations):
+            args = [ALL_PLAIN_SAVES, *(op.value for op in plain)]
+        else:
+            args = [
+                self._specs(operations),
+                *(op.value if isinstance(op, SetRequest) else b"" for op in operations),
+            ]
         from redis.exceptions import NoScriptError, ResponseError
 
         keys = [op.key for op in operations]
-        args = ["[" + ",".join(specs) + "]", *data]
         try:
             try:
                 await self._commands().evalsha(self._script.sha, len(keys), *keys, *args)
