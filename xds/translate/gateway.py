@@ -150,7 +150,10 @@ def blackhole_vhost(port: int) -> rte.VirtualHost:
 
 
 def _route_config(name: str, vhosts: list[bytes]) -> Resource:
-    header = bytes(rte.RouteConfiguration(name=name, validate_clusters=False))
+    # domains are bare hosts: a client's host:port matches them, and the backend still sees the Host it sent
+    header = bytes(
+        rte.RouteConfiguration(name=name, validate_clusters=False, ignore_port_in_host_matching=True)
+    )
     return Resource.make(types.ROUTE, name, header + encode(rte.RouteConfiguration, virtual_hosts=vhosts))
 
 
@@ -162,7 +165,6 @@ def _hcm(
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         rds=hcm.Rds(config_source=ADS, route_config_name=route_name),
         http_filters=[*filters, ROUTER],  # RequestAuthentication + AuthorizationPolicy of the gateway
-        strip_any_host_port=True,  # vhost domains are bare hosts; clients send host:port
         use_remote_address=True,  # the gateway is the edge: x-forwarded-for starts here
         **shared_manager_fields(normalization),
     )

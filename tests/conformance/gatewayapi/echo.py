@@ -1,7 +1,7 @@
-"""Stand-ins for the suite's `echo-basic` pods: one aiohttp app answering on each pod's own loopback address, with
-the JSON the suite's roundtripper reads (conformance/echo-basic/echo-basic.go `RequestAssertions`: path, host,
-method, proto, headers, httpPort, namespace, ingress, service, pod) and the same special paths (`/status/NNN`,
-`/health`, the `X-Echo-Set-Header` response headers, `?delay=`)."""
+"""Stand-ins for the suite's `echo-basic` pods: one aiohttp app answering on each pod's own loopback address,
+with the JSON the suite's roundtripper reads (conformance/echo-basic/echo-basic.go `RequestAssertions`:
+path, host, method, proto, headers, httpPort, namespace, ingress, service, pod) and the same special paths
+(`/status/NNN`, `/health`, the `X-Echo-Set-Header` response headers, `?delay=`)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _echo_headers(request: web.Request) -> dict[str, str]:
 
 
 class EchoPods:
-    """Every pod of the suite's Deployments, served by one app: the pod is the local address a request came to."""
+    """Every pod of the suite's Deployments, served by one app: the pod is the address a request came to."""
 
     def __init__(self) -> None:
         self.pods: dict[str, Pod] = {}

@@ -1,8 +1,8 @@
-"""The conformance suite's environment without Kubernetes: `mecha serve` in a child process plays the API server
-and the controller, this module plays kubelet (the suite's Deployments become echo pods on loopback addresses,
-listed to the control plane as the Pods and EndpointSlices a `kubectl get -o yaml` export would hold, so Services
-take the kubectl-import path) and the gateway deployment (one real Envoy per Gateway of Mecha's classes, with
-the node metadata `mecha up` gives it)."""
+"""The conformance suite's environment without Kubernetes: `mecha serve` in a child process plays the API
+server and the controller, this module plays kubelet (the suite's Deployments become echo pods on loopback
+addresses, listed to the control plane as the Pods and EndpointSlices a `kubectl get -o yaml` export would
+hold, so Services take the kubectl-import path) and the gateway deployment (one real Envoy per Gateway of
+Mecha's classes, with the node metadata `mecha up` gives it)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 @dataclass
 class Kubelet:
-    """Deployments -> echo pods; Services -> EndpointSlices of the pods they select (ready, with targetRef)."""
+    """Deployments -> echo pods; Services -> EndpointSlices of the pods they select (ready, targetRef)."""
 
     echo: EchoPods = field(default_factory=EchoPods)
     pods: list[Pod] = field(default_factory=list)
@@ -79,24 +79,46 @@ class Kubelet:
     def registry(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for pod in self.pods:
-            out.append({"apiVersion": "v1", "kind": "Pod",
-                        "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
-                        "status": {"podIP": pod.ip}})  # fmt: skip
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
+                    "status": {"podIP": pod.ip},
+                }
+            )
         for svc in (d for d in docs if d.get("kind") == "Service"):
             meta, spec = svc["metadata"], svc.get("spec") or {}
-            selected = [p for p in self.pods if p.namespace == meta["namespace"]
-                        and _selects(spec.get("selector") or {}, dict(p.labels))]  # fmt: skip
-            ports = [{"name": p.get("name", ""), "port": p.get("targetPort", p["port"]), "protocol": "TCP"}
-                     for p in spec.get("ports") or []]  # fmt: skip
-            out.append({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": f"{meta['name']}-slice", "namespace": meta["namespace"],
-                             "labels": {"kubernetes.io/service-name": meta["name"]}},
-                "addressType": "IPv4", "ports": ports,
-                "endpoints": [{"addresses": [p.ip], "conditions": {"ready": True},
-                               "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace}}
-                              for p in selected],
-            })  # fmt: skip
+            selected = [
+                p
+                for p in self.pods
+                if p.namespace == meta["namespace"] and _selects(spec.get("selector") or {}, dict(p.labels))
+            ]
+            ports = [
+                {"name": p.get("name", ""), "port": p.get("targetPort", p["port"]), "protocol": "TCP"}
+                for p in spec.get("ports") or []
+            ]
+            out.append(
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "name": f"{meta['name']}-slice",
+                        "namespace": meta["namespace"],
+                        "labels": {"kubernetes.io/service-name": meta["name"]},
+                    },
+                    "addressType": "IPv4",
+                    "ports": ports,
+                    "endpoints": [
+                        {
+                            "addresses": [p.ip],
+                            "conditions": {"ready": True},
+                            "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace},
+                        }
+                        for p in selected
+                    ],
+                }
+            )
         return out
 
 
@@ -119,11 +141,25 @@ class ControlPlane:
         state = self.workdir / "state"
         log = open(self.workdir / "mecha-serve.log", "wb")  # noqa: ASYNC230 - a local log file
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "xds.cli", "serve", "--port", str(self.api_port),
-            "--xds-port", str(self.xds_port), "--insecure-xds", "--state-dir", str(state),
-            "--debounce-after", "0.05", "--debounce-max", "0.3",
-            stdout=log, stderr=log, env={**os.environ, "MECHA_STATE_DIR": str(state)},
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "xds.cli",
+            "serve",
+            "--port",
+            str(self.api_port),
+            "--xds-port",
+            str(self.xds_port),
+            "--insecure-xds",
+            "--state-dir",
+            str(state),
+            "--debounce-after",
+            "0.05",
+            "--debounce-max",
+            "0.3",
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "MECHA_STATE_DIR": str(state)},
+        )
         log.close()
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         deadline = time.monotonic() + 60
@@ -156,8 +192,12 @@ class ControlPlane:
 
     async def _send(self, verb: str, name: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
         assert self.session is not None
-        async with self.session.post(f"{self.api}/api/v1/{verb}", params={"filename": name}, data=dump(docs),
-                                     headers={**self._headers(), "Content-Type": "application/yaml"}) as resp:  # fmt: skip
+        async with self.session.post(
+            f"{self.api}/api/v1/{verb}",
+            params={"filename": name},
+            data=dump(docs),
+            headers={**self._headers(), "Content-Type": "application/yaml"},
+        ) as resp:
             body = await resp.json()
             if resp.status != 200:
                 raise AssertionError(f"{verb} {name}: {resp.status} {json.dumps(body)[:2000]}")
@@ -175,6 +215,17 @@ class ControlPlane:
             resp.raise_for_status()
             return dict(await resp.json())
 
+    async def documents(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """The stored Gateway API documents of one kind in a namespace (GET /api/v1/config)."""
+        config = await self.get_json("/api/v1/config")
+        return [
+            d
+            for d in config.get("documents") or []
+            if d.get("kind") == kind
+            and d.get("namespace") == namespace
+            and str(d.get("apiVersion", "")).startswith(GROUP + "/")
+        ]
+
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """`mecha get KIND NAME -n NAMESPACE -o json`: the stored object with the status the control plane
         computed (both read at one config version, as `mecha get` reads them)."""
@@ -184,8 +235,14 @@ class ControlPlane:
             if config.get("version") == status.get("version"):
                 break
         want = KIND_OF[kind]
-        item = next((i for i in status.get("items") or [] if i["metadata"].get("name") == name
-                     and i["metadata"].get("namespace", "") in ("", namespace)), None)  # fmt: skip
+        item = next(
+            (
+                i
+                for i in status.get("items") or []
+                if i["metadata"].get("name") == name and i["metadata"].get("namespace", "") in ("", namespace)
+            ),
+            None,
+        )
         for doc in config.get("documents") or []:
             if (doc.get("kind"), doc.get("namespace"), doc.get("name")) == (want, namespace, name):
                 if str(doc.get("apiVersion", "")).startswith(GROUP + "/"):
@@ -221,9 +278,14 @@ class Gateways:
 
     async def _start(self, w: Wanted) -> None:
         deployed = Deployed(w, free_port(), {p: free_port() for p in w.ports})
-        params = BootstrapParams(proxy_id=w.proxy_id, xds_port=self.cp.xds_port, admin_port=deployed.admin_port,
-                                 metadata=deployed.metadata(), cluster=f"{w.name}-{w.class_name}",
-                                 initial_fetch_timeout_s=2.0)  # fmt: skip
+        params = BootstrapParams(
+            proxy_id=w.proxy_id,
+            xds_port=self.cp.xds_port,
+            admin_port=deployed.admin_port,
+            metadata=deployed.metadata(),
+            cluster=f"{w.name}-{w.class_name}",
+            initial_fetch_timeout_s=2.0,
+        )
         envoy = EnvoyProcess(render(params), self.workdir / "envoys", name=w.proxy_id, log_level="warning")
         await envoy.start(wait_ready=False)
         self.running[w.ref] = GatewayEnvoy(deployed, envoy)

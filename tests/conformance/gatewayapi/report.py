@@ -41,7 +41,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
             "HTTPRouteParentRefPort",
             "HTTPRouteBackendRequestHeaderModification",
         }
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -72,22 +72,34 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
     for name, core_features in PROFILES.items():
         supported = SUPPORTED[name]
         core = [t["shortName"] for t in gateway_tests if set(t["features"]) <= core_features]
-        extended_all = [t for t in gateway_tests if set(t["features"]) & set(_extended(name, index))
-                        and set(t["features"]) <= core_features | set(_extended(name, index))]  # fmt: skip
+        extended_all = [
+            t
+            for t in gateway_tests
+            if set(t["features"]) & set(_extended(name, index))
+            and set(t["features"]) <= core_features | set(_extended(name, index))
+        ]
         extended = [t["shortName"] for t in extended_all if set(t["features"]) - core_features <= supported]
         unsupported = sorted(set(_extended(name, index)) - supported)
         core_status, ext_status = _status(core, outcomes), _status(extended, outcomes)
-        summary = (f"Core tests {core_status['result']} with {core_status['statistics']['Passed']} "
-                   f"test{'s' if core_status['statistics']['Passed'] != 1 else ''} passed, "
-                   f"{core_status['statistics']['Failed']} failed, {core_status['statistics']['Skipped']} skipped. "
-                   f"Extended tests {ext_status['result']} with {ext_status['statistics']['Passed']} passed, "
-                   f"{ext_status['statistics']['Failed']} failed, {ext_status['statistics']['Skipped']} skipped.")  # fmt: skip
-        profiles.append({
-            "name": name,
-            "summary": summary,
-            "core": core_status,
-            "extended": {**ext_status, "supportedFeatures": sorted(supported), "unsupportedFeatures": unsupported},
-        })  # fmt: skip
+        summary = (
+            f"Core tests {core_status['result']} with {core_status['statistics']['Passed']} "
+            f"test{'s' if core_status['statistics']['Passed'] != 1 else ''} passed, "
+            f"{core_status['statistics']['Failed']} failed, {core_status['statistics']['Skipped']} skipped. "
+            f"Extended tests {ext_status['result']} with {ext_status['statistics']['Passed']} passed, "
+            f"{ext_status['statistics']['Failed']} failed, {ext_status['statistics']['Skipped']} skipped."
+        )
+        profiles.append(
+            {
+                "name": name,
+                "summary": summary,
+                "core": core_status,
+                "extended": {
+                    **ext_status,
+                    "supportedFeatures": sorted(supported),
+                    "unsupportedFeatures": unsupported,
+                },
+            }
+        )
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "ConformanceReport",
@@ -119,8 +131,13 @@ def _extended(profile: str, index: dict[str, Any]) -> list[str]:
 
 def _version() -> str:
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)  # fmt: skip
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -43,7 +43,7 @@ class ConformanceError(AssertionError):
 
 
 async def poll(what: str, timeout: float, check: Callable[[], Awaitable[str | None]]) -> None:  # noqa: ASYNC109
-    """wait.PollUntilContextTimeout: `check` returns None when satisfied, else why not (kept for the error)."""
+    """wait.PollUntilContextTimeout: `check` returns None when satisfied, else why not (for the error)."""
     deadline = time.monotonic() + timeout
     why: str | None = "never checked"
     while time.monotonic() < deadline:
@@ -67,8 +67,11 @@ def _find(conditions: list[dict[str, Any]], ctype: str, status: str = "", reason
 def _stale(obj: dict[str, Any], conditions: list[dict[str, Any]]) -> str | None:
     """ConditionsHaveLatestObservedGeneration."""
     gen = obj["metadata"].get("generation")
-    stale = [f"{c.get('type')} (generation {c.get('observedGeneration')})" for c in conditions
-             if c.get("observedGeneration") != gen]  # fmt: skip
+    stale = [
+        f"{c.get('type')} (generation {c.get('observedGeneration')})"
+        for c in conditions
+        if c.get("observedGeneration") != gen
+    ]
     return f"stale conditions at generation {gen}: {', '.join(stale)}" if stale else None
 
 
@@ -153,7 +156,17 @@ class Suite:
                 await self.cleanup(name, docs)
 
     async def cleanup(self, relative: str, docs: list[dict[str, Any]]) -> None:
-        await self.cp.delete(relative, docs)
+        stored = {
+            (d.get("kind"), d.get("namespace", ""), d.get("name"))
+            for d in (await self.cp.get_json("/api/v1/config")).get("documents") or []
+        }
+        left = [
+            d
+            for d in docs
+            if (d.get("kind"), d["metadata"].get("namespace", ""), d["metadata"]["name"]) in stored
+        ]
+        if left:  # what the test itself deleted is gone already
+            await self.cp.delete(relative, left)
         self._extra = [d for d in self._extra if d not in docs]
         await self.gateways.reconcile()
 
@@ -189,8 +202,9 @@ class Suite:
         await poll(f"Gateway {gw[0]}/{gw[1]} to have an address", ADDRESS_S, check)
         return found[-1]
 
-    async def route_must_have_parents(self, kind: str, route: tuple[str, str], parents: list[dict[str, Any]],
-                                      namespace_required: bool) -> None:  # fmt: skip
+    async def route_must_have_parents(
+        self, kind: str, route: tuple[str, str], parents: list[dict[str, Any]], namespace_required: bool
+    ) -> None:
         """RouteMustHaveParents + parentsForRouteMatch."""
 
         async def check() -> str | None:
@@ -209,8 +223,9 @@ class Suite:
 
         await poll(f"{kind} {route[0]}/{route[1]} to have parents", STATUS_S, check)
 
-    async def listeners_must_have_conditions(self, gw: tuple[str, str], conditions: list[tuple[str, str, str]],
-                                             names: tuple[str, ...] = ()) -> None:  # fmt: skip
+    async def listeners_must_have_conditions(
+        self, gw: tuple[str, str], conditions: list[tuple[str, str, str]], names: tuple[str, ...] = ()
+    ) -> None:
         """GatewayListenersMustHaveConditions."""
 
         async def check() -> str | None:
@@ -230,28 +245,46 @@ class Suite:
 
         await poll(f"Gateway {gw[0]}/{gw[1]} listeners' conditions", STATUS_S, check)
 
-    async def gateway_and_routes_must_be_accepted(self, gw: tuple[str, str], routes: list[tuple[str, str]],
-                                                  listeners: tuple[str, ...] = (), kind: str = "httproutes",
-                                                  use_port: bool = True) -> GwAddr:  # fmt: skip
+    async def gateway_and_routes_must_be_accepted(
+        self,
+        gw: tuple[str, str],
+        routes: list[tuple[str, str]],
+        listeners: tuple[str, ...] = (),
+        kind: str = "httproutes",
+        use_port: bool = True,
+    ) -> GwAddr:
         """GatewayAndRoutesMustBeAccepted: returns gwAddr (IP:port, or the IP alone without use_port)."""
         addr = await self.gateway_address(gw, listeners[0] if listeners else None)
         if not use_port:
             addr = addr.without_port()
         for route in routes:
-            parents = [{
-                "parentRef": {"group": GROUP, "kind": "Gateway", "name": gw[1], "namespace": gw[0],
-                              **({"sectionName": ls} if ls else {})},
-                "controllerName": CONTROLLER,
-                "conditions": [("Accepted", "True", "Accepted")],
-            } for ls in (listeners or ("",))]  # fmt: skip
+            parents = [
+                {
+                    "parentRef": {
+                        "group": GROUP,
+                        "kind": "Gateway",
+                        "name": gw[1],
+                        "namespace": gw[0],
+                        **({"sectionName": ls} if ls else {}),
+                    },
+                    "controllerName": CONTROLLER,
+                    "conditions": [("Accepted", "True", "Accepted")],
+                }
+                for ls in (listeners or ("",))
+            ]
             await self.route_must_have_parents(kind, route, parents, route[0] != gw[0])
         await self.listeners_must_have_conditions(
             gw, [("ResolvedRefs", "True", ""), ("Accepted", "True", ""), ("Programmed", "True", "")]
         )
         return addr
 
-    async def route_must_have_condition(self, route: tuple[str, str], gw: tuple[str, str],
-                                        condition: tuple[str, str, str], kind: str = "httproutes") -> None:  # fmt: skip
+    async def route_must_have_condition(
+        self,
+        route: tuple[str, str],
+        gw: tuple[str, str],
+        condition: tuple[str, str, str],
+        kind: str = "httproutes",
+    ) -> None:
         """HTTPRouteMustHaveCondition."""
 
         async def check() -> str | None:
@@ -271,12 +304,72 @@ class Suite:
 
         await poll(f"{kind} {route[0]}/{route[1]} condition {condition}", STATUS_S, check)
 
+    async def namespaces_must_be_ready(self, namespaces: list[str]) -> None:
+        """NamespacesMustBeReady: every Gateway there Accepted and Programmed at its generation (the pods
+        here are ready once the echo server listens, before any test runs)."""
+
+        async def check() -> str | None:
+            for ns in namespaces:
+                for doc in await self.cp.documents("Gateway", ns):
+                    obj = await self.cp.get("gateways", ns, doc["name"])
+                    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+                    stale = _stale(obj or {"metadata": {}}, conditions)
+                    if stale:
+                        return f"Gateway {ns}/{doc['name']}: {stale}"
+                    for ctype in ("Accepted", "Programmed"):
+                        if not _find(conditions, ctype, "True"):
+                            return f"Gateway {ns}/{doc['name']} not {ctype}: {conditions}"
+            return None
+
+        await poll(f"namespaces {namespaces} to be ready", 300.0, check)
+
+    async def gateway_status_must_have_listeners(
+        self, gw: tuple[str, str], listeners: list[dict[str, Any]]
+    ) -> None:
+        """GatewayStatusMustHaveListeners + gatewayListenersMatch: each expected listener (name,
+        supportedKinds as (group, kind), attachedRoutes, conditions as (type, status, reason)), no other."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gateways", *gw)
+            if obj is None:
+                return "no such Gateway"
+            status = obj.get("status") or {}
+            stale = _stale(obj, status.get("conditions") or [])
+            if stale:
+                return stale
+            actual = status.get("listeners") or []
+            if len(actual) != len(listeners):
+                return f"expected {len(listeners)} listeners in status, got {len(actual)}"
+            for want in listeners:
+                got = next((a for a in actual if a.get("name") == want["name"]), None)
+                if got is None:
+                    return f"no status for listener {want['name']}"
+                kinds = {
+                    (k.get("group", GROUP) or GROUP, k.get("kind")) for k in got.get("supportedKinds") or []
+                }
+                if not want["supportedKinds"] and kinds:
+                    return f"listener {want['name']}: expected no supportedKinds, got {kinds}"
+                for kind in want["supportedKinds"]:
+                    if kind not in kinds:
+                        return f"listener {want['name']}: {kind} not in supportedKinds {kinds}"
+                if got.get("attachedRoutes") != want["attachedRoutes"]:
+                    have, need = got.get("attachedRoutes"), want["attachedRoutes"]
+                    return f"listener {want['name']}: attachedRoutes {have}, want {need}"
+                conditions = got.get("conditions") or []
+                if len(conditions) < len(want["conditions"]) or not all(
+                    _find(conditions, *c) for c in want["conditions"]
+                ):
+                    return f"listener {want['name']}: conditions {conditions}, want {want['conditions']}"
+            return None
+
+        await poll(f"Gateway {gw[0]}/{gw[1]} listeners in status", STATUS_S, check)
+
     async def resolved_refs_true(self, route: tuple[str, str], gw: tuple[str, str]) -> None:
         await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
 
     # ---- HTTP (http.go) ----------------------------------------------------------------------------------
     async def expect(self, gw_addr: GwAddr, exp: Expected) -> None:
-        """MakeRequestAndExpectEventuallyConsistentResponse: 3 consecutive matching round trips within 30 s."""
+        """MakeRequestAndExpectEventuallyConsistentResponse: 3 matching round trips in a row, within 30 s."""
         successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
         while True:
             try:
@@ -294,6 +387,17 @@ class Suite:
                 raise ConformanceError(f"{exp.name()}: {why}")
             await asyncio.sleep(1.0)
 
+    async def expect_all(self, gw_addr: GwAddr, cases: list[Expected]) -> None:
+        """The Go tests' t.Run per case: every case is tried, and the test fails naming each failing one."""
+        failures = []
+        for i, case in enumerate(cases):
+            try:
+                await self.expect(gw_addr, case)
+            except ConformanceError as exc:
+                failures.append(f"case {i}: {exc}")
+        if failures:
+            raise ConformanceError("\n".join(failures))
+
     async def round_trip(self, gw_addr: GwAddr, exp: Expected) -> Captured:
         assert self.http is not None
         req = exp.request
@@ -304,8 +408,13 @@ class Suite:
             f"{k}:{v}" for k, v in exp.backend_set_response_headers.items()
         )
         url = f"http://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
-        async with self.http.request(req.method, aiohttp.client.URL(url, encoded=True), headers=headers,
-                                     allow_redirects=False, data=req.body or None) as resp:  # fmt: skip
+        async with self.http.request(
+            req.method,
+            aiohttp.client.URL(url, encoded=True),
+            headers=headers,
+            allow_redirects=False,
+            data=req.body or None,
+        ) as resp:
             text = await resp.text()
             captured = Captured(resp.status, {k.lower(): resp.headers.getall(k) for k in resp.headers})
             if 200 <= resp.status < 300 and "application/json" in resp.headers.get("Content-Type", ""):
@@ -395,8 +504,12 @@ def compare(exp: Expected, got: Captured) -> str:
     if got.status not in exp.status:
         return f"expected status code to be one of {list(exp.status)}, got {got.status}"
     if got.status in (200, 204):
-        er = exp.expected_request or ExpectedRequest(host=exp.request.host, method=exp.request.method,
-                                                     path=exp.request.path, headers=exp.request.headers or None)  # fmt: skip
+        er = exp.expected_request or ExpectedRequest(
+            host=exp.request.host,
+            method=exp.request.method,
+            path=exp.request.path,
+            headers=exp.request.headers or None,
+        )
         creq = got.request or {}
         method = er.method or "GET"
         path = er.path

@@ -1,5 +1,6 @@
-"""GATEWAY-HTTP core tests of the upstream suite (conformance/tests/httproute-*.go), ported one to one: each test
-is named after its upstream ShortName and asserts what the Go test asserts, through real gateway Envoys."""
+"""GATEWAY-HTTP core tests of the upstream suite (conformance/tests/httproute-*.go), ported one to one: each
+test is named after its upstream ShortName and asserts what the Go test asserts, through real gateway
+Envoys."""
 
 from __future__ import annotations
 

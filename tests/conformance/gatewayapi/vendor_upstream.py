@@ -1,9 +1,9 @@
 """Vendor the Gateway API conformance suite's manifests and test index from a kubernetes-sigs/gateway-api git
 checkout: `python tests/conformance/gatewayapi/vendor_upstream.py GIT_DIR REF`.
 
-The YAML files are copied verbatim (Apache-2.0, see upstream/LICENSE); upstream/tests.json lists every Go test's
-ShortName, features, manifests and whether it is provisional, read from the Go sources, so the runner and the
-report know which tests each profile holds without a Go toolchain."""
+The YAML files are copied verbatim (Apache-2.0, see upstream/LICENSE); upstream/tests.json lists every Go
+test's ShortName, features, manifests and whether it is provisional, read from the Go sources, so the
+runner and the report know which tests each profile holds without a Go toolchain."""
 
 from __future__ import annotations
 
@@ -43,15 +43,20 @@ def main(repo: str, ref: str) -> None:
             short = _SHORT.search(body)
             feats = _FEATURES.search(body)
             mans = _MANIFESTS.search(body)
-            tests.append({
-                "shortName": short.group(1) if short else _var,
-                "source": name.removeprefix("conformance/"),
-                "features": sorted(consts[c] for c in re.findall(r"features\.(Support\w+)", feats.group(1)))
-                if feats else [],
-                "manifests": re.findall(r"\"([^\"]+)\"", mans.group(1)) if mans else [],
-                "provisional": "Provisional: true" in body or "Provisional:  true" in body,
-                "mesh": "/mesh/" in name,
-            })  # fmt: skip
+            tests.append(
+                {
+                    "shortName": short.group(1) if short else _var,
+                    "source": name.removeprefix("conformance/"),
+                    "features": sorted(
+                        consts[c] for c in re.findall(r"features\.(Support\w+)", feats.group(1))
+                    )
+                    if feats
+                    else [],
+                    "manifests": re.findall(r"\"([^\"]+)\"", mans.group(1)) if mans else [],
+                    "provisional": "Provisional: true" in body or "Provisional:  true" in body,
+                    "mesh": "/mesh/" in name,
+                }
+            )
     (HERE / "base").mkdir(parents=True, exist_ok=True)
     (HERE / "base" / "manifests.yaml").write_text(
         git(repo, "show", f"{commit}:conformance/base/manifests.yaml")
