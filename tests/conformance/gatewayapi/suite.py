@@ -364,6 +364,48 @@ class Suite:
 
         await poll(f"Gateway {gw[0]}/{gw[1]} listeners in status", STATUS_S, check)
 
+    async def gateway_must_have_zero_routes(self, gw: tuple[str, str]) -> None:
+        """GatewayMustHaveZeroRoutes: no listeners, or one with attachedRoutes 0."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gateways", *gw)
+            if obj is None:
+                return "no such Gateway"
+            status = obj.get("status") or {}
+            stale = _stale(obj, status.get("conditions") or [])
+            if stale:
+                return stale
+            listeners = status.get("listeners") or []
+            if not listeners or (len(listeners) == 1 and listeners[0].get("attachedRoutes") == 0):
+                return None
+            return f"listeners {listeners}"
+
+        await poll(f"Gateway {gw[0]}/{gw[1]} to have zero routes", STATUS_S, check)
+
+    async def route_must_have_no_accepted_parents(
+        self, route: tuple[str, str], kind: str = "httproutes"
+    ) -> None:
+        """HTTPRouteMustHaveNoAcceptedParents: no parents (seen twice, a second apart), or exactly one whose
+        Accepted is False."""
+        empty_seen = False
+        deadline = time.monotonic() + STATUS_S
+        why = ""
+        while time.monotonic() < deadline:
+            obj = await self.cp.get(kind, *route)
+            if obj is None:
+                raise ConformanceError(f"no {kind} {route[0]}/{route[1]}")
+            parents = (obj.get("status") or {}).get("parents") or []
+            if not parents:
+                if empty_seen:
+                    return
+                empty_seen = True
+            elif len(parents) == 1 and not _stale(obj, parents[0].get("conditions") or []):
+                if _find(parents[0].get("conditions") or [], "Accepted", "False"):
+                    return
+            why = f"parents {parents}"
+            await asyncio.sleep(1.0)
+        raise ConformanceError(f"{kind} {route[0]}/{route[1]} has accepted parents: {why}")
+
     async def resolved_refs_true(self, route: tuple[str, str], gw: tuple[str, str]) -> None:
         await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
 
