@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from xds import types
 from xds.server.codec import CodecError
 from xds.server.codec import _fields as wire_fields  # the xDS codec's protobuf wire reader
+from xds.spiffe import ROOT_SECRET, WORKLOAD_SECRET
 from xds.types import Layered, Resource, Snapshot
 
 # Field numbers (envoy/config/listener/v3, cluster/v3, route/v3, core/v3, transport_sockets/tls/v3 protos;
@@ -59,6 +60,7 @@ class Refs:
 
 
 _NONE = Refs()
+WORKLOAD_SECRETS = frozenset({WORKLOAD_SECRET, ROOT_SECRET})
 
 
 class InconsistentSnapshot(ValueError):
@@ -246,17 +248,22 @@ def _missing_names(needs: _Needs, target: str, have: Mapping[str, Resource]) -> 
     return out
 
 
-def _missing(needs: _Needs, target: str, have: Mapping[str, Resource]) -> list[str]:
+def _missing(needs: _Needs, target: str, have: Mapping[str, Resource], exempt: frozenset[str]) -> list[str]:
     wanted = needs.by_type[target]
     short = types.short_name(target)
     return [
         f"{wanted[name]} names {short} {name!r}, which is not in the snapshot"
         for name in _missing_names(needs, target, have)
+        if not (target == types.SECRET and name in exempt)
     ]
 
 
 def _own_missing(
-    resources: Mapping[str, Resource], targets: list[str], snapshot: Snapshot, errors: bool
+    resources: Mapping[str, Resource],
+    targets: list[str],
+    snapshot: Snapshot,
+    errors: bool,
+    exempt: frozenset[str],
 ) -> list[str]:
     """A proxy's own few resources, checked directly (a cache per proxy would hold every proxy's)."""
     out: list[str] = []
@@ -270,7 +277,7 @@ def _own_missing(
                 f"{types.short_name(res.type_url)} {name} names {types.short_name(target)} {needed!r}, "
                 "which is not in the snapshot"
                 for needed in getattr(refs, _ATTRS[target])
-                if needed not in have
+                if needed not in have and not (target == types.SECRET and needed in exempt)
             ]
     return out
 
@@ -278,11 +285,16 @@ def _own_missing(
 _NEEDING = (types.LISTENER, types.CLUSTER, types.SCOPED_ROUTE)
 
 
-def problems(snapshot: Snapshot, published: Snapshot | None = None) -> list[str]:
+def problems(
+    snapshot: Snapshot, published: Snapshot | None = None, workload_secrets: bool = True
+) -> list[str]:
     """What the snapshot references but lacks ("LDS a names RDS 'b', which is not in the snapshot").
 
     published: the proxy's current (checked) snapshot; a pair of types whose versions are both unchanged
-    since is not checked again (a route change re-checks listeners and scoped routes, not 3,000 clusters)."""
+    since is not checked again (a route change re-checks listeners and scoped routes, not 3,000 clusters).
+    workload_secrets: the control plane serves `default` and `ROOTCA` (its CA is on); without a CA an
+    ISTIO_MUTUAL DestinationRule still names them and that cluster alone stays unusable, as before."""
+    exempt = frozenset() if workload_secrets else WORKLOAD_SECRETS
     out: list[str] = []
     for type_url in _NEEDING:
         same = published is not None and published.version(type_url) == snapshot.version(type_url)
@@ -296,20 +308,23 @@ def problems(snapshot: Snapshot, published: Snapshot | None = None) -> list[str]
         mapping = snapshot.of(type_url)
         for part in (mapping.base, mapping.own) if isinstance(mapping, Layered) else (mapping,):
             if len(part) < _SHARED_AT:  # a proxy's own few: walked directly
-                out += _own_missing(part, targets, snapshot, not same)
+                out += _own_missing(part, targets, snapshot, not same, exempt)
                 continue
             needs = _shared_needs(part)
             out += () if same else needs.errors
             for target in targets:
-                out += _missing(needs, target, snapshot.of(target))
+                out += _missing(needs, target, snapshot.of(target), exempt)
     return out
 
 
-def check(proxy_id: str, snapshot: Snapshot, published: Snapshot | None = None) -> None:
+def check(
+    proxy_id: str, snapshot: Snapshot, published: Snapshot | None = None, workload_secrets: bool = True
+) -> None:
     """Raise InconsistentSnapshot naming what is missing. published: the proxy's current snapshot (it
-    passed this check): only what changed since is checked, nothing when no type's version changed."""
+    passed this check): only what changed since is checked, nothing when no type's version changed.
+    workload_secrets: as problems()."""
     if published is not None and published.versions == snapshot.versions:
         return
-    found = problems(snapshot, published)
+    found = problems(snapshot, published, workload_secrets)
     if found:
         raise InconsistentSnapshot(proxy_id, found)

@@ -349,7 +349,7 @@ class ControlPlane:
                 log.error("%s", text)
         for pid, snap in snapshots.items():
             try:  # an inconsistent snapshot is not published: the proxy keeps its last good one
-                consistency.check(pid, snap, self._snapshots.get(pid))
+                consistency.check(pid, snap, self._snapshots.get(pid), self.certs is not None)
             except consistency.InconsistentSnapshot as e:
                 if self._logged_errors.add(str(e)):
                     log.error("%s", e)

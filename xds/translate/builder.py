@@ -383,11 +383,16 @@ class SnapshotBuilder:
             (proxy, services, rcfg.virtual_services, config.destination_rules),
             lambda: [resource(types.ROUTE, x.name, x) for x in proxyless_routes(services, rcfg, proxy)],
         )
+        # a gRPC client resolves every cluster over EDS: a DNS (or passthrough) one has no endpoints there,
+        # and its EDS cluster would name an assignment no snapshot holds (xds/controlplane/consistency.py)
         cds = self.memo.get(
-            ("proxyless-cds", clusters.version),
-            (clusters,),
+            ("proxyless-cds", clusters.version, endpoints.version),
+            (clusters, endpoints),
             lambda: TypeSet.of(
-                [resource(types.CLUSTER, c.name, c) for c in proxyless_clusters(clusters.resources)]
+                [
+                    resource(types.CLUSTER, c.name, c)
+                    for c in proxyless_clusters(_over_eds(clusters, endpoints))
+                ]
             ),
         )
         eds = self.memo.get(
@@ -467,6 +472,10 @@ class SnapshotBuilder:
 _DAPR_VHOST_HEADER = {
     name: bytes(rte.VirtualHost(name=name, domains=["*"])) for name in ("dapr_http", "dapr_grpc")
 }
+
+
+def _over_eds(clusters: TypeSet, endpoints: TypeSet) -> dict[str, Resource]:
+    return {n: r for n, r in clusters.resources.items() if n in endpoints.resources}
 
 
 def _dapr_rc(name: str, routes: Blob, tail: bytes) -> Resource:

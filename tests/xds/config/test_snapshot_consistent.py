@@ -85,3 +85,26 @@ def test_unreadable_bytes_are_a_problem_not_a_crash() -> None:
     broken = Snapshot.build([*kept, Resource.make(types.LISTENER, "bad", b"\x0a\xff")])
     found = consistency.problems(broken)
     assert len(found) == 1 and found[0].startswith("LDS bad: unreadable"), found
+
+
+DNS_SERVICE = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: google, namespace: default}
+spec:
+  hosts: [www.googleapis.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: https, protocol: HTTPS}]
+"""
+
+
+def test_a_proxyless_client_in_a_mesh_with_a_dns_service_gets_a_consistent_snapshot() -> None:
+    """A gRPC client resolves clusters over EDS only: a DNS service (no endpoints over EDS) gets no EDS
+    cluster naming an assignment that never comes (the snapshot would not be published)."""
+    golden = load_case(GOLDEN, "proxyless-client")
+    result = compile_text(golden.text + "\n---\n" + DNS_SERVICE, "proxyless.yaml")
+    assert result.config is not None
+    for pid, snap in _build(golden, result.config).items():
+        assert consistency.problems(snap) == [], pid
+        assert not any("googleapis" in n for n in snap.of(types.ENDPOINT)), pid

@@ -143,3 +143,36 @@ def test_an_unchanged_snapshot_is_not_checked_again(monkeypatch: pytest.MonkeyPa
     again = SnapshotBuilder().build(config, [PROXY])[PROXY.id]  # equal content, other objects
     c.check(PROXY.id, again, published=snap)
     assert calls == []
+
+
+MUTUAL_WITHOUT_CA = (
+    MESH
+    + """
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+"""
+)
+
+
+async def test_without_a_ca_an_istio_mutual_rule_does_not_stop_publishing(tmp_path: Path) -> None:
+    """No CA: the workload secrets an ISTIO_MUTUAL cluster names are not the control plane's to serve, so
+    that cluster alone stays unusable (as before the check) and the proxy's snapshot is still published."""
+    docs, _ = load_text(MUTUAL_WITHOUT_CA, "mesh.yaml")
+    config = compile_documents(docs).config
+    snap = SnapshotBuilder().build(config, [PROXY])[PROXY.id]
+    assert any("names SDS 'default'" in p for p in c.problems(snap))  # it does name them
+    assert c.problems(snap, workload_secrets=False) == []
+    cp = ControlPlane(Settings(api_port=0, xds_port=0, state_dir=tmp_path, watch=False, insecure_xds=True))
+    assert cp.certs is None
+    builder = cp.builder = BreakingBuilder()
+    builder.config = config
+    try:
+        await cp._build_and_set([PROXY])
+        assert cp.cache.get(PROXY.id) is not None
+    finally:
+        await cp.store.close()
