@@ -2,10 +2,10 @@
 `kubectl get gatewayclasses,gateways,httproutes,grpcroutes,tlsroutes,tcproutes -o json` would show it (a v1
 List; metadata and status).
 
-Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute; plurals and
-any case accepted) and `namespace`. Read-only, API token as every read. Computed from the store's
-documents and registry, once per config version; lastTransitionTime is when this control plane first saw each
-condition's status."""
+Query: `kind` (comma separated: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute,
+BackendTLSPolicy; plurals and any case accepted) and `namespace`. Read-only, API token as every read.
+Computed from the store's documents and registry, once per config version; lastTransitionTime is when this
+control plane first saw each condition's status."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ STATUS_PATH = "/api/v1/gateway-api/status"
 CLOCK = web.AppKey("gateway_api_clock", TransitionClock)
 _CACHE = web.AppKey("gateway_api_status", dict)  # {"version": int, "statuses": [...]}
 _KIND_NAMES = {k.lower(): k for k in STATUS_KINDS} | {f"{k.lower()}s": k for k in STATUS_KINDS}
-_KIND_NAMES |= {"gatewayclasses": "GatewayClass"}
+_KIND_NAMES |= {"gatewayclasses": "GatewayClass", "backendtlspolicies": "BackendTLSPolicy"}
 
 
 def statuses(documents: Any, config: Any, credentials_known: bool = False) -> list[ObjectStatus]:
@@ -55,7 +55,9 @@ async def status(request: web.Request) -> web.Response:
     kinds = _kinds(request.query.get("kind", ""))
     if isinstance(kinds, str):
         return error(
-            400, f"kind={kinds!r}: expected GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute or TCPRoute"
+            400,
+            f"kind={kinds!r}: expected GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute"
+            " or BackendTLSPolicy",
         )
     namespace = request.query.get("namespace", "")
     control_plane: Any = request.app[CONTROL_PLANE]

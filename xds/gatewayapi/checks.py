@@ -27,6 +27,7 @@ def check_spec(kind: str, spec: dict[str, Any], report: Report) -> None:
         "ReferenceGrant": _reference_grant,
         "TLSRoute": _l4_route,
         "TCPRoute": _l4_route,
+        "BackendTLSPolicy": _backend_tls_policy,
     }
     checks[kind](spec, error)
 
@@ -201,6 +202,36 @@ def _l4_route(spec: dict[str, Any], error: Error) -> None:
             _at_most(backends, 16, f"spec.rules[{i}].backendRefs", error)
         for j, ref in enumerate(backends):
             _backend_object(ref, f"spec.rules[{i}].backendRefs[{j}]", error)
+
+
+def _backend_tls_policy(spec: dict[str, Any], error: Error) -> None:
+    targets: list[dict[str, Any]] = spec.get("targetRefs") or []
+    if _required(targets, "spec.targetRefs", error):
+        _at_most(targets, 16, "spec.targetRefs", error)
+    for i, ref in enumerate(targets):
+        for key in ("kind", "name"):
+            _required(ref.get(key), f"spec.targetRefs[{i}].{key}", error)
+    validation = spec.get("validation")
+    if not _required(validation, "spec.validation", error):
+        return
+    _required(validation.get("hostname"), "spec.validation.hostname", error)
+    refs, known = validation.get("caCertificateRefs") or [], validation.get("wellKnownCACertificates") or ""
+    _at_most(refs, 8, "spec.validation.caCertificateRefs", error)
+    if refs and known:
+        error("spec.validation", "must not contain both CACertificateRefs and WellKnownCACertificates")
+    if not refs and not known:
+        error("spec.validation", "must specify either CACertificateRefs or WellKnownCACertificates")
+    sans: list[dict[str, Any]] = validation.get("subjectAltNames") or []
+    _at_most(sans, 5, "spec.validation.subjectAltNames", error)
+    for i, san in enumerate(sans):
+        kind, at = san.get("type"), f"spec.validation.subjectAltNames[{i}]"
+        if not _required(kind, f"{at}.type", error):
+            continue
+        for name, key in (("Hostname", "hostname"), ("URI", "uri")):
+            if kind == name and not san.get(key):
+                error(at, f"SubjectAltName element must contain {name}, if Type is set to {name}")
+            if kind != name and san.get(key):
+                error(at, f"SubjectAltName element must not contain {name}, if Type is not set to {name}")
 
 
 def _parent_key(ref: dict[str, Any]) -> tuple[str, str, str, str]:

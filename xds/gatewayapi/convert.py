@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.gatewayapi import certificates, hostnames, objects
+from xds.gatewayapi.backendtls import apply_policies
 from xds.gatewayapi.documents import GatewayApiInputs
 from xds.gatewayapi.grpcroutes import convert_grpc_rule
 from xds.gatewayapi.kinds import (
@@ -43,7 +44,7 @@ from xds.gatewayapi.status import (
     ok,
     pending,
 )
-from xds.model.resources import CarriedResource, HTTPRoute, Meta, Service, VirtualService
+from xds.model.resources import CarriedResource, DestinationRule, HTTPRoute, Meta, Service, VirtualService
 from xds.model.traffic import L4Route
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -62,6 +63,7 @@ _DEFAULT_KINDS = {
 class Conversion:
     gateways: list[CarriedResource] = field(default_factory=list)  # Istio Gateways, carried like written ones
     virtual_services: list[VirtualService] = field(default_factory=list)
+    destination_rules: list[DestinationRule] = field(default_factory=list)  # BackendTLSPolicies
     statuses: list[ObjectStatus] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -99,6 +101,7 @@ class _Gateway:
     routes: dict[int, dict[str, list[tuple[SortKey, HTTPRoute]]]] = field(default_factory=dict)
     served: set[tuple[int, str, str]] = field(default_factory=set)  # (port, hostname, route) added
     l4: list[tuple[str, L4Route]] = field(default_factory=list)  # ("tls" | "tcp", route), oldest route first
+    backends: set[str] = field(default_factory=set)  # hosts its attached routes send to (policy ancestors)
 
 
 # Not a reason the spec names (it names none for this case): a newer route of the other kind (HTTPRoute /
@@ -123,6 +126,7 @@ class _Converter:
     ) -> None:
         self.inputs = inputs
         self.available = available
+        self.services = services
         self.resolver = Resolver(dict(services), inputs.grants)
         self.out = Conversion()
         documented = {c.meta.name: c for c in inputs.classes}
@@ -142,6 +146,14 @@ class _Converter:
             self._route(route)
         for state in self.gateways.values():
             self._emit(state)
+        ancestors: dict[str, list[objects.ObjectMeta]] = {}
+        for state in self.gateways.values():
+            for host in state.backends:
+                ancestors.setdefault(host, []).append(state.spec.meta)
+        applied = apply_policies(self.inputs.tls_policies, self.inputs.config_maps, self.services, ancestors)
+        self.out.destination_rules += applied.rules
+        self.out.statuses += applied.statuses
+        self.out.diagnostics += applied.diagnostics
         return self.out
 
     # ---- Gateways ------------------------------------------------------------------------------------
@@ -422,6 +434,11 @@ class _Converter:
         kept: list[RuleOutcome],
     ) -> None:
         port = listener.spec.port
+        for outcome in kept:
+            state.backends.update(d.destination.host for d in getattr(outcome, "destinations", ()))
+            for _, http in outcome.routes:
+                state.backends.update(d.destination.host for d in http.route)
+                state.backends.update(m.destination.host for m in http.mirrors)
         if isinstance(route, objects.L4Route):
             tls = route.meta.kind == TLS_ROUTE
             state.l4 += [("tls" if tls else "tcp", r) for r in l4_routes(port, hosts, kept, tls)]

@@ -11,6 +11,7 @@ from xds.diagnostics import Diagnostic, Severity
 from xds.gatewayapi import objects
 from xds.gatewayapi.checks import check_spec
 from xds.gatewayapi.kinds import (
+    BACKEND_TLS_POLICY,
     GATEWAY,
     GATEWAY_CLASS,
     GRPC_ROUTE,
@@ -19,6 +20,7 @@ from xds.gatewayapi.kinds import (
     REFERENCE_GRANT,
     TCP_ROUTE,
     TLS_ROUTE,
+    is_config_map,
     is_gateway_api,
     is_namespace,
 )
@@ -33,7 +35,9 @@ GatewayApiObject = (
     | objects.GRPCRoute
     | objects.ReferenceGrant
     | objects.L4Route
+    | objects.BackendTLSPolicy
     | objects.Namespace
+    | objects.ConfigMap
 )
 
 
@@ -47,6 +51,8 @@ class GatewayApiInputs:
     grpc_routes: list[objects.GRPCRoute] = field(default_factory=list)
     grants: list[objects.ReferenceGrant] = field(default_factory=list)
     l4_routes: list[objects.L4Route] = field(default_factory=list)  # TLSRoutes and TCPRoutes
+    tls_policies: list[objects.BackendTLSPolicy] = field(default_factory=list)
+    config_maps: dict[tuple[str, str], objects.ConfigMap] = field(default_factory=dict)  # (ns, name)
     namespaces: dict[str, objects.Namespace] = field(default_factory=dict)
 
     def add(self, obj: GatewayApiObject) -> None:
@@ -62,11 +68,22 @@ class GatewayApiInputs:
             self.grants.append(obj)
         elif isinstance(obj, objects.L4Route):
             self.l4_routes.append(obj)
+        elif isinstance(obj, objects.BackendTLSPolicy):
+            self.tls_policies.append(obj)
+        elif isinstance(obj, objects.ConfigMap):
+            self.config_maps.setdefault((obj.namespace, obj.name), obj)
         else:
             self.namespaces.setdefault(obj.name, obj)
 
     def __bool__(self) -> bool:
-        return bool(self.classes or self.gateways or self.routes or self.grpc_routes or self.l4_routes)
+        return bool(
+            self.classes
+            or self.gateways
+            or self.routes
+            or self.grpc_routes
+            or self.l4_routes
+            or self.tls_policies
+        )
 
 
 def read_namespace(doc: RawDocument) -> tuple[objects.Namespace | None, list[Diagnostic]]:
@@ -79,6 +96,17 @@ def read_namespace(doc: RawDocument) -> tuple[objects.Namespace | None, list[Dia
         msg = "expected a map of strings (label values must be quoted strings)"
         return None, [Diagnostic(doc.location, "metadata.labels", msg, Severity.ERROR, "wrong-type")]
     return objects.namespace(doc.body, doc.location), []
+
+
+def read_config_map(doc: RawDocument) -> tuple[objects.ConfigMap | None, list[Diagnostic]]:
+    """A ConfigMap document: only its data is read (BackendTLSPolicy caCertificateRefs, key ca.crt)."""
+    data: Any = doc.body.get("data")
+    if data is not None and not (
+        isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+    ):
+        msg = "expected a map of strings"
+        return None, [Diagnostic(doc.location, "data", msg, Severity.ERROR, "wrong-type")]
+    return objects.config_map(doc.body, doc.location), []
 
 
 def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagnostic]]:
@@ -113,6 +141,8 @@ def read_document(doc: RawDocument) -> tuple[GatewayApiObject | None, list[Diagn
         return objects.reference_grant(meta, spec), diags
     if doc.kind in (TLS_ROUTE, TCP_ROUTE):
         return objects.l4_route(meta, spec), diags
+    if doc.kind == BACKEND_TLS_POLICY:
+        return objects.backend_tls_policy(meta, spec), diags
     assert doc.kind == HTTP_ROUTE
     return objects.http_route(meta, spec), diags
 
@@ -122,8 +152,9 @@ def read_documents(docs: list[RawDocument]) -> tuple[GatewayApiInputs, list[Diag
     inputs = GatewayApiInputs()
     diags: list[Diagnostic] = []
     for doc in docs:
-        if is_namespace(doc.api_version, doc.kind):
-            found, problems = read_namespace(doc)
+        if is_namespace(doc.api_version, doc.kind) or is_config_map(doc.api_version, doc.kind):
+            read = read_namespace if is_namespace(doc.api_version, doc.kind) else read_config_map
+            found, problems = read(doc)
             diags.extend(problems)
             if found is not None:
                 inputs.add(found)

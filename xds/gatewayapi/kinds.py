@@ -20,10 +20,20 @@ GRPC_ROUTE = "GRPCRoute"
 REFERENCE_GRANT = "ReferenceGrant"
 TLS_ROUTE = "TLSRoute"
 TCP_ROUTE = "TCPRoute"
-READ_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, REFERENCE_GRANT, TLS_ROUTE, TCP_ROUTE)
+BACKEND_TLS_POLICY = "BackendTLSPolicy"
+READ_KINDS = (
+    GATEWAY_CLASS,
+    GATEWAY,
+    HTTP_ROUTE,
+    GRPC_ROUTE,
+    REFERENCE_GRANT,
+    TLS_ROUTE,
+    TCP_ROUTE,
+    BACKEND_TLS_POLICY,
+)
 ROUTE_KINDS = (HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, TCP_ROUTE)
 # ReferenceGrant has no status
-STATUS_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, TCP_ROUTE)
+STATUS_KINDS = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, TCP_ROUTE, BACKEND_TLS_POLICY)
 # The versions upstream serves each kind at (GRPCRoute and ReferenceGrant began in v1alpha2).
 KIND_VERSIONS: dict[str, frozenset[str]] = {
     GATEWAY_CLASS: VERSIONS,
@@ -33,10 +43,13 @@ KIND_VERSIONS: dict[str, frozenset[str]] = {
     REFERENCE_GRANT: frozenset({"v1", "v1beta1", "v1alpha2"}),
     TLS_ROUTE: frozenset({"v1", "v1alpha2", "v1alpha3"}),
     TCP_ROUTE: frozenset({"v1", "v1alpha2"}),
+    BACKEND_TLS_POLICY: frozenset({"v1", "v1alpha3"}),
 }
 # Namespace documents (core group) carry the labels allowedRoutes.namespaces.selector matches: there is no
 # API server to ask, so a namespace is known, with its labels, only through its Namespace document.
 NAMESPACE = ("", "Namespace")
+# ConfigMap documents (core group) carry the CA bundles (key ca.crt) BackendTLSPolicy caCertificateRefs name.
+CONFIG_MAP = ("", "ConfigMap")
 
 # What status.parents[].controllerName and GatewayClass.spec.controllerName say for Mecha.
 CONTROLLER_NAME = "mecha.io/gateway-controller"
@@ -49,7 +62,6 @@ BUILTIN_CLASSES = frozenset({MECHA_CLASS, "istio"})
 # and reported as not honoured, never silently skipped.
 UNREAD_KINDS: dict[str, str] = {
     "UDPRoute": "UDPRoute is not supported",
-    "BackendTLSPolicy": "BackendTLSPolicy is not applied yet",
     "ListenerSet": "ListenerSet is not read yet",
 }
 
@@ -60,3 +72,7 @@ def is_gateway_api(api_version: str) -> bool:
 
 def is_namespace(api_version: str, kind: str) -> bool:
     return (api_version.rpartition("/")[0], kind) == NAMESPACE
+
+
+def is_config_map(api_version: str, kind: str) -> bool:
+    return (api_version.rpartition("/")[0], kind) == CONFIG_MAP

@@ -252,6 +252,26 @@ class L4Route:
 Route = HTTPRoute | GRPCRoute | L4Route
 
 
+@dataclass(frozen=True, slots=True)
+class BackendTLSPolicy:
+    meta: ObjectMeta
+    targets: tuple[tuple[str, str, str, str], ...]  # targetRefs: (group, kind, name, sectionName)
+    ca_refs: tuple[tuple[str, str, str], ...]  # validation.caCertificateRefs: (group, kind, name)
+    well_known: str  # validation.wellKnownCACertificates ("" = unset)
+    hostname: str  # SNI, and the name the certificate must carry unless subject_alt_names are set
+    subject_alt_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMap:
+    """A ConfigMap document: its data (the `ca.crt` key is the CA bundle BackendTLSPolicies name)."""
+
+    namespace: str
+    name: str
+    data: tuple[tuple[str, str], ...]
+    location: Location = field(default_factory=Location, compare=False, hash=False)
+
+
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -537,3 +557,27 @@ def l4_route(meta: ObjectMeta, spec: dict[str, Any]) -> L4Route:
         for i, raw in enumerate(spec.get("rules") or [])
     )
     return L4Route(meta, _parent_refs(meta, spec), tuple(spec.get("hostnames") or ()), rules)
+
+
+def backend_tls_policy(meta: ObjectMeta, spec: dict[str, Any]) -> BackendTLSPolicy:
+    validation = spec.get("validation") or {}
+    return BackendTLSPolicy(
+        meta,
+        tuple(
+            (t.get("group") or "", t["kind"], t["name"], t.get("sectionName") or "")
+            for t in spec.get("targetRefs") or []
+        ),
+        tuple(
+            (r.get("group") or "", r["kind"], r["name"]) for r in validation.get("caCertificateRefs") or []
+        ),
+        validation.get("wellKnownCACertificates") or "",
+        validation.get("hostname") or "",
+        tuple(s.get("hostname") or s.get("uri") or "" for s in validation.get("subjectAltNames") or []),
+    )
+
+
+def config_map(body: dict[str, Any], location: Location) -> ConfigMap:
+    """A ConfigMap document (data type-checked by the caller)."""
+    return ConfigMap(
+        location.namespace, location.name, tuple(sorted((body.get("data") or {}).items())), location
+    )

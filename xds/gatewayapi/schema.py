@@ -318,6 +318,25 @@ TCP_ROUTE = Obj(
     }
 )
 
+# BackendTLSPolicy (apis/v1alpha3 and v1 backendtlspolicy_types.go)
+TARGET_REF = Obj({"group": F(GROUP), "kind": F(KIND), "name": F(OBJECT_NAME), "sectionName": F(SECTION_NAME)})
+SUBJECT_ALT_NAME = Obj({"type": F(Enum("Hostname", "URI")), "hostname": F(HOSTNAME), "uri": F(Str)})
+BACKEND_TLS_VALIDATION = Obj(
+    {
+        "caCertificateRefs": F(ListOf(Obj({"group": F(GROUP), "kind": F(KIND), "name": F(OBJECT_NAME)}))),
+        "wellKnownCACertificates": F(Str),
+        "hostname": F(PRECISE_HOSTNAME),
+        "subjectAltNames": F(ListOf(SUBJECT_ALT_NAME)),
+    }
+)
+BACKEND_TLS_POLICY = Obj(
+    {
+        "targetRefs": F(ListOf(TARGET_REF)),
+        "validation": F(BACKEND_TLS_VALIDATION),
+        "options": F(MapOf(Str), NO, "BackendTLSPolicy options are not applied"),
+    }
+)
+
 SPECS: dict[str, Obj] = {
     "GatewayClass": GATEWAY_CLASS,
     "Gateway": GATEWAY,
@@ -326,4 +345,5 @@ SPECS: dict[str, Obj] = {
     "ReferenceGrant": REFERENCE_GRANT,
     "TLSRoute": TLS_ROUTE,
     "TCPRoute": TCP_ROUTE,
+    "BackendTLSPolicy": BACKEND_TLS_POLICY,
 }

@@ -41,6 +41,17 @@ class GatewayApiStage:
             self.inputs.add(found)
         return diags
 
+    def read_config_map(self, doc: RawDocument) -> list[Diagnostic]:
+        """A ConfigMap document: its ca.crt is the CA bundle of BackendTLSPolicies naming it."""
+        from xds.gatewayapi.documents import GatewayApiInputs, read_config_map
+
+        found, diags = read_config_map(doc)
+        if found is not None:
+            if self.inputs is None:
+                self.inputs = GatewayApiInputs()
+            self.inputs.add(found)
+        return diags
+
     def convert(self, services: tuple[Service, ...]) -> Conversion:
         from xds.gatewayapi.convert import Conversion, convert
 

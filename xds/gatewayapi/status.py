@@ -55,6 +55,7 @@ class ObjectStatus:
     conditions: list[Condition] = field(default_factory=list)
     listeners: list[ListenerStatus] | None = None
     parents: list[ParentStatus] | None = None
+    ancestors: list[ParentStatus] | None = None  # policies (BackendTLSPolicy): the Gateways they affect
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
@@ -120,6 +121,15 @@ def render(status: ObjectStatus, clock: Clock = _epoch_clock) -> dict[str, Any]:
                 "conditions": _conditions(p.conditions, meta, ("parents", _ref_key(p.parent_ref)), clock),
             }
             for p in status.parents
+        ]
+    elif status.ancestors is not None:  # a policy's PolicyStatus
+        body["ancestors"] = [
+            {
+                "ancestorRef": a.parent_ref,
+                "controllerName": CONTROLLER_NAME,
+                "conditions": _conditions(a.conditions, meta, ("ancestors", _ref_key(a.parent_ref)), clock),
+            }
+            for a in status.ancestors
         ]
     else:
         body["conditions"] = _conditions(status.conditions, meta, (), clock)

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from xds.diagnostics import Diagnostic, Location, Severity
-from xds.gatewayapi.kinds import is_namespace
+from xds.gatewayapi.kinds import is_config_map, is_namespace
 from xds.gatewayapi.stage import GatewayApiStage
 from xds.inputs import EMPTY_INPUTS, ResolvedInputs
 from xds.kube.registry import registry_documents
@@ -196,6 +196,9 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
             if is_namespace(doc.api_version, doc.kind):  # read: its labels select Gateway API routes
                 diags.extend(gateway_api.read_namespace(doc))
                 continue
+            if is_config_map(doc.api_version, doc.kind):  # read: ca.crt of BackendTLSPolicies
+                diags.extend(gateway_api.read_config_map(doc))
+                continue
             skipped.append(loc)
             dropped = dropped_kind_reason(doc.api_version, doc.kind)
             if dropped is not None:  # Istio config with an effect Mecha does not reproduce: say so
@@ -233,7 +236,7 @@ def build_mesh(docs: Iterable[RawDocument]) -> ModelResult:
     built.setdefault("carried", []).extend(converted.gateways)
     config = MeshConfig(
         virtual_services=_sorted(built.get("VirtualService", []) + converted.virtual_services),
-        destination_rules=_sorted(built.get("DestinationRule", [])),
+        destination_rules=_sorted(built.get("DestinationRule", []) + converted.destination_rules),
         service_entries=ses,
         workload_entries=wes,
         components=_sorted(built.get("Component", [])),

@@ -163,6 +163,7 @@ class ClientTLS:
     subject_alt_names: tuple[str, ...] = ()
     sni: str = ""
     insecure_skip_verify: bool = False
+    ca_pem: str = ""  # an inline CA bundle (Gateway API BackendTLSPolicy ConfigMaps), instead of a file
 
 
 def client_tls(raw: dict[str, Any] | None) -> ClientTLS | None:

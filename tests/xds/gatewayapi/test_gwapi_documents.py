@@ -158,7 +158,7 @@ def test_fields_not_acted_on_yet_are_accepted_and_reported() -> None:
     ("api_version", "kind"),
     [
         ("v1alpha2", "UDPRoute"),
-        ("v1alpha3", "BackendTLSPolicy"),
+        ("v1", "ListenerSet"),
     ],
 )
 def test_kinds_of_the_group_not_read_yet_are_accepted_and_reported_dropped(

@@ -111,7 +111,9 @@ def simple_context(settings: ClientTLS, host: str) -> tls.UpstreamTlsContext:
         validation = tls.CertificateValidationContext(
             match_typed_subject_alt_names=_san_matchers(settings.subject_alt_names)
         )
-        if settings.ca_certificates:
+        if settings.ca_pem:
+            validation.trusted_ca = core.DataSource(inline_string=settings.ca_pem)
+        elif settings.ca_certificates:
             validation.trusted_ca = _file(settings.ca_certificates)
         else:  # istiod (VERIFY_CERTIFICATE_AT_CLIENT): verify against the system's trusted roots
             validation.trusted_ca = _file(system_ca_bundle())
