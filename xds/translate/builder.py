@@ -293,7 +293,10 @@ class SnapshotBuilder:
             listeners = listeners + self.memo.get(
                 ("lds-tcp", proxy.id),
                 tcp_listener_inputs(tview, proxy),
-                lambda: [resource(types.LISTENER, x.name, x) for x in tcp_listeners(config, tview, proxy)],
+                lambda: [
+                    resource(types.LISTENER, x.name, x)
+                    for x in tcp_listeners(config, tview, proxy, self.normalization)
+                ],
             )
         if extras.listeners or extras.replaced:  # Sidecar ingress/egress ports, ALLOW_ANY
             listeners = [extras.replaced.get(r.name, r) for r in listeners] + list(extras.listeners)

@@ -76,3 +76,17 @@ def test_a_destination_rule_change_reaches_the_sniffed_listener() -> None:
         route = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
         policy = route["virtual_hosts"][0]["routes"][0]["route"].get("hash_policy")
         assert (policy[0]["header"]["header_name"] if policy else None) == want
+
+
+def test_the_sniffed_http_chain_normalizes_paths_as_the_mesh_says() -> None:
+    """meshConfig.pathNormalization reaches every HTTP connection manager, the sniffed one too: a route
+    matched on an unmerged `//admin` path would otherwise see a different path than the outbound listener."""
+    result = compile_text(ENTRY.replace("SUBSET", "v1"))
+    assert result.config is not None
+    proxy = _proxy()
+    snap = SnapshotBuilder(path_normalization="MERGE_SLASHES").build(result.config, [proxy])[proxy.id]
+    listener = decoded(snap, "LDS", snake_case=True)["0.0.0.0_8080"]
+    (chain,) = listener["filter_chains"]
+    manager = chain["filters"][0]["typed_config"]
+    assert manager.get("merge_slashes") is True, manager
+    assert manager.get("normalize_path") is True
