@@ -211,7 +211,7 @@ def _backend_tls_policy(spec: dict[str, Any], error: Error) -> None:
     for i, ref in enumerate(targets):
         for key in ("kind", "name"):
             _required(ref.get(key), f"spec.targetRefs[{i}].{key}", error)
-    validation = spec.get("validation")
+    validation: dict[str, Any] = spec.get("validation") or {}
     if not _required(validation, "spec.validation", error):
         return
     _required(validation.get("hostname"), "spec.validation.hostname", error)

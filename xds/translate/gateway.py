@@ -266,7 +266,7 @@ def _passthrough_chains(
                     match = lis.FilterChainMatch(server_names=[] if "*" in names else names)
                     chains.append(lis.FilterChain(filter_chain_match=match, filters=[*filters, last]))
     # the catch-all chain last: Envoy picks by the most specific server name anyway
-    return sorted(chains, key=lambda c: not c.filter_chain_match.server_names)
+    return sorted(chains, key=lambda c: not (c.filter_chain_match and c.filter_chain_match.server_names))
 
 
 @dataclass
