@@ -459,6 +459,8 @@ class _Converter:
         served = [
             ls for ls in state.listeners if ls.accepted and (ls.spec.protocol != "HTTPS" or ls.credential)
         ]
+        if gw.parameters_ref:
+            served = []  # a Gateway that is not Accepted is not programmed
         for ls in served:  # a listener hostname without routes still owns its requests: 404
             if ls.spec.protocol in ("HTTP", "HTTPS"):
                 state.routes.setdefault(ls.spec.port, {}).setdefault(ls.spec.hostname or hostnames.ANY, [])
@@ -530,6 +532,10 @@ class _Converter:
             if valid
             else failed("Programmed", "Invalid", "no listener can be served")
         )
+        if state.spec.parameters_ref:
+            why = f"infrastructure.parametersRef {state.spec.parameters_ref}: Mecha reads no parameters kind"
+            accepted = failed("Accepted", "InvalidParameters", why)
+            programmed = failed("Programmed", "Invalid", "the Gateway is not accepted")
         return ObjectStatus(
             state.spec.meta, [accepted, programmed], listeners=[ls.status for ls in listeners]
         )

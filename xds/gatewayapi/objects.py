@@ -106,6 +106,9 @@ class Gateway:
     meta: ObjectMeta
     class_name: str
     listeners: tuple[Listener, ...]
+    # spec.infrastructure.parametersRef as "group/kind/name": Mecha reads no parameters kind, so any
+    # reference makes the Gateway not Accepted (InvalidParameters), as the spec says for unsupported kinds
+    parameters_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +334,9 @@ def gateway(meta: ObjectMeta, spec: dict[str, Any]) -> Gateway:
                 ),
             )
         )
-    return Gateway(meta, spec["gatewayClassName"], tuple(listeners))
+    ref = (spec.get("infrastructure") or {}).get("parametersRef")
+    written = f"{ref.get('group', '')}/{ref.get('kind', '')}/{ref.get('name', '')}" if ref else ""
+    return Gateway(meta, spec["gatewayClassName"], tuple(listeners), written)
 
 
 def _first_wins(items: list[dict[str, Any]], lower: bool) -> list[dict[str, Any]]:

@@ -40,8 +40,10 @@ KIND_OF = {
 
 
 def manifests(relative: str) -> list[dict[str, Any]]:
-    """A vendored manifest file's documents, with the suite's {GATEWAY_CLASS_NAME} placeholder filled in."""
+    """A vendored manifest file's documents, with the suite's {GATEWAY_CLASS_NAME} and
+    {GATEWAY_CONTROLLER_NAME} placeholders filled in."""
     text = (UPSTREAM / relative).read_text().replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS)
+    text = text.replace("{GATEWAY_CONTROLLER_NAME}", CONTROLLER)
     return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
 
 
@@ -89,6 +91,8 @@ class Kubelet:
             )
         for svc in (d for d in docs if d.get("kind") == "Service"):
             meta, spec = svc["metadata"], svc.get("spec") or {}
+            if not spec.get("selector"):
+                continue  # the endpoint controller leaves a selector-less Service's slices to their writer
             selected = [
                 p
                 for p in self.pods
@@ -231,7 +235,8 @@ class ControlPlane:
         computed (both read at one config version, as `mecha get` reads them)."""
         for _ in range(3):
             config = await self.get_json("/api/v1/config")
-            status = await self.get_json(STATUS_PATH, kind=kind, namespace=namespace)
+            scope = {"namespace": namespace} if namespace else {}  # "": cluster-scoped (GatewayClass)
+            status = await self.get_json(STATUS_PATH, kind=kind, **scope)
             if config.get("version") == status.get("version"):
                 break
         want = KIND_OF[kind]
@@ -244,7 +249,9 @@ class ControlPlane:
             None,
         )
         for doc in config.get("documents") or []:
-            if (doc.get("kind"), doc.get("namespace"), doc.get("name")) == (want, namespace, name):
+            # the store files a cluster-scoped object under "default"
+            ns = "" if kind == "gatewayclasses" else doc.get("namespace")
+            if (doc.get("kind"), ns, doc.get("name")) == (want, namespace, name):
                 if str(doc.get("apiVersion", "")).startswith(GROUP + "/"):
                     return merged(doc, item)
         return None

@@ -29,6 +29,8 @@ from xds.gatewayapi.addresses import HOST_PORT
 # conformance/utils/config/timeout.go defaults (seconds)
 POLL_S = 0.2  # DefaultPollInterval is 100 ms: twice that is as exact a wait on a shared 2-core machine
 STATUS_S = 60.0
+LATEST_GENERATION_S = 60.0
+GATEWAY_CONDITION_S = 180.0
 ADDRESS_S = 180.0
 MAX_TIME_TO_CONSISTENCY_S = 30.0
 REQUIRED_CONSECUTIVE_SUCCESSES = 3
@@ -36,6 +38,7 @@ REQUEST_TIMEOUT_S = 10.0
 INFRA_NS = "gateway-conformance-infra"
 APP_NS = "gateway-conformance-app-backend"
 WEB_NS = "gateway-conformance-web-backend"
+SKIP_READINESS = "gateway-api/skip-this-for-readiness"  # GatewayExcludedFromReadinessChecks
 
 
 class ConformanceError(AssertionError):
@@ -305,13 +308,17 @@ class Suite:
         await poll(f"{kind} {route[0]}/{route[1]} condition {condition}", STATUS_S, check)
 
     async def namespaces_must_be_ready(self, namespaces: list[str]) -> None:
-        """NamespacesMustBeReady: every Gateway there Accepted and Programmed at its generation (the pods
-        here are ready once the echo server listens, before any test runs)."""
+        """NamespacesMustBeReady: every Gateway there Accepted and Programmed at its generation, but those
+        annotated to be excluded from readiness checks (the pods here are ready once the echo server
+        listens, before any test runs)."""
 
         async def check() -> str | None:
             for ns in namespaces:
                 for doc in await self.cp.documents("Gateway", ns):
                     obj = await self.cp.get("gateways", ns, doc["name"])
+                    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+                    if annotations.get(SKIP_READINESS) == "true":
+                        continue
                     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
                     stale = _stale(obj or {"metadata": {}}, conditions)
                     if stale:
@@ -363,6 +370,61 @@ class Suite:
             return None
 
         await poll(f"Gateway {gw[0]}/{gw[1]} listeners in status", STATUS_S, check)
+
+    async def must_have_latest_conditions(self, kind: str, name: tuple[str, str]) -> None:
+        """GatewayMustHaveLatestConditions / GatewayClassMustHaveLatestConditions /
+        HTTPRouteMustHaveLatestConditions: every condition observed at the object's generation (a route's
+        are its parents' conditions)."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get(kind, *name)
+            if obj is None:
+                return f"no {kind} {name[0]}/{name[1]}"
+            status = obj.get("status") or {}
+            if kind.endswith("routes"):
+                conditions = [c for p in status.get("parents") or [] for c in p.get("conditions") or []]
+            else:
+                conditions = status.get("conditions") or []
+            return _stale(obj, conditions)
+
+        await poll(f"{kind} {name[0]}/{name[1]} latest conditions", LATEST_GENERATION_S, check)
+
+    async def gateway_must_have_condition(self, gw: tuple[str, str], condition: tuple[str, str, str]) -> None:
+        """GatewayMustHaveCondition."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gateways", *gw)
+            if obj is None:
+                return "no such Gateway"
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            stale = _stale(obj, conditions)
+            if stale:
+                return stale
+            return None if _find(conditions, *condition) else f"no {condition}: {conditions}"
+
+        await poll(f"Gateway {gw[0]}/{gw[1]} condition {condition}", GATEWAY_CONDITION_S, check)
+
+    async def gwc_must_be_accepted(self, name: str, status: str = "") -> str:
+        """gwcMustBeAccepted (GWCMustHaveAcceptedConditionTrue / Any): returns its controllerName."""
+        found: list[str] = []
+
+        async def check() -> str | None:
+            obj = await self.cp.get("gatewayclasses", "", name)
+            if obj is None:
+                return "no such GatewayClass"
+            found.append(str((obj.get("spec") or {}).get("controllerName", "")))
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            stale = _stale(obj, conditions)
+            if stale:
+                return stale
+            return None if _find(conditions, "Accepted", status) else f"no Accepted={status}: {conditions}"
+
+        await poll(f"GatewayClass {name} Accepted", GATEWAY_CONDITION_S, check)
+        return found[-1]
+
+    async def patch(self, relative: str, doc: dict[str, Any]) -> None:
+        """client.Patch of one object of a test's manifests: the changed object applied over the stored."""
+        await self.cp.apply(relative, [doc])
 
     async def gateway_must_have_zero_routes(self, gw: tuple[str, str]) -> None:
         """GatewayMustHaveZeroRoutes: no listeners, or one with attachedRoutes 0."""
