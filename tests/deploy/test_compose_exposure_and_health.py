@@ -205,7 +205,7 @@ def test_kubernetes_runs_the_ingress_gateway(topology: ModuleType) -> None:
 
 def test_proxy_synced_treats_nacked_as_not_ready() -> None:
     """`mecha up` waits with the same meaning: every subscribed type ACKed, a NACKed one is not ready."""
-    from xds.runner.stack import proxy_synced
+    from xds.runner.envoy import proxy_synced
 
     assert proxy_synced({"types": {"CDS": "SYNCED", "LDS": {"state": "SYNCED"}}})
     assert not proxy_synced({"types": {"CDS": "SYNCED", "LDS": {"state": "NACKED"}}})

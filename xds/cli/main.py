@@ -276,9 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         "logs": apps.cmd_logs,
         "invoke": apps.cmd_invoke,
         "publish": apps.cmd_publish,
-        "run": run.cmd_run,
     }
     try:
+        if args.command == "run":  # its processes' imports (agent, runner) load only for `mecha run`
+            from xds.cli import run_sidecar
+
+            return run_sidecar.cmd_run(args)
         if args.command in ("up", "down"):
             from xds.runner import up
 

@@ -262,15 +262,3 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
             raise RunError(f"app {app_id!r} already runs here (`mecha run` pid {pid}); stop it first")
     ports = pick_ports(args.app_port, args.dapr_http_port, args.dapr_grpc_port)
     return RunPlan(app_id, args.app_port, args.app_protocol, argv, mesh, ports, resources)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    plan = plan_from_args(args)
-    import asyncio
-
-    from xds.cli.run_sidecar import run
-
-    try:
-        return asyncio.run(run(plan, say=lambda line: print(line, flush=True)))
-    except KeyboardInterrupt:
-        return 130

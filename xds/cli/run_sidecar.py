@@ -8,6 +8,7 @@ The credential is issued by the control plane's API (the signing key stays there
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -23,10 +24,10 @@ from xds.agent.launch import agent_bootstrap, claims_for, embedded_agent_argv
 from xds.bootstrap import BootstrapParams, write
 from xds.cli.client import Client
 from xds.cli.commands import outcome_lines
-from xds.cli.run import RunError, RunPlan
+from xds.cli.run import RunError, RunPlan, plan_from_args
 from xds.controlplane.auth import ENV_CONTROL_PLANE_TOKEN_FILE, READER_TOKEN_FILE
+from xds.runner.envoy import envoy_binary, nack_line, proxy_synced
 from xds.runner.procs import Child, Supervisor, touch_private_log
-from xds.runner.stack import envoy_binary, nack_line, proxy_synced
 from xds.statedir import api_token, ensure_private_dir, write_private_file
 
 Say = Callable[[str], None]
@@ -268,3 +269,11 @@ async def watch(sidecar: Sidecar, app: Child, stop: asyncio.Event) -> int:
             return int(app.exited)
         await sidecar.sup.restart_dead()
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    try:
+        return asyncio.run(run(plan, say=lambda line: print(line, flush=True)))
+    except KeyboardInterrupt:
+        return 130

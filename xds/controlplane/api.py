@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from xds import metrics
 from xds.controlplane import history_api, registration_api, ui
+from xds.controlplane.api_context import CONTROL_PLANE, REDACTOR, error, outcome_response
 from xds.controlplane.auth import (
     PRINCIPAL,
     SCOPE_ADMIN,
@@ -29,17 +30,11 @@ from xds.identity.api import issue_credential, revoke_credential
 from xds.redact import RedactingFilter, Redactor
 
 if TYPE_CHECKING:
-    from xds.controlplane.runtime import ControlPlane
+    pass
 
 log = logging.getLogger("mecha.api")
 
-CONTROL_PLANE: web.AppKey[ControlPlane] = web.AppKey("control_plane")
-REDACTOR = web.AppKey("redactor", Redactor)
 LONG_POLL_MAX_S = 30.0
-
-
-def error(status: int, message: str, diagnostics: list[dict[str, Any]] | None = None) -> web.Response:
-    return web.json_response({"error": message, "diagnostics": diagnostics or []}, status=status)
 
 
 @web.middleware
@@ -112,7 +107,7 @@ async def apply(request: web.Request) -> web.Response:
         expected_version=int(expected) if expected else None,
         strict=_flag(request, "strict"),  # refuse what istiod accepts with a warning (missing hosts...)
     )
-    return _outcome_response(outcome)
+    return outcome_response(outcome)
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -125,27 +120,7 @@ async def delete(request: web.Request) -> web.Response:
         dry_run=_flag(request, "dry_run"),
         expected_version=int(expected) if expected else None,
     )
-    return _outcome_response(outcome)
-
-
-def _outcome_response(outcome: dict[str, Any]) -> web.Response:
-    """200 accepted; 409 refused for who asked (another owner's document) or when (expected_version);
-    503 the store could not write; 422 the config itself is invalid."""
-    if outcome["accepted"]:
-        return web.json_response(outcome)
-    conflict = outcome.get("conflict", "")
-    first = next((d["message"] for d in outcome["diagnostics"]), "")
-    if conflict == "version":
-        message = (
-            f"config version is {outcome['current_version']}, expected {outcome['expected_version']}: "
-            "the config changed since it was read; read it again and retry"
-        )
-        return web.json_response({"error": message, **outcome}, status=409)
-    if conflict == "owner":
-        return web.json_response({"error": f"config refused: {first}", **outcome}, status=409)
-    if conflict == "store":
-        return web.json_response({"error": f"config store unavailable: {first}", **outcome}, status=503)
-    return web.json_response({"error": "config refused", **outcome}, status=422)
+    return outcome_response(outcome)
 
 
 async def config(request: web.Request) -> web.Response:

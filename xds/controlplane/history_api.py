@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xds.controlplane.api_context import CONTROL_PLANE, error, outcome_response
 from xds.controlplane.store import StoreError
 
 
 async def history(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE, error
-
     try:
         view = await request.app[CONTROL_PLANE].history_view()
     except StoreError as exc:
@@ -20,8 +19,6 @@ async def history(request: web.Request) -> web.Response:
 
 async def rollback(request: web.Request) -> web.Response:
     """Re-apply an earlier version as a new one: 200, 404 unknown/compacted version, 409, 422, 503."""
-    from xds.controlplane.api import CONTROL_PLANE, _outcome_response, error
-
     raw = request.query.get("version", "").strip()
     if not raw.isdigit() or int(raw) < 1:
         return error(400, f"version={raw!r}: expected a version number from GET /api/v1/config/history")
@@ -30,7 +27,7 @@ async def rollback(request: web.Request) -> web.Response:
     if outcome.get("conflict") == "not-found":
         first = next((d["message"] for d in outcome["diagnostics"]), "")
         return web.json_response({"error": f"cannot roll back: {first}", **outcome}, status=404)
-    return _outcome_response(outcome)
+    return outcome_response(outcome)
 
 
 def add_routes(app: web.Application) -> None:

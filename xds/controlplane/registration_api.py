@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xds.controlplane.api_context import CONTROL_PLANE
 from xds.controlplane.registration import RegistrationError
 
 
@@ -30,7 +31,6 @@ def _flag(body: dict[str, Any], name: str) -> bool | None:
 
 
 async def report_health(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE  # the API module imports this one
     from xds.identity.authenticator import AuthError
 
     cp = request.app[CONTROL_PLANE]
@@ -68,8 +68,6 @@ async def report_health(request: web.Request) -> web.Response:
 
 
 async def workloads(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE
-
     cp = request.app[CONTROL_PLANE]
     return web.json_response({"workloads": cp.registration.view(), "refused": cp.registration.refused})
 

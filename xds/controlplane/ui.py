@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xds.controlplane.api_context import CONTROL_PLANE, REDACTOR
 from xds.controlplane.auth import PRINCIPAL, SCOPE_UI_READ, Principal
 from xds.controlplane.auth import UI_LOGIN_PATH as LOGIN_PATH
 from xds.controlplane.envoy_admin import AdminError, read_proxy_admin
@@ -175,14 +176,10 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 def _control_plane(app: web.Application) -> Any:
-    from xds.controlplane.api import CONTROL_PLANE  # api imports this module: late import
-
     return app[CONTROL_PLANE]
 
 
 def _redactor(app: web.Application) -> Any:
-    from xds.controlplane.api import REDACTOR
-
     return app[REDACTOR]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xds.controlplane.api_context import CONTROL_PLANE, error
 from xds.gatewayapi.addresses import gateway_addresses, with_addresses
 from xds.gatewayapi.convert import convert
 from xds.gatewayapi.documents import read_documents
@@ -50,8 +51,6 @@ def _kinds(raw: str) -> set[str] | str:
 
 
 async def status(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE, error  # the API imports this module
-
     kinds = _kinds(request.query.get("kind", ""))
     if isinstance(kinds, str):
         return error(

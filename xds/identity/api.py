@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xds.controlplane.api_context import CONTROL_PLANE
 from xds.identity.credential import CredentialError
 
 DEFAULT_TTL_S = 365 * 86400
@@ -50,8 +51,6 @@ def _labels(body: dict[str, Any]) -> dict[str, list[str]]:
 
 
 async def issue_credential(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE  # the API module imports this one
-
     identity = request.app[CONTROL_PLANE].identity
     if identity.issuer is None or identity.ca is None:
         return _refusal("the control plane runs with --insecure-xds: it issues no credentials", 409)
@@ -85,8 +84,6 @@ async def issue_credential(request: web.Request) -> web.Response:
 
 
 async def revoke_credential(request: web.Request) -> web.Response:
-    from xds.controlplane.api import CONTROL_PLANE  # the API module imports this one
-
     cp = request.app[CONTROL_PLANE]
     try:
         body = await _body(request)

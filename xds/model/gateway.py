@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from xds.model.resources import CarriedResource, Labels, Meta
+from xds.model.meta import CarriedResource, Labels, Meta
 from xds.model.schema import Bool, Enum, F, ListOf, MapOf, Obj, Port, Spec, Str
 
 NO = False

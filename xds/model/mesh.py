@@ -16,11 +16,10 @@ from xds.kube.registry import registry_documents
 from xds.model import parse
 from xds.model.checks import traffic_checks
 from xds.model.dapr_types import component_type_problem
+from xds.model.meta import CarriedResource, Meta
 from xds.model.resources import (
-    CarriedResource,
     Component,
     DestinationRule,
-    Meta,
     Resiliency,
     Service,
     ServiceEntry,

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from xds.model.meta import Labels, Meta
 from xds.model.resources import (
     DRAINING,
     HEALTHY,
@@ -19,19 +20,14 @@ from xds.model.resources import (
     Component,
     ConnectionPool,
     Delegate,
-    Destination,
     DestinationRule,
     HTTPMatch,
     HTTPRoute,
-    Labels,
-    Meta,
     OutlierDetection,
     Resiliency,
     Retry,
-    RouteDestination,
     ServiceEntry,
     ServicePort,
-    StringMatch,
     Subscription,
     Subset,
     TrafficPolicy,
@@ -43,6 +39,7 @@ from xds.model.security import client_tls
 from xds.model.traffic import (
     ConsistentHash,
     Cors,
+    Destination,
     DirectResponse,
     EgressListener,
     Fault,
@@ -56,7 +53,9 @@ from xds.model.traffic import (
     Percent,
     Redirect,
     RegexRewrite,
+    RouteDestination,
     Sidecar,
+    StringMatch,
 )
 
 DOMAIN_SUFFIX = "cluster.local"

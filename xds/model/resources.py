@@ -6,47 +6,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from xds.diagnostics import Location
-
-if TYPE_CHECKING:  # traffic.py imports this module; annotations only
-    from xds.model.security import ClientTLS
-    from xds.model.traffic import (
-        ConsistentHash,
-        Cors,
-        DirectResponse,
-        Fault,
-        Headers,
-        L4Route,
-        LocalityLb,
-        Mirror,
-        Redirect,
-        RegexRewrite,
-    )
-
-Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    kind: str
-    namespace: str
-    name: str
-    location: Location = field(default_factory=Location, compare=False, hash=False, repr=False)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
-
+from xds.model.meta import CarriedResource as CarriedResource  # re-exported for xds.gatewayapi
+from xds.model.meta import Labels, Meta
+from xds.model.security import ClientTLS
+from xds.model.traffic import (
+    ConsistentHash,
+    Cors,
+    DirectResponse,
+    Fault,
+    Headers,
+    L4Route,
+    LocalityLb,
+    Mirror,
+    Redirect,
+    RegexRewrite,
+    RouteDestination,
+    StringMatch,
+)
+from xds.model.traffic import Destination as Destination  # re-exported for xds.gatewayapi
 
 # ---- VirtualService -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StringMatch:
-    kind: str  # exact | prefix | regex | present
-    value: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +42,6 @@ class HTTPMatch:
     port: int | None = None
     source_labels: Labels | None = None  # per-proxy: the route exists only for proxies with these labels
     source_namespace: str = ""  # per-proxy: ... and only in this namespace
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    host: str  # FQDN
-    subset: str = ""
-    port: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDestination:
-    destination: Destination
-    weight: int | None = None
-    headers: Headers | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,13 +298,3 @@ class Resiliency:
     target_components: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     spec_json: str = ""  # canonical JSON of spec: policies/targets contents (service invocation -> Envoy)
-
-
-@dataclass(frozen=True, slots=True)
-class CarriedResource:
-    """A kind accepted for later stages (Gateway, Sidecar, security policies, Dapr Configuration)."""
-
-    meta: Meta
-    api_version: str
-    spec_json: str  # canonical JSON (sorted keys): hashable and comparable
-    annotations: tuple[tuple[str, str], ...] = ()  # metadata.annotations (security kinds: istio.io/dry-run)

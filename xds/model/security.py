@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from xds.model.resources import CarriedResource, Labels, Meta
+from xds.model.meta import CarriedResource, Labels, Meta
 from xds.model.schema import AnyMap, Bool, Enum, F, ListOf, MapOf, Obj, Report, Spec, Str
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: policies here apply mesh-wide

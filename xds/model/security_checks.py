@@ -13,8 +13,8 @@ from xds.diagnostics import Diagnostic, Severity
 from xds.inputs import JwksInput
 from xds.model.gateway import GATEWAY_SPECS
 from xds.model.mesh import MeshConfig
+from xds.model.meta import CarriedResource
 from xds.model.regex import namespace_regex, principal_regex, regex_problem
-from xds.model.resources import CarriedResource
 from xds.model.security import ClientTLS
 
 # `when` keys translated (istio-mapping.md §8); request.auth.claims[...] is checked separately

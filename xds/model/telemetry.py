@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from xds.diagnostics import Diagnostic, Location, Severity
-from xds.model.resources import CarriedResource, Meta
+from xds.model.meta import CarriedResource, Meta
 from xds.model.schema import AnyMap, Bool, Enum, F, ListOf, MapOf, Obj, Report, Spec, Str, _Scalar
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace

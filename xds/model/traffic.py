@@ -6,7 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from xds.model.resources import Destination, Labels, Meta, RouteDestination, StringMatch
+from xds.model.meta import Labels, Meta
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    kind: str  # exact | prefix | regex | present
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    host: str  # FQDN
+    subset: str = ""
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDestination:
+    destination: Destination
+    weight: int | None = None
+    headers: Headers | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from xds.model.resources import CarriedResource, Labels
+from xds.model.meta import CarriedResource, Labels
 from xds.model.schema import F, Int, ListOf, MapOf, Obj, Port, Spec, Str, UInt
 
 NO = False

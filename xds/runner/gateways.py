@@ -24,6 +24,8 @@ import aiohttp
 
 from xds.bootstrap import BootstrapParams, write
 from xds.gatewayapi.kinds import BUILTIN_CLASSES, CONTROLLER_NAMES, GATEWAY, GATEWAY_CLASS, is_gateway_api
+from xds.runner.envoy import envoy_argv, envoy_binary
+from xds.runner.errors import StackError
 from xds.runner.procs import Child, port_in_use, touch_private_log
 
 if TYPE_CHECKING:
@@ -213,7 +215,6 @@ class GatewayDeployer:
 
     async def _start(self, w: Wanted) -> None:
         from xds.agent.launch import start_beside
-        from xds.runner.stack import StackError, envoy_argv, envoy_binary
 
         o, logs = self.stack.o, self.stack.logs
         deployed = Deployed(w, free_port(), self._allocate(w))

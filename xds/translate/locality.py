@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from envoy_data_plane.envoy.config.core import v3 as core
 from envoy_data_plane.envoy.config.endpoint import v3 as ep
 
-from xds.model.resources import Labels, Service, ServicePort, TrafficPolicy, WorkloadEndpoint
+from xds.model.meta import Labels
+from xds.model.resources import Service, ServicePort, TrafficPolicy, WorkloadEndpoint
 from xds.model.traffic import LocalityLb
 from xds.translate.common import socket
 from xds.translate.endpoint import cla_bytes, eds_health, in_eds, selected_endpoints

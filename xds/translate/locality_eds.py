@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from xds import types
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Labels, Service, ServicePort, TrafficPolicy
+from xds.model.meta import Labels
+from xds.model.resources import Service, ServicePort, TrafficPolicy
 from xds.proxy import ProxyIdentity
 from xds.translate.cluster import effective_policy
 from xds.translate.common import outbound_cluster_name

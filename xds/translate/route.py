@@ -18,20 +18,19 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import (
-    Destination,
     DestinationRule,
     HTTPMatch,
     HTTPRoute,
     Retry,
     Service,
     ServicePort,
-    StringMatch,
     TrafficPolicy,
     VirtualService,
 )
-from xds.model.traffic import ConsistentHash
+from xds.model.traffic import ConsistentHash, Destination
 from xds.translate import traffic
 from xds.translate.common import outbound_cluster_name
+from xds.translate.matchers import route_match
 from xds.translate.pack import compose, encode
 from xds.validate.checks import is_catch_all
 
@@ -79,57 +78,6 @@ def retry_policy(retry: Retry | None) -> rte.RetryPolicy | None:
         policy.retry_on = ",".join(names)
         policy.retriable_status_codes = codes
     return policy
-
-
-def string_matcher(sm: StringMatch) -> matcher.StringMatcher:
-    if sm.kind == "exact":
-        return matcher.StringMatcher(exact=sm.value)
-    if sm.kind == "prefix":
-        return matcher.StringMatcher(prefix=sm.value)
-    return matcher.StringMatcher(safe_regex=matcher.RegexMatcher(regex=sm.value))
-
-
-def header_matcher(name: str, sm: StringMatch, invert: bool = False) -> rte.HeaderMatcher:
-    if sm.kind == "present":
-        return rte.HeaderMatcher(name=name, present_match=True, invert_match=invert)
-    return rte.HeaderMatcher(
-        name=name,
-        string_match=string_matcher(sm),
-        invert_match=invert,
-        treat_missing_header_as_empty=invert,
-    )
-
-
-def route_match(m: HTTPMatch | None) -> rte.RouteMatch:
-    """istiod TranslateRouteMatch."""
-    if m is None:
-        return rte.RouteMatch(prefix="/")
-    headers = [header_matcher(name, sm) for name, sm in m.headers]
-    headers += [header_matcher(name, sm, invert=True) for name, sm in m.without_headers]
-    headers.sort(key=lambda h: h.name)
-    if m.method is not None:
-        headers.append(header_matcher(":method", m.method))
-    if m.authority is not None:
-        headers.append(header_matcher(":authority", m.authority))
-    query = [
-        rte.QueryParameterMatcher(name=name, present_match=True)
-        if sm.kind == "present"
-        else rte.QueryParameterMatcher(name=name, string_match=string_matcher(sm))
-        for name, sm in m.query_params
-    ]
-    path: dict[str, object] = {"prefix": "/"}
-    if m.uri is not None and m.uri.kind == "exact":
-        path = {"path": m.uri.value}
-    elif m.uri is not None and m.uri.kind == "prefix":
-        path = {"prefix": m.uri.value}
-    elif m.uri is not None and m.uri.kind == "regex":
-        path = {"safe_regex": matcher.RegexMatcher(regex=m.uri.value)}
-    return rte.RouteMatch(
-        **path,  # type: ignore[arg-type]
-        case_sensitive=not m.ignore_uri_case,
-        headers=headers,
-        query_parameters=query,
-    )
 
 
 def destination_port(dest: Destination, config: MeshConfig, listener_port: int) -> int:

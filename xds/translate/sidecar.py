@@ -32,8 +32,8 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds import types
 from xds.diagnostics import Diagnostic, Severity
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Destination, RouteDestination, Service, ServicePort, VirtualService
-from xds.model.traffic import EgressListener, IngressListener, Sidecar
+from xds.model.resources import Service, ServicePort, VirtualService
+from xds.model.traffic import Destination, EgressListener, IngressListener, RouteDestination, Sidecar
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
 from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields

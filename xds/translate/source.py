@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import HTTPMatch, HTTPRoute, Labels, VirtualService
+from xds.model.meta import Labels
+from xds.model.resources import HTTPMatch, HTTPRoute, VirtualService
 from xds.model.traffic import L4Match, L4Route
 from xds.proxy import ProxyIdentity, ProxyMode
 

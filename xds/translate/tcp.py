@@ -24,8 +24,8 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tc
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import RouteDestination, Service, ServicePort, VirtualService
-from xds.model.traffic import L4Route
+from xds.model.resources import Service, ServicePort, VirtualService
+from xds.model.traffic import L4Route, RouteDestination
 from xds.proxy import ProxyIdentity, ProxyMode
 from xds.translate.common import outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields
@@ -79,7 +79,7 @@ def _l4_route(routes: tuple[L4Route, ...], port: int, sni: str | None = None) ->
 
 
 def _default_route(svc: Service, port: int) -> tuple[RouteDestination, ...]:
-    from xds.model.resources import Destination
+    from xds.model.traffic import Destination
 
     return (RouteDestination(Destination(svc.host, "", port)),)
 

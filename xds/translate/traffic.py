@@ -14,6 +14,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.checks import GRPC_STATUS
 from xds.model.traffic import ConsistentHash, Cors, DirectResponse, Fault, HeaderOps, Percent, Redirect
+from xds.translate.matchers import string_matcher
 
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
@@ -58,8 +59,6 @@ def fault_config(f: Fault) -> fault.HttpFault | None:
 
 def cors_config(c: Cors) -> cors.CorsPolicy:
     """istiod TranslateCORSPolicy."""
-    from xds.translate.route import string_matcher  # route.py imports this module
-
     return cors.CorsPolicy(
         allow_origin_string_match=[string_matcher(sm) for sm in c.allow_origins],
         allow_methods=",".join(c.allow_methods),

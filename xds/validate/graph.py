@@ -5,7 +5,8 @@ from __future__ import annotations
 import networkx as nx
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Destination, Meta
+from xds.model.meta import Meta
+from xds.model.traffic import Destination
 
 Node = tuple[str, ...]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from xds.runner import stack as stack_module
-from xds.runner.stack import StackError, envoy_binary
+from xds.runner.envoy import envoy_binary
+from xds.runner.errors import StackError
 from xds.runner.up import PID_FILE
 
 MECHA = [sys.executable, "-m", "xds.cli"]

@@ -10,8 +10,8 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 
 from capabilities.daprspec import RetrySpec, parse_retry, trip_threshold
 from xds.diagnostics import Severity
+from xds.model.meta import Meta
 from xds.model.parse import resiliency as parse_resiliency
-from xds.model.resources import Meta
 from xds.translate import resiliency as res
 
 

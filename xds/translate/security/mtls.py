@@ -14,7 +14,8 @@ from envoy_data_plane.envoy.type.matcher import v3 as m
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.model.mesh import MeshConfig
-from xds.model.resources import Labels, Service, ServicePort, WorkloadEndpoint
+from xds.model.meta import Labels
+from xds.model.resources import Service, ServicePort, WorkloadEndpoint
 from xds.model.security import ROOT_NAMESPACE, SecurityPolicies, selects
 from xds.proxy import AppBinding, ProxyIdentity
 from xds.spiffe import ROOT_SECRET, WORKLOAD_SECRET, spiffe_id

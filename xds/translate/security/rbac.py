@@ -23,8 +23,8 @@ from envoy_data_plane.envoy.type.matcher import v3 as m
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.diagnostics import Diagnostic, Severity
+from xds.model.meta import Labels
 from xds.model.regex import namespace_regex, principal_regex
-from xds.model.resources import Labels
 from xds.model.security import (
     AuthorizationPolicy,
     AuthzRule,
