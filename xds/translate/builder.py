@@ -19,9 +19,9 @@ from xds import types
 from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
-from xds.translate import dapr, scoped
 from xds.translate.cluster import static_cluster_bytes
 from xds.translate.common import inbound_cluster_name, split_host_port
+from xds.translate.dapr import CAPABILITIES_GRPC, CAPABILITIES_HTTP, capabilities_route
 from xds.translate.dapr_sites import (
     DaprSite,
     app_capability_clusters,
@@ -49,6 +49,7 @@ from xds.translate.proxyless import (
 )
 from xds.translate.resiliency import site_callers
 from xds.translate.scope import ScopedView, scope_for
+from xds.translate.scoped import MODES, internal_clusters, wants_scopes
 from xds.translate.security.proxy import SecurityTranslator
 from xds.translate.security.resolved import NO_INPUTS, SecurityInputs
 from xds.translate.security.upstream import any_client_tls
@@ -75,8 +76,8 @@ def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool, i
     capability = [
         (name, target, http2)
         for name, target, http2 in (
-            (dapr.CAPABILITIES_HTTP, proxy.capabilities_http, False),
-            (dapr.CAPABILITIES_GRPC, proxy.capabilities_grpc, True),
+            (CAPABILITIES_HTTP, proxy.capabilities_http, False),
+            (CAPABILITIES_GRPC, proxy.capabilities_grpc, True),
         )
         if target
     ] + app_capability_clusters(proxy)  # node mode: each app's own runtime
@@ -84,7 +85,7 @@ def own_cluster_specs(proxy: ProxyIdentity) -> list[tuple[str, str, int, bool, i
     for name, target, http2 in capability:
         host, port = split_host_port(target)
         # a gRPC cluster is checked on the HTTP API of the same runtime (same name suffix, same host)
-        http_name = name.replace(dapr.CAPABILITIES_GRPC, dapr.CAPABILITIES_HTTP, 1) if http2 else name
+        http_name = name.replace(CAPABILITIES_GRPC, CAPABILITIES_HTTP, 1) if http2 else name
         http_host, http_port = (
             split_host_port(http_targets[http_name]) if http_name in http_targets else ("", 0)
         )
@@ -118,7 +119,7 @@ def _dapr_tail(site: DaprSite) -> bytes:
     """Routes after the invoke routes: the token's 401s, then the capability-service fallback."""
     routes = list(token_reject_bytes(site.token, site.grpc))
     if site.target:
-        routes.append(bytes(dapr.capabilities_route(site.cluster)))
+        routes.append(bytes(capabilities_route(site.cluster)))
     return repeated_field(field_number(rte.VirtualHost, "routes"), routes)
 
 
@@ -146,8 +147,8 @@ class SnapshotBuilder:
         route_tables: "single" outbound table, "scoped" per-service tables (SRDS), or "auto" (scoped from
         xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py.
         path_normalization: meshConfig.pathNormalization of every HTTP listener (xds/translate/normalize)."""
-        if route_tables not in scoped.MODES:
-            raise ValueError(f"route_tables: {route_tables!r} is not one of {', '.join(scoped.MODES)}")
+        if route_tables not in MODES:
+            raise ValueError(f"route_tables: {route_tables!r} is not one of {', '.join(MODES)}")
         self.route_tables = route_tables
         self.normalization = parse_path_normalization(str(path_normalization))
         self._scopes = False  # this build routes by scopes (decided per build from the config)
@@ -201,7 +202,7 @@ class SnapshotBuilder:
                 or any(d.export_to for d in config.destination_rules)
             )
             clusters, endpoints = self.mesh.clusters_and_endpoints(group_config)
-            self._scopes = scoped.wants_scopes(self.route_tables, group_config)
+            self._scopes = wants_scopes(self.route_tables, group_config)
             # once per build: hashing every DestinationRule per proxy cost ~1 ms a proxy at 1,000 services
             self._secure = self.security.trust_domain is not None or any_client_tls(group_config)
             for proxy in members:
@@ -276,7 +277,7 @@ class SnapshotBuilder:
         if invoke_cds:  # Dapr circuit breakers: per-proxy copies of the targets' clusters
             own_clusters = own_clusters + invoke_cds
         if scopes and dapr_sites(proxy):  # Dapr invocation re-enters the outbound scopes
-            own_clusters = own_clusters + list(scoped.internal_clusters())
+            own_clusters = own_clusters + list(internal_clusters())
         if invoke_eds:
             inputs_eds = (endpoints, *invoke_eds)
             endpoints = self._typeset(proxy.id, types.ENDPOINT, inputs_eds, invoke_eds, base=endpoints)

@@ -8,10 +8,10 @@ from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPRoute, Service, ServicePort
-from xds.translate import resiliency, scoped
 from xds.translate.common import outbound_cluster_name
 from xds.translate.pack import encode
-from xds.translate.resiliency import InvokePolicy
+from xds.translate.resiliency import InvokePolicy, invoke_cluster_name
+from xds.translate.resiliency import apply as apply_resiliency
 from xds.translate.route import (
     ZERO,
     default_action,
@@ -20,6 +20,7 @@ from xds.translate.route import (
     route_action,
     route_action_bytes,
 )
+from xds.translate.scoped import invoke_action_bytes
 from xds.validate.checks import is_catch_all
 
 APP_ID_HEADER = "dapr-app-id"
@@ -147,18 +148,18 @@ def invoke_routes(
     if port is None:
         return [], []
     prefix, header = [], []
-    breaker = resiliency.invoke_cluster_name(service.host, port.number)  # used when policy has a breaker
+    breaker = invoke_cluster_name(service.host, port.number)  # used when policy has a breaker
     for app_id in app_ids(service, namespace):
         if not grpc:
             route = _prefix_shell(app_id, token)
             route.route = mesh_action(service, port, config, rewrite="/")
             if policy is not None:
-                resiliency.apply(route.route, policy, breaker)
+                apply_resiliency(route.route, policy, breaker)
             prefix.append(route)
         route = _header_shell(app_id, token)
         route.route = mesh_action(service, port, config)
         if policy is not None:
-            resiliency.apply(route.route, policy, breaker)
+            apply_resiliency(route.route, policy, breaker)
         header.append(route)
     return prefix, header
 
@@ -176,13 +177,13 @@ def invoke_routes_bytes(
         return [], []
     ids = app_ids(service, namespace)
     if policy is not None:  # rare: build the messages once, with the Dapr policy applied
-        breaker = resiliency.invoke_cluster_name(service.host, port.number)  # used when it has a breaker
-        header_action = bytes(resiliency.apply(mesh_action(service, port, config), policy, breaker))
+        breaker = invoke_cluster_name(service.host, port.number)  # used when it has a breaker
+        header_action = bytes(apply_resiliency(mesh_action(service, port, config), policy, breaker))
         header = [_header_route_bytes(i, header_action, token) for i in ids]
         if grpc:
             return [], header
         path_action = bytes(
-            resiliency.apply(mesh_action(service, port, config, rewrite="/"), policy, breaker)
+            apply_resiliency(mesh_action(service, port, config, rewrite="/"), policy, breaker)
         )
         return [_prefix_route_bytes(i, path_action, token) for i in ids], header
     action = mesh_action_bytes(service, port, config)
@@ -202,11 +203,11 @@ def internal_invoke_routes_bytes(
     if port is None:
         return [], []
     ids = app_ids(service, namespace)
-    action = scoped.invoke_action_bytes(service, port.number, grpc, "")
+    action = invoke_action_bytes(service, port.number, grpc, "")
     header = [_header_route_bytes(i, action, token) for i in ids]
     if grpc:
         return [], header
-    rewritten = scoped.invoke_action_bytes(service, port.number, grpc, "/")
+    rewritten = invoke_action_bytes(service, port.number, grpc, "/")
     return [_prefix_route_bytes(i, rewritten, token) for i in ids], header
 
 

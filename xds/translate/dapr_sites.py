@@ -25,7 +25,7 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
-from xds.translate import dapr
+from xds.translate.dapr import API_TOKEN_HEADER, APP_ID_HEADER, CAPABILITIES_GRPC, CAPABILITIES_HTTP
 
 # daprd's answer for a missing/wrong token is 401 "invalid api token" (pkg/api/http/middlewares.go); the
 # capability service answers the same message in Dapr's JSON error shape, and so does Envoy here.
@@ -78,7 +78,7 @@ def _app_sites(proxy: ProxyIdentity, app: AppBinding, key: str) -> list[DaprSite
     ):
         if port is None:
             continue
-        shared = dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP
+        shared = CAPABILITIES_GRPC if grpc else CAPABILITIES_HTTP
         out.append(
             DaprSite(
                 port=port,
@@ -112,7 +112,7 @@ def dapr_sites(proxy: ProxyIdentity) -> list[DaprSite]:
                     listener=f"dapr_{_kind(grpc)}_{port}",
                     route=f"dapr-{_kind(grpc)}",
                     namespace=proxy.namespace,
-                    cluster=dapr.CAPABILITIES_GRPC if grpc else dapr.CAPABILITIES_HTTP,
+                    cluster=CAPABILITIES_GRPC if grpc else CAPABILITIES_HTTP,
                     target=target,
                     token=proxy.dapr_api_token or "",
                 )
@@ -129,7 +129,7 @@ def app_capability_clusters(proxy: ProxyIdentity) -> list[tuple[str, str, bool]]
     listed by the builder as before)."""
     out: list[tuple[str, str, bool]] = []
     for site in dapr_sites(proxy):
-        if site.target and site.cluster not in (dapr.CAPABILITIES_HTTP, dapr.CAPABILITIES_GRPC):
+        if site.target and site.cluster not in (CAPABILITIES_HTTP, CAPABILITIES_GRPC):
             out.append((site.cluster, site.target, site.grpc))
     return out
 
@@ -140,7 +140,7 @@ def app_capability_clusters(proxy: ProxyIdentity) -> list[tuple[str, str, bool]]
 def _wrong_token(token: str) -> rte.HeaderMatcher:
     """Matches when dapr-api-token is missing or differs from `token`."""
     return rte.HeaderMatcher(
-        name=dapr.API_TOKEN_HEADER,
+        name=API_TOKEN_HEADER,
         string_match=matcher.StringMatcher(exact=token),
         invert_match=True,
         treat_missing_header_as_empty=True,
@@ -182,9 +182,9 @@ def token_reject_routes(token: str, grpc: bool) -> list[rte.Route]:
     if not token:
         return []
     wrong = _wrong_token(token)
-    app_id = rte.HeaderMatcher(name=dapr.APP_ID_HEADER, present_match=True)
+    app_id = rte.HeaderMatcher(name=APP_ID_HEADER, present_match=True)
     if grpc:  # only dapr-app-id proxying on the gRPC port; daprd tells a missing token from a wrong one
-        missing = rte.HeaderMatcher(name=dapr.API_TOKEN_HEADER, present_match=True, invert_match=True)
+        missing = rte.HeaderMatcher(name=API_TOKEN_HEADER, present_match=True, invert_match=True)
         return [
             rte.Route(
                 name="app-id/missing-token",
@@ -223,4 +223,4 @@ def app_token_headers(proxy: ProxyIdentity, app: AppBinding) -> list[core.Header
     """request_headers_to_add of the app's inbound route: dapr-api-token = APP_API_TOKEN (replacing any
     value a caller sent), as daprd sends it on every call to the app."""
     token = app.app_api_token or proxy.app_api_token
-    return _headers({dapr.API_TOKEN_HEADER: token}) if token else []
+    return _headers({API_TOKEN_HEADER: token}) if token else []

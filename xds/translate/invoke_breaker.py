@@ -21,9 +21,16 @@ from xds import types
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Service
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate import dapr, resiliency
+from xds.translate.dapr import app_ids, grpc_port, http_port, mesh_action
 from xds.translate.dapr_sites import dapr_sites
-from xds.translate.resiliency import BreakerSpec
+from xds.translate.resiliency import (
+    BreakerSpec,
+    applicable,
+    invoke_cluster_name,
+    invoke_policy,
+    outlier_detection,
+    site_callers,
+)
 from xds.types import Resource
 
 
@@ -44,19 +51,19 @@ def breaker_targets(
     found: dict[str, BreakerTarget] = {}
     listed = tuple(services)
     for site in dapr_sites(proxy):
-        callers = resiliency.site_callers(proxy, site.route)
-        chosen = resiliency.applicable(config.resiliencies, site.namespace, callers)
+        callers = site_callers(proxy, site.route)
+        chosen = applicable(config.resiliencies, site.namespace, callers)
         if not chosen:
             continue
         for svc in listed:
-            policy = resiliency.invoke_policy(chosen, dapr.app_ids(svc, svc.namespace))
+            policy = invoke_policy(chosen, app_ids(svc, svc.namespace))
             if policy is None or policy.breaker is None:
                 continue
-            port = dapr.grpc_port(svc) if site.grpc else dapr.http_port(svc)
+            port = grpc_port(svc) if site.grpc else http_port(svc)
             if port is None:
                 continue
-            source = dapr.mesh_action(svc, port, route_config).cluster
-            name = resiliency.invoke_cluster_name(svc.host, port.number)
+            source = mesh_action(svc, port, route_config).cluster
+            name = invoke_cluster_name(svc.host, port.number)
             if source and name not in found:
                 found[name] = BreakerTarget(name, source, policy.breaker)
     return tuple(found[n] for n in sorted(found))
@@ -75,7 +82,7 @@ def breaker_resources(
             continue
         cluster = clu.Cluster().parse(source.body)
         cluster.name = t.name
-        cluster.outlier_detection = resiliency.outlier_detection(t.spec)
+        cluster.outlier_detection = outlier_detection(t.spec)
         # no panic routing: an open breaker fails calls fast (503) instead of sending them anyway
         common = cluster.common_lb_config or clu.ClusterCommonLbConfig()
         common.healthy_panic_threshold = typ.Percent(value=0.0)

@@ -12,12 +12,14 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from xds import types
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
-from xds.translate import dapr, resiliency, scoped
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
+from xds.translate.dapr import app_ids, internal_invoke_routes_bytes, invoke_routes_bytes
 from xds.translate.locality import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
+from xds.translate.resiliency import applicable, invoke_policy
 from xds.translate.route import alias_virtual_hosts, block_all_vhost, delegates_of, virtual_host_bytes
 from xds.translate.scope import ScopedView
+from xds.translate.scoped import ALIAS_TABLE, route_tables_of, scope_keys, scope_resource
 from xds.types import Layered, Resource, type_version
 
 _RC_NAME = field_number(rte.RouteConfiguration, "name")
@@ -31,7 +33,7 @@ _RC_FLAGS = bytes(
 
 
 def _all_scope_keys(svc: Service) -> tuple[str, ...]:
-    keys, short = scoped.scope_keys(svc)
+    keys, short = scope_keys(svc)
     return (*keys, short) if short else keys
 
 
@@ -238,7 +240,7 @@ class MeshBuilder:
             services = config.services if view is None else view.services
             http = [s for s in services if any(p.is_http for p in s.ports)]
             found = self._this_build[key] = self.memo.get(
-                key, tuple(s.host for s in http), lambda: scoped.route_tables_of(http)
+                key, tuple(s.host for s in http), lambda: route_tables_of(http)
             )
         return found
 
@@ -281,9 +283,9 @@ class MeshBuilder:
             scopes: list[Resource] = []
             if vhosts:
                 body = repeated_field(_RC_VHOSTS, [*(bytes(v) for v in vhosts), _BLOCK_ALL])
-                table = route_config_resource(scoped.ALIAS_TABLE, Blob(body, digest(body)))
+                table = route_config_resource(ALIAS_TABLE, Blob(body, digest(body)))
                 hosts = sorted({_vhost_host(v) for v in vhosts})
-                scopes = [scoped.scope_resource(h, scoped.ALIAS_TABLE) for h in hosts]
+                scopes = [scope_resource(h, ALIAS_TABLE) for h in hosts]
             found = self._this_build[key] = (table, scopes)
         return found
 
@@ -326,10 +328,10 @@ class MeshBuilder:
 
     def _service_scopes(self, svc: Service, table: str) -> tuple[list[Resource], Resource | None]:
         def build() -> tuple[list[Resource], Resource | None]:
-            keys, short = scoped.scope_keys(svc)
+            keys, short = scope_keys(svc)
             return (
-                [scoped.scope_resource(k, table) for k in keys],
-                scoped.scope_resource(short, table) if short else None,
+                [scope_resource(k, table) for k in keys],
+                scope_resource(short, table) if short else None,
             )
 
         return self.memo.get(("scopes", svc.host, svc.namespace), (svc.host, table), build)
@@ -348,13 +350,11 @@ class MeshBuilder:
         scopes: bool = False,
     ) -> tuple[bytes, bytes]:
         in_ns = svc.namespace == namespace
-        policy = resiliency.invoke_policy(resiliencies, dapr.app_ids(svc, svc.namespace))
+        policy = invoke_policy(resiliencies, app_ids(svc, svc.namespace))
         if scopes and policy is None:  # through the outbound scopes: independent of the VirtualService
 
             def internal() -> tuple[bytes, bytes]:
-                prefix, header = dapr.internal_invoke_routes_bytes(
-                    svc, namespace if in_ns else "", grpc, token
-                )
+                prefix, header = internal_invoke_routes_bytes(svc, namespace if in_ns else "", grpc, token)
                 return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
 
             return self.memo.get(("dapr-int", svc.host, in_ns, grpc, token), (svc,), internal)
@@ -365,9 +365,7 @@ class MeshBuilder:
             inputs = (svc, *_route_inputs(rcfg.mesh_routes_by_host.get(svc.host), rcfg))
 
         def build() -> tuple[bytes, bytes]:
-            prefix, header = dapr.invoke_routes_bytes(
-                svc, rcfg, namespace if in_ns else "", grpc, token, policy
-            )
+            prefix, header = invoke_routes_bytes(svc, rcfg, namespace if in_ns else "", grpc, token, policy)
             return repeated_field(_VH_ROUTES, prefix), repeated_field(_VH_ROUTES, header)
 
         slot = ("dapr", svc.host, in_ns, grpc, token, policy) + (() if rcfg is config else _refs(inputs))
@@ -387,7 +385,7 @@ class MeshBuilder:
         token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none.
         callers: app ids calling through this site; picks the Dapr Resiliency documents that apply.
         scopes: the proxy routes outbound by scopes; invocation re-enters them (xds.translate.scoped)."""
-        chosen = resiliency.applicable(config.resiliencies, namespace, callers)
+        chosen = applicable(config.resiliencies, namespace, callers)
         refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
         # namespace with a view too: a node-mode app may live in another namespace than its proxy
         key = (*(view.scope.key if view is not None else ()), namespace, grpc, token, refs, scopes)

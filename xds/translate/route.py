@@ -28,10 +28,18 @@ from xds.model.resources import (
     VirtualService,
 )
 from xds.model.traffic import ConsistentHash, Destination
-from xds.translate import traffic
 from xds.translate.common import outbound_cluster_name
 from xds.translate.matchers import route_match
 from xds.translate.pack import compose, encode
+from xds.translate.traffic import (
+    direct_response,
+    hash_policies,
+    header_options,
+    host_rewrite,
+    mirror_policy,
+    per_filter_config,
+    redirect_action,
+)
 from xds.validate.checks import is_catch_all
 
 ZERO = timedelta(0)
@@ -128,7 +136,7 @@ def hash_policy_for(
         if weighted and w <= 0:
             continue
         dest = d.destination
-        out += traffic.hash_policies(destination_hash(config.rule_by_host.get(dest.host), dest))
+        out += hash_policies(destination_hash(config.rule_by_host.get(dest.host), dest))
     return out
 
 
@@ -136,12 +144,12 @@ def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
     """True when the action has parts the byte fast path does not encode (mirrors, hash policy, ...)."""
     if route.mirrors or route.regex_rewrite is not None:
         return True
-    if route.headers is not None and traffic.host_rewrite(route.headers.request) is not None:
+    if route.headers is not None and host_rewrite(route.headers.request) is not None:
         return True
     if len(route.route) > 1 and any(d.headers for d in route.route):
         return True
     if len(route.route) == 1:
-        if route.route[0].headers and traffic.host_rewrite(route.route[0].headers.request):
+        if route.route[0].headers and host_rewrite(route.route[0].headers.request):
             return True
     for d in route.route:
         rule = config.rule_by_host.get(d.destination.host)
@@ -180,13 +188,9 @@ def route_action(
                 continue
             cw = rte.WeightedClusterClusterWeight(name=name, weight=w)
             if d.headers:
-                cw.request_headers_to_add, cw.request_headers_to_remove = traffic.header_options(
-                    d.headers.request
-                )
-                cw.response_headers_to_add, cw.response_headers_to_remove = traffic.header_options(
-                    d.headers.response
-                )
-                cw.host_rewrite_literal = traffic.host_rewrite(d.headers.request)
+                cw.request_headers_to_add, cw.request_headers_to_remove = header_options(d.headers.request)
+                cw.response_headers_to_add, cw.response_headers_to_remove = header_options(d.headers.response)
+                cw.host_rewrite_literal = host_rewrite(d.headers.request)
             weights.append(cw)
         action.weighted_clusters = rte.WeightedCluster(clusters=weights)
     if route.regex_rewrite is not None:
@@ -196,12 +200,11 @@ def route_action(
             substitution=route.regex_rewrite.substitution,
         )
     for ops in (route.headers, route.route[0].headers if len(route.route) == 1 else None):
-        host = traffic.host_rewrite(ops.request) if ops else None
+        host = host_rewrite(ops.request) if ops else None
         if host is not None:
             action.host_rewrite_literal = host
     action.request_mirror_policies = [
-        traffic.mirror_policy(cluster_for(m.destination, config, listener_port), m.percent)
-        for m in route.mirrors
+        mirror_policy(cluster_for(m.destination, config, listener_port), m.percent) for m in route.mirrors
     ]
     action.hash_policy = hash_policy_for(route, config, listener_port)
     if len(route.route) == 1 and action.hash_policy and action.retry_policy is not None:
@@ -212,21 +215,21 @@ def route_action(
 
 def route_extras(route: HTTPRoute, listener_port: int) -> rte.Route:
     """The Route-level parts of an http route: per-filter fault/CORS, header operations, redirect/direct."""
-    out = rte.Route(typed_per_filter_config=traffic.per_filter_config(route.fault, route.cors))
+    out = rte.Route(typed_per_filter_config=per_filter_config(route.fault, route.cors))
     ops = [route.headers] + ([route.route[0].headers] if len(route.route) == 1 else [])
     for h in ops:
         if not h:
             continue
-        add, remove = traffic.header_options(h.request)
+        add, remove = header_options(h.request)
         out.request_headers_to_add += add
         out.request_headers_to_remove += remove
-        add, remove = traffic.header_options(h.response)
+        add, remove = header_options(h.response)
         out.response_headers_to_add += add
         out.response_headers_to_remove += remove
     if route.redirect is not None:
-        out.redirect = traffic.redirect_action(route.redirect, listener_port)
+        out.redirect = redirect_action(route.redirect, listener_port)
     elif route.direct_response is not None:
-        out.direct_response = traffic.direct_response(route.direct_response)
+        out.direct_response = direct_response(route.direct_response)
     return out
 
 
