@@ -1,7 +1,8 @@
 """Stand-ins for the suite's `echo-basic` pods: one aiohttp app answering on each pod's own loopback address,
 with the JSON the suite's roundtripper reads (conformance/echo-basic/echo-basic.go `RequestAssertions`:
-path, host, method, proto, headers, httpPort, namespace, ingress, service, pod) and the same special paths
-(`/status/NNN`, `/health`, the `X-Echo-Set-Header` response headers, `?delay=`)."""
+path, host, method, proto, headers, httpPort, namespace, ingress, service, pod), the same special paths
+(`/status/NNN`, `/health`, the `X-Echo-Set-Header` response headers, `?delay=`) and the same log line per
+echoed request (the mirror tests look for it in the mirrored pods' logs)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class EchoPods:
 
     def __init__(self) -> None:
         self.pods: dict[str, Pod] = {}
+        self.logs: dict[str, list[str]] = {}  # pod IP -> its stdout lines (the mirror tests read them)
         self._runner: web.AppRunner | None = None
 
     async def start(self, pods: list[Pod]) -> None:
@@ -73,6 +75,10 @@ class EchoPods:
         pod = self.pods.get(sock[0] if sock else "")
         if request.path == "/health":
             return web.Response(text="OK")
+        if pod is not None:  # echo-basic's log line for every echoed request (RequestURI, RemoteAddr)
+            self.logs.setdefault(pod.ip, []).append(
+                f"Echoing back request made to {request.raw_path} to client ({request.remote})"
+            )
         found = _STATUS.match(request.path)
         if found:
             return web.Response(status=int(found.group(1)))

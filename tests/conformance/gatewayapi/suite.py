@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -39,6 +40,7 @@ INFRA_NS = "gateway-conformance-infra"
 APP_NS = "gateway-conformance-app-backend"
 WEB_NS = "gateway-conformance-web-backend"
 SKIP_READINESS = "gateway-api/skip-this-for-readiness"  # GatewayExcludedFromReadinessChecks
+REQUEST_ID_QUERY_PARAM = "gateway-api-conformance-request-id"
 
 
 class ConformanceError(AssertionError):
@@ -491,6 +493,34 @@ class Suite:
                 raise ConformanceError(f"{exp.name()}: {why}")
             await asyncio.sleep(1.0)
 
+    async def expect_mirrored(
+        self, gw_addr: GwAddr, exp: Expected, mirrored_to: list[tuple[str, str]]
+    ) -> None:
+        """ExpectMirroredRequest around MakeRequestAndExpectEventuallyConsistentResponse: each mirrored
+        backend (namespace, Deployment name) must log the request's URI within RequestTimeout of the watch's
+        start (the watch starts before the requests, polled every second, as assert.Eventually does)."""
+        pattern = re.compile(f"Echoing back request made to {re.escape(exp.request.path)} to client")
+
+        async def watch(namespace: str, name: str) -> str | None:
+            deadline = time.monotonic() + REQUEST_TIMEOUT_S
+            while True:
+                ips = [
+                    p.ip for p in self.kubelet.pods if p.namespace == namespace and _deployed_by(p.name, name)
+                ]
+                if any(pattern.search(line) for ip in ips for line in self.kubelet.echo.logs.get(ip, [])):
+                    return None
+                if time.monotonic() > deadline:
+                    return f'Couldn\'t find mirrored request in "{namespace}/{name}" logs'
+                await asyncio.sleep(1.0)
+
+        watchers = [asyncio.ensure_future(watch(ns, name)) for ns, name in mirrored_to]
+        try:
+            await self.expect(gw_addr, exp)
+        finally:
+            missing = [why for why in await asyncio.gather(*watchers) if why]
+        if missing:
+            raise ConformanceError(f"{exp.name()}: " + "; ".join(missing))
+
     async def expect_all(self, gw_addr: GwAddr, cases: list[Expected]) -> None:
         """The Go tests' t.Run per case: every case is tried, and the test fails naming each failing one."""
         failures = []
@@ -541,6 +571,33 @@ def _parent_matches(want: dict[str, Any], got: dict[str, Any], namespace_require
         return False
     conditions = got.get("conditions") or []
     return all(_find(conditions, *c) for c in want["conditions"])
+
+
+def _deployed_by(pod: str, deployment: str) -> bool:
+    """A pod name is its Deployment's name plus two hash parts (the harness names them so)."""
+    return pod.rsplit("-", 2)[0] == deployment
+
+
+def add_request_id_query_param(exp: Expected, request_id: str) -> None:
+    """ExpectedResponse.AddRequestIDQueryParam: a unique query parameter on the request (and on the expected
+    request's path), so a mirrored request can be found by its URI."""
+    exp.request.path = _add_query_param(exp.request.path, REQUEST_ID_QUERY_PARAM, request_id)
+    if exp.expected_request is not None:
+        if not exp.expected_request.path:
+            exp.expected_request.path = exp.request.path
+        else:
+            exp.expected_request.path = _add_query_param(
+                exp.expected_request.path, REQUEST_ID_QUERY_PARAM, request_id
+            )
+
+
+def _add_query_param(raw: str, name: str, value: str) -> str:
+    """addQueryParam: url.Values.Set then Encode (keys sorted, form-encoded)."""
+    parts = urlsplit(raw)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    query[name] = [value]
+    encoded = urlencode([(k, v) for k in sorted(query) for v in query[k]])
+    return urlunsplit(("", "", parts.path, encoded, parts.fragment))
 
 
 def calculate_host(gw_addr: GwAddr) -> str:

@@ -35,7 +35,12 @@ def modified(
 
 @pytest.mark.gateway_conformance("HTTPRouteRequestHeaderModifier")
 async def test_HTTPRouteRequestHeaderModifier(suite: Suite) -> None:
-    async with suite.using("tests/httproute-request-header-modifier.yaml"):
+    await request_header_modifier(suite, "tests/httproute-request-header-modifier.yaml")
+
+
+async def request_header_modifier(suite: Suite, manifest: str) -> None:
+    """HTTPRouteRequestHeaderModifier.Test, which HTTPRouteBackendRequestHeaderModifier also runs."""
+    async with suite.using(manifest):
         route = (INFRA_NS, "request-header-modifier")
         addr = await suite.gateway_and_routes_must_be_accepted(SAME, [route])
         await suite.resolved_refs_true(route, SAME)
