@@ -60,7 +60,7 @@ def main() -> None:
     assert result.config is not None, [str(d) for d in result.diagnostics[:5]]
     fleet = proxies(n_proxies)
     # --route-tables: "single" (default here) is what the naive reference path builds; "scoped" is what
-    # `auto` picks from 100 services on (per-service route tables, xds/translate/scoped.py)
+    # `auto` picks from 100 services on (per-service route tables, xds/translate/scoped_routes.py)
     tables = sys.argv[3] if len(sys.argv) > 3 else "single"
     builder = SnapshotBuilder(route_tables=tables)
 

@@ -75,7 +75,7 @@ def listener_uses_scopes(body: bytes) -> bool:
 
 @functools.cache
 def _scoped_marker() -> bytes:
-    from xds.translate.scoped import scoped_routes_bytes
+    from xds.translate.scoped_routes import scoped_routes_bytes
 
     return scoped_routes_bytes()
 

@@ -20,8 +20,7 @@ from xds.diagnostics import Diagnostic
 from xds.model.mesh import MeshConfig
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.translate.cluster import static_cluster_bytes
-from xds.translate.common import inbound_cluster_name, split_host_port
-from xds.translate.dapr import CAPABILITIES_GRPC, CAPABILITIES_HTTP, capabilities_route
+from xds.translate.dapr_routes import CAPABILITIES_GRPC, CAPABILITIES_HTTP, capabilities_route
 from xds.translate.dapr_sites import (
     DaprSite,
     app_capability_clusters,
@@ -29,6 +28,7 @@ from xds.translate.dapr_sites import (
     dapr_sites,
     token_reject_bytes,
 )
+from xds.translate.envoy_core import inbound_cluster_name, split_host_port
 from xds.translate.gateway import credential_names, gateway_resources
 from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
@@ -36,7 +36,7 @@ from xds.translate.listener import (
     outbound_route_name,
     proxy_listener_bytes,
 )
-from xds.translate.locality_eds import LocalityEndpoints
+from xds.translate.locality_per_proxy import LocalityEndpoints
 from xds.translate.mesh import Blob, MeshBuilder, TypeSet, route_config_resource, single_vhost_route_config
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, parse_path_normalization
 from xds.translate.pack import Memo, field_number, repeated_field, resource
@@ -48,13 +48,13 @@ from xds.translate.proxyless import (
     weighted_localities,
 )
 from xds.translate.resiliency import site_callers
-from xds.translate.scope import ScopedView, scope_for
-from xds.translate.scoped import MODES, internal_clusters, wants_scopes
+from xds.translate.scoped_routes import MODES, internal_clusters, wants_scopes
 from xds.translate.security.proxy import SecurityTranslator
 from xds.translate.security.resolved import NO_INPUTS, SecurityInputs
 from xds.translate.security.upstream import any_client_tls
 from xds.translate.sidecar import allow_any_vhosts, allows_any, sidecar_resources
-from xds.translate.source import SourceFilter
+from xds.translate.sidecar_scope import ScopedView, scope_for
+from xds.translate.source_matches import SourceFilter
 from xds.translate.tcp import tcp_listener_inputs, tcp_listeners
 from xds.translate.tracing import collector_clusters, proxy_tracing, traced_listeners
 from xds.types import Resource, Snapshot
@@ -145,7 +145,7 @@ class SnapshotBuilder:
     ) -> None:
         """trust_domain: the mesh CA's; given = mesh mTLS (SDS, auto-mTLS), None = no CA.
         route_tables: "single" outbound table, "scoped" per-service tables (SRDS), or "auto" (scoped from
-        xds.translate.scoped.AUTO_MIN_SERVICES services on); see xds/translate/scoped.py.
+        xds.translate.scoped_routes.AUTO_MIN_SERVICES services on); see xds/translate/scoped_routes.py.
         path_normalization: meshConfig.pathNormalization of every HTTP listener (xds/translate/normalize)."""
         if route_tables not in MODES:
             raise ValueError(f"route_tables: {route_tables!r} is not one of {', '.join(MODES)}")

@@ -23,7 +23,8 @@ from xds.model.resources import (
     TrafficPolicy,
     WorkloadEndpoint,
 )
-from xds.translate.common import (
+from xds.translate.endpoint import lb_endpoint_bytes
+from xds.translate.envoy_core import (
     ADS,
     DEFAULT_CONNECT_TIMEOUT,
     MAX_UINT32,
@@ -31,7 +32,7 @@ from xds.translate.common import (
     protocol_options,
     socket,
 )
-from xds.translate.endpoint import lb_endpoint_bytes
+from xds.translate.locality_lb import weighted_config
 from xds.translate.pack import encode, field_bytes, field_number
 
 _LB = {
@@ -150,8 +151,6 @@ def policy_cluster(policy: TrafficPolicy | None, port: ServicePort, resolution: 
         common_lb = clu.ClusterCommonLbConfig(
             healthy_panic_threshold=typ.Percent(value=od.min_health_percent or 0)
         )
-    from xds.translate.locality import weighted_config  # locality.py imports this module
-
     if weighted_config(policy):  # distribute, or failover with outlier detection (istiod)
         common_lb.locality_weighted_lb_config = clu.ClusterCommonLbConfigLocalityWeightedLbConfig()
     lb = _LB.get(p.load_balancer, clu.ClusterLbPolicy.LEAST_REQUEST)

@@ -25,7 +25,7 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
-from xds.translate.dapr import API_TOKEN_HEADER, APP_ID_HEADER, CAPABILITIES_GRPC, CAPABILITIES_HTTP
+from xds.translate.dapr_routes import API_TOKEN_HEADER, APP_ID_HEADER, CAPABILITIES_GRPC, CAPABILITIES_HTTP
 
 # daprd's answer for a missing/wrong token is 401 "invalid api token" (pkg/api/http/middlewares.go); the
 # capability service answers the same message in Dapr's JSON error shape, and so does Envoy here.

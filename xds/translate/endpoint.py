@@ -12,7 +12,7 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 
 from xds.model.meta import Labels
 from xds.model.resources import DRAINING, HEALTHY, UNHEALTHY, Service, ServicePort, WorkloadEndpoint
-from xds.translate.common import socket
+from xds.translate.envoy_core import socket
 from xds.translate.pack import field_bytes, field_number, repeated_field
 
 _CLA_NAME = field_number(ep.ClusterLoadAssignment, "cluster_name")

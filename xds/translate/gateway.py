@@ -31,7 +31,7 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import RouteDestination, ServicePort, VirtualService
 from xds.model.security import security_policies
 from xds.proxy import ProxyIdentity
-from xds.translate.common import ADS, outbound_cluster_name, socket
+from xds.translate.envoy_core import ADS, outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, ROUTER, shared_manager_fields
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.pack import encode

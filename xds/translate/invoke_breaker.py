@@ -21,7 +21,7 @@ from xds import types
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Service
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate.dapr import app_ids, grpc_port, http_port, mesh_action
+from xds.translate.dapr_routes import app_ids, grpc_port, http_port, mesh_action
 from xds.translate.dapr_sites import dapr_sites
 from xds.translate.resiliency import (
     BreakerSpec,

@@ -17,12 +17,12 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy import v3 as tc
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
-from xds.translate.common import ADS, inbound_cluster_name, socket
 from xds.translate.dapr_sites import dapr_sites
+from xds.translate.envoy_core import ADS, inbound_cluster_name, socket
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization, normalization_fields
 from xds.translate.pack import encode
 from xds.translate.route import ZERO
-from xds.translate.scoped import INTERNAL_LISTENER, scoped_routes_bytes
+from xds.translate.scoped_routes import INTERNAL_LISTENER, scoped_routes_bytes
 from xds.translate.upgrades import upgrade_fields
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
@@ -222,7 +222,7 @@ def http_listener_bytes(
     normalization: PathNormalization = DEFAULT_PATH_NORMALIZATION,
     router_only: bool = False,
 ) -> bytes:
-    """scoped: route by SRDS scopes (xds.translate.scoped) instead of the RDS table route_name.
+    """scoped: route by SRDS scopes (xds.translate.scoped_routes) instead of the RDS table route_name.
     router_only: no fault/CORS filters (a table without VirtualService routes)."""
     return encode(
         lis.Listener,

@@ -13,13 +13,13 @@ from xds import types
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Resiliency, Service, VirtualService
 from xds.translate.cluster import effective_policy, outbound_cluster_bytes
-from xds.translate.dapr import app_ids, internal_invoke_routes_bytes, invoke_routes_bytes
-from xds.translate.locality import cla_for
+from xds.translate.dapr_routes import app_ids, internal_invoke_routes_bytes, invoke_routes_bytes
+from xds.translate.locality_lb import cla_for
 from xds.translate.pack import Memo, digest, field_bytes, field_number, repeated_field, varint
 from xds.translate.resiliency import applicable, invoke_policy
 from xds.translate.route import alias_virtual_hosts, block_all_vhost, delegates_of, virtual_host_bytes
-from xds.translate.scope import ScopedView
-from xds.translate.scoped import ALIAS_TABLE, route_tables_of, scope_keys, scope_resource
+from xds.translate.scoped_routes import ALIAS_TABLE, route_tables_of, scope_keys, scope_resource
+from xds.translate.sidecar_scope import ScopedView
 from xds.types import Layered, Resource, type_version
 
 _RC_NAME = field_number(rte.RouteConfiguration, "name")
@@ -230,10 +230,10 @@ class MeshBuilder:
         slot = ("vhosts", namespace) if view is None else ("vhosts", *view.scope.key)
         return self.memo.get(slot, tuple(parts), build)
 
-    # ---- scoped outbound routing (SRDS, xds.translate.scoped) ---------------------------------------
+    # ---- scoped outbound routing (SRDS, xds.translate.scoped_routes) ---------------------------------------
 
     def _tables_of(self, config: MeshConfig, view: ScopedView | None) -> dict[str, str]:
-        """host -> route table name (xds.translate.scoped.route_tables_of), once per build and view."""
+        """host -> route table name (xds.translate.scoped_routes.route_tables_of), once per build and view."""
         key = ("tables-of",) if view is None else ("tables-of", *view.scope.key)
         found = self._this_build.get(key)
         if found is None:
@@ -384,7 +384,7 @@ class MeshBuilder:
         """Invoke-by-path routes first, then dapr-app-id header routes (capability route added per proxy).
         token: DAPR_API_TOKEN the routes require in dapr-api-token (and strip); "" = none.
         callers: app ids calling through this site; picks the Dapr Resiliency documents that apply.
-        scopes: the proxy routes outbound by scopes; invocation re-enters them (xds.translate.scoped)."""
+        scopes: the proxy routes outbound by scopes; invocation re-enters them (translate.scoped_routes)."""
         chosen = applicable(config.resiliencies, namespace, callers)
         refs = tuple(r.meta.ref for r in chosen)  # equal choices share one route configuration
         # namespace with a view too: a node-mode app may live in another namespace than its proxy

@@ -41,7 +41,7 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import Service, ServicePort, WorkloadEndpoint
 from xds.model.security import SecurityPolicies
 from xds.proxy import ProxyIdentity
-from xds.translate.common import ADS, socket
+from xds.translate.envoy_core import ADS, socket
 from xds.translate.listener import FAULT, ROUTER
 from xds.translate.route import virtual_host
 from xds.translate.security import mtls

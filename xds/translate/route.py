@@ -28,7 +28,7 @@ from xds.model.resources import (
     VirtualService,
 )
 from xds.model.traffic import ConsistentHash, Destination
-from xds.translate.common import outbound_cluster_name
+from xds.translate.envoy_core import outbound_cluster_name
 from xds.translate.matchers import route_match
 from xds.translate.pack import compose, encode
 from xds.translate.traffic import (

@@ -35,13 +35,13 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import Service, ServicePort, VirtualService
 from xds.model.traffic import Destination, EgressListener, IngressListener, RouteDestination, Sidecar
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate.common import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
+from xds.translate.envoy_core import ADS, DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
 from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields
 from xds.translate.mesh import Blob
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.pack import Memo, digest, field_number, repeated_field, resource
 from xds.translate.route import ZERO, alias_virtual_hosts, block_all_vhost, virtual_host
-from xds.translate.scope import ScopedView, host_matches
+from xds.translate.sidecar_scope import ScopedView, host_matches
 from xds.translate.tcp import tcp_proxy_filter
 from xds.types import Resource
 

@@ -27,11 +27,11 @@ from xds.model.mesh import MeshConfig
 from xds.model.resources import Service, ServicePort, VirtualService
 from xds.model.traffic import L4Route, RouteDestination
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate.common import outbound_cluster_name, socket
+from xds.translate.envoy_core import outbound_cluster_name, socket
 from xds.translate.listener import HCM_NAME, TAIL_FILTERS, shared_manager_fields
 from xds.translate.normalize import DEFAULT_PATH_NORMALIZATION, PathNormalization
 from xds.translate.route import virtual_host
-from xds.translate.scope import ScopedView, host_matches
+from xds.translate.sidecar_scope import ScopedView, host_matches
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"

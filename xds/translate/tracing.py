@@ -39,7 +39,7 @@ from xds.model.telemetry import (
     tracing_for,
 )
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate.common import DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
+from xds.translate.envoy_core import DEFAULT_CONNECT_TIMEOUT, protocol_options, socket
 from xds.translate.listener import HCM_NAME, HCM_TYPE_URL
 from xds.translate.pack import field_bytes, field_number, resource
 from xds.types import Resource

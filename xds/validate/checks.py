@@ -299,7 +299,7 @@ def is_catch_all_match(m: HTTPMatch) -> bool:
 
 
 def is_catch_all(route: HTTPRoute) -> bool:
-    """Translation: matches on the client were already resolved for the proxy (xds/translate/source.py)."""
+    """Translation: client-side matches were resolved for the proxy already (translate/source_matches.py)."""
     return not route.matches or any(is_catch_all_match(m) for m in route.matches)
 
 

@@ -1,4 +1,4 @@
-"""Scoped outbound routing (xds/translate/scoped.py): what the builder emits and when it falls back."""
+"""Scoped outbound routing (xds/translate/scoped_routes.py): what the builder emits and when it falls back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from cfg_helpers import compile_text, decoded, sidecar
 
 from xds import types
 from xds.pipeline import SnapshotBuilder
-from xds.translate import scoped
+from xds.translate.scoped_routes import (
+    AUTO_MIN_SERVICES,
+    INTERNAL_CLUSTER,
+    INTERNAL_LISTENER,
+    MODES,
+    SERVICES_PER_TABLE,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 from meshgen import generate_mesh
@@ -48,7 +54,7 @@ def test_each_service_name_gets_a_scope_pointing_at_its_route_table() -> None:
 def test_services_share_tables_in_small_groups_of_one_namespace() -> None:
     snap = SnapshotBuilder(route_tables="scoped").build(config(200), [sidecar()])["productpage-v1"]
     tables = [n for n in snap.of(types.ROUTE) if n.startswith("outbound|")]
-    expected = -(-200 // scoped.SERVICES_PER_TABLE)
+    expected = -(-200 // SERVICES_PER_TABLE)
     assert len(tables) <= expected and len(tables) >= expected // 2, tables
     assert all(n.startswith("outbound|default|") for n in tables)
 
@@ -61,12 +67,12 @@ def test_listener_routes_by_authority_scopes_and_dapr_reenters_them() -> None:
     extractor = manager["scoped_routes"]["scope_key_builder"]["fragments"][0]["header_value_extractor"]
     assert extractor == {"name": ":authority", "element_separator": ":", "index": 0}
     assert "rds" not in manager
-    internal = listeners[scoped.INTERNAL_LISTENER]
+    internal = listeners[INTERNAL_LISTENER]
     assert "internal_listener" in internal and "address" not in internal
-    assert scoped.INTERNAL_CLUSTER in snap.of(types.CLUSTER)
+    assert INTERNAL_CLUSTER in snap.of(types.CLUSTER)
     dapr = decoded(snap, "RDS", snake_case=True)["dapr-http"]["virtual_hosts"][0]["routes"]
     invoke = next(r for r in dapr if r["name"] == "invoke/svc00001")
-    assert invoke["route"]["cluster"] == scoped.INTERNAL_CLUSTER
+    assert invoke["route"]["cluster"] == INTERNAL_CLUSTER
     assert invoke["route"]["host_rewrite_literal"] == f"{FQDN}:8080"
     assert invoke["route"]["prefix_rewrite"] == "/"
 
@@ -99,7 +105,7 @@ def test_short_names_only_resolve_in_the_proxy_namespace() -> None:
 def test_auto_switches_on_mesh_size() -> None:
     small = SnapshotBuilder().build(config(5), [sidecar()])["productpage-v1"]
     assert "outbound" in small.of(types.ROUTE) and not small.of(types.SCOPED_ROUTE)
-    big = SnapshotBuilder().build(config(scoped.AUTO_MIN_SERVICES), [sidecar()])["productpage-v1"]
+    big = SnapshotBuilder().build(config(AUTO_MIN_SERVICES), [sidecar()])["productpage-v1"]
     assert "outbound" not in big.of(types.ROUTE) and big.of(types.SCOPED_ROUTE)
 
 
@@ -163,4 +169,4 @@ def test_allow_any_keeps_the_single_table() -> None:
 def test_the_settings_offer_the_modes_the_builder_knows() -> None:
     from xds.controlplane.settings import ROUTE_TABLE_MODES
 
-    assert set(ROUTE_TABLE_MODES) == set(scoped.MODES)
+    assert set(ROUTE_TABLE_MODES) == set(MODES)

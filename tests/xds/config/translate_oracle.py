@@ -11,7 +11,7 @@ from envoy_data_plane.envoy.config.route import v3 as rte
 from xds import types
 from xds.model.mesh import MeshConfig
 from xds.proxy import ProxyIdentity, ProxyMode
-from xds.translate import dapr, resiliency
+from xds.translate import resiliency
 from xds.translate.builder import _own_routes, own_cluster_specs
 from xds.translate.cluster import (
     DNS_RESOLUTIONS,
@@ -20,21 +20,22 @@ from xds.translate.cluster import (
     policy_cluster,
     static_cluster,
 )
-from xds.translate.common import ADS, outbound_cluster_name, socket
+from xds.translate.dapr_routes import app_ids, capabilities_route, invoke_routes
 from xds.translate.dapr_sites import dapr_sites, token_reject_routes
 from xds.translate.endpoint import eds_health, in_eds
+from xds.translate.envoy_core import ADS, outbound_cluster_name, socket
 from xds.translate.invoke_breaker import breaker_resources, breaker_targets
 from xds.translate.listener import (
     outbound_route_name,
     proxy_listeners,
 )
-from xds.translate.locality import depends_on_proxy, grouped, locality_cla, topology_labels
+from xds.translate.locality_lb import depends_on_proxy, grouped, locality_cla, topology_labels
 from xds.translate.pack import resource
 from xds.translate.resiliency import site_callers
 from xds.translate.route import alias_virtual_hosts, virtual_host
-from xds.translate.scope import ScopedView, scope_for
 from xds.translate.sidecar import catch_all_vhost, sidecar_extras
-from xds.translate.source import config_for, proxy_labels
+from xds.translate.sidecar_scope import ScopedView, scope_for
+from xds.translate.source_matches import config_for, proxy_labels
 from xds.translate.tcp import tcp_listeners
 from xds.types import Resource, Snapshot
 
@@ -119,13 +120,13 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
         grpc = site.grpc
         chosen = resiliency.applicable(config.resiliencies, site.namespace, site_callers(proxy, site.route))
         per_service = [
-            dapr.invoke_routes(
+            invoke_routes(
                 svc,
                 view.route_config,
                 site.namespace,
                 grpc,
                 site.token,
-                resiliency.invoke_policy(chosen, dapr.app_ids(svc, svc.namespace)),
+                resiliency.invoke_policy(chosen, app_ids(svc, svc.namespace)),
             )
             for svc in view.services
         ]
@@ -133,7 +134,7 @@ def _routes(config: MeshConfig, proxy: ProxyIdentity, view: ScopedView) -> list[
         routes += [r for _, header in per_service for r in header]
         routes += token_reject_routes(site.token, grpc)
         if site.target:
-            routes.append(dapr.capabilities_route(site.cluster))
+            routes.append(capabilities_route(site.cluster))
         vhost = rte.VirtualHost(name="dapr_grpc" if grpc else "dapr_http", domains=["*"], routes=routes)
         name = site.route
         out.append(

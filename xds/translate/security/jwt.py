@@ -21,7 +21,7 @@ from envoy_data_plane.google.protobuf import Empty
 from xds.model.mesh import MeshConfig
 from xds.model.meta import Labels
 from xds.model.security import JwtRule, SecurityPolicies, jwks_uri_target, selects
-from xds.translate.common import outbound_cluster_name
+from xds.translate.envoy_core import outbound_cluster_name
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 AUTHN_FILTER = "istio_authn"

@@ -19,7 +19,7 @@ from xds.model.resources import Service, ServicePort, WorkloadEndpoint
 from xds.model.security import ROOT_NAMESPACE, SecurityPolicies, selects
 from xds.proxy import AppBinding, ProxyIdentity
 from xds.spiffe import ROOT_SECRET, WORKLOAD_SECRET, spiffe_id
-from xds.translate.common import ADS
+from xds.translate.envoy_core import ADS
 
 STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
 TLS_SOCKET = "envoy.transport_sockets.tls"

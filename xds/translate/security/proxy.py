@@ -21,7 +21,7 @@ from xds.model.mesh import MeshConfig
 from xds.model.security import SecurityPolicies, security_policies
 from xds.proxy import AppBinding, ProxyIdentity, ProxyMode
 from xds.spiffe import DEFAULT_TRUST_DOMAIN
-from xds.translate.common import ADS, socket
+from xds.translate.envoy_core import ADS, socket
 from xds.translate.listener import (
     HCM_NAME,
     ROUTER,

@@ -23,7 +23,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, Service, TrafficPolicy
 from xds.model.security import ClientTLS
-from xds.translate.common import ADS
+from xds.translate.envoy_core import ADS
 from xds.translate.security import mtls
 
 # Envoy's system_root_certs is not implemented (it would verify nothing): point at the OS bundle, as istiod

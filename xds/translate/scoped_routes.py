@@ -36,7 +36,7 @@ from xds import types
 from xds.model.mesh import MeshConfig
 from xds.model.resources import Service
 from xds.translate.cluster import DEFAULT_CONNECT_TIMEOUT
-from xds.translate.common import ADS, protocol_options
+from xds.translate.envoy_core import ADS, protocol_options
 from xds.translate.pack import encode
 from xds.types import Resource
 

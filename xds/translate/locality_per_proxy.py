@@ -1,5 +1,5 @@
 """Per-proxy EDS for locality load balancing: which clusters' CLAs depend on the proxy, and the proxy's EDS
-set with those CLAs rebuilt for its locality (xds.translate.locality does the CLA itself)."""
+set with those CLAs rebuilt for its locality (xds.translate.locality_lb does the CLA itself)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from xds.model.meta import Labels
 from xds.model.resources import Service, ServicePort, TrafficPolicy
 from xds.proxy import ProxyIdentity
 from xds.translate.cluster import effective_policy
-from xds.translate.common import outbound_cluster_name
-from xds.translate.locality import depends_on_proxy, locality_cla, topology_labels
+from xds.translate.envoy_core import outbound_cluster_name
+from xds.translate.locality_lb import depends_on_proxy, locality_cla, topology_labels
 from xds.translate.mesh import TypeSet
 from xds.translate.pack import Memo
-from xds.translate.scope import ScopedView
-from xds.translate.source import proxy_labels
+from xds.translate.sidecar_scope import ScopedView
+from xds.translate.source_matches import proxy_labels
 from xds.types import Resource
 
 ClusterSpec = tuple[str, Service, ServicePort, "Labels | None", "TrafficPolicy | None"]

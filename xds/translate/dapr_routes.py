@@ -8,7 +8,7 @@ from envoy_data_plane.envoy.type.matcher import v3 as matcher
 
 from xds.model.mesh import MeshConfig
 from xds.model.resources import HTTPRoute, Service, ServicePort
-from xds.translate.common import outbound_cluster_name
+from xds.translate.envoy_core import outbound_cluster_name
 from xds.translate.pack import encode
 from xds.translate.resiliency import InvokePolicy, invoke_cluster_name
 from xds.translate.resiliency import apply as apply_resiliency
@@ -20,7 +20,7 @@ from xds.translate.route import (
     route_action,
     route_action_bytes,
 )
-from xds.translate.scoped import invoke_action_bytes
+from xds.translate.scoped_routes import invoke_action_bytes
 from xds.validate.checks import is_catch_all
 
 APP_ID_HEADER = "dapr-app-id"

@@ -20,8 +20,8 @@ from envoy_data_plane.envoy.config.endpoint import v3 as ep
 from xds.model.meta import Labels
 from xds.model.resources import Service, ServicePort, TrafficPolicy, WorkloadEndpoint
 from xds.model.traffic import LocalityLb
-from xds.translate.common import socket
 from xds.translate.endpoint import cla_bytes, eds_health, in_eds, selected_endpoints
+from xds.translate.envoy_core import socket
 
 MESH_DEFAULT = LocalityLb(enabled=True)  # meshConfig.localityLbSetting default
 REGION, ZONE, SUBZONE = (
