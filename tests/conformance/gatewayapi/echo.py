@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.conformance.gatewayapi.grpcecho import GrpcEchoServer, PodContext
+
 HTTP_PORT = 3000  # echo-basic's HTTP_PORT default, the targetPort of the suite's Services
 _STATUS = re.compile(r"^/status/(\d\d\d)$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
@@ -24,6 +26,7 @@ class Pod:
     name: str
     ip: str
     labels: tuple[tuple[str, str], ...]
+    grpc: bool = False  # echo-basic with GRPC_ECHO_SERVER set: the gRPC echo service instead of HTTP
 
 
 def _duration_s(text: str) -> float:
@@ -55,20 +58,29 @@ class EchoPods:
     def __init__(self) -> None:
         self.pods: dict[str, Pod] = {}
         self.logs: dict[str, list[str]] = {}  # pod IP -> its stdout lines (the mirror tests read them)
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []  # one per start (the base pods, then each test's)
+        self._grpc: list[GrpcEchoServer] = []
 
     async def start(self, pods: list[Pod]) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
         for pod in pods:
             self.pods[pod.ip] = pod
-            await web.TCPSite(self._runner, pod.ip, HTTP_PORT).start()
+            if pod.grpc:
+                server = GrpcEchoServer(pod.ip, HTTP_PORT, PodContext(pod.namespace, pod.name))
+                await server.start()
+                self._grpc.append(server)
+            else:
+                await web.TCPSite(runner, pod.ip, HTTP_PORT).start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for server in self._grpc:
+            await server.stop()
+        for runner in self._runners:
+            await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
         sock = request.transport.get_extra_info("sockname") if request.transport else None

@@ -68,13 +68,16 @@ class Kubelet:
             if d.get("kind") != "Deployment":
                 continue
             meta, spec = d["metadata"], d.get("spec") or {}
-            labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
+            template = spec.get("template") or {}
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            containers = (template.get("spec") or {}).get("containers") or []
+            grpc = any(e.get("name") == "GRPC_ECHO_SERVER" for c in containers for e in c.get("env") or [])
             suffix = hashlib.sha1(f"{meta['namespace']}/{meta['name']}".encode()).hexdigest()[:9]
             for i in range(int(spec.get("replicas", 1))):
                 n = len(self.pods) + len(new)
                 ip = f"{POD_NET}.{n // 250}.{n % 250 + 1}"
                 name = f"{meta['name']}-{suffix}-{i}"
-                new.append(Pod(meta["namespace"], name, ip, tuple(sorted(labels.items()))))
+                new.append(Pod(meta["namespace"], name, ip, tuple(sorted(labels.items())), grpc))
         self.pods += new
         return new
 

@@ -21,6 +21,7 @@ OUTCOMES: dict[str, str] = {}  # ShortName -> passed / failed / skipped, filled 
 # pkg/features: the core features of each profile this runner attempts
 PROFILES: dict[str, frozenset[str]] = {
     "GATEWAY-HTTP": frozenset({"Gateway", "ReferenceGrant", "HTTPRoute"}),
+    "GATEWAY-GRPC": frozenset({"Gateway", "ReferenceGrant", "GRPCRoute"}),
 }
 # the extended features Mecha claims (docs/gateway-api.md), by profile
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -42,6 +43,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
             "HTTPRouteBackendRequestHeaderModification",
         }
     ),
+    "GATEWAY-GRPC": frozenset(),  # its extended features are the Gateway ones, none of which Mecha claims
 }
 
 
@@ -69,7 +71,7 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
     index = upstream_tests()
     gateway_tests = [t for t in index["tests"] if not t["mesh"] and not t["provisional"]]
     profiles = []
-    for name, core_features in PROFILES.items():
+    for name, core_features in sorted(PROFILES.items()):  # Go lists them in map order: here by name
         supported = SUPPORTED[name]
         core = [t["shortName"] for t in gateway_tests if set(t["features"]) <= core_features]
         extended_all = [
@@ -120,13 +122,17 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
 
 def _extended(profile: str, index: dict[str, Any]) -> list[str]:
     """The profile's extended features: every feature its tests name beyond core (GATEWAY-HTTP: Gateway* and
-    HTTPRoute* features, and BackendTLSPolicy*), as pkg/features groups them."""
+    HTTPRoute* features, and BackendTLSPolicy*; GATEWAY-GRPC: Gateway* features), as pkg/features groups
+    them."""
     core = PROFILES[profile]
     names = {f for t in index["tests"] if not t["mesh"] for f in t["features"]} - core
     if profile == "GATEWAY-HTTP":
-        prefixes = ("Gateway", "HTTPRoute", "BackendTLSPolicy")
-        return sorted(f for f in names if f.startswith(prefixes))
-    return sorted(names)
+        prefixes: tuple[str, ...] = ("Gateway", "HTTPRoute", "BackendTLSPolicy")
+    elif profile == "GATEWAY-GRPC":
+        prefixes = ("Gateway",)  # GatewayExtendedFeatures
+    else:
+        return sorted(names)
+    return sorted(f for f in names if f.startswith(prefixes))
 
 
 def _version() -> str:

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import grpc
 
+from tests.conformance.gatewayapi import grpcecho
 from tests.conformance.gatewayapi.harness import (
     CONTROLLER,
     GROUP,
@@ -521,6 +523,46 @@ class Suite:
         if missing:
             raise ConformanceError(f"{exp.name()}: " + "; ".join(missing))
 
+    async def grpc_expect(self, gw_addr: GwAddr, exp: GrpcExpected) -> None:
+        """grpc.MakeRequestAndExpectEventuallyConsistentResponse: a DefaultClient of its own (one channel,
+        reset after an INTERNAL status), 3 matching RPCs in a row within 30 s."""
+        chan = grpcecho.channel(gw_addr.dial(), exp.authority)
+        successes, why, start = 0, "", time.monotonic()
+        try:
+            while True:
+                elapsed = time.monotonic() - start
+                try:
+                    got = await grpcecho.send_rpc(
+                        chan, exp.method, exp.metadata, max(MAX_TIME_TO_CONSISTENCY_S - elapsed, 0.1)
+                    )
+                    if got.code == grpc.StatusCode.INTERNAL:
+                        await chan.close()
+                        chan = grpcecho.channel(gw_addr.dial(), exp.authority)
+                    why = grpc_compare(exp, got)
+                except (grpc.aio.AioRpcError, OSError) as exc:
+                    why = f"failed to send RPC: {exc!r}"
+                if not why:
+                    successes += 1
+                    if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
+                        return
+                    continue
+                successes = 0
+                if time.monotonic() - start > MAX_TIME_TO_CONSISTENCY_S:
+                    raise ConformanceError(f"{exp.name()}: {why}")
+                await asyncio.sleep(1.0)
+        finally:
+            await chan.close()
+
+    async def grpc_expect_all(self, gw_addr: GwAddr, cases: list[GrpcExpected]) -> None:
+        failures = []
+        for i, case in enumerate(cases):
+            try:
+                await self.grpc_expect(gw_addr, case)
+            except ConformanceError as exc:
+                failures.append(f"case {i}: {exc}")
+        if failures:
+            raise ConformanceError("\n".join(failures))
+
     async def expect_all(self, gw_addr: GwAddr, cases: list[Expected]) -> None:
         """The Go tests' t.Run per case: every case is tried, and the test fails naming each failing one."""
         failures = []
@@ -571,6 +613,44 @@ def _parent_matches(want: dict[str, Any], got: dict[str, Any], namespace_require
         return False
     conditions = got.get("conditions") or []
     return all(_find(conditions, *c) for c in want["conditions"])
+
+
+@dataclass
+class GrpcExpected:
+    """grpc.ExpectedResponse: the method called (Echo, EchoTwo or EchoThree), the request metadata and
+    :authority, the status code expected and, when OK, the backend and namespace that answer."""
+
+    method: str = "Echo"
+    metadata: dict[str, str] = field(default_factory=dict)
+    authority: str = ""
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    backend: str = ""
+    namespace: str = ""
+
+    def name(self) -> str:
+        req = f"request to '{self.authority}{grpcecho.full_method(self.method)}'"
+        if self.metadata:
+            req += " with headers '{" + ",".join(f"{k}:{v}" for k, v in sorted(self.metadata.items())) + "}'"
+        return (
+            f"{req} should go to {self.backend}"
+            if self.backend
+            else f"{req} should receive a {self.code.name}"
+        )
+
+
+def grpc_compare(exp: GrpcExpected, got: grpcecho.RpcResult) -> str:
+    """compareResponse: '' when the RPC's outcome matches, else why not."""
+    if got.code != exp.code:
+        return f"expected status code to be {exp.code.name}, but got {got.code.name}"
+    if got.code == grpc.StatusCode.OK:
+        a = got.response.assertions
+        if a.fully_qualified_method != grpcecho.full_method(exp.method):
+            return f"expected path to be {grpcecho.full_method(exp.method)}, got {a.fully_qualified_method}"
+        if exp.namespace and exp.namespace != a.context.namespace:
+            return f"expected namespace to be {exp.namespace}, got {a.context.namespace}"
+        if not a.context.pod.startswith(exp.backend):
+            return f"expected pod name to start with {exp.backend}, got {a.context.pod}"
+    return ""
 
 
 def _deployed_by(pod: str, deployment: str) -> bool:

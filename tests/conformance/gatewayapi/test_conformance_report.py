@@ -9,7 +9,8 @@ def test_report_counts_failed_and_not_run_tests() -> None:
     report = build_report({"HTTPRouteMatching": "passed", "HTTPRouteWeight": "failed"}, "v0")
     assert report["apiVersion"] == "gateway.networking.k8s.io/v1" and report["kind"] == "ConformanceReport"
     assert report["gatewayAPIVersion"] == upstream_tests()["ref"]
-    (http,) = report["profiles"]
+    assert [p["name"] for p in report["profiles"]] == ["GATEWAY-GRPC", "GATEWAY-HTTP"]
+    _, http = report["profiles"]
     core = http["core"]
     assert http["name"] == "GATEWAY-HTTP" and core["result"] == "failure"
     assert core["failedTests"] == ["HTTPRouteWeight"] and core["statistics"]["Passed"] == 1
@@ -17,3 +18,19 @@ def test_report_counts_failed_and_not_run_tests() -> None:
     total = sum(core["statistics"].values())
     assert total == len(core["skippedTests"]) + 2
     assert http["extended"]["result"] == "partial" and http["extended"]["statistics"]["Passed"] == 0
+
+
+def test_report_counts_a_test_in_every_profile_that_has_its_features() -> None:
+    """As the Go suite does: a Gateway-only test is core in GATEWAY-GRPC and GATEWAY-HTTP alike; an HTTPRoute
+    test only in GATEWAY-HTTP, a GRPCRoute test only in GATEWAY-GRPC."""
+    outcomes = {
+        "GatewayInvalidParametersRef": "passed",
+        "HTTPRouteMatching": "passed",
+        "GRPCRouteWeight": "failed",
+    }
+    grpc, http = build_report(outcomes, "v0")["profiles"]
+    assert grpc["core"]["statistics"]["Passed"] == 1 and grpc["core"]["failedTests"] == ["GRPCRouteWeight"]
+    assert "HTTPRouteMatching" not in grpc["core"].get("skippedTests", [])
+    assert http["core"]["statistics"]["Passed"] == 2 and "failedTests" not in http["core"]
+    assert "GatewayPort8080" in grpc["extended"]["unsupportedFeatures"]
+    assert grpc["extended"]["supportedFeatures"] == []
