@@ -98,13 +98,20 @@ class WorkloadReporter:
         self.url = control_plane.rstrip("/") + REPORT_PATH
         self.credential_file = credential_file
         self.timeout_s = timeout_s
+        self._registers: bool | None = None  # does the credential name a workload group (read once)
 
     async def report(self, **fields: Any) -> bool:
-        """True when the control plane stored it; failures are logged (the next transition retries)."""
+        """True when the control plane stored it, or when there is nothing to report: a credential naming no
+        workload group registers no entry (its reports would only be refused). Failures are logged (the next
+        transition retries)."""
         import asyncio
 
         import aiohttp
 
+        if self._registers is None:  # read here, not at start: the JWT library is ~50 ms of CPU on that path
+            self._registers = await asyncio.to_thread(_names_a_workload_group, self.credential_file)
+        if not self._registers:
+            return True
         try:
             token = (await asyncio.to_thread(self.credential_file.read_text)).strip()
             fields = {**fields, **_instance_of(token)}
@@ -136,18 +143,21 @@ def _instance_of(token: str) -> dict[str, str]:
 
 
 def reporter_for(control_plane: str | None, credential: str | None) -> WorkloadReporter | None:
-    """A reporter when there is a control plane and a credential naming a workload group (a proxy that did
-    not auto-register has no entry to report on: its reports would only be refused)."""
+    """A reporter when there is a control plane and a credential; whether the credential names a workload
+    group (else there is no entry to report on) is read at its first report, off the service's start path."""
     if not control_plane or not credential:
         return None
+    return WorkloadReporter(control_plane, Path(credential))
+
+
+def _names_a_workload_group(credential: Path) -> bool:
     from xds.identity.credential import CredentialError, read_token_file, read_unverified
 
     try:
-        if not read_unverified(read_token_file(Path(credential))).workload_group:
-            return None
+        return bool(read_unverified(read_token_file(credential)).workload_group)
     except CredentialError as exc:  # not readable yet: keep reporting, the control plane decides
         log.warning("workload credential %s: %s", credential, exc)
-    return WorkloadReporter(control_plane, Path(credential))
+        return True
 
 
 class AppHealth:

@@ -126,7 +126,7 @@ def test_daprd_flags_and_env() -> None:
         )
 
 
-def test_reporter_only_for_a_credential_naming_a_workload_group(tmp_path: Path) -> None:
+async def test_reporter_only_for_a_credential_naming_a_workload_group(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from capabilities.apphealth import reporter_for
@@ -139,10 +139,14 @@ def test_reporter_only_for_a_credential_naming_a_workload_group(tmp_path: Path) 
     )
     (tmp_path / "plain.jwt").write_text(plain)
     (tmp_path / "grouped.jwt").write_text(grouped)
-    assert reporter_for("http://127.0.0.1:15010", str(tmp_path / "plain.jwt")) is None
     assert reporter_for(None, str(tmp_path / "grouped.jwt")) is None
     reporter = reporter_for("http://127.0.0.1:15010/", str(tmp_path / "grouped.jwt"))
     assert reporter is not None and reporter.url == "http://127.0.0.1:15010/api/v1/workloads/health"
+    # nothing listens there: a report is attempted (and fails) only for the credential naming a group
+    assert await reporter.report(healthy=True) is False
+    plain_reporter = reporter_for("http://127.0.0.1:15010", str(tmp_path / "plain.jwt"))
+    assert plain_reporter is not None
+    assert await plain_reporter.report(healthy=True) is True  # no entry to report on: nothing sent
 
 
 @pytest.mark.backend

@@ -128,3 +128,20 @@ def test_the_service_reads_all_its_flags_before_asyncio(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_the_service_start_reads_no_credential_claims(tmp_path: Path) -> None:
+    """The workload reporter the service builds before it serves does not parse the credential (the JWT
+    library and cryptography, ~50 ms of CPU on the sidecar's start path): it does so at its first report."""
+    credential = tmp_path / "credential.jwt"
+    credential.write_text("header.payload.signature\n")
+    script = (
+        "import json, sys\n"
+        "from capabilities.apphealth import reporter_for\n"
+        "assert reporter_for('http://127.0.0.1:15010', sys.argv[1]) is not None\n"
+        "heavy = ('jwt', 'cryptography', 'xds.identity.credential')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(credential)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
