@@ -18,7 +18,7 @@ import uuid
 from capabilities import registry
 from capabilities.blocks.pubsub import service
 from capabilities.blocks.pubsub.contract import Message, SubscribeOptions
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 METADATA = {
     "in-memory": {},

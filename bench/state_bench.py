@@ -64,7 +64,7 @@ async def run(n: int, backends: list[str], value_bytes: int) -> None:
 
     from capabilities import registry
     from capabilities.blocks.state.contract import SetRequest
-    from capabilities.components.spec import ComponentSpec
+    from capabilities.daprspec.component import ComponentSpec
 
     value = {"payload": "x" * value_bytes}
     raw = json.dumps(value, separators=(",", ":")).encode()

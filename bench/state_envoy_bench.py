@@ -53,7 +53,7 @@ from mesh_rig import (
 from procstat import cpu_seconds
 
 from capabilities import registry
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 VALUE = {"user": "ada", "cart": [1, 2, 3], "total": 42.5}
 BODY = json.dumps([{"key": "k1", "value": VALUE}]).encode()

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from capabilities import registry
 from capabilities.appchannel import AppChannel
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.documents import ConfigError, RawComponent, ResourceSet, load_folder
 from capabilities.config.sandbox import FileSandbox
 from capabilities.config.secrets import resolve_component
 from capabilities.config.settings import Settings
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.errors import DaprError
 from capabilities.resiliency import Resiliency
 from capabilities.sharing import SharedComponents

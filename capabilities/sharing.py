@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 SHARED_BLOCKS = frozenset({"state", "secretstores", "lock", "sequencer"})
 

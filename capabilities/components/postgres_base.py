@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.backends import postgres_pool_with_schema, sql_identifier
+from capabilities.daprspec.component import ComponentSpec
 
 
 class PostgresTableComponent:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.backends import redis_client
+from capabilities.daprspec.component import ComponentSpec
 
 
 class RedisComponent:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.documents import ConfigError, RawComponent
+from capabilities.daprspec.component import ComponentSpec
 
 
 async def resolve_component(raw: RawComponent, secret_stores: dict[str, Any], app_id: str) -> ComponentSpec:

@@ -1,4 +1,5 @@
-"""Dapr documents read once, for both products: the Resiliency model and Dapr's durations.
+"""Dapr documents read once, for both products: the Resiliency model and Dapr's durations; and the
+resolved Component (component.py) the capability service builds every backend from.
 
 The capability service (`capabilities/`) runs Resiliency policies around component and app calls; the control
 plane (`xds/`) turns the same documents into Envoy route and cluster settings. Both read them here, so a

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from capabilities.__main__ import AppSpec, app_settings_from_args, parse_app_spec, parse_args
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.runtime import Runtime
 from capabilities.sharing import SharedComponents, share_key
 from xds.testing.envoy import free_port

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from capabilities import registry
 from capabilities.blocks.state.contract import DeleteRequest, ETagError, SetRequest
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 def _redis_up() -> bool:

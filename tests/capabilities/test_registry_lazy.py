@@ -22,7 +22,7 @@ def test_creating_an_in_memory_component_imports_no_client_library() -> None:
     code = (
         "import sys\n"
         "from capabilities import registry\n"
-        "from capabilities.components.spec import ComponentSpec\n"
+        "from capabilities.daprspec.component import ComponentSpec\n"
         "registry.create(ComponentSpec(name='s', type='state.in-memory'))\n"
         "libs = ('redis', 'nats', 'aio_pika', 'asyncpg', 'aiomqtt', 'croniter')\n"
         "heavy = [m for m in libs if m in sys.modules]\n"
@@ -33,7 +33,7 @@ def test_creating_an_in_memory_component_imports_no_client_library() -> None:
 
 
 def test_unknown_type_still_names_the_known_ones() -> None:
-    from capabilities.components.spec import ComponentSpec
+    from capabilities.daprspec.component import ComponentSpec
     from capabilities.errors import DaprError
 
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.errors import DaprError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

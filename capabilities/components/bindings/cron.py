@@ -18,7 +18,7 @@ from croniter import croniter
 
 from capabilities.blocks.bindings.contract import Feature, InputHandler, StopReading
 from capabilities.blocks.pubsub import metadata as md
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

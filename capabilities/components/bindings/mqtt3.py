@@ -23,7 +23,7 @@ from capabilities.blocks.bindings.contract import (
 )
 from capabilities.blocks.pubsub import metadata as md
 from capabilities.components.pubsub.mqtt3 import parse_broker_url
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

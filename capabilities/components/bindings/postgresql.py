@@ -22,7 +22,7 @@ from capabilities.blocks.bindings.contract import (
     InvokeResponse,
 )
 from capabilities.blocks.pubsub import metadata as md
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 

@@ -23,7 +23,7 @@ from capabilities.blocks.bindings.contract import (
     StopReading,
 )
 from capabilities.blocks.pubsub import metadata as md
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

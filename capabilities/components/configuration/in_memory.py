@@ -12,7 +12,7 @@ from typing import Any
 
 from capabilities import registry
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe, UpdateHandler
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 @registry.register("configuration.in-memory")

@@ -10,8 +10,8 @@ from typing import Any
 
 from capabilities import registry
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe, UpdateHandler
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.backends import postgres_connect_args, postgres_pool_with_schema, sql_identifier
+from capabilities.daprspec.component import ComponentSpec
 
 log = logging.getLogger(__name__)
 

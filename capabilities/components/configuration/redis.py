@@ -9,7 +9,7 @@ import logging
 from capabilities import registry
 from capabilities.blocks.configuration.contract import ConfigItem, Unsubscribe, UpdateHandler
 from capabilities.components.redis_base import RedisComponent
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import time
 
 from capabilities import registry
 from capabilities.blocks.lock.contract import UnlockStatus
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 @registry.register("lock.in-memory")

@@ -13,7 +13,7 @@ import itertools
 import logging
 
 from capabilities.blocks.pubsub.contract import Feature, Handler, Message, SubscribeOptions, Unsubscribe
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from capabilities.blocks.pubsub.contract import (
     SubscribeOptions,
     Unsubscribe,
 )
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from capabilities.blocks.pubsub.contract import (
     Unsubscribe,
 )
 from capabilities.blocks.pubsub.tasks import BoundedTasks
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.registry import register
 
 log = logging.getLogger(__name__)

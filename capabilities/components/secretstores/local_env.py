@@ -15,7 +15,7 @@ import os
 
 from capabilities import registry
 from capabilities.blocks.secretstores.contract import SecretNotFoundError
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 # components-contrib secretstores/local/env isKeyAllowed
 DAPR_DENIED = frozenset({"APP_API_TOKEN"})

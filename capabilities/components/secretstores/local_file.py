@@ -8,7 +8,7 @@ from typing import Any
 
 from capabilities import registry
 from capabilities.blocks.secretstores.contract import Feature, SecretNotFoundError
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 def flatten(value: Any, separator: str, prefix: str = "") -> dict[str, str]:

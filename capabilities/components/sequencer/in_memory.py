@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from capabilities import registry
 from capabilities.blocks.sequencer.contract import Increment
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 @registry.register("sequencer.in-memory")

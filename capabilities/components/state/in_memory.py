@@ -18,7 +18,7 @@ from capabilities.blocks.state.contract import (
     check_version,
 )
 from capabilities.blocks.state.query import run_query
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 
 @dataclass

@@ -25,8 +25,8 @@ from capabilities.blocks.state.contract import (
     check_version,
 )
 from capabilities.blocks.state.query import run_query
-from capabilities.components.spec import ComponentSpec
 from capabilities.config.backends import sql_identifier
+from capabilities.daprspec.component import ComponentSpec
 
 T = TypeVar("T")
 

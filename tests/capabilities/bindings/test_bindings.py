@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from capability_testkit import component, need_server
 
 from capabilities.components.bindings.cron import Schedule
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.delivery import manager_for
 from capabilities.errors import DaprError
 

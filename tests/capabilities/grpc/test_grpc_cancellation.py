@@ -14,7 +14,7 @@ from grpc_harness import Sidecar, start_sidecar, write_resources
 
 from capabilities import registry
 from capabilities.blocks.lock.contract import UnlockStatus
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 SLOW_LOCK = """
 ---

@@ -16,7 +16,7 @@ from capability_testkit import need_server
 
 from capabilities import registry
 from capabilities.blocks.pubsub.contract import Message, PubSub, SubscribeOptions
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 pytestmark = pytest.mark.backend
 URL = "nats://127.0.0.1:4222"

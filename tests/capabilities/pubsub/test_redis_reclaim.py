@@ -18,7 +18,7 @@ from capability_testkit import need_server
 
 from capabilities.blocks.pubsub.contract import Message, SubscribeOptions
 from capabilities.components.pubsub.redis import RedisStreamsPubSub
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 REPO = Path(__file__).resolve().parents[3]
 STRANDED = 40  # more than one XAUTOCLAIM batch would need if the batch were small; queueDepth below is 16
@@ -30,7 +30,7 @@ SUBSCRIBER = textwrap.dedent(
     import asyncio, sys
     from capabilities.blocks.pubsub.contract import SubscribeOptions
     from capabilities.components.pubsub.redis import RedisStreamsPubSub
-    from capabilities.components.spec import ComponentSpec
+    from capabilities.daprspec.component import ComponentSpec
 
     async def main(topic: str, group: str, expected: int) -> None:
         spec = ComponentSpec("orders", "pubsub.redis", metadata={

@@ -19,7 +19,7 @@ from capabilities.blocks.bindings.contract import (
     InvokeRequest,
     OutputBinding,
 )
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 from capabilities.errors import DaprError
 
 

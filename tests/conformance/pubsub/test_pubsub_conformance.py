@@ -20,7 +20,7 @@ from capabilities.blocks.pubsub.contract import (
     PubSubBackendError,
     SubscribeOptions,
 )
-from capabilities.components.spec import ComponentSpec
+from capabilities.daprspec.component import ComponentSpec
 
 GROUPS = ("app-a", "app-b")
 

@@ -1,4 +1,8 @@
-"""A Dapr Component resource (dapr.io/v1alpha1), with secretKeyRefs already resolved."""
+"""A Dapr Component resource (dapr.io/v1alpha1), with secretKeyRefs already resolved.
+
+Here, with the other Dapr documents, rather than in capabilities/components (the backends): the config
+reader, the registry, the runtime and the building blocks all read it, and none of them should import the
+backends' package to do so (components implement the blocks' contracts, not the other way round)."""
 
 from __future__ import annotations
 
