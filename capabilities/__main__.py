@@ -174,7 +174,7 @@ async def serve_apps(
     import signal
 
     from capabilities.runtime import Runtime
-    from capabilities.sharing import SharedComponents
+    from capabilities.shared_components import SharedComponents
 
     # several apps: identical state/secret/lock/sequencer components share one instance (one pool)
     shared = SharedComponents() if len(all_settings) > 1 else None

@@ -18,7 +18,7 @@ from capabilities.config.settings import Settings
 from capabilities.daprspec.component import ComponentSpec
 from capabilities.errors import DaprError
 from capabilities.resiliency import Resiliency
-from capabilities.sharing import SharedComponents
+from capabilities.shared_components import SharedComponents
 from capabilities.tracing import TRACING
 
 if TYPE_CHECKING:  # the contracts each block's API calls through (light, but not needed to run)

@@ -18,7 +18,7 @@ import pytest
 from capabilities.__main__ import AppSpec, app_settings_from_args, parse_app_spec, parse_args
 from capabilities.daprspec.component import ComponentSpec
 from capabilities.runtime import Runtime
-from capabilities.sharing import SharedComponents, share_key
+from capabilities.shared_components import SharedComponents, share_key
 from xds.testing.envoy import free_port
 
 REPO = Path(__file__).resolve().parents[2]
