@@ -263,7 +263,7 @@ async def drain(runtime: Runtime, reporter: WorkloadReporter | None) -> None:
 def _deliveries(runtime: Runtime) -> list[Any]:
     """What delivers to the app: the HTTP delivery manager and, for APP_PROTOCOL=grpc, the gRPC one (each has
     pause(reason) / resume())."""
-    from capabilities.delivery import manager_for
+    from capabilities.delivery.http import manager_for
 
     found = [manager_for(runtime), getattr(runtime, "grpc_app_delivery", None)]
     return [d for d in found if d is not None]

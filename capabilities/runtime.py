@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the contracts each block's API calls through (light, but no
     from capabilities.blocks.secretstores.contract import SecretStore
     from capabilities.blocks.sequencer.contract import SequencerStore
     from capabilities.blocks.state.contract import Store
-    from capabilities.delivery_grpc.app import GrpcAppDelivery
+    from capabilities.delivery.grpc.app import GrpcAppDelivery
 
 __all__ = ["RUNTIME_VERSION", "Runtime", "Settings"]
 
@@ -133,7 +133,7 @@ class Runtime:
         self._callbacks: list[Callable[..., Any]] = []
         self._apply_lock = asyncio.Lock()
         self._watcher: Any = None
-        # APP_PROTOCOL=grpc: what delivers messages and binding events to the app (capabilities.delivery_grpc)
+        # APP_PROTOCOL=grpc: what delivers messages and binding events to the app (capabilities.delivery.grpc)
         self.grpc_app_delivery: GrpcAppDelivery | None = None
 
     @property

@@ -112,7 +112,7 @@ def test_start_up_imports_leave_out_yaml_and_grpc_app_delivery() -> None:
         "import sys\n"
         "import capabilities.__main__, capabilities.runtime, capabilities.api.http.app\n"
         "import capabilities.api.grpc.server, capabilities.config.controlplane\n"
-        "mods = ('yaml', 'capabilities.delivery_grpc.app', 'capabilities.delivery_grpc.topics')\n"
+        "mods = ('yaml', 'capabilities.delivery.grpc.app', 'capabilities.delivery.grpc.topics')\n"
         "print(','.join(m for m in mods if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

@@ -87,7 +87,7 @@ async def start_grpc(
     await server.start()
     delivery_stop = None
     if protocol == "grpc":
-        from capabilities.delivery_grpc import start as start_delivery
+        from capabilities.delivery.grpc import start as start_delivery
 
         try:
             delivery_stop = await start_delivery(runtime)

@@ -22,7 +22,7 @@ from capabilities.api.grpc.base import ApiBase
 from capabilities.api.grpc.errors import abort, invalid_argument
 from capabilities.blocks.pubsub import errors
 from capabilities.blocks.pubsub.contract import Message, SubscribeOptions
-from capabilities.delivery_grpc import events
+from capabilities.delivery.grpc import events
 from capabilities.errors import DaprError
 
 if TYPE_CHECKING:

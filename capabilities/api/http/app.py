@@ -139,7 +139,7 @@ def build_app(runtime: Runtime) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         # Called before components load: delivery waits on runtime.components_ready / on_config_change.
-        delivery = _optional_module("capabilities.delivery")
+        delivery = _optional_module("capabilities.delivery.http")
         start = getattr(delivery, "start", None)
         if start is None:
             return

@@ -15,7 +15,7 @@ from capability_testkit import component, need_server
 
 from capabilities.components.bindings.cron import Schedule
 from capabilities.daprspec.component import ComponentSpec
-from capabilities.delivery import manager_for
+from capabilities.delivery.http import manager_for
 from capabilities.errors import DaprError
 
 

@@ -185,7 +185,7 @@ def test_declarative_bulk_falls_back_to_alpha_service(alpha_app: tuple[Sidecar, 
 
 
 def test_bulk_entry_carries_the_cloud_event() -> None:
-    from capabilities.delivery_grpc.events import bulk_entry
+    from capabilities.delivery.grpc.events import bulk_entry
 
     ce = {"id": "e1", "source": "app", "type": "t", "specversion": "1.0", "data": {"a": 1},
           "datacontenttype": "application/json", "traceid": "x"}  # fmt: skip

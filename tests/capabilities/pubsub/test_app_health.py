@@ -24,7 +24,7 @@ from capabilities.apphealth import (
     config_from_args,
     drain,
 )
-from capabilities.delivery import manager_for
+from capabilities.delivery.http import manager_for
 
 REDIS = {"redisHost": "127.0.0.1:6379", "processingTimeout": "300ms", "redeliverInterval": "200ms"}
 

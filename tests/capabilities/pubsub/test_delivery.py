@@ -10,7 +10,7 @@ from typing import Any
 from capability_testkit import component
 from cloudevents.http import from_http
 
-from capabilities.delivery import active_subscriptions, manager_for
+from capabilities.delivery.http import active_subscriptions, manager_for
 
 PUBSUB = component("pubsub", "pubsub.in-memory", redeliverDelayMs="20")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from capability_testkit import component, need_server
 
-from capabilities.delivery import manager_for
+from capabilities.delivery.http import manager_for
 
 BROKERS = {
     "redis": (

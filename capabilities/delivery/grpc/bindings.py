@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dapr.proto.runtime.v1 import appcallback_pb2
 
 from capabilities.blocks.bindings.contract import Binding
-from capabilities.delivery_grpc.channel import AppCallbackChannel
+from capabilities.delivery.grpc.channel import AppCallbackChannel
 
 if TYPE_CHECKING:
     from capabilities.runtime import Runtime

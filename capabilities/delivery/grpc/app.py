@@ -1,4 +1,4 @@
-"""GrpcAppDelivery and start(): see the package docstring (capabilities/delivery_grpc/__init__.py)."""
+"""GrpcAppDelivery and start(): see the package docstring (capabilities/delivery/grpc/__init__.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import empty_pb2
 
-from capabilities.delivery_grpc.bindings import BindingDelivery
-from capabilities.delivery_grpc.channel import AppCallbackChannel, app_target
-from capabilities.delivery_grpc.declarative import declarative_subscriptions
-from capabilities.delivery_grpc.topics import TopicDelivery, TopicSubscription
+from capabilities.delivery.grpc.bindings import BindingDelivery
+from capabilities.delivery.grpc.channel import AppCallbackChannel, app_target
+from capabilities.delivery.grpc.declarative import declarative_subscriptions
+from capabilities.delivery.grpc.topics import TopicDelivery, TopicSubscription
 
 if TYPE_CHECKING:
     from capabilities.runtime import Runtime

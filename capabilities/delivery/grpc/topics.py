@@ -17,10 +17,10 @@ import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2
 
 from capabilities.blocks.pubsub.contract import Message, PubSub, SubscribeOptions, Unsubscribe
+from capabilities.delivery.grpc import events
+from capabilities.delivery.grpc.bulk import BulkSender, GrpcBulkBatcher
+from capabilities.delivery.grpc.channel import AppCallbackChannel
 from capabilities.delivery.postman import RetryDelivery, Verdict
-from capabilities.delivery_grpc import events
-from capabilities.delivery_grpc.bulk import BulkSender, GrpcBulkBatcher
-from capabilities.delivery_grpc.channel import AppCallbackChannel
 from capabilities.tracing import TRACING, grpc_trace_metadata, trace_carrier
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from capabilities.delivery_grpc.topics import Rule, TopicSubscription
+from capabilities.delivery.grpc.topics import Rule, TopicSubscription
 
 if TYPE_CHECKING:
     from capabilities.runtime import Runtime

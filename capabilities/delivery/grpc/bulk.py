@@ -18,11 +18,11 @@ from typing import Any
 import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2
 
+from capabilities.delivery.grpc import events
+from capabilities.delivery.grpc.channel import AppCallbackChannel
+from capabilities.delivery.http.topics import BulkBatcher
 from capabilities.delivery.postman import Verdict
 from capabilities.delivery.subscriptions import BulkSubscribe
-from capabilities.delivery.topics import BulkBatcher
-from capabilities.delivery_grpc import events
-from capabilities.delivery_grpc.channel import AppCallbackChannel
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from capabilities.blocks.bindings.contract import Binding, InputBinding, StopReading
+from capabilities.delivery.http.topics import default_backoff
 from capabilities.delivery.postman import RetryDelivery
-from capabilities.delivery.topics import default_backoff
 
 if TYPE_CHECKING:
     from capabilities.runtime import Runtime

@@ -18,9 +18,9 @@ Stop = Callable[[], Awaitable[None]]
 
 
 async def start(runtime: Runtime) -> Stop:
-    """Start gRPC delivery for `runtime` (see capabilities.delivery_grpc.app). The machinery is imported here,
-    on use: the gRPC API imports capabilities.delivery_grpc.events at start-up, and only an app with
+    """Start gRPC delivery for `runtime` (see capabilities.delivery.grpc.app). The machinery is imported here,
+    on use: the gRPC API imports capabilities.delivery.grpc.events at start-up, and only an app with
     APP_PROTOCOL=grpc needs the rest (keeps ~10 ms of imports off the capability service's start)."""
-    from capabilities.delivery_grpc.app import start as start_app
+    from capabilities.delivery.grpc.app import start as start_app
 
     return await start_app(runtime)
