@@ -15,6 +15,7 @@ from aiohttp import web
 
 from xds.controlplane.api_context import CONTROL_PLANE, error
 from xds.gatewayapi.addresses import gateway_addresses, with_addresses
+from xds.gatewayapi.certificates import has_certificate
 from xds.gatewayapi.convert import convert
 from xds.gatewayapi.documents import read_documents
 from xds.gatewayapi.kinds import STATUS_KINDS
@@ -34,7 +35,9 @@ def statuses(documents: Any, config: Any, credentials_known: bool = False) -> li
     inputs, _ = read_documents(list(documents))
     services = config.service_by_host if config is not None else {}
     available = (
-        {c.name for c in config.inputs.credentials} if config is not None and credentials_known else None
+        {c.name for c in config.inputs.credentials if has_certificate(c.cert)}
+        if config is not None and credentials_known
+        else None
     )
     found = convert(inputs, services, available).statuses
     return sorted(found, key=lambda s: (STATUS_KINDS.index(s.meta.kind), s.meta.namespace, s.meta.name))

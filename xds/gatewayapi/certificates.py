@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from xds.gatewayapi import objects
 from xds.gatewayapi.kinds import GATEWAY, GROUP
 from xds.gatewayapi.status import Condition, failed
@@ -27,6 +29,15 @@ class CertificateOutcome:
     credential: str = ""  # the credentialName served ("" = none can be)
     problem: Condition | None = None  # listener ResolvedRefs False when a reference is unusable
     notes: tuple[str, ...] = ()  # served, but not exactly as written
+
+
+def has_certificate(pem: str) -> bool:
+    """tls.crt holds PEM certificates that parse: a Secret with anything else is malformed, which the spec
+    reports as InvalidCertificateRef (GatewayInvalidTLSConfiguration's malformed Secret)."""
+    try:
+        return bool(x509.load_pem_x509_certificates(pem.encode()))
+    except ValueError:
+        return False
 
 
 def credential_name(ref: objects.SecretRef, gateway_namespace: str) -> str:
@@ -72,7 +83,7 @@ def resolve(
         name = credential_name(ref, ns)
         if available is not None and name not in available:
             secret = f"Secret {ref.namespace}/{ref.name}"
-            msg = f"{where}: {secret} not found (credential {name!r}: tls.crt and tls.key)"
+            msg = f"{where}: {secret} not found or malformed (credential {name!r}: PEM tls.crt and tls.key)"
             problems.append((INVALID, msg))
             continue
         usable.append(name)

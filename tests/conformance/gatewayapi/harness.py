@@ -139,6 +139,7 @@ class ControlPlane:
         self.proc: asyncio.subprocess.Process | None = None
         self.session: aiohttp.ClientSession | None = None
         self.token = ""
+        self.credentials = workdir / "credentials"  # the Secrets, as credential files (certs.py)
 
     @property
     def api(self) -> str:
@@ -165,7 +166,7 @@ class ControlPlane:
             "0.3",
             stdout=log,
             stderr=log,
-            env={**os.environ, "MECHA_STATE_DIR": str(state)},
+            env={**os.environ, "MECHA_STATE_DIR": str(state), "MECHA_CREDENTIALS_DIR": str(self.credentials)},
         )
         log.close()
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))

@@ -6,8 +6,10 @@ and its HTTP round trips with eventual-consistency waits (conformance/utils/http
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import aiohttp
 import grpc
 
 from tests.conformance.gatewayapi import grpcecho
+from tests.conformance.gatewayapi.certs import Credentials, self_signed
 from tests.conformance.gatewayapi.harness import (
     CONTROLLER,
     GROUP,
@@ -117,9 +120,17 @@ class Suite:
     def __post_init__(self) -> None:
         self.cp = ControlPlane(self.workdir)
         self.gateways = Gateways(self.cp, self.workdir)
+        self.credentials = Credentials(self.cp.credentials, INFRA_NS)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # suite.Setup's programmatic Secrets (the CA-signed ones serve profiles not run here)
+        for ns, name, hosts in (
+            (WEB_NS, "certificate", ["*"]),
+            (INFRA_NS, "tls-validity-checks-certificate", ["*", "*.org", "*.wildcard.org"]),
+        ):
+            crt, key = self_signed(hosts)
+            self.credentials.write(ns, name, {"tls.crt": crt, "tls.key": key})
         await self.cp.start()
         self._base = manifests("base/manifests.yaml")
         await self.kubelet.echo.start(self.kubelet.schedule(self._base))
@@ -142,6 +153,10 @@ class Suite:
     async def apply(self, relative: str) -> list[dict[str, Any]]:
         """Apply a test's manifests (suite.Applier.MustApplyWithCleanup); returns them for `cleanup`."""
         docs = manifests(relative)
+        for secret in (d for d in docs if d.get("kind") == "Secret"):  # Mecha reads Secrets as files
+            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+            self.credentials.write(secret["metadata"]["namespace"], secret["metadata"]["name"], data)
+        docs = [d for d in docs if d.get("kind") != "Secret"]
         new_pods = self.kubelet.schedule(docs)
         if new_pods:
             await self.kubelet.echo.start(new_pods)
@@ -163,6 +178,8 @@ class Suite:
                 await self.cleanup(name, docs)
 
     async def cleanup(self, relative: str, docs: list[dict[str, Any]]) -> None:
+        for secret in (d for d in manifests(relative) if d.get("kind") == "Secret"):
+            self.credentials.remove(secret["metadata"]["namespace"], secret["metadata"]["name"])
         stored = {
             (d.get("kind"), d.get("namespace", ""), d.get("name"))
             for d in (await self.cp.get_json("/api/v1/config")).get("documents") or []
@@ -523,6 +540,29 @@ class Suite:
         if missing:
             raise ConformanceError(f"{exp.name()}: " + "; ".join(missing))
 
+    async def tls_expect(self, gw_addr: GwAddr, exp: Expected, server_cert: bytes, server_name: str) -> None:
+        """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: HTTPS with SNI server_name, the server's
+        certificate the only root, its name checked as Go's crypto/x509 checks it; 3 matches in a row."""
+        context = ssl.create_default_context(cadata=server_cert.decode())
+        context.check_hostname = False  # Go's rules instead: OpenSSL refuses a wildcard like *.org
+        context.sslobject_class = _GoHostnameCheck
+        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
+        while True:
+            try:
+                got = await self.round_trip(gw_addr, exp, context, server_name)
+                why = compare(exp, got)
+            except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as exc:
+                why = f"request failed: {exc!r}"
+            if not why:
+                successes += 1
+                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
+                    return
+                continue
+            successes = 0
+            if time.monotonic() > deadline:
+                raise ConformanceError(f"{exp.name()}: {why}")
+            await asyncio.sleep(1.0)
+
     async def grpc_expect(self, gw_addr: GwAddr, exp: GrpcExpected) -> None:
         """grpc.MakeRequestAndExpectEventuallyConsistentResponse: a DefaultClient of its own (one channel,
         reset after an INTERNAL status), 3 matching RPCs in a row within 30 s."""
@@ -574,7 +614,9 @@ class Suite:
         if failures:
             raise ConformanceError("\n".join(failures))
 
-    async def round_trip(self, gw_addr: GwAddr, exp: Expected) -> Captured:
+    async def round_trip(
+        self, gw_addr: GwAddr, exp: Expected, tls: ssl.SSLContext | None = None, server_name: str = ""
+    ) -> Captured:
         assert self.http is not None
         req = exp.request
         path, _, query = req.path.partition("?")
@@ -583,13 +625,15 @@ class Suite:
         headers["X-Echo-Set-Header"] = ",".join(
             f"{k}:{v}" for k, v in exp.backend_set_response_headers.items()
         )
-        url = f"http://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
+        scheme = "https" if tls is not None else "http"
+        url = f"{scheme}://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
         async with self.http.request(
             req.method,
             aiohttp.client.URL(url, encoded=True),
             headers=headers,
             allow_redirects=False,
             data=req.body or None,
+            **({"ssl": tls, "server_hostname": server_name} if tls is not None else {}),
         ) as resp:
             text = await resp.text()
             captured = Captured(resp.status, {k.lower(): resp.headers.getall(k) for k in resp.headers})
@@ -651,6 +695,24 @@ def grpc_compare(exp: GrpcExpected, got: grpcecho.RpcResult) -> str:
         if not a.context.pod.startswith(exp.backend):
             return f"expected pod name to start with {exp.backend}, got {a.context.pod}"
     return ""
+
+
+class _GoHostnameCheck(ssl.SSLObject):
+    """crypto/x509 VerifyHostname on the peer certificate once the handshake is done: a DNS SAN equal to the
+    server name label by label (case insensitive), a leftmost `*` label matching any one label."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        name = str(self.server_hostname or "")
+        sans = [v for k, v in (self.getpeercert() or {}).get("subjectAltName", ()) if k == "DNS"]
+        want = name.lower().rstrip(".").split(".")
+        for san in sans:
+            labels = str(san).lower().split(".")
+            if len(labels) == len(want) and all(
+                p == h or (i == 0 and p == "*") for i, (p, h) in enumerate(zip(labels, want, strict=True))
+            ):
+                return
+        raise ssl.SSLCertVerificationError(f"x509: certificate is not valid for {name}, only for {sans}")
 
 
 def _deployed_by(pod: str, deployment: str) -> bool:
