@@ -131,7 +131,7 @@ class MeshBuilder:
                     policy = effective_policy(rule, subset, port.number)
                     name, body = outbound_cluster_bytes(svc, port, subset, policy)
                     clusters.append(Resource.make(types.CLUSTER, name, body))
-                    if svc.resolution == "STATIC":  # CLA for a proxy without locality (locality.py)
+                    if svc.resolution == "STATIC":  # CLA for a proxy without locality (locality_lb.py)
                         cla = cla_for(name, svc, port, labels, policy)
                         endpoints.append(Resource.make(types.ENDPOINT, name, cla))
             return clusters, endpoints
