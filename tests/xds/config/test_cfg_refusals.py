@@ -63,7 +63,7 @@ def test_analyze_reports_the_typo_instead_of_dropping_nothing() -> None:
 @pytest.mark.parametrize(
     ("api_version", "kind"),
     [
-        ("v1", "Namespace"),
+        ("v1", "ServiceAccount"),
         ("v1", "Pod"),
         ("apps/v1", "Deployment"),
         ("networking.istio.io/v1alpha3", "ExternalService"),
@@ -72,6 +72,12 @@ def test_analyze_reports_the_typo_instead_of_dropping_nothing() -> None:
 def test_kinds_skipped_on_purpose_stay_skipped(api_version: str, kind: str) -> None:
     result = compile_text(f"apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x}}\n")
     assert result.ok and [loc.kind for loc in result.skipped] == [kind]
+
+
+def test_a_namespace_is_read_not_skipped() -> None:
+    """Its labels select Gateway API routes (allowedRoutes.namespaces.selector)."""
+    result = compile_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {team: a}}\n")
+    assert result.ok and result.skipped == []
 
 
 def test_unknown_group_is_refused() -> None:
