@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -20,7 +21,72 @@ VALID_FOR = datetime.timedelta(days=365)  # certificate.go validFor
 
 
 def self_signed(hosts: list[str]) -> tuple[bytes, bytes]:
-    """generateRSACert without a CA: (certificate PEM, PKCS#1 key PEM)."""
+    """MustCreateSelfSignedCertSecret: (certificate PEM, PKCS#1 key PEM)."""
+    return _leaf(hosts, None)
+
+
+def ca_signed(hosts: list[str], ca: CA) -> tuple[bytes, bytes]:
+    """MustCreateCASignedCertSecret: a server certificate for hosts issued by ca."""
+    return _leaf(hosts, ca)
+
+
+@dataclass(frozen=True)
+class CA:
+    """generateCACert / MustCreateCACertConfigMap: the CA a ConfigMap's ca.crt holds."""
+
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_ca() -> CA:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kubernetes Gateway API"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "gatewayapi"),
+        ]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)  # self-signed: Go signs the template with itself as the parent
+        .public_key(key.public_key())
+        .serial_number(2024)
+        .not_valid_before(now)
+        .not_valid_after(now + VALID_FOR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return CA(cert, key)
+
+
+def _key_usage(cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_encipherment=not cert_sign,
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _leaf(hosts: list[str], ca: CA | None) -> tuple[bytes, bytes]:
+    """generateRSACert: RSA 2048, server auth, the hosts as IP, DNS or URI SANs; self-signed without a CA."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name(
         [
@@ -33,34 +99,21 @@ def self_signed(hosts: list[str]) -> tuple[bytes, bytes]:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
-            sans.append(x509.DNSName(h))
+            sans.append(x509.UniformResourceIdentifier(h) if "://" in h else x509.DNSName(h))
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(ca.cert.subject if ca else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + VALID_FOR)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=True,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(ca.key if ca else key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

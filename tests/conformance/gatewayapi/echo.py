@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.conformance.gatewayapi.grpcecho import GrpcEchoServer, PodContext
+from tests.conformance.gatewayapi.tcpecho import TcpEchoPod, server_context
 
 HTTP_PORT = 3000  # echo-basic's HTTP_PORT default, the targetPort of the suite's Services
+HTTPS_PORT = 8443  # echo-basic's HTTPS_PORT default (served when the pod mounts a certificate)
 _STATUS = re.compile(r"^/status/(\d\d\d)$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
@@ -27,6 +32,8 @@ class Pod:
     ip: str
     labels: tuple[tuple[str, str], ...]
     grpc: bool = False  # echo-basic with GRPC_ECHO_SERVER set: the gRPC echo service instead of HTTP
+    tcp: bool = False  # TCP_ECHO_SERVER set: the TCP echo (tcpecho.py)
+    tls: tuple[bytes, bytes] | None = None  # its mounted certificate Secret (tls.crt, tls.key): TLS on 8443
 
 
 def _duration_s(text: str) -> float:
@@ -55,11 +62,13 @@ def _echo_headers(request: web.Request) -> dict[str, str]:
 class EchoPods:
     """Every pod of the suite's Deployments, served by one app: the pod is the address a request came to."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path | None = None) -> None:
+        self.workdir = workdir
         self.pods: dict[str, Pod] = {}
         self.logs: dict[str, list[str]] = {}  # pod IP -> its stdout lines (the mirror tests read them)
         self._runners: list[web.AppRunner] = []  # one per start (the base pods, then each test's)
         self._grpc: list[GrpcEchoServer] = []
+        self._tcp: list[TcpEchoPod] = []
 
     async def start(self, pods: list[Pod]) -> None:
         app = web.Application()
@@ -69,16 +78,31 @@ class EchoPods:
         self._runners.append(runner)
         for pod in pods:
             self.pods[pod.ip] = pod
+            tls = self._tls(pod)
             if pod.grpc:
                 server = GrpcEchoServer(pod.ip, HTTP_PORT, PodContext(pod.namespace, pod.name))
                 await server.start()
                 self._grpc.append(server)
+            elif pod.tcp:
+                tcp = TcpEchoPod(pod.ip, pod.namespace, pod.name, tls)
+                await tcp.start()
+                self._tcp.append(tcp)
             else:
                 await web.TCPSite(runner, pod.ip, HTTP_PORT).start()
+                if tls is not None:  # echo-basic's HTTPS_PORT with TLS_SERVER_CERT / TLS_SERVER_PRIVKEY
+                    await web.TCPSite(runner, pod.ip, HTTPS_PORT, ssl_context=tls).start()
+
+    def _tls(self, pod: Pod) -> ssl.SSLContext | None:
+        if pod.tls is None:
+            return None
+        folder = Path(tempfile.mkdtemp(prefix=f"{pod.name}-", dir=self.workdir))
+        return server_context(*pod.tls, folder)
 
     async def stop(self) -> None:
         for server in self._grpc:
             await server.stop()
+        for tcp in self._tcp:
+            await tcp.stop()
         for runner in self._runners:
             await runner.cleanup()
 

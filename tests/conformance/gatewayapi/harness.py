@@ -36,6 +36,7 @@ KIND_OF = {
     "httproutes": "HTTPRoute",
     "grpcroutes": "GRPCRoute",
     "gatewayclasses": "GatewayClass",
+    "tlsroutes": "TLSRoute",
 }  # pod IPs 127.77.X.Y: every pod listens on echo-basic's own port 3000
 
 
@@ -59,10 +60,13 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 class Kubelet:
     """Deployments -> echo pods; Services -> EndpointSlices of the pods they select (ready, targetRef)."""
 
-    echo: EchoPods = field(default_factory=EchoPods)
+    echo: EchoPods = field(default_factory=EchoPods)  # the suite gives it a workdir for pod certificates
     pods: list[Pod] = field(default_factory=list)
 
-    def schedule(self, docs: list[dict[str, Any]]) -> list[Pod]:
+    def schedule(
+        self, docs: list[dict[str, Any]], secrets: dict[tuple[str, str], dict[str, bytes]] | None = None
+    ) -> list[Pod]:
+        """The pods of docs' Deployments; secrets: what a pod's mounted certificate Secret holds."""
         new = []
         for d in docs:
             if d.get("kind") != "Deployment":
@@ -71,13 +75,22 @@ class Kubelet:
             template = spec.get("template") or {}
             labels = (template.get("metadata") or {}).get("labels") or {}
             containers = (template.get("spec") or {}).get("containers") or []
-            grpc = any(e.get("name") == "GRPC_ECHO_SERVER" for c in containers for e in c.get("env") or [])
+            env = {e.get("name") for c in containers for e in c.get("env") or []}
+            mounted = [
+                (v.get("secret") or {}).get("secretName")
+                for v in (template.get("spec") or {}).get("volumes") or []
+                if v.get("secret")
+            ]
+            found = (secrets or {}).get((meta["namespace"], mounted[0])) if mounted else None
+            tls = (found["tls.crt"], found["tls.key"]) if found and "TLS_SERVER_CERT" in env else None
             suffix = hashlib.sha1(f"{meta['namespace']}/{meta['name']}".encode()).hexdigest()[:9]
             for i in range(int(spec.get("replicas", 1))):
                 n = len(self.pods) + len(new)
                 ip = f"{POD_NET}.{n // 250}.{n % 250 + 1}"
                 name = f"{meta['name']}-{suffix}-{i}"
-                new.append(Pod(meta["namespace"], name, ip, tuple(sorted(labels.items())), grpc))
+                labelled = tuple(sorted(labels.items()))
+                grpc, tcp = "GRPC_ECHO_SERVER" in env, "TCP_ECHO_SERVER" in env
+                new.append(Pod(meta["namespace"], name, ip, labelled, grpc, tcp, tls))
         self.pods += new
         return new
 

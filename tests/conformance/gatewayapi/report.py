@@ -22,6 +22,7 @@ OUTCOMES: dict[str, str] = {}  # ShortName -> passed / failed / skipped, filled 
 PROFILES: dict[str, frozenset[str]] = {
     "GATEWAY-HTTP": frozenset({"Gateway", "ReferenceGrant", "HTTPRoute"}),
     "GATEWAY-GRPC": frozenset({"Gateway", "ReferenceGrant", "GRPCRoute"}),
+    "GATEWAY-TLS": frozenset({"Gateway", "ReferenceGrant", "TLSRoute"}),
 }
 # the extended features Mecha claims (docs/gateway-api.md), by profile
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -44,6 +45,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         }
     ),
     "GATEWAY-GRPC": frozenset(),  # its extended features are the Gateway ones, none of which Mecha claims
+    "GATEWAY-TLS": frozenset(),  # Gateway ones and TLSRoute's Terminate/Mixed modes: none claimed
 }
 
 
@@ -122,14 +124,16 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
 
 def _extended(profile: str, index: dict[str, Any]) -> list[str]:
     """The profile's extended features: every feature its tests name beyond core (GATEWAY-HTTP: Gateway* and
-    HTTPRoute* features, and BackendTLSPolicy*; GATEWAY-GRPC: Gateway* features), as pkg/features groups
-    them."""
+    HTTPRoute* features, and BackendTLSPolicy*; GATEWAY-GRPC: Gateway* features; GATEWAY-TLS: Gateway* and
+    TLSRoute* features), as pkg/features groups them."""
     core = PROFILES[profile]
     names = {f for t in index["tests"] if not t["mesh"] for f in t["features"]} - core
     if profile == "GATEWAY-HTTP":
         prefixes: tuple[str, ...] = ("Gateway", "HTTPRoute", "BackendTLSPolicy")
     elif profile == "GATEWAY-GRPC":
         prefixes = ("Gateway",)  # GatewayExtendedFeatures
+    elif profile == "GATEWAY-TLS":
+        prefixes = ("Gateway", "TLSRoute")  # GatewayExtendedFeatures, TLSRouteExtendedFeatures
     else:
         return sorted(names)
     return sorted(f for f in names if f.startswith(prefixes))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import re
 import ssl
 import time
@@ -21,7 +22,7 @@ import aiohttp
 import grpc
 
 from tests.conformance.gatewayapi import grpcecho
-from tests.conformance.gatewayapi.certs import Credentials, self_signed
+from tests.conformance.gatewayapi.certs import Credentials, ca_signed, new_ca, self_signed
 from tests.conformance.gatewayapi.harness import (
     CONTROLLER,
     GROUP,
@@ -30,6 +31,7 @@ from tests.conformance.gatewayapi.harness import (
     Kubelet,
     manifests,
 )
+from tests.conformance.gatewayapi.tcpecho import WELCOME as TCP_WELCOME
 from xds.gatewayapi.addresses import HOST_PORT
 
 # conformance/utils/config/timeout.go defaults (seconds)
@@ -46,6 +48,7 @@ APP_NS = "gateway-conformance-app-backend"
 WEB_NS = "gateway-conformance-web-backend"
 SKIP_READINESS = "gateway-api/skip-this-for-readiness"  # GatewayExcludedFromReadinessChecks
 REQUEST_ID_QUERY_PARAM = "gateway-api-conformance-request-id"
+SPIFFE_SAN = "spiffe://abc.example.com/test-identity"
 
 
 class ConformanceError(AssertionError):
@@ -116,6 +119,7 @@ class Suite:
     http: aiohttp.ClientSession | None = None
     _base: list[dict[str, Any]] = field(default_factory=list)
     _extra: list[dict[str, Any]] = field(default_factory=list)  # the current test's Services and Deployments
+    config_maps: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.cp = ControlPlane(self.workdir)
@@ -124,16 +128,28 @@ class Suite:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        # suite.Setup's programmatic Secrets (the CA-signed ones serve profiles not run here)
+        # suite.Setup's programmatic Secrets and the CA ConfigMap the TLS tests read (the client-certificate
+        # and BackendTLSPolicy ones serve features Mecha does not claim)
         for ns, name, hosts in (
             (WEB_NS, "certificate", ["*"]),
             (INFRA_NS, "tls-validity-checks-certificate", ["*", "*.org", "*.wildcard.org"]),
         ):
             crt, key = self_signed(hosts)
             self.credentials.write(ns, name, {"tls.crt": crt, "tls.key": key})
+        ca = new_ca()
+        self.config_maps[(INFRA_NS, "tls-checks-ca-certificate")] = {"ca.crt": ca.pem}
+        for ns, name, hosts in (
+            (INFRA_NS, "tls-checks-certificate", ["abc.example.com", SPIFFE_SAN, "other.example.com"]),
+            (INFRA_NS, "tls-passthrough-checks-certificate", ["abc.example.com"]),
+            (APP_NS, "tls-passthrough-checks-certificate", ["abc.example.com"]),
+            (INFRA_NS, "tls-terminate-checks-certificate", ["tls.example.com"]),
+        ):
+            crt, key = ca_signed(hosts, ca)
+            self.credentials.write(ns, name, {"tls.crt": crt, "tls.key": key})
+        self.kubelet.echo.workdir = self.workdir
         await self.cp.start()
         self._base = manifests("base/manifests.yaml")
-        await self.kubelet.echo.start(self.kubelet.schedule(self._base))
+        await self.kubelet.echo.start(self.kubelet.schedule(self._base, self.credentials.secrets))
         await self.cp.apply("base/manifests.yaml", self._base)
         await self._publish_registry()
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
@@ -157,7 +173,7 @@ class Suite:
             data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
             self.credentials.write(secret["metadata"]["namespace"], secret["metadata"]["name"], data)
         docs = [d for d in docs if d.get("kind") != "Secret"]
-        new_pods = self.kubelet.schedule(docs)
+        new_pods = self.kubelet.schedule(docs, self.credentials.secrets)
         if new_pods:
             await self.kubelet.echo.start(new_pods)
         self._extra += [d for d in docs if d.get("kind") in ("Service", "Deployment")]
@@ -301,6 +317,24 @@ class Suite:
             gw, [("ResolvedRefs", "True", ""), ("Accepted", "True", ""), ("Programmed", "True", "")]
         )
         return addr
+
+    async def gateway_and_tls_routes_must_be_accepted(
+        self, gw: tuple[str, str], routes: list[tuple[str, str]]
+    ) -> tuple[GwAddr, list[str]]:
+        """GatewayAndTLSRoutesMustBeAccepted: the Gateway's address, each route Accepted by it (no listener
+        checks, unlike the HTTP variant); returns the last route's spec.hostnames."""
+        addr = await self.gateway_address(gw)
+        hostnames: list[str] = []
+        for route in routes:
+            parent = {
+                "parentRef": {"group": GROUP, "kind": "Gateway", "name": gw[1], "namespace": gw[0]},
+                "controllerName": CONTROLLER,
+                "conditions": [("Accepted", "True", "Accepted")],
+            }
+            await self.route_must_have_parents("tlsroutes", route, [parent], route[0] != gw[0])
+            obj = await self.cp.get("tlsroutes", *route)
+            hostnames = list(((obj or {}).get("spec") or {}).get("hostnames") or [])
+        return addr, hostnames
 
     async def route_must_have_condition(
         self,
@@ -544,6 +578,8 @@ class Suite:
         """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: HTTPS with SNI server_name, the server's
         certificate the only root, its name checked as Go's crypto/x509 checks it; 3 matches in a row."""
         context = ssl.create_default_context(cadata=server_cert.decode())
+        # Go trusts any certificate of its root pool as an anchor, a CA-signed leaf included
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         context.check_hostname = False  # Go's rules instead: OpenSSL refuses a wildcard like *.org
         context.sslobject_class = _GoHostnameCheck
         successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
@@ -562,6 +598,79 @@ class Suite:
             if time.monotonic() > deadline:
                 raise ConformanceError(f"{exp.name()}: {why}")
             await asyncio.sleep(1.0)
+
+    async def tcp_expect(
+        self, gw_addr: GwAddr, root: bytes, server_name: str, use_tls: bool, exp: TcpExpected
+    ) -> None:
+        """tcp.MakeTCPRequestAndExpectEventuallyValidResponse: a new connection each second (TLS with SNI
+        server_name and root as the only CA) until one completes welcome, PING, IS_TLS and TEST within 30 s;
+        that exchange's answers must then be the expected ones."""
+        context = None
+        if use_tls:
+            context = ssl.create_default_context(cadata=root.decode() if root else None)
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # Go: any root-pool certificate anchors
+            context.check_hostname = False
+            context.sslobject_class = _GoHostnameCheck
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        host, _, port = gw_addr.dial().rpartition(":")
+        deadline, why = time.monotonic() + MAX_TIME_TO_CONSISTENCY_S, ""
+        while time.monotonic() < deadline:
+            try:
+                answers = await asyncio.wait_for(
+                    _tcp_exchange(host, int(port), context, server_name), REQUEST_TIMEOUT_S
+                )
+            except (OSError, TimeoutError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as exc:
+                why = f"client could not connect or complete the exchange: {exc!r}"
+                await asyncio.sleep(1.0)
+                continue
+            welcome, pong, is_tls, payload = answers
+            problems = []
+            if welcome != TCP_WELCOME:
+                problems.append(f"TCPServer welcome message does not match: {welcome!r}")
+            if pong != "PONG\n":
+                problems.append(f"PING answered {pong!r}")
+            if is_tls.rstrip("\n") != str(exp.backend_is_tls).lower():
+                problems.append(f"IS_TLS answered {is_tls!r}, want {exp.backend_is_tls}")
+            if payload.get("namespace") != exp.namespace:
+                problems.append(
+                    f"namespace does not match: {payload.get('namespace')!r} != {exp.namespace!r}"
+                )
+            if not str(payload.get("pod", "")).startswith(f"{exp.backend}-"):
+                problems.append(f"backend name does not match with pod prefix. pod={payload.get('pod')}")
+            tls_facts = payload.get("tls") or {}
+            if exp.hostname and tls_facts.get("serverName") != exp.hostname:
+                problems.append(f"SNI seen {tls_facts.get('serverName')!r}, want {exp.hostname!r}")
+            if problems:
+                raise ConformanceError("; ".join(problems))
+            return
+        raise ConformanceError(f"no valid TCP response within {MAX_TIME_TO_CONSISTENCY_S:.0f}s: {why}")
+
+    async def tls_connection_rejected(self, gw_addr: GwAddr, server_name: str) -> None:
+        """tls.MakeTLSConnectionAndExpectEventuallyConnectionRejection: within 30 s, a TLS dial with SNI
+        server_name (the system roots, TLS 1.2+) ends in EOF or a reset during the handshake."""
+        context = ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        host, _, port = gw_addr.dial().rpartition(":")
+        deadline, why = time.monotonic() + MAX_TIME_TO_CONSISTENCY_S, "never tried"
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, int(port), ssl=context, server_hostname=server_name),
+                    REQUEST_TIMEOUT_S,
+                )
+                writer.close()
+                why = "client could connect"
+            except (
+                ssl.SSLEOFError,
+                ssl.SSLZeroReturnError,
+                ConnectionResetError,
+                asyncio.IncompleteReadError,
+            ):
+                return
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                why = f"client could not connect: {exc!r}"
+            await asyncio.sleep(1.0)
+        raise ConformanceError(f"TLS connection with SNI {server_name} was not rejected: {why}")
 
     async def grpc_expect(self, gw_addr: GwAddr, exp: GrpcExpected) -> None:
         """grpc.MakeRequestAndExpectEventuallyConsistentResponse: a DefaultClient of its own (one channel,
@@ -638,8 +747,6 @@ class Suite:
             text = await resp.text()
             captured = Captured(resp.status, {k.lower(): resp.headers.getall(k) for k in resp.headers})
             if 200 <= resp.status < 300 and "application/json" in resp.headers.get("Content-Type", ""):
-                import json
-
                 captured.request = json.loads(text)
             if resp.status in (300, 301, 302, 303, 304, 305, 307, 308):
                 loc = urlsplit(resp.headers.get("Location", ""))
@@ -657,6 +764,37 @@ def _parent_matches(want: dict[str, Any], got: dict[str, Any], namespace_require
         return False
     conditions = got.get("conditions") or []
     return all(_find(conditions, *c) for c in want["conditions"])
+
+
+@dataclass
+class TcpExpected:
+    """tcp.ExpectedResponse."""
+
+    backend_is_tls: bool = False
+    backend: str = ""
+    namespace: str = ""
+    hostname: str = ""
+
+
+async def _tcp_exchange(
+    host: str, port: int, context: ssl.SSLContext | None, server_name: str
+) -> tuple[str, str, str, dict[str, Any]]:
+    """One connection: the welcome line and the answers to PING, IS_TLS and TEST."""
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=context, server_hostname=server_name if context is not None else None
+    )
+    try:
+        welcome = (await reader.readline()).decode()
+        answers = []
+        for command in ("PING", "IS_TLS", "TEST"):
+            writer.write(f"{command}\n".encode())
+            await writer.drain()
+            answers.append((await reader.readline()).decode())
+        if not answers[2]:
+            raise asyncio.IncompleteReadError(b"", None)
+        return welcome, answers[0], answers[1], dict(json.loads(answers[2]))
+    finally:
+        writer.close()
 
 
 @dataclass

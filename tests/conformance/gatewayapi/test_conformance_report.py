@@ -9,8 +9,8 @@ def test_report_counts_failed_and_not_run_tests() -> None:
     report = build_report({"HTTPRouteMatching": "passed", "HTTPRouteWeight": "failed"}, "v0")
     assert report["apiVersion"] == "gateway.networking.k8s.io/v1" and report["kind"] == "ConformanceReport"
     assert report["gatewayAPIVersion"] == upstream_tests()["ref"]
-    assert [p["name"] for p in report["profiles"]] == ["GATEWAY-GRPC", "GATEWAY-HTTP"]
-    _, http = report["profiles"]
+    assert [p["name"] for p in report["profiles"]] == ["GATEWAY-GRPC", "GATEWAY-HTTP", "GATEWAY-TLS"]
+    _, http, _ = report["profiles"]
     core = http["core"]
     assert http["name"] == "GATEWAY-HTTP" and core["result"] == "failure"
     assert core["failedTests"] == ["HTTPRouteWeight"] and core["statistics"]["Passed"] == 1
@@ -21,16 +21,19 @@ def test_report_counts_failed_and_not_run_tests() -> None:
 
 
 def test_report_counts_a_test_in_every_profile_that_has_its_features() -> None:
-    """As the Go suite does: a Gateway-only test is core in GATEWAY-GRPC and GATEWAY-HTTP alike; an HTTPRoute
-    test only in GATEWAY-HTTP, a GRPCRoute test only in GATEWAY-GRPC."""
+    """As the Go suite does: a Gateway-only test is core in every Gateway profile alike; an HTTPRoute test
+    only in GATEWAY-HTTP, a GRPCRoute test only in GATEWAY-GRPC."""
     outcomes = {
         "GatewayInvalidParametersRef": "passed",
         "HTTPRouteMatching": "passed",
         "GRPCRouteWeight": "failed",
     }
-    grpc, http = build_report(outcomes, "v0")["profiles"]
+    grpc, http, tls = build_report(outcomes, "v0")["profiles"]
     assert grpc["core"]["statistics"]["Passed"] == 1 and grpc["core"]["failedTests"] == ["GRPCRouteWeight"]
     assert "HTTPRouteMatching" not in grpc["core"].get("skippedTests", [])
     assert http["core"]["statistics"]["Passed"] == 2 and "failedTests" not in http["core"]
     assert "GatewayPort8080" in grpc["extended"]["unsupportedFeatures"]
     assert grpc["extended"]["supportedFeatures"] == []
+    assert tls["core"]["statistics"]["Passed"] == 1 and "GRPCRouteWeight" not in tls["core"]["skippedTests"]
+    assert "TLSRouteSimpleSameNamespace" in tls["core"]["skippedTests"]
+    assert "TLSRouteModeTerminate" in tls["extended"]["unsupportedFeatures"]
