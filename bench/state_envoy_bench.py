@@ -21,6 +21,10 @@ against a bare hop doing what a save does on the wire (added_vs_bare_post_hop_p5
 and, on Redis, against the store's own write script called directly (direct_script: EVALSHA of the ETag
 script, what a save costs Redis itself; a plain SET is not the same work). Goal: that added p50 < 0.3 ms.
 service_cpu_us_per_request: CPU (user+sys, /proc) of the capability service process per request.
+server_cpu_us_per_request (bare_hop, bare_post_hop): the same for the trivial aiohttp server answering the
+direct GET / POST in this run: what aiohttp on this event loop costs per request with nothing behind it.
+service_cpu_over_bare_server_us = the service's CPU per get (save) minus the trivial server's per GET (POST):
+what the Dapr API layer, the state service and the store's client add over aiohttp itself.
 """
 
 from __future__ import annotations
@@ -204,7 +208,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                 async with session.get(f"{base}/hello") as r:
                     await r.read()
 
+            cpu0 = cpu_seconds(trivial.pid)
             direct_hello = await timed(n, lambda: hello(f"http://127.0.0.1:{trivial_port}"))
+            trivial_get_cpu = (cpu_seconds(trivial.pid) - cpu0) / (n + 200) * 1e6
             envoy_hello = await timed(n, lambda: hello(f"http://127.0.0.1:{hop_port}"))
             out["bare_hop"] = {
                 "direct": percentiles(direct_hello),
@@ -212,6 +218,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                 "envoy_added_p50_ms": round(
                     (sorted(envoy_hello)[n // 2] - sorted(direct_hello)[n // 2]) * 1000, 3
                 ),
+                "server_cpu_us_per_request": round(trivial_get_cpu, 1),
             }
             inproc_direct = await timed(n, lambda: hello(f"http://127.0.0.1:{inproc_port}"))
             inproc_envoy = await timed(n, lambda: hello(f"http://127.0.0.1:{inproc_hop_port}"))
@@ -225,12 +232,16 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                     await r.read()
                     assert r.status == 204, r.status
 
+            cpu0 = cpu_seconds(trivial.pid)
             direct_post = await timed(n, lambda: post_hello(f"http://127.0.0.1:{trivial_port}"))
+            trivial_post_cpu = (cpu_seconds(trivial.pid) - cpu0) / (n + 200) * 1e6
             envoy_post = await timed(n, lambda: post_hello(f"http://127.0.0.1:{hop_port}"))
             out["bare_post_hop"] = {
                 "direct": percentiles(direct_post),
                 "through_envoy": percentiles(envoy_post),
+                "server_cpu_us_per_request": round(trivial_post_cpu, 1),
             }
+            bare_server_cpu = {"get": trivial_get_cpu, "save": trivial_post_cpu}
             hop_p50 = {
                 "bare_post_hop": percentiles(envoy_post)["p50_ms"],
                 "bare_hop": out["bare_hop"]["through_envoy"]["p50_ms"],  # type: ignore[index]
@@ -261,6 +272,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
                             pe["p50_ms"] - hop_p50["bare_hop_in_process"] - pd["p50_ms"], 3
                         ),
                         "service_cpu_us_per_request": round(cpu_per_request * 1e6, 1),
+                        "service_cpu_over_bare_server_us": round(
+                            cpu_per_request * 1e6 - bare_server_cpu[op_name], 1
+                        ),
                     }
                     if op_name == "save":
                         row = rows[op_name]
