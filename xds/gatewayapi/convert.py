@@ -22,7 +22,6 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.gatewayapi import certificates, hostnames, objects
 from xds.gatewayapi.backendtls import apply_policies
 from xds.gatewayapi.documents import GatewayApiInputs
-from xds.gatewayapi.grpcroutes import convert_grpc_rule
 from xds.gatewayapi.kinds import (
     BUILTIN_CLASSES,
     CONTROLLER_NAME,
@@ -31,8 +30,9 @@ from xds.gatewayapi.kinds import (
     TCP_ROUTE,
     TLS_ROUTE,
 )
-from xds.gatewayapi.l4routes import convert_l4_rule, l4_routes
-from xds.gatewayapi.routes import Resolver, RuleOutcome, SortKey, convert_rule, for_listener
+from xds.gatewayapi.l4routes import l4_routes
+from xds.gatewayapi.meshroutes import MeshRoutes, Target, is_service_parent, rule_outcomes
+from xds.gatewayapi.routes import Resolver, RuleOutcome, SortKey, for_listener
 from xds.gatewayapi.status import (
     GRPC_ROUTE_KIND,
     HTTP_ROUTE_KIND,
@@ -128,6 +128,7 @@ class _Converter:
         self.available = available
         self.services = services
         self.resolver = Resolver(dict(services), inputs.grants)
+        self.mesh = MeshRoutes(services, tuple(inputs.grants))  # routes attached to Services (GAMMA)
         self.out = Conversion()
         documented = {c.meta.name: c for c in inputs.classes}
         self.ours = {n for n in BUILTIN_CLASSES if n not in documented}
@@ -146,6 +147,7 @@ class _Converter:
             self._route(route)
         for state in self.gateways.values():
             self._emit(state)
+        self.out.virtual_services += self.mesh.virtual_services()
         ancestors: dict[str, list[objects.ObjectMeta]] = {}
         for state in self.gateways.values():
             for host in state.backends:
@@ -263,13 +265,9 @@ class _Converter:
     # ---- routes --------------------------------------------------------------------------------------
 
     def _route(self, route: objects.Route) -> None:
-        outcomes: list[RuleOutcome]
-        if isinstance(route, objects.GRPCRoute):
-            outcomes = [convert_grpc_rule(route, rule, self.resolver) for rule in route.rules]
-        elif isinstance(route, objects.L4Route):
-            outcomes = [convert_l4_rule(route, rule, self.resolver) for rule in route.rules]
-        else:
-            outcomes = [convert_rule(route, rule, self.resolver) for rule in route.rules]
+        # a route attached only to Services is reported as the mesh converts it (no ReferenceGrant needed)
+        mesh_only = bool(route.parent_refs) and all(is_service_parent(p) for p in route.parent_refs)
+        outcomes = rule_outcomes(route, self.mesh.resolver if mesh_only else self.resolver)
         kept = [o for o in outcomes if not o.dropped]
         where = route.meta.location
         for index, o in enumerate(outcomes):  # outcomes are in rule order: index is the rule's
@@ -302,10 +300,8 @@ class _Converter:
     ) -> list[Condition] | None:
         where, at = route.meta.location, f"spec.parentRefs[{ref.index}]"
         if not ref.is_gateway:
-            if ref.group == "" and ref.kind == "Service":  # GAMMA: a mesh route for callers of the Service
-                msg = "routes attached to a Service (GAMMA mesh routes) are not supported yet"
-                self.out.diagnostics.append(_warn(where, at, msg, "gateway-api-unsupported"))
-                return [failed("Accepted", "UnsupportedValue", msg), self._resolved(outcomes)]
+            if is_service_parent(ref):  # GAMMA: a mesh route for the Service's clients (meshroutes.py)
+                return self._mesh_parent(route, ref)
             msg = f"parent {ref.group}/{ref.kind} is not a kind Mecha attaches routes to: ignored"
             self.out.diagnostics.append(Diagnostic(where, at, msg, Severity.INFO, "gateway-api-parent"))
             return None
@@ -349,6 +345,21 @@ class _Converter:
                 claims = listener.claimed.setdefault(route.meta.kind, [])
                 claims += [(h, route.meta.ref) for h in hosts]
                 self._serve(state, listener, hosts, route, kept)
+        partial = self._partially_invalid(route, outcomes, kept)
+        return conditions + ([partial] if partial is not None else [])
+
+    def _mesh_parent(self, route: objects.Route, ref: objects.ParentRef) -> list[Condition]:
+        where, at = route.meta.location, f"spec.parentRefs[{ref.index}]"
+        outcomes = rule_outcomes(route, self.mesh.resolver)
+        kept = [o for o in outcomes if not o.dropped]
+        target = self.mesh.target(route, ref)
+        if not isinstance(target, Target):
+            msg = f"not attached to Service {ref.namespace}/{ref.name}: {target.reason}: {target.message}"
+            self.out.diagnostics.append(_warn(where, at, msg, "gateway-api-parent"))
+            return [target, self._resolved(outcomes)]
+        conditions = [self._accepted(outcomes, kept, 1), self._resolved(outcomes)]
+        if conditions[0].status == "True":
+            self.mesh.serve(route, target, kept)
         partial = self._partially_invalid(route, outcomes, kept)
         return conditions + ([partial] if partial is not None else [])
 

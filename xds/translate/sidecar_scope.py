@@ -26,6 +26,13 @@ def exported_to(export_to: tuple[str, ...], owner_namespace: str, namespace: str
     return namespace in export_to or ("." in export_to and owner_namespace == namespace)
 
 
+def _visibility_tier(vs: VirtualService, namespace: str) -> int:
+    """0: the namespace's own, not public; 1: another namespace's, exported to it by name; 2: public."""
+    if not vs.export_to or "*" in vs.export_to:
+        return 2
+    return 0 if vs.meta.namespace == namespace else 1
+
+
 def host_matches(pattern: str, host: str) -> bool:
     if pattern == "*":
         return True
@@ -98,8 +105,15 @@ class ScopedView:
     def routes_by_host(self) -> dict[str, VirtualService]:
         """The sidecar VS per host among those exported to this namespace (the oldest)."""
         ns = self.scope.namespace
-        visible = (v for v in self.config.virtual_services if exported_to(v.export_to, v.meta.namespace, ns))
-        return mesh_route_choice(visible)
+        visible = [v for v in self.config.virtual_services if exported_to(v.export_to, v.meta.namespace, ns)]
+        # istiod VirtualServicesForGateway: those of this namespace exported to it alone, then those exported
+        # to it by name, then the public ones; the oldest within each (Gateway API consumer routes rely on it)
+        out: dict[str, VirtualService] = {}
+        for tier in range(3):
+            chosen = mesh_route_choice(v for v in visible if _visibility_tier(v, ns) == tier)
+            for host, vs in chosen.items():
+                out.setdefault(host, vs)
+        return out
 
     def rule_for(self, host: str) -> DestinationRule | None:
         """istiod lookup order: the proxy's namespace, then the service's, then any exported DR."""

@@ -83,9 +83,12 @@ def test_a_missing_gateway_is_reflected_in_status() -> None:
     assert got["Accepted"] == ("False", "NoMatchingParent")
 
 
-def test_a_gamma_service_parent_is_reported_unsupported() -> None:
+def test_a_gamma_service_parent_is_accepted_when_the_service_exists() -> None:
+    # GAMMA mesh routes are served (test_gwapi_mesh.py); a Service missing from the registry is no parent
     got = parent_conditions(GATEWAY + http_route("{group: '', kind: Service, name: a}"))
-    assert got["Accepted"] == ("False", "UnsupportedValue")
+    assert got["Accepted"] == ("True", "Accepted")
+    got = parent_conditions(GATEWAY + http_route("{group: '', kind: Service, name: nowhere}"))
+    assert got["Accepted"] == ("False", "NoMatchingParent")
 
 
 def test_routes_of_another_controller_s_gateway_get_no_parent_status_from_mecha() -> None:
