@@ -16,11 +16,11 @@ import pytest
 import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from e2e_certs import self_signed
 from e2e_mesh import Mesh, through_agent
 
 from xds.demo.config import make_layout
 from xds.runner.stack import Stack, StackOptions
+from xds.testing.certs import self_signed
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

@@ -5,9 +5,7 @@ whose node metadata names the Gateway (`gateways: [default/web]`), as a Kubernet
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,11 +16,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from xds.cache import SnapshotCache
-from xds.pipeline import SnapshotBuilder, compile_documents, load_text
-from xds.proxy import ProxyIdentity
-from xds.server import XdsServer
-from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.gateway import answers_200, gateway_envoy, serve_http, service_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 HOST = "shop.example.com"
@@ -30,20 +25,7 @@ SPLIT_REQUESTS = 400
 
 
 def config_yaml(ports: dict[str, int]) -> str:
-    entries = "".join(
-        f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: default}}
-spec:
-  hosts: [{name}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 8080, name: http}}]
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
----
-"""
-        for name, port in ports.items()
-    )
+    entries = "".join(service_entry(name, "default", port, host=name) for name, port in ports.items())
     return (
         entries
         + f"""apiVersion: gateway.networking.k8s.io/v1
@@ -119,53 +101,25 @@ async def _echo_backend(name: str, port: int) -> web.AppRunner:
         }
         return web.json_response(echo)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await serve_http(port, handle)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     backend_ports = {"catalog": free_port(), "canary": free_port()}
     runners = [await _echo_backend(name, port) for name, port in backend_ports.items()]
-    docs, diags = load_text(config_yaml(backend_ports), "gateway-api.yaml")
-    result = compile_documents(docs)
-    assert not diags and result.config is not None, [str(d) for d in result.errors]
-    cache = SnapshotCache()
-    server = XdsServer(cache)
-    xds_port = await server.start("127.0.0.1:0")
-    bound = free_port()
-    meta = {
-        "mode": "gateway",
-        "namespace": "default",
-        "gateways": ["default/web"],
-        "gateway_ports": {"80": bound},
-    }
-    proxy = ProxyIdentity.from_node("gateway", {"mecha": meta})
-    cache.set_snapshot("gateway", SnapshotBuilder().build(result.config, [proxy])["gateway"])
-    text, _admin = bootstrap_for("gateway", xds_port, meta, initial_fetch_timeout_s=0.5)
-    envoy = EnvoyProcess(text, tmp_path_factory.mktemp("gateway-api"), name="gateway")
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     try:
-        await envoy.start(timeout=20)
-        rig = Rig(bound, envoy, session)
-        deadline = time.monotonic() + 20
-        while True:  # until the listener and its routes arrived
-            try:
-                if (await rig.get("/catalog"))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, envoy.log_tail()
-            await asyncio.sleep(0.1)
-        yield rig
+        async with gateway_envoy(
+            config_yaml(backend_ports),
+            "default/web",
+            tmp_path_factory.mktemp("gateway-api"),
+            # until the listener and its routes arrived
+            ready=lambda gw: answers_200(session, gw.port(), "/catalog", HOST),
+        ) as gateway:
+            yield Rig(gateway.port(), gateway.envoy, session)
     finally:
         await session.close()
-        await envoy.stop()
-        await server.stop(0)
         for runner in runners:
             await runner.cleanup()
 

@@ -18,8 +18,9 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
-from e2e_certs import self_signed
 from e2e_mesh import Mesh, demo_mesh, demo_yaml_path
+
+from xds.testing.certs import self_signed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from xds.diagnostics import Diagnostic, Severity
 from xds.gatewayapi.convert import Conversion, convert
@@ -17,6 +11,7 @@ from xds.gatewayapi.documents import read_documents
 from xds.gatewayapi.status import ObjectStatus
 from xds.model.resources import HTTPRoute, Service, ServicePort, VirtualService
 from xds.pipeline import CompileResult, compile_documents, load_text
+from xds.testing import certs
 
 GATEWAY = """apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -114,27 +109,5 @@ def conditions(items: Any) -> dict[str, tuple[str, str]]:
 def self_signed(folder: Path, host: str) -> bytes:
     """An EC certificate for host (its own CA, so a client can trust it directly) as folder/tls.crt +
     tls.key; the certificate's PEM."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    (folder / "tls.crt").write_bytes(pem)
-    (folder / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return pem
+    cert, _key = certs.self_signed(folder, host, ca=True)
+    return cert.read_bytes()

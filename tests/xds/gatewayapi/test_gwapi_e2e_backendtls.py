@@ -7,9 +7,7 @@ whose ConfigMap is missing fails its connections (5xx): never an unverified conn
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,28 +19,11 @@ import pytest_asyncio
 from aiohttp import web
 from gwapi_helpers import self_signed
 
-from xds.cache import SnapshotCache
-from xds.pipeline import SnapshotBuilder, compile_documents, load_text
-from xds.proxy import ProxyIdentity
-from xds.server import XdsServer
-from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.gateway import answers_200, gateway_envoy, serve_http, service_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 NAME = "api.example.com"
-
-
-def _entry(name: str, port: int) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: infra}}
-spec:
-  hosts: [{name}.infra.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 9000, name: http, protocol: HTTP}}]
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
----
-"""
 
 
 def _policy(name: str, service: str, validation: str) -> str:
@@ -116,12 +97,7 @@ async def _tls_backend(
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(folder / "tls.crt", folder / "tls.key")
     ctx.sni_callback = lambda _sock, server_name, _ctx: sni.append(f"{name}:{server_name}") and None
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
-    return runner
+    return await serve_http(port, handle, ctx)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -134,42 +110,18 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     ports = {n: free_port() for n in ("good", "impostor", "wrong-name", "no-ca")}
     certs = {"good": "real", "impostor": "impostor", "wrong-name": "real", "no-ca": "real"}
     runners = [await _tls_backend(n, p, folder / certs[n], hits, sni) for n, p in ports.items()]
-    text = "".join(_entry(n, p) for n, p in ports.items()) + config(real.decode())
-    docs, diags = load_text(text, "gateway-api.yaml")
-    result = compile_documents(docs)
-    assert not diags and result.config is not None, [str(d) for d in result.errors]
-    cache = SnapshotCache()
-    server = XdsServer(cache)
-    xds_port = await server.start("127.0.0.1:0")
-    bound = free_port()
-    meta = {
-        "mode": "gateway",
-        "namespace": "infra",
-        "gateways": ["infra/edge"],
-        "gateway_ports": {"80": bound},
-    }
-    proxy = ProxyIdentity.from_node("gateway", {"mecha": meta})
-    cache.set_snapshot("gateway", SnapshotBuilder().build(result.config, [proxy])["gateway"])
-    bootstrap, _admin = bootstrap_for("gateway", xds_port, meta, initial_fetch_timeout_s=0.5)
-    envoy = EnvoyProcess(bootstrap, tmp_path_factory.mktemp("gateway-api-btls"), name="gateway")
+    entries = "".join(service_entry(n, "infra", p, "HTTP", number=9000) for n, p in ports.items())
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     try:
-        await envoy.start(timeout=20)
-        rig = Rig(bound, session, envoy, hits, sni)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if (await rig.get("/good"))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, envoy.log_tail()
-            await asyncio.sleep(0.1)
-        yield rig
+        async with gateway_envoy(
+            entries + config(real.decode()),
+            "infra/edge",
+            tmp_path_factory.mktemp("gateway-api-btls"),
+            ready=lambda gw: answers_200(session, gw.port(), "/good"),
+        ) as gateway:
+            yield Rig(gateway.port(), session, gateway.envoy, hits, sni)
     finally:
         await session.close()
-        await envoy.stop()
-        await server.stop(0)
         for runner in runners:
             await runner.cleanup()
 

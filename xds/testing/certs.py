@@ -1,4 +1,4 @@
-"""Self-signed certificates for the e2e tests (module name is unique: tests/ folders are not packages)."""
+"""Self-signed certificates for tests (the e2e and Gateway API suites serve and trust them)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def self_signed(
     ca: bool = False,
     valid: timedelta = timedelta(days=1),
 ) -> tuple[Path, Path]:
-    """An EC P-256 certificate for `host` (and `ip`), written as PEM into folder; (cert path, key path).
-    ca=True marks it a CA too, so a client can trust it directly as its own root."""
+    """An EC P-256 certificate for `host` (and `ip`), written as PEM into folder (created if missing); (cert
+    path, key path). ca=True marks it a CA too, so a client can trust it directly as its own root."""
+    folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.now(UTC)
