@@ -502,13 +502,17 @@ class _Converter:
                 )
             )
         all_hosts = sorted({h for by_host in state.routes.values() for h in by_host})
+        secure_ports = {ls.spec.port for ls in served if ls.spec.protocol == "HTTPS"}
         for host in all_hosts:
             http: list[HTTPRoute] = []
             for port in ports:
                 by_host = state.routes[port]
                 chosen = hostnames.most_specific(host, list(by_host))
                 if chosen is not None:
-                    http += [for_listener(r, port) for _, r in sorted(by_host[chosen], key=lambda e: e[0])]
+                    scheme = "https" if port in secure_ports else "http"
+                    http += [
+                        for_listener(r, port, scheme) for _, r in sorted(by_host[chosen], key=lambda e: e[0])
+                    ]
             name = f"gateway-api.{gw.meta.name}.{_slug(host)}"
             where = Location(
                 gw.meta.location.file, gw.meta.location.document, "VirtualService", gw.meta.namespace, name

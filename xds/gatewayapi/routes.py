@@ -290,12 +290,12 @@ def _with_path_change(
     return replace(http, rewrite_uri=prefix)
 
 
-def for_listener(http: HTTPRoute, port: int) -> HTTPRoute:
+def for_listener(http: HTTPRoute, port: int, scheme: str) -> HTTPRoute:
     """The route as served on one listener port: its matches carry the port (the generated VirtualService is
-    bound to every port of its Gateway); a redirect without scheme keeps the listener's (HTTP here), so the
-    default port 80 is not written into Location."""
+    bound to every port of its Gateway); a redirect without scheme keeps the listener's (`scheme`: http, or
+    https for an HTTPS listener), so that scheme's default port is not written into Location."""
     matches = tuple(replace(m, port=port) for m in http.matches)
     redirect = http.redirect
     if redirect is not None and not redirect.scheme:
-        redirect = replace(redirect, scheme="http")
+        redirect = replace(redirect, scheme=scheme)
     return replace(http, matches=matches, redirect=redirect)
