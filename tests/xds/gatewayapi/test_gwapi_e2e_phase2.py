@@ -8,9 +8,7 @@ attaches to the selector listener (404)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,11 +20,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from xds.cache import SnapshotCache
-from xds.pipeline import SnapshotBuilder, compile_documents, load_text
-from xds.proxy import ProxyIdentity
-from xds.server import XdsServer
-from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.gateway import answers_200, gateway_envoy, serve_http, service_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 HTTP_HOST = "shop.example.com"
@@ -34,23 +29,9 @@ GRPC_HOST = "grpc.example.com"
 SERVICE = "mecha.test.Echo"
 
 
-def _entry(name: str, namespace: str, port: int, protocol: str) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  hosts: [{name}.{namespace}.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 8080, name: {protocol.lower()}, protocol: {protocol}}}]
-  endpoints: [{{address: 127.0.0.1, ports: {{{protocol.lower()}: {port}}}}}]
----
-"""
-
-
 def config_yaml(http: dict[str, tuple[str, int]], grpc_ports: dict[str, int]) -> str:
-    entries = "".join(_entry(name, ns, port, "HTTP") for name, (ns, port) in http.items())
-    entries += "".join(_entry(name, "a", port, "GRPC") for name, port in grpc_ports.items())
+    entries = "".join(service_entry(name, ns, port, "HTTP") for name, (ns, port) in http.items())
+    entries += "".join(service_entry(name, "a", port, "GRPC") for name, port in grpc_ports.items())
     return (
         entries
         + f"""apiVersion: v1
@@ -155,12 +136,7 @@ async def _http_backend(name: str, port: int, hits: Counter[str]) -> web.AppRunn
         hits[name] += 1
         return web.json_response({"backend": name, "path": request.path_qs})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await serve_http(port, handle)
 
 
 async def _grpc_backend(name: str, port: int) -> grpc.aio.Server:
@@ -188,44 +164,24 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     grpc_ports = {"grpc-v1": free_port(), "grpc-v2": free_port()}
     runners = [await _http_backend(name, port, hits) for name, (_ns, port) in http.items()]
     servers = [await _grpc_backend(name, port) for name, port in grpc_ports.items()]
-    docs, diags = load_text(config_yaml(http, grpc_ports), "gateway-api.yaml")
-    result = compile_documents(docs)
-    assert not diags and result.config is not None, [str(d) for d in result.errors]
-    cache = SnapshotCache()
-    server = XdsServer(cache)
-    xds_port = await server.start("127.0.0.1:0")
-    bound = free_port()
-    meta = {
-        "mode": "gateway",
-        "namespace": "infra",
-        "gateways": ["infra/web"],
-        "gateway_ports": {"80": bound},
-    }
-    proxy = ProxyIdentity.from_node("gateway", {"mecha": meta})
-    cache.set_snapshot("gateway", SnapshotBuilder().build(result.config, [proxy])["gateway"])
-    text, _admin = bootstrap_for("gateway", xds_port, meta, initial_fetch_timeout_s=0.5)
-    envoy = EnvoyProcess(text, tmp_path_factory.mktemp("gateway-api-2"), name="gateway")
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    # h2c with prior knowledge, as gRPC clients speak to a plain-text HTTP listener
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound}", options=[("grpc.default_authority", GRPC_HOST)])
+    channel: grpc.aio.Channel | None = None
     try:
-        await envoy.start(timeout=20)
-        rig = Rig(bound, envoy, session, channel, hits)
-        deadline = time.monotonic() + 20
-        while True:  # until the listener and its routes arrived
-            try:
-                if (await rig.get("/local"))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, envoy.log_tail()
-            await asyncio.sleep(0.1)
-        yield rig
+        async with gateway_envoy(
+            config_yaml(http, grpc_ports),
+            "infra/web",
+            tmp_path_factory.mktemp("gateway-api-2"),
+            # until the listener and its routes arrived
+            ready=lambda gw: answers_200(session, gw.port(), "/local", HTTP_HOST),
+        ) as gateway:
+            # h2c with prior knowledge, as gRPC clients speak to a plain-text HTTP listener
+            options = [("grpc.default_authority", GRPC_HOST)]
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port()}", options=options)
+            yield Rig(gateway.port(), gateway.envoy, session, channel, hits)
     finally:
-        await channel.close()
+        if channel is not None:
+            await channel.close()
         await session.close()
-        await envoy.stop()
-        await server.stop(0)
         for runner in runners:
             await runner.cleanup()
         for grpc_server in servers:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,28 +22,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from gwapi_helpers import self_signed
 
-from xds.cache import SnapshotCache
 from xds.credential_files import CredentialStore
-from xds.pipeline import SnapshotBuilder, compile_documents, load_text
-from xds.proxy import ProxyIdentity
-from xds.server import XdsServer
-from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
+from xds.testing.envoy import EnvoyProcess, free_port
+from xds.testing.gateway import GatewayEnvoy, gateway_envoy, serve_http, service_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
-
-
-def _entry(name: str, port: int, protocol: str) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: infra}}
-spec:
-  hosts: [{name}.infra.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 9000, name: {protocol.lower()}, protocol: {protocol}}}]
-  endpoints: [{{address: 127.0.0.1, ports: {{{protocol.lower()}: {port}}}}}]
----
-"""
 
 
 CONFIG = """apiVersion: gateway.networking.k8s.io/v1
@@ -133,12 +115,7 @@ async def _http_backend(port: int) -> web.AppRunner:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(text=f"web {request.host} {request.path}")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await serve_http(port, handle)
 
 
 async def _stream_backend(name: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
@@ -202,39 +179,25 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         servers.append(await _stream_backend(name, ports[name], ctx))
     for name in ("db-main", "db-replica"):
         servers.append(await _stream_backend(name, ports[name], None))
-    entries = _entry("web", ports["web"], "HTTP")
-    entries += "".join(_entry(n, ports[n], "TCP") for n in ("secure", "other", "db-main", "db-replica"))
-    docs, diags = load_text(entries + CONFIG, "gateway-api.yaml")
-    result = compile_documents(docs)
-    assert not diags and result.config is not None, [str(d) for d in result.errors]
-    cache = SnapshotCache()
-    server = XdsServer(cache)
-    xds_port = await server.start("127.0.0.1:0")
-    bound = {"443": free_port(), "8443": free_port(), "5432": free_port()}
-    meta = {"mode": "gateway", "namespace": "infra", "gateways": ["infra/edge"], "gateway_ports": bound}
-    proxy = ProxyIdentity.from_node("gateway", {"mecha": meta})
-    builder = SnapshotBuilder(credentials=CredentialStore(folder))
-    cache.set_snapshot("gateway", builder.build(result.config, [proxy])["gateway"])
-    text, _admin = bootstrap_for("gateway", xds_port, meta, initial_fetch_timeout_s=0.5)
-    envoy = EnvoyProcess(text, tmp_path_factory.mktemp("gateway-api-3"), name="gateway")
+    protocols = {"web": "HTTP", "secure": "TCP", "other": "TCP", "db-main": "TCP", "db-replica": "TCP"}
+    entries = "".join(service_entry(n, "infra", ports[n], p, number=9000) for n, p in protocols.items())
+
+    async def www_answers(gateway: GatewayEnvoy) -> bool:
+        answer, _peer = await _https_get(gateway.port(443), "www.example.com", certs["www"])
+        return answer.startswith("HTTP/1.1 200")
+
     try:
-        await envoy.start(timeout=20)
-        rig = Rig(bound["443"], bound["8443"], bound["5432"], certs, envoy)
-        deadline = time.monotonic() + 20
-        while True:  # until the listeners arrived
-            try:
-                if (await _https_get(rig.https, "www.example.com", certs["www"]))[0].startswith(
-                    "HTTP/1.1 200"
-                ):
-                    break
-            except (TimeoutError, OSError, IndexError):
-                pass
-            assert time.monotonic() < deadline, envoy.log_tail()
-            await asyncio.sleep(0.1)
-        yield rig
+        async with gateway_envoy(
+            entries + CONFIG,
+            "infra/edge",
+            tmp_path_factory.mktemp("gateway-api-3"),
+            ready=www_answers,  # until the listeners arrived
+            listener_ports=(443, 8443, 5432),
+            credentials=CredentialStore(folder),
+            retry_on=(TimeoutError, OSError, IndexError),
+        ) as gateway:
+            yield Rig(gateway.port(443), gateway.port(8443), gateway.port(5432), certs, gateway.envoy)
     finally:
-        await envoy.stop()
-        await server.stop(0)
         await runner.cleanup()
         for s in servers:
             s.close()

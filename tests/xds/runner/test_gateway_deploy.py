@@ -26,6 +26,7 @@ from xds.runner.procs import port_in_use
 from xds.runner.stack import Stack, StackOptions
 from xds.runner.up import gateway_api_lines
 from xds.testing.envoy import free_port
+from xds.testing.gateway import poll_until, serve_http
 
 ENTRY = """\
 apiVersion: networking.istio.io/v1
@@ -148,12 +149,7 @@ async def _echo(port: int) -> web.AppRunner:
     async def handle(request: web.Request) -> web.Response:
         return web.json_response({"path": request.path_qs, "host": request.host})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await serve_http(port, handle)
 
 
 @pytest_asyncio.fixture
@@ -204,19 +200,15 @@ async def test_a_gateway_applied_at_runtime_gets_an_envoy_until_it_is_deleted(ri
     assert rig.stack.gateways.describe()["default/web"]["listeners"] == {"80": address}
 
     # a request to the printed address reaches the HTTPRoute's backend
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            async with rig.session.get(
-                f"http://{address}/catalog/shoes", headers={"Host": "shop.example.com"}
-            ) as r:
-                if r.status == 200:
-                    assert json.loads(await r.text())["path"] == "/catalog/shoes"
-                    break
-        except aiohttp.ClientError:
-            pass
-        assert time.monotonic() < deadline, "the gateway Envoy never answered 200"
-        await asyncio.sleep(0.2)
+    async def reached() -> bool:
+        url = f"http://{address}/catalog/shoes"
+        async with rig.session.get(url, headers={"Host": "shop.example.com"}) as r:
+            if r.status != 200:
+                return False
+            assert json.loads(await r.text())["path"] == "/catalog/shoes"
+            return True
+
+    await poll_until(reached, 20, lambda: "the gateway Envoy never answered 200", interval=0.2)
     envoy = next(c for c in rig.stack.sup.children if c.name == "envoy-web-istio.default")
     agent = next(c for c in rig.stack.sup.children if c.name == "agent-web-istio.default")
 
