@@ -257,17 +257,25 @@ def _hostless_virtual_services(config: MeshConfig) -> list[Diagnostic]:
     ]
 
 
+def _sidecar_audience(vs: VirtualService, gateway: str) -> tuple[str, ...]:
+    """The namespaces whose sidecars a VirtualService is exported to ("*": all). One exported to some
+    namespaces only overrides public ones there (xds.translate.sidecar_scope): no conflict with them."""
+    if gateway != "mesh" or not vs.export_to or "*" in vs.export_to:
+        return ("*",)
+    return tuple(sorted({vs.meta.namespace if e == "." else e for e in vs.export_to}))
+
+
 def _vs_conflicts(config: MeshConfig) -> list[Diagnostic]:
     """A second VirtualService for a host: bound to gateways, its routes are merged after the older one's (as
     istiod's gateway builder does); for sidecars (`mesh`) only the oldest by creationTimestamp routes it."""
-    claims: dict[tuple[str, str], VirtualService] = {}
+    claims: dict[tuple[str, str, tuple[str, ...]], VirtualService] = {}
     out: list[Diagnostic] = []
     for vs in sorted(config.virtual_services, key=lambda v: v.age_key):
         if vs.is_delegate:
             continue
         for gateway in sorted(set(vs.gateways or ("mesh",))):
             for i, host in enumerate(vs.hosts):
-                first = claims.setdefault((host, gateway), vs)
+                first = claims.setdefault((host, gateway, _sidecar_audience(vs, gateway)), vs)
                 if first is vs:
                     continue
                 older = f"{first.meta.namespace}/{first.meta.name} ({first.meta.location.file})"

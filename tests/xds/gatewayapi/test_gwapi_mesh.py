@@ -293,3 +293,22 @@ def test_a_consumer_route_overrides_the_producer_route_only_in_its_namespace() -
     assert header_set(text, "team-b") == "producer"
     assert header_set(text, "mesh") == "producer"
     assert header_set(SERVICES + CONSUMER, "team-b") is None  # no producer route: the default route
+
+
+def test_a_consumer_route_next_to_the_producer_route_is_no_duplicate_virtual_service() -> None:
+    result = compile_text(SERVICES + CONSUMER + PRODUCER)
+    assert not [str(d) for d in result.diagnostics if d.code == "vs-duplicate"]
+    # two consumer namespaces' routes for one Service do not conflict either; a public Istio VirtualService
+    # for the same host still conflicts with the producer route, as two VirtualServices do
+    other = CONSUMER.replace("team-a", "team-b")
+    istio = """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: written, namespace: mesh}
+spec:
+  hosts: [echo-v1.mesh.svc.cluster.local]
+  http: [{route: [{destination: {host: echo-v2.mesh.svc.cluster.local}}]}]
+"""
+    result = compile_text(SERVICES + CONSUMER + other + PRODUCER + istio)
+    duplicates = [d for d in result.diagnostics if d.code == "vs-duplicate"]
+    assert len(duplicates) == 1 and "gateway-api.mesh" in str(duplicates[0])
