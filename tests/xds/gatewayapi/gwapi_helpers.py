@@ -111,3 +111,39 @@ def self_signed(folder: Path, host: str) -> bytes:
     tls.key; the certificate's PEM."""
     cert, _key = certs.self_signed(folder, host, ca=True)
     return cert.read_bytes()
+
+
+def selector_gateway(selector: str, name: str = "web", namespace: str = "infra") -> str:
+    """A Gateway whose one HTTP listener (port 80) admits routes of the namespaces `selector` selects."""
+    return f"""apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  gatewayClassName: mecha
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {{namespaces: {{from: Selector, selector: {selector}}}}}
+---
+"""
+
+
+def namespace_doc(name: str, labels: str = "") -> str:
+    """A Namespace document (where the labels a listener's selector reads come from without an API server)."""
+    meta = f"{{name: {name}, labels: {labels}}}" if labels else f"{{name: {name}}}"
+    return f"apiVersion: v1\nkind: Namespace\nmetadata: {meta}\n---\n"
+
+
+def reference_grant(
+    namespace: str, source: str, target: str, version: str = "v1beta1", name: str = "g"
+) -> str:
+    """A ReferenceGrant in namespace with one `from` (source) and one `to` (target), both YAML flow maps."""
+    return f"""apiVersion: gateway.networking.k8s.io/{version}
+kind: ReferenceGrant
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  from: [{source}]
+  to: [{target}]
+---
+"""

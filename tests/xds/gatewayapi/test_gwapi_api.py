@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from gwapi_helpers import GATEWAY
+from gwapi_helpers import GATEWAY, namespace_doc, reference_grant, selector_gateway
 
 from xds.controlplane.api import start_api
 from xds.controlplane.auth import auth_headers
@@ -149,11 +149,9 @@ async def test_a_gateway_api_gateway_never_replaces_an_istio_gateway_of_the_same
     assert stored["body"]["apiVersion"] == "networking.istio.io/v1"
 
 
-CROSS_NAMESPACE = """apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {team: shop}}
----
-apiVersion: networking.istio.io/v1
+CROSS_NAMESPACE = (
+    namespace_doc("shop", "{team: shop}")
+    + """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: catalog, namespace: backend}
 spec:
@@ -163,31 +161,22 @@ spec:
   ports: [{number: 8080, name: grpc}]
   endpoints: [{address: 10.0.0.2}]
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: web, namespace: infra}
-spec:
-  gatewayClassName: mecha
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
-    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: shop}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
+"""
+    + selector_gateway("{matchLabels: {team: shop}}")
+    + """apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: catalog, namespace: shop}
 spec:
   parentRefs: [{name: web, namespace: infra}]
   rules: [{backendRefs: [{name: catalog, namespace: backend, port: 8080}]}]
 """
-GRANT = """apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: shop-routes, namespace: backend}
-spec:
-  from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: shop}]
-  to: [{group: '', kind: Service}]
-"""
+)
+GRANT = reference_grant(
+    "backend",
+    "{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: shop}",
+    "{group: '', kind: Service}",
+    name="shop-routes",
+)
 
 
 async def test_namespace_labels_grants_and_grpc_routes_through_the_store(api: Api) -> None:

@@ -19,6 +19,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from gwapi_helpers import namespace_doc, reference_grant, selector_gateway
 
 from xds.testing.envoy import EnvoyProcess, free_port
 from xds.testing.gateway import answers_200, gateway_envoy, serve_http, service_entry
@@ -32,28 +33,13 @@ SERVICE = "mecha.test.Echo"
 def config_yaml(http: dict[str, tuple[str, int]], grpc_ports: dict[str, int]) -> str:
     entries = "".join(service_entry(name, ns, port, "HTTP") for name, (ns, port) in http.items())
     entries += "".join(service_entry(name, "a", port, "GRPC") for name, port in grpc_ports.items())
+    route = "{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: a}"
     return (
         entries
-        + f"""apiVersion: v1
-kind: Namespace
-metadata: {{name: a, labels: {{gateway-access: "yes"}}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: evil}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: web, namespace: infra}}
-spec:
-  gatewayClassName: mecha
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
-    allowedRoutes: {{namespaces: {{from: Selector, selector: {{matchLabels: {{gateway-access: "yes"}}}}}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
+        + namespace_doc("a", '{gateway-access: "yes"}')
+        + namespace_doc("evil")
+        + selector_gateway('{matchLabels: {gateway-access: "yes"}}')
+        + f"""apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: shop, namespace: a}}
 spec:
@@ -67,21 +53,10 @@ spec:
   - matches: [{{path: {{type: PathPrefix, value: /granted}}}}]
     backendRefs: [{{name: shared, namespace: c, port: 8080}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {{name: wrong-namespace, namespace: a}}
-spec:
-  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: a}}]
-  to: [{{group: "", kind: Service, name: secret}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: ReferenceGrant
-metadata: {{name: shop-routes, namespace: c}}
-spec:
-  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: a}}]
-  to: [{{group: "", kind: Service, name: shared}}]
----
-apiVersion: gateway.networking.k8s.io/v1
+"""
+        + reference_grant("a", route, '{group: "", kind: Service, name: secret}', name="wrong-namespace")
+        + reference_grant("c", route, '{group: "", kind: Service, name: shared}', "v1", "shop-routes")
+        + f"""apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: intruder, namespace: evil}}
 spec:

@@ -10,6 +10,7 @@ from gwapi_helpers import (
     compile_text,
     conditions,
     convert_text,
+    reference_grant,
     route_line,
     services,
     svc,
@@ -47,14 +48,7 @@ def grant(
     target: str = "{group: '', kind: Service, name: web}",
     version: str = "v1beta1",
 ) -> str:
-    return f"""apiVersion: gateway.networking.k8s.io/{version}
-kind: ReferenceGrant
-metadata: {{name: g, namespace: {namespace}}}
-spec:
-  from: [{source}]
-  to: [{target}]
----
-"""
+    return reference_grant(namespace, source, target, version)
 
 
 def outcome(text: str, kind: str = "HTTPRoute") -> tuple[dict[str, tuple[str, str]], list[str]]:

@@ -5,25 +5,19 @@ A namespace without a Namespace document is never selected."""
 from __future__ import annotations
 
 import pytest
-from gwapi_helpers import by_severity, compile_text, conditions, convert_text, services, status_of, svc
+from gwapi_helpers import (
+    by_severity,
+    compile_text,
+    conditions,
+    convert_text,
+    namespace_doc,
+    selector_gateway,
+    services,
+    status_of,
+    svc,
+)
 
 from xds.diagnostics import Severity
-
-
-def gateway(selector: str) -> str:
-    return f"""apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: web, namespace: infra}}
-spec:
-  gatewayClassName: mecha
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
-    allowedRoutes: {{namespaces: {{from: Selector, selector: {selector}}}}}
----
-"""
-
 
 ROUTE = """apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -33,11 +27,6 @@ spec:
   rules: [{backendRefs: [{name: a, port: 8080}]}]
 ---
 """
-
-
-def namespace(labels: str = "") -> str:
-    meta = f"{{name: shop, labels: {labels}}}" if labels else "{name: shop}"
-    return f"apiVersion: v1\nkind: Namespace\nmetadata: {meta}\n---\n"
 
 
 def accepted(text: str) -> tuple[str, str]:
@@ -60,7 +49,10 @@ def accepted(text: str) -> tuple[str, str]:
     ],
 )
 def test_a_selected_namespace_may_attach(selector: str, labels: str) -> None:
-    assert accepted(gateway(selector) + ROUTE + namespace(labels)) == ("True", "Accepted")
+    assert accepted(selector_gateway(selector) + ROUTE + namespace_doc("shop", labels)) == (
+        "True",
+        "Accepted",
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,12 +68,15 @@ def test_a_selected_namespace_may_attach(selector: str, labels: str) -> None:
     ],
 )
 def test_a_namespace_the_selector_does_not_match_may_not_attach(selector: str, labels: str) -> None:
-    assert accepted(gateway(selector) + ROUTE + namespace(labels)) == ("False", "NotAllowedByListeners")
+    assert accepted(selector_gateway(selector) + ROUTE + namespace_doc("shop", labels)) == (
+        "False",
+        "NotAllowedByListeners",
+    )
 
 
 def test_a_namespace_without_a_namespace_document_is_never_selected() -> None:
-    assert accepted(gateway("{}") + ROUTE) == ("False", "NotAllowedByListeners")
-    assert accepted(gateway("{matchExpressions: [{key: x, operator: DoesNotExist}]}") + ROUTE) == (
+    assert accepted(selector_gateway("{}") + ROUTE) == ("False", "NotAllowedByListeners")
+    assert accepted(selector_gateway("{matchExpressions: [{key: x, operator: DoesNotExist}]}") + ROUTE) == (
         "False",
         "NotAllowedByListeners",
     )
@@ -89,7 +84,8 @@ def test_a_namespace_without_a_namespace_document_is_never_selected() -> None:
 
 def test_selected_routes_are_served_and_counted() -> None:
     conversion, _ = convert_text(
-        gateway("{matchLabels: {team: shop}}") + ROUTE + namespace("{team: shop}"), services(svc("a", "shop"))
+        selector_gateway("{matchLabels: {team: shop}}") + ROUTE + namespace_doc("shop", "{team: shop}"),
+        services(svc("a", "shop")),
     )
     [vs] = conversion.virtual_services
     assert vs.http[0].route[0].destination.host == svc("a", "shop")
@@ -101,7 +97,7 @@ def test_selected_routes_are_served_and_counted() -> None:
 def test_namespace_labels_flow_through_the_compiler(namespace_first: bool) -> None:
     """Namespace documents reach conversion through the ordinary compile path (mecha apply/validate),
     before or after the Gateway API documents."""
-    docs = [namespace("{team: shop}"), gateway("{matchLabels: {team: shop}}") + ROUTE]
+    docs = [namespace_doc("shop", "{team: shop}"), selector_gateway("{matchLabels: {team: shop}}") + ROUTE]
     result = compile_text("".join(docs if namespace_first else docs[::-1]))
     assert result.config is not None
     assert any(vs.meta.name.startswith("gateway-api.web") for vs in result.config.virtual_services)
@@ -126,7 +122,7 @@ def test_namespace_labels_flow_through_the_compiler(namespace_first: bool) -> No
     ],
 )
 def test_an_invalid_selector_is_refused(selector: str, field: str, reason: str) -> None:
-    errors = by_severity(compile_text(gateway(selector)), Severity.ERROR)
+    errors = by_severity(compile_text(selector_gateway(selector)), Severity.ERROR)
     assert any(field in e and reason in e for e in errors), errors
 
 
