@@ -6,7 +6,6 @@ read timeout and the retries still apply."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,34 +13,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis_state_kit import needs_redis, redis_store
 
-from capabilities import registry
 from capabilities.blocks.state.contract import DeleteRequest, SetRequest
-from capabilities.daprspec.component import ComponentSpec
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not _redis_up(), reason="Redis not running on 127.0.0.1:6379")
-
-
-async def _store(metadata: dict[str, str]) -> Any:
-    s = registry.create(
-        ComponentSpec(name=f"conn-{uuid.uuid4().hex[:6]}", type="state.redis", metadata=metadata)
-    )
-    await s.init()
-    return s
 
 
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[Any]:
-    s = await _store({"redisHost": "127.0.0.1:6379"})
+    s = await redis_store()
     yield s
     await s.close()
 
@@ -90,7 +69,7 @@ async def test_concurrent_commands_share_the_pool_and_stay_correct(store: Any) -
 
 @needs_redis
 async def test_a_connection_the_server_closed_is_replaced_without_retries() -> None:
-    s = await _store({"redisHost": "127.0.0.1:6379", "redisMaxRetries": "0"})
+    s = await redis_store({"redisMaxRetries": "0"})
     try:
         k = key()
         await s.set(SetRequest(key=k, value=b"1"))
@@ -135,7 +114,7 @@ async def test_the_read_timeout_and_retries_still_apply() -> None:
 
     server, port = await _silent_redis()
     meta = {"redisHost": f"127.0.0.1:{port}", "readTimeout": "0.2s", "redisMaxRetries": "1"}
-    s = await _store(meta)
+    s = await redis_store(meta)
     try:
         started = time.monotonic()
         with pytest.raises(RedisTimeoutError, match="Timeout reading"):

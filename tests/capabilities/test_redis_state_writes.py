@@ -5,34 +5,21 @@ and a transaction applies nothing when one ETag fails."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from redis_state_kit import needs_redis, redis_store
 
-from capabilities import registry
 from capabilities.blocks.state.contract import DeleteRequest, ETagError, SetRequest
-from capabilities.daprspec.component import ComponentSpec
 
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _redis_up(), reason="Redis not running on 127.0.0.1:6379")
+pytestmark = needs_redis
 
 
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[object]:
-    spec = ComponentSpec(name="writes", type="state.redis", metadata={"redisHost": "127.0.0.1:6379"})
-    s = registry.create(spec)
-    await s.init()
+    s = await redis_store()
     yield s
     await s.close()
 
