@@ -7,15 +7,18 @@ echoed request (the mirror tests look for it in the mirrored pods' logs)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
+from tests.conformance.gatewayapi import h2cecho
 from tests.conformance.gatewayapi.grpcecho import GrpcEchoServer, PodContext
 from tests.conformance.gatewayapi.tcpecho import TcpEchoPod, server_context
 
@@ -69,6 +72,7 @@ class EchoPods:
         self._runners: list[web.AppRunner] = []  # one per start (the base pods, then each test's)
         self._grpc: list[GrpcEchoServer] = []
         self._tcp: list[TcpEchoPod] = []
+        self._h2c: list[asyncio.Server] = []
 
     async def start(self, pods: list[Pod]) -> None:
         app = web.Application()
@@ -89,8 +93,21 @@ class EchoPods:
                 self._tcp.append(tcp)
             else:
                 await web.TCPSite(runner, pod.ip, HTTP_PORT).start()
+                self._h2c.append(await h2cecho.serve(pod.ip, h2cecho.H2C_PORT, self._h2c_respond(pod)))
                 if tls is not None:  # echo-basic's HTTPS_PORT with TLS_SERVER_CERT / TLS_SERVER_PRIVKEY
                     await web.TCPSite(runner, pod.ip, HTTPS_PORT, ssl_context=tls).start()
+
+    def _h2c_respond(self, pod: Pod) -> h2cecho.Respond:
+        """echo-basic's h2c port: the echo handler's JSON, its log line too."""
+
+        def respond(
+            method: str, path: str, authority: str, headers: list[tuple[str, str]]
+        ) -> tuple[int, list[tuple[str, str]], bytes]:
+            self.logs.setdefault(pod.ip, []).append(f"Echoing back request made to {path} to client (h2c)")
+            body = _echo_body(pod, method, path, authority, "HTTP/2.0", headers)
+            return 200, [("content-type", "application/json")], json.dumps(body).encode()
+
+        return respond
 
     def _tls(self, pod: Pod) -> ssl.SSLContext | None:
         if pod.tls is None:
@@ -103,14 +120,19 @@ class EchoPods:
             await server.stop()
         for tcp in self._tcp:
             await tcp.stop()
+        for server in self._h2c:
+            server.close()
+            await server.wait_closed()
         for runner in self._runners:
             await runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
         pod = self.pods.get(sock[0] if sock else "")
         if request.path == "/health":
             return web.Response(text="OK")
+        if request.path == "/ws":  # echo-basic's wsHandler: every frame back as it came
+            return await _websocket_echo(request)
         if pod is not None:  # echo-basic's log line for every echoed request (RequestURI, RemoteAddr)
             self.logs.setdefault(pod.ip, []).append(
                 f"Echoing back request made to {request.raw_path} to client ({request.remote})"
@@ -124,22 +146,41 @@ class EchoPods:
                 await asyncio.sleep(_duration_s(delay))
             except ValueError as exc:
                 return web.json_response({"message": str(exc)}, status=500)
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            headers.setdefault(_canonical(name), []).append(value)
-        body: dict[str, Any] = {
-            "path": request.raw_path,
-            "host": request.host,
-            "method": request.method,
-            "proto": f"HTTP/{request.version.major}.{request.version.minor}",
-            "headers": headers,
-            "httpPort": str(HTTP_PORT),
-            "namespace": pod.namespace if pod else "",
-            "ingress": "",
-            "service": "",
-            "pod": pod.name if pod else "",
-        }
+        proto = f"HTTP/{request.version.major}.{request.version.minor}"
+        body = _echo_body(pod, request.method, request.raw_path, request.host, proto, request.headers.items())
         resp = web.json_response(body, headers={"X-Content-Type-Options": "nosniff"})
         for name, value in _echo_headers(request).items():
             resp.headers[name] = value
         return resp
+
+
+def _echo_body(
+    pod: Pod | None, method: str, path: str, host: str, proto: str, raw: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    """echo-basic's RequestAssertions."""
+    headers: dict[str, list[str]] = {}
+    for name, value in raw:
+        headers.setdefault(_canonical(name), []).append(value)
+    return {
+        "path": path,
+        "host": host,
+        "method": method,
+        "proto": proto,
+        "headers": headers,
+        "httpPort": str(HTTP_PORT),
+        "namespace": pod.namespace if pod else "",
+        "ingress": "",
+        "service": "",
+        "pod": pod.name if pod else "",
+    }
+
+
+async def _websocket_echo(request: web.Request) -> web.StreamResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import aiohttp
 import grpc
 
-from tests.conformance.gatewayapi import grpcecho
+from tests.conformance.gatewayapi import grpcecho, h2cecho
 from tests.conformance.gatewayapi.certs import Credentials, ca_signed, new_ca, self_signed
 from tests.conformance.gatewayapi.harness import (
     CONTROLLER,
@@ -49,6 +49,7 @@ WEB_NS = "gateway-conformance-web-backend"
 SKIP_READINESS = "gateway-api/skip-this-for-readiness"  # GatewayExcludedFromReadinessChecks
 REQUEST_ID_QUERY_PARAM = "gateway-api-conformance-request-id"
 SPIFFE_SAN = "spiffe://abc.example.com/test-identity"
+H2C_PROTOCOL = "H2C_PRIOR_KNOWLEDGE"
 
 
 class ConformanceError(AssertionError):
@@ -734,6 +735,12 @@ class Suite:
         headers["X-Echo-Set-Header"] = ",".join(
             f"{k}:{v}" for k, v in exp.backend_set_response_headers.items()
         )
+        if req.protocol == H2C_PROTOCOL:
+            h2 = await h2cecho.get(gw_addr.dial(), host, req.path, REQUEST_TIMEOUT_S)
+            captured = Captured(h2.status, h2.headers)
+            if 200 <= h2.status < 300 and "application/json" in ",".join(h2.headers.get("content-type", [])):
+                captured.request = json.loads(h2.body)
+            return captured
         scheme = "https" if tls is not None else "http"
         url = f"{scheme}://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
         async with self.http.request(
@@ -894,6 +901,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     unfollow_redirect: bool = False
     body: str = ""
+    protocol: str = ""  # H2C_PROTOCOL: HTTP/2 with prior knowledge (roundtripper.H2CPriorKnowledgeProtocol)
 
 
 @dataclass

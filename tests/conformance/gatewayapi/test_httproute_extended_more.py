@@ -5,14 +5,21 @@ httproute-invalid-parentref-not-matching-listener-port.go, ported case by case."
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conformance.gatewayapi.suite import (
     GROUP,
+    H2C_PROTOCOL,
     INFRA_NS,
+    MAX_TIME_TO_CONSISTENCY_S,
+    REQUEST_TIMEOUT_S,
+    REQUIRED_CONSECUTIVE_SUCCESSES,
     ConformanceError,
     Expected,
     GwAddr,
@@ -175,3 +182,64 @@ async def _collect(failures: list[str], group: str, checks: list[Coroutine[Any, 
             await check
         except ConformanceError as exc:
             failures.append(f"{group}/case {i}: {exc}")
+
+
+async def await_convergence(what: str, attempt: Callable[[], Awaitable[str]]) -> None:
+    """http.AwaitConvergence: `attempt` ('' on success) must succeed 3 times in a row within 30 s, a second
+    between failures."""
+    successes, deadline = 0, time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
+    while True:
+        why = await attempt()
+        if not why:
+            successes += 1
+            if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
+                return
+            continue
+        successes = 0
+        if time.monotonic() > deadline:
+            raise ConformanceError(f"{what}: {why}")
+        await asyncio.sleep(1.0)
+
+
+@pytest.mark.gateway_conformance("HTTPRouteBackendProtocolWebSocket")
+async def test_HTTPRouteBackendProtocolWebSocket(suite: Suite) -> None:
+    async with suite.using("tests/httproute-backend-protocol-websocket.yaml"):
+        addr = await suite.gateway_and_routes_must_be_accepted(
+            (INFRA_NS, "same-namespace"), [(INFRA_NS, "backend-protocol-ws")]
+        )
+        assert suite.http is not None
+        http = suite.http
+
+        async def exchange() -> str:
+            # x/net/websocket's handshake: Host is the URL's host as given, Origin the test's
+            url = f"http://{addr.dial()}/ws"
+            headers = {"Host": str(addr)}
+            origin = "ws://gateway/TestConformance/HTTPRouteBackendProtocolWebSocket"
+            try:
+                async with http.ws_connect(url, headers=headers, origin=origin) as ws:
+                    await ws.send_str("Websocket Support!")
+                    text = await ws.receive(timeout=REQUEST_TIMEOUT_S)
+                    if text.type != aiohttp.WSMsgType.TEXT or text.data != "Websocket Support!":
+                        return f"unexpected reply - want: 'Websocket Support!' got: {text.type} {text.data!r}"
+                    binary = bytes([1, 2, 3, 4, 5, 6, 7])
+                    await ws.send_bytes(binary)
+                    got = await ws.receive(timeout=REQUEST_TIMEOUT_S)
+                    if got.type != aiohttp.WSMsgType.BINARY or got.data != binary:
+                        return f"unexpected reply - want: {binary!r} got: {got.type} {got.data!r}"
+                    return ""
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                return f"failed to dial: {exc!r}"
+
+        await await_convergence("websocket connection should reach backend", exchange)
+
+
+@pytest.mark.gateway_conformance("HTTPRouteBackendProtocolH2C")
+async def test_HTTPRouteBackendProtocolH2C(suite: Suite) -> None:
+    async with suite.using("tests/httproute-backend-protocol-h2c.yaml"):
+        addr = await suite.gateway_and_routes_must_be_accepted(
+            (INFRA_NS, "same-namespace"), [(INFRA_NS, "backend-protocol-h2c")]
+        )
+        await suite.expect(
+            addr,
+            Expected(Request(path="/", protocol=H2C_PROTOCOL), backend=V1, namespace=INFRA_NS),
+        )
