@@ -25,10 +25,11 @@ BACKENDS = services(svc("v1"), svc("v2"), svc("v3"), svc("web"))
 SVC = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 
 
-def grpc_route(rules: str, name: str = "g", hostnames: str = "[]", created: str = "") -> str:
+def _route(kind: str, rules: str, name: str, hostnames: str, created: str) -> str:
+    """A route of the default namespace on Gateway web; rules is the YAML of its `rules:` list."""
     stamp = f", creationTimestamp: '{created}'" if created else ""
     return f"""apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
+kind: {kind}
 metadata: {{name: {name}, namespace: default{stamp}}}
 spec:
   parentRefs: [{{name: web}}]
@@ -38,17 +39,12 @@ spec:
 """
 
 
+def grpc_route(rules: str, name: str = "g", hostnames: str = "[]", created: str = "") -> str:
+    return _route("GRPCRoute", rules, name, hostnames, created)
+
+
 def http_route(name: str = "h", hostnames: str = "[]", created: str = "") -> str:
-    stamp = f", creationTimestamp: '{created}'" if created else ""
-    return f"""apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: default{stamp}}}
-spec:
-  parentRefs: [{{name: web}}]
-  hostnames: {hostnames}
-  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]
----
-"""
+    return _route("HTTPRoute", "  - backendRefs: [{name: web, port: 8080}]\n", name, hostnames, created)
 
 
 def lines(text: str, host: str = "*") -> list[str]:
