@@ -243,3 +243,52 @@ async def test_HTTPRouteBackendProtocolH2C(suite: Suite) -> None:
             addr,
             Expected(Request(path="/", protocol=H2C_PROTOCOL), backend=V1, namespace=INFRA_NS),
         )
+
+
+ISOLATION_PATHS = (
+    "/empty-hostname",
+    "/wildcard-example-com",
+    "/wildcard-foo-example-com",
+    "/abc-foo-example-com",
+)
+
+
+def _isolation_cases() -> list[Expected]:
+    """Each host reaches only the route of its own listener (the most specific hostname), else 404."""
+    served = {
+        "bar.com": "/empty-hostname",
+        "bar.example.com": "/wildcard-example-com",
+        "bar.foo.example.com": "/wildcard-foo-example-com",
+        "abc.foo.example.com": "/abc-foo-example-com",
+    }
+    cases = []
+    for host, own in served.items():
+        for path in ISOLATION_PATHS:
+            if path == own:
+                cases.append(Expected(Request(host=host, path=path), backend=V1, namespace=INFRA_NS))
+            else:  # Go sets Namespace on one of these 404s: a 404 compares its status only
+                cases.append(Expected(Request(host=host, path=path), status=(404,)))
+    return cases
+
+
+@pytest.mark.gateway_conformance("GatewayHTTPListenerIsolation")
+async def test_GatewayHTTPListenerIsolation(suite: Suite) -> None:
+    async with suite.using(
+        "tests/gateway-http-listener-isolation.yaml",
+        "tests/gateway-http-listener-isolation-with-hostname-intersection.yaml",
+    ):
+        await suite.namespaces_must_be_ready([INFRA_NS])
+        failures: list[str] = []
+        for gw, suffix in (
+            ("http-listener-isolation", ""),
+            ("http-listener-isolation-with-hostname-intersection", "-with-hostname-intersection"),
+        ):
+            routes = [
+                (INFRA_NS, f"attaches-to-{r}{suffix}") for r in (p.lstrip("/") for p in ISOLATION_PATHS)
+            ]
+            addr = await suite.gateway_and_routes_must_be_accepted((INFRA_NS, gw), routes)
+            for route in routes:
+                await suite.resolved_refs_true(route, (INFRA_NS, gw))
+            await _collect(failures, gw, [suite.expect(addr, c) for c in _isolation_cases()])
+        if failures:
+            raise ConformanceError("\n".join(failures))
