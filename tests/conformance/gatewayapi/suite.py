@@ -528,8 +528,11 @@ class Suite:
         await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
 
     # ---- HTTP (http.go) ----------------------------------------------------------------------------------
-    async def expect(self, gw_addr: GwAddr, exp: Expected) -> None:
-        """MakeRequestAndExpectEventuallyConsistentResponse: 3 matching round trips in a row, within 30 s."""
+    async def expect(
+        self, gw_addr: GwAddr, exp: Expected, required: int = REQUIRED_CONSECUTIVE_SUCCESSES
+    ) -> None:
+        """MakeRequestAndExpectEventuallyConsistentResponse: 3 (`required`) matching round trips in a row,
+        within 30 s."""
         successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
         while True:
             try:
@@ -539,7 +542,7 @@ class Suite:
                 why = f"request failed: {exc!r}"
             if not why:
                 successes += 1
-                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
+                if successes >= required:
                     return
                 continue
             successes = 0

@@ -6,6 +6,9 @@ port, -redirect-scheme, -rewrite-host, -rewrite-path, -response-header-modifier,
 
 from __future__ import annotations
 
+import asyncio
+import math
+import re
 import uuid
 
 import pytest
@@ -418,3 +421,68 @@ async def test_HTTPRouteInvalidParentRefSectionNameNotMatchingPort(suite: Suite)
         await suite.route_must_have_condition(route, gw, ("Accepted", "False", "NoMatchingParent"))
         await suite.route_must_have_no_accepted_parents(route)
         await suite.gateway_must_have_zero_routes(gw)
+
+
+# httproute-request-percentage-mirror.go: 500 requests, 10 at a time, each mirror's count within 3 standard
+# deviations of the binomial's mean, up to 5 batches
+CONCURRENT_REQUESTS, TOTAL_REQUESTS, DISTRIBUTION_CHECKS, TOLERANCE_STD_DEVS = 10, 500, 5, 3.0
+
+
+async def _mirrored_batch(suite: Suite, addr: GwAddr, case: Expected) -> None:
+    gate = asyncio.Semaphore(CONCURRENT_REQUESTS)
+
+    async def one() -> None:
+        async with gate:
+            await suite.expect(addr, case, required=1)
+
+    await asyncio.gather(*(one() for _ in range(TOTAL_REQUESTS)))
+
+
+def _mirror_log_count(suite: Suite, mirror: str, path: str, since: dict[str, int]) -> int:
+    """DumpEchoLogs since the batch began, the lines GetMirrorLogRegexp(path) matches."""
+    pattern = re.compile(f"Echoing back request made to {re.escape(path)} to client")
+    ips = [p.ip for p in suite.kubelet.pods if p.namespace == INFRA_NS and p.name.rsplit("-", 2)[0] == mirror]
+    logs = suite.kubelet.echo.logs
+    return sum(1 for ip in ips for line in logs.get(ip, [])[since.get(ip, 0) :] if pattern.search(line))
+
+
+def _distribution(count: int, percent: int) -> str:
+    p = percent / 100.0
+    expected = TOTAL_REQUESTS * p
+    margin = TOLERANCE_STD_DEVS * math.sqrt(TOTAL_REQUESTS * p * (1 - p))
+    if count < expected - margin or count > expected + margin:
+        return (
+            f"pod {V2} did not meet the mirroring percentage within tolerance. Expected between "
+            f"{expected - margin:f} and {expected + margin:f}, but got {count}"
+        )
+    return ""
+
+
+@pytest.mark.gateway_conformance("HTTPRouteRequestPercentageMirror")
+async def test_HTTPRouteRequestPercentageMirror(suite: Suite) -> None:
+    async with suite.using("tests/httproute-request-percentage-mirror.yaml"):
+        addr = await accepted(suite, "request-percentage-mirror")
+        cases = [
+            (mirror_case("/percent-mirror", False), 20),
+            (mirror_case("/percent-mirror-fraction", False), 50),
+        ]
+        cases.append((mirror_case("/percent-mirror-and-modify-headers", True), 35))
+        failures = []
+        for i, (case, percent) in enumerate(cases):
+            await suite.expect(addr, case)
+            why = ""
+            for k in range(DISTRIBUTION_CHECKS):
+                add_request_id_query_param(case, str(uuid.uuid4()))
+                since = {ip: len(lines) for ip, lines in suite.kubelet.echo.logs.items()}
+                await _mirrored_batch(suite, addr, case)
+                count = _mirror_log_count(suite, V2, case.request.path, since)
+                why = _distribution(count, percent)
+                print(f"Pod: {V2}, percent {percent}, actual: {count} of {TOTAL_REQUESTS}")
+                if not why:
+                    break
+                print(f"Traffic distribution test failed ({k + 1}/{DISTRIBUTION_CHECKS}): {why}")
+                await asyncio.sleep(2.0)
+            if why:
+                failures.append(f"case {i}: Percentage based mirror distribution tests failed: {why}")
+        if failures:
+            raise ConformanceError("\n".join(failures))
