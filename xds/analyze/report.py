@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xds.analyze.coexist import coexistence
 from xds.diagnostics import Diagnostic, Location, Severity
 from xds.gatewayapi.schema import SPECS as GATEWAY_API_SPECS
 from xds.model.schema import ListOf, MapOf, Obj, Spec, camelize
@@ -145,6 +146,8 @@ def analyze_documents(
         ]
     result = compile_documents(docs, strict=strict)
     report.diagnostics += [d for d in result.diagnostics if d.code not in ("skipped", "unsupported")]
+    if result.config is not None:  # a refused config has no routes to compare
+        report.diagnostics += coexistence(docs, result.config)
     report.skipped = [
         SkippedKind(api, kind, len(files), tuple(sorted(set(files))))
         for (api, kind), files in sorted(skipped.items())
