@@ -73,6 +73,7 @@ class EchoPods:
         self._grpc: list[GrpcEchoServer] = []
         self._tcp: list[TcpEchoPod] = []
         self._h2c: list[asyncio.Server] = []
+        self._sni: dict[int, str] = {}  # id(SSLObject) -> the server name its client sent
 
     async def start(self, pods: list[Pod]) -> None:
         app = web.Application()
@@ -95,7 +96,24 @@ class EchoPods:
                 await web.TCPSite(runner, pod.ip, HTTP_PORT).start()
                 self._h2c.append(await h2cecho.serve(pod.ip, h2cecho.H2C_PORT, self._h2c_respond(pod)))
                 if tls is not None:  # echo-basic's HTTPS_PORT with TLS_SERVER_CERT / TLS_SERVER_PRIVKEY
+                    tls.sni_callback = self._remember_sni
                     await web.TCPSite(runner, pod.ip, HTTPS_PORT, ssl_context=tls).start()
+
+    def _remember_sni(self, conn: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        self._sni[id(conn)] = name or ""
+
+    def _tls_assertions(self, request: web.Request) -> dict[str, str] | None:
+        """echo-basic's TLSAssertions of an HTTPS request (the SNI the backend saw)."""
+        conn = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if conn is None:
+            return None
+        cipher = conn.cipher()
+        return {
+            "version": conn.version() or "",
+            "serverName": self._sni.get(id(conn), ""),
+            "negotiatedProtocol": conn.selected_alpn_protocol() or "",
+            "cipherSuite": cipher[0] if cipher else "",
+        }
 
     def _h2c_respond(self, pod: Pod) -> h2cecho.Respond:
         """echo-basic's h2c port: the echo handler's JSON, its log line too."""
@@ -148,6 +166,9 @@ class EchoPods:
                 return web.json_response({"message": str(exc)}, status=500)
         proto = f"HTTP/{request.version.major}.{request.version.minor}"
         body = _echo_body(pod, request.method, request.raw_path, request.host, proto, request.headers.items())
+        tls = self._tls_assertions(request)
+        if tls is not None:
+            body["tls"] = tls
         resp = web.json_response(body, headers={"X-Content-Type-Options": "nosniff"})
         for name, value in _echo_headers(request).items():
             resp.headers[name] = value

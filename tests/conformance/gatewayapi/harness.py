@@ -37,6 +37,7 @@ KIND_OF = {
     "grpcroutes": "GRPCRoute",
     "gatewayclasses": "GatewayClass",
     "tlsroutes": "TLSRoute",
+    "backendtlspolicies": "BackendTLSPolicy",
 }  # pod IPs 127.77.X.Y: every pod listens on echo-basic's own port 3000
 
 

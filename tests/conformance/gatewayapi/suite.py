@@ -103,9 +103,10 @@ class GwAddr:
     def without_port(self) -> GwAddr:
         return GwAddr(self.host, "", self.dial_by_port)
 
-    def dial(self) -> str:
-        """Where a request to this address connects: Go dials port 80 for an address without one."""
-        port = self.port or "80"
+    def dial(self, default_port: str = "80") -> str:
+        """Where a request to this address connects: Go dials the scheme's port (80, 443 for HTTPS) for an
+        address without one."""
+        port = self.port or default_port
         if port not in self.dial_by_port:
             raise ConformanceError(f"Gateway address {self}: no listener port {port}")
         return self.dial_by_port[port]
@@ -139,6 +140,7 @@ class Suite:
             self.credentials.write(ns, name, {"tls.crt": crt, "tls.key": key})
         ca = new_ca()
         self.config_maps[(INFRA_NS, "tls-checks-ca-certificate")] = {"ca.crt": ca.pem}
+        self.config_maps[(INFRA_NS, "mismatch-ca-certificate")] = {"ca.crt": new_ca().pem}  # signs nothing
         for ns, name, hosts in (
             (INFRA_NS, "tls-checks-certificate", ["abc.example.com", SPIFFE_SAN, "other.example.com"]),
             (INFRA_NS, "tls-passthrough-checks-certificate", ["abc.example.com"]),
@@ -152,8 +154,21 @@ class Suite:
         self._base = manifests("base/manifests.yaml")
         await self.kubelet.echo.start(self.kubelet.schedule(self._base, self.credentials.secrets))
         await self.cp.apply("base/manifests.yaml", self._base)
+        await self.cp.apply("suite-configmaps.yaml", self.config_map_documents())
         await self._publish_registry()
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+
+    def config_map_documents(self) -> list[dict[str, Any]]:
+        """The CA ConfigMaps suite.Setup creates (MustCreateCACertConfigMap), as documents."""
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns},
+                "data": {k: v.decode() for k, v in data.items()},
+            }
+            for (ns, name), data in sorted(self.config_maps.items())
+        ]
 
     async def stop(self) -> None:
         if self.http is not None:
@@ -524,6 +539,53 @@ class Suite:
             await asyncio.sleep(1.0)
         raise ConformanceError(f"{kind} {route[0]}/{route[1]} has accepted parents: {why}")
 
+    async def backend_tls_policy_must_have_condition(
+        self, policy: tuple[str, str], gw: tuple[str, str], condition: tuple[str, str, str]
+    ) -> None:
+        """BackendTLSPolicyMustHaveCondition: every ancestor's conditions at the latest generation, the
+        Gateway's ancestor holding the condition."""
+
+        async def check() -> str | None:
+            obj = await self.cp.get("backendtlspolicies", *policy)
+            if obj is None:
+                return "no such BackendTLSPolicy"
+            ancestors = (obj.get("status") or {}).get("ancestors") or []
+            for a in ancestors:
+                stale = _stale(obj, a.get("conditions") or [])
+                if stale:
+                    return stale
+                ref = a.get("ancestorRef") or {}
+                if ref.get("name") == gw[1] and ref.get("namespace", gw[0]) == gw[0]:
+                    if _find(a.get("conditions") or [], *condition):
+                        return None
+            return f"no ancestor {gw[0]}/{gw[1]} with {condition}: {ancestors}"
+
+        await poll(f"BackendTLSPolicy {policy[0]}/{policy[1]} to have {condition}", STATUS_S, check)
+
+    async def expect_failure(self, gw_addr: GwAddr, exp: Expected) -> None:
+        """MakeRequestAndExpectFailure (WaitForConsistentFailureResponse): 5 answers in a row that are
+        neither 200 nor a timeout, within 30 s; a 200 fails at once."""
+        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
+        while True:
+            try:
+                got = await self.round_trip(gw_addr, exp)
+                if got.status == 200:
+                    raise ConformanceError(
+                        f"Request {exp.request} should failed, returned HTTP Status OK (200)"
+                    )
+                why = f"timeout status {got.status}" if got.status in (408, 504) else ""
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                why = f"Request failed, not ready yet: {exc!r}"
+            if not why:
+                successes += 1
+                if successes >= 5:
+                    return
+                continue
+            successes = 0
+            if time.monotonic() > deadline:
+                raise ConformanceError(f"timeout while waiting for a consistent failure: {why}")
+            await asyncio.sleep(1.0)
+
     async def resolved_refs_true(self, route: tuple[str, str], gw: tuple[str, str]) -> None:
         await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
 
@@ -745,7 +807,8 @@ class Suite:
                 captured.request = json.loads(h2.body)
             return captured
         scheme = "https" if tls is not None else "http"
-        url = f"{scheme}://{gw_addr.dial()}{path}" + (f"?{query}" if query else "")
+        dial = gw_addr.dial("443" if tls is not None else "80")
+        url = f"{scheme}://{dial}{path}" + (f"?{query}" if query else "")
         async with self.http.request(
             req.method,
             aiohttp.client.URL(url, encoded=True),
@@ -914,6 +977,7 @@ class ExpectedRequest:
     path: str = ""  # as in Go: compared as given (tests that set an ExpectedRequest set its path)
     headers: dict[str, str] | None = None
     absent_headers: list[str] = field(default_factory=list)
+    sni: str = ""  # the TLS server name the backend saw
 
 
 @dataclass
@@ -994,6 +1058,9 @@ def compare(exp: Expected, got: Captured) -> str:
                 return f"expected {name} header to not be set, got {seen[name.lower()]}"
         if not str(creq.get("pod", "")).startswith(exp.backend):
             return f"expected pod name to start with {exp.backend}, got {creq.get('pod')}"
+        seen_sni = (creq.get("tls") or {}).get("serverName", "")
+        if er.sni and er.sni != seen_sni:
+            return f"expected SNI {seen_sni!r} to be equal to {er.sni!r}"
     elif got.status in (300, 301, 302, 303, 304, 305, 307, 308) and exp.redirect is not None:
         want, have = exp.redirect, got.redirect or Redirect()
         host = want.host or have.host
