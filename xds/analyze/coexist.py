@@ -2,10 +2,11 @@
 
 istiod converts every HTTPRoute into a VirtualService bound to its Gateway's converted Istio Gateway, so both
 APIs meet in one model: a gateway proxy serving an Istio Gateway and a Gateway API Gateway on the same port
-merges the routes of a host both name into one virtual host (gateways oldest first, then VirtualServices),
-and the first route that matches wins: one API's routes can shadow the other's. On separate proxies (`mecha
-up` starts one per Gateway API Gateway) they never meet. Offline, which proxy serves which Gateway is not
-known, so `mecha analyze` reports every such pair where the HTTPRoute is written: file, document, field."""
+merges the routes both have for one virtual host (the same host name) into one list (gateways oldest first,
+then VirtualServices), and the first route that matches wins: one API's routes can shadow the other's. On
+separate proxies (`mecha up` starts one per Gateway API Gateway) they never meet. Offline, which proxy serves
+which Gateway is not known, so `mecha analyze` reports every such pair where the HTTPRoute is written: file,
+document and field."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class _IstioClaim:
 
 
 def coexistence(docs: list[RawDocument], config: MeshConfig) -> list[Diagnostic]:
-    """A warning on each HTTPRoute hostname (or parentRef, without hostnames) that an Istio VirtualService
-    also routes on the same gateway port."""
+    """A warning on each HTTPRoute hostname (or parentRef, without hostnames) whose virtual host an Istio
+    VirtualService also routes on the same gateway port (the same name: `*.example.com` and `a.example.com`
+    are two virtual hosts, and Envoy sends each request to the most specific one only)."""
     stage = GatewayApiStage()
     api_docs: set[tuple[str, int]] = set()
     for doc in docs:
@@ -57,11 +59,10 @@ def coexistence(docs: list[RawDocument], config: MeshConfig) -> list[Diagnostic]
     out: list[Diagnostic] = []
     for route, gateway, port, host, field in _route_claims(inputs, config):
         for claim in istio:
-            if claim.port != port or hostnames.intersection(claim.host, host) is None:
-                continue
-            shared = host if hostnames.covers(claim.host, host) else claim.host
+            if claim.port != port or claim.host != host:
+                continue  # another virtual host: requests go to the most specific one, nothing merges
             msg = (
-                f"host {shared} on port {port} is also routed by {claim.where} on Istio Gateway "
+                f"host {host} on port {port} is also routed by {claim.where} on Istio Gateway "
                 f"{claim.gateway}: a gateway proxy serving both that Gateway and Gateway {gateway} merges "
                 "their routes for the host into one virtual host, where the first match wins (istiod: the "
                 "older Gateway's routes first); on separate proxies both are served"

@@ -97,14 +97,23 @@ def test_same_host_and_port_is_reported_on_the_httproute_hostname() -> None:
 
 
 def test_a_route_without_hostnames_is_reported_on_its_parent_ref() -> None:
-    found, _ = _analyze(hostnames="")
+    found, _ = _analyze(hostnames="", vs_host="*")
     assert [d.field for d in found] == ["spec.parentRefs[0]"]
-    assert "host www.example.com on port 80" in found[0].message  # the narrower of * and the VS host
+    assert "host * on port 80" in found[0].message
 
 
-def test_wildcards_meet_on_the_narrower_host() -> None:
-    found, _ = _analyze(server_host="*.example.com", vs_host="*.example.com")
-    assert len(found) == 1 and "host www.example.com on port 80" in found[0].message
+def test_the_same_wildcard_is_reported() -> None:
+    found, _ = _analyze(
+        server_host="*.example.com", vs_host="*.example.com", hostnames='hostnames: ["*.example.com"]'
+    )
+    assert len(found) == 1 and "host *.example.com on port 80" in found[0].message
+
+
+def test_a_wider_host_is_another_virtual_host_and_no_conflict() -> None:
+    """Envoy sends www.example.com to its own virtual host: the VirtualService's `*` routes never see it."""
+    assert _analyze(vs_host="*")[0] == []
+    assert _analyze(server_host="*.example.com", vs_host="*.example.com")[0] == []
+    assert _analyze(hostnames="")[0] == []  # the route's `*` and the VirtualService's www.example.com
 
 
 def test_another_port_is_no_conflict() -> None:
