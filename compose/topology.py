@@ -141,6 +141,10 @@ GATEWAY_NAMESPACE = "istio-system"
 GATEWAY_PORT = 8080
 GATEWAY_ADMIN_PORT = 15000
 GATEWAY_COMPOSE_IP = "172.30.89.30"
+# Gateway API Gateways this container/Deployment serves beside the Istio Gateways its labels select: a
+# Gateway default/bookinfo (class mecha or istio) is served here on the same port mapping, as `mecha up`
+# serves it from an Envoy of its own (docs/gateway-api.md). Name yours here, NAMESPACE/NAME.
+GATEWAY_API_GATEWAYS = ("default/bookinfo",)
 
 
 def workload(name: str) -> Workload:
@@ -285,12 +289,14 @@ def kubernetes_bootstrap(w: Workload) -> str:
 
 
 def gateway_metadata() -> dict[str, Any]:
-    """node.metadata.mecha of the ingress gateway: selected by Gateway.selector through its labels."""
+    """node.metadata.mecha of the ingress gateway: selected by Istio Gateway.selector through its labels, and
+    serving the Gateway API Gateways it names (`gateways`)."""
     return {
         "mode": "gateway",
         "namespace": GATEWAY_NAMESPACE,
         "address": "0.0.0.0",
         "labels": {"istio": "ingressgateway"},
+        "gateways": list(GATEWAY_API_GATEWAYS),
         "gateway_ports": {"80": GATEWAY_PORT},
     }
 
