@@ -57,10 +57,11 @@ def main(repo: str, ref: str) -> None:
                     "mesh": "/mesh/" in name,
                 }
             )
-    (HERE / "base").mkdir(parents=True, exist_ok=True)
-    (HERE / "base" / "manifests.yaml").write_text(
-        git(repo, "show", f"{commit}:conformance/base/manifests.yaml")
-    )
+    for base in ("base", "mesh"):  # the shared manifests: Gateway tests' and the mesh tests' (MESH-HTTP)
+        (HERE / base).mkdir(parents=True, exist_ok=True)
+        (HERE / base / "manifests.yaml").write_text(
+            git(repo, "show", f"{commit}:conformance/{base}/manifests.yaml")
+        )
     (HERE / "LICENSE").write_text(git(repo, "show", f"{commit}:LICENSE"))
     source = {"repository": "https://github.com/kubernetes-sigs/gateway-api", "ref": ref, "commit": commit}
     (HERE / "tests.json").write_text(json.dumps({**source, "tests": tests}, indent=1) + "\n")
