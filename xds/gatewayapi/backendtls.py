@@ -109,6 +109,7 @@ def apply_policies(
     """ancestors: service host -> the Mecha Gateways whose routes send to it (status.ancestors)."""
     out = PolicyOutcome()
     taken: dict[tuple[str, str], str] = {}  # (host, sectionName) -> the policy applied there
+    applied: dict[str, list[tuple[objects.BackendTLSPolicy, Service, str, str | None]]] = {}
     for policy in sorted(policies, key=lambda p: (p.meta.created, p.meta.ref)):
         ns, where = policy.meta.namespace, policy.meta.location
         conditions: list[Condition] = []
@@ -144,7 +145,7 @@ def apply_policies(
             assert service is not None
             taken[host, section] = policy.meta.ref
             hosts.append(host)
-            out.rules.append(_rule(policy, host, service, section, ca, len(out.rules)))
+            applied.setdefault(host, []).append((policy, service, section, ca))
         for c in conditions:
             if c.status == "False" and c.reason not in ("Conflicted", "TargetNotFound"):
                 field_ = "spec.validation" if c.type == "Accepted" else "spec.validation.caCertificateRefs"
@@ -170,23 +171,33 @@ def apply_policies(
             for _, g in sorted(gateways.items())
         ]
         out.statuses.append(ObjectStatus(policy.meta, ancestors=parents))
+    out.rules = [_rule(host, entries, n) for n, (host, entries) in enumerate(applied.items())]
     return out
 
 
-def _rule(
-    policy: objects.BackendTLSPolicy, host: str, service: Service, section: str, ca: str | None, n: int
-) -> DestinationRule:
-    settings = ClientTLS(
+def _settings(policy: objects.BackendTLSPolicy, ca: str | None) -> ClientTLS:
+    return ClientTLS(
         mode="SIMPLE",
         sni=policy.hostname,
         subject_alt_names=policy.subject_alt_names or (policy.hostname,),
         ca_pem=UNTRUSTED_CA if ca is None else ca,
     )
-    if section:
-        port = next(p.number for p in service.ports if p.name == section)
-        traffic = TrafficPolicy(port_level=((port, TrafficPolicy(tls=settings)),))
-    else:
-        traffic = TrafficPolicy(tls=settings)
-    name = f"gateway-api.backendtls.{policy.meta.name}.{n}"
-    location = policy.meta.location
-    return DestinationRule(Meta("DestinationRule", policy.meta.namespace, name, location), host, traffic)
+
+
+def _rule(
+    host: str, entries: list[tuple[objects.BackendTLSPolicy, Service, str, str | None]], n: int
+) -> DestinationRule:
+    """One DestinationRule per Service (two for one host would compete): the policy without sectionName is
+    its TLS, each sectionName's policy that port's, which wins there (the more specific target)."""
+    whole: ClientTLS | None = None
+    ports: list[tuple[int, TrafficPolicy]] = []
+    for policy, service, section, ca in entries:
+        if section:
+            port = next(p.number for p in service.ports if p.name == section)
+            ports.append((port, TrafficPolicy(tls=_settings(policy, ca))))
+        else:
+            whole = _settings(policy, ca)
+    first = entries[0][0]
+    name = f"gateway-api.backendtls.{first.meta.name}.{n}"
+    meta = Meta("DestinationRule", first.meta.namespace, name, first.meta.location)
+    return DestinationRule(meta, host, TrafficPolicy(tls=whole, port_level=tuple(ports)))
