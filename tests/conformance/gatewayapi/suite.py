@@ -968,6 +968,7 @@ class Request:
     unfollow_redirect: bool = False
     body: str = ""
     protocol: str = ""  # H2C_PROTOCOL: HTTP/2 with prior knowledge (roundtripper.H2CPriorKnowledgeProtocol)
+    sni: str = ""  # as in Go: without an ExpectedRequest, the SNI the backend must have seen
 
 
 @dataclass
@@ -1025,6 +1026,7 @@ def compare(exp: Expected, got: Captured) -> str:
             method=exp.request.method,
             path=exp.request.path,
             headers=exp.request.headers or None,
+            sni=exp.request.sni,
         )
         creq = got.request or {}
         method = er.method or "GET"

@@ -53,7 +53,7 @@ async def test_BackendTLSPolicy(suite: Suite) -> None:
         await suite.tls_expect(
             addr,
             Expected(
-                Request(host="https-listener.org", path="/backendtlspolicy"),
+                Request(host="https-listener.org", path="/backendtlspolicy", sni="https-listener.org"),
                 ExpectedRequest(path="/backendtlspolicy", sni="abc.example.com"),
                 namespace=INFRA_NS,
             ),
@@ -65,20 +65,29 @@ async def test_BackendTLSPolicy(suite: Suite) -> None:
         await policy_ok(suite, "normative-test")
         await suite.expect(
             addr,
-            Expected(Request(host="abc.example.com", path="/backendtlspolicy"), namespace=INFRA_NS),
+            Expected(
+                Request(host="abc.example.com", path="/backendtlspolicy", sni="abc.example.com"),
+                namespace=INFRA_NS,
+            ),
         )
         await policy_ok(suite, "host-mismatch")
         await suite.expect_failure(
             addr,
             Expected(
-                Request(host="abc.example.org", path="/backendtlspolicy-host-mismatch"), namespace=INFRA_NS
+                Request(
+                    host="abc.example.org", path="/backendtlspolicy-host-mismatch", sni="abc.example.com"
+                ),
+                namespace=INFRA_NS,
             ),
         )
         await policy_ok(suite, "cert-mismatch")
         await suite.expect_failure(
             addr,
             Expected(
-                Request(host="abc.example.com", path="/backendtlspolicy-cert-mismatch"), namespace=INFRA_NS
+                Request(
+                    host="abc.example.com", path="/backendtlspolicy-cert-mismatch", sni="abc.example.com"
+                ),
+                namespace=INFRA_NS,
             ),
         )
 
@@ -116,3 +125,107 @@ async def test_BackendTLSPolicy(suite: Suite) -> None:
             await suite.patch(relative, policy)
         finally:
             await suite.cp.delete(cm_file, [config_map(original_ca)])
+
+
+def sni_request(path: str, sni: str = "abc.example.com") -> Expected:
+    return Expected(Request(host="abc.example.com", path=path, sni=sni), namespace=INFRA_NS)
+
+
+@pytest.mark.gateway_conformance("BackendTLSPolicySANValidation")
+async def test_BackendTLSPolicySANValidation(suite: Suite) -> None:
+    async with suite.using("tests/backendtlspolicy-san.yaml"):
+        addr = await routes_accepted(suite, SAME, "backendtlspolicy-san-test")
+        for name, ok in (
+            ("san-dns", True),
+            ("san-dns-mismatch", False),
+            ("san-uri", True),
+            ("san-uri-mismatch", False),
+            ("multiple-sans", True),
+            ("multiple-mismatch-sans", False),
+        ):
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, name), SAME, ACCEPTED)
+            case = sni_request(f"/backendtlspolicy-{name}")
+            await (suite.expect(addr, case) if ok else suite.expect_failure(addr, case))
+
+
+@pytest.mark.gateway_conformance("BackendTLSPolicyConflictResolution")
+async def test_BackendTLSPolicyConflictResolution(suite: Suite) -> None:
+    async with suite.using("tests/backendtlspolicy-conflict-resolution.yaml"):
+        addr = await routes_accepted(suite, SAME, "backendtlspolicy-conflict-resolution")
+        conflicted = ("Accepted", "False", "Conflicted")
+        for first, second, path in (
+            (
+                "conflicted-without-section-name-1",
+                "conflicted-without-section-name-2",
+                "without-section-name",
+            ),
+            ("conflicted-with-section-name-1", "conflicted-with-section-name-2", "with-section-name"),
+        ):
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, first), SAME, ACCEPTED)
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, second), SAME, conflicted)
+            await suite.expect(addr, sni_request(f"/backendtlspolicy-conflicted-{path}", "other.example.com"))
+        for name in ("not-conflicted-with-section-name", "not-conflicted-without-section-name"):
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, name), SAME, ACCEPTED)
+        await suite.expect(
+            addr, sni_request("/backendtlspolicy-not-conflicted-with-section-name", "other.example.com")
+        )
+        await suite.expect(addr, sni_request("/backendtlspolicy-not-conflicted-without-section-name"))
+
+
+def server_error(path: str) -> Expected:
+    return Expected(Request(host="abc.example.com", path=path), status=(500, 502, 503), namespace=INFRA_NS)
+
+
+@pytest.mark.gateway_conformance("BackendTLSPolicyInvalidCACertificateRef")
+async def test_BackendTLSPolicyInvalidCACertificateRef(suite: Suite) -> None:
+    async with suite.using("tests/backendtlspolicy-invalid-ca-certificate-ref.yaml"):
+        await suite.namespaces_must_be_ready([INFRA_NS])
+        route = (INFRA_NS, "backendtlspolicy-invalid-ca-certificate-ref")
+        addr = await suite.gateway_and_routes_must_be_accepted(SAME, [route], use_port=False)
+        for name in ("nonexistent-ca-certificate-ref", "malformed-ca-certificate-ref"):
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, name), SAME, NO_VALID_CA)
+            await suite.backend_tls_policy_must_have_condition((INFRA_NS, name), SAME, INVALID_CA_REF)
+            await suite.expect(addr, server_error(f"/backendtlspolicy-{name}"))
+
+
+@pytest.mark.gateway_conformance("BackendTLSPolicyInvalidKind")
+async def test_BackendTLSPolicyInvalidKind(suite: Suite) -> None:
+    async with suite.using("tests/backendtlspolicy-invalid-kind.yaml"):
+        await suite.namespaces_must_be_ready([INFRA_NS])
+        route = (INFRA_NS, "backendtlspolicy-invalid-kind-test")
+        addr = await suite.gateway_and_routes_must_be_accepted(SAME, [route], use_port=False)
+        policy = (INFRA_NS, "invalid-kind")
+        await suite.backend_tls_policy_must_have_condition(policy, SAME, NO_VALID_CA)
+        await suite.backend_tls_policy_must_have_condition(
+            policy, SAME, ("ResolvedRefs", "False", "InvalidKind")
+        )
+        await suite.expect(addr, server_error("/backendtlspolicy-invalid-kind"))
+
+
+def _latest(policy: dict[str, object]) -> None:
+    """BackendTLSPolicyMustHaveLatestConditions: a check of the object as read, no wait."""
+    gen = policy["metadata"]["generation"]  # type: ignore[index]
+    for ancestor in policy.get("status", {}).get("ancestors") or []:  # type: ignore[attr-defined]
+        stale = [c for c in ancestor.get("conditions") or [] if c.get("observedGeneration") != gen]
+        assert not stale, f"BackendTLSPolicy ancestor {ancestor.get('ancestorRef')}: stale conditions {stale}"
+
+
+@pytest.mark.gateway_conformance("BackendTLSPolicyObservedGenerationBump")
+async def test_BackendTLSPolicyObservedGenerationBump(suite: Suite) -> None:
+    relative = "tests/backendtlspolicy-observed-generation-bump.yaml"
+    async with suite.using(relative):
+        name = (INFRA_NS, "observed-generation-bump")
+        await suite.namespaces_must_be_ready([INFRA_NS])
+        original = await suite.cp.get("backendtlspolicies", *name)
+        assert original is not None, "error getting BackendTLSPolicy"
+        _latest(original)
+        mutate = copy.deepcopy(next(d for d in manifests(relative) if d.get("kind") == "BackendTLSPolicy"))
+        mutate["spec"]["validation"]["hostname"] = "foo.example.com"
+        await suite.patch(relative, mutate)
+        await suite.backend_tls_policy_must_have_condition(name, SAME, ("Accepted", "True", ""))
+        updated = await suite.cp.get("backendtlspolicies", *name)
+        assert updated is not None, "error getting BackendTLSPolicy"
+        _latest(updated)
+        assert original["metadata"]["generation"] != updated["metadata"]["generation"], (
+            "generation should change after an update"
+        )
