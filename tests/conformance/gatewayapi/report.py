@@ -3,7 +3,9 @@
 As the Go suite groups them: a profile's core tests are those whose features are all core features of the
 profile; its extended tests need at least one extended feature, all of them among the features Mecha claims
 (`SUPPORTED`). A test of the profile that was not run (not ported, or deselected) counts as skipped and is
-listed in skippedTests; provisional tests are left out, as the suite leaves them out by default."""
+listed in skippedTests. Provisional tests run and count as the others do (the suite's
+--skip-provisional-tests is false by default); those that passed are also listed in
+succeededProvisionalTests."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ PROFILES: dict[str, frozenset[str]] = {
     "GATEWAY-TLS": frozenset({"Gateway", "ReferenceGrant", "TLSRoute"}),
 }
 # the extended features Mecha claims (docs/gateway-api.md), by profile
+GATEWAY_FEATURES = ("GatewayPort8080", "GatewayHTTPListenerIsolation")
 SUPPORTED: dict[str, frozenset[str]] = {
     "GATEWAY-HTTP": frozenset(
         {
@@ -42,10 +45,23 @@ SUPPORTED: dict[str, frozenset[str]] = {
             "HTTPRouteBackendTimeout",
             "HTTPRouteParentRefPort",
             "HTTPRouteBackendRequestHeaderModification",
+            "HTTPRoute303RedirectStatusCode",
+            "HTTPRoute307RedirectStatusCode",
+            "HTTPRoute308RedirectStatusCode",
+            "HTTPRouteNamedRouteRule",
+            "HTTPRouteDestinationPortMatching",
+            "HTTPRouteRequestPercentageMirror",
+            "HTTPRouteBackendProtocolWebSocket",
+            "HTTPRouteBackendProtocolH2C",
+            *GATEWAY_FEATURES,
+            "BackendTLSPolicy",
+            "BackendTLSPolicySANValidation",
         }
     ),
-    "GATEWAY-GRPC": frozenset(),  # its extended features are the Gateway ones, none of which Mecha claims
-    "GATEWAY-TLS": frozenset(),  # Gateway ones and TLSRoute's Terminate/Mixed modes: none claimed
+    # their extended features are Gateway ones (and TLSRoute's Terminate/Mixed modes, not claimed): the
+    # suite's one set of supported features, seen through each profile
+    "GATEWAY-GRPC": frozenset(GATEWAY_FEATURES),
+    "GATEWAY-TLS": frozenset(GATEWAY_FEATURES),
 }
 
 
@@ -71,7 +87,7 @@ def _status(tests: list[str], outcomes: dict[str, str]) -> dict[str, Any]:
 
 def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
     index = upstream_tests()
-    gateway_tests = [t for t in index["tests"] if not t["mesh"] and not t["provisional"]]
+    gateway_tests = [t for t in index["tests"] if not t["mesh"]]
     profiles = []
     for name, core_features in sorted(PROFILES.items()):  # Go lists them in map order: here by name
         supported = SUPPORTED[name]
@@ -104,6 +120,9 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
                 },
             }
         )
+    provisional = sorted(
+        t["shortName"] for t in gateway_tests if t["provisional"] and outcomes.get(t["shortName"]) == "passed"
+    )
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "ConformanceReport",
@@ -119,6 +138,7 @@ def build_report(outcomes: dict[str, str], version: str) -> dict[str, Any]:
         "gatewayAPIChannel": "standard",
         "mode": "default",
         "profiles": profiles,
+        **({"succeededProvisionalTests": provisional} if provisional else {}),
     }
 
 

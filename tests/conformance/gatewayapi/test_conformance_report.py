@@ -32,8 +32,19 @@ def test_report_counts_a_test_in_every_profile_that_has_its_features() -> None:
     assert grpc["core"]["statistics"]["Passed"] == 1 and grpc["core"]["failedTests"] == ["GRPCRouteWeight"]
     assert "HTTPRouteMatching" not in grpc["core"].get("skippedTests", [])
     assert http["core"]["statistics"]["Passed"] == 2 and "failedTests" not in http["core"]
-    assert "GatewayPort8080" in grpc["extended"]["unsupportedFeatures"]
-    assert grpc["extended"]["supportedFeatures"] == []
+    assert "GatewayStaticAddresses" in grpc["extended"]["unsupportedFeatures"]
+    assert grpc["extended"]["supportedFeatures"] == ["GatewayHTTPListenerIsolation", "GatewayPort8080"]
     assert tls["core"]["statistics"]["Passed"] == 1 and "GRPCRouteWeight" not in tls["core"]["skippedTests"]
     assert "TLSRouteSimpleSameNamespace" in tls["core"]["skippedTests"]
     assert "TLSRouteModeTerminate" in tls["extended"]["unsupportedFeatures"]
+
+
+def test_report_counts_provisional_tests_and_lists_those_that_passed() -> None:
+    """The suite runs provisional tests by default (--skip-provisional-tests=false): they count in their
+    profiles, and the passed ones are listed in succeededProvisionalTests."""
+    report = build_report({"HTTPRoute303Redirect": "passed", "HTTPRouteNamedRule": "failed"}, "v0")
+    _, http, _ = report["profiles"]
+    assert http["extended"]["failedTests"] == ["HTTPRouteNamedRule"]
+    assert "HTTPRoute307Redirect" in http["extended"]["skippedTests"]
+    assert report["succeededProvisionalTests"] == ["HTTPRoute303Redirect"]
+    assert "succeededProvisionalTests" not in build_report({"HTTPRouteMatching": "passed"}, "v0")
