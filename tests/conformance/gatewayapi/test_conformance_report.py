@@ -9,8 +9,9 @@ def test_report_counts_failed_and_not_run_tests() -> None:
     report = build_report({"HTTPRouteMatching": "passed", "HTTPRouteWeight": "failed"}, "v0")
     assert report["apiVersion"] == "gateway.networking.k8s.io/v1" and report["kind"] == "ConformanceReport"
     assert report["gatewayAPIVersion"] == upstream_tests()["ref"]
-    assert [p["name"] for p in report["profiles"]] == ["GATEWAY-GRPC", "GATEWAY-HTTP", "GATEWAY-TLS"]
-    _, http, _ = report["profiles"]
+    names = [p["name"] for p in report["profiles"]]
+    assert names == ["GATEWAY-GRPC", "GATEWAY-HTTP", "GATEWAY-TLS", "MESH-HTTP"]
+    _, http, _, _ = report["profiles"]
     core = http["core"]
     assert http["name"] == "GATEWAY-HTTP" and core["result"] == "failure"
     assert core["failedTests"] == ["HTTPRouteWeight"] and core["statistics"]["Passed"] == 1
@@ -28,7 +29,7 @@ def test_report_counts_a_test_in_every_profile_that_has_its_features() -> None:
         "HTTPRouteMatching": "passed",
         "GRPCRouteWeight": "failed",
     }
-    grpc, http, tls = build_report(outcomes, "v0")["profiles"]
+    grpc, http, tls, mesh = build_report(outcomes, "v0")["profiles"]
     assert grpc["core"]["statistics"]["Passed"] == 1 and grpc["core"]["failedTests"] == ["GRPCRouteWeight"]
     assert "HTTPRouteMatching" not in grpc["core"].get("skippedTests", [])
     assert http["core"]["statistics"]["Passed"] == 2 and "failedTests" not in http["core"]
@@ -37,13 +38,29 @@ def test_report_counts_a_test_in_every_profile_that_has_its_features() -> None:
     assert tls["core"]["statistics"]["Passed"] == 1 and "GRPCRouteWeight" not in tls["core"]["skippedTests"]
     assert "TLSRouteSimpleSameNamespace" in tls["core"]["skippedTests"]
     assert "TLSRouteModeTerminate" in tls["extended"]["unsupportedFeatures"]
+    assert mesh["core"]["statistics"]["Passed"] == 0  # gateway tests are not mesh tests
+    assert "HTTPRouteMatching" not in mesh["core"].get("skippedTests", [])
+
+
+def test_mesh_http_draws_from_the_mesh_tests() -> None:
+    """MESH-HTTP: core = tests needing only Mesh and HTTPRoute (MeshBasic among them); extended = those
+    needing claimed Mesh*/HTTPRoute* features; MeshGRPCRouteWeight (GRPCRoute) is in neither."""
+    outcomes = {"MeshBasic": "passed", "MeshTrafficSplit": "passed", "MeshConsumerRoute": "failed"}
+    mesh = build_report(outcomes, "v0")["profiles"][3]
+    assert mesh["name"] == "MESH-HTTP"
+    assert mesh["core"]["statistics"]["Passed"] == 2 and "MeshHTTPRouteWeight" in mesh["core"]["skippedTests"]
+    assert mesh["extended"]["failedTests"] == ["MeshConsumerRoute"]
+    assert "MeshFrontendHostname" not in mesh["extended"].get("skippedTests", [])  # not claimed
+    assert "MeshClusterIPMatching" in mesh["extended"]["unsupportedFeatures"]
+    every = [*mesh["core"].get("skippedTests", []), *mesh["extended"].get("skippedTests", [])]
+    assert "MeshGRPCRouteWeight" not in every
 
 
 def test_report_counts_provisional_tests_and_lists_those_that_passed() -> None:
     """The suite runs provisional tests by default (--skip-provisional-tests=false): they count in their
     profiles, and the passed ones are listed in succeededProvisionalTests."""
     report = build_report({"HTTPRoute303Redirect": "passed", "HTTPRouteNamedRule": "failed"}, "v0")
-    _, http, _ = report["profiles"]
+    _, http, _, _ = report["profiles"]
     assert http["extended"]["failedTests"] == ["HTTPRouteNamedRule"]
     assert "HTTPRoute307Redirect" in http["extended"]["skippedTests"]
     assert report["succeededProvisionalTests"] == ["HTTPRoute303Redirect"]
