@@ -38,6 +38,9 @@ class CredentialInput:
     cert: str
     key_sha256: str
     ca: str = ""
+    secret: str = (
+        ""  # NS/NAME of the Secret document (watched config folder) it came from; "": credentials folder
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,9 @@ class ResolvedInputs:
         body = {
             "jwks": [{"uri": j.uri, "text": j.text, "error": j.error} for j in self.jwks],
             "credentials": [
+                # "secret" only when set: the digests of versions stored before it existed stay the same
                 {"name": c.name, "cert": c.cert, "ca": c.ca, "key_sha256": c.key_sha256}
+                | ({"secret": c.secret} if c.secret else {})
                 for c in self.credentials
             ],
         }
@@ -82,7 +87,13 @@ class ResolvedInputs:
         return cls.of(
             [JwksInput(str(j["uri"]), str(j.get("text", "")), str(j.get("error", ""))) for j in body["jwks"]],
             [
-                CredentialInput(str(c["name"]), str(c["cert"]), str(c["key_sha256"]), str(c.get("ca", "")))
+                CredentialInput(
+                    str(c["name"]),
+                    str(c["cert"]),
+                    str(c["key_sha256"]),
+                    str(c.get("ca", "")),
+                    str(c.get("secret", "")),
+                )
                 for c in body["credentials"]
             ],
         )

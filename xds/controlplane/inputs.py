@@ -56,19 +56,41 @@ def gateway_credential_names(config: MeshConfig) -> set[str]:
     }
 
 
-class InputResolver:
-    """The ConfigStore's resolver (store/config.py Resolver)."""
+def gateway_credential_namespaces(config: MeshConfig) -> dict[str, set[str]]:
+    """credentialName -> namespaces of the Gateways naming it (a Secret NAME is one of the Gateway's own
+    namespace: xds/credential_files.py secret_ref)."""
+    from xds.model.gateway import gateways
 
-    def __init__(self, credentials_folder: Path | None, jwks_timeout: float | None = None) -> None:
+    out: dict[str, set[str]] = {}
+    for gw in gateways(config.carried):
+        for s in gw.servers:
+            if s.protocol == "HTTPS" and s.tls is not None and s.tls.credential_name:
+                out.setdefault(s.tls.credential_name, set()).add(gw.meta.namespace)
+    return out
+
+
+class InputResolver:
+    """The ConfigStore's resolver (store/config.py Resolver). config_folders: the watched folders whose
+    `kubernetes.io/tls` Secret documents are credentials too (xds/sources/secrets.py)."""
+
+    def __init__(
+        self,
+        credentials_folder: Path | None,
+        jwks_timeout: float | None = None,
+        config_folders: tuple[Path, ...] = (),
+    ) -> None:
+        from xds.sources.secrets import TlsSecrets
+
         self.credentials_folder = credentials_folder
         self.jwks_timeout = jwks_timeout
+        self.secrets = TlsSecrets(config_folders)
 
     def resolving(
         self, previous: ResolvedInputs, refresh: InputRefresh
     ) -> Callable[[MeshConfig], ResolvedInputs]:
         def resolve(config: MeshConfig) -> ResolvedInputs:
-            from xds.model.jwks_fetch import TIMEOUT_S, resolve_jwks
             from xds.credential_files import resolve_credentials
+            from xds.model.jwks_fetch import TIMEOUT_S, resolve_jwks
 
             timeout = self.jwks_timeout if self.jwks_timeout is not None else TIMEOUT_S
             jwks = resolve_jwks(config, previous, refresh.jwks, timeout)
@@ -77,11 +99,14 @@ class InputResolver:
             kept: list[CredentialInput] = []
             due: set[str] = set()
             for name in names:
-                if name in known and not refresh.credentials:
+                # a Secret document is config: read again with every change (its folder's change made it)
+                if name in known and not refresh.credentials and not known[name].secret:
                     kept.append(known[name])
                 else:
                     due.add(name)
-            return ResolvedInputs.of(jwks, kept + resolve_credentials(self.credentials_folder, due))
+            spaces = gateway_credential_namespaces(config)
+            found = resolve_credentials(self.credentials_folder, due, self.secrets, spaces)
+            return ResolvedInputs.of(jwks, kept + found)
 
         return resolve
 
@@ -90,9 +115,9 @@ class InputResolver:
         starts after a renewal, or the leader's periodic check, then makes an inputs:credentials version."""
         from xds.credential_files import resolve_credentials
 
-        if config is None or self.credentials_folder is None:
+        if config is None or (self.credentials_folder is None and not self.secrets.folders):
             return False
         names = gateway_credential_names(config)
-        return ResolvedInputs.of([], resolve_credentials(self.credentials_folder, names)).credentials != (
-            inputs.credentials
-        )
+        spaces = gateway_credential_namespaces(config)
+        found = resolve_credentials(self.credentials_folder, names, self.secrets, spaces)
+        return ResolvedInputs.of([], found).credentials != inputs.credentials

@@ -49,6 +49,7 @@ from xds.diagnostics import Diagnostic, Location
 from xds.proxy import ProxyIdentity
 from xds.redact import Redactor, secret_values
 from xds.sources import RawDocument
+from xds.sources.secrets import guard_folder, is_secret, refuse_keys
 from xds.validate.strict import promote_strict
 
 if TYPE_CHECKING:
@@ -111,7 +112,12 @@ class ControlPlane:
         # JWKS and credential certificates are resolved with each change and stored with its version
         # (inputs.py): every replica serves the stored copy (a test pipeline may not take inputs)
         takes_inputs = "inputs" in inspect.signature(pipeline.compile_documents).parameters
-        resolver = InputResolver(self.settings.credentials_folder()) if takes_inputs else None
+        folders = tuple(Path(f) for f in self.settings.config_dirs)  # their TLS Secrets are credentials
+        resolver = (
+            InputResolver(self.settings.credentials_folder(), config_folders=folders)
+            if takes_inputs
+            else None
+        )
         self.store = ConfigStore(pipeline.compile_documents, backend, resolver)
         # the secret values logs and API answers never show: known as soon as the store or the proxies change
         # (a folder loaded at start is masked before any API request)
@@ -370,7 +376,10 @@ class ControlPlane:
             builder = self._pipeline.SnapshotBuilder(certs=self.certs, **options, **agent)
         if hasattr(builder, "credentials"):  # Gateway credentialName folder (a test pipeline may lack it)
             stored = self.store.resolver is not None  # certificates from the version, keys from the files
-            builder.credentials = CredentialStore(self.settings.credentials_folder(), stored=stored)
+            secrets = getattr(self.store.resolver, "secrets", None)  # TLS Secret documents' keys
+            builder.credentials = CredentialStore(
+                self.settings.credentials_folder(), stored=stored, secrets=secrets
+            )
         return builder
 
     async def _rotate_certificates(self) -> None:
@@ -439,6 +448,7 @@ class ControlPlane:
         """expected_version: refuse (conflict "version") unless the store is at that version. strict: refuse
         what istiod would accept with a warning (also for every change with MECHA_STRICT=1)."""
         docs, diags = self.load_text_files(files)
+        docs = refuse_keys(docs, diags)  # keys never go through the config store (xds/sources/secrets.py)
         if not docs and not diags:
             diags.append(Diagnostic(Location(), "", "no config documents in the request", code="empty"))
         return await self._change(
@@ -505,7 +515,16 @@ class ControlPlane:
             return
         paths: list[str | Path] = [folder]
         docs, diags = await asyncio.to_thread(self._pipeline.load_paths, paths)
-        outcome = await self._change(lambda: self.store.plan_replace_source(source, docs, diags), False)
+        docs = guard_folder(docs, diags)  # Secrets stored redacted; a key file open to others refused
+        # a renewed Secret looks unchanged once redacted: its certificate is read again with the change
+        refresh = InputRefresh(credentials=True) if any(map(is_secret, docs)) else None
+
+        def plan() -> Plan:
+            made = self.store.plan_replace_source(source, docs, diags)
+            made.refresh = made.refresh or refresh
+            return made
+
+        outcome = await self._change(plan, False)
         self.source_status[source] = {
             "accepted": outcome["accepted"],
             "version": outcome["version"],
