@@ -90,3 +90,29 @@ async def test_proxy_status_lists_routes_that_answer_503(tmp_path: Path) -> None
         lines = config_warning_lines(d.to_dict() for d in routing_warnings(cp.store.result.diagnostics))
         assert lines[0].startswith("1 config warning(s)")
         assert "a.yaml" in lines[1] and "later.default.svc.cluster.local" in lines[1]
+
+
+TLS_SECRET = """apiVersion: v1
+kind: Secret
+metadata: {name: shop-cert, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: Q0VSVElGSUNBVEU=, tls.key: U0VDUkVULUtFWS1CWVRFUw==}
+"""
+
+
+async def test_a_secret_with_a_private_key_is_refused_over_the_api_and_never_stored(tmp_path: Path) -> None:
+    """Keys never go through the config store (its history and backups): an apply carrying one is refused
+    with the document named, and no byte of the key reaches the store, whatever else the change holds."""
+    async with running(tmp_path) as cp:
+        outcome = await cp.apply([("secret.yaml", TLS_SECRET), ("ns.yaml", NAMESPACE)])
+        assert not outcome["accepted"]
+        (diag,) = [d for d in outcome["diagnostics"] if d["code"] == "secret-key"]
+        assert diag["severity"] == "error" and "shop-cert" in diag["message"]
+        assert "watched config folder" in diag["message"]
+    store_bytes = b"".join(p.read_bytes() for p in _files(tmp_path))
+    for secret in (b"U0VDUkVULUtFWS1CWVRFUw==", b"SECRET-KEY-BYTES"):
+        assert secret not in store_bytes
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
