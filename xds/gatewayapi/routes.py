@@ -3,8 +3,8 @@ precedence key the spec orders them by across every route of a hostname.
 
 Each match becomes its own route (precedence is per match). PathPrefix keeps the spec's segment semantics
 with two Envoy matches: exact `/foo` and prefix `/foo/` (so `/foobar` does not match); a ReplacePrefixMatch
-rewrite or redirect is computed for each of the two. Weights are made relative to 100 (the model's rule);
-when no backend can take traffic the rule answers 500, as the spec says.
+rewrite or redirect is computed for each of the two. Weights stay relative integers; the share of invalid
+backends answers 500, and when no backend can take traffic the whole rule does, as the spec says.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from xds.gatewayapi import objects
-from xds.gatewayapi.kinds import GROUP
+from xds.gatewayapi.invalid import INVALID_GRPC_BACKEND, INVALID_HTTP_BACKEND
+from xds.gatewayapi.kinds import GROUP, GRPC_ROUTE
 from xds.model.resources import (
     Destination,
     HTTPMatch,
@@ -146,17 +147,6 @@ class Resolver:
         return Destination(host, "", ref.port)
 
 
-def percentages(weights: list[int]) -> list[int]:
-    """Relative weights -> integers summing to 100 (largest remainders get the rounding)."""
-    total = sum(weights)
-    exact = [w * 100 / total for w in weights]
-    out = [int(x) for x in exact]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (out[i] - exact[i], i))
-    for i in by_remainder[: 100 - sum(out)]:
-        out[i] += 1
-    return out
-
-
 def destinations(
     rule: objects.Rule | objects.GRPCRule | objects.L4Rule,
     namespace: str,
@@ -164,14 +154,19 @@ def destinations(
     outcome: RuleOutcome,
     kind: str = "HTTPRoute",
 ) -> tuple[RouteDestination, ...]:
-    """The rule's weighted backends (unresolved ones reported in outcome), as model destinations."""
+    """The rule's weighted backends (unresolved ones reported in outcome), as model destinations. Weights
+    stay the spec's relative integers (Envoy takes them as they are). The share of unresolved backends goes
+    to a cluster-less target answering 500 (gRPC: UNAVAILABLE), as the spec says; a TCPRoute/TLSRoute gives
+    it to the others. No resolved backend: () (the caller answers the whole rule)."""
     found: list[tuple[RouteDestination, int]] = []
+    invalid = 0
     for j, ref in enumerate(rule.backend_refs):
         if ref.weight == 0:  # never sent traffic: not resolved either (istiod)
             continue
         dest = resolver.destination(ref, namespace, kind)
         if isinstance(dest, RefError):
             outcome.ref_errors.append(replace(dest, field=f"spec.rules[{rule.index}].backendRefs[{j}]"))
+            invalid += ref.weight
             continue
         unsupported = [f.type for f in ref.filters if f.type not in _BACKEND_FILTERS]
         if unsupported:
@@ -179,17 +174,19 @@ def destinations(
         request = next((f.request_headers for f in ref.filters if f.request_headers), None)
         response = next((f.response_headers for f in ref.filters if f.response_headers), None)
         found.append((RouteDestination(dest, None, headers(request, response)), ref.weight))
-    if found and outcome.ref_errors:
-        outcome.approximations.append("the share of its unresolved backends goes to the others (not 500)")
-    if len(found) <= 1:
-        return tuple(d for d, _ in found)
-    shares = percentages([w for _, w in found])
-    for (d, _), share in zip(found, shares, strict=True):
-        if share == 0:
-            msg = f"backend {d.destination.host} rounds to 0% of the traffic (weights are made percentages)"
-            outcome.approximations.append(msg)
-    kept = [replace(d, weight=share) for (d, _), share in zip(found, shares, strict=True) if share > 0]
-    return (replace(kept[0], weight=None),) if len(kept) == 1 else tuple(kept)
+    if not found:
+        return ()
+    sink = _INVALID_SINKS.get(kind)
+    if invalid and sink is None:
+        outcome.approximations.append("the share of its unresolved backends goes to the others")
+    elif invalid and sink is not None:
+        found.append((RouteDestination(Destination(sink, "", None)), invalid))
+    if len(found) == 1:
+        return (found[0][0],)
+    return tuple(replace(d, weight=w) for d, w in found)
+
+
+_INVALID_SINKS = {"HTTPRoute": INVALID_HTTP_BACKEND, GRPC_ROUTE: INVALID_GRPC_BACKEND}
 
 
 _BACKEND_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")

@@ -16,6 +16,7 @@ from envoy_data_plane.envoy.extensions.retry.host.previous_hosts import v3 as pr
 from envoy_data_plane.envoy.type.matcher import v3 as matcher
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 
+from xds.gatewayapi.invalid import INVALID_HTTP_BACKEND
 from xds.model.mesh import MeshConfig
 from xds.model.resources import (
     DestinationRule,
@@ -144,6 +145,8 @@ def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
     """True when the action has parts the byte fast path does not encode (mirrors, hash policy, ...)."""
     if route.mirrors or route.regex_rewrite is not None:
         return True
+    if answers_invalid_share(route):
+        return True
     if route.headers is not None and host_rewrite(route.headers.request) is not None:
         return True
     if len(route.route) > 1 and any(d.headers for d in route.route):
@@ -156,6 +159,11 @@ def needs_full_action(route: HTTPRoute, config: MeshConfig) -> bool:
         if rule is not None and _uses_hash(rule):
             return True
     return False
+
+
+def answers_invalid_share(route: HTTPRoute) -> bool:
+    """A Gateway API route whose invalid backends' share goes to a cluster that never exists (500s)."""
+    return any(d.destination.host == INVALID_HTTP_BACKEND for d in route.route)
 
 
 def _uses_hash(rule: DestinationRule) -> bool:
@@ -193,6 +201,10 @@ def route_action(
                 cw.host_rewrite_literal = host_rewrite(d.headers.request)
             weights.append(cw)
         action.weighted_clusters = rte.WeightedCluster(clusters=weights)
+    if answers_invalid_share(route):
+        action.cluster_not_found_response_code = (
+            rte.RouteActionClusterNotFoundResponseCode.INTERNAL_SERVER_ERROR
+        )
     if route.regex_rewrite is not None:
         action.prefix_rewrite = ""
         action.regex_rewrite = matcher.RegexMatchAndSubstitute(

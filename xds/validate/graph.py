@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from xds.gatewayapi.invalid import INVALID_BACKENDS
 from xds.model.mesh import MeshConfig
 from xds.model.meta import Meta
 from xds.model.traffic import Destination
@@ -28,6 +29,8 @@ def meta_node(meta: Meta) -> Node:
 
 
 def _destination_edges(g: nx.MultiDiGraph, src: Node, meta: Meta, dest: Destination, field: str) -> None:
+    if dest.host in INVALID_BACKENDS:
+        return  # the share of Gateway API backends already reported unresolved: answered 500 on purpose
     g.add_edge(src, service_node(dest.host), field=f"{field}.host", meta=meta, ref="host", dest=dest)
     if dest.subset:
         g.add_edge(

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from gwapi_helpers import GATEWAY, convert_text, route_line, services, svc, vs_by_host
 
+from xds.gatewayapi.invalid import INVALID_HTTP_BACKEND
 from xds.model.resources import StringMatch
 from xds.model.traffic import HeaderOps, Percent
 
@@ -140,13 +141,13 @@ def test_weighted_backends_keep_their_ratio() -> None:
     assert got == [f"default.r.0: prefix /, port 80 -> {svc('a')}:8080@80 + {svc('b')}:8080@20"]
 
 
-def test_relative_weights_become_percentages_summing_to_100() -> None:
+def test_relative_weights_stay_the_integers_written() -> None:
     rules = (
         "  - backendRefs: [{name: a, port: 8080}, {name: b, port: 8080}, {name: c, port: 8080, weight: 1}]\n"
     )
     conversion, _ = convert_text(GATEWAY + route(rules), BACKENDS)
     weights = [d.weight for d in vs_by_host(conversion)["*"].http[0].route]
-    assert weights == [34, 33, 33]
+    assert weights == [1, 1, 1]  # Envoy takes relative weights as they are (no percentages, no rounding)
 
 
 def test_a_zero_weight_backend_gets_nothing_and_all_zero_answers_500() -> None:
@@ -392,8 +393,9 @@ def test_gateways_of_another_class_are_not_converted() -> None:
     assert not diags
 
 
-def test_what_is_served_approximately_is_reported() -> None:
-    """A weight rounding to 0% and the share of a missing backend going to the others are said, not silent."""
+def test_small_weights_and_invalid_shares_are_served_exactly() -> None:
+    """A 1-in-1001 weight keeps its share and a missing backend's share answers 500 (a cluster-less target):
+    nothing is approximated any more."""
     rules = """  - backendRefs:
     - {name: a, port: 8080, weight: 999}
     - {name: b, port: 8080, weight: 1}
@@ -401,13 +403,10 @@ def test_what_is_served_approximately_is_reported() -> None:
 """
     conversion, _ = convert_text(GATEWAY + route(rules), BACKENDS)
     assert [route_line(r) for r in vs_by_host(conversion)["*"].http] == [
-        f"default.r.0: prefix /, port 80 -> {svc('a')}:8080"
+        f"default.r.0: prefix /, port 80 -> {svc('a')}:8080@999 + {svc('b')}:8080@1"
+        f" + {INVALID_HTTP_BACKEND}:None@1"
     ]
-    notes = [d.message for d in conversion.diagnostics if d.code == "gateway-api-approximated"]
-    assert notes == [
-        "the share of its unresolved backends goes to the others (not 500)",
-        f"backend {svc('b')} rounds to 0% of the traffic (weights are made percentages)",
-    ]
+    assert [d.message for d in conversion.diagnostics if d.code == "gateway-api-approximated"] == []
 
 
 def test_a_selector_listener_without_selector_is_reported() -> None:

@@ -64,12 +64,12 @@ def _output(case: str) -> dict[str, Any]:
 
 
 def _l4_line(kind: str, route: L4Route) -> str:
-    """`tls sni a.example.com port 443 -> host:port 60%, ...` (TLSRoute / TCPRoute, in served order)."""
+    """`tls sni a.example.com port 443 -> host:port@3, ...` (TLSRoute / TCPRoute, in served order)."""
     where = " ".join(
         (f"sni {','.join(m.sni_hosts)} " if m.sni_hosts else "") + f"port {m.port}" for m in route.matches
     )
     dests = ", ".join(
-        f"{d.destination.host}:{d.destination.port}" + (f" {d.weight}%" if d.weight is not None else "")
+        f"{d.destination.host}:{d.destination.port}" + (f"@{d.weight}" if d.weight is not None else "")
         for d in route.route
     )
     return f"{kind} {where} -> {dests or 'closed'}"
