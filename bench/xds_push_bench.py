@@ -420,7 +420,8 @@ async def run(args: argparse.Namespace) -> None:
         **(security.server_options() if security is not None else {}),
     )
     port = await server.start("127.0.0.1:0")
-    for p in fleet:
+    for p in fleet:  # the first publish is checked too, as the control plane does (its references read once)
+        consistency.check(p.id, snaps[p.id])
         cache.set_snapshot(p.id, snaps[p.id])
     envoys: list[EnvoyProcess] = []
     procs: list[asyncio.subprocess.Process] = []
