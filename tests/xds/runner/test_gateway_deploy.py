@@ -222,3 +222,73 @@ async def test_a_gateway_applied_at_runtime_gets_an_envoy_until_it_is_deleted(ri
     assert envoy not in rig.stack.sup.children and agent not in rig.stack.sup.children
     assert not port_in_use(int(port))
     assert rig.stack.gateways.describe() == {}
+
+
+HTTPS_GATEWAY = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: shop.example.com
+    tls: {certificateRefs: [{name: shop-cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  rules: [{backendRefs: [{name: echo, port: 8080}]}]
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+async def test_https_from_a_secret_document_in_the_watched_folder(rig: Rig, tmp_path: Path) -> None:
+    """Issue #20: HTTPS termination from a Kubernetes Secret document in the config folder, through the
+    gateway Envoy `mecha up` starts: the client trusts only the Secret's self-signed certificate (so the
+    handshake proves the listener serves it, for the listener's hostname) and reaches the route's backend."""
+    import base64
+    import ssl
+
+    from xds.testing.certs import self_signed
+
+    cert, key = self_signed(tmp_path / "pem", "shop.example.com", ca=True)
+    secret = rig_config(rig) / "shop-cert.yaml"
+    secret.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: shop-cert, namespace: default}\n"
+        "type: kubernetes.io/tls\ndata:\n"
+        f"  tls.crt: {base64.b64encode(cert.read_bytes()).decode()}\n"
+        f"  tls.key: {base64.b64encode(key.read_bytes()).decode()}\n"
+    )
+    secret.chmod(0o600)
+    (rig_config(rig) / "gw.yaml").write_text(HTTPS_GATEWAY)
+    line = await rig.said("[ready] gateway default/web")
+    address = line.split("listener 443 on ")[1].split()[0].rstrip(",")
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def reached() -> bool:
+        url = f"https://{address}/catalog"
+        try:
+            async with rig.session.get(url, headers={"Host": "shop.example.com"}, ssl=context,
+                                       server_hostname="shop.example.com") as r:  # fmt: skip
+                if r.status != 200:
+                    return False
+                assert json.loads(await r.text())["path"] == "/catalog"
+                return True
+        except (aiohttp.ClientConnectionError, ssl.SSLError):
+            return False
+
+    await poll_until(
+        reached, 30, lambda: "the HTTPS listener never served the Secret's certificate", interval=0.3
+    )
+
+
+def rig_config(rig: Rig) -> Path:
+    folder = rig.stack.o.config_dir
+    assert folder is not None
+    return folder
