@@ -10,9 +10,7 @@ the backend saw (when the test names some), absent headers, response headers and
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,12 @@ from aiohttp import web
 
 from tests.conformance.gatewayapi.echo import Pod, _echo_body
 from tests.conformance.gatewayapi.suite import (
-    MAX_TIME_TO_CONSISTENCY_S,
     REQUEST_TIMEOUT_S,
-    REQUIRED_CONSECUTIVE_SUCCESSES,
     ConformanceError,
     Expected,
     ExpectedRequest,
     Suite,
+    await_convergence,
 )
 from xds.testing.envoy import EnvoyProcess, bootstrap_for, free_port
 
@@ -121,21 +118,14 @@ class MeshPod:
 
     async def expect(self, exp: Expected) -> None:
         """MakeRequestAndExpectEventuallyConsistentResponse: 3 matching answers in a row within 30 s."""
-        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
-        while True:
+
+        async def attempt() -> str:
             try:
-                why = mesh_compare(exp, await self.request(exp))
+                return mesh_compare(exp, await self.request(exp))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                why = f"request failed: {exc!r}"
-            if not why:
-                successes += 1
-                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
-                    return
-                continue
-            successes = 0
-            if time.monotonic() > deadline:
-                raise ConformanceError(f"{exp.name()}: {why}")
-            await asyncio.sleep(1.0)
+                return f"request failed: {exc!r}"
+
+        await await_convergence(exp.name(), attempt)
 
     async def expect_all(self, cases: list[Expected]) -> None:
         """The Go tests' t.Run per case: every case is tried, the test fails naming each failing one."""

@@ -42,6 +42,28 @@ GATEWAY_CONDITION_S = 180.0
 ADDRESS_S = 180.0
 MAX_TIME_TO_CONSISTENCY_S = 30.0
 REQUIRED_CONSECUTIVE_SUCCESSES = 3
+
+
+async def await_convergence(
+    what: str, attempt: Callable[[], Awaitable[str]], required: int = REQUIRED_CONSECUTIVE_SUCCESSES
+) -> None:
+    """http.AwaitConvergence, the loop under every "eventually consistent" check of the suite: `attempt`
+    ('' on success, else why not) must succeed `required` times in a row within 30 s, a second between
+    failures; ConformanceError "<what>: <why>" after that."""
+    successes, deadline = 0, time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
+    while True:
+        why = await attempt()
+        if not why:
+            successes += 1
+            if successes >= required:
+                return
+            continue
+        successes = 0
+        if time.monotonic() > deadline:
+            raise ConformanceError(f"{what}: {why}")
+        await asyncio.sleep(1.0)
+
+
 REQUEST_TIMEOUT_S = 10.0
 INFRA_NS = "gateway-conformance-infra"
 APP_NS = "gateway-conformance-app-backend"
@@ -565,26 +587,17 @@ class Suite:
     async def expect_failure(self, gw_addr: GwAddr, exp: Expected) -> None:
         """MakeRequestAndExpectFailure (WaitForConsistentFailureResponse): 5 answers in a row that are
         neither 200 nor a timeout, within 30 s; a 200 fails at once."""
-        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
-        while True:
+
+        async def attempt() -> str:
             try:
                 got = await self.round_trip(gw_addr, exp)
-                if got.status == 200:
-                    raise ConformanceError(
-                        f"Request {exp.request} should failed, returned HTTP Status OK (200)"
-                    )
-                why = f"timeout status {got.status}" if got.status in (408, 504) else ""
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                why = f"Request failed, not ready yet: {exc!r}"
-            if not why:
-                successes += 1
-                if successes >= 5:
-                    return
-                continue
-            successes = 0
-            if time.monotonic() > deadline:
-                raise ConformanceError(f"timeout while waiting for a consistent failure: {why}")
-            await asyncio.sleep(1.0)
+                return f"Request failed, not ready yet: {exc!r}"
+            if got.status == 200:
+                raise ConformanceError(f"Request {exp.request} should failed, returned HTTP Status OK (200)")
+            return f"timeout status {got.status}" if got.status in (408, 504) else ""
+
+        await await_convergence("timeout while waiting for a consistent failure", attempt, required=5)
 
     async def resolved_refs_true(self, route: tuple[str, str], gw: tuple[str, str]) -> None:
         await self.route_must_have_condition(route, gw, ("ResolvedRefs", "True", "ResolvedRefs"))
@@ -595,22 +608,14 @@ class Suite:
     ) -> None:
         """MakeRequestAndExpectEventuallyConsistentResponse: 3 (`required`) matching round trips in a row,
         within 30 s."""
-        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
-        while True:
+
+        async def attempt() -> str:
             try:
-                got = await self.round_trip(gw_addr, exp)
-                why = compare(exp, got)
+                return compare(exp, await self.round_trip(gw_addr, exp))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                why = f"request failed: {exc!r}"
-            if not why:
-                successes += 1
-                if successes >= required:
-                    return
-                continue
-            successes = 0
-            if time.monotonic() > deadline:
-                raise ConformanceError(f"{exp.name()}: {why}")
-            await asyncio.sleep(1.0)
+                return f"request failed: {exc!r}"
+
+        await await_convergence(exp.name(), attempt, required)
 
     async def expect_mirrored(
         self, gw_addr: GwAddr, exp: Expected, mirrored_to: list[tuple[str, str]]
@@ -648,22 +653,14 @@ class Suite:
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         context.check_hostname = False  # Go's rules instead: OpenSSL refuses a wildcard like *.org
         context.sslobject_class = _GoHostnameCheck
-        successes, why, deadline = 0, "", time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
-        while True:
+
+        async def attempt() -> str:
             try:
-                got = await self.round_trip(gw_addr, exp, context, server_name)
-                why = compare(exp, got)
+                return compare(exp, await self.round_trip(gw_addr, exp, context, server_name))
             except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as exc:
-                why = f"request failed: {exc!r}"
-            if not why:
-                successes += 1
-                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
-                    return
-                continue
-            successes = 0
-            if time.monotonic() > deadline:
-                raise ConformanceError(f"{exp.name()}: {why}")
-            await asyncio.sleep(1.0)
+                return f"request failed: {exc!r}"
+
+        await await_convergence(exp.name(), attempt)
 
     async def tcp_expect(
         self, gw_addr: GwAddr, root: bytes, server_name: str, use_tls: bool, exp: TcpExpected

@@ -5,9 +5,7 @@ httproute-invalid-parentref-not-matching-listener-port.go, ported case by case."
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -17,15 +15,14 @@ from tests.conformance.gatewayapi.suite import (
     GROUP,
     H2C_PROTOCOL,
     INFRA_NS,
-    MAX_TIME_TO_CONSISTENCY_S,
     REQUEST_TIMEOUT_S,
-    REQUIRED_CONSECUTIVE_SUCCESSES,
     ConformanceError,
     Expected,
     GwAddr,
     Redirect,
     Request,
     Suite,
+    await_convergence,
 )
 from tests.conformance.gatewayapi.test_httproute_extended import accepted
 
@@ -182,23 +179,6 @@ async def _collect(failures: list[str], group: str, checks: list[Coroutine[Any, 
             await check
         except ConformanceError as exc:
             failures.append(f"{group}/case {i}: {exc}")
-
-
-async def await_convergence(what: str, attempt: Callable[[], Awaitable[str]]) -> None:
-    """http.AwaitConvergence: `attempt` ('' on success) must succeed 3 times in a row within 30 s, a second
-    between failures."""
-    successes, deadline = 0, time.monotonic() + MAX_TIME_TO_CONSISTENCY_S
-    while True:
-        why = await attempt()
-        if not why:
-            successes += 1
-            if successes >= REQUIRED_CONSECUTIVE_SUCCESSES:
-                return
-            continue
-        successes = 0
-        if time.monotonic() > deadline:
-            raise ConformanceError(f"{what}: {why}")
-        await asyncio.sleep(1.0)
 
 
 @pytest.mark.gateway_conformance("HTTPRouteBackendProtocolWebSocket")
