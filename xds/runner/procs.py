@@ -4,8 +4,8 @@ then KILL), never orphan (a child gets SIGTERM when its supervisor dies, even by
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # after 1, 2, 3... deaths in a row
 STABLE_AFTER_S = 30.0  # a child that ran this long before dying starts the backoff again from the shortest
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+# setpriv(1) (util-linux) sets PR_SET_PDEATHSIG and execs the child: no Python runs between fork and exec.
+# A preexec_fn did, which Python documents as unsafe with threads and which forces fork() over vfork(): with
+# gRPC running in the supervisor's process, its fork handlers aborted children before their exec (SIGABRT).
+_SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
 
 
 @dataclass
@@ -51,19 +53,10 @@ class Child:
             return "(no log)"
 
 
-def _die_with(parent_pid: int) -> Callable[[], None] | None:
-    """preexec_fn for Linux: the child gets SIGTERM when the thread that forked it (the supervisor's event
-    loop) dies, so a SIGKILLed or hung-up supervisor leaves no orphans. Survives the envoy wrapper's exec."""
-    libc = _libc
-    if libc is None:
-        return None
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the supervisor died before prctl: nobody will signal us
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """argv run so that the child gets SIGTERM when the thread that spawned it (the supervisor's event loop)
+    dies, so a SIGKILLed or hung-up supervisor leaves no orphans (PR_SET_PDEATHSIG survives the exec)."""
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv] if _SETPRIV else argv
 
 
 def _open_private_log(path: Path) -> int:
@@ -109,12 +102,11 @@ class Supervisor:
         fd = _open_private_log(child.log)
         try:
             child.proc = await asyncio.create_subprocess_exec(
-                *child.argv,
+                *_die_with_parent(child.argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=fd,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **child.env},
             )
         finally:
