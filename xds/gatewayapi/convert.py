@@ -22,6 +22,7 @@ from xds.diagnostics import Diagnostic, Location, Severity
 from xds.gatewayapi import certificates, hostnames, objects
 from xds.gatewayapi.backendtls import apply_policies
 from xds.gatewayapi.documents import GatewayApiInputs
+from xds.gatewayapi.invalid import GATEWAY_API_ORIGIN
 from xds.gatewayapi.kinds import (
     BUILTIN_CLASSES,
     CONTROLLER_NAME,
@@ -489,7 +490,7 @@ class _Converter:
             )
             self.out.virtual_services.append(
                 VirtualService(
-                    meta=Meta("VirtualService", gw.meta.namespace, name, where),
+                    meta=Meta("VirtualService", gw.meta.namespace, name, where, origin=GATEWAY_API_ORIGIN),
                     hosts=(hostnames.ANY,),
                     gateways=(gw.meta.ref,),
                     tls=tuple(
@@ -519,7 +520,7 @@ class _Converter:
             )
             self.out.virtual_services.append(
                 VirtualService(
-                    meta=Meta("VirtualService", gw.meta.namespace, name, where),
+                    meta=Meta("VirtualService", gw.meta.namespace, name, where, origin=GATEWAY_API_ORIGIN),
                     hosts=(host,),
                     gateways=(gw.meta.ref,),
                     http=tuple(_indexed(http)),

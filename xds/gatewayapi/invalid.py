@@ -13,3 +13,5 @@ INVALID_HTTP_BACKEND = "gateway-api:invalid-backend"  # answered 500
 INVALID_GRPC_BACKEND = "gateway-api:invalid-grpc-backend"  # answered 503 (gRPC UNAVAILABLE)
 INVALID_BACKENDS = frozenset((INVALID_HTTP_BACKEND, INVALID_GRPC_BACKEND))
 GENERATED_PREFIX = "gateway-api."  # the names of the VirtualServices converted from Gateway API routes
+
+GATEWAY_API_ORIGIN = "gateway-api"  # Meta.origin of the VirtualServices converted from Gateway API routes

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from xds.diagnostics import Location
 from xds.gatewayapi import objects
 from xds.gatewayapi.grpcroutes import convert_grpc_rule
+from xds.gatewayapi.invalid import GATEWAY_API_ORIGIN
 from xds.gatewayapi.l4routes import convert_l4_rule
 from xds.gatewayapi.routes import DOMAIN_SUFFIX, Resolver, RuleOutcome, SortKey, convert_rule
 from xds.gatewayapi.status import Condition, failed
@@ -134,7 +135,7 @@ class MeshRoutes:
             routes = [http for _, http in sorted(group.routes, key=lambda e: e[0])]
             out.append(
                 VirtualService(
-                    meta=Meta("VirtualService", ns, name, where),
+                    meta=Meta("VirtualService", ns, name, where, origin=GATEWAY_API_ORIGIN),
                     hosts=(host,),
                     gateways=(MESH_GATEWAY,),
                     http=tuple(replace(r, index=i) for i, r in enumerate(routes)),

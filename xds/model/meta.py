@@ -17,6 +17,9 @@ class Meta:
     namespace: str
     name: str
     location: Location = field(default_factory=Location, compare=False, hash=False, repr=False)
+    # "" for documents as written; the API a document was converted from otherwise (GATEWAY_API_ORIGIN): set
+    # only by code, never from YAML, so no written document can claim a converted one's rules
+    origin: str = field(default="", compare=False, hash=False)
 
     @property
     def ref(self) -> str:

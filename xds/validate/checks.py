@@ -8,7 +8,7 @@ from collections import defaultdict
 import networkx as nx
 
 from xds.diagnostics import Diagnostic, Severity
-from xds.gatewayapi.invalid import GENERATED_PREFIX
+from xds.gatewayapi.invalid import GATEWAY_API_ORIGIN
 from xds.model.mesh import MeshConfig
 from xds.model.resources import DestinationRule, HTTPMatch, HTTPRoute, TrafficPolicy, VirtualService
 from xds.model.traffic import Sidecar
@@ -349,7 +349,7 @@ def _route_checks(vs: VirtualService, config: MeshConfig) -> list[Diagnostic]:
 
 def _weights(vs: VirtualService, route: HTTPRoute) -> list[Diagnostic]:
     weights = [d.weight for d in route.route]
-    if vs.meta.name.startswith(GENERATED_PREFIX):
+    if vs.meta.origin == GATEWAY_API_ORIGIN:
         return []  # converted from Gateway API: relative weights (Envoy takes them as they are)
     if all(w is None for w in weights):
         return []  # istiod normalises: a single destination takes 100, several split evenly

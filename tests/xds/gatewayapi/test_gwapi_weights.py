@@ -107,3 +107,38 @@ def test_the_route_action_answers_500_for_a_missing_cluster() -> None:
     assert plain.cluster_not_found_response_code == code.SERVICE_UNAVAILABLE
     fast = rte.RouteAction.parse(route_action_bytes(by_name["default.ok.0"], result.config, 80))
     assert fast == plain
+
+
+ENTRIES = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ab, namespace: default}
+spec:
+  hosts: [svc-a.default.svc.cluster.local, svc-b.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http}]
+  endpoints: [{address: 10.0.0.1}]
+"""
+
+
+def test_a_written_virtual_service_named_like_a_converted_one_is_still_checked() -> None:
+    """The weights rule is relaxed for routes converted from Gateway API by their origin, not by their name: a
+    VirtualService written as `gateway-api.x` whose weights do not sum to 100 is refused as any other."""
+    text = (
+        ENTRIES
+        + """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gateway-api.x, namespace: default}
+spec:
+  hosts: [svc-a.default.svc.cluster.local]
+  http:
+  - route:
+    - {destination: {host: svc-a.default.svc.cluster.local}, weight: 30}
+    - {destination: {host: svc-b.default.svc.cluster.local}, weight: 30}
+"""
+    )
+    result = compile_text(text)
+    assert any("weight" in d.message for d in result.diagnostics if d.severity is Severity.ERROR), [
+        d.message for d in result.diagnostics
+    ]
